@@ -1,0 +1,113 @@
+//! The one error type of heartbridge-core.
+//!
+//! Messages say what happened and what to do. They never carry note text,
+//! names, keys or tokens: only ids, field names and the allowed spellings.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no Heartbridge profile at {path}: create one with `heartbridge init --name NAME --profile {path}`")]
+    ProfileMissing { path: PathBuf },
+
+    #[error("{path} is not a Heartbridge profile (it holds other files): choose an empty or new directory, or the directory you gave to `heartbridge init`")]
+    ProfileForeign { path: PathBuf },
+
+    #[error("a Heartbridge profile already exists at {path}: use it as it is, or choose another directory")]
+    ProfileExists { path: PathBuf },
+
+    #[error("the database {path} is damaged or is not a Heartbridge database ({detail}); it was left untouched: restore it from a backup or move it aside and sync again")]
+    DatabaseCorrupt { path: PathBuf, detail: String },
+
+    #[error("the database {path} was written by a newer Heartbridge (schema {found}, this one knows {known}): update Heartbridge")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error("no {what} with id {id}: check the id with `heartbridge {what} list`")]
+    NotFound { what: &'static str, id: String },
+
+    #[error("invalid {field} {value:?}: use one of {allowed}")]
+    InvalidValue {
+        field: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+
+    #[error("{what} is empty: give a non-empty value")]
+    Empty { what: &'static str },
+
+    #[error("{path} is not UTF-8 text (first bad byte at offset {offset}): save the handbook as UTF-8 and import it again")]
+    NotUtf8 { path: PathBuf, offset: usize },
+
+    #[error("{path}: {reason}")]
+    HandbookFormat { path: PathBuf, reason: String },
+
+    #[error("document {id} is not a {expected}")]
+    WrongKind { id: String, expected: &'static str },
+
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the disk is full: nothing was saved by this command, and what was saved before is intact; free some space and try again")]
+    DiskFull,
+
+    #[error("the database is busy (another Heartbridge process holds it): try again")]
+    Busy,
+
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+
+    #[error("document {id} could not be read: {source}")]
+    Document {
+        id: String,
+        #[source]
+        source: automerge::AutomergeError,
+    },
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.code {
+                ErrorCode::DiskFull => return Error::DiskFull,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return Error::Busy,
+                _ => {}
+            }
+        }
+        Error::Sqlite(e)
+    }
+}
+
+impl Error {
+    /// A stable, machine-readable name for the kind of error, for the CLI's
+    /// JSON and the app's error type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::ProfileMissing { .. } => "profile_missing",
+            Error::ProfileForeign { .. } => "profile_foreign",
+            Error::ProfileExists { .. } => "profile_exists",
+            Error::DatabaseCorrupt { .. } => "database_corrupt",
+            Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::NotFound { .. } => "not_found",
+            Error::InvalidValue { .. } | Error::Empty { .. } => "invalid_input",
+            Error::NotUtf8 { .. } | Error::HandbookFormat { .. } => "handbook_format",
+            Error::WrongKind { .. } => "wrong_kind",
+            Error::Io { .. } => "io",
+            Error::DiskFull => "disk_full",
+            Error::Busy => "busy",
+            Error::Sqlite(_) => "database",
+            Error::Document { .. } => "document",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,46 @@
+//! # heartbridge-core
+//!
+//! The domain, documents, store and search of Heartbridge, an offline-first
+//! companion for psychological-support volunteers. Every case and handbook
+//! is an Automerge document kept in one SQLite database per profile; lists
+//! and search are served from projections derived from those documents.
+//!
+//! The core never spawns a task, opens a socket or imports a UI or HTTP
+//! crate: the CLI, the app and the tests drive it.
+//!
+//! ```
+//! use heartbridge_core::{Store, NewCase, Group, Risk, Channel};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut store = Store::init(&dir.path().join("profile"), "林老师")?;
+//! let id = store.new_case(&NewCase { alias: "小雨".into(), group: Group::ExamStress, risk: Risk::Low })?;
+//! store.add_contact(&id, Channel::Hotline, "谈到考前失眠", Some(25))?;
+//! let case = store.case(&id)?;
+//! assert_eq!(case.contacts[0].author, "林老师");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod case;
+mod docvalue;
+mod error;
+mod handbook;
+mod model;
+mod ops;
+mod projection;
+pub mod search;
+mod store;
+
+pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
+pub use error::{Error, Result};
+pub use handbook::{Handbook, HandbookSource, Section};
+pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
+pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
+pub use search::Hit;
+pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
+
+/// Merge rules and document functions, for tests and tools that work on
+/// Automerge documents directly.
+pub mod docs {
+    pub use crate::case::{add_contact, create, edit_contact, read as read_case, risk, set_risk};
+    pub use crate::handbook::{parse as parse_handbook, read as read_handbook, split_sections};
+}

@@ -1,0 +1,365 @@
+//! What a volunteer does, as methods on [`Store`]: every CLI command and
+//! app command is a thin call to one of these.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::case::{self, Case, HistoryEntry, NewCase};
+use crate::error::{Error, Result};
+use crate::handbook::{self, Handbook, Section};
+use crate::model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
+use crate::search::{self, Hit};
+use crate::store::{Store, Written};
+
+/// A case in a list: no contact text.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CaseSummary {
+    pub id: String,
+    pub alias: String,
+    pub group: Group,
+    pub risk: Risk,
+    pub status: Status,
+    pub contacts: i64,
+    pub open_followups: i64,
+    pub updated_at: String,
+}
+
+/// Filters for [`Store::list_cases`].
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub risk: Option<Risk>,
+    pub status: Option<Status>,
+    pub group: Option<Group>,
+}
+
+/// Changes for [`Store::update_case`]; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct CaseUpdate {
+    pub alias: Option<String>,
+    pub risk: Option<Risk>,
+    pub status: Option<Status>,
+    pub group: Option<Group>,
+}
+
+/// A handbook in the library list.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HandbookSummary {
+    pub id: String,
+    pub slug: String,
+    pub title: String,
+    pub language: String,
+    pub version: String,
+    pub sections: i64,
+    pub chars: i64,
+}
+
+/// What importing one file did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Imported {
+    pub id: String,
+    pub slug: String,
+    pub title: String,
+    pub path: PathBuf,
+    /// `created`, `updated` or `unchanged`.
+    pub outcome: &'static str,
+}
+
+fn describe(u: &CaseUpdate) -> String {
+    let mut parts = Vec::new();
+    if u.alias.is_some() {
+        parts.push("alias changed".to_owned());
+    }
+    if let Some(r) = u.risk {
+        parts.push(format!("risk → {r}"));
+    }
+    if let Some(s) = u.status {
+        parts.push(format!("status → {s}"));
+    }
+    if let Some(g) = u.group {
+        parts.push(format!("group → {g}"));
+    }
+    parts.join(", ")
+}
+
+impl Store {
+    /// Opens a new case; returns its id.
+    pub fn new_case(&mut self, new: &NewCase) -> Result<DocId> {
+        let id = DocId::random();
+        let what = format!("case opened (group {}, risk {})", new.group, new.risk);
+        self.write(&id, DocKind::Case, true, &what, |doc, p| {
+            case::create(doc, new, &p.name, now_ms())
+        })?;
+        Ok(id)
+    }
+
+    /// Reads a case.
+    pub fn case(&self, id: &DocId) -> Result<Case> {
+        let doc = self.load_kind(id, DocKind::Case)?;
+        Ok(case::read(&doc, id.as_str()))
+    }
+
+    /// Logs a contact; returns the contact's id.
+    pub fn add_contact(&mut self, id: &DocId, channel: Channel, text: &str, minutes: Option<i64>) -> Result<String> {
+        let what = format!("contact logged ({channel})");
+        let (cid, _) = self.write(id, DocKind::Case, false, &what, |doc, p| {
+            case::add_contact(doc, channel, text, minutes, &p.name, now_ms())
+        })?;
+        Ok(cid)
+    }
+
+    /// Rewrites a contact's note (merged by character with concurrent edits).
+    pub fn edit_contact(&mut self, id: &DocId, contact: &str, text: &str) -> Result<Written> {
+        let (_, w) = self.write(id, DocKind::Case, false, "contact note edited", |doc, _| {
+            case::edit_contact(doc, contact, text)
+        })?;
+        Ok(w)
+    }
+
+    /// Changes a case's fields.
+    pub fn update_case(&mut self, id: &DocId, u: &CaseUpdate) -> Result<Written> {
+        let what = describe(u);
+        let (_, w) = self.write(id, DocKind::Case, false, &what, |doc, _| {
+            if let Some(a) = &u.alias {
+                case::set_alias(doc, a)?;
+            }
+            if let Some(r) = u.risk {
+                case::set_risk(doc, r)?;
+            }
+            if let Some(s) = u.status {
+                case::set_status(doc, s)?;
+            }
+            if let Some(g) = u.group {
+                case::set_group(doc, g)?;
+            }
+            Ok(())
+        })?;
+        Ok(w)
+    }
+
+    /// Adds a follow-up task; returns its id.
+    pub fn add_followup(&mut self, id: &DocId, text: &str, due: Option<&str>) -> Result<String> {
+        let (fid, _) = self.write(id, DocKind::Case, false, "follow-up added", |doc, _| {
+            case::add_followup(doc, text, due)
+        })?;
+        Ok(fid)
+    }
+
+    /// Marks a follow-up done or not done.
+    pub fn set_followup_done(&mut self, id: &DocId, followup: &str, done: bool) -> Result<Written> {
+        let what = if done { "follow-up done" } else { "follow-up reopened" };
+        let (_, w) = self.write(id, DocKind::Case, false, what, |doc, _| {
+            case::set_followup_done(doc, followup, done)
+        })?;
+        Ok(w)
+    }
+
+    /// Adds and removes tags.
+    pub fn tag_case(&mut self, id: &DocId, add: &[String], remove: &[String]) -> Result<Written> {
+        let (_, w) = self.write(id, DocKind::Case, false, "tags changed", |doc, _| case::tag(doc, add, remove))?;
+        Ok(w)
+    }
+
+    /// The case's history, oldest first.
+    pub fn case_history(&self, id: &DocId) -> Result<Vec<HistoryEntry>> {
+        let mut doc = self.load_kind(id, DocKind::Case)?;
+        Ok(case::history(&mut doc))
+    }
+
+    /// Cases, highest risk first, then most recently changed.
+    pub fn list_cases(&self, f: &CaseFilter) -> Result<Vec<CaseSummary>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, alias, grp, risk, status, contacts, open_followups, updated_at FROM cases
+             WHERE (?1 IS NULL OR risk = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR grp = ?3)
+             ORDER BY risk_rank DESC, updated_at DESC",
+        )?;
+        let rows = stmt.query_map(
+            params![f.risk.map(Risk::as_str), f.status.map(Status::as_str), f.group.map(Group::as_str)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, alias, group, risk, status, contacts, open_followups, updated) = row?;
+            out.push(CaseSummary {
+                id,
+                alias,
+                group: group.parse()?,
+                risk: risk.parse()?,
+                status: status.parse()?,
+                contacts,
+                open_followups,
+                updated_at: format_ms(updated),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Imports handbook files; a folder imports every `.md` file in it.
+    /// A file whose slug is already here updates that handbook in place.
+    /// Files are checked first: a bad file stops the import before anything
+    /// is stored.
+    pub fn import_handbooks(&mut self, paths: &[PathBuf]) -> Result<Vec<Imported>> {
+        let mut files = Vec::new();
+        for p in paths {
+            collect_markdown(p, &mut files)?;
+        }
+        let mut parsed = Vec::new();
+        for f in files {
+            let bytes = std::fs::read(&f).map_err(|source| Error::Io {
+                path: f.clone(),
+                source,
+            })?;
+            parsed.push((handbook::parse(&f, &bytes)?, f));
+        }
+        let mut out = Vec::new();
+        for (src, path) in parsed {
+            let existing: Option<String> = self
+                .conn()
+                .query_row("SELECT id FROM handbooks WHERE slug = ?1", [&src.slug], |r| r.get(0))
+                .ok();
+            let (id, create) = match existing {
+                Some(id) => (DocId::parse(&id, "handbook")?, false),
+                None => (DocId::random(), true),
+            };
+            let what = format!("handbook imported (version {})", src.version);
+            let (_, w) = self.write(&id, DocKind::Handbook, create, &what, |doc, _| handbook::write(doc, &src))?;
+            out.push(Imported {
+                id: id.to_string(),
+                slug: src.slug.clone(),
+                title: src.title.clone(),
+                path,
+                outcome: match (create, w) {
+                    (true, _) => "created",
+                    (false, Written::Changed(_)) => "updated",
+                    (false, Written::Unchanged) => "unchanged",
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The library.
+    pub fn list_handbooks(&self) -> Result<Vec<HandbookSummary>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, slug, title, language, version, sections, chars FROM handbooks ORDER BY language, title",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HandbookSummary {
+                id: r.get(0)?,
+                slug: r.get(1)?,
+                title: r.get(2)?,
+                language: r.get(3)?,
+                version: r.get(4)?,
+                sections: r.get(5)?,
+                chars: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A whole handbook.
+    pub fn handbook(&self, id: &DocId) -> Result<Handbook> {
+        let doc = self.load_kind(id, DocKind::Handbook)?;
+        Ok(handbook::read(&doc, id.as_str()))
+    }
+
+    /// One section of a handbook, from the projection (fast).
+    pub fn section(&self, id: &DocId, index: usize) -> Result<Section> {
+        self.conn()
+            .query_row(
+                "SELECT idx, level, title, body FROM sections WHERE handbook_id = ?1 AND idx = ?2",
+                params![id.as_str(), index as i64],
+                |r| {
+                    Ok(Section {
+                        index: r.get::<_, i64>(0)? as usize,
+                        level: r.get(1)?,
+                        title: r.get(2)?,
+                        body: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Error::NotFound {
+                    what: "section",
+                    id: format!("{id} §{index}"),
+                },
+                e => e.into(),
+            })
+    }
+
+    /// Searches handbook sections; best first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        let terms = search::terms(query);
+        let Some(fts) = search::fts_query(&terms) else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT s.handbook_id, h.title, s.idx, s.title, s.body, bm25(sections_fts, 4.0, 1.0) AS rank
+             FROM sections_fts
+             JOIN sections s ON s.rowid = sections_fts.rowid
+             JOIN handbooks h ON h.id = s.handbook_id
+             WHERE sections_fts MATCH ?1
+             ORDER BY rank LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![fts, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, f64>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hid, htitle, idx, stitle, body, rank) = row?;
+            out.push(Hit {
+                handbook_id: hid,
+                handbook_title: htitle,
+                section: idx as usize,
+                snippet: search::snippet(if body.is_empty() { &stitle } else { &body }, &terms, 80),
+                section_title: stitle,
+                score: -rank,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn collect_markdown(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(p).map_err(|source| Error::Io {
+        path: p.to_owned(),
+        source,
+    })?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|source| Error::Io {
+                path: p.to_owned(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == "md" || x == "markdown") {
+                collect_markdown(&e, out)?;
+            }
+        }
+    } else {
+        out.push(p.to_owned());
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Embedded, append-only schema migrations.
+//!
+//! Each entry runs once, inside one transaction together with the bump of
+//! `PRAGMA user_version`, so a database is always at exactly one version.
+//! Never edit an entry that has landed: append a new one.
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+/// The migrations, in order; `user_version` N means the first N have run.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: documents, outbox, projections, search.
+    r#"
+CREATE TABLE profile (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    name        TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- One row per document: its latest compacted snapshot.
+CREATE TABLE documents (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    snapshot    BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Incremental changes appended after the snapshot, folded in by compaction.
+CREATE TABLE document_changes (
+    doc_id      TEXT NOT NULL REFERENCES documents(id),
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    bytes       BLOB NOT NULL
+);
+CREATE INDEX document_changes_doc ON document_changes(doc_id, seq);
+
+-- Local changes that no relay has acknowledged yet.
+CREATE TABLE outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- Projections: derived from the documents, rebuilt from them at will.
+CREATE TABLE cases (
+    id              TEXT PRIMARY KEY,
+    alias           TEXT NOT NULL,
+    grp             TEXT NOT NULL,
+    risk            TEXT NOT NULL,
+    risk_rank       INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    contacts        INTEGER NOT NULL,
+    open_followups  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX cases_risk ON cases(risk_rank DESC, updated_at DESC);
+
+CREATE TABLE handbooks (
+    id          TEXT PRIMARY KEY,
+    slug        TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    language    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    sections    INTEGER NOT NULL,
+    chars       INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX handbooks_slug ON handbooks(slug);
+
+CREATE TABLE sections (
+    rowid       INTEGER PRIMARY KEY,
+    handbook_id TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    level       INTEGER NOT NULL,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    UNIQUE (handbook_id, idx)
+);
+
+-- Contentless full-text index over sections; see search.rs for why every
+-- CJK character is its own token.
+CREATE VIRTUAL TABLE sections_fts USING fts5(
+    title, body,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#,
+];
+
+/// Brings the database up to the newest schema. Returns the version found
+/// before, or an error if the database is newer than this code.
+pub(crate) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<i64> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, path: &std::path::Path, migrations: &[&str]) -> Result<i64> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = migrations.len() as i64;
+    if found > known {
+        return Err(crate::Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_applies_in_order_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn, &path).unwrap(), 0);
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        // A second run finds everything done and changes nothing.
+        assert_eq!(migrate(&mut conn, &path).unwrap(), v);
+        // The schema is what the store expects.
+        for table in ["profile", "documents", "document_changes", "outbox", "cases", "handbooks", "sections", "sections_fts"] {
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1, "table {table} missing");
+        }
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_database_at_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        // The second migration creates a table, then fails: neither its
+        // table nor its version bump may stick.
+        let list = [MIGRATIONS[0], "CREATE TABLE extra (x); CREATE TABLE profile (y);"];
+        assert!(migrate_with(&mut conn, &path, &list).is_err());
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 1);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'extra'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn, &path).unwrap_err();
+        assert_eq!(err.kind(), "schema_too_new");
+    }
+}
