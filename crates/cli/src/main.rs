@@ -1,1 +1,284 @@
-fn main() {}
+//! `heartbridge`: everything the app does, from a terminal or a script.
+//!
+//! Every command takes `--profile DIR` (or `HEARTBRIDGE_PROFILE`) and
+//! `--json`. Output goes to stdout; errors go to stderr with a message that
+//! says what to do and a non-zero exit code.
+
+mod output;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store};
+use serde_json::json;
+
+use output::Out;
+
+#[derive(Parser)]
+#[command(name = "heartbridge", version, about = "Heartbridge: handbooks and case notes for support volunteers, offline first")]
+struct Cli {
+    /// The profile directory (one per volunteer and device).
+    #[arg(long, global = true, env = "HEARTBRIDGE_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Print one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new profile.
+    Init {
+        /// Your name as your team sees it.
+        #[arg(long)]
+        name: String,
+    },
+    /// Handbooks: import, list, read, search.
+    #[command(subcommand)]
+    Handbook(HandbookCmd),
+    /// Cases: the people you follow, under an alias.
+    #[command(subcommand)]
+    Case(CaseCmd),
+}
+
+#[derive(Subcommand)]
+enum HandbookCmd {
+    /// Import Markdown files or folders of them; a changed file updates its handbook.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the handbooks on this device.
+    List,
+    /// Show a handbook's contents, or one section.
+    Show {
+        id: String,
+        #[arg(long)]
+        section: Option<usize>,
+    },
+    /// Search every handbook (Chinese or English; all terms must match).
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaseCmd {
+    /// Open a new case.
+    New {
+        /// An alias; never a real name.
+        #[arg(long)]
+        alias: String,
+        #[arg(long, default_value = "other")]
+        group: Group,
+        #[arg(long, default_value = "none")]
+        risk: Risk,
+    },
+    /// Log a contact.
+    Contact {
+        case_id: String,
+        #[arg(long)]
+        channel: Channel,
+        /// The note; `-` reads it from standard input.
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        minutes: Option<i64>,
+    },
+    /// Rewrite a contact's note.
+    EditContact {
+        case_id: String,
+        contact_id: String,
+        /// The new note; `-` reads it from standard input.
+        #[arg(long)]
+        text: String,
+    },
+    /// Change risk, status, group or alias.
+    Set {
+        case_id: String,
+        #[arg(long)]
+        risk: Option<Risk>,
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long)]
+        group: Option<Group>,
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Add a follow-up task.
+    Followup {
+        case_id: String,
+        #[arg(long)]
+        text: String,
+        /// Due date, YYYY-MM-DD.
+        #[arg(long)]
+        due: Option<String>,
+    },
+    /// Mark a follow-up done.
+    Done {
+        case_id: String,
+        followup_id: String,
+        /// Mark it not done again.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Add or remove tags.
+    Tag {
+        case_id: String,
+        #[arg(long)]
+        add: Vec<String>,
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+    /// Show a case with its contacts and follow-ups.
+    Show { case_id: String },
+    /// List cases, highest risk first.
+    List {
+        #[arg(long)]
+        risk: Option<Risk>,
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long)]
+        group: Option<Group>,
+    },
+    /// Who changed what, when.
+    History { case_id: String },
+}
+
+fn default_profile() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("heartbridge")
+}
+
+fn read_text(t: String) -> anyhow::Result<String> {
+    if t == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s.trim_end_matches('\n').to_owned())
+    } else {
+        Ok(t)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    match run(cli, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => out.error(&e),
+    }
+}
+
+fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
+    let profile = cli.profile.clone().unwrap_or_else(default_profile);
+    match cli.command {
+        Command::Init { name } => {
+            let store = Store::init(&profile, &name)?;
+            out.print(
+                &json!({"profile": profile, "device_id": store.profile().device_id}),
+                || format!("Profile created in {} (device {}).", profile.display(), store.profile().device_id),
+            );
+        }
+        Command::Handbook(cmd) => handbook(cmd, &mut Store::open(&profile)?, out)?,
+        Command::Case(cmd) => case(cmd, &mut Store::open(&profile)?, out)?,
+    }
+    Ok(())
+}
+
+fn handbook(cmd: HandbookCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
+    match cmd {
+        HandbookCmd::Import { paths } => {
+            let done = store.import_handbooks(&paths)?;
+            out.print(&done, || output::imported(&done));
+        }
+        HandbookCmd::List => {
+            let list = store.list_handbooks()?;
+            out.print(&list, || output::handbooks(&list));
+        }
+        HandbookCmd::Show { id, section } => {
+            let id = store.resolve(DocKind::Handbook, &id)?;
+            match section {
+                Some(n) => {
+                    let s = store.section(&id, n)?;
+                    out.print(&s, || format!("{}\n\n{}", s.title, s.body));
+                }
+                None => {
+                    let h = store.handbook(&id)?;
+                    out.print(&h, || output::handbook(&h));
+                }
+            }
+        }
+        HandbookCmd::Search { query, limit } => {
+            let hits = store.search(&query, limit)?;
+            out.print(&hits, || output::hits(&hits));
+        }
+    }
+    Ok(())
+}
+
+fn case(cmd: CaseCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
+    let find = |store: &Store, id: &str| store.resolve(DocKind::Case, id);
+    match cmd {
+        CaseCmd::New { alias, group, risk } => {
+            let id = store.new_case(&NewCase { alias, group, risk })?;
+            out.print(&json!({"id": id}), || format!("Case {id} opened. Saved on this device."));
+        }
+        CaseCmd::Contact { case_id, channel, text, minutes } => {
+            let id = find(store, &case_id)?;
+            let cid = store.add_contact(&id, channel, &read_text(text)?, minutes)?;
+            out.print(&json!({"id": id, "contact_id": cid}), || {
+                format!("Contact {cid} logged. Saved on this device.")
+            });
+        }
+        CaseCmd::EditContact { case_id, contact_id, text } => {
+            let id = find(store, &case_id)?;
+            let w = store.edit_contact(&id, &contact_id, &read_text(text)?)?;
+            out.written(&id, &w);
+        }
+        CaseCmd::Set { case_id, risk, status, group, alias } => {
+            let id = find(store, &case_id)?;
+            if risk.is_none() && status.is_none() && group.is_none() && alias.is_none() {
+                anyhow::bail!(heartbridge_core::Error::Empty { what: "the change (give --risk, --status, --group or --alias)" });
+            }
+            let w = store.update_case(&id, &CaseUpdate { alias, risk, status, group })?;
+            out.written(&id, &w);
+        }
+        CaseCmd::Followup { case_id, text, due } => {
+            let id = find(store, &case_id)?;
+            let fid = store.add_followup(&id, &read_text(text)?, due.as_deref())?;
+            out.print(&json!({"id": id, "followup_id": fid}), || format!("Follow-up {fid} added."));
+        }
+        CaseCmd::Done { case_id, followup_id, undo } => {
+            let id = find(store, &case_id)?;
+            let w = store.set_followup_done(&id, &followup_id, !undo)?;
+            out.written(&id, &w);
+        }
+        CaseCmd::Tag { case_id, add, remove } => {
+            let id = find(store, &case_id)?;
+            let w = store.tag_case(&id, &add, &remove)?;
+            out.written(&id, &w);
+        }
+        CaseCmd::Show { case_id } => {
+            let c = store.case(&find(store, &case_id)?)?;
+            out.print(&c, || output::case(&c));
+        }
+        CaseCmd::List { risk, status, group } => {
+            let list = store.list_cases(&CaseFilter { risk, status, group })?;
+            out.print(&list, || output::cases(&list));
+        }
+        CaseCmd::History { case_id } => {
+            let h = store.case_history(&find(store, &case_id)?)?;
+            out.print(&h, || output::history(&h));
+        }
+    }
+    Ok(())
+}

@@ -330,13 +330,23 @@ impl Store {
                 handbook_id: hid,
                 handbook_title: htitle,
                 section: idx as usize,
-                snippet: search::snippet(if body.is_empty() { &stitle } else { &body }, &terms, 80),
+                snippet: section_snippet(&stitle, &body, &terms),
                 section_title: stitle,
                 score: -rank,
             });
         }
         Ok(out)
     }
+}
+
+/// The snippet comes from the body where the match is; a section that
+/// matched by its title alone shows the title marked, then its first words.
+fn section_snippet(title: &str, body: &str, terms: &[search::Term]) -> String {
+    let marked = search::snippet(body, terms, 80);
+    if marked.contains("<mark>") || body.is_empty() && title.is_empty() {
+        return marked;
+    }
+    search::snippet(&format!("{title} · {body}"), terms, 80)
 }
 
 fn collect_markdown(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -362,4 +372,34 @@ fn collect_markdown(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(p.to_owned());
     }
     Ok(())
+}
+
+impl Store {
+    /// Finds a document by its full id or a unique prefix of at least four
+    /// hex digits, as people type them.
+    pub fn resolve(&self, kind: crate::DocKind, typed: &str) -> Result<DocId> {
+        let noun = crate::store::kind_noun(kind);
+        let typed = typed.trim().to_ascii_lowercase();
+        if typed.len() == 32 {
+            return DocId::parse(&typed, noun);
+        }
+        if typed.len() < 4 || !typed.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::NotFound { what: noun, id: typed.chars().take(40).collect() });
+        }
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id FROM documents WHERE kind = ?1 AND id >= ?2 AND id < ?2 || 'g' ORDER BY id LIMIT 2",
+        )?;
+        let ids: Vec<String> = stmt
+            .query_map(params![kind.as_str(), typed], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ids.as_slice() {
+            [one] => DocId::parse(one, noun),
+            [] => Err(Error::NotFound { what: noun, id: typed }),
+            _ => Err(Error::InvalidValue {
+                field: "id",
+                value: typed,
+                allowed: "more digits of the id: this prefix matches several",
+            }),
+        }
+    }
 }

@@ -1,0 +1,152 @@
+//! How results and errors are printed: JSON for scripts, plain text for
+//! people. Errors never echo note text: core errors carry none.
+
+use std::fmt::Write;
+use std::process::ExitCode;
+
+use heartbridge_core::{Case, CaseSummary, DocId, Handbook, HandbookSummary, HistoryEntry, Hit, Imported, Written};
+use serde::Serialize;
+
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    pub fn print<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot write JSON: {e}"),
+            }
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    pub fn written(&self, id: &DocId, w: &Written) {
+        let changed = matches!(w, Written::Changed(_));
+        self.print(&serde_json::json!({"id": id, "changed": changed}), || {
+            if changed {
+                "Saved on this device.".to_owned()
+            } else {
+                "Nothing to change: the case already says that.".to_owned()
+            }
+        });
+    }
+
+    pub fn error(&self, e: &anyhow::Error) -> ExitCode {
+        let (kind, code) = match e.downcast_ref::<heartbridge_core::Error>() {
+            Some(core) => {
+                let code = match core.kind() {
+                    "invalid_input" => 2,
+                    "not_found" => 3,
+                    "profile_missing" | "profile_foreign" | "profile_exists" | "schema_too_new" => 4,
+                    "database_corrupt" => 5,
+                    "handbook_format" => 6,
+                    _ => 1,
+                };
+                (core.kind(), code)
+            }
+            None => ("error", 1),
+        };
+        if self.json {
+            eprintln!("{}", serde_json::json!({"error": kind, "message": e.to_string()}));
+        } else {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(code)
+    }
+}
+
+fn strip_marks(s: &str) -> String {
+    s.replace("<mark>", "\x1b[1m")
+        .replace("</mark>", "\x1b[0m")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+pub fn imported(list: &[Imported]) -> String {
+    let mut s = String::new();
+    for i in list {
+        let _ = writeln!(s, "{:9} {}  {}  ({})", i.outcome, &i.id[..8], i.title, i.path.display());
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn handbooks(list: &[HandbookSummary]) -> String {
+    if list.is_empty() {
+        return "No handbooks yet: import some with `heartbridge handbook import DIR`.".into();
+    }
+    let mut s = String::new();
+    for h in list {
+        let _ = writeln!(s, "{}  {}  [{} v{}, {} sections]", &h.id[..8], h.title, h.language, h.version, h.sections);
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn handbook(h: &Handbook) -> String {
+    let mut s = format!("{}  ({} v{})\n", h.title, h.language, h.version);
+    for sec in &h.sections {
+        let indent = "  ".repeat(usize::from(sec.level.saturating_sub(1)));
+        let _ = writeln!(s, "{:>3}  {indent}{}", sec.index, sec.title);
+    }
+    s.push_str("\nRead a section with --section N.");
+    s
+}
+
+pub fn hits(hits: &[Hit]) -> String {
+    if hits.is_empty() {
+        return "No section matches.".into();
+    }
+    let mut s = String::new();
+    for h in hits {
+        let _ = writeln!(s, "{} › {}  [{} --section {}]\n    {}\n", h.handbook_title, h.section_title, &h.handbook_id[..8], h.section, strip_marks(&h.snippet));
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn case(c: &Case) -> String {
+    let mut s = format!(
+        "{}  {}\n  group {}, risk {}{}, status {}\n",
+        c.alias,
+        c.id,
+        c.group,
+        c.risk,
+        if c.risk_conflict { " (devices disagreed; highest shown)" } else { "" },
+        c.status
+    );
+    if !c.tags.is_empty() {
+        let _ = writeln!(s, "  tags: {}", c.tags.join(", "));
+    }
+    for ct in &c.contacts {
+        let mins = ct.minutes.map(|m| format!(", {m} min")).unwrap_or_default();
+        let _ = writeln!(s, "\n  {} {}{} by {} [{}]\n    {}", ct.at, ct.channel, mins, ct.author, ct.id, ct.text);
+    }
+    for f in &c.followups {
+        let due = f.due.as_deref().map(|d| format!(" (due {d})")).unwrap_or_default();
+        let _ = writeln!(s, "  [{}] {}{} [{}]", if f.done { "x" } else { " " }, f.text, due, f.id);
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn cases(list: &[CaseSummary]) -> String {
+    if list.is_empty() {
+        return "No cases.".into();
+    }
+    let mut s = String::new();
+    for c in list {
+        let _ = writeln!(s, "{}  {:8} {:8} {:15} {}  ({} contacts)", &c.id[..8], c.risk, c.status, c.group, c.alias, c.contacts);
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn history(h: &[HistoryEntry]) -> String {
+    let mut s = String::new();
+    for e in h {
+        let _ = writeln!(s, "{}  {}  {}", e.at, e.author, e.what);
+    }
+    s.trim_end().to_owned()
+}
