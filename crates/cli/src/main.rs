@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store};
+use heartbridge_client::HttpTransport;
+use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store, SyncOptions};
 use serde_json::json;
 
 use output::Out;
@@ -43,6 +44,49 @@ enum Command {
     /// Cases: the people you follow, under an alias.
     #[command(subcommand)]
     Case(CaseCmd),
+    /// Your team: claim it as lead, invite devices, list members.
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// Join a team with an invite code (creates the profile if needed).
+    Join {
+        code: String,
+        /// Your name as your team sees it (needed if the profile is new).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Send this device's changes to the relay and fetch the team's.
+    Sync {
+        /// Cap on the bytes of each pulled page (small pages for slow links).
+        #[arg(long, default_value_t = 0)]
+        page_bytes: u32,
+        /// Also push a snapshot of every document, so the relay can drop older envelopes.
+        #[arg(long)]
+        snapshot: bool,
+    },
+    /// Sync state: last sync, changes waiting, last error.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum TeamCmd {
+    /// Claim a team the relay operator created, as its lead.
+    Claim {
+        #[arg(long)]
+        relay: String,
+        /// The lead token printed by `heartbridge-relay team create`.
+        #[arg(long)]
+        token: String,
+        /// Your name (needed if the profile is new).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print an invite code for a new device.
+    Invite {
+        #[arg(long, default_value = "volunteer")]
+        role: String,
+    },
+    /// The team's devices with role and last sync.
+    Members,
 }
 
 #[derive(Subcommand)]
@@ -190,8 +234,73 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         }
         Command::Handbook(cmd) => handbook(cmd, &mut Store::open(&profile)?, out)?,
         Command::Case(cmd) => case(cmd, &mut Store::open(&profile)?, out)?,
+        Command::Team(TeamCmd::Claim { relay, token, name }) => {
+            let mut store = open_or_init(&profile, name.as_deref())?;
+            let team = heartbridge_client::claim(&mut store, &relay, &token)?;
+            out.print(
+                &json!({"team_id": team.team_id.to_hex(), "device_id": team.device_id, "role": team.role}),
+                || format!("You lead team {}. Invite devices with `heartbridge team invite`.", team.team_id),
+            );
+        }
+        Command::Team(TeamCmd::Invite { role }) => {
+            let role: heartbridge_core::proto::Role = role.parse().map_err(|_| heartbridge_core::Error::InvalidValue {
+                field: "role",
+                value: role.chars().take(40).collect(),
+                allowed: "volunteer supervisor lead",
+            })?;
+            let store = Store::open(&profile)?;
+            let code = heartbridge_client::invite(&store, role)?;
+            out.print(&json!({"code": code, "role": role}), || {
+                format!("{code}\n\nThis code carries the team key: give it in person, never by an open channel. It works once.")
+            });
+        }
+        Command::Team(TeamCmd::Members) => {
+            let store = Store::open(&profile)?;
+            let members = heartbridge_client::members(&store)?;
+            out.print(&members, || output::members(&members));
+        }
+        Command::Join { code, name } => {
+            let mut store = open_or_init(&profile, name.as_deref())?;
+            let team = heartbridge_client::join(&mut store, &code)?;
+            out.print(
+                &json!({"team_id": team.team_id.to_hex(), "device_id": team.device_id, "role": team.role}),
+                || format!("Joined team {} as {}. Run `heartbridge sync` to fetch the team's data.", team.team_id, team.role),
+            );
+        }
+        Command::Sync { page_bytes, snapshot } => {
+            let mut store = Store::open(&profile)?;
+            let opts = SyncOptions { page_bytes, snapshot_all: snapshot, ..SyncOptions::default() };
+            let human = !cli.json;
+            let report = store.sync(&mut HttpTransport::default(), &opts, &mut |p| {
+                if human {
+                    eprintln!("sync: {} requests, {} sent, {} received, {} waiting", p.requests, p.pushed, p.pulled, p.pending);
+                }
+            })?;
+            out.print(&report, || output::sync(&report));
+        }
+        Command::Status => {
+            let store = Store::open(&profile)?;
+            let status = store.sync_status()?;
+            let team = store.team()?;
+            let v = json!({
+                "name": store.profile().name,
+                "device_id": store.profile().device_id,
+                "team": team.as_ref().map(|t| json!({"team_id": t.team_id.to_hex(), "relay": t.relay_url, "role": t.role})),
+                "sync": status,
+            });
+            out.print(&v, || output::status(&status, team.as_ref()));
+        }
     }
     Ok(())
+}
+
+fn open_or_init(profile: &std::path::Path, name: Option<&str>) -> anyhow::Result<Store> {
+    match Store::open(profile) {
+        Err(heartbridge_core::Error::ProfileMissing { .. }) if name.is_some() => {
+            Ok(Store::init(profile, name.unwrap_or_default())?)
+        }
+        other => Ok(other?),
+    }
 }
 
 fn handbook(cmd: HandbookCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use heartbridge_core::{Case, CaseSummary, DocId, Handbook, HandbookSummary, HistoryEntry, Hit, Imported, Written};
+use heartbridge_core::{SyncReport, SyncStatus, Team, Case, CaseSummary, DocId, Handbook, HandbookSummary, HistoryEntry, Hit, Imported, Written};
 use serde::Serialize;
 
 pub struct Out {
@@ -147,6 +147,51 @@ pub fn history(h: &[HistoryEntry]) -> String {
     let mut s = String::new();
     for e in h {
         let _ = writeln!(s, "{}  {}  {}", e.at, e.author, e.what);
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn members(list: &[heartbridge_client::MemberView]) -> String {
+    let mut s = String::new();
+    for m in list {
+        let last = m.last_sync_at.map(|t| heartbridge_core::format_ms(t * 1000)).unwrap_or_else(|| "never synced".into());
+        let _ = writeln!(
+            s,
+            "{}  {:10} {}  last sync {}{}{}",
+            &m.device_id[..8.min(m.device_id.len())],
+            m.role,
+            m.name.as_deref().unwrap_or("(name unreadable)"),
+            last,
+            if m.revoked { "  REVOKED" } else { "" },
+            if m.this_device { "  (this device)" } else { "" }
+        );
+    }
+    s.trim_end().to_owned()
+}
+
+pub fn sync(r: &SyncReport) -> String {
+    let mut s = format!(
+        "Synced: {} change(s) delivered, {} received ({} applied) in {} request(s), {} bytes sent, {} bytes received.",
+        r.changes_delivered, r.pulled, r.applied, r.requests, r.bytes_sent, r.bytes_received
+    );
+    if r.refused > 0 {
+        let _ = write!(s, "\n{} envelope(s) from the relay did not open with this team's key and were set aside, not applied.", r.refused);
+    }
+    if r.pending > 0 {
+        let _ = write!(s, "\n{} change(s) still wait: they are saved on this device; sync again.", r.pending);
+    }
+    s
+}
+
+pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
+    let mut s = match team {
+        Some(t) => format!("Team {} via {} as {}.\n", t.team_id, t.relay_url, t.role),
+        None => "Not in a team yet: everything stays on this device.\n".to_owned(),
+    };
+    let _ = writeln!(s, "Last synced: {}", st.last_synced_at.as_deref().unwrap_or("never"));
+    let _ = writeln!(s, "Changes waiting: {}", st.pending);
+    if let Some(e) = &st.last_error {
+        let _ = writeln!(s, "Last error: {e}");
     }
     s.trim_end().to_owned()
 }

@@ -62,6 +62,24 @@ pub enum Error {
     #[error("the database is busy (another Heartbridge process holds it): try again")]
     Busy,
 
+    #[error("this device has not joined a team yet: join with an invite code (`heartbridge join CODE`) or claim a team as its lead")]
+    NotEnrolled,
+
+    #[error("this device already belongs to a team: a profile joins one team only; create another profile for another team")]
+    AlreadyEnrolled,
+
+    #[error("cannot reach the relay ({detail}): everything is saved on this device and will be sent at the next sync")]
+    Network { detail: String },
+
+    #[error("{message}")]
+    Relay { kind: String, message: String },
+
+    #[error("the relay answered with something this version does not understand ({detail}): update Heartbridge or tell the relay operator")]
+    Protocol { detail: String },
+
+    #[error("the invite code is not valid: {0}")]
+    Invite(#[from] heartbridge_proto::InviteError),
+
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
 
@@ -104,6 +122,12 @@ impl Error {
             Error::Io { .. } => "io",
             Error::DiskFull => "disk_full",
             Error::Busy => "busy",
+            Error::NotEnrolled => "not_enrolled",
+            Error::AlreadyEnrolled => "already_enrolled",
+            Error::Network { .. } => "network",
+            Error::Relay { .. } => "relay",
+            Error::Protocol { .. } => "protocol",
+            Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",
             Error::Document { .. } => "document",
         }

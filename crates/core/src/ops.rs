@@ -227,7 +227,7 @@ impl Store {
         for (src, path) in parsed {
             let existing: Option<String> = self
                 .conn()
-                .query_row("SELECT id FROM handbooks WHERE slug = ?1", [&src.slug], |r| r.get(0))
+                .query_row("SELECT id FROM handbooks WHERE slug = ?1 ORDER BY id LIMIT 1", [&src.slug], |r| r.get(0))
                 .ok();
             let (id, create) = match existing {
                 Some(id) => (DocId::parse(&id, "handbook")?, false),

@@ -70,7 +70,7 @@ CREATE TABLE handbooks (
     chars       INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX handbooks_slug ON handbooks(slug);
+CREATE INDEX handbooks_slug ON handbooks(slug, id);
 
 CREATE TABLE sections (
     rowid       INTEGER PRIMARY KEY,
@@ -90,6 +90,66 @@ CREATE VIRTUAL TABLE sections_fts USING fts5(
     contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'
 );
+"#,
+    // 2: team membership, sync state, refused envelopes, device-local data.
+    r#"
+-- The team this device belongs to. Holds the team key and the device's
+-- bearer token: never logged, never shown.
+CREATE TABLE team (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    relay_url     TEXT NOT NULL,
+    team_id       TEXT NOT NULL,
+    device_id     TEXT NOT NULL,
+    device_token  TEXT NOT NULL,
+    team_key      BLOB NOT NULL,
+    role          TEXT NOT NULL,
+    joined_at     INTEGER NOT NULL
+);
+
+CREATE TABLE sync_state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor          INTEGER NOT NULL DEFAULT 0,
+    last_synced_at  INTEGER,
+    last_error_kind TEXT,
+    last_error      TEXT
+);
+INSERT INTO sync_state (id) VALUES (1);
+
+-- Envelopes pulled from the relay that did not open or apply; kept for the
+-- record, never applied.
+CREATE TABLE refused (
+    seq         INTEGER NOT NULL,
+    doc_id      TEXT NOT NULL,
+    content_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+
+-- Envelopes exchanged per document since its last snapshot, to decide
+-- when to push a superseding snapshot.
+CREATE TABLE doc_sync (
+    doc_id          TEXT PRIMARY KEY,
+    since_snapshot  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Device-local: not synced.
+CREATE TABLE bookmarks (
+    handbook_id TEXT NOT NULL,
+    section     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (handbook_id, section)
+) WITHOUT ROWID;
+
+CREATE TABLE shifts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER
+);
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -133,7 +193,7 @@ mod tests {
         // A second run finds everything done and changes nothing.
         assert_eq!(migrate(&mut conn, &path).unwrap(), v);
         // The schema is what the store expects.
-        for table in ["profile", "documents", "document_changes", "outbox", "cases", "handbooks", "sections", "sections_fts"] {
+        for table in ["profile", "documents", "document_changes", "outbox", "cases", "handbooks", "sections", "sections_fts", "team", "sync_state", "refused", "doc_sync", "bookmarks", "shifts", "settings"] {
             let n: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
                 .unwrap();

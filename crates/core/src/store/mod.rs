@@ -289,40 +289,17 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing = load_doc(&tx, id, &self.profile.actor)?;
-        let is_new = existing.is_none();
-        let mut doc = match existing {
-            Some((k, doc)) if k == kind => doc,
-            Some(_) => {
-                return Err(Error::WrongKind {
-                    id: id.to_string(),
-                    expected: kind.as_str(),
-                })
-            }
-            None => AutoCommit::new().with_actor(self.profile.actor.clone()),
-        };
-        let heads = doc.get_heads();
-        doc.load_incremental(bytes).map_err(|source| Error::Document {
-            id: id.to_string(),
-            source,
-        })?;
-        if doc.get_heads() == heads {
-            return Ok(false);
-        }
-        let now = now_ms();
-        if is_new {
-            tx.execute(
-                "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id.as_str(), kind.as_str(), doc.save(), now],
-            )?;
-        } else {
-            let change = doc.save_after(&heads);
-            append_change(&tx, id, &change, now)?;
-        }
-        crate::projection::refresh(&tx, id, kind, &mut doc)?;
-        compact_if_needed(&tx, id, &mut doc)?;
+        let changed = apply_remote_in(&tx, &self.profile.actor, id, kind, bytes)?;
         tx.commit()?;
-        Ok(true)
+        Ok(changed)
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn actor(&self) -> &ActorId {
+        &self.profile.actor
     }
 
     /// Folds a document's incremental changes into one snapshot now.
@@ -454,6 +431,53 @@ fn load_doc(conn: &Connection, id: &DocId, actor: &ActorId) -> Result<Option<(Do
     }
     doc.set_actor(actor.clone());
     Ok(Some((kind.parse()?, doc)))
+}
+
+/// Merges remote bytes into a document inside the caller's transaction.
+pub(crate) fn apply_remote_in(
+    conn: &Connection,
+    actor: &ActorId,
+    id: &DocId,
+    kind: DocKind,
+    bytes: &[u8],
+) -> Result<bool> {
+    let existing = load_doc(conn, id, actor)?;
+    let is_new = existing.is_none();
+    let mut doc = match existing {
+        Some((k, doc)) if k == kind => doc,
+        Some(_) => {
+            return Err(Error::WrongKind {
+                id: id.to_string(),
+                expected: kind.as_str(),
+            })
+        }
+        None => AutoCommit::new().with_actor(actor.clone()),
+    };
+    let heads = doc.get_heads();
+    doc.load_incremental(bytes).map_err(|source| Error::Document {
+        id: id.to_string(),
+        source,
+    })?;
+    if doc.get_heads() == heads {
+        return Ok(false);
+    }
+    let now = now_ms();
+    if is_new {
+        conn.execute(
+            "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id.as_str(), kind.as_str(), doc.save(), now],
+        )?;
+    } else {
+        let change = doc.save_after(&heads);
+        append_change(conn, id, &change, now)?;
+    }
+    crate::projection::refresh(conn, id, kind, &mut doc)?;
+    compact_if_needed(conn, id, &mut doc)?;
+    Ok(true)
+}
+
+pub(crate) fn load_doc_in(conn: &Connection, id: &DocId, actor: &ActorId) -> Result<Option<(DocKind, AutoCommit)>> {
+    load_doc(conn, id, actor)
 }
 
 fn append_change(conn: &Connection, id: &DocId, change: &[u8], now: i64) -> Result<()> {
