@@ -12,13 +12,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use heartbridge_client::HttpTransport;
-use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store, SyncOptions};
+use heartbridge_core::{
+    CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store, SyncOptions,
+};
 use serde_json::json;
 
 use output::Out;
 
 #[derive(Parser)]
-#[command(name = "heartbridge", version, about = "Heartbridge: handbooks and case notes for support volunteers, offline first")]
+#[command(
+    name = "heartbridge",
+    version,
+    about = "Heartbridge: handbooks and case notes for support volunteers, offline first"
+)]
 struct Cli {
     /// The profile directory (one per volunteer and device).
     #[arg(long, global = true, env = "HEARTBRIDGE_PROFILE")]
@@ -229,7 +235,13 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             let store = Store::init(&profile, &name)?;
             out.print(
                 &json!({"profile": profile, "device_id": store.profile().device_id}),
-                || format!("Profile created in {} (device {}).", profile.display(), store.profile().device_id),
+                || {
+                    format!(
+                        "Profile created in {} (device {}).",
+                        profile.display(),
+                        store.profile().device_id
+                    )
+                },
             );
         }
         Command::Handbook(cmd) => handbook(cmd, &mut Store::open(&profile)?, out)?,
@@ -243,11 +255,13 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             );
         }
         Command::Team(TeamCmd::Invite { role }) => {
-            let role: heartbridge_core::proto::Role = role.parse().map_err(|_| heartbridge_core::Error::InvalidValue {
-                field: "role",
-                value: role.chars().take(40).collect(),
-                allowed: "volunteer supervisor lead",
-            })?;
+            let role: heartbridge_core::proto::Role =
+                role.parse()
+                    .map_err(|_| heartbridge_core::Error::InvalidValue {
+                        field: "role",
+                        value: role.chars().take(40).collect(),
+                        allowed: "volunteer supervisor lead",
+                    })?;
             let store = Store::open(&profile)?;
             let code = heartbridge_client::invite(&store, role)?;
             out.print(&json!({"code": code, "role": role}), || {
@@ -267,13 +281,23 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 || format!("Joined team {} as {}. Run `heartbridge sync` to fetch the team's data.", team.team_id, team.role),
             );
         }
-        Command::Sync { page_bytes, snapshot } => {
+        Command::Sync {
+            page_bytes,
+            snapshot,
+        } => {
             let mut store = Store::open(&profile)?;
-            let opts = SyncOptions { page_bytes, snapshot_all: snapshot, ..SyncOptions::default() };
+            let opts = SyncOptions {
+                page_bytes,
+                snapshot_all: snapshot,
+                ..SyncOptions::default()
+            };
             let human = !cli.json;
             let report = store.sync(&mut HttpTransport::default(), &opts, &mut |p| {
                 if human {
-                    eprintln!("sync: {} requests, {} sent, {} received, {} waiting", p.requests, p.pushed, p.pulled, p.pending);
+                    eprintln!(
+                        "sync: {} requests, {} sent, {} received, {} waiting",
+                        p.requests, p.pushed, p.pulled, p.pending
+                    );
                 }
             })?;
             out.print(&report, || output::sync(&report));
@@ -339,39 +363,76 @@ fn case(cmd: CaseCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
     match cmd {
         CaseCmd::New { alias, group, risk } => {
             let id = store.new_case(&NewCase { alias, group, risk })?;
-            out.print(&json!({"id": id}), || format!("Case {id} opened. Saved on this device."));
+            out.print(&json!({"id": id}), || {
+                format!("Case {id} opened. Saved on this device.")
+            });
         }
-        CaseCmd::Contact { case_id, channel, text, minutes } => {
+        CaseCmd::Contact {
+            case_id,
+            channel,
+            text,
+            minutes,
+        } => {
             let id = find(store, &case_id)?;
             let cid = store.add_contact(&id, channel, &read_text(text)?, minutes)?;
             out.print(&json!({"id": id, "contact_id": cid}), || {
                 format!("Contact {cid} logged. Saved on this device.")
             });
         }
-        CaseCmd::EditContact { case_id, contact_id, text } => {
+        CaseCmd::EditContact {
+            case_id,
+            contact_id,
+            text,
+        } => {
             let id = find(store, &case_id)?;
             let w = store.edit_contact(&id, &contact_id, &read_text(text)?)?;
             out.written(&id, &w);
         }
-        CaseCmd::Set { case_id, risk, status, group, alias } => {
+        CaseCmd::Set {
+            case_id,
+            risk,
+            status,
+            group,
+            alias,
+        } => {
             let id = find(store, &case_id)?;
             if risk.is_none() && status.is_none() && group.is_none() && alias.is_none() {
-                anyhow::bail!(heartbridge_core::Error::Empty { what: "the change (give --risk, --status, --group or --alias)" });
+                anyhow::bail!(heartbridge_core::Error::Empty {
+                    what: "the change (give --risk, --status, --group or --alias)"
+                });
             }
-            let w = store.update_case(&id, &CaseUpdate { alias, risk, status, group })?;
+            let w = store.update_case(
+                &id,
+                &CaseUpdate {
+                    alias,
+                    risk,
+                    status,
+                    group,
+                },
+            )?;
             out.written(&id, &w);
         }
         CaseCmd::Followup { case_id, text, due } => {
             let id = find(store, &case_id)?;
             let fid = store.add_followup(&id, &read_text(text)?, due.as_deref())?;
-            out.print(&json!({"id": id, "followup_id": fid}), || format!("Follow-up {fid} added."));
+            out.print(&json!({"id": id, "followup_id": fid}), || {
+                format!("Follow-up {fid} added.")
+            });
         }
-        CaseCmd::Done { case_id, followup_id, undo } => {
+        CaseCmd::Done {
+            case_id,
+            followup_id,
+            undo,
+        } => {
             let id = find(store, &case_id)?;
             let w = store.set_followup_done(&id, &followup_id, !undo)?;
             out.written(&id, &w);
         }
-        CaseCmd::Tag { case_id, add, remove } => {
+        CaseCmd::Tag {
+            case_id,
+            add,
+            remove,
+        } => {
             let id = find(store, &case_id)?;
             let w = store.tag_case(&id, &add, &remove)?;
             out.written(&id, &w);
@@ -380,8 +441,16 @@ fn case(cmd: CaseCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
             let c = store.case(&find(store, &case_id)?)?;
             out.print(&c, || output::case(&c));
         }
-        CaseCmd::List { risk, status, group } => {
-            let list = store.list_cases(&CaseFilter { risk, status, group })?;
+        CaseCmd::List {
+            risk,
+            status,
+            group,
+        } => {
+            let list = store.list_cases(&CaseFilter {
+                risk,
+                status,
+                group,
+            })?;
             out.print(&list, || output::cases(&list));
         }
         CaseCmd::History { case_id } => {

@@ -4,7 +4,10 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use heartbridge_core::{SyncReport, SyncStatus, Team, Case, CaseSummary, DocId, Handbook, HandbookSummary, HistoryEntry, Hit, Imported, Written};
+use heartbridge_core::{
+    Case, CaseSummary, DocId, Handbook, HandbookSummary, HistoryEntry, Hit, Imported, SyncReport,
+    SyncStatus, Team, Written,
+};
 use serde::Serialize;
 
 pub struct Out {
@@ -40,7 +43,9 @@ impl Out {
                 let code = match core.kind() {
                     "invalid_input" => 2,
                     "not_found" => 3,
-                    "profile_missing" | "profile_foreign" | "profile_exists" | "schema_too_new" => 4,
+                    "profile_missing" | "profile_foreign" | "profile_exists" | "schema_too_new" => {
+                        4
+                    }
                     "database_corrupt" => 5,
                     "handbook_format" => 6,
                     _ => 1,
@@ -50,7 +55,10 @@ impl Out {
             None => ("error", 1),
         };
         if self.json {
-            eprintln!("{}", serde_json::json!({"error": kind, "message": e.to_string()}));
+            eprintln!(
+                "{}",
+                serde_json::json!({"error": kind, "message": e.to_string()})
+            );
         } else {
             eprintln!("error: {e}");
         }
@@ -71,7 +79,14 @@ fn strip_marks(s: &str) -> String {
 pub fn imported(list: &[Imported]) -> String {
     let mut s = String::new();
     for i in list {
-        let _ = writeln!(s, "{:9} {}  {}  ({})", i.outcome, &i.id[..8], i.title, i.path.display());
+        let _ = writeln!(
+            s,
+            "{:9} {}  {}  ({})",
+            i.outcome,
+            &i.id[..8],
+            i.title,
+            i.path.display()
+        );
     }
     s.trim_end().to_owned()
 }
@@ -82,7 +97,15 @@ pub fn handbooks(list: &[HandbookSummary]) -> String {
     }
     let mut s = String::new();
     for h in list {
-        let _ = writeln!(s, "{}  {}  [{} v{}, {} sections]", &h.id[..8], h.title, h.language, h.version, h.sections);
+        let _ = writeln!(
+            s,
+            "{}  {}  [{} v{}, {} sections]",
+            &h.id[..8],
+            h.title,
+            h.language,
+            h.version,
+            h.sections
+        );
     }
     s.trim_end().to_owned()
 }
@@ -103,7 +126,15 @@ pub fn hits(hits: &[Hit]) -> String {
     }
     let mut s = String::new();
     for h in hits {
-        let _ = writeln!(s, "{} › {}  [{} --section {}]\n    {}\n", h.handbook_title, h.section_title, &h.handbook_id[..8], h.section, strip_marks(&h.snippet));
+        let _ = writeln!(
+            s,
+            "{} › {}  [{} --section {}]\n    {}\n",
+            h.handbook_title,
+            h.section_title,
+            &h.handbook_id[..8],
+            h.section,
+            strip_marks(&h.snippet)
+        );
     }
     s.trim_end().to_owned()
 }
@@ -115,7 +146,11 @@ pub fn case(c: &Case) -> String {
         c.id,
         c.group,
         c.risk,
-        if c.risk_conflict { " (devices disagreed; highest shown)" } else { "" },
+        if c.risk_conflict {
+            " (devices disagreed; highest shown)"
+        } else {
+            ""
+        },
         c.status
     );
     if !c.tags.is_empty() {
@@ -123,11 +158,26 @@ pub fn case(c: &Case) -> String {
     }
     for ct in &c.contacts {
         let mins = ct.minutes.map(|m| format!(", {m} min")).unwrap_or_default();
-        let _ = writeln!(s, "\n  {} {}{} by {} [{}]\n    {}", ct.at, ct.channel, mins, ct.author, ct.id, ct.text);
+        let _ = writeln!(
+            s,
+            "\n  {} {}{} by {} [{}]\n    {}",
+            ct.at, ct.channel, mins, ct.author, ct.id, ct.text
+        );
     }
     for f in &c.followups {
-        let due = f.due.as_deref().map(|d| format!(" (due {d})")).unwrap_or_default();
-        let _ = writeln!(s, "  [{}] {}{} [{}]", if f.done { "x" } else { " " }, f.text, due, f.id);
+        let due = f
+            .due
+            .as_deref()
+            .map(|d| format!(" (due {d})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  [{}] {}{} [{}]",
+            if f.done { "x" } else { " " },
+            f.text,
+            due,
+            f.id
+        );
     }
     s.trim_end().to_owned()
 }
@@ -138,7 +188,16 @@ pub fn cases(list: &[CaseSummary]) -> String {
     }
     let mut s = String::new();
     for c in list {
-        let _ = writeln!(s, "{}  {:8} {:8} {:15} {}  ({} contacts)", &c.id[..8], c.risk, c.status, c.group, c.alias, c.contacts);
+        let _ = writeln!(
+            s,
+            "{}  {:8} {:8} {:15} {}  ({} contacts)",
+            &c.id[..8],
+            c.risk,
+            c.status,
+            c.group,
+            c.alias,
+            c.contacts
+        );
     }
     s.trim_end().to_owned()
 }
@@ -154,7 +213,10 @@ pub fn history(h: &[HistoryEntry]) -> String {
 pub fn members(list: &[heartbridge_client::MemberView]) -> String {
     let mut s = String::new();
     for m in list {
-        let last = m.last_sync_at.map(|t| heartbridge_core::format_ms(t * 1000)).unwrap_or_else(|| "never synced".into());
+        let last = m
+            .last_sync_at
+            .map(|t| heartbridge_core::format_ms(t * 1000))
+            .unwrap_or_else(|| "never synced".into());
         let _ = writeln!(
             s,
             "{}  {:10} {}  last sync {}{}{}",
@@ -178,7 +240,11 @@ pub fn sync(r: &SyncReport) -> String {
         let _ = write!(s, "\n{} envelope(s) from the relay did not open with this team's key and were set aside, not applied.", r.refused);
     }
     if r.pending > 0 {
-        let _ = write!(s, "\n{} change(s) still wait: they are saved on this device; sync again.", r.pending);
+        let _ = write!(
+            s,
+            "\n{} change(s) still wait: they are saved on this device; sync again.",
+            r.pending
+        );
     }
     s
 }
@@ -188,7 +254,11 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
         Some(t) => format!("Team {} via {} as {}.\n", t.team_id, t.relay_url, t.role),
         None => "Not in a team yet: everything stays on this device.\n".to_owned(),
     };
-    let _ = writeln!(s, "Last synced: {}", st.last_synced_at.as_deref().unwrap_or("never"));
+    let _ = writeln!(
+        s,
+        "Last synced: {}",
+        st.last_synced_at.as_deref().unwrap_or("never")
+    );
     let _ = writeln!(s, "Changes waiting: {}", st.pending);
     if let Some(e) = &st.last_error {
         let _ = writeln!(s, "Last error: {e}");

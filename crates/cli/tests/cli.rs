@@ -31,7 +31,8 @@ fn ok(profile: &Path, args: &[&str]) -> Value {
         "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e})"))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e})"))
 }
 
 /// Runs a command that must fail; returns (exit code, stderr).
@@ -39,7 +40,10 @@ fn fails(profile: &Path, args: &[&str]) -> (i32, String) {
     let out = hb(profile, args);
     assert!(!out.status.success(), "{args:?} should fail");
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout on error");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn handbooks() -> PathBuf {
@@ -55,14 +59,29 @@ fn profile() -> Profile {
 }
 
 fn new_case(p: &Path, alias: &str, risk: &str) -> String {
-    let v = ok(p, &["case", "new", "--alias", alias, "--group", "exam-stress", "--risk", risk]);
+    let v = ok(
+        p,
+        &[
+            "case",
+            "new",
+            "--alias",
+            alias,
+            "--group",
+            "exam-stress",
+            "--risk",
+            risk,
+        ],
+    );
     v["id"].as_str().unwrap().to_owned()
 }
 
 #[test]
 fn handbooks_import_list_show_and_search() {
     let p = profile();
-    let imported = ok(&p.path, &["handbook", "import", handbooks().to_str().unwrap()]);
+    let imported = ok(
+        &p.path,
+        &["handbook", "import", handbooks().to_str().unwrap()],
+    );
     assert_eq!(imported.as_array().unwrap().len(), 4);
     let list = ok(&p.path, &["handbook", "list"]);
     let pfa = list
@@ -74,34 +93,96 @@ fn handbooks_import_list_show_and_search() {
     let id = pfa["id"].as_str().unwrap();
     let book = ok(&p.path, &["handbook", "show", id]);
     assert_eq!(book["title"], "闭环场馆志愿者心理急救手册");
-    let titles: Vec<&str> = book["sections"].as_array().unwrap().iter().map(|s| s["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = book["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
     let n = titles.iter().position(|t| *t == "呼吸练习").unwrap();
-    let section = ok(&p.path, &["handbook", "show", &id[..8], "--section", &n.to_string()]);
+    let section = ok(
+        &p.path,
+        &["handbook", "show", &id[..8], "--section", &n.to_string()],
+    );
     assert_eq!(section["title"], "呼吸练习");
     assert!(section["body"].as_str().unwrap().contains("呼吸"));
 
     let hits = ok(&p.path, &["handbook", "search", "呼吸", "--limit", "3"]);
     let hits = hits.as_array().unwrap();
     assert!(!hits.is_empty() && hits.len() <= 3);
-    for key in ["handbook_id", "handbook_title", "section_title", "snippet", "score"] {
+    for key in [
+        "handbook_id",
+        "handbook_title",
+        "section_title",
+        "snippet",
+        "score",
+    ] {
         assert!(!hits[0][key].is_null(), "hit lacks {key}");
     }
-    assert!(hits[0]["snippet"].as_str().unwrap().contains("<mark>呼吸</mark>"));
+    assert!(hits[0]["snippet"]
+        .as_str()
+        .unwrap()
+        .contains("<mark>呼吸</mark>"));
 
     // Importing the same folder again changes nothing.
-    let again = ok(&p.path, &["handbook", "import", handbooks().to_str().unwrap()]);
-    assert!(again.as_array().unwrap().iter().all(|i| i["outcome"] == "unchanged"));
+    let again = ok(
+        &p.path,
+        &["handbook", "import", handbooks().to_str().unwrap()],
+    );
+    assert!(again
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["outcome"] == "unchanged"));
 }
 
 #[test]
 fn a_case_from_opening_to_history() {
     let p = profile();
     let id = new_case(&p.path, "小雨", "low");
-    ok(&p.path, &["case", "contact", &id, "--channel", "hotline", "--text", "谈到考前失眠，约定周五再聊", "--minutes", "25"]);
-    ok(&p.path, &["case", "contact", &id, "--channel", "in-person", "--text", "面谈"]);
-    let set = ok(&p.path, &["case", "set", &id, "--risk", "high", "--status", "referred"]);
+    ok(
+        &p.path,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "hotline",
+            "--text",
+            "谈到考前失眠，约定周五再聊",
+            "--minutes",
+            "25",
+        ],
+    );
+    ok(
+        &p.path,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "in-person",
+            "--text",
+            "面谈",
+        ],
+    );
+    let set = ok(
+        &p.path,
+        &["case", "set", &id, "--risk", "high", "--status", "referred"],
+    );
     assert_eq!(set["changed"], true);
-    ok(&p.path, &["case", "followup", &id, "--text", "周五回访", "--due", "2026-12-04"]);
+    ok(
+        &p.path,
+        &[
+            "case",
+            "followup",
+            &id,
+            "--text",
+            "周五回访",
+            "--due",
+            "2026-12-04",
+        ],
+    );
 
     let case = ok(&p.path, &["case", "show", &id]);
     assert_eq!(case["id"], id.as_str());
@@ -122,18 +203,29 @@ fn a_case_from_opening_to_history() {
     let list = ok(&p.path, &["case", "list"]);
     let list = list.as_array().unwrap();
     assert_eq!(list[0]["id"], other.as_str(), "critical first");
-    assert!(list.iter().all(|c| c.get("text").is_none() && !c["contacts"].is_array()));
+    assert!(list
+        .iter()
+        .all(|c| c.get("text").is_none() && !c["contacts"].is_array()));
     let high = ok(&p.path, &["case", "list", "--risk", "high"]);
     assert_eq!(high.as_array().unwrap().len(), 1);
     let referred = ok(&p.path, &["case", "list", "--status", "open"]);
     assert_eq!(referred.as_array().unwrap()[0]["id"], other.as_str());
 
     let history = ok(&p.path, &["case", "history", &id]);
-    let whats: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
+    let whats: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
     assert_eq!(whats.len(), 5);
     assert!(whats[0].starts_with("case opened"));
     assert!(whats.contains(&"risk → high, status → referred"));
-    assert!(history.as_array().unwrap().iter().all(|h| h["author"] == "林老师"));
+    assert!(history
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["author"] == "林老师"));
     // Human output is readable too.
     let out = hb(&p.path, &["case", "show", &id[..6]]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("小雨"));
@@ -155,16 +247,28 @@ fn the_profile_can_come_from_the_environment() {
 fn unknown_case_and_bad_values_are_refused_and_keep_the_case() {
     let p = profile();
     let id = new_case(&p.path, "小雨", "medium");
-    let (code, err) = fails(&p.path, &["case", "show", "0123456789abcdef0123456789abcdef"]);
+    let (code, err) = fails(
+        &p.path,
+        &["case", "show", "0123456789abcdef0123456789abcdef"],
+    );
     assert_eq!(code, 3);
-    assert!(err.contains("no case with id") && err.contains("case list"), "{err}");
+    assert!(
+        err.contains("no case with id") && err.contains("case list"),
+        "{err}"
+    );
     let (code, err) = fails(&p.path, &["case", "set", &id, "--risk", "severe"]);
     assert_eq!(code, 2);
     assert!(err.contains("none low medium high critical"), "{err}");
-    let (code, err) = fails(&p.path, &["case", "contact", &id, "--channel", "pigeon", "--text", "x"]);
+    let (code, err) = fails(
+        &p.path,
+        &["case", "contact", &id, "--channel", "pigeon", "--text", "x"],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("hotline in-person online"), "{err}");
-    let (_, err) = fails(&p.path, &["case", "followup", &id, "--text", "x", "--due", "tomorrow"]);
+    let (_, err) = fails(
+        &p.path,
+        &["case", "followup", &id, "--text", "x", "--due", "tomorrow"],
+    );
     assert!(err.contains("YYYY-MM-DD"), "{err}");
     // JSON errors are one JSON document on stderr.
     let out = hb(&p.path, &["--json", "case", "show", "ffffffff"]);
@@ -212,8 +316,15 @@ fn a_corrupt_database_is_reported_and_left_as_it_was() {
     let _ = std::fs::remove_file(p.path.join("heartbridge.db-wal"));
     let (code, err) = fails(&p.path, &["case", "show", &id]);
     assert_eq!(code, 5, "{err}");
-    assert!(err.contains("damaged") && err.contains("left untouched"), "{err}");
-    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the damaged file was modified");
+    assert!(
+        err.contains("damaged") && err.contains("left untouched"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "the damaged file was modified"
+    );
 }
 
 #[test]
@@ -228,12 +339,23 @@ fn a_handbook_that_is_not_utf8_is_refused_and_nothing_is_lost() {
     let bad = dir.path().join("gbk.md");
     // "心理" in GBK.
     std::fs::write(&bad, [0xd0, 0xc4, 0xc0, 0xed]).unwrap();
-    let (code, err) = fails(&p.path, &["handbook", "import", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let (code, err) = fails(
+        &p.path,
+        &[
+            "handbook",
+            "import",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 6);
     assert!(err.contains("gbk.md") && err.contains("UTF-8"), "{err}");
     // Neither file was imported, and what was there is intact and searchable.
     assert_eq!(ok(&p.path, &["handbook", "list"]), before);
-    assert!(!ok(&p.path, &["handbook", "search", "督导"]).as_array().unwrap().is_empty());
+    assert!(!ok(&p.path, &["handbook", "search", "督导"])
+        .as_array()
+        .unwrap()
+        .is_empty());
     let (code, _) = fails(&p.path, &["handbook", "import", "/nonexistent/file.md"]);
     assert_eq!(code, 1);
 }

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use heartbridge_core::proto::{
-    open_name, seal_name, EnrollRequest, EnrollResponse, ErrorBody, Invite, InviteRequest, InviteResponse,
-    MembersResponse, Role, Secret, TeamId, TeamKey, SYNC_CONTENT_TYPE,
+    open_name, seal_name, EnrollRequest, EnrollResponse, ErrorBody, Invite, InviteRequest,
+    InviteResponse, MembersResponse, Role, Secret, TeamId, TeamKey, SYNC_CONTENT_TYPE,
 };
 use heartbridge_core::{Error, Result, Store, Team, Transport, TransportError};
 use serde::Serialize;
@@ -59,7 +59,9 @@ fn network(e: &ureq::Error) -> TransportError {
 }
 
 /// Reads a response: the body on 2xx, the relay's error otherwise.
-fn finish(mut resp: ureq::http::Response<ureq::Body>) -> std::result::Result<Vec<u8>, TransportError> {
+fn finish(
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> std::result::Result<Vec<u8>, TransportError> {
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
@@ -73,8 +75,13 @@ fn finish(mut resp: ureq::http::Response<ureq::Body>) -> std::result::Result<Vec
     let err: Option<ErrorBody> = serde_json::from_slice(&body).ok();
     Err(TransportError::Relay {
         status,
-        kind: err.as_ref().map_or_else(|| "http".to_owned(), |e| e.error.clone()),
-        message: err.map_or_else(|| format!("the relay answered HTTP {status}"), |e| e.message),
+        kind: err
+            .as_ref()
+            .map_or_else(|| "http".to_owned(), |e| e.error.clone()),
+        message: err.map_or_else(
+            || format!("the relay answered HTTP {status}"),
+            |e| e.message,
+        ),
     })
 }
 
@@ -110,9 +117,18 @@ pub fn explain(e: TransportError) -> Error {
     }
 }
 
-fn post_json<T: Serialize>(base: &str, path: &str, token: Option<&Secret>, body: &T) -> Result<Vec<u8>> {
-    let body = serde_json::to_vec(body).map_err(|e| Error::Protocol { detail: e.to_string() })?;
-    let mut req = agent().post(url(base, path)).header("content-type", "application/json");
+fn post_json<T: Serialize>(
+    base: &str,
+    path: &str,
+    token: Option<&Secret>,
+    body: &T,
+) -> Result<Vec<u8>> {
+    let body = serde_json::to_vec(body).map_err(|e| Error::Protocol {
+        detail: e.to_string(),
+    })?;
+    let mut req = agent()
+        .post(url(base, path))
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {}", t.expose()));
     }
@@ -121,10 +137,19 @@ fn post_json<T: Serialize>(base: &str, path: &str, token: Option<&Secret>, body:
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Protocol { detail: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| Error::Protocol {
+        detail: e.to_string(),
+    })
 }
 
-fn enroll(store: &mut Store, relay: &str, path: &str, team_id: TeamId, token: Secret, key: TeamKey) -> Result<Team> {
+fn enroll(
+    store: &mut Store,
+    relay: &str,
+    path: &str,
+    team_id: TeamId,
+    token: Secret,
+    key: TeamKey,
+) -> Result<Team> {
     if store.team()?.is_some() {
         return Err(Error::AlreadyEnrolled);
     }
@@ -158,20 +183,39 @@ pub fn claim(store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
     };
     let (team, secret) = lead_token.trim().split_once('.').ok_or_else(bad)?;
     let team_id = TeamId::from_hex(team).ok_or_else(bad)?;
-    enroll(store, relay, "/v1/claim", team_id, Secret::from_string(secret.to_owned()), TeamKey::generate())
+    enroll(
+        store,
+        relay,
+        "/v1/claim",
+        team_id,
+        Secret::from_string(secret.to_owned()),
+        TeamKey::generate(),
+    )
 }
 
 /// Joins a team with an invite code.
 pub fn join(store: &mut Store, code: &str) -> Result<Team> {
     let invite = Invite::decode(code)?;
-    enroll(store, &invite.relay.clone(), "/v1/join", invite.team, invite.token, invite.key)
+    enroll(
+        store,
+        &invite.relay.clone(),
+        "/v1/join",
+        invite.team,
+        invite.token,
+        invite.key,
+    )
 }
 
 /// Creates an invite code for a new device.
 pub fn invite(store: &Store, role: Role) -> Result<String> {
     let team = store.team()?.ok_or(Error::NotEnrolled)?;
     let req = InviteRequest { role, ttl_secs: 0 };
-    let resp: InviteResponse = parse(&post_json(&team.relay_url, "/v1/invites", Some(&team.token), &req)?)?;
+    let resp: InviteResponse = parse(&post_json(
+        &team.relay_url,
+        "/v1/invites",
+        Some(&team.token),
+        &req,
+    )?)?;
     Ok(Invite {
         relay: team.relay_url.clone(),
         team: team.team_id,

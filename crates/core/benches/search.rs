@@ -17,7 +17,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let target_mb: f64 = std::env::var("HB_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let target_mb: f64 = std::env::var("HB_BENCH_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../handbooks/zh");
     let mut sources = Vec::new();
     for e in std::fs::read_dir(&root).expect("handbooks/zh") {
@@ -41,7 +44,9 @@ fn main() {
     let mut text_chars = 0usize;
     let mut n = 0usize;
     while (text_bytes as f64) < target_mb * 1024.0 * 1024.0 {
-        let mut md = format!("---\ntitle: 生成手册 {n}\nlanguage: zh-CN\nversion: 1\nslug: generated-{n}\n---\n");
+        let mut md = format!(
+            "---\ntitle: 生成手册 {n}\nlanguage: zh-CN\nversion: 1\nslug: generated-{n}\n---\n"
+        );
         for k in 0..sections.len() / 2 {
             let (title, body) = &sections[(k * 7 + n * 13) % sections.len()];
             md.push_str(&format!("\n## {title}（{n}）\n\n{body}\n"));
@@ -64,11 +69,15 @@ fn main() {
             |r| r.get(0),
         )
         .expect("dbstat");
-    let sections_indexed: i64 = conn.query_row("SELECT count(*) FROM sections", [], |r| r.get(0)).expect("count");
+    let sections_indexed: i64 = conn
+        .query_row("SELECT count(*) FROM sections", [], |r| r.get(0))
+        .expect("count");
 
     // The index alone: the same rows into a fresh FTS table.
     let rows: Vec<(String, String)> = {
-        let mut st = conn.prepare("SELECT title, body FROM sections").expect("prep");
+        let mut st = conn
+            .prepare("SELECT title, body FROM sections")
+            .expect("prep");
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("q")
             .collect::<Result<_, _>>()
@@ -81,25 +90,83 @@ fn main() {
     let t = Instant::now();
     let tx = fresh.unchecked_transaction().expect("tx");
     {
-        let mut ins = tx.prepare("INSERT INTO f (title, body) VALUES (?1, ?2)").expect("prep");
+        let mut ins = tx
+            .prepare("INSERT INTO f (title, body) VALUES (?1, ?2)")
+            .expect("prep");
         for (title, body) in &rows {
-            ins.execute([heartbridge_core::search::index_text(title), heartbridge_core::search::index_text(body)])
-                .expect("insert");
+            ins.execute([
+                heartbridge_core::search::index_text(title),
+                heartbridge_core::search::index_text(body),
+            ])
+            .expect("insert");
         }
     }
     tx.commit().expect("commit");
     let index_only = t.elapsed();
 
     let queries: [(&str, &[&str]); 4] = [
-        ("1 character", &["心", "危", "梦", "睡", "虑", "的", "家", "哭", "饿", "冷", "怕", "爱"]),
-        ("2 characters", &["心理", "危机", "焦虑", "督导", "转介", "倾听", "失眠", "自伤", "保密", "学校", "父母", "呼吸"]),
-        ("3 characters", &["志愿者", "监护人", "安全感", "来电者", "自杀念", "心理学", "闭环中", "交接班", "考试前", "急救员", "欺凌者", "注意力"]),
-        ("4+ characters", &["安全计划", "留守儿童", "心理急救", "保护因素", "考试焦虑", "直接询问自杀", "强制报告制度", "家庭暴力", "同伴支持圈", "风险等级", "情绪低落", "睡眠卫生习惯"]),
+        (
+            "1 character",
+            &[
+                "心", "危", "梦", "睡", "虑", "的", "家", "哭", "饿", "冷", "怕", "爱",
+            ],
+        ),
+        (
+            "2 characters",
+            &[
+                "心理", "危机", "焦虑", "督导", "转介", "倾听", "失眠", "自伤", "保密", "学校",
+                "父母", "呼吸",
+            ],
+        ),
+        (
+            "3 characters",
+            &[
+                "志愿者",
+                "监护人",
+                "安全感",
+                "来电者",
+                "自杀念",
+                "心理学",
+                "闭环中",
+                "交接班",
+                "考试前",
+                "急救员",
+                "欺凌者",
+                "注意力",
+            ],
+        ),
+        (
+            "4+ characters",
+            &[
+                "安全计划",
+                "留守儿童",
+                "心理急救",
+                "保护因素",
+                "考试焦虑",
+                "直接询问自杀",
+                "强制报告制度",
+                "家庭暴力",
+                "同伴支持圈",
+                "风险等级",
+                "情绪低落",
+                "睡眠卫生习惯",
+            ],
+        ),
     ];
     println!("corpus: {} generated handbooks, {sections_indexed} sections, {:.2} MB of text ({text_chars} characters; source sections {section_bytes} bytes)", n, text_bytes as f64 / 1048576.0);
-    println!("import (documents + projections + index): {:.2} s", import.as_secs_f64());
-    println!("index only (FTS5 inserts, one transaction): {:.2} s", index_only.as_secs_f64());
-    println!("index size: {:.2} MB = {:.2}× the text", index_bytes as f64 / 1048576.0, index_bytes as f64 / text_bytes as f64);
+    println!(
+        "import (documents + projections + index): {:.2} s",
+        import.as_secs_f64()
+    );
+    println!(
+        "index only (FTS5 inserts, one transaction): {:.2} s",
+        index_only.as_secs_f64()
+    );
+    println!(
+        "index size: {:.2} MB = {:.2}× the text",
+        index_bytes as f64 / 1048576.0,
+        index_bytes as f64 / text_bytes as f64
+    );
     println!();
     println!("| query length | queries | runs | hits/query (median) | p50 | p99 |");
     println!("|---|---|---|---|---|---|");

@@ -54,7 +54,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<HandbookSource> {
         path: path.to_owned(),
         offset: e.valid_up_to(),
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
+    let text = text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .replace("\r\n", "\n");
     let (front, body) = split_front_matter(&text).map_err(|reason| Error::HandbookFormat {
         path: path.to_owned(),
         reason: reason.into(),
@@ -68,7 +71,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<HandbookSource> {
     };
     let sections = split_sections(body, "");
     let title = get("title")
-        .or_else(|| sections.iter().find(|s| s.level > 0).map(|s| s.title.clone()))
+        .or_else(|| {
+            sections
+                .iter()
+                .find(|s| s.level > 0)
+                .map(|s| s.title.clone())
+        })
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_default();
     if body.trim().is_empty() {
@@ -80,9 +88,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<HandbookSource> {
     let slug = get("slug")
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| title.clone());
-    let language = get("language").unwrap_or_else(|| {
-        if is_cjk_text(body) { "zh-CN" } else { "en" }.to_owned()
-    });
+    let language = get("language")
+        .unwrap_or_else(|| if is_cjk_text(body) { "zh-CN" } else { "en" }.to_owned());
     Ok(HandbookSource {
         slug,
         title,
@@ -147,7 +154,11 @@ pub fn split_sections(body: &str, intro_title: &str) -> Vec<Section> {
             current = Section {
                 index: out.len(),
                 level: hashes as u8,
-                title: trimmed[hashes..].trim().trim_end_matches('#').trim().to_owned(),
+                title: trimmed[hashes..]
+                    .trim()
+                    .trim_end_matches('#')
+                    .trim()
+                    .to_owned(),
                 body: String::new(),
             };
         } else {
@@ -210,18 +221,36 @@ mod tests {
     #[test]
     fn front_matter_and_sections() {
         let h = parse(Path::new("x.md"), FILE.as_bytes()).unwrap();
-        assert_eq!((h.slug.as_str(), h.title.as_str(), h.version.as_str()), ("hotline", "热线守则", "1.0"));
+        assert_eq!(
+            (h.slug.as_str(), h.title.as_str(), h.version.as_str()),
+            ("hotline", "热线守则", "1.0")
+        );
         let s = split_sections(&h.body, &h.title);
         let titles: Vec<_> = s.iter().map(|s| (s.level, s.title.as_str())).collect();
-        assert_eq!(titles, [(0, "热线守则"), (2, "第一章 保密"), (3, "1.1 例外"), (2, "第二章")]);
+        assert_eq!(
+            titles,
+            [
+                (0, "热线守则"),
+                (2, "第一章 保密"),
+                (3, "1.1 例外"),
+                (2, "第二章")
+            ]
+        );
         assert!(s[2].body.contains("# 不是标题"));
         assert_eq!(s[0].body, "前言文字。");
     }
 
     #[test]
     fn missing_front_matter_falls_back_to_file_name_and_heading() {
-        let h = parse(Path::new("/x/crisis-guide.md"), "# Crisis guide\n\nText.".as_bytes()).unwrap();
-        assert_eq!((h.slug.as_str(), h.title.as_str(), h.language.as_str()), ("crisis-guide", "Crisis guide", "en"));
+        let h = parse(
+            Path::new("/x/crisis-guide.md"),
+            "# Crisis guide\n\nText.".as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (h.slug.as_str(), h.title.as_str(), h.language.as_str()),
+            ("crisis-guide", "Crisis guide", "en")
+        );
     }
 
     #[test]
@@ -241,7 +270,13 @@ mod tests {
         write(&mut doc, &v1).unwrap();
         doc.commit();
         let heads = doc.get_heads();
-        let v2 = parse(Path::new("x.md"), FILE.replace("保密原则。", "保密原则及其限度。").replace("1.0", "1.1").as_bytes()).unwrap();
+        let v2 = parse(
+            Path::new("x.md"),
+            FILE.replace("保密原则。", "保密原则及其限度。")
+                .replace("1.0", "1.1")
+                .as_bytes(),
+        )
+        .unwrap();
         write(&mut doc, &v2).unwrap();
         doc.commit();
         let delta = doc.save_after(&heads);

@@ -34,12 +34,12 @@ mod sync;
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
 pub use error::{Error, Result};
 pub use handbook::{Handbook, HandbookSource, Section};
+pub use heartbridge_proto as proto;
 pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
 pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
 pub use search::Hit;
 pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
 pub use sync::{Progress, SyncOptions, SyncReport, SyncStatus, Team, Transport, TransportError};
-pub use heartbridge_proto as proto;
 
 /// Merge rules and document functions, for tests and tools that work on
 /// Automerge documents directly.

@@ -101,7 +101,13 @@ impl Store {
     }
 
     /// Logs a contact; returns the contact's id.
-    pub fn add_contact(&mut self, id: &DocId, channel: Channel, text: &str, minutes: Option<i64>) -> Result<String> {
+    pub fn add_contact(
+        &mut self,
+        id: &DocId,
+        channel: Channel,
+        text: &str,
+        minutes: Option<i64>,
+    ) -> Result<String> {
         let what = format!("contact logged ({channel})");
         let (cid, _) = self.write(id, DocKind::Case, false, &what, |doc, p| {
             case::add_contact(doc, channel, text, minutes, &p.name, now_ms())
@@ -148,7 +154,11 @@ impl Store {
 
     /// Marks a follow-up done or not done.
     pub fn set_followup_done(&mut self, id: &DocId, followup: &str, done: bool) -> Result<Written> {
-        let what = if done { "follow-up done" } else { "follow-up reopened" };
+        let what = if done {
+            "follow-up done"
+        } else {
+            "follow-up reopened"
+        };
         let (_, w) = self.write(id, DocKind::Case, false, what, |doc, _| {
             case::set_followup_done(doc, followup, done)
         })?;
@@ -157,7 +167,9 @@ impl Store {
 
     /// Adds and removes tags.
     pub fn tag_case(&mut self, id: &DocId, add: &[String], remove: &[String]) -> Result<Written> {
-        let (_, w) = self.write(id, DocKind::Case, false, "tags changed", |doc, _| case::tag(doc, add, remove))?;
+        let (_, w) = self.write(id, DocKind::Case, false, "tags changed", |doc, _| {
+            case::tag(doc, add, remove)
+        })?;
         Ok(w)
     }
 
@@ -175,7 +187,11 @@ impl Store {
              ORDER BY risk_rank DESC, updated_at DESC",
         )?;
         let rows = stmt.query_map(
-            params![f.risk.map(Risk::as_str), f.status.map(Status::as_str), f.group.map(Group::as_str)],
+            params![
+                f.risk.map(Risk::as_str),
+                f.status.map(Status::as_str),
+                f.group.map(Group::as_str)
+            ],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -227,14 +243,20 @@ impl Store {
         for (src, path) in parsed {
             let existing: Option<String> = self
                 .conn()
-                .query_row("SELECT id FROM handbooks WHERE slug = ?1 ORDER BY id LIMIT 1", [&src.slug], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM handbooks WHERE slug = ?1 ORDER BY id LIMIT 1",
+                    [&src.slug],
+                    |r| r.get(0),
+                )
                 .ok();
             let (id, create) = match existing {
                 Some(id) => (DocId::parse(&id, "handbook")?, false),
                 None => (DocId::random(), true),
             };
             let what = format!("handbook imported (version {})", src.version);
-            let (_, w) = self.write(&id, DocKind::Handbook, create, &what, |doc, _| handbook::write(doc, &src))?;
+            let (_, w) = self.write(&id, DocKind::Handbook, create, &what, |doc, _| {
+                handbook::write(doc, &src)
+            })?;
             out.push(Imported {
                 id: id.to_string(),
                 slug: src.slug.clone(),
@@ -384,7 +406,10 @@ impl Store {
             return DocId::parse(&typed, noun);
         }
         if typed.len() < 4 || !typed.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::NotFound { what: noun, id: typed.chars().take(40).collect() });
+            return Err(Error::NotFound {
+                what: noun,
+                id: typed.chars().take(40).collect(),
+            });
         }
         let mut stmt = self.conn().prepare_cached(
             "SELECT id FROM documents WHERE kind = ?1 AND id >= ?2 AND id < ?2 || 'g' ORDER BY id LIMIT 2",
@@ -394,7 +419,10 @@ impl Store {
             .collect::<Result<_, _>>()?;
         match ids.as_slice() {
             [one] => DocId::parse(one, noun),
-            [] => Err(Error::NotFound { what: noun, id: typed }),
+            [] => Err(Error::NotFound {
+                what: noun,
+                id: typed,
+            }),
             _ => Err(Error::InvalidValue {
                 field: "id",
                 value: typed,

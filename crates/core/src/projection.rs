@@ -10,7 +10,12 @@ use crate::model::{now_ms, DocId, DocKind};
 use crate::search::index_text;
 use crate::{case, handbook};
 
-pub(crate) fn refresh(conn: &Connection, id: &DocId, kind: DocKind, doc: &mut AutoCommit) -> Result<()> {
+pub(crate) fn refresh(
+    conn: &Connection,
+    id: &DocId,
+    kind: DocKind,
+    doc: &mut AutoCommit,
+) -> Result<()> {
     match kind {
         DocKind::Case => refresh_case(conn, id, doc),
         DocKind::Handbook => refresh_handbook(conn, id, doc),
@@ -70,9 +75,16 @@ fn refresh_handbook(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Resu
     let mut ins = conn.prepare_cached(
         "INSERT INTO sections (handbook_id, idx, level, title, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut fts = conn.prepare_cached("INSERT INTO sections_fts (rowid, title, body) VALUES (?1, ?2, ?3)")?;
+    let mut fts =
+        conn.prepare_cached("INSERT INTO sections_fts (rowid, title, body) VALUES (?1, ?2, ?3)")?;
     for s in &h.sections {
-        ins.execute(params![id.as_str(), s.index as i64, s.level, s.title, s.body])?;
+        ins.execute(params![
+            id.as_str(),
+            s.index as i64,
+            s.level,
+            s.title,
+            s.body
+        ])?;
         let rowid = conn.last_insert_rowid();
         fts.execute(params![rowid, index_text(&s.title), index_text(&s.body)])?;
     }

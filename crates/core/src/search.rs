@@ -61,7 +61,11 @@ pub fn terms(query: &str) -> Vec<Term> {
     let flush = |cur: &mut String, cjk: bool, out: &mut Vec<Term>| {
         if !cur.is_empty() {
             let t = std::mem::take(cur);
-            out.push(if cjk { Term::Cjk(t) } else { Term::Word(t.to_lowercase()) });
+            out.push(if cjk {
+                Term::Cjk(t)
+            } else {
+                Term::Word(t.to_lowercase())
+            });
         }
     };
     for c in query.chars() {
@@ -150,7 +154,12 @@ fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize)> {
         let mut i = 0;
         while i + needle.len() <= chars.len() {
             let at_word_start = !word || i == 0 || !chars[i - 1].is_alphanumeric();
-            if at_word_start && chars[i..i + needle.len()].iter().zip(&needle).all(|(a, b)| fold(*a) == *b) {
+            if at_word_start
+                && chars[i..i + needle.len()]
+                    .iter()
+                    .zip(&needle)
+                    .all(|(a, b)| fold(*a) == *b)
+            {
                 let mut end = i + needle.len();
                 if word {
                     while end < chars.len() && chars[end].is_alphanumeric() && !is_cjk(chars[end]) {
@@ -178,12 +187,17 @@ fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize)> {
 /// Cuts a snippet of about `width` characters around the first match in
 /// `text` and marks every match in it.
 pub fn snippet(text: &str, terms: &[Term], width: usize) -> String {
-    let chars: Vec<char> = text.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    let chars: Vec<char> = text
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
     let ms = matches(&chars, terms);
     let first = ms.first().map_or(0, |m| m.0);
     // Start a little before the first match, but show a full window when
     // the text allows it.
-    let start = first.saturating_sub(width / 4).min(chars.len().saturating_sub(width));
+    let start = first
+        .saturating_sub(width / 4)
+        .min(chars.len().saturating_sub(width));
     let end = (start + width).min(chars.len());
     let mut out = String::new();
     if start > 0 {
@@ -224,16 +238,29 @@ mod tests {
                 Term::Cjk("危机".into())
             ]
         );
-        assert_eq!(fts_query(&terms("心理 plan")).unwrap(), "\"心 理\" AND \"plan\"*");
+        assert_eq!(
+            fts_query(&terms("心理 plan")).unwrap(),
+            "\"心 理\" AND \"plan\"*"
+        );
         assert_eq!(fts_query(&terms(" \"*) ")), None);
     }
 
     #[test]
     fn snippets_mark_matches_and_escape_markup() {
-        let s = snippet("志愿者<b>要</b>倾听 Listening 并记录。", &terms("倾听 listen"), 40);
-        assert_eq!(s, "志愿者&lt;b&gt;要&lt;/b&gt;<mark>倾听</mark> <mark>Listening</mark> 并记录。");
+        let s = snippet(
+            "志愿者<b>要</b>倾听 Listening 并记录。",
+            &terms("倾听 listen"),
+            40,
+        );
+        assert_eq!(
+            s,
+            "志愿者&lt;b&gt;要&lt;/b&gt;<mark>倾听</mark> <mark>Listening</mark> 并记录。"
+        );
         let long = format!("{}危机{}", "甲".repeat(50), "乙".repeat(50));
         let s = snippet(&long, &terms("危机"), 20);
-        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("<mark>危机</mark>"), "{s}");
+        assert!(
+            s.starts_with('…') && s.ends_with('…') && s.contains("<mark>危机</mark>"),
+            "{s}"
+        );
     }
 }

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use heartbridge_proto::{
-    decode, encode, ContentId, DocKindTag, Envelope, EnvelopeKind, Role, Secret, SyncRequest, SyncResponse, TeamId,
-    TeamKey,
+    decode, encode, ContentId, DocKindTag, Envelope, EnvelopeKind, Role, Secret, SyncRequest,
+    SyncResponse, TeamId, TeamKey,
 };
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
@@ -50,7 +50,11 @@ pub enum TransportError {
     /// The relay could not be reached, or the connection dropped.
     Network(String),
     /// The relay answered with an error.
-    Relay { status: u16, kind: String, message: String },
+    Relay {
+        status: u16,
+        kind: String,
+        message: String,
+    },
 }
 
 /// Carries one `/v1/sync` request to the relay.
@@ -227,7 +231,9 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let refused: i64 = self.conn().query_row("SELECT count(*) FROM refused", [], |r| r.get(0))?;
+        let refused: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM refused", [], |r| r.get(0))?;
         Ok(SyncStatus {
             cursor: cursor as u64,
             last_synced_at: last.map(crate::model::format_ms),
@@ -240,8 +246,12 @@ impl Store {
 
     /// Envelopes refused so far: (seq, document, content id, reason).
     pub fn refused(&self) -> Result<Vec<(u64, String, String, String)>> {
-        let mut st = self.conn().prepare("SELECT seq, doc_id, content_id, reason FROM refused ORDER BY seq")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let mut st = self
+            .conn()
+            .prepare("SELECT seq, doc_id, content_id, reason FROM refused ORDER BY seq")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
@@ -252,8 +262,17 @@ impl Store {
         );
     }
 
-    fn plan(&self, team: &Team, opts: &SyncOptions, snapshot_done: &mut Vec<DocId>) -> Result<Plan> {
-        let cursor: i64 = self.conn().query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| r.get(0))?;
+    fn plan(
+        &self,
+        team: &Team,
+        opts: &SyncOptions,
+        snapshot_done: &mut Vec<DocId>,
+    ) -> Result<Plan> {
+        let cursor: i64 =
+            self.conn()
+                .query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
         let mut plan = Plan {
             request: SyncRequest {
                 v: heartbridge_proto::PROTOCOL_VERSION,
@@ -282,8 +301,17 @@ impl Store {
             }
         }
         for (doc, kind, seqs, bytes) in groups {
-            let env = Envelope::seal(&team.key, &team.team_id, doc_bytes(&doc), EnvelopeKind::Change, tag(kind), &bytes)
-                .map_err(|e| Error::Protocol { detail: e.to_string() })?;
+            let env = Envelope::seal(
+                &team.key,
+                &team.team_id,
+                doc_bytes(&doc),
+                EnvelopeKind::Change,
+                tag(kind),
+                &bytes,
+            )
+            .map_err(|e| Error::Protocol {
+                detail: e.to_string(),
+            })?;
             plan.changes.insert(env.id, seqs.len());
             plan.outbox_rows.entry(env.id).or_default().extend(seqs);
             plan.request.push.push(env);
@@ -297,7 +325,9 @@ impl Store {
                  ORDER BY d.id",
             )?;
             let candidates: Vec<(String, String)> = st
-                .query_map(params![opts.snapshot_all, opts.snapshot_after], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![opts.snapshot_all, opts.snapshot_after], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect::<std::result::Result<_, _>>()?;
             for (id, kind) in candidates {
                 let id = DocId::parse(&id, "document")?;
@@ -310,9 +340,17 @@ impl Store {
                 };
                 let bytes = doc.save();
                 budget += bytes.len();
-                let mut env =
-                    Envelope::seal(&team.key, &team.team_id, doc_bytes(&id), EnvelopeKind::Snapshot, tag(kind), &bytes)
-                        .map_err(|e| Error::Protocol { detail: e.to_string() })?;
+                let mut env = Envelope::seal(
+                    &team.key,
+                    &team.team_id,
+                    doc_bytes(&id),
+                    EnvelopeKind::Snapshot,
+                    tag(kind),
+                    &bytes,
+                )
+                .map_err(|e| Error::Protocol {
+                    detail: e.to_string(),
+                })?;
                 env.covers = plan.request.cursor;
                 snapshot_done.push(id.clone());
                 plan.snapshots.insert(env.id, id);
@@ -322,9 +360,17 @@ impl Store {
         Ok(plan)
     }
 
-    fn apply(&mut self, team: &Team, plan: &Plan, resp: &SyncResponse, report: &mut SyncReport) -> Result<()> {
+    fn apply(
+        &mut self,
+        team: &Team,
+        plan: &Plan,
+        resp: &SyncResponse,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let actor = self.actor().clone();
-        let tx = self.conn_mut().transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for ack in &resp.acked {
             if let Some(rows) = plan.outbox_rows.get(&ack.id) {
                 for seq in rows {
@@ -338,7 +384,12 @@ impl Store {
                 report.pushed += 1;
             }
         }
-        for env in plan.request.push.iter().filter(|e| e.kind == EnvelopeKind::Change) {
+        for env in plan
+            .request
+            .push
+            .iter()
+            .filter(|e| e.kind == EnvelopeKind::Change)
+        {
             if resp.acked.iter().any(|a| a.id == env.id) {
                 bump(&tx, &hex::encode(env.doc))?;
             }
@@ -351,12 +402,15 @@ impl Store {
                 .open(&team.key, &team.team_id)
                 .map_err(|err| ("unopenable", err.to_string()))
                 .and_then(|opened| {
-                    let id = DocId::parse(&doc_hex, "document").map_err(|_| ("damaged", "bad document id".to_owned()))?;
+                    let id = DocId::parse(&doc_hex, "document")
+                        .map_err(|_| ("damaged", "bad document id".to_owned()))?;
                     // A savepoint per envelope: a bad one rolls back alone.
-                    tx.execute_batch("SAVEPOINT envelope").map_err(|err| ("database", err.to_string()))?;
+                    tx.execute_batch("SAVEPOINT envelope")
+                        .map_err(|err| ("database", err.to_string()))?;
                     match apply_remote_in(&tx, &actor, &id, untag(opened.doc_kind), &opened.bytes) {
                         Ok(changed) => {
-                            tx.execute_batch("RELEASE envelope").map_err(|err| ("database", err.to_string()))?;
+                            tx.execute_batch("RELEASE envelope")
+                                .map_err(|err| ("database", err.to_string()))?;
                             Ok(changed)
                         }
                         Err(err) => {
@@ -429,12 +483,25 @@ impl Store {
                 TransportError::Relay { kind, message, .. } => Error::Relay { kind, message },
             })?;
             report.bytes_received += answer.len();
-            let resp: SyncResponse = decode("sync response", &answer).map_err(|e| Error::Protocol { detail: e.to_string() })?;
-            let acked_all = plan.request.push.iter().all(|e| resp.acked.iter().any(|a| a.id == e.id));
+            let resp: SyncResponse =
+                decode("sync response", &answer).map_err(|e| Error::Protocol {
+                    detail: e.to_string(),
+                })?;
+            let acked_all = plan
+                .request
+                .push
+                .iter()
+                .all(|e| resp.acked.iter().any(|a| a.id == e.id));
             self.apply(team, &plan, &resp, &mut report)?;
             let pending = self.outbox_len()?;
             progress(&Progress {
-                phase: if pending > 0 { "push" } else if resp.more { "pull" } else { "done" },
+                phase: if pending > 0 {
+                    "push"
+                } else if resp.more {
+                    "pull"
+                } else {
+                    "done"
+                },
                 requests: report.requests,
                 pushed: report.pushed,
                 pulled: report.pulled,

@@ -30,15 +30,31 @@ const MUST_FIND: &[(&str, &str, &str)] = &[
     ("留守儿童", "crisis-risk-referral", "留守儿童"),
     ("心理急救", "closed-loop-pfa", "心理急救（PFA）的核心原则"),
     // English, any case, prefix
-    ("Confidentiality", "hotline-work-rules-en", "Confidentiality and Its Limits"),
-    ("CONFIDENTIAL", "hotline-work-rules-en", "Confidentiality and Its Limits"),
+    (
+        "Confidentiality",
+        "hotline-work-rules-en",
+        "Confidentiality and Its Limits",
+    ),
+    (
+        "CONFIDENTIAL",
+        "hotline-work-rules-en",
+        "Confidentiality and Its Limits",
+    ),
     ("pfa", "closed-loop-pfa", "PFA 做什么，不做什么"),
     // several terms: all must match
-    ("handover supervisor", "hotline-work-rules-en", "Handover to the supervisor"),
+    (
+        "handover supervisor",
+        "hotline-work-rules-en",
+        "Handover to the supervisor",
+    ),
     ("热线 保密", "hotline-work-rules", "为什么保密如此重要"),
     ("呼吸 练习", "closed-loop-pfa", "呼吸练习"),
     // mixed scripts
-    ("screening 筛查", "crisis-risk-referral", "三、结构化筛查（screening）八问"),
+    (
+        "screening 筛查",
+        "crisis-risk-referral",
+        "三、结构化筛查（screening）八问",
+    ),
     ("PTSD 创伤", "closed-loop-pfa", "什么情况需要警惕"),
 ];
 
@@ -56,15 +72,23 @@ fn every_query_finds_its_section_with_the_match_marked() {
     for (query, slug, title) in MUST_FIND {
         let hits = store.search(query, 5).unwrap();
         assert!(
-            hits.iter().any(|h| slugs[&h.handbook_id] == *slug && h.section_title == *title),
+            hits.iter()
+                .any(|h| slugs[&h.handbook_id] == *slug && h.section_title == *title),
             "{query:?} did not find {slug} › {title}; got {:?}",
             hits.iter().map(|h| &h.section_title).collect::<Vec<_>>()
         );
         for h in &hits {
-            assert!(h.snippet.contains("<mark>"), "{query:?}: unmarked snippet {:?}", h.snippet);
+            assert!(
+                h.snippet.contains("<mark>"),
+                "{query:?}: unmarked snippet {:?}",
+                h.snippet
+            );
         }
         // Best first.
-        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{query:?} not ranked");
+        assert!(
+            hits.windows(2).all(|w| w[0].score >= w[1].score),
+            "{query:?} not ranked"
+        );
     }
 }
 
@@ -72,15 +96,25 @@ fn every_query_finds_its_section_with_the_match_marked() {
 fn every_term_must_match_and_nonsense_finds_nothing() {
     let (_dir, store) = library();
     for q in NO_MATCH {
-        assert!(store.search(q, 10).unwrap().is_empty(), "{q:?} should find nothing");
+        assert!(
+            store.search(q, 10).unwrap().is_empty(),
+            "{q:?} should find nothing"
+        );
     }
     // Each hit of a two-term query holds both terms.
     for h in store.search("保密 督导", 20).unwrap() {
         let s = store
-            .section(&heartbridge_core::DocId::parse(&h.handbook_id, "handbook").unwrap(), h.section)
+            .section(
+                &heartbridge_core::DocId::parse(&h.handbook_id, "handbook").unwrap(),
+                h.section,
+            )
             .unwrap();
         let text = format!("{} {}", s.title, s.body);
-        assert!(text.contains("保密") && text.contains("督导"), "{}", h.section_title);
+        assert!(
+            text.contains("保密") && text.contains("督导"),
+            "{}",
+            h.section_title
+        );
     }
 }
 
@@ -97,8 +131,11 @@ fn single_characters_match_inside_words() {
 fn reimporting_a_revised_handbook_updates_search_in_place() {
     let (dir, mut store) = library();
     let before = store.list_handbooks().unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../handbooks/zh/hotline-work-rules.md");
-    let text = std::fs::read_to_string(&src).unwrap().replace("沉默的运用", "沉默与等待的运用");
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../handbooks/zh/hotline-work-rules.md");
+    let text = std::fs::read_to_string(&src)
+        .unwrap()
+        .replace("沉默的运用", "沉默与等待的运用");
     let revised = dir.path().join("hotline-work-rules.md");
     std::fs::write(&revised, text).unwrap();
     let out = store.import_handbooks(&[revised]).unwrap();
@@ -106,6 +143,14 @@ fn reimporting_a_revised_handbook_updates_search_in_place() {
     let after = store.list_handbooks().unwrap();
     assert_eq!(before.len(), after.len());
     assert!(after.iter().any(|h| h.id == out[0].id));
-    assert!(store.search("沉默与等待", 5).unwrap().iter().any(|h| h.section_title == "沉默与等待的运用"));
-    assert!(store.search("沉默的运用", 5).unwrap().iter().all(|h| h.section_title != "沉默的运用"));
+    assert!(store
+        .search("沉默与等待", 5)
+        .unwrap()
+        .iter()
+        .any(|h| h.section_title == "沉默与等待的运用"));
+    assert!(store
+        .search("沉默的运用", 5)
+        .unwrap()
+        .iter()
+        .all(|h| h.section_title != "沉默的运用"));
 }

@@ -124,7 +124,10 @@ mod serde_bytes_vec {
             fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = a.next_element()? {
                     out.push(b);
@@ -229,7 +232,8 @@ impl Envelope {
         let mut plain = Vec::new();
         {
             use std::io::Read;
-            let decoder = zstd::stream::read::Decoder::new(&packed[..]).map_err(|_| OpenError::Damaged(id.clone()))?;
+            let decoder = zstd::stream::read::Decoder::new(&packed[..])
+                .map_err(|_| OpenError::Damaged(id.clone()))?;
             decoder
                 .take(MAX_PLAINTEXT as u64 + 1)
                 .read_to_end(&mut plain)
@@ -238,7 +242,9 @@ impl Envelope {
         if plain.len() > MAX_PLAINTEXT {
             return Err(OpenError::TooLarge(id));
         }
-        let (&tag, bytes) = plain.split_first().ok_or_else(|| OpenError::Damaged(id.clone()))?;
+        let (&tag, bytes) = plain
+            .split_first()
+            .ok_or_else(|| OpenError::Damaged(id.clone()))?;
         let doc_kind = DocKindTag::from_byte(tag).ok_or(OpenError::Damaged(id))?;
         Ok(Opened {
             doc_kind,
@@ -259,7 +265,15 @@ mod tests {
     fn sealed() -> (TeamKey, TeamId, Envelope) {
         let key = TeamKey::generate();
         let team = TeamId::random();
-        let env = Envelope::seal(&key, &team, [1; 16], EnvelopeKind::Change, DocKindTag::Case, "危机记录".as_bytes()).unwrap();
+        let env = Envelope::seal(
+            &key,
+            &team,
+            [1; 16],
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            "危机记录".as_bytes(),
+        )
+        .unwrap();
         (key, team, env)
     }
 
@@ -276,8 +290,14 @@ mod tests {
     #[test]
     fn wrong_key_other_team_other_doc_and_tampering_are_refused() {
         let (key, team, env) = sealed();
-        assert!(matches!(env.open(&TeamKey::generate(), &team), Err(OpenError::Authentication(_))));
-        assert!(matches!(env.open(&key, &TeamId::random()), Err(OpenError::Authentication(_))));
+        assert!(matches!(
+            env.open(&TeamKey::generate(), &team),
+            Err(OpenError::Authentication(_))
+        ));
+        assert!(matches!(
+            env.open(&key, &TeamId::random()),
+            Err(OpenError::Authentication(_))
+        ));
         let mut moved = env.clone();
         moved.doc = [2; 16];
         assert!(moved.open(&key, &team).is_err());
@@ -292,10 +312,26 @@ mod tests {
     #[test]
     fn equal_content_gets_equal_ids_under_one_key_only() {
         let (key, team, env) = sealed();
-        let again = Envelope::seal(&key, &team, [1; 16], EnvelopeKind::Change, DocKindTag::Case, "危机记录".as_bytes()).unwrap();
+        let again = Envelope::seal(
+            &key,
+            &team,
+            [1; 16],
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            "危机记录".as_bytes(),
+        )
+        .unwrap();
         assert_eq!(again.id, env.id);
         assert_ne!(again.nonce, env.nonce);
-        let other = Envelope::seal(&TeamKey::generate(), &team, [1; 16], EnvelopeKind::Change, DocKindTag::Case, "危机记录".as_bytes()).unwrap();
+        let other = Envelope::seal(
+            &TeamKey::generate(),
+            &team,
+            [1; 16],
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            "危机记录".as_bytes(),
+        )
+        .unwrap();
         assert_ne!(other.id, env.id);
     }
 }
@@ -308,7 +344,13 @@ pub fn seal_name(key: &TeamKey, team: &TeamId, name: &str) -> String {
     let mut aad = b"hb1-name".to_vec();
     aad.extend_from_slice(&team.0);
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: name.as_bytes(), aad: &aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: name.as_bytes(),
+                aad: &aad,
+            },
+        )
         .unwrap_or_default();
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
@@ -318,7 +360,9 @@ pub fn seal_name(key: &TeamKey, team: &TeamId, name: &str) -> String {
 /// Opens a sealed name; `None` if it does not open with this key.
 pub fn open_name(key: &TeamKey, team: &TeamId, sealed: &str) -> Option<String> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .ok()?;
     if raw.len() < 24 {
         return None;
     }
@@ -326,6 +370,8 @@ pub fn open_name(key: &TeamKey, team: &TeamId, sealed: &str) -> Option<String> {
     let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
     let mut aad = b"hb1-name".to_vec();
     aad.extend_from_slice(&team.0);
-    let plain = cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).ok()?;
+    let plain = cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+        .ok()?;
     String::from_utf8(plain).ok()
 }

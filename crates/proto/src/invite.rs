@@ -105,7 +105,10 @@ impl Invite {
         let mut bytes = postcard::to_stdvec(&wire).expect("invites always serialize");
         let sum = Sha256::digest(&bytes);
         bytes.extend_from_slice(&sum[..4]);
-        format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        )
     }
 
     /// Decodes a code; surrounding whitespace and line breaks are ignored.
@@ -164,7 +167,10 @@ mod tests {
         chars[n] = if chars[n] == 'A' { 'B' } else { 'A' };
         let typo: String = chars.into_iter().collect();
         assert_eq!(Invite::decode(&typo).unwrap_err(), InviteError::Damaged);
-        assert_eq!(Invite::decode(&code[..code.len() - 3]).unwrap_err(), InviteError::Damaged);
+        assert_eq!(
+            Invite::decode(&code[..code.len() - 3]).unwrap_err(),
+            InviteError::Damaged
+        );
         assert_eq!(Invite::decode("hello").unwrap_err(), InviteError::Prefix);
     }
 }

@@ -24,7 +24,10 @@ mod invite;
 mod key;
 mod wire;
 
-pub use envelope::{open_name, seal_name, ContentId, DocKindTag, Envelope, EnvelopeKind, OpenError, Opened, SealError};
+pub use envelope::{
+    open_name, seal_name, ContentId, DocKindTag, Envelope, EnvelopeKind, OpenError, Opened,
+    SealError,
+};
 pub use invite::{Invite, InviteError, Role};
 pub use key::{Secret, TeamId, TeamKey};
 pub use wire::*;

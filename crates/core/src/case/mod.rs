@@ -104,8 +104,10 @@ pub fn create(doc: &mut AutoCommit, new: &NewCase, author: &str, now_ms: i64) ->
     doc.put(ROOT, "created_at", now_ms).map_err(am)?;
     doc.put(ROOT, "created_by", author).map_err(am)?;
     doc.put_object(ROOT, "tags", ObjType::Map).map_err(am)?;
-    doc.put_object(ROOT, "contacts", ObjType::List).map_err(am)?;
-    doc.put_object(ROOT, "followups", ObjType::List).map_err(am)?;
+    doc.put_object(ROOT, "contacts", ObjType::List)
+        .map_err(am)?;
+    doc.put_object(ROOT, "followups", ObjType::List)
+        .map_err(am)?;
     Ok(())
 }
 
@@ -152,7 +154,9 @@ pub fn add_contact(
     at_ms: i64,
 ) -> Result<String> {
     if note.trim().is_empty() {
-        return Err(Error::Empty { what: "contact text" });
+        return Err(Error::Empty {
+            what: "contact text",
+        });
     }
     if let Some(m) = minutes {
         if !(0..=24 * 60).contains(&m) {
@@ -165,7 +169,9 @@ pub fn add_contact(
     }
     let contacts = list(doc, "contacts")?;
     let len = doc.length(&contacts);
-    let c = doc.insert_object(&contacts, len, ObjType::Map).map_err(am)?;
+    let c = doc
+        .insert_object(&contacts, len, ObjType::Map)
+        .map_err(am)?;
     let id = short_id();
     doc.put(&c, "id", id.as_str()).map_err(am)?;
     doc.put(&c, "at", at_ms).map_err(am)?;
@@ -208,7 +214,9 @@ pub fn edit_contact(doc: &mut AutoCommit, contact_id: &str, note: &str) -> Resul
 /// Adds a follow-up task; `due` is a date `YYYY-MM-DD`.
 pub fn add_followup(doc: &mut AutoCommit, task: &str, due: Option<&str>) -> Result<String> {
     if task.trim().is_empty() {
-        return Err(Error::Empty { what: "follow-up text" });
+        return Err(Error::Empty {
+            what: "follow-up text",
+        });
     }
     if let Some(d) = due {
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
@@ -279,7 +287,9 @@ pub fn read(doc: &AutoCommit, id: &str) -> Case {
     let mut contacts = Vec::new();
     if let Some(list) = object(doc, &ROOT, "contacts", ObjType::List) {
         for i in 0..doc.length(&list) {
-            if let Some((automerge::Value::Object(ObjType::Map), c)) = doc.get(&list, i).ok().flatten() {
+            if let Some((automerge::Value::Object(ObjType::Map), c)) =
+                doc.get(&list, i).ok().flatten()
+            {
                 let at_ms = int(doc, &c, "at").unwrap_or(0);
                 contacts.push(Contact {
                     id: string(doc, &c, "id").unwrap_or_default(),
@@ -299,7 +309,9 @@ pub fn read(doc: &AutoCommit, id: &str) -> Case {
     let mut followups = Vec::new();
     if let Some(list) = object(doc, &ROOT, "followups", ObjType::List) {
         for i in 0..doc.length(&list) {
-            if let Some((automerge::Value::Object(ObjType::Map), f)) = doc.get(&list, i).ok().flatten() {
+            if let Some((automerge::Value::Object(ObjType::Map), f)) =
+                doc.get(&list, i).ok().flatten()
+            {
                 followups.push(Followup {
                     id: string(doc, &f, "id").unwrap_or_default(),
                     text: text(doc, &f, "text").unwrap_or_default(),

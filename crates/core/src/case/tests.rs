@@ -77,9 +77,25 @@ fn a_deliberate_lowering_after_seeing_the_merge_sticks() {
 fn concurrent_contacts_both_survive_in_time_order() {
     let mut a = new_case(Risk::Low);
     let mut b = fork(&mut a, 2);
-    add_contact(&mut a, Channel::Hotline, "来电，谈到考试压力", Some(20), "A", 2_000).unwrap();
+    add_contact(
+        &mut a,
+        Channel::Hotline,
+        "来电，谈到考试压力",
+        Some(20),
+        "A",
+        2_000,
+    )
+    .unwrap();
     a.commit();
-    add_contact(&mut b, Channel::InPerson, "面谈，情绪平稳", None, "B", 1_500).unwrap();
+    add_contact(
+        &mut b,
+        Channel::InPerson,
+        "面谈，情绪平稳",
+        None,
+        "B",
+        1_500,
+    )
+    .unwrap();
     b.commit();
     sync_both(&mut a, &mut b);
     let case = read(&a, "x");
@@ -93,7 +109,15 @@ fn concurrent_contacts_both_survive_in_time_order() {
 #[test]
 fn concurrent_edits_of_one_note_merge_at_character_level() {
     let mut a = new_case(Risk::Low);
-    let id = add_contact(&mut a, Channel::Online, "今天聊了学校的事。", None, "A", 2_000).unwrap();
+    let id = add_contact(
+        &mut a,
+        Channel::Online,
+        "今天聊了学校的事。",
+        None,
+        "A",
+        2_000,
+    )
+    .unwrap();
     a.commit();
     let mut b = fork(&mut a, 2);
     edit_contact(&mut a, &id, "今天聊了学校的事和室友。").unwrap();

@@ -188,14 +188,36 @@ mod tests {
         let path = dir.path().join("m.db");
         let mut conn = Connection::open(&path).unwrap();
         assert_eq!(migrate(&mut conn, &path).unwrap(), 0);
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
         // A second run finds everything done and changes nothing.
         assert_eq!(migrate(&mut conn, &path).unwrap(), v);
         // The schema is what the store expects.
-        for table in ["profile", "documents", "document_changes", "outbox", "cases", "handbooks", "sections", "sections_fts", "team", "sync_state", "refused", "doc_sync", "bookmarks", "shifts", "settings"] {
+        for table in [
+            "profile",
+            "documents",
+            "document_changes",
+            "outbox",
+            "cases",
+            "handbooks",
+            "sections",
+            "sections_fts",
+            "team",
+            "sync_state",
+            "refused",
+            "doc_sync",
+            "bookmarks",
+            "shifts",
+            "settings",
+        ] {
             let n: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
                 .unwrap();
             assert_eq!(n, 1, "table {table} missing");
         }
@@ -208,12 +230,21 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         // The second migration creates a table, then fails: neither its
         // table nor its version bump may stick.
-        let list = [MIGRATIONS[0], "CREATE TABLE extra (x); CREATE TABLE profile (y);"];
+        let list = [
+            MIGRATIONS[0],
+            "CREATE TABLE extra (x); CREATE TABLE profile (y);",
+        ];
         assert!(migrate_with(&mut conn, &path, &list).is_err());
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 1);
         let n: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'extra'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'extra'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 0);
     }

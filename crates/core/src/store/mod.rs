@@ -170,7 +170,13 @@ impl Store {
             .query_row(
                 "SELECT name, device_id, actor_id FROM profile WHERE id = 1",
                 [],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
             )
             .optional()?
             .ok_or_else(|| Error::ProfileMissing {
@@ -406,7 +412,11 @@ pub(crate) fn kind_noun(kind: DocKind) -> &'static str {
     }
 }
 
-fn load_doc(conn: &Connection, id: &DocId, actor: &ActorId) -> Result<Option<(DocKind, AutoCommit)>> {
+fn load_doc(
+    conn: &Connection,
+    id: &DocId,
+    actor: &ActorId,
+) -> Result<Option<(DocKind, AutoCommit)>> {
     let row: Option<(String, Vec<u8>)> = conn
         .query_row(
             "SELECT kind, snapshot FROM documents WHERE id = ?1",
@@ -454,10 +464,11 @@ pub(crate) fn apply_remote_in(
         None => AutoCommit::new().with_actor(actor.clone()),
     };
     let heads = doc.get_heads();
-    doc.load_incremental(bytes).map_err(|source| Error::Document {
-        id: id.to_string(),
-        source,
-    })?;
+    doc.load_incremental(bytes)
+        .map_err(|source| Error::Document {
+            id: id.to_string(),
+            source,
+        })?;
     if doc.get_heads() == heads {
         return Ok(false);
     }
@@ -476,7 +487,11 @@ pub(crate) fn apply_remote_in(
     Ok(true)
 }
 
-pub(crate) fn load_doc_in(conn: &Connection, id: &DocId, actor: &ActorId) -> Result<Option<(DocKind, AutoCommit)>> {
+pub(crate) fn load_doc_in(
+    conn: &Connection,
+    id: &DocId,
+    actor: &ActorId,
+) -> Result<Option<(DocKind, AutoCommit)>> {
     load_doc(conn, id, actor)
 }
 

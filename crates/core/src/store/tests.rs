@@ -22,7 +22,8 @@ fn new_case(s: &mut Store) -> DocId {
 fn a_write_is_on_disk_when_the_call_returns() {
     let (dir, mut s) = store();
     let id = new_case(&mut s);
-    s.add_contact(&id, Channel::Hotline, "第一次来电", Some(15)).unwrap();
+    s.add_contact(&id, Channel::Hotline, "第一次来电", Some(15))
+        .unwrap();
     // A second connection (another process) sees it at once.
     let other = Store::open(&dir.path().join("p")).unwrap();
     let c = other.case(&id).unwrap();
@@ -39,7 +40,13 @@ fn every_local_change_is_queued_in_the_outbox_until_acknowledged() {
     s.add_contact(&id, Channel::Online, "线上", None).unwrap();
     // An update that changes nothing queues nothing.
     let w = s
-        .update_case(&id, &CaseUpdate { risk: Some(Risk::Low), ..Default::default() })
+        .update_case(
+            &id,
+            &CaseUpdate {
+                risk: Some(Risk::Low),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(w, Written::Unchanged);
     let out = s.outbox().unwrap();
@@ -60,11 +67,20 @@ fn compaction_keeps_the_document_identical() {
     let id = new_case(&mut s);
     let mut compacted_by_itself = false;
     for i in 0..40 {
-        s.add_contact(&id, Channel::Hotline, &format!("第{i}次联系，记录较长的一段文字。"), Some(i)).unwrap();
+        s.add_contact(
+            &id,
+            Channel::Hotline,
+            &format!("第{i}次联系，记录较长的一段文字。"),
+            Some(i),
+        )
+        .unwrap();
         let (_, changes) = s.stored_sizes(&id).unwrap();
         compacted_by_itself |= changes == 0;
     }
-    assert!(compacted_by_itself, "incremental changes outgrew the snapshot but were never folded");
+    assert!(
+        compacted_by_itself,
+        "incremental changes outgrew the snapshot but were never folded"
+    );
     let before = s.load(&id).unwrap().unwrap().1;
     s.compact(&id).unwrap();
     assert_eq!(s.stored_sizes(&id).unwrap().1, 0);
@@ -80,13 +96,24 @@ fn remote_changes_merge_and_update_the_projection_without_queueing() {
     let (_d1, mut a) = store();
     let (_d2, mut b) = store();
     let id = new_case(&mut a);
-    a.update_case(&id, &CaseUpdate { risk: Some(Risk::High), ..Default::default() }).unwrap();
+    a.update_case(
+        &id,
+        &CaseUpdate {
+            risk: Some(Risk::High),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for item in a.outbox().unwrap() {
-        assert!(b.apply_remote(&item.doc_id, item.kind, &item.bytes).unwrap());
+        assert!(b
+            .apply_remote(&item.doc_id, item.kind, &item.bytes)
+            .unwrap());
     }
     // Applying the same bytes twice changes nothing.
     for item in a.outbox().unwrap() {
-        assert!(!b.apply_remote(&item.doc_id, item.kind, &item.bytes).unwrap());
+        assert!(!b
+            .apply_remote(&item.doc_id, item.kind, &item.bytes)
+            .unwrap());
     }
     assert_eq!(b.outbox_len().unwrap(), 0);
     let list = b.list_cases(&Default::default()).unwrap();
@@ -104,7 +131,10 @@ fn profile_errors_are_distinct_and_touch_nothing() {
     let foreign = dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
-    assert_eq!(Store::init(&foreign, "x").unwrap_err().kind(), "profile_foreign");
+    assert_eq!(
+        Store::init(&foreign, "x").unwrap_err().kind(),
+        "profile_foreign"
+    );
     // Another application's SQLite database is not ours.
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
@@ -140,6 +170,9 @@ fn errors_name_no_note_text() {
     let secret = "秘密内容-CANARY";
     let e = s.edit_contact(&id, "0000", secret).unwrap_err().to_string();
     assert!(!e.contains(secret), "{e}");
-    let e = s.add_contact(&id, Channel::Hotline, secret, Some(99999)).unwrap_err().to_string();
+    let e = s
+        .add_contact(&id, Channel::Hotline, secret, Some(99999))
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains(secret), "{e}");
 }

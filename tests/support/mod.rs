@@ -1,0 +1,175 @@
+//! Test support: a real relay on a loopback port, and devices that are
+//! real profiles (SQLite files) syncing through real HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use heartbridge_client::HttpTransport;
+use heartbridge_core::proto::{Role, TeamCreated};
+use heartbridge_core::{Case, Store, SyncOptions, SyncReport, Transport};
+
+/// A relay serving on 127.0.0.1:random in its own runtime thread; stops
+/// gracefully when dropped.
+pub struct Relay {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn start() -> Relay {
+        Relay::start_with(|_| {})
+    }
+
+    pub fn start_with(tune: impl FnOnce(&mut heartbridge_relay::Config)) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = heartbridge_relay::Config::new(dir.path().join("relay.db"));
+        tune(&mut config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                ready_tx.send(()).expect("ready");
+                heartbridge_relay::serve(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("relay ran");
+            });
+        });
+        ready
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("relay started");
+        Relay {
+            url,
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("relay.db")
+    }
+
+    pub fn create_team(&self, name: &str) -> TeamCreated {
+        heartbridge_relay::create_team(&self.db(), name).expect("team create")
+    }
+
+    /// Envelope rows the relay holds.
+    pub fn envelope_count(&self) -> i64 {
+        let conn = rusqlite::Connection::open(self.db()).expect("open relay db");
+        conn.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    /// Every byte of every file in the relay's directory.
+    pub fn all_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let b = std::fs::read(&p).expect("read");
+                (p, b)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A device: one profile directory.
+pub struct Device {
+    pub name: String,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    pub fn new(name: &str) -> Device {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(&dir.path().join("profile"), name).expect("init");
+        Device {
+            name: name.to_owned(),
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub fn profile_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub fn sync(&mut self) -> SyncReport {
+        self.sync_with(&mut HttpTransport::default(), &SyncOptions::default())
+            .unwrap_or_else(|e| panic!("{} sync failed: {e}", self.name))
+    }
+
+    pub fn sync_with(
+        &mut self,
+        t: &mut dyn Transport,
+        opts: &SyncOptions,
+    ) -> heartbridge_core::Result<SyncReport> {
+        self.store.sync(t, opts, &mut |_| {})
+    }
+
+    pub fn case(&self, id: &heartbridge_core::DocId) -> Case {
+        self.store.case(id).expect("case")
+    }
+}
+
+/// A team: a lead who claimed it, plus devices who joined by invite.
+pub fn team(relay: &Relay, names: &[&str]) -> Vec<Device> {
+    let created = relay.create_team("test team");
+    let mut lead = Device::new(names[0]);
+    let token = if created.lead_token.expose().contains('.') {
+        created.lead_token.expose().to_owned()
+    } else {
+        format!("{}.{}", created.team_id, created.lead_token.expose())
+    };
+    heartbridge_client::claim(&mut lead.store, &relay.url, &token).expect("claim");
+    let mut out = vec![lead];
+    for name in &names[1..] {
+        let code = heartbridge_client::invite(&out[0].store, Role::Volunteer).expect("invite");
+        let mut d = Device::new(name);
+        heartbridge_client::join(&mut d.store, &code).expect("join");
+        out.push(d);
+    }
+    out
+}
+
+/// Syncs every device, in the given order, until a whole pass moves
+/// nothing. Returns the number of passes.
+pub fn sync_until_quiet(devices: &mut [Device], order: &[usize]) -> usize {
+    for pass in 1..=10 {
+        let mut moved = 0;
+        for &i in order {
+            let r = devices[i].sync();
+            moved += r.pulled + r.pushed;
+        }
+        if moved == 0 {
+            return pass;
+        }
+    }
+    panic!("devices did not go quiet in 10 passes");
+}

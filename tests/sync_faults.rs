@@ -1,0 +1,401 @@
+//! Faults: duplicated and replayed pushes, syncs cut off mid-way, envelopes
+//! that must be refused, and relay errors a device must tell apart.
+
+use heartbridge_client::HttpTransport;
+use heartbridge_core::proto::{
+    decode, encode, DocKindTag, Envelope, EnvelopeKind, SyncRequest, SyncResponse, TeamId, TeamKey,
+};
+use heartbridge_core::{
+    Channel, Group, NewCase, Risk, SyncOptions, Team, Transport, TransportError,
+};
+use heartbridge_tests::{sync_until_quiet, team, Relay};
+
+/// Sends every request twice, as a retrying client on a flaky link would.
+struct Twice(HttpTransport);
+impl Transport for Twice {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.0.sync(team, body.clone())?;
+        self.0.sync(team, body)
+    }
+}
+
+/// Delivers the request of call `n` but loses its response.
+struct LoseResponse {
+    inner: HttpTransport,
+    n: usize,
+    calls: usize,
+}
+impl Transport for LoseResponse {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.calls += 1;
+        let r = self.inner.sync(team, body)?;
+        if self.calls == self.n {
+            return Err(TransportError::Network("connection reset".into()));
+        }
+        Ok(r)
+    }
+}
+
+fn new_case(store: &mut heartbridge_core::Store) -> heartbridge_core::DocId {
+    store
+        .new_case(&NewCase {
+            alias: "阿明".into(),
+            group: Group::Migrant,
+            risk: Risk::Low,
+        })
+        .expect("case")
+}
+
+#[test]
+fn duplicated_and_replayed_pushes_create_no_duplicates() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    let id = new_case(&mut devs[0].store);
+    for i in 0..3 {
+        devs[0]
+            .store
+            .add_contact(&id, Channel::Hotline, &format!("记录{i}"), None)
+            .expect("contact");
+    }
+    // Every request goes twice.
+    devs[0]
+        .sync_with(
+            &mut Twice(HttpTransport::default()),
+            &SyncOptions::default(),
+        )
+        .expect("sync twice");
+    let rows = relay.envelope_count();
+    // Replay: the same outbox content sealed again with fresh nonces.
+    let team0 = devs[0].store.team().expect("t").expect("enrolled");
+    let doc = {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&hex_decode(id.as_str()));
+        b
+    };
+    let (_, mut am) = devs[0].store.load(&id).expect("load").expect("doc");
+    let all = am.save_after(&[]);
+    let e1 = Envelope::seal(
+        &team0.key,
+        &team0.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &all,
+    )
+    .expect("seal");
+    let e2 = Envelope::seal(
+        &team0.key,
+        &team0.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &all,
+    )
+    .expect("seal");
+    let mut t = HttpTransport::default();
+    let r1: SyncResponse = decode(
+        "resp",
+        &t.sync(
+            &team0,
+            encode(&SyncRequest {
+                v: 1,
+                cursor: 0,
+                push: vec![e1],
+                max_bytes: 0,
+            }),
+        )
+        .expect("push"),
+    )
+    .expect("decode");
+    let r2: SyncResponse = decode(
+        "resp",
+        &t.sync(
+            &team0,
+            encode(&SyncRequest {
+                v: 1,
+                cursor: 0,
+                push: vec![e2],
+                max_bytes: 0,
+            }),
+        )
+        .expect("push"),
+    )
+    .expect("decode");
+    assert_eq!(
+        r1.acked[0].seq, r2.acked[0].seq,
+        "the same content was stored twice"
+    );
+    assert!(relay.envelope_count() <= rows + 1);
+
+    sync_until_quiet(&mut devs, &[1, 0]);
+    let c = devs[1].case(&id);
+    assert_eq!(c.contacts.len(), 3);
+    assert_eq!(c, devs[0].case(&id));
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn a_sync_cut_off_mid_way_resumes_without_loss() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    let text: Vec<char> = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../handbooks/zh/hotline-work-rules.md"
+    ))
+    .expect("handbook")
+    .chars()
+    .collect();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let id = new_case(&mut devs[0].store);
+        let note: String = text[i * 900..(i + 1) * 900].iter().collect();
+        devs[0]
+            .store
+            .add_contact(&id, Channel::Hotline, &note, Some(30))
+            .expect("contact");
+        ids.push(id);
+    }
+    devs[0].sync();
+    // Small pages; the response of the third page is lost on the way.
+    let small = SyncOptions {
+        page_bytes: 4096,
+        ..Default::default()
+    };
+    let mut cut = LoseResponse {
+        inner: HttpTransport::default(),
+        n: 3,
+        calls: 0,
+    };
+    let err = devs[1].sync_with(&mut cut, &small).unwrap_err();
+    assert_eq!(err.kind(), "network");
+    assert!(err.to_string().contains("saved on this device"), "{err}");
+    let got = devs[1]
+        .store
+        .list_cases(&Default::default())
+        .expect("list")
+        .len();
+    assert!(
+        got > 0 && got < ids.len(),
+        "pages before the cut were not kept ({got})"
+    );
+    assert_eq!(
+        devs[1]
+            .store
+            .sync_status()
+            .expect("status")
+            .last_error_kind
+            .as_deref(),
+        Some("network")
+    );
+    let r = devs[1]
+        .sync_with(&mut HttpTransport::default(), &small)
+        .expect("resume");
+    assert!(r.requests > 1, "small pages should take several requests");
+    for id in &ids {
+        assert_eq!(devs[1].case(id), devs[0].case(id));
+    }
+    assert_eq!(
+        devs[1].store.sync_status().expect("status").last_error_kind,
+        None
+    );
+
+    // The same on the push side: the relay stored the push, the ack is lost.
+    let id = new_case(&mut devs[1].store);
+    devs[1]
+        .store
+        .add_contact(&id, Channel::Online, "推送途中断线", None)
+        .expect("contact");
+    let mut cut = LoseResponse {
+        inner: HttpTransport::default(),
+        n: 1,
+        calls: 0,
+    };
+    assert!(devs[1]
+        .sync_with(&mut cut, &SyncOptions::default())
+        .is_err());
+    assert_eq!(
+        devs[1].store.outbox_len().expect("outbox"),
+        2,
+        "unacknowledged changes left the outbox"
+    );
+    devs[1].sync();
+    assert_eq!(devs[1].store.outbox_len().expect("outbox"), 0);
+    devs[0].sync();
+    assert_eq!(devs[0].case(&id).contacts.len(), 1);
+}
+
+#[test]
+fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    let other_team = team(&relay, &["x"]);
+    let a = devs[0].store.team().expect("t").expect("enrolled");
+    let x = other_team[0].store.team().expect("t").expect("enrolled");
+    let id = new_case(&mut devs[0].store);
+    let (_, mut am) = devs[0].store.load(&id).expect("load").expect("doc");
+    let bytes = am.save_after(&[]);
+    let doc = [9u8; 16];
+
+    let mut tampered = Envelope::seal(
+        &a.key,
+        &a.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &bytes,
+    )
+    .expect("seal");
+    let last = tampered.ciphertext.len() - 1;
+    tampered.ciphertext[last] ^= 0x40;
+    let wrong_key = Envelope::seal(
+        &TeamKey::generate(),
+        &a.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &bytes,
+    )
+    .expect("seal");
+    let cross_team = Envelope::seal(
+        &x.key,
+        &x.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &bytes,
+    )
+    .expect("seal");
+    let foreign_id = Envelope::seal(
+        &a.key,
+        &TeamId::random(),
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        &bytes,
+    )
+    .expect("seal");
+    let mut t = HttpTransport::default();
+    let push = encode(&SyncRequest {
+        v: 1,
+        cursor: 0,
+        push: vec![tampered, wrong_key, cross_team, foreign_id],
+        max_bytes: 0,
+    });
+    t.sync(&a, push)
+        .expect("the relay stores what it cannot read");
+    // And a good change after them.
+    devs[0].sync();
+
+    let r = devs[1].sync();
+    assert_eq!(r.refused, 4, "{r:?}");
+    assert_eq!(
+        devs[1].case(&id),
+        devs[0].case(&id),
+        "the good change did not apply"
+    );
+    let refused = devs[1].store.refused().expect("refused");
+    assert_eq!(refused.len(), 4);
+    assert!(refused.iter().all(
+        |(_, doc_id, _, reason)| doc_id == &"09".repeat(16) && reason.starts_with("unopenable")
+    ));
+    assert!(devs[1]
+        .store
+        .load(&heartbridge_core::DocId::parse(&"09".repeat(16), "case").expect("id"))
+        .expect("load")
+        .is_none());
+    assert_eq!(devs[1].store.sync_status().expect("status").refused, 4);
+}
+
+#[test]
+fn unknown_and_revoked_tokens_get_distinct_errors() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["lead", "v"]);
+    let mut t = devs[1].store.team().expect("t").expect("enrolled");
+    t.token = heartbridge_core::proto::Secret::generate();
+    match HttpTransport::default().sync(
+        &t,
+        encode(&SyncRequest {
+            v: 1,
+            cursor: 0,
+            push: vec![],
+            max_bytes: 0,
+        }),
+    ) {
+        Err(TransportError::Relay {
+            status: 401, kind, ..
+        }) => assert_eq!(kind, "unknown_token"),
+        other => panic!("expected 401 unknown_token, got {other:?}"),
+    }
+    let device = devs[1]
+        .store
+        .team()
+        .expect("t")
+        .expect("enrolled")
+        .device_id;
+    heartbridge_relay::revoke_device(&relay.db(), &device).expect("revoke");
+    let err = devs[1]
+        .sync_with(&mut HttpTransport::default(), &SyncOptions::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), "relay");
+    let err = heartbridge_client::explain(
+        match HttpTransport::default().sync(
+            &devs[1].store.team().expect("t").expect("enrolled"),
+            encode(&SyncRequest {
+                v: 1,
+                cursor: 0,
+                push: vec![],
+                max_bytes: 0,
+            }),
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("a revoked device synced"),
+        },
+    );
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // Nothing local was lost.
+    let id = new_case(&mut devs[1].store);
+    assert!(devs[1].store.case(&id).is_ok());
+    devs[0].sync();
+}
+
+#[test]
+fn joining_with_a_damaged_or_wrong_code_is_refused_clearly() {
+    let relay = Relay::start();
+    let devs = team(&relay, &["lead"]);
+    let code = heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Volunteer)
+        .expect("invite");
+    let mut d = heartbridge_tests::Device::new("v");
+    let typo = code.replacen('A', "B", 1);
+    if typo != code {
+        let e = heartbridge_client::join(&mut d.store, &typo).unwrap_err();
+        assert_eq!(e.kind(), "invite", "{e}");
+    }
+    // Right token, wrong key: the relay's key check refuses and the invite stays usable.
+    let mut inv = heartbridge_core::proto::Invite::decode(&code).expect("decode");
+    inv.key = TeamKey::generate();
+    let e = heartbridge_client::join(&mut d.store, &inv.encode()).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+    heartbridge_client::join(&mut d.store, &code).expect("the right code still works");
+    let e = heartbridge_client::join(&mut heartbridge_tests::Device::new("w").store, &code)
+        .unwrap_err();
+    assert!(e.to_string().contains("already used"), "{e}");
+}
+
+#[test]
+fn a_no_op_sync_is_one_small_request_whatever_the_number_of_documents() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    for _ in 0..50 {
+        new_case(&mut devs[0].store);
+    }
+    sync_until_quiet(&mut devs, &[0, 1]);
+    let r = devs[1].sync();
+    assert_eq!(r.requests, 1);
+    assert!(r.bytes_sent < 300 && r.bytes_received < 300, "{r:?}");
+}
