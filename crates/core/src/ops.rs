@@ -112,6 +112,7 @@ impl Store {
         let (cid, _) = self.write(id, DocKind::Case, false, &what, |doc, p| {
             case::add_contact(doc, channel, text, minutes, &p.name, now_ms())
         })?;
+        self.count_shift_contact()?;
         Ok(cid)
     }
 
@@ -231,13 +232,23 @@ impl Store {
         for p in paths {
             collect_markdown(p, &mut files)?;
         }
-        let mut parsed = Vec::new();
+        let mut read = Vec::new();
         for f in files {
             let bytes = std::fs::read(&f).map_err(|source| Error::Io {
                 path: f.clone(),
                 source,
             })?;
-            parsed.push((handbook::parse(&f, &bytes)?, f));
+            read.push((f, bytes));
+        }
+        self.import_handbook_bytes(&read)
+    }
+
+    /// Imports handbooks given as (name, bytes), e.g. the ones an app ships
+    /// with. Every file is parsed before anything is stored.
+    pub fn import_handbook_bytes(&mut self, files: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Imported>> {
+        let mut parsed = Vec::new();
+        for (f, bytes) in files {
+            parsed.push((handbook::parse(f, bytes)?, f.clone()));
         }
         let mut out = Vec::new();
         for (src, path) in parsed {

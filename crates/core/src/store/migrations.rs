@@ -143,7 +143,8 @@ CREATE TABLE bookmarks (
 CREATE TABLE shifts (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at  INTEGER NOT NULL,
-    ended_at    INTEGER
+    ended_at    INTEGER,
+    contacts    INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE settings (

@@ -1,0 +1,51 @@
+//! The one error type at the app boundary: `{kind, message}`, where `kind`
+//! is stable for the UI to branch on and `message` is fit for a volunteer.
+//! Messages come from core errors, which never carry note text or secrets.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiError {
+    pub kind: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn no_profile() -> Self {
+        ApiError::new("profile_missing", "No profile on this device yet: create one or join a team first.")
+    }
+}
+
+impl From<heartbridge_core::Error> for ApiError {
+    fn from(e: heartbridge_core::Error) -> Self {
+        ApiError {
+            kind: e.kind().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_shape_is_pinned() {
+        let e: ApiError = heartbridge_core::Error::NotFound { what: "case", id: "ab12".into() }.into();
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"kind": "not_found", "message": "no case with id ab12: check the id with `heartbridge case list`"})
+        );
+        let e: ApiError = heartbridge_core::Error::Network { detail: "timed out".into() }.into();
+        assert_eq!(e.kind, "network");
+    }
+}

@@ -1,0 +1,391 @@
+//! The Heartbridge app: thin Tauri commands over heartbridge-core, a
+//! background sync task, and nothing else. Each command gathers input,
+//! calls one core function, and returns its result with camelCase keys or
+//! an [`ApiError`] `{kind, message}`.
+
+mod camel;
+mod error;
+mod render;
+mod sync_task;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use heartbridge_core::proto::Role;
+use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store};
+use serde_json::{json, Value};
+use tauri::{Manager, State};
+
+use camel::to_ui;
+use error::{ApiError, ApiResult};
+use sync_task::Syncer;
+
+/// What every command can reach.
+pub struct AppState {
+    profile: PathBuf,
+    store: Mutex<Option<Store>>,
+    syncer: Arc<Syncer>,
+}
+
+impl AppState {
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>) -> ApiResult<T> {
+        let mut guard = self.store.lock().map_err(|_| ApiError::new("internal", "the app state is unavailable; restart the app"))?;
+        if guard.is_none() {
+            *guard = Some(Store::open(&self.profile).map_err(|e| match e {
+                heartbridge_core::Error::ProfileMissing { .. } => ApiError::no_profile(),
+                e => e.into(),
+            })?);
+        }
+        let store = guard.as_mut().ok_or_else(ApiError::no_profile)?;
+        Ok(f(store)?)
+    }
+}
+
+fn parse<T: std::str::FromStr<Err = heartbridge_core::Error>>(s: &str) -> ApiResult<T> {
+    Ok(s.parse::<T>()?)
+}
+
+fn parse_opt<T: std::str::FromStr<Err = heartbridge_core::Error>>(s: Option<String>) -> ApiResult<Option<T>> {
+    s.filter(|s| !s.is_empty()).map(|s| parse(&s)).transpose()
+}
+
+fn status_of(store: &Store) -> Result<Value, heartbridge_core::Error> {
+    let team = store.team()?;
+    Ok(json!({
+        "initialized": true,
+        "name": store.profile().name,
+        "deviceId": store.profile().device_id,
+        "team": team.map(|t| json!({"teamId": t.team_id.to_hex(), "relayUrl": t.relay_url, "role": t.role})),
+    }))
+}
+
+#[tauri::command]
+async fn profile_status(state: State<'_, AppState>) -> ApiResult<Value> {
+    match state.with(|s| status_of(s)) {
+        Err(e) if e.kind == "profile_missing" => Ok(json!({"initialized": false})),
+        other => other,
+    }
+}
+
+/// The sample handbooks the app ships with, readable offline from the
+/// first start of a standalone profile.
+const BUNDLED_HANDBOOKS: &[(&str, &str)] = &[
+    ("hotline-work-rules.md", include_str!("../../handbooks/zh/hotline-work-rules.md")),
+    ("closed-loop-psychological-first-aid.md", include_str!("../../handbooks/zh/closed-loop-psychological-first-aid.md")),
+    ("crisis-risk-assessment-referral.md", include_str!("../../handbooks/zh/crisis-risk-assessment-referral.md")),
+    ("hotline-work-rules-en.md", include_str!("../../handbooks/en/hotline-work-rules.md")),
+];
+
+fn import_bundled(store: &mut Store) -> Result<(), heartbridge_core::Error> {
+    let files: Vec<(PathBuf, Vec<u8>)> =
+        BUNDLED_HANDBOOKS.iter().map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec())).collect();
+    store.import_handbook_bytes(&files)?;
+    Ok(())
+}
+
+fn create_or_open(state: &AppState, name: &str) -> ApiResult<()> {
+    let mut guard = state.store.lock().map_err(|_| ApiError::new("internal", "restart the app"))?;
+    if guard.is_none() {
+        let store = match Store::open(&state.profile) {
+            Ok(s) => s,
+            Err(heartbridge_core::Error::ProfileMissing { .. }) => Store::init(&state.profile, name)?,
+            Err(e) => return Err(e.into()),
+        };
+        *guard = Some(store);
+    }
+    Ok(())
+}
+
+#[tauri::command]
+async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<Value> {
+    create_or_open(&state, &name)?;
+    // A standalone profile starts with the bundled handbooks; a profile
+    // that joins a team gets the team's from the relay instead.
+    state.with(|s| {
+        if s.list_handbooks()?.is_empty() {
+            import_bundled(s)?;
+        }
+        status_of(s)
+    })
+}
+
+#[tauri::command]
+async fn team_claim(state: State<'_, AppState>, relay_url: String, token: String, name: String) -> ApiResult<Value> {
+    create_or_open(&state, &name)?;
+    state.with(|s| heartbridge_client::claim(s, &relay_url, &token))?;
+    state.syncer.wake.notify_one();
+    state.with(|s| status_of(s))
+}
+
+#[tauri::command]
+async fn team_join(state: State<'_, AppState>, code: String, name: String) -> ApiResult<Value> {
+    create_or_open(&state, &name)?;
+    state.with(|s| heartbridge_client::join(s, &code))?;
+    state.syncer.wake.notify_one();
+    state.with(|s| status_of(s))
+}
+
+#[tauri::command]
+async fn team_invite(state: State<'_, AppState>, role: String) -> ApiResult<Value> {
+    let role: Role = role
+        .parse()
+        .map_err(|_| ApiError::new("invalid_input", "role must be volunteer, supervisor or lead"))?;
+    let code = state.with(|s| heartbridge_client::invite(s, role))?;
+    Ok(json!({ "code": code }))
+}
+
+#[tauri::command]
+async fn team_members(state: State<'_, AppState>) -> ApiResult<Value> {
+    let members = state.with(|s| heartbridge_client::members(s))?;
+    Ok(Value::Array(
+        members
+            .iter()
+            .map(|m| {
+                json!({
+                    "deviceId": m.device_id, "name": m.name, "role": m.role, "revoked": m.revoked,
+                    "lastSyncAt": m.last_sync_at.map(|t| heartbridge_core::format_ms(t * 1000)),
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[tauri::command]
+async fn handbook_list(state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| s.list_handbooks())?))
+}
+
+#[tauri::command]
+async fn handbook_get(state: State<'_, AppState>, id: String) -> ApiResult<Value> {
+    let h = state.with(|s| {
+        let id = s.resolve(DocKind::Handbook, &id)?;
+        s.handbook(&id)
+    })?;
+    let sections: Vec<Value> = h
+        .sections
+        .iter()
+        .map(|sec| json!({"index": sec.index, "level": sec.level, "title": sec.title, "html": render::section_html(&sec.body)}))
+        .collect();
+    Ok(json!({"id": h.id, "title": h.title, "language": h.language, "version": h.version, "sections": sections}))
+}
+
+#[tauri::command]
+async fn handbook_search(state: State<'_, AppState>, query: String, limit: Option<usize>) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| s.search(&query, limit.unwrap_or(20)))?))
+}
+
+#[tauri::command]
+async fn bookmark_list(state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| s.bookmarks())?))
+}
+
+#[tauri::command]
+async fn bookmark_toggle(state: State<'_, AppState>, handbook_id: String, section: usize) -> ApiResult<bool> {
+    state.with(|s| {
+        let id = s.resolve(DocKind::Handbook, &handbook_id)?;
+        s.toggle_bookmark(&id, section)
+    })
+}
+
+#[tauri::command]
+async fn case_list(
+    state: State<'_, AppState>,
+    risk: Option<String>,
+    status: Option<String>,
+    group: Option<String>,
+) -> ApiResult<Value> {
+    let filter = CaseFilter { risk: parse_opt(risk)?, status: parse_opt(status)?, group: parse_opt(group)? };
+    Ok(to_ui(&state.with(|s| s.list_cases(&filter))?))
+}
+
+fn case_view(s: &mut Store, id: &str) -> Result<Value, heartbridge_core::Error> {
+    let id = s.resolve(DocKind::Case, id)?;
+    Ok(to_ui(&s.case(&id)?))
+}
+
+#[tauri::command]
+async fn case_get(state: State<'_, AppState>, id: String) -> ApiResult<Value> {
+    state.with(|s| case_view(s, &id))
+}
+
+#[tauri::command]
+async fn case_create(state: State<'_, AppState>, alias: String, group: String, risk: String) -> ApiResult<Value> {
+    let new = NewCase { alias, group: parse::<Group>(&group)?, risk: parse::<Risk>(&risk)? };
+    let id = state.with(|s| s.new_case(&new))?;
+    Ok(json!({ "id": id }))
+}
+
+#[tauri::command]
+async fn case_update(
+    state: State<'_, AppState>,
+    id: String,
+    alias: Option<String>,
+    risk: Option<String>,
+    status: Option<String>,
+    group: Option<String>,
+) -> ApiResult<Value> {
+    let update = CaseUpdate { alias, risk: parse_opt(risk)?, status: parse_opt::<Status>(status)?, group: parse_opt(group)? };
+    state.with(|s| {
+        let doc = s.resolve(DocKind::Case, &id)?;
+        s.update_case(&doc, &update)?;
+        case_view(s, &id)
+    })
+}
+
+#[tauri::command]
+async fn case_add_contact(
+    state: State<'_, AppState>,
+    id: String,
+    channel: String,
+    text: String,
+    minutes: Option<i64>,
+) -> ApiResult<Value> {
+    let channel: Channel = parse(&channel)?;
+    state.with(|s| {
+        let doc = s.resolve(DocKind::Case, &id)?;
+        s.add_contact(&doc, channel, &text, minutes)?;
+        case_view(s, &id)
+    })
+}
+
+#[tauri::command]
+async fn case_add_followup(state: State<'_, AppState>, id: String, text: String, due: Option<String>) -> ApiResult<Value> {
+    state.with(|s| {
+        let doc = s.resolve(DocKind::Case, &id)?;
+        s.add_followup(&doc, &text, due.as_deref().filter(|d| !d.is_empty()))?;
+        case_view(s, &id)
+    })
+}
+
+#[tauri::command]
+async fn case_followup_done(state: State<'_, AppState>, id: String, followup_id: String, done: bool) -> ApiResult<Value> {
+    state.with(|s| {
+        let doc = s.resolve(DocKind::Case, &id)?;
+        s.set_followup_done(&doc, &followup_id, done)?;
+        case_view(s, &id)
+    })
+}
+
+#[tauri::command]
+async fn case_history(state: State<'_, AppState>, id: String) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| {
+        let doc = s.resolve(DocKind::Case, &id)?;
+        s.case_history(&doc)
+    })?))
+}
+
+#[tauri::command]
+async fn shift_current(state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| s.current_shift())?))
+}
+
+#[tauri::command]
+async fn shift_start(state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(to_ui(&state.with(|s| s.start_shift())?))
+}
+
+#[tauri::command]
+async fn shift_end(app: tauri::AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+    state.with(|s| s.end_shift())?;
+    let enrolled = state.with(|s| s.team())?.is_some();
+    if !enrolled {
+        return Err(heartbridge_core::Error::NotEnrolled.into());
+    }
+    Ok(to_ui(&state.syncer.run(&app).await?))
+}
+
+#[tauri::command]
+async fn sync_status(state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(state.syncer.status(false))
+}
+
+#[tauri::command]
+async fn sync_now(app: tauri::AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+    Ok(to_ui(&state.syncer.run(&app).await?))
+}
+
+#[tauri::command]
+async fn settings_get(state: State<'_, AppState>) -> ApiResult<Value> {
+    let lang = match state.with(|s| s.setting("language")) {
+        Ok(l) => l,
+        Err(e) if e.kind == "profile_missing" => None,
+        Err(e) => return Err(e),
+    };
+    Ok(json!({"language": lang.unwrap_or_else(|| "zh-CN".into())}))
+}
+
+#[tauri::command]
+async fn settings_set(state: State<'_, AppState>, language: String) -> ApiResult<()> {
+    if language != "zh-CN" && language != "en" {
+        return Err(ApiError::new("invalid_input", "language must be zh-CN or en"));
+    }
+    match state.with(|s| s.set_setting("language", &language)) {
+        Err(e) if e.kind == "profile_missing" => Ok(()),
+        other => other,
+    }
+}
+
+/// Where the profile lives: `--profile DIR`, else `HEARTBRIDGE_PROFILE`,
+/// else the app's data directory.
+fn profile_dir(app: &tauri::App) -> PathBuf {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--profile" {
+            if let Some(p) = args.next() {
+                return PathBuf::from(p);
+            }
+        }
+    }
+    if let Some(p) = std::env::var_os("HEARTBRIDGE_PROFILE") {
+        return PathBuf::from(p);
+    }
+    app.path()
+        .app_data_dir()
+        .map(|d| d.join("profile"))
+        .unwrap_or_else(|_| PathBuf::from("heartbridge-profile"))
+}
+
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    let result = tauri::Builder::default()
+        .setup(|app| {
+            let profile = profile_dir(app);
+            let syncer = Syncer::new(profile.clone());
+            app.manage(AppState { profile, store: Mutex::new(None), syncer: Arc::clone(&syncer) });
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(sync_task::background(syncer, handle));
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            profile_status,
+            profile_create,
+            team_claim,
+            team_join,
+            team_invite,
+            team_members,
+            handbook_list,
+            handbook_get,
+            handbook_search,
+            bookmark_list,
+            bookmark_toggle,
+            case_list,
+            case_get,
+            case_create,
+            case_update,
+            case_add_contact,
+            case_add_followup,
+            case_followup_done,
+            case_history,
+            shift_current,
+            shift_start,
+            shift_end,
+            sync_status,
+            sync_now,
+            settings_get,
+            settings_set,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("heartbridge-app could not start: {e}");
+    }
+}

@@ -1,0 +1,355 @@
+// End-to-end walk of the UI in Debian's Chromium, against the in-browser fake.
+//
+//   npm run e2e              build ui/dist, serve it with `vite preview` on a
+//                            free port, walk, save screenshots
+//   npm run e2e -- --no-build   reuse the existing ui/dist
+//
+// Screenshots go to ../docs/screenshots/ui-*.png. Exits non-zero on the first
+// failed step, on a page error, a console error (a CSP violation is one), or
+// a request to anywhere but the preview server.
+import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { build, preview } from 'vite';
+
+const UI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SHOTS = path.resolve(UI, '..', 'docs', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 860 };
+const TIMEOUT = 10_000;
+
+let passed = 0;
+let failed = 0;
+const problems = [];
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`  ✗ ${name}\n    ${String(e?.message ?? e).split('\n').slice(0, 6).join('\n    ')}`);
+    throw e;
+  }
+}
+
+function expect(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Watches a page for errors and for requests that leave the preview server. */
+function guard(page, origin) {
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(origin) && !u.startsWith('data:') && !u.startsWith('blob:')) problems.push(`remote request: ${u}`);
+  });
+}
+
+/** Every form control and button on the page has an accessible name. */
+async function auditLabels(page, where) {
+  const missing = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('button, a[href], input, select, textarea, summary')) {
+      if (el.closest('[hidden]') || el.getClientRects().length === 0) continue;
+      if (el instanceof HTMLInputElement && el.type === 'hidden') continue;
+      const labelled =
+        (el.getAttribute('aria-label') ?? '').trim() ||
+        (el.getAttribute('aria-labelledby') ?? '').trim() ||
+        ('labels' in el && el.labels && [...el.labels].some((l) => l.textContent.trim())) ||
+        (!(el instanceof HTMLInputElement || el instanceof HTMLSelectElement || el instanceof HTMLTextAreaElement) &&
+          el.textContent.trim());
+      if (!labelled) out.push(el.outerHTML.slice(0, 120));
+    }
+    return out;
+  });
+  expect(missing.length === 0, `${where}: controls without a name:\n${missing.join('\n')}`);
+}
+
+async function shot(page, name) {
+  // two frames, so the screenshot is not one frame stale
+  await page.waitForTimeout(250); // let a notice finish sliding in
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.screenshot({ path: path.join(SHOTS, `ui-${name}.png`) });
+}
+
+async function main() {
+  if (!process.argv.includes('--no-build') || !existsSync(path.join(UI, 'dist', 'index.html'))) {
+    console.log('building ui/dist …');
+    await build({ root: UI, logLevel: 'warn' });
+  }
+  await mkdir(SHOTS, { recursive: true });
+
+  const port = await freePort();
+  const server = await preview({
+    root: UI,
+    logLevel: 'warn',
+    preview: { host: '127.0.0.1', port, strictPort: true, open: false },
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  console.log(`serving ui/dist at ${origin}`);
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--headless',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--lang=zh-CN',
+    ],
+  });
+
+  const phoneContext = () =>
+    browser.newContext({
+      viewport: PHONE,
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      locale: 'zh-CN',
+      timezoneId: 'Asia/Shanghai',
+    });
+
+  try {
+    // ---------------------------------------------------------------- phone
+    const ctx = await phoneContext();
+    ctx.setDefaultTimeout(TIMEOUT);
+    const page = await ctx.newPage();
+    guard(page, origin);
+
+    await step('first run: the welcome screen', async () => {
+      await page.goto(`${origin}/`);
+      await page.getByRole('heading', { level: 1, name: '欢迎使用心桥' }).waitFor();
+      await auditLabels(page, 'first run');
+      await shot(page, 'first-run');
+    });
+
+    await step('first run: create a profile', async () => {
+      await page.getByLabel('你的名字或称呼').fill('陈静');
+      await page.getByRole('button', { name: '开始使用' }).click();
+      await page.getByRole('heading', { level: 1, name: '你好，陈静' }).waitFor();
+    });
+
+    await step('home: start a shift', async () => {
+      await page.getByRole('button', { name: '开始值班' }).click();
+      await page.getByText('值班中', { exact: true }).waitFor();
+      await page.getByText('本班已记录 0 次联系').waitFor();
+      await auditLabels(page, 'home');
+      await shot(page, 'home');
+    });
+
+    await step('handbooks: the library', async () => {
+      await page.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '手册' }).click();
+      await page.getByRole('heading', { level: 1, name: '手册' }).waitFor();
+      await page.getByText('危机风险评估与转介规程').waitFor();
+      await auditLabels(page, 'handbooks');
+      await shot(page, 'handbooks');
+    });
+
+    let hitTitle = '';
+    await step('handbooks: search “危机” as you type', async () => {
+      await page.getByRole('searchbox', { name: '搜索手册' }).pressSequentially('危机', { delay: 40 });
+      const first = page.getByTestId('hits').getByRole('link').first();
+      await first.waitFor();
+      const marks = await page.getByTestId('hits').locator('mark').allTextContents();
+      expect(marks.length > 0 && marks.every((m) => m === '危机'), `highlighted: ${JSON.stringify(marks)}`);
+      hitTitle = (await first.locator('.hit-title').textContent()).trim();
+      await shot(page, 'search');
+    });
+
+    await step('handbooks: open the hit at its section', async () => {
+      await page.getByTestId('hits').getByRole('link').first().click();
+      const h1 = page.getByRole('heading', { level: 1 });
+      await h1.filter({ hasText: hitTitle }).waitFor();
+      expect(/#\/handbooks\/[0-9a-f]+\/\d+$/.test(page.url()), `reader URL: ${page.url()}`);
+      await page.getByRole('button', { name: '加入书签' }).click();
+      await page.getByRole('button', { name: '已加入书签', pressed: true }).waitFor();
+      await auditLabels(page, 'reader');
+      await shot(page, 'reader');
+    });
+
+    await step('cases: high and critical first', async () => {
+      await page.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '个案' }).click();
+      await page.getByRole('heading', { level: 1, name: '个案' }).waitFor();
+      const first = page.getByTestId('case-list').getByRole('link').first();
+      await first.waitFor();
+      expect((await first.textContent()).includes('危急'), 'the first case is not the critical one');
+      await auditLabels(page, 'cases');
+      await shot(page, 'cases');
+    });
+
+    await step('cases: create a case', async () => {
+      await page.getByRole('link', { name: '新建个案' }).click();
+      await page.getByRole('heading', { level: 1, name: '新建个案' }).waitFor();
+      await page.getByLabel('化名或代号').fill('小北');
+      await page.getByLabel('群体').selectOption('migrant');
+      await page.getByRole('radio', { name: '中风险' }).check();
+      await auditLabels(page, 'new case');
+      await shot(page, 'case-new');
+      await page.getByRole('button', { name: '建立个案' }).click();
+      await page.getByRole('heading', { level: 1, name: '小北' }).waitFor();
+      await page.getByRole('status').filter({ hasText: '已保存在本设备' }).first().waitFor();
+    });
+
+    const note = '第一次来电。刚转学两个月，说同学笑她口音，不想上学。否认自杀想法，奶奶每天接送。';
+    await step('case: add a contact and see it in the timeline', async () => {
+      await page.getByLabel('时长（分钟）').fill('25');
+      await page.getByLabel('记录', { exact: true }).fill(note);
+      await page.getByRole('button', { name: '保存记录' }).click();
+      const entry = page.getByTestId('timeline').getByRole('listitem').first();
+      await entry.filter({ hasText: note }).waitFor();
+      expect((await entry.textContent()).includes('25 分钟'), 'minutes missing from the timeline');
+      await auditLabels(page, 'case');
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await shot(page, 'case');
+    });
+
+    await step('case: the screening suggests a level', async () => {
+      await page.getByRole('button', { name: '做一次筛查' }).click();
+      const q = (name) => page.getByRole('group', { name });
+      await q(/^自杀想法/).getByRole('radio', { name: '是' }).check();
+      await q(/^具体计划/).getByRole('radio', { name: '是' }).check();
+      await q(/^可用手段/).getByRole('radio', { name: '是' }).check();
+      await q(/^时间/).getByRole('radio', { name: '否' }).check();
+      await q(/^既往尝试/).getByRole('radio', { name: '否' }).check();
+      await q(/^自伤行为/).getByRole('radio', { name: '否' }).check();
+      await q(/^保护因素/).getByRole('radio', { name: '是' }).check();
+      await page.locator('.suggestion').getByText('高风险').waitFor();
+      expect((await page.getByLabel('你的判断').inputValue()) === 'high', 'decision does not follow the suggestion');
+      for (const close of await page.getByRole('button', { name: '关闭提示' }).all()) await close.click();
+      await page.locator('.suggestion').evaluate((el) => el.scrollIntoView({ block: 'center' }));
+      await shot(page, 'screening');
+      await page.getByRole('button', { name: '确认风险等级' }).click();
+      await page.locator('.case-head').getByText('高风险').waitFor();
+    });
+
+    await step('shift: end it and get a receipt', async () => {
+      await page.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '值班' }).click();
+      await page.getByText('本班已记录 1 次联系').waitFor();
+      await page.getByRole('button', { name: '结束值班并同步' }).click();
+      await page.locator('progress').waitFor();
+      const receipt = page.getByTestId('receipt');
+      await receipt.waitFor();
+      const text = (await receipt.textContent()).trim();
+      expect(/全部 \d+ 条更改已于 \d\d:\d\d 送达中继服务器/.test(text), `receipt: ${text}`);
+      await auditLabels(page, 'shift');
+      await shot(page, 'shift');
+    });
+
+    await step('settings: switch to English', async () => {
+      await page.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '设置' }).click();
+      await page.getByRole('heading', { level: 1, name: '设置' }).waitFor();
+      await page.getByRole('radio', { name: 'English' }).check();
+      await page.getByRole('heading', { level: 1, name: 'Settings' }).waitFor();
+      const nav = page.getByRole('navigation', { name: 'Main navigation' });
+      for (const label of ['Home', 'Handbooks', 'Cases', 'Shift', 'Settings'])
+        await nav.getByRole('link', { name: label }).waitFor();
+      expect((await page.locator('html').getAttribute('lang')) === 'en', 'html lang is not en');
+      await auditLabels(page, 'settings');
+      await shot(page, 'settings-en');
+      await nav.getByRole('link', { name: 'Home' }).click();
+      await page.getByRole('heading', { level: 1, name: 'Hello, 陈静' }).waitFor();
+      await page.getByText('Start shift').waitFor();
+      await shot(page, 'home-en');
+    });
+    await ctx.close();
+
+    // --------------------------------------------------------- phone, offline
+    const off = await phoneContext();
+    off.setDefaultTimeout(TIMEOUT);
+    const offPage = await off.newPage();
+    guard(offPage, origin);
+    await step('offline: ending a shift says “not delivered yet”', async () => {
+      await offPage.goto(`${origin}/?offline&ready#/shift`);
+      await offPage.getByRole('button', { name: '开始值班' }).click();
+      await offPage.getByRole('button', { name: '结束值班并同步' }).click();
+      const note = offPage.getByTestId('not-delivered');
+      await note.waitFor();
+      const text = (await note.textContent()).trim();
+      expect(text.includes('尚未送达——已保存在本设备上，网络恢复后会自动发送'), `not delivered: ${text}`);
+      await offPage.getByRole('button', { name: '再试一次同步' }).waitFor();
+      await shot(offPage, 'shift-offline');
+    });
+    await off.close();
+
+    // -------------------------------------------------------------- desktop
+    const desk = await browser.newContext({ viewport: DESKTOP, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+    desk.setDefaultTimeout(TIMEOUT);
+    const d = await desk.newPage();
+    guard(d, origin);
+    await step('desktop: sidebar, home', async () => {
+      await d.goto(`${origin}/?ready`);
+      await d.getByRole('heading', { level: 1, name: '你好，陈静' }).waitFor();
+      await d.getByText('2 个需要关注').waitFor();
+      await shot(d, 'desktop-home');
+    });
+    await step('desktop: a critical case', async () => {
+      await d.getByRole('link', { name: /高风险个案/ }).click();
+      await d.getByTestId('case-list').getByRole('link').first().click();
+      await d.getByTestId('critical-action').waitFor();
+      await shot(d, 'desktop-case');
+    });
+    await step('desktop: reader with contents', async () => {
+      await d.goto(`${origin}/?ready#/handbooks`);
+      await d.getByRole('link', { name: /危机风险评估与转介规程/ }).click();
+      await d.getByRole('navigation', { name: '目录' }).getByRole('link', { name: '高风险' }).click();
+      await d.getByRole('heading', { level: 1, name: '高风险' }).waitFor();
+      await shot(d, 'desktop-reader');
+    });
+    await step('desktop: a lead invites with a QR code', async () => {
+      await d.getByRole('link', { name: '设置' }).click();
+      await d.getByRole('button', { name: '生成邀请码' }).click();
+      await d.getByTestId('qr').locator('svg').waitFor();
+      const code = await d.getByLabel('邀请码（文字）').inputValue();
+      expect(code.startsWith('HB1.'), `invite code: ${code.slice(0, 12)}`);
+      await d.getByTestId('invite').scrollIntoViewIfNeeded();
+      await shot(d, 'desktop-invite');
+    });
+    await desk.close();
+
+    await step('no page errors, console errors or remote requests', async () => {
+      expect(problems.length === 0, problems.join('\n'));
+    });
+  } finally {
+    await browser.close();
+    await new Promise((r) => server.httpServer.close(r));
+  }
+}
+
+main()
+  .catch((e) => {
+    if (failed === 0) {
+      failed++;
+      console.log(`  ✗ ${e?.stack ?? e}`);
+    }
+    if (problems.length) console.log(`  problems seen:\n    ${problems.join('\n    ')}`);
+  })
+  .finally(() => {
+    console.log(`e2e: ${passed} passed, ${failed} failed`);
+    process.exit(failed === 0 ? 0 : 1);
+  });

@@ -1,0 +1,596 @@
+// An in-memory stand-in for src-tauri, so the whole UI runs in a plain
+// browser (development, screenshots, the e2e walk) and in Vitest.
+//
+// It behaves like the contract says the device does: lists sorted the same
+// way, errors as {kind, message} with a message written for a volunteer (in
+// the language of settings_get), a pending-changes counter that every local
+// write raises, and a sync that reports progress through the same two events
+// on a timer. It always has a relay to talk to (even for a profile without a
+// team), unless `offline` is set: then every sync fails with kind 'network'.
+//
+// URL flags when it runs in the browser: `?offline` (sync fails), `?ready`
+// (start with a profile instead of the first-run screen), `?latency=MS`.
+
+import { SAMPLE_HANDBOOKS } from './fake-handbooks';
+import { searchHandbooks, stripTags } from './fake-search';
+import type {
+  ApiError,
+  Bookmark,
+  Case,
+  CaseSummary,
+  Channel,
+  Group,
+  HandbookView,
+  HeartbridgeApi,
+  HistoryEntry,
+  Language,
+  Member,
+  ProfileStatus,
+  Risk,
+  Role,
+  Shift,
+  SyncProgress,
+  SyncReport,
+  SyncStatus,
+} from './types';
+import { RISKS } from './types';
+
+export interface FakeOptions {
+  /** Every sync (and joining or claiming a team) fails with kind 'network'. */
+  offline?: boolean;
+  /** Delay of every call, in ms (default 40). */
+  latencyMs?: number;
+  /** Time between two sync progress events, in ms (default 300). */
+  stepMs?: number;
+  /** Start with a profile on a team instead of the first-run screen. */
+  ready?: boolean;
+  /** The clock (tests pin it). */
+  now?: () => Date;
+}
+
+export interface FakeApi extends HeartbridgeApi {
+  setOffline(offline: boolean): void;
+}
+
+export function optionsFromUrl(search: string): FakeOptions {
+  const p = new URLSearchParams(search);
+  const latency = Number(p.get('latency'));
+  return {
+    offline: p.has('offline'),
+    ready: p.has('ready'),
+    latencyMs: Number.isFinite(latency) && p.has('latency') ? latency : undefined,
+  };
+}
+
+// ---- messages the "back end" writes ---------------------------------------
+
+const MESSAGES = {
+  network: {
+    'zh-CN': '连不上中继服务器。更改都已保存在本设备上，网络恢复后会自动发送。',
+    en: 'Could not reach the relay. Your changes are saved on this device and will be sent when the network returns.',
+  },
+  nameEmpty: { 'zh-CN': '请填写你的名字或称呼。', en: 'Please enter your name.' },
+  aliasEmpty: { 'zh-CN': '请填写化名或代号。', en: 'Please enter an alias.' },
+  textEmpty: { 'zh-CN': '内容不能为空。', en: 'Please write something first.' },
+  inviteInvalid: {
+    'zh-CN': '邀请码无法识别，请确认整段都已复制（以 HB1. 开头）。',
+    en: 'This invite code is not valid. Check that the whole code was copied (it starts with HB1.).',
+  },
+  relayUrl: {
+    'zh-CN': '中继地址应以 https:// 开头。',
+    en: 'The relay address should start with https://.',
+  },
+  tokenEmpty: { 'zh-CN': '请填写负责人令牌。', en: 'Please enter the lead token.' },
+  tokenWrong: {
+    'zh-CN': '中继服务器不接受这个负责人令牌，请向中继管理员核对。',
+    en: 'The relay did not accept this lead token. Check it with the relay operator.',
+  },
+  noTeam: { 'zh-CN': '本设备还没有加入团队。', en: 'This device has not joined a team.' },
+  forbidden: {
+    'zh-CN': '只有团队负责人或督导可以邀请新成员。',
+    en: 'Only a team lead or supervisor can invite new members.',
+  },
+  caseMissing: { 'zh-CN': '找不到这个个案，它可能已被移除。', en: 'This case could not be found.' },
+  handbookMissing: { 'zh-CN': '找不到这本手册。', en: 'This handbook could not be found.' },
+  followupMissing: { 'zh-CN': '找不到这条跟进事项。', en: 'This follow-up could not be found.' },
+  noShift: { 'zh-CN': '当前没有进行中的值班。', en: 'No shift is running.' },
+  shiftRunning: { 'zh-CN': '已经在值班中。', en: 'A shift is already running.' },
+  dueInvalid: { 'zh-CN': '日期格式应为 年-月-日。', en: 'Write the date as YYYY-MM-DD.' },
+  minutesInvalid: { 'zh-CN': '时长应为 0 到 600 分钟。', en: 'Minutes must be between 0 and 600.' },
+} satisfies Record<string, Record<Language, string>>;
+
+type MessageId = keyof typeof MESSAGES;
+
+// ---- the fake ----------------------------------------------------------------
+
+interface StoredCase {
+  c: Case;
+  updatedAt: string;
+  history: HistoryEntry[];
+}
+
+const RISK_ORDER = (r: Risk) => RISKS.indexOf(r);
+
+function randomHex(bytes: number): string {
+  let s = '';
+  for (let i = 0; i < bytes; i++) s += Math.floor(Math.random() * 256).toString(16).padStart(2, '0');
+  return s;
+}
+
+function randomBase64Url(bytes: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let s = '';
+  for (let i = 0; i < Math.ceil((bytes * 4) / 3); i++) s += alphabet[Math.floor(Math.random() * 64)];
+  return s;
+}
+
+export function createFakeApi(opts: FakeOptions = {}): FakeApi {
+  const latency = opts.latencyMs ?? 40;
+  const step = opts.stepMs ?? 300;
+  const now = opts.now ?? (() => new Date());
+  let offline = opts.offline ?? false;
+
+  const iso = (msAgo = 0) => new Date(now().getTime() - msAgo).toISOString();
+  const MIN = 60_000;
+  const HOUR = 60 * MIN;
+  const DAY = 24 * HOUR;
+
+  let language: Language = 'zh-CN';
+  let profile: ProfileStatus = { initialized: false };
+  let members: Member[] = [];
+  let shift: Shift | null = null;
+  let sync: SyncStatus = { lastSyncedAt: null, pending: 0, lastError: null, syncing: false };
+  let cursor = 1180;
+  let incoming = 3; // team changes waiting at the relay for the next pull
+  let inflight: Promise<SyncReport> | null = null;
+  const bookmarks: Bookmark[] = [];
+  const invites = new Map<string, Role>(); // codes handed out by team_invite
+  const cases = new Map<string, StoredCase>();
+  const handbooks: HandbookView[] = SAMPLE_HANDBOOKS.map(({ slug: _slug, ...h }) => h);
+  const progressHandlers = new Set<(p: SyncProgress) => void>();
+  const statusHandlers = new Set<(s: SyncStatus) => void>();
+
+  const me = () => profile.name ?? '';
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  const error = (kind: string, id: MessageId): ApiError => ({ kind, message: MESSAGES[id][language] });
+
+  async function reply<T>(value: T | (() => T)): Promise<T> {
+    await sleep(latency);
+    const v = typeof value === 'function' ? (value as () => T)() : value;
+    return v === undefined ? v : structuredClone(v);
+  }
+
+  function emitStatus() {
+    const s = structuredClone(sync);
+    for (const h of statusHandlers) h(s);
+  }
+  function emitProgress(p: SyncProgress) {
+    for (const h of progressHandlers) h({ ...p });
+  }
+  function changed() {
+    sync = { ...sync, pending: sync.pending + 1 };
+    emitStatus();
+  }
+
+  // -- sample cases, as if pulled from the team -------------------------------
+  function seed(
+    alias: string,
+    group: Group,
+    risk: Risk,
+    status: Case['status'],
+    ageMs: number,
+    by: string,
+    contacts: [number, Channel, number | null, string, string][],
+    followups: [string, number | null, boolean][],
+    extra: Partial<Case> = {},
+  ) {
+    const id = randomHex(16);
+    const c: Case = {
+      id,
+      alias,
+      group,
+      risk,
+      riskConflict: false,
+      status,
+      tags: [],
+      createdAt: iso(ageMs),
+      createdBy: by,
+      contacts: contacts
+        .map(([ago, channel, minutes, author, text]) => ({ id: randomHex(8), at: iso(ago), channel, minutes, author, text }))
+        .sort((a, b) => b.at.localeCompare(a.at)),
+      followups: followups.map(([text, dueDays, done]) => ({
+        id: randomHex(8),
+        text,
+        due: dueDays === null ? null : localDate(new Date(now().getTime() + dueDays * DAY)),
+        done,
+      })),
+      ...extra,
+    };
+    const history: HistoryEntry[] = [
+      { at: c.createdAt, author: by, what: `case opened (group ${group}, risk ${risk})`, change: randomHex(6) },
+      ...[...c.contacts].reverse().map((ct) => ({
+        at: ct.at,
+        author: ct.author,
+        what: `contact logged (${ct.channel})`,
+        change: randomHex(6),
+      })),
+    ];
+    cases.set(id, { c, updatedAt: c.contacts[0]?.at ?? c.createdAt, history });
+  }
+
+  seed('小雨', 'left-behind', 'critical', 'open', 2 * DAY, '林老师',
+    [
+      [2 * DAY, 'hotline', 35, '林老师', '初二，和奶奶住。说“活着没意思”，问到第一问时承认最近常想死。奶奶不识字，父母在广东打工。'],
+      [3 * HOUR, 'hotline', 48, '林老师', '再次来电，说家里有农药，说“今晚就不想再撑了”。全程保持通话，已通知督导，督导联系村支书上门陪伴。'],
+    ],
+    [
+      ['今晚 21:00 前确认村支书已在身边陪伴', 0, false],
+      ['明天上午联系父亲，说明情况并讨论接回', 1, false],
+    ],
+    { tags: ['农药', '独处'] },
+  );
+  seed('阿杰', 'exam-stress', 'high', 'open', 5 * DAY, '周敏',
+    [
+      [5 * DAY, 'online', null, '周敏', '高三，一模后成绩下滑，连续失眠两周。说想过从宿舍楼顶跳下去，但“还没想好”。'],
+      [1 * DAY, 'hotline', 25, '王晓', '愿意和班主任谈。一起写了简版安全计划：难受时给表哥打电话。'],
+    ],
+    [['周五前和班主任通话，确认学校心理老师接手', 2, false]],
+    { riskConflict: true },
+  );
+  seed('小林', 'migrant', 'medium', 'open', 9 * DAY, '王晓',
+    [[9 * DAY, 'in-person', 40, '王晓', '随父母到城里上学一年，被同学取笑口音，不想去学校。否认自杀想法，上个月用圆规划过手臂。']],
+    [['下周三回访，看转学适应情况', 6, false], ['把校园欺凌应对资料发给家长', -1, true]],
+  );
+  seed('星星', 'disability', 'low', 'referred', 20 * DAY, '周敏',
+    [[20 * DAY, 'online', 30, '周敏', '听障，用文字交流。因为找不到实习很焦虑，已转介到残联的就业辅导。']],
+    [],
+  );
+  seed('志愿者 K', 'event-volunteer', 'none', 'closed', 30 * DAY, '林老师',
+    [[30 * DAY, 'in-person', 15, '林老师', '闭环第 12 天，想家、睡不好。做了呼吸练习，第二天反馈好多了。']],
+    [['结案', null, true]],
+  );
+
+  function setReady() {
+    profile = {
+      initialized: true,
+      name: '陈静',
+      deviceId: randomHex(16),
+      team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: 'lead' },
+    };
+    members = teamMembersFor(profile);
+    sync = { ...sync, lastSyncedAt: iso(20 * HOUR) };
+  }
+  if (opts.ready) setReady();
+
+  function teamMembersFor(p: ProfileStatus): Member[] {
+    const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false };
+    if (p.team?.role === 'lead' && !opts.ready) return [self];
+    const team: Member[] = [
+      { deviceId: randomHex(16), name: '周敏', role: 'lead', lastSyncAt: iso(2 * HOUR), revoked: false },
+      { deviceId: randomHex(16), name: '林老师', role: 'supervisor', lastSyncAt: iso(40 * MIN), revoked: false },
+      { deviceId: randomHex(16), name: '王晓', role: 'volunteer', lastSyncAt: iso(3 * DAY), revoked: false },
+      { deviceId: randomHex(16), name: null, role: 'volunteer', lastSyncAt: iso(40 * DAY), revoked: true },
+      self,
+    ];
+    return team.filter((m) => m === self || m.role !== 'lead' || self.role !== 'lead');
+  }
+
+  function getCase(id: string): StoredCase {
+    const s = cases.get(id);
+    if (!s) throw error('not-found', 'caseMissing');
+    return s;
+  }
+  function touch(s: StoredCase, what: string) {
+    s.updatedAt = iso();
+    s.history.push({ at: s.updatedAt, author: me(), what, change: randomHex(6) });
+    changed();
+  }
+  function summary(s: StoredCase): CaseSummary {
+    const c = s.c;
+    return {
+      id: c.id,
+      alias: c.alias,
+      group: c.group,
+      risk: c.risk,
+      status: c.status,
+      contacts: c.contacts.length,
+      openFollowups: c.followups.filter((f) => !f.done).length,
+      updatedAt: s.updatedAt,
+    };
+  }
+  function requireName(name: string) {
+    if (!name.trim()) throw error('invalid', 'nameEmpty');
+  }
+
+  async function runSync(): Promise<SyncReport> {
+    sync = { ...sync, syncing: true };
+    emitStatus();
+    const total = sync.pending;
+    let pushed = 0;
+    let pulled = 0;
+    let requests = 0;
+    let bytesSent = 0;
+    try {
+      emitProgress({ phase: 'push', requests, pushed, pulled, pending: total });
+      await sleep(step);
+      if (offline) throw error('network', 'network');
+      const batch = Math.max(1, Math.ceil(total / 3));
+      while (pushed < total) {
+        const n = Math.min(batch, total - pushed);
+        requests++;
+        pushed += n;
+        bytesSent += n * 730;
+        sync = { ...sync, pending: Math.max(0, sync.pending - n) };
+        emitProgress({ phase: 'push', requests, pushed, pulled, pending: total - pushed });
+        await sleep(step);
+      }
+      requests++;
+      pulled = incoming;
+      incoming = 0;
+      emitProgress({ phase: 'pull', requests, pushed, pulled, pending: sync.pending });
+      await sleep(step);
+      cursor += pushed + pulled;
+      const finishedAt = iso();
+      sync = { ...sync, lastSyncedAt: finishedAt, lastError: null };
+      emitProgress({ phase: 'done', requests, pushed, pulled, pending: sync.pending });
+      return {
+        pushed,
+        pulled,
+        cursor,
+        requests,
+        bytesSent,
+        bytesReceived: pulled * 910 + requests * 120,
+        refused: 0,
+        finishedAt,
+      };
+    } catch (e) {
+      sync = { ...sync, lastError: e as ApiError };
+      throw e;
+    } finally {
+      sync = { ...sync, syncing: false };
+      emitStatus();
+      inflight = null;
+    }
+  }
+  function startSync(): Promise<SyncReport> {
+    inflight ??= runSync();
+    return inflight;
+  }
+
+  async function guarded<T>(f: () => T): Promise<T> {
+    await sleep(latency);
+    const v = f(); // throws ApiError
+    return v === undefined ? v : structuredClone(v);
+  }
+
+  return {
+    setOffline(v: boolean) {
+      offline = v;
+    },
+
+    profileStatus: () => reply(() => profile),
+    profileCreate: ({ name }) =>
+      guarded(() => {
+        requireName(name);
+        profile = { initialized: true, name: name.trim(), deviceId: randomHex(16) };
+        changed();
+        return profile;
+      }),
+    teamClaim: ({ relayUrl, token, name }) =>
+      guarded(() => {
+        requireName(name);
+        if (!/^https?:\/\/\S+$/.test(relayUrl.trim())) throw error('invalid', 'relayUrl');
+        if (!token.trim()) throw error('invalid', 'tokenEmpty');
+        if (offline) throw error('network', 'network');
+        if (token.trim().length < 8) throw error('refused', 'tokenWrong');
+        profile = {
+          initialized: true,
+          name: name.trim(),
+          deviceId: profile.deviceId ?? randomHex(16),
+          team: { teamId: randomHex(16), relayUrl: relayUrl.trim(), role: 'lead' },
+        };
+        members = teamMembersFor(profile);
+        return profile;
+      }),
+    teamJoin: ({ code, name }) =>
+      guarded(() => {
+        requireName(name);
+        const c = code.replace(/\s+/g, '');
+        if (!/^HB1\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
+        if (offline) throw error('network', 'network');
+        profile = {
+          initialized: true,
+          name: name.trim(),
+          deviceId: profile.deviceId ?? randomHex(16),
+          team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: invites.get(c) ?? 'volunteer' },
+        };
+        members = teamMembersFor(profile);
+        incoming += 5;
+        return profile;
+      }),
+    teamInvite: ({ role }) =>
+      guarded(() => {
+        const mine = profile.team?.role;
+        if (!mine) throw error('no-team', 'noTeam');
+        if (mine === 'volunteer') throw error('forbidden', 'forbidden');
+        const code = `HB1.${randomBase64Url(150)}`;
+        invites.set(code, role);
+        return { code };
+      }),
+    teamMembers: () =>
+      guarded(() => {
+        if (!profile.team) throw error('no-team', 'noTeam');
+        return members;
+      }),
+
+    handbookList: () =>
+      reply(() =>
+        SAMPLE_HANDBOOKS.map((h) => ({
+          id: h.id,
+          slug: h.slug,
+          title: h.title,
+          language: h.language,
+          version: h.version,
+          sections: h.sections.length,
+          chars: h.sections.reduce((n, s) => n + stripTags(s.html).length, 0),
+        })),
+      ),
+    handbookGet: ({ id }) =>
+      guarded(() => {
+        const h = handbooks.find((b) => b.id === id);
+        if (!h) throw error('not-found', 'handbookMissing');
+        return h;
+      }),
+    handbookSearch: ({ query, limit }) => reply(() => searchHandbooks(handbooks, query, limit)),
+    bookmarkList: () => reply(() => [...bookmarks].sort((a, b) => b.createdAt.localeCompare(a.createdAt))),
+    bookmarkToggle: ({ handbookId, section }) =>
+      guarded(() => {
+        const i = bookmarks.findIndex((b) => b.handbookId === handbookId && b.section === section);
+        if (i >= 0) {
+          bookmarks.splice(i, 1);
+          return false;
+        }
+        const h = handbooks.find((b) => b.id === handbookId);
+        const s = h?.sections.find((x) => x.index === section);
+        if (!h || !s) throw error('not-found', 'handbookMissing');
+        bookmarks.push({ handbookId, section, handbookTitle: h.title, sectionTitle: s.title, createdAt: iso() });
+        return true;
+      }),
+
+    caseList: (filter = {}) =>
+      reply(() =>
+        [...cases.values()]
+          .filter(
+            (s) =>
+              (!filter.risk || s.c.risk === filter.risk) &&
+              (!filter.status || s.c.status === filter.status) &&
+              (!filter.group || s.c.group === filter.group),
+          )
+          .sort((a, b) => RISK_ORDER(b.c.risk) - RISK_ORDER(a.c.risk) || b.updatedAt.localeCompare(a.updatedAt))
+          .map(summary),
+      ),
+    caseGet: ({ id }) => guarded(() => getCase(id).c),
+    caseCreate: ({ alias, group, risk }) =>
+      guarded(() => {
+        if (!alias.trim()) throw error('invalid', 'aliasEmpty');
+        const id = randomHex(16);
+        const c: Case = {
+          id,
+          alias: alias.trim(),
+          group,
+          risk,
+          riskConflict: false,
+          status: 'open',
+          tags: [],
+          contacts: [],
+          followups: [],
+          createdAt: iso(),
+          createdBy: me(),
+        };
+        const s: StoredCase = { c, updatedAt: c.createdAt, history: [] };
+        cases.set(id, s);
+        touch(s, `case opened (group ${group}, risk ${risk})`);
+        return { id };
+      }),
+    caseUpdate: ({ id, alias, risk, status, group }) =>
+      guarded(() => {
+        const s = getCase(id);
+        const parts: string[] = [];
+        if (alias !== undefined) {
+          if (!alias.trim()) throw error('invalid', 'aliasEmpty');
+          if (alias.trim() !== s.c.alias) parts.push('alias changed');
+          s.c.alias = alias.trim();
+        }
+        if (risk !== undefined && (risk !== s.c.risk || s.c.riskConflict)) {
+          parts.push(`risk → ${risk}`);
+          s.c.risk = risk;
+          s.c.riskConflict = false;
+        }
+        if (status !== undefined && status !== s.c.status) {
+          parts.push(`status → ${status}`);
+          s.c.status = status;
+        }
+        if (group !== undefined && group !== s.c.group) {
+          parts.push(`group → ${group}`);
+          s.c.group = group;
+        }
+        if (parts.length) touch(s, parts.join(', '));
+        return s.c;
+      }),
+    caseAddContact: ({ id, channel, text, minutes }) =>
+      guarded(() => {
+        const s = getCase(id);
+        if (!text.trim()) throw error('invalid', 'textEmpty');
+        if (minutes !== undefined && (!Number.isInteger(minutes) || minutes < 0 || minutes > 600))
+          throw error('invalid', 'minutesInvalid');
+        s.c.contacts.unshift({ id: randomHex(8), at: iso(), channel, minutes: minutes ?? null, text: text.trim(), author: me() });
+        if (shift) shift = { ...shift, contacts: shift.contacts + 1 };
+        touch(s, `contact logged (${channel})`);
+        return s.c;
+      }),
+    caseAddFollowup: ({ id, text, due }) =>
+      guarded(() => {
+        const s = getCase(id);
+        if (!text.trim()) throw error('invalid', 'textEmpty');
+        if (due !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(due)) throw error('invalid', 'dueInvalid');
+        s.c.followups.push({ id: randomHex(8), text: text.trim(), due: due ?? null, done: false });
+        touch(s, 'follow-up added');
+        return s.c;
+      }),
+    caseFollowupDone: ({ id, followupId, done }) =>
+      guarded(() => {
+        const s = getCase(id);
+        const f = s.c.followups.find((x) => x.id === followupId);
+        if (!f) throw error('not-found', 'followupMissing');
+        if (f.done !== done) {
+          f.done = done;
+          touch(s, done ? 'follow-up done' : 'follow-up reopened');
+        }
+        return s.c;
+      }),
+    caseHistory: ({ id }) => guarded(() => getCase(id).history),
+
+    shiftCurrent: () => reply(() => shift),
+    shiftStart: () =>
+      guarded(() => {
+        if (shift) throw error('conflict', 'shiftRunning');
+        shift = { startedAt: iso(), contacts: 0 };
+        changed();
+        return shift;
+      }),
+    shiftEnd: async () => {
+      await sleep(latency);
+      if (!shift) throw error('no-shift', 'noShift');
+      shift = null;
+      changed(); // the shift report
+      return startSync();
+    },
+
+    syncStatus: () => reply(() => sync),
+    syncNow: async () => {
+      await sleep(latency);
+      return startSync();
+    },
+
+    settingsGet: () => reply(() => ({ language })),
+    settingsSet: ({ language: l }) =>
+      guarded(() => {
+        language = l;
+      }),
+
+    onSyncProgress: async (handler) => {
+      progressHandlers.add(handler);
+      return () => progressHandlers.delete(handler);
+    },
+    onSyncStatus: async (handler) => {
+      statusHandlers.add(handler);
+      return () => statusHandlers.delete(handler);
+    },
+  };
+}
+
+/** `YYYY-MM-DD` of a date in local time. */
+function localDate(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}

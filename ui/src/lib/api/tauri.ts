@@ -1,0 +1,53 @@
+// The real implementation: every method is one `invoke` of the command named
+// in types.ts. Only this file (and nothing in components) imports @tauri-apps.
+import { invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import { toApiError } from './errors';
+import type { HeartbridgeApi, SyncProgress, SyncStatus } from './types';
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(command, args);
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+export function createTauriApi(): HeartbridgeApi {
+  return {
+    profileStatus: () => call('profile_status'),
+    profileCreate: (a) => call('profile_create', a),
+    teamClaim: (a) => call('team_claim', a),
+    teamJoin: (a) => call('team_join', a),
+    teamInvite: (a) => call('team_invite', a),
+    teamMembers: () => call('team_members'),
+
+    handbookList: () => call('handbook_list'),
+    handbookGet: (a) => call('handbook_get', a),
+    handbookSearch: (a) => call('handbook_search', a),
+    bookmarkList: () => call('bookmark_list'),
+    bookmarkToggle: (a) => call('bookmark_toggle', a),
+
+    caseList: (f) => call('case_list', { ...f }),
+    caseGet: (a) => call('case_get', a),
+    caseCreate: (a) => call('case_create', a),
+    caseUpdate: (a) => call('case_update', { ...a }),
+    caseAddContact: (a) => call('case_add_contact', a),
+    caseAddFollowup: (a) => call('case_add_followup', a),
+    caseFollowupDone: (a) => call('case_followup_done', a),
+    caseHistory: (a) => call('case_history', a),
+
+    shiftCurrent: () => call('shift_current'),
+    shiftStart: () => call('shift_start'),
+    shiftEnd: () => call('shift_end'),
+
+    syncStatus: () => call('sync_status'),
+    syncNow: () => call('sync_now'),
+
+    settingsGet: () => call('settings_get'),
+    settingsSet: (a) => call('settings_set', { ...a }),
+
+    onSyncProgress: (handler) => listen<SyncProgress>('sync-progress', (e) => handler(e.payload)),
+    onSyncStatus: (handler) => listen<SyncStatus>('sync-status', (e) => handler(e.payload)),
+  };
+}

@@ -1,0 +1,263 @@
+// The command contract between the UI and src-tauri.
+//
+// Every command name below (in the comments) is the Tauri command name; its
+// arguments are one camelCase object. Every call returns a Promise that
+// rejects with an `ApiError` whose `message` is already fit to show a
+// volunteer. Timestamps are RFC 3339 strings; a follow-up's `due` is a date
+// written `YYYY-MM-DD` (that is what heartbridge-core stores and validates).
+
+export type Risk = 'none' | 'low' | 'medium' | 'high' | 'critical';
+export type Status = 'open' | 'referred' | 'closed';
+export type Group =
+  | 'left-behind'
+  | 'migrant'
+  | 'disability'
+  | 'hardship'
+  | 'exam-stress'
+  | 'event-volunteer'
+  | 'other';
+export type Channel = 'hotline' | 'in-person' | 'online';
+export type Role = 'volunteer' | 'supervisor' | 'lead';
+export type Language = 'zh-CN' | 'en';
+
+export const RISKS: readonly Risk[] = ['none', 'low', 'medium', 'high', 'critical'];
+export const STATUSES: readonly Status[] = ['open', 'referred', 'closed'];
+export const GROUPS: readonly Group[] = [
+  'left-behind',
+  'migrant',
+  'disability',
+  'hardship',
+  'exam-stress',
+  'event-volunteer',
+  'other',
+];
+export const CHANNELS: readonly Channel[] = ['hotline', 'in-person', 'online'];
+export const ROLES: readonly Role[] = ['volunteer', 'supervisor', 'lead'];
+
+export interface ApiError {
+  kind: string;
+  message: string;
+}
+
+export interface TeamInfo {
+  teamId: string;
+  relayUrl: string;
+  role: Role;
+}
+export interface ProfileStatus {
+  initialized: boolean;
+  name?: string;
+  deviceId?: string;
+  team?: TeamInfo;
+}
+
+export interface HandbookSummary {
+  id: string;
+  slug: string;
+  title: string;
+  language: string;
+  version: string;
+  sections: number;
+  chars: number;
+}
+export interface SectionView {
+  index: number;
+  level: number;
+  title: string;
+  /** Already sanitized by the back end: render with {@html}. */
+  html: string;
+}
+export interface HandbookView {
+  id: string;
+  title: string;
+  language: string;
+  version: string;
+  sections: SectionView[];
+}
+export interface Hit {
+  handbookId: string;
+  handbookTitle: string;
+  section: number;
+  sectionTitle: string;
+  /** HTML-escaped text with the matches in `<mark>`. */
+  snippet: string;
+  score: number;
+}
+export interface Bookmark {
+  handbookId: string;
+  section: number;
+  handbookTitle: string;
+  sectionTitle: string;
+  createdAt: string;
+}
+
+export interface Contact {
+  id: string;
+  at: string;
+  channel: Channel;
+  minutes: number | null;
+  text: string;
+  author: string;
+}
+export interface Followup {
+  id: string;
+  text: string;
+  due: string | null;
+  done: boolean;
+}
+export interface Case {
+  id: string;
+  alias: string;
+  group: Group;
+  risk: Risk;
+  riskConflict: boolean;
+  status: Status;
+  tags: string[];
+  contacts: Contact[];
+  followups: Followup[];
+  createdAt: string;
+  createdBy: string;
+}
+export interface CaseSummary {
+  id: string;
+  alias: string;
+  group: Group;
+  risk: Risk;
+  status: Status;
+  contacts: number;
+  openFollowups: number;
+  updatedAt: string;
+}
+export interface HistoryEntry {
+  at: string;
+  author: string;
+  /** What changed, as heartbridge-core writes it: "risk → high", "contact logged (hotline)"… */
+  what: string;
+  /** The change's id (a short hash). */
+  change: string;
+}
+
+export interface Shift {
+  startedAt: string;
+  contacts: number;
+}
+export interface SyncStatus {
+  lastSyncedAt: string | null;
+  pending: number;
+  lastError: ApiError | null;
+  syncing: boolean;
+}
+export interface SyncReport {
+  pushed: number;
+  pulled: number;
+  cursor: number;
+  requests: number;
+  bytesSent: number;
+  bytesReceived: number;
+  refused: number;
+  finishedAt: string;
+}
+export interface SyncProgress {
+  phase: 'push' | 'pull' | 'done';
+  requests: number;
+  pushed: number;
+  pulled: number;
+  pending: number;
+}
+export interface Member {
+  deviceId: string;
+  name: string | null;
+  role: Role;
+  lastSyncAt: string | null;
+  revoked: boolean;
+}
+
+export interface CaseFilter {
+  risk?: Risk;
+  status?: Status;
+  group?: Group;
+}
+export interface CaseUpdate {
+  id: string;
+  alias?: string;
+  risk?: Risk;
+  status?: Status;
+  group?: Group;
+}
+export interface Settings {
+  language: Language;
+}
+
+export type Unlisten = () => void;
+
+/**
+ * What the UI can ask of the device. `tauri.ts` maps each method to the
+ * command named in its comment; `fake.ts` implements it in memory.
+ */
+export interface HeartbridgeApi {
+  /** profile_status */
+  profileStatus(): Promise<ProfileStatus>;
+  /** profile_create */
+  profileCreate(args: { name: string }): Promise<ProfileStatus>;
+  /** team_claim */
+  teamClaim(args: { relayUrl: string; token: string; name: string }): Promise<ProfileStatus>;
+  /** team_join */
+  teamJoin(args: { code: string; name: string }): Promise<ProfileStatus>;
+  /** team_invite */
+  teamInvite(args: { role: Role }): Promise<{ code: string }>;
+  /** team_members */
+  teamMembers(): Promise<Member[]>;
+
+  /** handbook_list */
+  handbookList(): Promise<HandbookSummary[]>;
+  /** handbook_get */
+  handbookGet(args: { id: string }): Promise<HandbookView>;
+  /** handbook_search */
+  handbookSearch(args: { query: string; limit: number }): Promise<Hit[]>;
+  /** bookmark_list */
+  bookmarkList(): Promise<Bookmark[]>;
+  /** bookmark_toggle: resolves true when the section is now bookmarked */
+  bookmarkToggle(args: { handbookId: string; section: number }): Promise<boolean>;
+
+  /** case_list: high and critical first */
+  caseList(filter?: CaseFilter): Promise<CaseSummary[]>;
+  /** case_get */
+  caseGet(args: { id: string }): Promise<Case>;
+  /** case_create */
+  caseCreate(args: { alias: string; group: Group; risk: Risk }): Promise<{ id: string }>;
+  /** case_update */
+  caseUpdate(args: CaseUpdate): Promise<Case>;
+  /** case_add_contact */
+  caseAddContact(args: { id: string; channel: Channel; text: string; minutes?: number }): Promise<Case>;
+  /** case_add_followup */
+  caseAddFollowup(args: { id: string; text: string; due?: string }): Promise<Case>;
+  /** case_followup_done */
+  caseFollowupDone(args: { id: string; followupId: string; done: boolean }): Promise<Case>;
+  /** case_history */
+  caseHistory(args: { id: string }): Promise<HistoryEntry[]>;
+
+  /** shift_current */
+  shiftCurrent(): Promise<Shift | null>;
+  /** shift_start */
+  shiftStart(): Promise<Shift>;
+  /** shift_end: ends the shift and syncs; rejects with kind 'network' when the relay can't be reached */
+  shiftEnd(): Promise<SyncReport>;
+
+  /** sync_status */
+  syncStatus(): Promise<SyncStatus>;
+  /** sync_now */
+  syncNow(): Promise<SyncReport>;
+
+  /** settings_get */
+  settingsGet(): Promise<Settings>;
+  /** settings_set */
+  settingsSet(args: Settings): Promise<void>;
+
+  /** event 'sync-progress' */
+  onSyncProgress(handler: (p: SyncProgress) => void): Promise<Unlisten>;
+  /** event 'sync-status' */
+  onSyncStatus(handler: (s: SyncStatus) => void): Promise<Unlisten>;
+}
+
+/** Which implementation is behind `api`. */
+export type Backend = 'tauri' | 'fake';

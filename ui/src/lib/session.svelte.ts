@@ -1,0 +1,124 @@
+// What the whole app shares: the profile, the sync status (kept current by
+// the 'sync-status' and 'sync-progress' events) and the shift.
+import {
+  api,
+  toApiError,
+  type ApiError,
+  type ProfileStatus,
+  type Shift,
+  type SyncProgress,
+  type SyncReport,
+  type SyncStatus,
+} from './api';
+import { showError } from './toast.svelte';
+
+export const session = $state<{ profile: ProfileStatus | null }>({ profile: null });
+
+export const sync = $state<{
+  status: SyncStatus | null;
+  progress: SyncProgress | null;
+  report: SyncReport | null;
+}>({ status: null, progress: null, report: null });
+
+export type ShiftOutcome =
+  | { kind: 'delivered'; report: SyncReport }
+  | { kind: 'failed'; error: ApiError };
+
+export const shift = $state<{
+  loaded: boolean;
+  current: Shift | null;
+  busy: 'starting' | 'ending' | null;
+  outcome: ShiftOutcome | null;
+}>({ loaded: false, current: null, busy: null, outcome: null });
+
+let listening = false;
+
+export async function startListening(): Promise<void> {
+  if (listening) return;
+  listening = true;
+  await api.onSyncStatus((s) => {
+    sync.status = s;
+  });
+  await api.onSyncProgress((p) => {
+    sync.progress = p;
+  });
+  await Promise.all([refreshSync(), refreshShift()]);
+}
+
+export async function refreshSync(): Promise<void> {
+  try {
+    sync.status = await api.syncStatus();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+export async function refreshShift(): Promise<void> {
+  try {
+    shift.current = await api.shiftCurrent();
+    shift.loaded = true;
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** Runs a sync now; the outcome shows in the sync card (and errors as a notice). */
+export async function syncNow(): Promise<SyncReport | null> {
+  sync.progress = null;
+  sync.report = null;
+  try {
+    const report = await api.syncNow();
+    sync.report = report;
+    return report;
+  } catch (e) {
+    showError(e);
+    return null;
+  } finally {
+    await refreshSync();
+  }
+}
+
+export async function startShift(): Promise<void> {
+  shift.busy = 'starting';
+  shift.outcome = null;
+  try {
+    shift.current = await api.shiftStart();
+  } catch (e) {
+    showError(e);
+  } finally {
+    shift.busy = null;
+    void refreshSync();
+  }
+}
+
+/** Ends the shift and syncs; the receipt or the "not delivered" note stays on the shift card. */
+export async function endShift(): Promise<void> {
+  shift.busy = 'ending';
+  shift.outcome = null;
+  sync.progress = null;
+  try {
+    const report = await api.shiftEnd();
+    shift.outcome = { kind: 'delivered', report };
+  } catch (e) {
+    const error = toApiError(e);
+    shift.outcome = { kind: 'failed', error };
+  } finally {
+    shift.busy = null;
+    await Promise.all([refreshShift(), refreshSync()]);
+  }
+}
+
+/** A retry after a shift end that could not deliver. */
+export async function retryDelivery(): Promise<void> {
+  shift.busy = 'ending';
+  sync.progress = null;
+  try {
+    const report = await api.syncNow();
+    shift.outcome = { kind: 'delivered', report };
+  } catch (e) {
+    shift.outcome = { kind: 'failed', error: toApiError(e) };
+  } finally {
+    shift.busy = null;
+    await refreshSync();
+  }
+}
