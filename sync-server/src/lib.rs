@@ -1,1 +1,215 @@
+//! # heartbridge-relay
+//!
+//! The zero-knowledge sync relay: it stores and forwards sealed envelopes
+//! for teams of devices and never holds a team key, a token or a byte of
+//! plaintext — only ids, sizes, times, hashes of tokens, and ciphertext.
+//!
+//! The relay is a library: [`serve`] takes a bound listener and a shutdown
+//! future, so tests run it on port 0 and stop it when they like; the
+//! `heartbridge-relay` binary is a thin command line over it.
+//!
+//! ```
+//! use heartbridge_relay::{create_team, serve, Config};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let db = dir.path().join("relay.db");
+//! // An operator creates a team; its lead token goes to the team lead.
+//! let team = create_team(&db, "Hotline volunteers")?;
+//! assert_eq!(team.team_id.len(), 32);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let relay = tokio::spawn(serve(listener, Config::new(&db), async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... devices claim, join and sync over HTTP ...
+//! let _ = stop.send(());
+//! relay.await??; // in-flight requests finish and their writes commit first
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Sync, in short
+//!
+//! `POST /v1/sync` pushes envelopes and pulls a page. A push is stored with
+//! `INSERT … ON CONFLICT DO NOTHING` on (team, content id), so a retry is
+//! harmless, and is acknowledged only after its transaction is durably
+//! committed. One writer thread commits the pushes of many concurrent
+//! requests in one transaction (group commit, see `writer.rs`). A pull
+//! returns, in sequence order, the envelopes other devices wrote past the
+//! device's cursor, bounded in bytes.
 
+mod error;
+mod http;
+mod metrics;
+mod storage;
+mod writer;
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use heartbridge_proto::{Secret, TeamCreated, TeamId, DEFAULT_PAGE_BYTES};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::{Refusal, RelayError, StoreError};
+pub use storage::{
+    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob, SqliteStorage,
+    Storage, TeamSummary,
+};
+
+/// The default cap on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Storage calls running at once on blocking threads (and read connections).
+const DEFAULT_STORAGE_THREADS: usize = 4;
+
+/// The relay's source of time (unix seconds). Tests set it to make invites
+/// expire without waiting.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(now_unix))
+    }
+    /// Any function of no arguments.
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// How to run the relay. Holds no secret.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SQLite database (created if missing).
+    pub db_path: PathBuf,
+    /// Largest request body accepted; larger ones get 413 `too_large`.
+    pub max_body_bytes: usize,
+    /// Cap on the ciphertext bytes of one pull page.
+    pub page_bytes: u32,
+    /// Storage calls (auth, pull, admin) running at once.
+    pub storage_threads: usize,
+    pub clock: Clock,
+}
+
+impl Config {
+    /// Defaults for a database at `db_path`.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Config {
+            db_path: db_path.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            page_bytes: DEFAULT_PAGE_BYTES,
+            storage_threads: DEFAULT_STORAGE_THREADS,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Serves the relay on `listener` with the SQLite database of `config`
+/// until `shutdown` completes; then stops accepting, lets in-flight
+/// requests finish, commits every queued write and returns.
+///
+/// For production, bind the listener with a large backlog (the binary asks
+/// for 4,096): at shift end a thousand devices connect at the same moment.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let path = config.db_path.clone();
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&path))
+        .await
+        .map_err(|_| StoreError::Panicked)??;
+    serve_with_storage(listener, Arc::new(storage), config, shutdown).await
+}
+
+/// [`serve`] over any [`Storage`] (`config.db_path` is not used).
+pub async fn serve_with_storage(
+    listener: TcpListener,
+    storage: Arc<dyn Storage>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (writer, writer_thread) =
+        writer::start(Arc::clone(&storage), Arc::clone(&metrics)).map_err(RelayError::Writer)?;
+    let relay = Arc::new(http::Relay {
+        storage,
+        gate: Semaphore::new(config.storage_threads.max(1)),
+        writer,
+        metrics,
+        max_body: config.max_body_bytes,
+        page_bytes: u64::from(config.page_bytes.max(1)),
+        clock: config.clock,
+    });
+    let served = axum::serve(listener, http::router(relay))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Every connection has closed: no handler can queue a write any more.
+    let stopped = tokio::task::spawn_blocking(move || writer_thread.stop()).await;
+    served.map_err(RelayError::Serve)?;
+    match stopped {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(RelayError::WriterPanicked),
+    }
+}
+
+/// Creates a team in the database at `db_path`; returns its id and the
+/// one-time lead token (only its hash is stored).
+pub fn create_team(db_path: &Path, name: &str) -> Result<TeamCreated, RelayError> {
+    let storage = SqliteStorage::open(db_path)?;
+    let team = TeamId::random();
+    let lead_token = Secret::generate();
+    storage.create_team(team, name, &lead_token.hash(), now_unix())?;
+    // Printed as `TEAMID.SECRET`, so that `heartbridge team claim --token`
+    // needs nothing else.
+    Ok(TeamCreated {
+        team_id: team.to_hex(),
+        lead_token: Secret::from_string(format!("{}.{}", team.to_hex(), lead_token.expose())),
+    })
+}
+
+/// The teams in the database at `db_path`.
+pub fn list_teams(db_path: &Path) -> Result<Vec<TeamSummary>, RelayError> {
+    Ok(SqliteStorage::open(db_path)?.teams()?)
+}
+
+/// Revokes a device (any team) in the database at `db_path`; a running
+/// relay refuses its token from the next request on.
+pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<(), RelayError> {
+    let device = DeviceId::from_hex(device_id)
+        .ok_or_else(|| RelayError::BadDeviceId(device_id.to_owned()))?;
+    match SqliteStorage::open(db_path)?.revoke(None, device) {
+        Err(StoreError::Refused(Refusal::NotInTeam)) => {
+            Err(RelayError::UnknownDevice(device.to_hex()))
+        }
+        other => Ok(other?),
+    }
+}

@@ -142,12 +142,7 @@ impl Device {
 pub fn team(relay: &Relay, names: &[&str]) -> Vec<Device> {
     let created = relay.create_team("test team");
     let mut lead = Device::new(names[0]);
-    let token = if created.lead_token.expose().contains('.') {
-        created.lead_token.expose().to_owned()
-    } else {
-        format!("{}.{}", created.team_id, created.lead_token.expose())
-    };
-    heartbridge_client::claim(&mut lead.store, &relay.url, &token).expect("claim");
+    heartbridge_client::claim(&mut lead.store, &relay.url, created.lead_token.expose()).expect("claim");
     let mut out = vec![lead];
     for name in &names[1..] {
         let code = heartbridge_client::invite(&out[0].store, Role::Volunteer).expect("invite");

@@ -1,0 +1,213 @@
+//! The relay's errors: what the database can fail with, why a request is
+//! refused, and what `serve` and the operator functions return.
+//!
+//! Messages name ids and kinds, never a token, a key, a sealed name or a
+//! byte of an envelope.
+
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use heartbridge_proto::ErrorBody;
+
+/// Why the relay could not start, stop or run an operator command.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("the group-commit writer thread could not be started: {0}")]
+    Writer(#[source] std::io::Error),
+    #[error("the group-commit writer thread panicked")]
+    WriterPanicked,
+    #[error("{0} is not a device id (32 hex digits)")]
+    BadDeviceId(String),
+    #[error("no device {0} is enrolled at this relay")]
+    UnknownDevice(String),
+}
+
+/// A failure of the storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than the {known} this relay knows: upgrade the relay")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database error while trying to {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} cannot use write-ahead logging (its journal mode stays {mode})")]
+    NoWal { path: PathBuf, mode: String },
+    #[error("the database holds a value this relay cannot read in {what}")]
+    Corrupt { what: &'static str },
+    #[error("the write batch holding this push could not be committed")]
+    BatchFailed,
+    #[error("the writer has stopped")]
+    WriterStopped,
+    #[error("a storage call panicked")]
+    Panicked,
+    #[error("the request was refused: {0}")]
+    Refused(Refusal),
+}
+
+impl StoreError {
+    /// Wraps a SQLite error with what was being done.
+    pub(crate) fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sqlite { op, source }
+    }
+}
+
+/// Why the storage refused an enrollment or an administrative change: the
+/// caller's fault, not the database's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no such team")]
+    UnknownTeam,
+    #[error("unknown token")]
+    UnknownToken,
+    #[error("the token was already used")]
+    Used,
+    #[error("the invite has expired")]
+    Expired,
+    #[error("the key check differs from the team's")]
+    WrongKey,
+    #[error("the device is not in the caller's team")]
+    NotInTeam,
+}
+
+/// An error answer: a stable kind, a status, and a message safe to show.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    Malformed(String),
+    Version(u8),
+    TooLarge(usize),
+    UnknownToken,
+    Revoked,
+    Forbidden(&'static str),
+    WrongKey,
+    InviteExpired,
+    InviteUsed,
+    UnknownTeam,
+    Internal(StoreError),
+}
+
+impl ApiError {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "malformed",
+            ApiError::Version(_) => "version",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::UnknownToken => "unknown_token",
+            ApiError::Revoked => "revoked",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::WrongKey => "wrong_key",
+            ApiError::InviteExpired => "invite_expired",
+            ApiError::InviteUsed => "invite_used",
+            ApiError::UnknownTeam => "unknown_team",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) | ApiError::Version(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
+            ApiError::Revoked | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::WrongKey => StatusCode::CONFLICT,
+            ApiError::InviteExpired | ApiError::InviteUsed => StatusCode::GONE,
+            ApiError::UnknownTeam => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Malformed(why) => why.clone(),
+            ApiError::Version(v) => format!("protocol version {v} is not spoken here; this relay speaks version 1: update the app"),
+            ApiError::TooLarge(limit) => format!("the request body is larger than this relay accepts ({limit} bytes): push fewer envelopes per sync"),
+            ApiError::UnknownToken => "the token is not known to this relay: check the invite code or enroll again".into(),
+            ApiError::Revoked => "this device has been revoked by the team lead".into(),
+            ApiError::Forbidden(why) => (*why).into(),
+            ApiError::WrongKey => "the team key does not match the team's key check: the invite code was mistyped or is for another team; the invite was not used, try again".into(),
+            ApiError::InviteExpired => "the invite has expired: ask for a new one".into(),
+            ApiError::InviteUsed => "the invite was already used: ask for a new one".into(),
+            ApiError::UnknownTeam => "no such team at this relay".into(),
+            ApiError::Internal(_) => "the relay failed to handle the request; try again later".into(),
+        }
+    }
+
+    /// The answer body.
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.kind().into(),
+            message: self.message(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(r) => match r {
+                Refusal::UnknownTeam => ApiError::UnknownTeam,
+                Refusal::UnknownToken => ApiError::UnknownToken,
+                Refusal::Used => ApiError::InviteUsed,
+                Refusal::Expired => ApiError::InviteExpired,
+                Refusal::WrongKey => ApiError::WrongKey,
+                Refusal::NotInTeam => ApiError::Forbidden("that device is not in your team"),
+            },
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            // Store errors carry SQL error text and ids, never bound values.
+            tracing::error!(error = %e, "request failed");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_say_nothing_of_the_cause() {
+        let e = ApiError::Internal(StoreError::Corrupt {
+            what: "envelopes.kind",
+        });
+        let body = e.body();
+        assert_eq!(body.error, "internal");
+        assert!(!body.message.contains("envelopes"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn refusals_map_to_their_kinds() {
+        let kind = |r| ApiError::from(StoreError::Refused(r)).kind();
+        assert_eq!(kind(Refusal::UnknownTeam), "unknown_team");
+        assert_eq!(kind(Refusal::UnknownToken), "unknown_token");
+        assert_eq!(kind(Refusal::Used), "invite_used");
+        assert_eq!(kind(Refusal::Expired), "invite_expired");
+        assert_eq!(kind(Refusal::WrongKey), "wrong_key");
+        assert_eq!(kind(Refusal::NotInTeam), "forbidden");
+    }
+}

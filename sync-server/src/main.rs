@@ -1,0 +1,226 @@
+//! `heartbridge-relay`: serve the relay, or run an operator command on its
+//! database.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use heartbridge_relay::{Config, DEFAULT_MAX_BODY_BYTES};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "heartbridge-relay",
+    version,
+    about = "The Heartbridge zero-knowledge sync relay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Db {
+    /// The SQLite database.
+    #[arg(
+        long = "db",
+        env = "HEARTBRIDGE_RELAY_DB",
+        default_value = "heartbridge-relay.db"
+    )]
+    path: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the relay until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(
+            long,
+            env = "HEARTBRIDGE_RELAY_LISTEN",
+            default_value = "127.0.0.1:7070"
+        )]
+        listen: SocketAddr,
+        #[command(flatten)]
+        db: Db,
+        /// Largest request body, in bytes.
+        #[arg(long = "max-body", env = "HEARTBRIDGE_RELAY_MAX_BODY", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+        max_body: usize,
+        /// Cap on the envelope bytes of one pull page.
+        #[arg(long = "page-bytes", env = "HEARTBRIDGE_RELAY_PAGE_BYTES", default_value_t = heartbridge_proto::DEFAULT_PAGE_BYTES)]
+        page_bytes: u32,
+        /// Log one JSON object per line instead of text.
+        #[arg(long = "log-json", env = "HEARTBRIDGE_RELAY_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Teams: create, list.
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// Devices: revoke.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+}
+
+#[derive(Subcommand)]
+enum TeamCmd {
+    /// Create a team; prints its id and the one-time lead token for the team lead.
+    Create {
+        name: String,
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the teams.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Revoke a device: its token is refused from the next request on.
+    Revoke {
+        device_id: String,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            db,
+            max_body,
+            page_bytes,
+            log_json,
+        } => {
+            init_logging(log_json);
+            let config = Config {
+                max_body_bytes: max_body,
+                page_bytes,
+                ..Config::new(db.path)
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(listen, config))
+        }
+        Command::Team(TeamCmd::Create { name, db, json }) => {
+            anyhow::ensure!(!name.trim().is_empty(), "the team name is empty");
+            let created = heartbridge_relay::create_team(&db.path, name.trim())
+                .with_context(|| format!("creating a team in {}", db.path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("team id:    {}", created.team_id);
+                println!("lead token: {}", created.lead_token.expose());
+                println!("Give both to the team lead in person; the token works once and is not stored here.");
+            }
+            Ok(())
+        }
+        Command::Team(TeamCmd::List { db, json }) => {
+            let teams = heartbridge_relay::list_teams(&db.path)
+                .with_context(|| format!("reading {}", db.path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&teams)?);
+            } else {
+                println!(
+                    "{:<32}  {:<7}  {:>7}  {:>9}  name",
+                    "team id", "claimed", "devices", "envelopes"
+                );
+                for t in teams {
+                    let claimed = if t.claimed { "yes" } else { "no" };
+                    println!(
+                        "{:<32}  {:<7}  {:>7}  {:>9}  {}",
+                        t.team_id, claimed, t.devices, t.envelopes, t.name
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Revoke { device_id, db }) => {
+            heartbridge_relay::revoke_device(&db.path, &device_id)
+                .with_context(|| format!("revoking a device in {}", db.path.display()))?;
+            println!("device {} revoked", device_id.trim());
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `HEARTBRIDGE_RELAY_LOG` or `RUST_LOG`
+/// (default `info`).
+fn init_logging(json: bool) {
+    let filter = std::env::var("HEARTBRIDGE_RELAY_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
+    let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(db = %config.db_path.display(), max_body = config.max_body_bytes, page_bytes = config.page_bytes, "starting");
+    eprintln!("listening on {addr}");
+    heartbridge_relay::serve(listener, config, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Connections the kernel may hold before the relay accepts them (capped by
+/// `net.core.somaxconn`). At shift end a thousand devices connect at once;
+/// the usual 128 would overflow and make some of them wait or fail.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: finishing in-flight requests"),
+        _ = terminate => tracing::info!("SIGTERM: finishing in-flight requests"),
+    }
+}

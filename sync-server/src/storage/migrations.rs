@@ -1,0 +1,185 @@
+//! Embedded, append-only schema migrations.
+//!
+//! Each entry runs once, inside one transaction together with the bump of
+//! `PRAGMA user_version`, so a database is always at exactly one version.
+//! Never edit an entry that has landed: append a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::StoreError;
+
+/// The migrations, in order; `user_version` N means the first N have run.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: teams, devices, invites, the envelope log.
+    r#"
+CREATE TABLE teams (
+    id               BLOB PRIMARY KEY CHECK (length(id) = 16),
+    name             TEXT NOT NULL,
+    -- Set when the lead claims the team.
+    key_check        TEXT,
+    lead_token_hash  TEXT NOT NULL UNIQUE,
+    lead_token_used  INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE devices (
+    id            BLOB PRIMARY KEY CHECK (length(id) = 16),
+    team_id       BLOB NOT NULL REFERENCES teams(id),
+    role          TEXT NOT NULL CHECK (role IN ('volunteer', 'supervisor', 'lead')),
+    name_sealed   TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    enrolled_at   INTEGER NOT NULL,
+    last_sync_at  INTEGER,
+    revoked       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX devices_team ON devices(team_id, enrolled_at);
+
+CREATE TABLE invites (
+    token_hash  TEXT PRIMARY KEY,
+    team_id     BLOB NOT NULL REFERENCES teams(id),
+    role        TEXT NOT NULL CHECK (role IN ('volunteer', 'supervisor', 'lead')),
+    created_by  BLOB NOT NULL REFERENCES devices(id),
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER,
+    used_by     BLOB REFERENCES devices(id)
+) WITHOUT ROWID;
+
+-- The log of sealed envelopes; seq is the pull cursor.
+CREATE TABLE envelopes (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    team_id        BLOB NOT NULL REFERENCES teams(id),
+    doc            BLOB NOT NULL CHECK (length(doc) = 16),
+    kind           INTEGER NOT NULL CHECK (kind IN (1, 2)),
+    content_id     BLOB NOT NULL CHECK (length(content_id) = 16),
+    author_device  BLOB NOT NULL REFERENCES devices(id),
+    epoch          INTEGER NOT NULL,
+    covers         INTEGER NOT NULL,
+    nonce          BLOB NOT NULL CHECK (length(nonce) = 24),
+    ciphertext     BLOB NOT NULL,
+    size           INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    UNIQUE (team_id, content_id)
+);
+CREATE INDEX envelopes_team_seq ON envelopes(team_id, seq);
+-- Compaction deletes a document's envelopes up to a snapshot's `covers`.
+CREATE INDEX envelopes_team_doc ON envelopes(team_id, doc, seq);
+"#,
+];
+
+/// Brings the database to the newest schema; returns the version found.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreError> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[&str],
+) -> Result<i64, StoreError> {
+    let read_version = |conn: &Connection| -> Result<i64, StoreError> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("read the schema version"))
+    };
+    let found = read_version(conn)?;
+    let known = migrations.len() as i64;
+    if found > known {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("begin a migration"))?;
+        // Another process may have migrated while this one waited for the lock.
+        if read_version(&tx)? > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(StoreError::sqlite("apply a migration"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(StoreError::sqlite("bump the schema version"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit a migration"))?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn every_migration_applies_in_order_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn, &path).unwrap(), 0);
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+        assert_eq!(migrate(&mut conn, &path).unwrap(), MIGRATIONS.len() as i64);
+        for table in ["teams", "devices", "invites", "envelopes"] {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "table {table}");
+        }
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('envelopes_team_seq', 'envelopes_team_doc')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let broken = [
+            MIGRATIONS[0],
+            "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;",
+        ];
+        assert!(migrate_with(&mut conn, &path, &broken).is_err());
+        assert_eq!(version(&conn), 1);
+        let half: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'half'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            half, 0,
+            "the failed migration's first statement was rolled back"
+        );
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(
+            migrate(&mut conn, &path),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,422 @@
+//! [`Storage`] on SQLite: WAL, `synchronous = FULL`, one write connection and
+//! a small pool of read-only connections.
+//!
+//! The write connection is taken by [`SqliteStorage::commit`] (called only by
+//! the group-commit writer thread, see `crate::writer`) and briefly by the
+//! rare administrative writes (claim, join, invite, revoke). Reads (auth,
+//! pull, members, gauges) never wait for it: WAL readers see the last commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use heartbridge_proto::{Member, Role, TeamId};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+
+mod log;
+
+use super::migrations;
+use super::{
+    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob, Storage, TeamSummary,
+};
+use crate::error::{Refusal, StoreError};
+use log::seq_u64;
+
+/// How long a connection waits for another process's lock (an operator
+/// command while the relay runs) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite storage.
+pub struct SqliteStorage {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a connection leaves no open transaction behind
+    // (rusqlite rolls back on drop), so the connection is still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // WAL makes a commit one append and one fsync, and lets readers run
+        // beside the writer; FULL makes that fsync happen before commit returns.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NoWal {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn, path)?;
+        Ok(SqliteStorage {
+            path: path.to_owned(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.writer)
+    }
+
+    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        let idle = lock(&self.readers).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let open_err = |source| StoreError::Open {
+                    path: self.path.clone(),
+                    source,
+                };
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let c = Connection::open_with_flags(&self.path, flags).map_err(open_err)?;
+                c.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+                c
+            }
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            pool: &self.readers,
+        })
+    }
+}
+
+/// A pooled read connection, returned to the pool on drop.
+struct Reader<'a> {
+    conn: Option<Connection>,
+    pool: &'a Mutex<Vec<Connection>>,
+}
+
+impl Reader<'_> {
+    fn conn(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = lock(self.pool);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn role_from(s: &str) -> Result<Role, StoreError> {
+    s.parse().map_err(|_| StoreError::Corrupt { what: "role" })
+}
+
+fn id16(v: Vec<u8>, what: &'static str) -> Result<[u8; 16], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt { what })
+}
+
+fn begin<'c>(conn: &'c mut Connection, op: &'static str) -> Result<Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite(op))
+}
+
+fn insert_device(tx: &Connection, e: &Enrollment, role: Role) -> Result<Device, StoreError> {
+    tx.execute(
+        "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.device.0, e.team.0, role.as_str(), e.name_sealed, e.device_token_hash, e.now],
+    )
+    .map_err(StoreError::sqlite("enroll a device"))?;
+    Ok(Device {
+        id: e.device,
+        team: e.team,
+        role,
+        revoked: false,
+    })
+}
+
+impl Storage for SqliteStorage {
+    fn check(&self) -> Result<(), StoreError> {
+        let mut r = self.reader()?;
+        r.conn()
+            .query_row("SELECT count(*) FROM teams", [], |r| r.get::<_, i64>(0))
+            .map_err(StoreError::sqlite("check the database"))?;
+        Ok(())
+    }
+
+    fn create_team(
+        &self,
+        team: TeamId,
+        name: &str,
+        lead_token_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "INSERT INTO teams (id, name, lead_token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![team.0, name, lead_token_hash, now],
+            )
+            .map_err(StoreError::sqlite("create a team"))?;
+        Ok(())
+    }
+
+    fn teams(&self) -> Result<Vec<TeamSummary>, StoreError> {
+        let mut r = self.reader()?;
+        let conn = r.conn();
+        let err = StoreError::sqlite("list teams");
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.id, t.name, t.lead_token_used, t.created_at,
+                        (SELECT count(*) FROM devices d WHERE d.team_id = t.id AND d.revoked = 0),
+                        (SELECT count(*) FROM envelopes e WHERE e.team_id = t.id)
+                 FROM teams t ORDER BY t.created_at, t.id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(StoreError::sqlite("list teams"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, claimed, created_at, devices, envelopes) =
+                row.map_err(StoreError::sqlite("list teams"))?;
+            out.push(TeamSummary {
+                team_id: TeamId(id16(id, "teams.id")?).to_hex(),
+                name,
+                claimed,
+                devices: devices as u64,
+                envelopes: envelopes as u64,
+                created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
+        let mut r = self.reader()?;
+        let row = r
+            .conn()
+            .prepare_cached("SELECT id, team_id, role, revoked FROM devices WHERE token_hash = ?1")
+            .and_then(|mut s| {
+                s.query_row([token_hash], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(StoreError::sqlite("look up a device token"))?;
+        row.map(|(id, team, role, revoked)| {
+            Ok(Device {
+                id: DeviceId(id16(id, "devices.id")?),
+                team: TeamId(id16(team, "devices.team_id")?),
+                role: role_from(&role)?,
+                revoked,
+            })
+        })
+        .transpose()
+    }
+
+    fn claim(&self, e: &Enrollment) -> Result<Device, StoreError> {
+        let mut conn = self.writer();
+        let tx = begin(&mut conn, "begin a claim")?;
+        let team: Option<(String, bool)> = tx
+            .query_row(
+                "SELECT lead_token_hash, lead_token_used FROM teams WHERE id = ?1",
+                [e.team.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("find a team"))?;
+        let (hash, used) = team.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+        if hash != e.token_hash {
+            return Err(StoreError::Refused(Refusal::UnknownToken));
+        }
+        if used {
+            return Err(StoreError::Refused(Refusal::Used));
+        }
+        tx.execute(
+            "UPDATE teams SET key_check = ?1, lead_token_used = 1 WHERE id = ?2",
+            params![e.key_check, e.team.0],
+        )
+        .map_err(StoreError::sqlite("claim a team"))?;
+        let device = insert_device(&tx, e, Role::Lead)?;
+        tx.commit().map_err(StoreError::sqlite("commit a claim"))?;
+        Ok(device)
+    }
+
+    fn join(&self, e: &Enrollment) -> Result<Device, StoreError> {
+        let mut conn = self.writer();
+        let tx = begin(&mut conn, "begin a join")?;
+        let key_check: Option<Option<String>> = tx
+            .query_row(
+                "SELECT key_check FROM teams WHERE id = ?1",
+                [e.team.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("find a team"))?;
+        let key_check = key_check.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+        let invite: Option<(String, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT role, expires_at, used_at FROM invites WHERE token_hash = ?1 AND team_id = ?2",
+                params![e.token_hash, e.team.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("find an invite"))?;
+        let (role, expires_at, used_at) =
+            invite.ok_or(StoreError::Refused(Refusal::UnknownToken))?;
+        if used_at.is_some() {
+            return Err(StoreError::Refused(Refusal::Used));
+        }
+        if expires_at <= e.now {
+            return Err(StoreError::Refused(Refusal::Expired));
+        }
+        if key_check.as_deref() != Some(e.key_check.as_str()) {
+            // Dropping the transaction leaves the invite unused.
+            return Err(StoreError::Refused(Refusal::WrongKey));
+        }
+        let device = insert_device(&tx, e, role_from(&role)?)?;
+        let consumed = tx
+            .execute(
+                "UPDATE invites SET used_at = ?1, used_by = ?2 WHERE token_hash = ?3 AND used_at IS NULL",
+                params![e.now, e.device.0, e.token_hash],
+            )
+            .map_err(StoreError::sqlite("use an invite"))?;
+        if consumed != 1 {
+            return Err(StoreError::Refused(Refusal::Used));
+        }
+        tx.commit().map_err(StoreError::sqlite("commit a join"))?;
+        Ok(device)
+    }
+
+    fn create_invite(&self, i: &NewInvite) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "INSERT INTO invites (token_hash, team_id, role, created_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![i.token_hash, i.team.0, i.role.as_str(), i.created_by.0, i.created_at, i.expires_at],
+            )
+            .map_err(StoreError::sqlite("create an invite"))?;
+        Ok(())
+    }
+
+    fn members(&self, team: TeamId) -> Result<Vec<Member>, StoreError> {
+        let mut r = self.reader()?;
+        let conn = r.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, role, name_sealed, enrolled_at, last_sync_at, revoked FROM devices
+                 WHERE team_id = ?1 ORDER BY enrolled_at, id",
+            )
+            .map_err(StoreError::sqlite("list members"))?;
+        let rows = stmt
+            .query_map([team.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(StoreError::sqlite("list members"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, role, name_sealed, enrolled_at, last_sync_at, revoked) =
+                row.map_err(StoreError::sqlite("list members"))?;
+            out.push(Member {
+                device_id: DeviceId(id16(id, "devices.id")?).to_hex(),
+                role: role_from(&role)?,
+                name_sealed,
+                enrolled_at,
+                last_sync_at,
+                revoked,
+            });
+        }
+        Ok(out)
+    }
+
+    fn revoke(&self, team: Option<TeamId>, device: DeviceId) -> Result<(), StoreError> {
+        let changed = match team {
+            Some(team) => self.writer().execute(
+                "UPDATE devices SET revoked = 1 WHERE id = ?1 AND team_id = ?2",
+                params![device.0, team.0],
+            ),
+            None => self
+                .writer()
+                .execute("UPDATE devices SET revoked = 1 WHERE id = ?1", [device.0]),
+        }
+        .map_err(StoreError::sqlite("revoke a device"))?;
+        if changed == 0 {
+            return Err(StoreError::Refused(Refusal::NotInTeam));
+        }
+        Ok(())
+    }
+
+    fn commit(&self, jobs: &[PushJob]) -> Result<Vec<JobResult>, StoreError> {
+        log::commit_batch(&mut self.writer(), jobs)
+    }
+
+    fn pull(
+        &self,
+        team: TeamId,
+        device: DeviceId,
+        cursor: u64,
+        page_bytes: u64,
+    ) -> Result<Page, StoreError> {
+        log::pull_page(self.reader()?.conn(), team, device, cursor, page_bytes)
+    }
+
+    fn gauges(&self) -> Result<Gauges, StoreError> {
+        let mut r = self.reader()?;
+        let (devices, envelopes): (i64, i64) = r
+            .conn()
+            .query_row(
+                "SELECT (SELECT count(*) FROM devices WHERE revoked = 0), (SELECT count(*) FROM envelopes)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(StoreError::sqlite("count devices and envelopes"))?;
+        Ok(Gauges {
+            devices: seq_u64(devices),
+            envelopes: seq_u64(envelopes),
+        })
+    }
+}

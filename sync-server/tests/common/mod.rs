@@ -1,0 +1,486 @@
+//! The one helper every relay test goes through: a real relay on 127.0.0.1
+//! port 0 over a SQLite file in a temp dir, a small HTTP client, and the
+//! steps of enrollment. Every wait has a timeout; nothing sleeps.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use heartbridge_proto::{
+    decode, encode, seal_name, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
+    ErrorBody, InviteRequest, InviteResponse, MembersResponse, Role, Secret, SyncRequest,
+    SyncResponse, TeamId, TeamKey, SYNC_CONTENT_TYPE,
+};
+use heartbridge_relay::{Clock, Config, RelayError};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Awaits `f`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, f).await {
+        Ok(t) => t,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// A relay running in this process.
+pub struct TestRelay {
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub addr: SocketAddr,
+    /// The relay's clock, unix seconds; starts at the real time.
+    pub now: Arc<AtomicI64>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), RelayError>>>,
+}
+
+impl TestRelay {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, tweak).await
+    }
+
+    /// Starts a relay over the database in `dir` (kept from an earlier one).
+    pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = dir.path().join("relay.db");
+        let now = Arc::new(AtomicI64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs() as i64,
+        ));
+        let clock_now = Arc::clone(&now);
+        let mut config = Config::new(&db);
+        config.clock = Clock::from_fn(move || clock_now.load(Ordering::SeqCst));
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(heartbridge_relay::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestRelay {
+            dir,
+            db,
+            addr,
+            now,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn advance_clock(&self, secs: i64) {
+        self.now.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Signals shutdown without waiting for it.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops the relay, waits for `serve` to return Ok, and hands back its
+    /// directory.
+    pub async fn stop(mut self) -> TempDir {
+        self.signal_stop();
+        let handle = self.handle.take().expect("running");
+        within("the relay to stop", handle)
+            .await
+            .expect("serve task")
+            .expect("serve returned an error");
+        self.dir
+    }
+
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr }
+    }
+
+    /// Envelope rows in the database, read directly.
+    pub fn stored_envelopes(&self) -> i64 {
+        count_rows(&self.db, "envelopes")
+    }
+}
+
+pub fn count_rows(db: &Path, table: &str) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db");
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} body is not the expected JSON: {e}: {:?}",
+                self.status, self.body
+            )
+        })
+    }
+
+    /// The error body, checking status and kind.
+    pub fn error(&self, status: u16, kind: &str) -> ErrorBody {
+        assert_eq!(
+            self.status,
+            status,
+            "status; body {:?}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.content_type.as_deref(), Some("application/json"));
+        let e: ErrorBody = self.json();
+        assert_eq!(e.error, kind, "kind; message {:?}", e.message);
+        e
+    }
+}
+
+/// A minimal HTTP/1.1 client: one connection per request.
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&Secret>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        within(&format!("{method} {path}"), async {
+            let stream = TcpStream::connect(self.addr).await.expect("connect");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "relay.test");
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {}", t.expose()));
+            }
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let req = req.body(Full::new(Bytes::from(body))).expect("request");
+            let resp = sender.send_request(req).await.expect("send request");
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .expect("read body")
+                .to_bytes();
+            Answer {
+                status,
+                content_type,
+                body,
+            }
+        })
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&Secret>) -> Answer {
+        self.send("GET", path, token, None, Vec::new()).await
+    }
+
+    pub async fn post_json<T: serde::Serialize>(
+        &self,
+        path: &str,
+        token: Option<&Secret>,
+        body: &T,
+    ) -> Answer {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.send("POST", path, token, Some("application/json"), bytes)
+            .await
+    }
+
+    pub async fn sync_raw(&self, token: &Secret, body: Vec<u8>) -> Answer {
+        self.send(
+            "POST",
+            "/v1/sync",
+            Some(token),
+            Some(SYNC_CONTENT_TYPE),
+            body,
+        )
+        .await
+    }
+
+    /// A sync that must succeed.
+    pub async fn sync(
+        &self,
+        token: &Secret,
+        cursor: u64,
+        push: Vec<Envelope>,
+        max_bytes: u32,
+    ) -> SyncResponse {
+        let req = SyncRequest {
+            v: 1,
+            cursor,
+            push,
+            max_bytes,
+        };
+        let a = self.sync_raw(token, encode(&req)).await;
+        assert_eq!(
+            a.status,
+            200,
+            "sync failed: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.content_type.as_deref(), Some(SYNC_CONTENT_TYPE));
+        decode("sync response", &a.body).expect("decodable sync response")
+    }
+
+    /// Pulls from `cursor` until `more` is false; returns every page.
+    pub async fn pull_all(
+        &self,
+        token: &Secret,
+        mut cursor: u64,
+        max_bytes: u32,
+    ) -> (Vec<SyncResponse>, u64) {
+        let mut pages = Vec::new();
+        loop {
+            let page = self.sync(token, cursor, Vec::new(), max_bytes).await;
+            assert!(page.cursor >= cursor, "the cursor never goes back");
+            cursor = page.cursor;
+            let more = page.more;
+            pages.push(page);
+            if !more {
+                return (pages, cursor);
+            }
+            assert!(pages.len() < 10_000, "pulling does not end");
+        }
+    }
+
+    pub async fn invite(&self, token: &Secret, role: Role, ttl_secs: u64) -> Answer {
+        self.post_json(
+            "/v1/invites",
+            Some(token),
+            &InviteRequest { role, ttl_secs },
+        )
+        .await
+    }
+
+    pub async fn members(&self, token: &Secret) -> MembersResponse {
+        let a = self.get("/v1/members", Some(token)).await;
+        assert_eq!(a.status, 200);
+        a.json()
+    }
+
+    pub async fn revoke(&self, token: &Secret, device_id: &str) -> Answer {
+        self.send(
+            "POST",
+            &format!("/v1/devices/{device_id}/revoke"),
+            Some(token),
+            None,
+            Vec::new(),
+        )
+        .await
+    }
+}
+
+/// A team as the devices know it.
+pub struct Team {
+    pub id: TeamId,
+    pub key: TeamKey,
+    pub lead_token: Secret,
+}
+
+impl Team {
+    /// Creates a team in the relay's database, as the operator would.
+    pub fn create(relay: &TestRelay, name: &str) -> Team {
+        let created = heartbridge_relay::create_team(&relay.db, name).expect("create team");
+        Team {
+            id: TeamId::from_hex(&created.team_id).expect("hex team id"),
+            key: TeamKey::generate(),
+            lead_token: created.lead_token,
+        }
+    }
+
+    pub fn enroll_request(&self, token: &Secret, key: &TeamKey, name: &str) -> EnrollRequest {
+        EnrollRequest {
+            team_id: self.id.to_hex(),
+            token: token.clone(),
+            key_check: key.check_value(),
+            name_sealed: seal_name(key, &self.id, name),
+        }
+    }
+
+    pub async fn claim(&self, c: &Client, name: &str) -> EnrolledDevice {
+        let a = c
+            .post_json(
+                "/v1/claim",
+                None,
+                &self.enroll_request(&self.lead_token, &self.key, name),
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            200,
+            "claim: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let r: EnrollResponse = a.json();
+        assert_eq!(r.role, Role::Lead);
+        EnrolledDevice::from(r)
+    }
+
+    /// `inviter` invites a device of `role`, which joins with the right key.
+    pub async fn add(
+        &self,
+        c: &Client,
+        inviter: &EnrolledDevice,
+        role: Role,
+        name: &str,
+    ) -> EnrolledDevice {
+        let a = c.invite(&inviter.token, role, 0).await;
+        assert_eq!(
+            a.status,
+            200,
+            "invite: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let invite: InviteResponse = a.json();
+        let a = c
+            .post_json(
+                "/v1/join",
+                None,
+                &self.enroll_request(&invite.token, &self.key, name),
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            200,
+            "join: {:?}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let r: EnrollResponse = a.json();
+        assert_eq!(r.role, role);
+        EnrolledDevice::from(r)
+    }
+
+    /// Seals a change for `doc` holding `text`.
+    pub fn change(&self, doc: [u8; 16], text: &[u8]) -> Envelope {
+        Envelope::seal(
+            &self.key,
+            &self.id,
+            doc,
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            text,
+        )
+        .expect("seal")
+    }
+
+    /// Seals a snapshot of `doc` superseding its envelopes up to `covers`.
+    pub fn snapshot(&self, doc: [u8; 16], text: &[u8], covers: u64) -> Envelope {
+        let mut env = Envelope::seal(
+            &self.key,
+            &self.id,
+            doc,
+            EnvelopeKind::Snapshot,
+            DocKindTag::Case,
+            text,
+        )
+        .expect("seal");
+        env.covers = covers;
+        env
+    }
+
+    /// A change whose ciphertext is about `n` bytes (incompressible content).
+    pub fn change_of_size(&self, doc: [u8; 16], n: usize) -> Envelope {
+        let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+        self.change(doc, &bytes)
+    }
+}
+
+/// An enrolled device's credentials.
+#[derive(Debug, Clone)]
+pub struct EnrolledDevice {
+    pub id: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
+impl From<EnrollResponse> for EnrolledDevice {
+    fn from(r: EnrollResponse) -> Self {
+        EnrolledDevice {
+            id: r.device_id,
+            token: r.device_token,
+            role: r.role,
+        }
+    }
+}
+
+/// A team with a claimed lead and `n` volunteers.
+pub async fn team_with_volunteers(
+    relay: &TestRelay,
+    n: usize,
+) -> (Team, EnrolledDevice, Vec<EnrolledDevice>) {
+    let c = relay.client();
+    let team = Team::create(relay, "Hotline");
+    let lead = team.claim(&c, "Lead").await;
+    let mut vols = Vec::new();
+    for i in 0..n {
+        vols.push(
+            team.add(&c, &lead, Role::Volunteer, &format!("Volunteer {i}"))
+                .await,
+        );
+    }
+    (team, lead, vols)
+}
+
+/// A child process (the relay binary) killed when dropped, so a failing
+/// test leaves no relay running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A random document id.
+pub fn doc() -> [u8; 16] {
+    rand::random()
+}

@@ -1,0 +1,324 @@
+//! Claim, invites, join, members and revocation, against a real relay.
+
+mod common;
+
+use common::{team_with_volunteers, Team, TestRelay};
+use heartbridge_proto::{
+    open_name, EnrollResponse, InviteRequest, InviteResponse, Role, Secret, TeamId, TeamKey,
+};
+
+const DAY: i64 = 24 * 3600;
+
+#[tokio::test]
+async fn team_create_claim_invite_join_with_each_role_rule() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let team = Team::create(&relay, "Winter venue");
+    let lead = team.claim(&c, "Li Lead").await;
+
+    // The lead invites every role.
+    let supervisor = team
+        .add(&c, &lead, Role::Supervisor, "Sun Supervisor")
+        .await;
+    let second_lead = team.add(&c, &lead, Role::Lead, "Zhou Lead").await;
+    let volunteer = team.add(&c, &lead, Role::Volunteer, "Wang Volunteer").await;
+    // A supervisor invites volunteers only.
+    let volunteer2 = team
+        .add(&c, &supervisor, Role::Volunteer, "Zhao Volunteer")
+        .await;
+    for role in [Role::Supervisor, Role::Lead] {
+        c.invite(&supervisor.token, role, 0)
+            .await
+            .error(403, "forbidden");
+    }
+    // A volunteer invites nobody.
+    for role in [Role::Volunteer, Role::Supervisor, Role::Lead] {
+        c.invite(&volunteer.token, role, 0)
+            .await
+            .error(403, "forbidden");
+    }
+
+    // Members: everyone, with role and the sealed name only the team opens.
+    let members = c.members(&volunteer2.token).await.members;
+    assert_eq!(members.len(), 5);
+    let expected = [
+        (&lead, "Li Lead"),
+        (&supervisor, "Sun Supervisor"),
+        (&second_lead, "Zhou Lead"),
+        (&volunteer, "Wang Volunteer"),
+        (&volunteer2, "Zhao Volunteer"),
+    ];
+    for (device, name) in expected {
+        let m = members
+            .iter()
+            .find(|m| m.device_id == device.id)
+            .expect("listed");
+        assert_eq!(m.role, device.role);
+        assert!(!m.revoked);
+        assert_eq!(m.last_sync_at, None);
+        assert_eq!(
+            open_name(&team.key, &team.id, &m.name_sealed).as_deref(),
+            Some(name)
+        );
+        assert!(!m.name_sealed.contains(name));
+    }
+
+    // A device of another team sees only its own team.
+    let other = Team::create(&relay, "Other");
+    let other_lead = other.claim(&c, "Other lead").await;
+    assert_eq!(c.members(&other_lead.token).await.members.len(), 1);
+}
+
+#[tokio::test]
+async fn invite_ttl_defaults_to_seven_days_and_is_capped_at_thirty() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (_team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let now = relay.now.load(std::sync::atomic::Ordering::SeqCst);
+    let ttl = |a: common::Answer| a.json::<InviteResponse>().expires_at - now;
+    assert_eq!(
+        ttl(c.invite(&lead.token, Role::Volunteer, 0).await),
+        7 * DAY
+    );
+    assert_eq!(
+        ttl(c.invite(&lead.token, Role::Volunteer, 3600).await),
+        3600
+    );
+    assert_eq!(
+        ttl(c
+            .invite(&lead.token, Role::Volunteer, 365 * DAY as u64)
+            .await),
+        30 * DAY
+    );
+}
+
+#[tokio::test]
+async fn the_lead_token_works_once_and_only_for_its_team() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let team = Team::create(&relay, "Hotline");
+    let other = Team::create(&relay, "Other");
+
+    // Another team's lead token, a random token, an unknown team, a bad id.
+    let req = team.enroll_request(&other.lead_token, &team.key, "x");
+    c.post_json("/v1/claim", None, &req)
+        .await
+        .error(401, "unknown_token");
+    let req = team.enroll_request(&Secret::generate(), &team.key, "x");
+    c.post_json("/v1/claim", None, &req)
+        .await
+        .error(401, "unknown_token");
+    let mut req = team.enroll_request(&team.lead_token, &team.key, "x");
+    req.team_id = TeamId::random().to_hex();
+    c.post_json("/v1/claim", None, &req)
+        .await
+        .error(404, "unknown_team");
+    req.team_id = "not-a-team".into();
+    c.post_json("/v1/claim", None, &req)
+        .await
+        .error(400, "malformed");
+
+    team.claim(&c, "Lead").await;
+    let again = team.enroll_request(&team.lead_token, &team.key, "Thief");
+    let e = c
+        .post_json("/v1/claim", None, &again)
+        .await
+        .error(410, "invite_used");
+    assert!(!e.message.contains(team.lead_token.expose()));
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_without_using_the_invite() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let invite: InviteResponse = c.invite(&lead.token, Role::Volunteer, 0).await.json();
+
+    let mistyped = TeamKey::generate();
+    let req = team.enroll_request(&invite.token, &mistyped, "Wang");
+    let e = c
+        .post_json("/v1/join", None, &req)
+        .await
+        .error(409, "wrong_key");
+    assert!(!e.message.contains(invite.token.expose()));
+    assert_eq!(
+        c.members(&lead.token).await.members.len(),
+        1,
+        "nobody joined"
+    );
+
+    // The same invite still works with the right key, once.
+    let req = team.enroll_request(&invite.token, &team.key, "Wang");
+    let a = c.post_json("/v1/join", None, &req).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json::<EnrollResponse>().role, Role::Volunteer);
+    c.post_json("/v1/join", None, &req)
+        .await
+        .error(410, "invite_used");
+    // A used invite stays used even with a wrong key.
+    let req = team.enroll_request(&invite.token, &mistyped, "Wang");
+    c.post_json("/v1/join", None, &req)
+        .await
+        .error(410, "invite_used");
+    assert_eq!(c.members(&lead.token).await.members.len(), 2);
+}
+
+#[tokio::test]
+async fn an_expired_invite_is_refused() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let invite: InviteResponse = c.invite(&lead.token, Role::Volunteer, 3600).await.json();
+    relay.advance_clock(3600);
+    let req = team.enroll_request(&invite.token, &team.key, "Late");
+    c.post_json("/v1/join", None, &req)
+        .await
+        .error(410, "invite_expired");
+}
+
+#[tokio::test]
+async fn unknown_tokens_get_401_everywhere() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, _lead, _) = team_with_volunteers(&relay, 0).await;
+    let stranger = Secret::generate();
+
+    // An invite token nobody made, or made for another team.
+    let req = team.enroll_request(&stranger, &team.key, "x");
+    c.post_json("/v1/join", None, &req)
+        .await
+        .error(401, "unknown_token");
+    let (_other, other_lead, _) = team_with_volunteers(&relay, 0).await;
+    let foreign: InviteResponse = c.invite(&other_lead.token, Role::Volunteer, 0).await.json();
+    let req = team.enroll_request(&foreign.token, &team.key, "x");
+    c.post_json("/v1/join", None, &req)
+        .await
+        .error(401, "unknown_token");
+
+    // Bearer endpoints with no token, an unknown one, or a lead/invite token.
+    for token in [
+        None,
+        Some(&stranger),
+        Some(&team.lead_token),
+        Some(&foreign.token),
+    ] {
+        let e = c
+            .get("/v1/members", token)
+            .await
+            .error(401, "unknown_token");
+        assert!(!e.message.contains(stranger.expose()));
+        let invite = InviteRequest {
+            role: Role::Volunteer,
+            ttl_secs: 0,
+        };
+        c.post_json("/v1/invites", token, &invite)
+            .await
+            .error(401, "unknown_token");
+        c.send("POST", "/v1/sync", token, None, vec![1, 0, 0, 0])
+            .await
+            .error(401, "unknown_token");
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_at_once() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
+    let (gone, stays) = (&vols[0], &vols[1]);
+    assert_eq!(c.sync(&gone.token, 0, vec![], 0).await.cursor, 0);
+
+    // Only the lead revokes, and not itself.
+    c.revoke(&stays.token, &gone.id)
+        .await
+        .error(403, "forbidden");
+    c.revoke(&lead.token, &lead.id)
+        .await
+        .error(403, "forbidden");
+    c.revoke(&lead.token, "xyz").await.error(400, "malformed");
+    c.revoke(&lead.token, &"00".repeat(16))
+        .await
+        .error(403, "forbidden");
+    // Not a device of another team.
+    let (_other, other_lead, other_vols) = team_with_volunteers(&relay, 1).await;
+    c.revoke(&lead.token, &other_vols[0].id)
+        .await
+        .error(403, "forbidden");
+    c.revoke(&other_lead.token, &gone.id)
+        .await
+        .error(403, "forbidden");
+
+    let a = c.revoke(&lead.token, &gone.id).await;
+    assert_eq!(a.status, 204);
+    let e = c
+        .sync_raw(
+            &gone.token,
+            heartbridge_proto::encode(&heartbridge_proto::SyncRequest {
+                v: 1,
+                cursor: 0,
+                push: vec![],
+                max_bytes: 0,
+            }),
+        )
+        .await
+        .error(403, "revoked");
+    assert!(!e.message.contains(gone.token.expose()));
+    c.get("/v1/members", Some(&gone.token))
+        .await
+        .error(403, "revoked");
+    c.invite(&gone.token, Role::Volunteer, 0)
+        .await
+        .error(403, "revoked");
+    // Revoking again is harmless; the others go on.
+    assert_eq!(c.revoke(&lead.token, &gone.id).await.status, 204);
+    c.sync(&stays.token, 0, vec![team.change(common::doc(), b"x")], 0)
+        .await;
+    let members = c.members(&lead.token).await.members;
+    let m = members
+        .iter()
+        .find(|m| m.device_id == gone.id)
+        .expect("still listed");
+    assert!(m.revoked);
+    assert!(m.last_sync_at.is_some());
+    let m = members
+        .iter()
+        .find(|m| m.device_id == stays.id)
+        .expect("listed");
+    assert!(!m.revoked);
+
+    // The operator's command takes effect on the running relay at once.
+    heartbridge_relay::revoke_device(&relay.db, &stays.id).expect("operator revoke");
+    c.get("/v1/members", Some(&stays.token))
+        .await
+        .error(403, "revoked");
+    assert!(matches!(
+        heartbridge_relay::revoke_device(&relay.db, &"11".repeat(16)),
+        Err(heartbridge_relay::RelayError::UnknownDevice(_))
+    ));
+}
+
+#[tokio::test]
+async fn malformed_enrollment_bodies_are_400_and_change_nothing() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let team = Team::create(&relay, "Hotline");
+    let token = team.lead_token.expose().to_owned();
+    for body in [
+        b"not json".to_vec(),
+        br#"{"team_id": 5}"#.to_vec(),
+        format!(r#"{{"team_id":"{}","token":"{token}"}}"#, team.id).into_bytes(),
+        format!(
+            r#"{{"team_id":"{}","token":"{token}","key_check":"zz","name_sealed":""}}"#,
+            team.id
+        )
+        .into_bytes(),
+    ] {
+        let a = c
+            .send("POST", "/v1/claim", None, Some("application/json"), body)
+            .await;
+        let e = a.error(400, "malformed");
+        assert!(!e.message.contains(&token), "{}", e.message);
+    }
+    // The lead token is still unused.
+    team.claim(&c, "Lead").await;
+}

@@ -1,0 +1,300 @@
+// End to end: the real built app in a real WebKit window, driven through
+// tauri-driver and WebKitWebDriver, with a real relay on loopback and the
+// `heartbridge` CLI as a second device.
+//
+//   node tests/e2e/app.mjs
+//
+// Needs target/debug/{heartbridge-app,heartbridge,heartbridge-relay} built,
+// `tauri-driver` on PATH (cargo install tauri-driver), and a display
+// (starts Xvfb itself when DISPLAY is unset). Saves screenshots of the main
+// screens to docs/screenshots/app-*.png. Last line: "N passed, N failed".
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Session } from './webdriver.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'target', 'debug');
+const APP = path.join(BIN, 'heartbridge-app');
+const HB = path.join(BIN, 'heartbridge');
+const RELAY = path.join(BIN, 'heartbridge-relay');
+const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-'));
+const children = [];
+
+let passed = 0;
+let failed = 0;
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
+    throw e;
+  }
+}
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  child.log = () => log;
+  children.push(child);
+  return child;
+}
+
+async function waitUntil(fn, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      if (await fn()) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function hb(profile, ...args) {
+  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8' });
+  return JSON.parse(out);
+}
+
+// ---------------------------------------------------------------- UI helpers
+// Elements are found in the page by their accessible text, as a person would.
+const FIND = `
+  const [css, text, exact] = arguments;
+  const visible = (e) => e.getClientRects().length > 0;
+  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
+  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
+const LABEL = `
+  const [text] = arguments;
+  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
+  return l ? (l.control || null) : null;`;
+
+class App {
+  constructor(s) {
+    this.s = s;
+  }
+  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
+    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
+  }
+  label(text) {
+    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
+  }
+  async click(css, text, opts) {
+    await this.s.click(await this.el(css, text, opts));
+  }
+  async fill(labelText, value) {
+    await this.s.type(await this.label(labelText), value);
+  }
+  async heading(text, timeout) {
+    return this.el('h1', text, { timeout });
+  }
+  async nav(text) {
+    await this.click('nav a', text);
+  }
+  async shot(name) {
+    mkdirSync(SHOTS, { recursive: true });
+    writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
+  }
+}
+
+async function main() {
+  for (const b of [APP, HB, RELAY]) expect(existsSync(b), `missing ${b}: build the workspace first`);
+
+  if (!process.env.DISPLAY) {
+    const d = `:${90 + Math.floor(Math.random() * 9)}`;
+    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
+    process.env.DISPLAY = d;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
+  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
+  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+
+  // A relay with a team; the lead is the CLI.
+  const relayPort = await freePort();
+  const relayUrl = `http://127.0.0.1:${relayPort}`;
+  const relayDb = path.join(work, 'relay.db');
+  start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
+  await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
+  const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  const lead = path.join(work, 'lead');
+  hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林老师');
+  hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks'));
+  hb(lead, 'sync');
+
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
+  const base = `http://127.0.0.1:${driverPort}`;
+  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
+
+  const open = async (profile) => new App(await Session.start(base, APP, ['--profile', profile]));
+  const solo = path.join(work, 'app-solo');
+  const note = '第一次来电，刚转学两个月，说同学笑她口音。否认自杀想法。';
+
+  // ------------------------------------------------ a standalone profile
+  let app = await open(solo);
+  await step('first run: create a profile', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await app.shot('first-run');
+    await app.fill('你的名字或称呼', '陈静');
+    await app.click('button', '开始使用');
+    await app.heading('你好，陈静');
+    await app.shot('home');
+  });
+
+  let hitTitle = '';
+  await step('handbooks: search 危机 in Chinese and open the hit', async () => {
+    await app.nav('手册');
+    await app.heading('手册');
+    await app.el('a', '危机风险评估与转介规程');
+    await app.s.type(await app.el('input[type=search]'), '危机');
+    const hit = await app.el('[data-testid=hits] a');
+    const marks = await app.s.exec(`return [...document.querySelectorAll('[data-testid=hits] mark')].map(m => m.textContent)`);
+    expect(marks.length > 0 && marks.every((m) => m === '危机'), `marks ${JSON.stringify(marks)}`);
+    hitTitle = (await app.s.exec(`return document.querySelector('[data-testid=hits] .hit-title').textContent.trim()`)) ?? '';
+    await app.shot('search');
+    await app.s.click(hit);
+    await app.heading(hitTitle);
+    const html = await app.s.text(await app.el('[data-testid=section-html]'));
+    expect(html.length > 20, 'the section is empty');
+    await app.shot('reader');
+  });
+
+  await step('cases: create a case and add a contact', async () => {
+    await app.nav('个案');
+    await app.heading('个案');
+    await app.click('a', '新建个案');
+    await app.heading('新建个案');
+    await app.fill('化名或代号', '小北');
+    const group = await app.label('群体');
+    await app.s.click(group);
+    await app.s.click(await app.el('option[value=migrant]'));
+    await app.click('label', '中风险');
+    await app.click('button', '建立个案');
+    await app.heading('小北');
+    await app.fill('时长（分钟）', '25');
+    await app.s.type(await app.s.waitFor(() => app.s.exec(`return [...document.querySelectorAll('label')].find(l => l.textContent.trim() === '记录')?.control ?? null`), 10000, 'note field'), note);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=timeline] li', note);
+    await app.shot('case');
+  });
+
+  await step('restart the app: everything is still there', async () => {
+    await app.s.end();
+    app = await open(solo);
+    await app.heading('你好，陈静', 30000);
+    await app.nav('个案');
+    await app.click('[data-testid=case-list] a', '小北');
+    await app.heading('小北');
+    await app.el('[data-testid=timeline] li', note);
+    await app.nav('手册');
+    await app.s.type(await app.el('input[type=search]'), '安全计划');
+    await app.el('[data-testid=hits] a');
+  });
+  await app.s.end();
+
+  // ------------------------------------------ a team device and the CLI lead
+  const code = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
+  const member = path.join(work, 'app-member');
+  app = await open(member);
+  const marker = `来自应用的记录-${Date.now()}`;
+  await step('join the team with an invite code; handbooks arrive by sync', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await app.click('label', '用邀请码加入团队');
+    await app.fill('邀请码', code);
+    await app.fill('你的名字或称呼', '小王');
+    await app.click('button', '加入团队');
+    await app.heading('你好，小王', 20000);
+    await app.nav('手册');
+    await app.el('a', '闭环场馆志愿者心理急救手册', { timeout: 30000 });
+  });
+
+  await step('a note written in the app reaches the lead', async () => {
+    await app.nav('个案');
+    await app.click('a', '新建个案');
+    await app.fill('化名或代号', '阿杰');
+    await app.click('button', '建立个案');
+    await app.heading('阿杰');
+    await app.s.type(await app.s.waitFor(() => app.s.exec(`return [...document.querySelectorAll('label')].find(l => l.textContent.trim() === '记录')?.control ?? null`), 10000, 'note field'), marker);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=timeline] li', marker);
+    await app.nav('首页');
+    await app.click('button', '立即同步');
+    await app.el('[data-testid=pending]', '0 条', { timeout: 30000 });
+    await app.shot('home-synced');
+    hb(lead, 'sync');
+    const cases = hb(lead, 'case', 'list');
+    const c = cases.find((x) => x.alias === '阿杰');
+    expect(c, `the lead did not receive the case: ${JSON.stringify(cases)}`);
+    const shown = hb(lead, 'case', 'show', c.id);
+    expect(shown.contacts.some((x) => x.text === marker && x.author === '小王'), 'the note did not arrive intact');
+    hb(lead, 'case', 'contact', c.id, '--channel', 'in-person', '--text', '督导已阅，明天回访。');
+    hb(lead, 'case', 'set', c.id, '--risk', 'high');
+    hb(lead, 'sync');
+  });
+
+  await step("the app shows the lead's change after its next sync", async () => {
+    await app.click('button', '立即同步');
+    await app.nav('个案');
+    await app.click('[data-testid=case-list] a', '阿杰', { timeout: 20000 });
+    await app.el('[data-testid=timeline] li', '督导已阅，明天回访。', { timeout: 20000 });
+    await app.el('*', '高风险');
+    await app.shot('case-synced');
+  });
+  await app.s.end();
+  driver.kill('SIGTERM');
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  if (failed === 0) {
+    failed++;
+    console.log(`  ✗ setup: ${e?.stack ?? e}`);
+  }
+  for (const c of children) {
+    const log = c.log?.() ?? '';
+    if (log) console.log(`--- ${c.spawnargs[0]} log (tail)\n${log.slice(-2000)}`);
+  }
+} finally {
+  // WebKitWebDriver outlives tauri-driver: stop it by name, then the rest.
+  try {
+    execFileSync('pkill', ['-f', 'WebKitWebDriver']);
+  } catch {
+    /* none left */
+  }
+  for (const c of children.reverse()) c.kill('SIGTERM');
+}
+console.log(`app-e2e: ${passed} passed, ${failed} failed`);
+process.exit(code || (failed ? 1 : 0));
