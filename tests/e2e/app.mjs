@@ -27,6 +27,7 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-'));
 const children = [];
 
 let passed = 0;
+let current = null;
 let failed = 0;
 
 async function step(name, fn) {
@@ -37,6 +38,14 @@ async function step(name, fn) {
     console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failed++;
+    if (current) {
+      try {
+        writeFileSync(path.join(work, 'failure.png'), await current.s.screenshot());
+        console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
+      } catch {
+        /* no window */
+      }
+    }
     console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
     throw e;
   }
@@ -156,7 +165,7 @@ async function main() {
   const base = `http://127.0.0.1:${driverPort}`;
   await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
 
-  const open = async (profile) => new App(await Session.start(base, APP, ['--profile', profile]));
+  const open = async (profile) => (current = new App(await Session.start(base, APP, ['--profile', profile])));
   const solo = path.join(work, 'app-solo');
   const note = '第一次来电，刚转学两个月，说同学笑她口音。否认自杀想法。';
 
@@ -196,8 +205,8 @@ async function main() {
     await app.heading('新建个案');
     await app.fill('化名或代号', '小北');
     const group = await app.label('群体');
-    await app.s.click(group);
-    await app.s.click(await app.el('option[value=migrant]'));
+    await app.s.click(await app.s.exec(`return arguments[0].querySelector('option[value=migrant]')`, [{ 'element-6066-11e4-a52e-4f735466cecf': group }]));
+    expect((await app.s.exec('return arguments[0].value', [{ 'element-6066-11e4-a52e-4f735466cecf': group }])) === 'migrant', 'group not chosen');
     await app.click('label', '中风险');
     await app.click('button', '建立个案');
     await app.heading('小北');

@@ -56,6 +56,11 @@ export class Session {
   }
 
   async click(el) {
+    // Centre it first: a fixed bottom bar or a notice may cover the edges.
+    await this.cmd('POST', '/execute/sync', {
+      script: "arguments[0].scrollIntoView({block: 'center', inline: 'center'})",
+      args: [{ [ELEMENT]: el }],
+    }).catch(() => {});
     await this.cmd('POST', `/element/${el}/click`, {});
   }
 
@@ -68,8 +73,10 @@ export class Session {
     return this.cmd('GET', `/element/${el}/text`);
   }
 
+  /** Runs a script; a returned DOM element comes back as its element id. */
   async exec(script, args = []) {
-    return this.cmd('POST', '/execute/sync', { script, args });
+    const v = await this.cmd('POST', '/execute/sync', { script, args });
+    return v && typeof v === 'object' && ELEMENT in v ? v[ELEMENT] : v;
   }
 
   async execAsync(script, args = []) {

@@ -18,7 +18,18 @@ export const sync = $state<{
   status: SyncStatus | null;
   progress: SyncProgress | null;
   report: SyncReport | null;
-}>({ status: null, progress: null, report: null });
+  /** Grows each time a sync finishes: screens that show synced data reload on it. */
+  generation: number;
+}>({ status: null, progress: null, report: null, generation: 0 });
+
+/** Records a new status; a finished sync bumps `generation`. */
+export function noteStatus(s: SyncStatus): void {
+  const before = sync.status;
+  if (!s.syncing && s.lastSyncedAt && (before === null || before.syncing || s.lastSyncedAt !== before.lastSyncedAt)) {
+    if (before !== null) sync.generation++;
+  }
+  sync.status = s;
+}
 
 export type ShiftOutcome =
   | { kind: 'delivered'; report: SyncReport }
@@ -36,9 +47,7 @@ let listening = false;
 export async function startListening(): Promise<void> {
   if (listening) return;
   listening = true;
-  await api.onSyncStatus((s) => {
-    sync.status = s;
-  });
+  await api.onSyncStatus((s) => noteStatus(s));
   await api.onSyncProgress((p) => {
     sync.progress = p;
   });
@@ -47,7 +56,7 @@ export async function startListening(): Promise<void> {
 
 export async function refreshSync(): Promise<void> {
   try {
-    sync.status = await api.syncStatus();
+    noteStatus(await api.syncStatus());
   } catch (e) {
     showError(e);
   }
