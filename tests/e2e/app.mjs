@@ -129,6 +129,9 @@ class App {
     await this.click('nav a', text);
   }
   async shot(name) {
+    // A phone-width window never scrolls sideways.
+    const [sw, cw] = await this.s.exec('return [document.documentElement.scrollWidth, document.documentElement.clientWidth]');
+    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
     mkdirSync(SHOTS, { recursive: true });
     writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
   }

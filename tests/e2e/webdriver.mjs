@@ -58,7 +58,7 @@ export class Session {
   async click(el) {
     // Centre it first: a fixed bottom bar or a notice may cover the edges.
     await this.cmd('POST', '/execute/sync', {
-      script: "arguments[0].scrollIntoView({block: 'center', inline: 'center'})",
+      script: "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})",
       args: [{ [ELEMENT]: el }],
     }).catch(() => {});
     await this.cmd('POST', `/element/${el}/click`, {});
