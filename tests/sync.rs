@@ -340,20 +340,33 @@ fn a_revised_handbook_sends_only_the_difference() {
 fn members_are_listed_with_role_name_and_last_sync_and_roles_are_enforced() {
     let relay = Relay::start();
     let mut devs = team(&relay, &["林老师", "小王"]);
-    let code = heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Supervisor).expect("invite");
+    let code =
+        heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Supervisor)
+            .expect("invite");
     let mut sup = Device::new("周督导");
     heartbridge_client::join(&mut sup.store, &code).expect("join");
     devs[1].sync();
     let members = heartbridge_client::members(&sup.store).expect("members");
     assert_eq!(members.len(), 3);
-    let by_name = |n: &str| members.iter().find(|m| m.name.as_deref() == Some(n)).expect("member");
+    let by_name = |n: &str| {
+        members
+            .iter()
+            .find(|m| m.name.as_deref() == Some(n))
+            .expect("member")
+    };
     assert_eq!(by_name("林老师").role, heartbridge_core::proto::Role::Lead);
-    assert_eq!(by_name("小王").role, heartbridge_core::proto::Role::Volunteer);
+    assert_eq!(
+        by_name("小王").role,
+        heartbridge_core::proto::Role::Volunteer
+    );
     assert!(by_name("小王").last_sync_at.is_some());
     assert!(by_name("周督导").this_device && by_name("周督导").last_sync_at.is_none());
     // A volunteer may not invite; a supervisor may invite volunteers only.
-    let e = heartbridge_client::invite(&devs[1].store, heartbridge_core::proto::Role::Volunteer).unwrap_err();
+    let e = heartbridge_client::invite(&devs[1].store, heartbridge_core::proto::Role::Volunteer)
+        .unwrap_err();
     assert!(e.to_string().contains("role"), "{e}");
     assert!(heartbridge_client::invite(&sup.store, heartbridge_core::proto::Role::Lead).is_err());
-    assert!(heartbridge_client::invite(&sup.store, heartbridge_core::proto::Role::Volunteer).is_ok());
+    assert!(
+        heartbridge_client::invite(&sup.store, heartbridge_core::proto::Role::Volunteer).is_ok()
+    );
 }

@@ -22,7 +22,11 @@ fn camel(key: &str) -> String {
 
 fn convert(v: Value) -> Value {
     match v {
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (camel(&k), convert(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (camel(&k), convert(v)))
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.into_iter().map(convert).collect()),
         other => other,
     }

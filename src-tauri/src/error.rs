@@ -19,7 +19,10 @@ impl ApiError {
     }
 
     pub fn no_profile() -> Self {
-        ApiError::new("profile_missing", "No profile on this device yet: create one or join a team first.")
+        ApiError::new(
+            "profile_missing",
+            "No profile on this device yet: create one or join a team first.",
+        )
     }
 }
 
@@ -40,12 +43,19 @@ mod tests {
 
     #[test]
     fn the_json_shape_is_pinned() {
-        let e: ApiError = heartbridge_core::Error::NotFound { what: "case", id: "ab12".into() }.into();
+        let e: ApiError = heartbridge_core::Error::NotFound {
+            what: "case",
+            id: "ab12".into(),
+        }
+        .into();
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"kind": "not_found", "message": "no case with id ab12: check the id with `heartbridge case list`"})
         );
-        let e: ApiError = heartbridge_core::Error::Network { detail: "timed out".into() }.into();
+        let e: ApiError = heartbridge_core::Error::Network {
+            detail: "timed out".into(),
+        }
+        .into();
         assert_eq!(e.kind, "network");
     }
 }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use heartbridge_core::proto::Role;
-use heartbridge_core::{CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store};
+use heartbridge_core::{
+    CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store,
+};
 use serde_json::{json, Value};
 use tauri::{Manager, State};
 
@@ -28,8 +30,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>) -> ApiResult<T> {
-        let mut guard = self.store.lock().map_err(|_| ApiError::new("internal", "the app state is unavailable; restart the app"))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>,
+    ) -> ApiResult<T> {
+        let mut guard = self.store.lock().map_err(|_| {
+            ApiError::new("internal", "the app state is unavailable; restart the app")
+        })?;
         if guard.is_none() {
             *guard = Some(Store::open(&self.profile).map_err(|e| match e {
                 heartbridge_core::Error::ProfileMissing { .. } => ApiError::no_profile(),
@@ -45,7 +52,9 @@ fn parse<T: std::str::FromStr<Err = heartbridge_core::Error>>(s: &str) -> ApiRes
     Ok(s.parse::<T>()?)
 }
 
-fn parse_opt<T: std::str::FromStr<Err = heartbridge_core::Error>>(s: Option<String>) -> ApiResult<Option<T>> {
+fn parse_opt<T: std::str::FromStr<Err = heartbridge_core::Error>>(
+    s: Option<String>,
+) -> ApiResult<Option<T>> {
     s.filter(|s| !s.is_empty()).map(|s| parse(&s)).transpose()
 }
 
@@ -70,25 +79,44 @@ async fn profile_status(state: State<'_, AppState>) -> ApiResult<Value> {
 /// The sample handbooks the app ships with, readable offline from the
 /// first start of a standalone profile.
 const BUNDLED_HANDBOOKS: &[(&str, &str)] = &[
-    ("hotline-work-rules.md", include_str!("../../handbooks/zh/hotline-work-rules.md")),
-    ("closed-loop-psychological-first-aid.md", include_str!("../../handbooks/zh/closed-loop-psychological-first-aid.md")),
-    ("crisis-risk-assessment-referral.md", include_str!("../../handbooks/zh/crisis-risk-assessment-referral.md")),
-    ("hotline-work-rules-en.md", include_str!("../../handbooks/en/hotline-work-rules.md")),
+    (
+        "hotline-work-rules.md",
+        include_str!("../../handbooks/zh/hotline-work-rules.md"),
+    ),
+    (
+        "closed-loop-psychological-first-aid.md",
+        include_str!("../../handbooks/zh/closed-loop-psychological-first-aid.md"),
+    ),
+    (
+        "crisis-risk-assessment-referral.md",
+        include_str!("../../handbooks/zh/crisis-risk-assessment-referral.md"),
+    ),
+    (
+        "hotline-work-rules-en.md",
+        include_str!("../../handbooks/en/hotline-work-rules.md"),
+    ),
 ];
 
 fn import_bundled(store: &mut Store) -> Result<(), heartbridge_core::Error> {
-    let files: Vec<(PathBuf, Vec<u8>)> =
-        BUNDLED_HANDBOOKS.iter().map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec())).collect();
+    let files: Vec<(PathBuf, Vec<u8>)> = BUNDLED_HANDBOOKS
+        .iter()
+        .map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec()))
+        .collect();
     store.import_handbook_bytes(&files)?;
     Ok(())
 }
 
 fn create_or_open(state: &AppState, name: &str) -> ApiResult<()> {
-    let mut guard = state.store.lock().map_err(|_| ApiError::new("internal", "restart the app"))?;
+    let mut guard = state
+        .store
+        .lock()
+        .map_err(|_| ApiError::new("internal", "restart the app"))?;
     if guard.is_none() {
         let store = match Store::open(&state.profile) {
             Ok(s) => s,
-            Err(heartbridge_core::Error::ProfileMissing { .. }) => Store::init(&state.profile, name)?,
+            Err(heartbridge_core::Error::ProfileMissing { .. }) => {
+                Store::init(&state.profile, name)?
+            }
             Err(e) => return Err(e.into()),
         };
         *guard = Some(store);
@@ -110,7 +138,12 @@ async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<V
 }
 
 #[tauri::command]
-async fn team_claim(state: State<'_, AppState>, relay_url: String, token: String, name: String) -> ApiResult<Value> {
+async fn team_claim(
+    state: State<'_, AppState>,
+    relay_url: String,
+    token: String,
+    name: String,
+) -> ApiResult<Value> {
     create_or_open(&state, &name)?;
     state.with(|s| heartbridge_client::claim(s, &relay_url, &token))?;
     state.syncer.wake.notify_one();
@@ -127,9 +160,12 @@ async fn team_join(state: State<'_, AppState>, code: String, name: String) -> Ap
 
 #[tauri::command]
 async fn team_invite(state: State<'_, AppState>, role: String) -> ApiResult<Value> {
-    let role: Role = role
-        .parse()
-        .map_err(|_| ApiError::new("invalid_input", "role must be volunteer, supervisor or lead"))?;
+    let role: Role = role.parse().map_err(|_| {
+        ApiError::new(
+            "invalid_input",
+            "role must be volunteer, supervisor or lead",
+        )
+    })?;
     let code = state.with(|s| heartbridge_client::invite(s, role))?;
     Ok(json!({ "code": code }))
 }
@@ -166,12 +202,20 @@ async fn handbook_get(state: State<'_, AppState>, id: String) -> ApiResult<Value
         .iter()
         .map(|sec| json!({"index": sec.index, "level": sec.level, "title": sec.title, "html": render::section_html(&sec.body)}))
         .collect();
-    Ok(json!({"id": h.id, "title": h.title, "language": h.language, "version": h.version, "sections": sections}))
+    Ok(
+        json!({"id": h.id, "title": h.title, "language": h.language, "version": h.version, "sections": sections}),
+    )
 }
 
 #[tauri::command]
-async fn handbook_search(state: State<'_, AppState>, query: String, limit: Option<usize>) -> ApiResult<Value> {
-    Ok(to_ui(&state.with(|s| s.search(&query, limit.unwrap_or(20)))?))
+async fn handbook_search(
+    state: State<'_, AppState>,
+    query: String,
+    limit: Option<usize>,
+) -> ApiResult<Value> {
+    Ok(to_ui(
+        &state.with(|s| s.search(&query, limit.unwrap_or(20)))?,
+    ))
 }
 
 #[tauri::command]
@@ -180,7 +224,11 @@ async fn bookmark_list(state: State<'_, AppState>) -> ApiResult<Value> {
 }
 
 #[tauri::command]
-async fn bookmark_toggle(state: State<'_, AppState>, handbook_id: String, section: usize) -> ApiResult<bool> {
+async fn bookmark_toggle(
+    state: State<'_, AppState>,
+    handbook_id: String,
+    section: usize,
+) -> ApiResult<bool> {
     state.with(|s| {
         let id = s.resolve(DocKind::Handbook, &handbook_id)?;
         s.toggle_bookmark(&id, section)
@@ -194,7 +242,11 @@ async fn case_list(
     status: Option<String>,
     group: Option<String>,
 ) -> ApiResult<Value> {
-    let filter = CaseFilter { risk: parse_opt(risk)?, status: parse_opt(status)?, group: parse_opt(group)? };
+    let filter = CaseFilter {
+        risk: parse_opt(risk)?,
+        status: parse_opt(status)?,
+        group: parse_opt(group)?,
+    };
     Ok(to_ui(&state.with(|s| s.list_cases(&filter))?))
 }
 
@@ -209,8 +261,17 @@ async fn case_get(state: State<'_, AppState>, id: String) -> ApiResult<Value> {
 }
 
 #[tauri::command]
-async fn case_create(state: State<'_, AppState>, alias: String, group: String, risk: String) -> ApiResult<Value> {
-    let new = NewCase { alias, group: parse::<Group>(&group)?, risk: parse::<Risk>(&risk)? };
+async fn case_create(
+    state: State<'_, AppState>,
+    alias: String,
+    group: String,
+    risk: String,
+) -> ApiResult<Value> {
+    let new = NewCase {
+        alias,
+        group: parse::<Group>(&group)?,
+        risk: parse::<Risk>(&risk)?,
+    };
     let id = state.with(|s| s.new_case(&new))?;
     Ok(json!({ "id": id }))
 }
@@ -224,7 +285,12 @@ async fn case_update(
     status: Option<String>,
     group: Option<String>,
 ) -> ApiResult<Value> {
-    let update = CaseUpdate { alias, risk: parse_opt(risk)?, status: parse_opt::<Status>(status)?, group: parse_opt(group)? };
+    let update = CaseUpdate {
+        alias,
+        risk: parse_opt(risk)?,
+        status: parse_opt::<Status>(status)?,
+        group: parse_opt(group)?,
+    };
     state.with(|s| {
         let doc = s.resolve(DocKind::Case, &id)?;
         s.update_case(&doc, &update)?;
@@ -249,7 +315,12 @@ async fn case_add_contact(
 }
 
 #[tauri::command]
-async fn case_add_followup(state: State<'_, AppState>, id: String, text: String, due: Option<String>) -> ApiResult<Value> {
+async fn case_add_followup(
+    state: State<'_, AppState>,
+    id: String,
+    text: String,
+    due: Option<String>,
+) -> ApiResult<Value> {
     state.with(|s| {
         let doc = s.resolve(DocKind::Case, &id)?;
         s.add_followup(&doc, &text, due.as_deref().filter(|d| !d.is_empty()))?;
@@ -258,7 +329,12 @@ async fn case_add_followup(state: State<'_, AppState>, id: String, text: String,
 }
 
 #[tauri::command]
-async fn case_followup_done(state: State<'_, AppState>, id: String, followup_id: String, done: bool) -> ApiResult<Value> {
+async fn case_followup_done(
+    state: State<'_, AppState>,
+    id: String,
+    followup_id: String,
+    done: bool,
+) -> ApiResult<Value> {
     state.with(|s| {
         let doc = s.resolve(DocKind::Case, &id)?;
         s.set_followup_done(&doc, &followup_id, done)?;
@@ -317,7 +393,10 @@ async fn settings_get(state: State<'_, AppState>) -> ApiResult<Value> {
 #[tauri::command]
 async fn settings_set(state: State<'_, AppState>, language: String) -> ApiResult<()> {
     if language != "zh-CN" && language != "en" {
-        return Err(ApiError::new("invalid_input", "language must be zh-CN or en"));
+        return Err(ApiError::new(
+            "invalid_input",
+            "language must be zh-CN or en",
+        ));
     }
     match state.with(|s| s.set_setting("language", &language)) {
         Err(e) if e.kind == "profile_missing" => Ok(()),
@@ -346,12 +425,18 @@ fn profile_dir(app: &tauri::App) -> PathBuf {
 }
 
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
+// `tauri::generate_context!` expands to code that calls `process::exit`.
+#[allow(clippy::disallowed_methods)]
 pub fn run() {
     let result = tauri::Builder::default()
         .setup(|app| {
             let profile = profile_dir(app);
             let syncer = Syncer::new(profile.clone());
-            app.manage(AppState { profile, store: Mutex::new(None), syncer: Arc::clone(&syncer) });
+            app.manage(AppState {
+                profile,
+                store: Mutex::new(None),
+                syncer: Arc::clone(&syncer),
+            });
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(sync_task::background(syncer, handle));
             Ok(())

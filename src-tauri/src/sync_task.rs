@@ -46,13 +46,22 @@ impl Syncer {
         let progress_app = app.clone();
         let result = tauri::async_runtime::spawn_blocking(move || -> ApiResult<SyncReport> {
             let mut store = Store::open(&profile)?;
-            let report = store.sync(&mut HttpTransport::default(), &SyncOptions::default(), &mut |p| {
-                let _ = progress_app.emit("sync-progress", to_ui(p));
-            })?;
+            let report = store.sync(
+                &mut HttpTransport::default(),
+                &SyncOptions::default(),
+                &mut |p| {
+                    let _ = progress_app.emit("sync-progress", to_ui(p));
+                },
+            )?;
             Ok(report)
         })
         .await
-        .map_err(|_| ApiError::new("internal", "the sync stopped unexpectedly; your data is saved on this device"))?;
+        .map_err(|_| {
+            ApiError::new(
+                "internal",
+                "the sync stopped unexpectedly; your data is saved on this device",
+            )
+        })?;
         let _ = app.emit("sync-status", self.status(false));
         result
     }
@@ -67,12 +76,17 @@ impl Syncer {
                 "syncing": syncing,
                 "refused": st.refused,
             }),
-            Err(_) => json!({"lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": syncing, "refused": 0}),
+            Err(_) => {
+                json!({"lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": syncing, "refused": 0})
+            }
         }
     }
 
     fn enrolled(&self) -> bool {
-        Store::open(&self.profile).and_then(|s| s.team()).map(|t| t.is_some()).unwrap_or(false)
+        Store::open(&self.profile)
+            .and_then(|s| s.team())
+            .map(|t| t.is_some())
+            .unwrap_or(false)
     }
 }
 

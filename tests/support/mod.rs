@@ -142,7 +142,8 @@ impl Device {
 pub fn team(relay: &Relay, names: &[&str]) -> Vec<Device> {
     let created = relay.create_team("test team");
     let mut lead = Device::new(names[0]);
-    heartbridge_client::claim(&mut lead.store, &relay.url, created.lead_token.expose()).expect("claim");
+    heartbridge_client::claim(&mut lead.store, &relay.url, created.lead_token.expose())
+        .expect("claim");
     let mut out = vec![lead];
     for name in &names[1..] {
         let code = heartbridge_client::invite(&out[0].store, Role::Volunteer).expect("invite");

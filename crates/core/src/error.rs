@@ -87,7 +87,7 @@ pub enum Error {
     Document {
         id: String,
         #[source]
-        source: automerge::AutomergeError,
+        source: Box<automerge::AutomergeError>,
     },
 }
 

@@ -179,7 +179,7 @@ pub fn split_sections(body: &str, intro_title: &str) -> Vec<Section> {
 fn am(e: automerge::AutomergeError) -> Error {
     Error::Document {
         id: "handbook".into(),
-        source: e,
+        source: Box::new(e),
     }
 }
 

@@ -81,20 +81,26 @@ impl Store {
         if let Some(s) = self.current_shift()? {
             return Ok(s);
         }
-        self.conn().execute("INSERT INTO shifts (started_at) VALUES (?1)", [now_ms()])?;
+        self.conn()
+            .execute("INSERT INTO shifts (started_at) VALUES (?1)", [now_ms()])?;
         self.current_shift()?.ok_or(Error::Empty { what: "shift" })
     }
 
     /// Ends the open shift; returns it, or `None` if none was open.
     pub fn end_shift(&mut self) -> Result<Option<Shift>> {
         let open = self.current_shift()?;
-        self.conn().execute("UPDATE shifts SET ended_at = ?1 WHERE ended_at IS NULL", [now_ms()])?;
+        self.conn().execute(
+            "UPDATE shifts SET ended_at = ?1 WHERE ended_at IS NULL",
+            [now_ms()],
+        )?;
         Ok(open)
     }
 
     pub(crate) fn count_shift_contact(&self) -> Result<()> {
-        self.conn()
-            .execute("UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL", [])?;
+        self.conn().execute(
+            "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
+            [],
+        )?;
         Ok(())
     }
 
@@ -102,7 +108,9 @@ impl Store {
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -124,10 +132,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::init(&dir.path().join("p"), "x").unwrap();
         assert!(s.current_shift().unwrap().is_none());
-        let id = s.new_case(&NewCase { alias: "a".into(), group: Group::Other, risk: Risk::None }).unwrap();
-        s.add_contact(&id, Channel::Hotline, "before the shift", None).unwrap();
+        let id = s
+            .new_case(&NewCase {
+                alias: "a".into(),
+                group: Group::Other,
+                risk: Risk::None,
+            })
+            .unwrap();
+        s.add_contact(&id, Channel::Hotline, "before the shift", None)
+            .unwrap();
         s.start_shift().unwrap();
-        s.add_contact(&id, Channel::Hotline, "during", None).unwrap();
+        s.add_contact(&id, Channel::Hotline, "during", None)
+            .unwrap();
         s.add_contact(&id, Channel::Online, "during", None).unwrap();
         assert_eq!(s.current_shift().unwrap().unwrap().contacts, 2);
         assert_eq!(s.end_shift().unwrap().unwrap().contacts, 2);

@@ -258,6 +258,46 @@ impl Envelope {
     }
 }
 
+/// Seals a device's display name for the relay's member list.
+pub fn seal_name(key: &TeamKey, team: &TeamId, name: &str) -> String {
+    use base64::Engine;
+    let nonce: [u8; 24] = rand::random();
+    let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
+    let mut aad = b"hb1-name".to_vec();
+    aad.extend_from_slice(&team.0);
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: name.as_bytes(),
+                aad: &aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Opens a sealed name; `None` if it does not open with this key.
+pub fn open_name(key: &TeamKey, team: &TeamId, sealed: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .ok()?;
+    if raw.len() < 24 {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(24);
+    let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
+    let mut aad = b"hb1-name".to_vec();
+    aad.extend_from_slice(&team.0);
+    let plain = cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +350,16 @@ mod tests {
     }
 
     #[test]
+    fn sealed_names_open_only_with_the_team_key() {
+        let (key, team, _) = sealed();
+        let s = seal_name(&key, &team, "林老师");
+        assert!(!s.contains("林"));
+        assert_eq!(open_name(&key, &team, &s).as_deref(), Some("林老师"));
+        assert_eq!(open_name(&TeamKey::generate(), &team, &s), None);
+        assert_eq!(open_name(&key, &TeamId::random(), &s), None);
+    }
+
+    #[test]
     fn equal_content_gets_equal_ids_under_one_key_only() {
         let (key, team, env) = sealed();
         let again = Envelope::seal(
@@ -334,44 +384,4 @@ mod tests {
         .unwrap();
         assert_ne!(other.id, env.id);
     }
-}
-
-/// Seals a device's display name for the relay's member list.
-pub fn seal_name(key: &TeamKey, team: &TeamId, name: &str) -> String {
-    use base64::Engine;
-    let nonce: [u8; 24] = rand::random();
-    let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
-    let mut aad = b"hb1-name".to_vec();
-    aad.extend_from_slice(&team.0);
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: name.as_bytes(),
-                aad: &aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-}
-
-/// Opens a sealed name; `None` if it does not open with this key.
-pub fn open_name(key: &TeamKey, team: &TeamId, sealed: &str) -> Option<String> {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(sealed)
-        .ok()?;
-    if raw.len() < 24 {
-        return None;
-    }
-    let (nonce, ct) = raw.split_at(24);
-    let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
-    let mut aad = b"hb1-name".to_vec();
-    aad.extend_from_slice(&team.0);
-    let plain = cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-        .ok()?;
-    String::from_utf8(plain).ok()
 }

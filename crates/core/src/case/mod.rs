@@ -81,7 +81,7 @@ pub struct HistoryEntry {
 fn am(e: automerge::AutomergeError) -> Error {
     Error::Document {
         id: "case".into(),
-        source: e,
+        source: Box::new(e),
     }
 }
 

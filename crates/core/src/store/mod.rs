@@ -427,9 +427,9 @@ fn load_doc(
     let Some((kind, snapshot)) = row else {
         return Ok(None);
     };
-    let doc_err = |source| Error::Document {
+    let doc_err = |source: automerge::AutomergeError| Error::Document {
         id: id.to_string(),
-        source,
+        source: Box::new(source),
     };
     let mut doc = AutoCommit::load(&snapshot).map_err(doc_err)?;
     let mut stmt =
@@ -467,7 +467,7 @@ pub(crate) fn apply_remote_in(
     doc.load_incremental(bytes)
         .map_err(|source| Error::Document {
             id: id.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     if doc.get_heads() == heads {
         return Ok(false);
