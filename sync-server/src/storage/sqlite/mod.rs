@@ -54,6 +54,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SqliteStorage {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Two processes opening a brand-new database at once (the relay
+        // starting while an operator runs `team create`) can both try to
+        // switch it to WAL; SQLite then answers BUSY at once instead of
+        // waiting. Such an open is retried, briefly and boundedly.
+        let mut attempt = 0u32;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Open {
+                    source: rusqlite::Error::SqliteFailure(f, _),
+                    ..
+                }) if f.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 50 => {
+                    attempt += 1;
+                    #[allow(clippy::disallowed_methods)]
+                    // a bounded retry backoff, not a wait in a test
+                    std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
