@@ -100,6 +100,14 @@ export async function startShift(): Promise<void> {
   }
 }
 
+/** A sync that left changes waiting did not deliver everything: no receipt. */
+function deliveredOrNot(report: SyncReport): ShiftOutcome {
+  if (report.pending > 0) {
+    return { kind: 'failed', error: { kind: 'partial', message: '' } };
+  }
+  return { kind: 'delivered', report };
+}
+
 /** Ends the shift and syncs; the receipt or the "not delivered" note stays on the shift card. */
 export async function endShift(): Promise<void> {
   shift.busy = 'ending';
@@ -107,7 +115,7 @@ export async function endShift(): Promise<void> {
   sync.progress = null;
   try {
     const report = await api.shiftEnd();
-    shift.outcome = { kind: 'delivered', report };
+    shift.outcome = deliveredOrNot(report);
   } catch (e) {
     const error = toApiError(e);
     shift.outcome = { kind: 'failed', error };
@@ -123,7 +131,7 @@ export async function retryDelivery(): Promise<void> {
   sync.progress = null;
   try {
     const report = await api.syncNow();
-    shift.outcome = { kind: 'delivered', report };
+    shift.outcome = deliveredOrNot(report);
   } catch (e) {
     shift.outcome = { kind: 'failed', error: toApiError(e) };
   } finally {

@@ -335,6 +335,8 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       emitProgress({ phase: 'done', requests, pushed, pulled, pending: sync.pending });
       return {
         pushed,
+        changesDelivered: pushed,
+        pending: sync.pending,
         pulled,
         cursor,
         requests,

@@ -148,7 +148,12 @@ export interface SyncStatus {
   syncing: boolean;
 }
 export interface SyncReport {
+  /** Envelopes pushed (one per document per request). */
   pushed: number;
+  /** Local changes those envelopes delivered: what the receipt counts. */
+  changesDelivered: number;
+  /** Local changes still waiting after the sync (0 when all were delivered). */
+  pending: number;
   pulled: number;
   cursor: number;
   requests: number;
