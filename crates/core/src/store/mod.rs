@@ -241,24 +241,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing = load_doc(&tx, id, &self.profile.actor)?;
-        let is_new = existing.is_none();
-        let mut doc = match existing {
-            Some((k, doc)) if k == kind => doc,
-            Some(_) => {
-                return Err(Error::WrongKind {
-                    id: id.to_string(),
-                    expected: kind.as_str(),
-                })
-            }
-            None if create => AutoCommit::new().with_actor(self.profile.actor.clone()),
-            None => {
-                return Err(Error::NotFound {
-                    what: kind_noun(kind),
-                    id: id.to_string(),
-                })
-            }
-        };
+        let (mut doc, is_new) = load_or_new(&tx, id, kind, &self.profile.actor, create)?;
         let heads = doc.get_heads();
         let value = f(&mut doc, &self.profile)?;
         let message = serde_json::json!({ "by": self.profile.name, "what": what }).to_string();
@@ -443,6 +426,29 @@ fn load_doc(
     Ok(Some((kind.parse()?, doc)))
 }
 
+/// Loads a document of the expected kind, or (with `create`) starts a new
+/// one; returns it and whether it is new.
+fn load_or_new(
+    conn: &Connection,
+    id: &DocId,
+    kind: DocKind,
+    actor: &ActorId,
+    create: bool,
+) -> Result<(AutoCommit, bool)> {
+    match load_doc(conn, id, actor)? {
+        Some((k, doc)) if k == kind => Ok((doc, false)),
+        Some(_) => Err(Error::WrongKind {
+            id: id.to_string(),
+            expected: kind.as_str(),
+        }),
+        None if create => Ok((AutoCommit::new().with_actor(actor.clone()), true)),
+        None => Err(Error::NotFound {
+            what: kind_noun(kind),
+            id: id.to_string(),
+        }),
+    }
+}
+
 /// Merges remote bytes into a document inside the caller's transaction.
 pub(crate) fn apply_remote_in(
     conn: &Connection,
@@ -451,18 +457,7 @@ pub(crate) fn apply_remote_in(
     kind: DocKind,
     bytes: &[u8],
 ) -> Result<bool> {
-    let existing = load_doc(conn, id, actor)?;
-    let is_new = existing.is_none();
-    let mut doc = match existing {
-        Some((k, doc)) if k == kind => doc,
-        Some(_) => {
-            return Err(Error::WrongKind {
-                id: id.to_string(),
-                expected: kind.as_str(),
-            })
-        }
-        None => AutoCommit::new().with_actor(actor.clone()),
-    };
+    let (mut doc, is_new) = load_or_new(conn, id, kind, actor, true)?;
     let heads = doc.get_heads();
     doc.load_incremental(bytes)
         .map_err(|source| Error::Document {
