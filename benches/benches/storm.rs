@@ -1,0 +1,863 @@
+//! The shift-end storm: many devices, each holding 20 case documents of
+//! realistic size, all start a full sync at the same moment against ONE
+//! relay process (the release binary, a child process, so that its peak
+//! memory is its own) on this machine, which the load generator shares.
+//!
+//! Setup, before the clock starts: every device's 20 documents are built
+//! as real Automerge documents (a case with 2–4 contacts of ~300 Chinese
+//! characters cut from the sample handbooks, one commit per step as the
+//! device's store makes them, the changes of a document concatenated as the
+//! sync engine does), once for the largest storm; for each storm, teams of
+//! 10 devices are created with `heartbridge-relay team create --json`,
+//! every device is enrolled through the relay's JSON endpoints (claim for
+//! the lead, invite + join for the nine others), its documents are sealed
+//! with its team's key into one change envelope each and its first request
+//! body is encoded.
+//!
+//! Then every device is released at once and does what a device does at
+//! shift end: one `POST /v1/sync` pushing its 20 envelopes with cursor 0,
+//! then pulls while the relay says `more`, over one keep-alive connection
+//! (hyper), each device its own TCP connection.
+//!
+//! Run: `cargo build --release -p heartbridge-relay &&
+//! cargo bench -p heartbridge-benches --bench storm`.
+//!
+//! - `HB_STORM_DEVICES`: storms to run, default `100,1000,2000`
+//! - `HB_STORM_DOCS`: documents per device, default 20
+//! - `HB_STORM_TEAM`: devices per team, default 10 (a hotline or venue
+//!   shift team as the volunteers organise them; it also sets how much each
+//!   device pulls: its teammates' envelopes)
+//! - `HB_STORM_PULL`: 1; 0 to diagnose the push alone (the first request
+//!   asks for a 1-byte page and no pull rounds follow)
+//! - `HB_STORM_RELAY_LOG`: the relay's log filter, default `info` as in
+//!   production (one line per request; the bench reads them for the
+//!   relay-side time of each request)
+//! - `HB_STORM_STORAGE`: 1; 0 to skip the phase that times the relay's
+//!   SQLite storage alone (the same envelopes committed and pulled through
+//!   `heartbridge_relay::SqliteStorage` without HTTP) after each storm
+//! - `HB_STORM_MAX_LOAD` (1.5), `HB_STORM_LOAD_WAIT` (300): before each
+//!   storm, wait up to that many seconds for the 1-minute load average to
+//!   fall below that
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, AutoCommit};
+use heartbridge_benches::{
+    cpu_secs, create_team, fd_limit, handbook_paragraphs, listen_backlog, log_field, note_text,
+    percentile, tcp_counters, wait_for_quiet, Conn, RelayProcess,
+};
+use heartbridge_core::{Channel, Group, NewCase, Risk};
+use heartbridge_proto::{
+    decode, encode, seal_name, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
+    InviteRequest, InviteResponse, Role, Secret, SyncRequest, SyncResponse, TeamId, TeamKey,
+    PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
+};
+use hyper::body::Bytes;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{watch, Semaphore};
+
+/// The longest one device's whole sync may take before it counts as failed.
+const DEVICE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest one enrollment request may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// An enrolled device, ready to go.
+struct Device {
+    token: Arc<str>,
+    /// The encoded first request: cursor 0, its 20 envelopes.
+    body: Bytes,
+}
+
+/// What one device saw.
+#[derive(Default)]
+struct Outcome {
+    connect: Duration,
+    /// First response received: the relay acknowledged the push.
+    pushed: Duration,
+    /// Last pull page received.
+    done: Duration,
+    requests: usize,
+    acked: usize,
+    pulled: usize,
+    bytes_down: usize,
+    error: Option<String>,
+    status: Option<u16>,
+}
+
+async fn post_json<T: serde::de::DeserializeOwned>(
+    conn: &mut Conn,
+    path: &str,
+    token: Option<&str>,
+    body: &impl serde::Serialize,
+) -> T {
+    let body = Bytes::from(serde_json::to_vec(body).expect("json"));
+    let (status, answer) = tokio::time::timeout(
+        SETUP_TIMEOUT,
+        conn.post(path, token, "application/json", body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{path} timed out"))
+    .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&answer));
+    serde_json::from_slice(&answer).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Claims a team and enrolls `size - 1` volunteers; returns the tokens.
+async fn enroll_team(
+    addr: SocketAddr,
+    team: TeamId,
+    key: TeamKey,
+    lead_secret: Secret,
+    size: usize,
+) -> Vec<Arc<str>> {
+    let mut conn = Conn::connect(addr).await.expect("connect for enrollment");
+    let enroll = |token: Secret, name: String| EnrollRequest {
+        team_id: team.to_hex(),
+        token,
+        key_check: key.check_value(),
+        name_sealed: seal_name(&key, &team, &name),
+    };
+    let lead: EnrollResponse = post_json(
+        &mut conn,
+        "/v1/claim",
+        None,
+        &enroll(lead_secret, "组长".into()),
+    )
+    .await;
+    let lead_token = lead.device_token.expose().to_owned();
+    let mut tokens = vec![Arc::from(lead_token.as_str())];
+    for i in 1..size {
+        let invite: InviteResponse = post_json(
+            &mut conn,
+            "/v1/invites",
+            Some(&lead_token),
+            &InviteRequest {
+                role: Role::Volunteer,
+                ttl_secs: 0,
+            },
+        )
+        .await;
+        let joined: EnrollResponse = post_json(
+            &mut conn,
+            "/v1/join",
+            None,
+            &enroll(invite.token, format!("志愿者{i}")),
+        )
+        .await;
+        tokens.push(Arc::from(joined.device_token.expose()));
+    }
+    tokens
+}
+
+/// Commits like the device's store does and appends the change's bytes.
+fn commit(
+    doc: &mut AutoCommit,
+    what: &str,
+    now: i64,
+    bytes: &mut Vec<u8>,
+    heads: &[automerge::ChangeHash],
+) {
+    let message = serde_json::json!({ "by": "志愿者", "what": what }).to_string();
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(now / 1000),
+    );
+    bytes.extend_from_slice(&doc.save_after(heads));
+}
+
+/// One case document as a device's store would write it: one commit per
+/// step, the change bytes of each commit concatenated (as the sync engine
+/// concatenates a document's outbox rows into one envelope).
+fn case_changes(actor: &ActorId, paragraphs: &[String], rng: &mut impl Rng) -> Vec<u8> {
+    let mut doc = AutoCommit::new().with_actor(actor.clone());
+    let mut bytes = Vec::new();
+    let now = heartbridge_core::now_ms();
+    let groups = [Group::LeftBehind, Group::Migrant, Group::ExamStress];
+    let heads = doc.get_heads();
+    heartbridge_core::docs::create(
+        &mut doc,
+        &NewCase {
+            alias: format!("个案{}", rng.random_range(100..1000)),
+            group: groups[rng.random_range(0..groups.len())],
+            risk: Risk::Low,
+        },
+        "志愿者",
+        now,
+    )
+    .expect("create case");
+    commit(&mut doc, "case opened", now, &mut bytes, &heads);
+    for _ in 0..rng.random_range(2..=4) {
+        let heads = doc.get_heads();
+        heartbridge_core::docs::add_contact(
+            &mut doc,
+            Channel::Hotline,
+            &note_text(paragraphs, 300, rng),
+            Some(rng.random_range(10..60)),
+            "志愿者",
+            now,
+        )
+        .expect("add contact");
+        commit(
+            &mut doc,
+            "contact logged (hotline)",
+            now,
+            &mut bytes,
+            &heads,
+        );
+    }
+    bytes
+}
+
+/// Every device's documents as Automerge change bytes (one entry per
+/// document), built once for the largest storm, on every core.
+fn build_documents(devices: usize, docs: usize, paragraphs: &[String]) -> Vec<Vec<Vec<u8>>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = devices.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..devices)
+            .step_by(chunk)
+            .map(|first| {
+                s.spawn(move || {
+                    (first..(first + chunk).min(devices))
+                        .map(|d| {
+                            let mut rng = rand::rngs::StdRng::seed_from_u64(d as u64);
+                            let actor = ActorId::random();
+                            (0..docs)
+                                .map(|_| case_changes(&actor, paragraphs, &mut rng))
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("build thread"))
+            .collect()
+    })
+}
+
+/// A device's documents sealed with its team key: its first request body
+/// and the sealed bytes.
+fn seal_device(
+    team: &TeamId,
+    key: &TeamKey,
+    documents: &[Vec<u8>],
+    max_bytes: u32,
+) -> (Bytes, usize) {
+    let push: Vec<Envelope> = documents
+        .iter()
+        .map(|bytes| {
+            Envelope::seal(
+                key,
+                team,
+                rand::random(),
+                EnvelopeKind::Change,
+                DocKindTag::Case,
+                bytes,
+            )
+            .expect("seal")
+        })
+        .collect();
+    let sealed = push.iter().map(|e| e.ciphertext.len()).sum();
+    let body = encode(&SyncRequest {
+        v: PROTOCOL_VERSION,
+        cursor: 0,
+        push,
+        max_bytes,
+    });
+    (Bytes::from(body), sealed)
+}
+
+async fn device_sync(
+    addr: SocketAddr,
+    device: Device,
+    expect: usize,
+    pull: bool,
+    ready: Arc<AtomicUsize>,
+    mut start: watch::Receiver<Option<Instant>>,
+) -> Outcome {
+    ready.fetch_add(1, Ordering::SeqCst);
+    let t0 = match start.wait_for(Option::is_some).await {
+        Ok(v) => v.expect("set"),
+        Err(_) => {
+            return Outcome {
+                error: Some("never released".into()),
+                ..Default::default()
+            }
+        }
+    };
+    let mut out = Outcome::default();
+    let run = async {
+        let mut conn = Conn::connect(addr).await.map_err(|e| e.to_string())?;
+        out.connect = t0.elapsed();
+        let mut body = device.body;
+        let mut first = true;
+        loop {
+            out.requests += 1;
+            let (status, answer) = conn
+                .post("/v1/sync", Some(&device.token), SYNC_CONTENT_TYPE, body)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !(200..300).contains(&status) {
+                out.status = Some(status);
+                return Err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer[..answer.len().min(200)])
+                ));
+            }
+            out.bytes_down += answer.len();
+            let resp: SyncResponse = decode("sync response", &answer).map_err(|e| e.to_string())?;
+            if first {
+                out.pushed = t0.elapsed();
+                out.acked = resp.acked.len();
+                if resp.acked.len() != expect {
+                    return Err(format!("{} of {expect} acked", resp.acked.len()));
+                }
+                first = false;
+            }
+            out.pulled += resp.pull.len();
+            if !resp.more || !pull {
+                break;
+            }
+            body = Bytes::from(encode(&SyncRequest {
+                v: PROTOCOL_VERSION,
+                cursor: resp.cursor,
+                push: Vec::new(),
+                max_bytes: 0,
+            }));
+        }
+        out.done = t0.elapsed();
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(DEVICE_TIMEOUT, run).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.error = Some(e),
+        Err(_) => out.error = Some(format!("no answer within {DEVICE_TIMEOUT:?}")),
+    }
+    out
+}
+
+/// The relay's SQLite storage alone, without HTTP: the same envelopes
+/// committed in batches as the relay's writer makes them (at most 1,024
+/// jobs or 32 MB each), then every device pulls its team's log to the end
+/// in 256 KB pages, on one thread. Says how much of the storm is SQLite.
+fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> String {
+    use heartbridge_relay::{DeviceId, Enrollment, NewInvite, PushJob, SqliteStorage, Storage};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = SqliteStorage::open(&dir.path().join("alone.db")).expect("open storage");
+    let now = heartbridge_core::now_ms() / 1000;
+    let enrollment = |team: TeamId, token: &Secret| Enrollment {
+        team,
+        token_hash: token.hash(),
+        key_check: "00".into(),
+        name_sealed: "x".into(),
+        device: DeviceId::random(),
+        device_token_hash: Secret::generate().hash(),
+        now,
+    };
+    let mut leads = Vec::new();
+    for (i, &team) in teams.iter().enumerate() {
+        let lead = Secret::generate();
+        storage
+            .create_team(team, &format!("alone {i}"), &lead.hash(), now)
+            .expect("create team");
+        leads.push(storage.claim(&enrollment(team, &lead)).expect("claim"));
+    }
+    let mut members: Vec<Option<heartbridge_relay::Device>> = vec![None; teams.len()];
+    let devices: Vec<heartbridge_relay::Device> = team_of
+        .iter()
+        .map(|&t| {
+            if members[t].is_none() {
+                members[t] = Some(leads[t]);
+                return leads[t];
+            }
+            let invite = Secret::generate();
+            storage
+                .create_invite(&NewInvite {
+                    team: teams[t],
+                    role: Role::Volunteer,
+                    token_hash: invite.hash(),
+                    created_by: leads[t].id,
+                    created_at: now,
+                    expires_at: now + 3600,
+                })
+                .expect("invite");
+            storage.join(&enrollment(teams[t], &invite)).expect("join")
+        })
+        .collect();
+    let jobs: Vec<PushJob> = devices
+        .iter()
+        .zip(bodies)
+        .map(|(d, body)| PushJob {
+            team: d.team,
+            device: d.id,
+            envelopes: decode::<SyncRequest>("body", body).expect("body").push,
+            now,
+        })
+        .collect();
+    let bytes: usize = jobs.iter().map(PushJob::bytes).sum();
+    let envelopes: usize = jobs.iter().map(|j| j.envelopes.len()).sum();
+    let t = Instant::now();
+    let cpu = cpu_secs("/proc/thread-self/stat");
+    let mut batches = 0;
+    let mut rest = &jobs[..];
+    while !rest.is_empty() {
+        let mut k = 0;
+        let mut b = 0;
+        while k < rest.len() && k < 1024 && b < 32 * 1024 * 1024 {
+            b += rest[k].bytes();
+            k += 1;
+        }
+        for r in storage.commit(&rest[..k]).expect("commit") {
+            r.expect("job stored");
+        }
+        batches += 1;
+        rest = &rest[k..];
+    }
+    let commit = t.elapsed();
+    let commit_cpu = cpu_secs("/proc/thread-self/stat") - cpu;
+    let t = Instant::now();
+    let (mut pages, mut pulled, mut pulled_bytes) = (0, 0, 0);
+    for d in &devices {
+        let mut cursor = 0;
+        loop {
+            let page = storage
+                .pull(d.team, d.id, cursor, 256 * 1024)
+                .expect("pull");
+            pages += 1;
+            pulled += page.pull.len();
+            pulled_bytes += page
+                .pull
+                .iter()
+                .map(|p| p.envelope.ciphertext.len())
+                .sum::<usize>();
+            cursor = page.cursor;
+            if !page.more {
+                break;
+            }
+        }
+    }
+    let pull = t.elapsed();
+    format!(
+        "SQLite storage alone (no HTTP, one thread): {envelopes} envelopes ({:.1} MB) committed in {batches} batches in {commit:.2?} ({:.0} MB/s; {commit_cpu:.2} s of it on the CPU, the rest waiting for the disk); then every device pulled its team's whole log: {pages} pages, {pulled} envelopes ({:.1} MB) in {pull:.2?} ({:.0} MB/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / commit.as_secs_f64(),
+        pulled_bytes as f64 / 1e6,
+        pulled_bytes as f64 / 1e6 / pull.as_secs_f64(),
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Selected lines of the relay's /metrics.
+async fn metrics(addr: SocketAddr) -> Vec<String> {
+    let Ok(mut conn) = Conn::connect(addr).await else {
+        return vec!["(metrics unreachable)".into()];
+    };
+    let Ok(Ok((200, body))) =
+        tokio::time::timeout(Duration::from_secs(10), conn.get("/metrics")).await
+    else {
+        return vec!["(metrics failed)".into()];
+    };
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && (l.starts_with("heartbridge_requests_total")
+                    || l.starts_with("heartbridge_commits_total")
+                    || l.starts_with("heartbridge_committed_syncs_total")
+                    || l.starts_with("heartbridge_envelopes_")
+                    || l.starts_with("heartbridge_bytes_")
+                    || l.starts_with("heartbridge_sync_duration_seconds_bucket"))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One storm of `n` devices; returns the Markdown row and notes.
+fn storm(
+    n: usize,
+    docs: usize,
+    team_size: usize,
+    log: &str,
+    pull: bool,
+    documents: &[Vec<Vec<u8>>],
+) -> (String, Vec<String>) {
+    let mut notes = Vec::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("relay.db");
+
+    // Teams.
+    let t = Instant::now();
+    let teams_n = n.div_ceil(team_size);
+    let teams: Vec<(TeamId, TeamKey, Secret)> = (0..teams_n)
+        .map(|i| {
+            let created = create_team(&db, &format!("storm team {i}"));
+            (
+                TeamId::from_hex(&created.team_id).expect("team id"),
+                TeamKey::generate(),
+                created.lead_token,
+            )
+        })
+        .collect();
+    let teams_took = t.elapsed();
+
+    let relay = RelayProcess::spawn(&db, log);
+    let backlog = listen_backlog(relay.addr);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // Enrollment, 8 teams at a time.
+    let t = Instant::now();
+    let addr = relay.addr;
+    let tokens: Vec<(usize, Arc<str>)> = rt.block_on(async {
+        let gate = Arc::new(Semaphore::new(8));
+        let mut tasks = Vec::new();
+        for (i, (team, key, secret)) in teams.iter().enumerate() {
+            let size = team_size.min(n - i * team_size);
+            let (team, key, secret, gate) = (*team, key.clone(), secret.clone(), Arc::clone(&gate));
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("gate");
+                enroll_team(addr, team, key, secret, size).await
+            }));
+        }
+        let mut all = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            for token in task.await.expect("enrollment task") {
+                all.push((i, token));
+            }
+        }
+        all
+    });
+    assert_eq!(tokens.len(), n);
+    let enroll_took = t.elapsed();
+
+    // Every device's envelopes sealed with its team key, first request
+    // encoded.
+    let t = Instant::now();
+    let built: Vec<(Bytes, usize)> = tokens
+        .iter()
+        .enumerate()
+        .map(|(d, (team, _))| {
+            let (id, key, _) = &teams[*team];
+            // Push-only diagnosis: ask for a 1-byte page.
+            seal_device(id, key, &documents[d], if pull { 0 } else { 1 })
+        })
+        .collect();
+    let seal_took = t.elapsed();
+    let raw: usize = documents[..n].iter().flatten().map(Vec::len).sum();
+    let sealed: usize = built.iter().map(|b| b.1).sum();
+    let body_bytes: usize = built.iter().map(|b| b.0.len()).sum();
+    notes.push(format!(
+        "setup: {teams_n} teams created in {teams_took:.1?}, {n} devices enrolled in {enroll_took:.1?}, {} documents sealed in {seal_took:.1?}; per document {} B of Automerge changes, {} B sealed; per device a {} B first request",
+        n * docs,
+        raw / (n * docs),
+        sealed / (n * docs),
+        body_bytes / n
+    ));
+    let team_of: Vec<usize> = tokens.iter().map(|(t, _)| *t).collect();
+    let bodies: Vec<Bytes> = built.iter().map(|(b, _)| b.clone()).collect();
+    let devices: Vec<Device> = tokens
+        .into_iter()
+        .zip(built)
+        .map(|((_, token), (body, _))| Device { token, body })
+        .collect();
+
+    let load = wait_for_quiet(
+        env_or("HB_STORM_MAX_LOAD", 1.5),
+        Duration::from_secs(env_or("HB_STORM_LOAD_WAIT", 300)),
+    );
+    let rss_before = relay.status_kb("VmRSS:");
+    let hwm_before = relay.status_kb("VmHWM:");
+    let relay_cpu_before = relay.cpu_secs();
+    let self_cpu_before = cpu_secs("/proc/self/stat");
+    let tcp_before = tcp_counters();
+
+    // The storm.
+    let (outcomes, wall, rss_samples) = rt.block_on(async {
+        let ready = Arc::new(AtomicUsize::new(0));
+        let (start_tx, start_rx) = watch::channel(None);
+        let mut tasks = Vec::with_capacity(n);
+        for d in devices {
+            tasks.push(tokio::spawn(device_sync(
+                addr,
+                d,
+                docs,
+                pull,
+                Arc::clone(&ready),
+                start_rx.clone(),
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ready.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "devices never got ready");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Sample the relay's memory while it works.
+        let pid = relay.pid;
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let sampler = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let t0 = Instant::now();
+            loop {
+                samples.push((
+                    t0.elapsed(),
+                    heartbridge_benches::proc_status_kb(pid, "VmRSS:"),
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop_rx.changed() => break,
+                }
+            }
+            samples
+        });
+        relay
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let t0 = Instant::now();
+        start_tx.send(Some(t0)).expect("release");
+        let mut outcomes = Vec::with_capacity(n);
+        for task in tasks {
+            outcomes.push(task.await.expect("device task"));
+        }
+        let wall = t0.elapsed();
+        let _ = stop_tx.send(true);
+        (outcomes, wall, sampler.await.unwrap_or_default())
+    });
+    let relay_cpu = relay.cpu_secs() - relay_cpu_before;
+    let self_cpu = cpu_secs("/proc/self/stat") - self_cpu_before;
+    let tcp: Vec<String> = tcp_counters()
+        .into_iter()
+        .zip(tcp_before)
+        .map(|((k, after), (_, before))| format!("{k} +{}", after.saturating_sub(before)))
+        .collect();
+    let hwm = relay.status_kb("VmHWM:");
+    let threads = relay.threads();
+    let metric_lines = rt.block_on(metrics(addr));
+    let log_lines = relay.log_lines.load(Ordering::Relaxed);
+    let warnings = relay
+        .warnings
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let request_lines = relay
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let clean = relay.stop();
+
+    // What the relay holds, read from its database.
+    let conn = rusqlite::Connection::open(&db).expect("open the relay database");
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
+        .expect("count envelopes");
+    let authors: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT author_device) FROM envelopes",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count authors");
+
+    if env_or("HB_STORM_STORAGE", 1u8) != 0 {
+        notes.push(storage_alone(
+            &teams.iter().map(|t| t.0).collect::<Vec<_>>(),
+            &team_of,
+            &bodies,
+        ));
+    }
+
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let non_2xx = outcomes.iter().filter(|o| o.status.is_some()).count();
+    let ok: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_none()).collect();
+    let sorted = |f: fn(&Outcome) -> Duration| {
+        let mut v: Vec<Duration> = ok.iter().map(|o| f(o)).collect();
+        v.sort();
+        v
+    };
+    let connect = sorted(|o| o.connect);
+    let pushed = sorted(|o| o.pushed);
+    let done = sorted(|o| o.done);
+    let all_acked = pushed.last().copied().unwrap_or_default();
+    let requests: usize = outcomes.iter().map(|o| o.requests).sum();
+    let pulled: usize = outcomes.iter().map(|o| o.pulled).sum();
+    let acked: usize = outcomes.iter().map(|o| o.acked).sum();
+    let down: usize = outcomes.iter().map(|o| o.bytes_down).sum();
+    let docs_total = n * docs;
+    let peak = rss_samples
+        .iter()
+        .max_by_key(|s| s.1)
+        .copied()
+        .unwrap_or_default();
+
+    let row = format!(
+        "| {n} × {docs} | {} | {:.0} | {} / {} / {} | {} / {} / {} | {} / {} | {:.0} MB | {} of {} | {} | {} |",
+        ms(all_acked),
+        docs_total as f64 / all_acked.as_secs_f64().max(1e-9),
+        ms(percentile(&pushed, 0.5)),
+        ms(percentile(&pushed, 0.99)),
+        ms(all_acked),
+        ms(percentile(&done, 0.5)),
+        ms(percentile(&done, 0.99)),
+        ms(done.last().copied().unwrap_or_default()),
+        ms(percentile(&connect, 0.5)),
+        ms(percentile(&connect, 0.99)),
+        hwm as f64 / 1024.0,
+        stored,
+        docs_total,
+        failed.len(),
+        load,
+    );
+    notes.push(format!(
+        "storm: wall {wall:.2?}; {requests} requests ({:.1} per device), {acked} envelopes acked, {pulled} pulled ({:.1} MB of responses); relay CPU {relay_cpu:.1} s ({:.0}% of 2 cores over the wall time), load generator CPU {self_cpu:.1} s",
+        requests as f64 / n as f64,
+        down as f64 / 1e6,
+        relay_cpu / wall.as_secs_f64() / 2.0 * 100.0,
+    ));
+    notes.push(format!(
+        "relay memory: VmRSS {:.1} MB before the storm (VmHWM {:.1} MB after setup), peak VmHWM {:.1} MB, largest sampled VmRSS {:.1} MB at {:.1?}; {threads} threads at the end; {log_lines} log lines; stopped cleanly: {clean}",
+        rss_before as f64 / 1024.0,
+        hwm_before as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        peak.1 as f64 / 1024.0,
+        peak.0,
+    ));
+    // Relay-side time per /v1/sync request, from its log (from the request
+    // head to the response, auth and waiting for the writer included).
+    let mut push_ms = Vec::new();
+    let mut pull_ms = Vec::new();
+    for line in &request_lines {
+        if log_field(line, "route") != Some("/v1/sync") {
+            continue;
+        }
+        let Some(ms) = log_field(line, "ms").and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let d = Duration::from_secs_f64(ms / 1000.0);
+        match log_field(line, "pushed").and_then(|v| v.parse::<usize>().ok()) {
+            Some(0) => pull_ms.push(d),
+            Some(_) => push_ms.push(d),
+            None => {}
+        }
+    }
+    push_ms.sort();
+    pull_ms.sort();
+    if !push_ms.is_empty() {
+        notes.push(format!(
+            "relay-side time per request (its log): push+first page {} requests p50 {} / p99 {} / max {}; pull-only {} requests p50 {} / p99 {} / max {}",
+            push_ms.len(),
+            ms(percentile(&push_ms, 0.5)),
+            ms(percentile(&push_ms, 0.99)),
+            ms(push_ms.last().copied().unwrap_or_default()),
+            pull_ms.len(),
+            ms(percentile(&pull_ms, 0.5)),
+            ms(percentile(&pull_ms, 0.99)),
+            ms(pull_ms.last().copied().unwrap_or_default()),
+        ));
+    }
+    notes.push(format!(
+        "TCP counters of the machine during the storm (any other process's too): {}; the relay's listen backlog: {}",
+        tcp.join(", "),
+        backlog.map_or_else(|| "unknown".to_owned(), |b| b.to_string())
+    ));
+    notes.push(format!(
+        "database: {stored} envelopes from {authors} devices (expected {docs_total} from {n})"
+    ));
+    if non_2xx > 0 || !failed.is_empty() {
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for o in &failed {
+            let e = o.error.clone().unwrap_or_default();
+            *kinds.entry(e.chars().take(120).collect()).or_default() += 1;
+        }
+        notes.push(format!(
+            "ERRORS: {} devices failed ({non_2xx} non-2xx): {kinds:?}",
+            failed.len()
+        ));
+    }
+    notes.push(format!(
+        "relay /metrics after the storm: {}",
+        metric_lines.join("; ")
+    ));
+    if !warnings.is_empty() {
+        notes.push(format!("relay warnings: {warnings:?}"));
+    }
+    (row, notes)
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("HB_STORM_DEVICES")
+        .unwrap_or_else(|_| "100,1000,2000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let docs = env_or("HB_STORM_DOCS", 20usize);
+    let team_size = env_or("HB_STORM_TEAM", 10usize).max(1);
+    let log: String = env_or("HB_STORM_RELAY_LOG", "info".to_owned());
+    let pull = env_or("HB_STORM_PULL", 1u8) != 0;
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    let limit = fd_limit();
+    assert!(
+        limit as usize > max + 256,
+        "the open-file limit is {limit}: raise it (`ulimit -n 8192`) for {max} connections"
+    );
+    let t = Instant::now();
+    let documents = build_documents(max, docs, &handbook_paragraphs());
+    eprintln!(
+        "{} case documents built (Automerge) in {:.1?}",
+        max * docs,
+        t.elapsed()
+    );
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &n in &sizes {
+        eprintln!("storm of {n} devices × {docs} documents …");
+        let (row, mut more) = storm(n, docs, team_size, &log, pull, &documents);
+        eprintln!("{row}");
+        for m in &more {
+            eprintln!("  {m}");
+        }
+        rows.push(row);
+        notes.push(format!("{n} devices:"));
+        notes.append(&mut more);
+    }
+    println!(
+        "| devices × documents | all pushes acked | documents/s | push acked p50 / p99 / max | full sync p50 / p99 / max | connect p50 / p99 | relay VmHWM | envelopes in the relay's database | failed devices | load average (1/5/15 min) at release |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!();
+    for n in notes {
+        println!("- {n}");
+    }
+    println!(
+        "\nopen-file limit {limit}; team size {team_size}; relay log filter `{log}`{}",
+        if pull {
+            ""
+        } else {
+            "; PUSH ONLY (HB_STORM_PULL=0: 1-byte pages, no pull rounds)"
+        }
+    );
+}
