@@ -62,6 +62,8 @@ pub use storage::{
     Storage, TeamSummary,
 };
 
+/// The default bytes of pushes admitted at once.
+pub const DEFAULT_PUSH_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// The default cap on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Storage calls running at once on blocking threads (and read connections).
@@ -116,6 +118,10 @@ pub struct Config {
     pub page_bytes: u32,
     /// Storage calls (auth, pull, admin) running at once.
     pub storage_threads: usize,
+    /// Push bytes admitted at once (read, decoded, waiting for the writer).
+    /// Further pushes wait before their bodies are read, so a shift-end
+    /// storm's memory stays bounded; the single writer sets the pace anyway.
+    pub push_budget_bytes: usize,
     pub clock: Clock,
 }
 
@@ -127,6 +133,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_bytes: DEFAULT_PAGE_BYTES,
             storage_threads: DEFAULT_STORAGE_THREADS,
+            push_budget_bytes: DEFAULT_PUSH_BUDGET_BYTES,
             clock: Clock::system(),
         }
     }
@@ -163,6 +170,9 @@ pub async fn serve_with_storage(
     let relay = Arc::new(http::Relay {
         storage,
         gate: Semaphore::new(config.storage_threads.max(1)),
+        push_budget: Semaphore::new(http::budget_permits(
+            config.push_budget_bytes.max(config.max_body_bytes),
+        )),
         writer,
         metrics,
         max_body: config.max_body_bytes,

@@ -30,11 +30,18 @@ use crate::Clock;
 const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// What every handler shares.
+/// KiB permits for `bytes` (at least one).
+pub(crate) fn budget_permits(bytes: usize) -> usize {
+    bytes.div_ceil(1024).max(1)
+}
+
 pub(crate) struct Relay {
     pub(crate) storage: Arc<dyn Storage>,
     /// Bounds the storage calls running on blocking threads at once (and so
     /// the read connections open), however many requests arrive together.
     pub(crate) gate: Semaphore,
+    /// Push bytes admitted at once, in KiB permits (see `Config::push_budget_bytes`).
+    pub(crate) push_budget: Semaphore,
     pub(crate) writer: Writer,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_body: usize,

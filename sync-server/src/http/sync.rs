@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use heartbridge_proto::{
     decode, encode, Envelope, SyncRequest, SyncResponse, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
@@ -54,8 +55,20 @@ pub(super) async fn sync(
     State(relay): State<Arc<Relay>>,
     Caller(device): Caller,
     note: NoteSlot,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Admission: the push's bytes are held from before its body is read
+    // until it is committed. A body without a length is counted at the cap.
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(relay.max_body)
+        .min(relay.max_body);
+    let permits = u32::try_from(super::budget_permits(announced)).unwrap_or(u32::MAX);
+    // The semaphore is never closed, so acquiring cannot fail.
+    let admitted = relay.push_budget.acquire_many(permits).await.ok();
     let bytes = read_body(body, relay.max_body).await?;
     let bytes_in = bytes.len();
     note.update(|n| n.bytes_in = bytes_in);
@@ -90,6 +103,7 @@ pub(super) async fn sync(
     } else {
         relay.writer.push(job).await?
     };
+    drop(admitted);
 
     // 2. Pull, in one read transaction.
     let (team, me, cursor) = (device.team, device.id, req.cursor);

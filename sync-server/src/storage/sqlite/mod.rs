@@ -93,8 +93,10 @@ impl SqliteStorage {
                 mode,
             });
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(open_err)?;
         migrations::migrate(&mut conn, path)?;
         Ok(SqliteStorage {
             path: path.to_owned(),
