@@ -28,8 +28,15 @@ impl ApiError {
 
 impl From<heartbridge_core::Error> for ApiError {
     fn from(e: heartbridge_core::Error) -> Self {
+        // A relay's refusal keeps its own kind (`revoked`, `wrong_key`,
+        // `invite_used`, …) so the UI can say which in the volunteer's
+        // language.
+        let kind = match &e {
+            heartbridge_core::Error::Relay { kind, .. } => kind.clone(),
+            other => other.kind().to_owned(),
+        };
         ApiError {
-            kind: e.kind().to_owned(),
+            kind,
             message: e.to_string(),
         }
     }

@@ -1,7 +1,7 @@
 // Non-blocking notices: errors from the API (in the words the back end
 // chose) and "Saved on this device" confirmations.
 import { toApiError } from './api';
-import { t, type MessageKey } from './i18n/index.svelte';
+import { isMessageKey, t, type MessageKey } from './i18n/index.svelte';
 
 /**
  * An error keeps the back end's words (`text`); a confirmation is a message
@@ -32,9 +32,16 @@ function push(toast: Toast, ms: number): void {
 }
 
 /** Shows an API error (or anything thrown) without blocking the screen. */
-export function showError(e: unknown): void {
+/** The volunteer's words for an error: the catalog's for a known kind, else the back end's message. */
+export function errorText(e: unknown): string {
   const err = toApiError(e);
-  push({ id: nextId++, kind: 'error', text: err.message || t('error.unexpected') }, 12_000);
+  const key = `error.kind.${err.kind}`;
+  if (isMessageKey(key)) return t(key);
+  return err.message || t('error.unexpected');
+}
+
+export function showError(e: unknown): void {
+  push({ id: nextId++, kind: 'error', text: errorText(e) }, 12_000);
 }
 
 /** "Saved on this device", or another short confirmation. */

@@ -37,6 +37,24 @@ const en: Record<MessageKey, string> = {
 
   'error.title': 'Not done',
   'error.unexpected': 'That did not work. Please try again; if it keeps happening, tell your team lead.',
+  'error.kind.network': 'Cannot reach the relay. Everything is saved on this device and will be sent when the network returns.',
+  'error.kind.not_found': 'That item was not found: it may have been removed or not synced to this device yet.',
+  'error.kind.invalid_input': 'Something you entered is not valid. Please check it and try again.',
+  'error.kind.profile_missing': 'There is no profile on this device yet: create one, or join a team with an invite code.',
+  'error.kind.not_enrolled': 'This device has not joined a team, so everything stays on this device. Join with an invite code to sync.',
+  'error.kind.already_enrolled': 'This device already belongs to a team.',
+  'error.kind.unknown_token': 'The relay does not know this device or invite code. Check the code, or ask your team lead for a new one.',
+  'error.kind.revoked': "Your team lead has revoked this device's sync access. What is on this device stays here; please contact your lead.",
+  'error.kind.wrong_key': "The invite code's team key is wrong: it was mistyped or is from another team. Please get the code again.",
+  'error.kind.invite_expired': 'This invite code has expired. Ask your team lead for a new one.',
+  'error.kind.invite_used': 'This invite code was already used: each code enrols one device. Ask for a new one.',
+  'error.kind.forbidden': 'Your role in the team does not allow this.',
+  'error.kind.invite': 'The invite code is incomplete or mistyped. Copy the whole code again.',
+  'error.kind.database_corrupt': 'The database file on this device is damaged and was left untouched. Ask your team lead to restore a backup.',
+  'error.kind.disk_full': 'The device is full: this was not saved, and what was saved before is intact. Free some space and try again.',
+  'error.kind.busy': 'The database is busy. Please try again in a moment.',
+  'error.kind.handbook_format': 'The handbook file is not in the right format (UTF-8 Markdown).',
+  'error.kind.protocol': "The relay's answer was not understood. Update Heartbridge or tell the relay operator.",
   'error.dismiss': 'Dismiss',
   'toast.region': 'Notifications',
 
@@ -302,7 +320,7 @@ const en: Record<MessageKey, string> = {
   'settings.sync': 'Sync',
   'settings.about': 'About',
   'settings.backend.fake': 'Running in a browser with demo data (no device database behind it).',
-  'settings.backend.tauri': 'Data is kept in an encrypted database on this device.',
+  'settings.backend.tauri': 'Data is kept in a database on this device; it is encrypted before it is sent, so the relay cannot read it.',
 };
 
 export default en;

@@ -9,7 +9,7 @@ import {
 } from '../format';
 import { isLocale, translate, type MessageKey, type Params } from './translate';
 
-export { LOCALES, isLocale, type MessageKey } from './translate';
+export { LOCALES, isLocale, isMessageKey, type MessageKey } from './translate';
 
 const STORAGE_KEY = 'heartbridge.locale';
 

@@ -8,6 +8,11 @@ export type Params = Record<string, string | number>;
 export const LOCALES: readonly Locale[] = ['zh-CN', 'en'];
 export const catalogs: Record<Locale, Record<MessageKey, string>> = { 'zh-CN': zhCN, en };
 
+/** Whether `key` is a message of the catalogs (for keys built at run time). */
+export function isMessageKey(key: string): key is MessageKey {
+  return Object.prototype.hasOwnProperty.call(catalogs['zh-CN'], key);
+}
+
 export function isLocale(v: unknown): v is Locale {
   return v === 'zh-CN' || v === 'en';
 }

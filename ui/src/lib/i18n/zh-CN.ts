@@ -38,6 +38,24 @@ const zhCN = {
 
   'error.title': '没有完成',
   'error.unexpected': '操作没有完成，请再试一次。如果一直这样，请告诉团队负责人。',
+  'error.kind.network': '连不上中继服务器。所有内容都已保存在本设备上，网络恢复后会自动发送。',
+  'error.kind.not_found': '找不到这一项，可能已被删除或尚未同步到本设备。',
+  'error.kind.invalid_input': '填写的内容不符合要求，请检查后再试。',
+  'error.kind.profile_missing': '这台设备上还没有个人资料：请先创建，或用邀请码加入团队。',
+  'error.kind.not_enrolled': '这台设备还没有加入团队，内容只保存在本设备上。请用邀请码加入团队后再同步。',
+  'error.kind.already_enrolled': '这台设备已经加入了一个团队。',
+  'error.kind.unknown_token': '中继服务器不认识这台设备或这个邀请码。请检查邀请码，或向团队负责人要一个新的。',
+  'error.kind.revoked': '团队负责人已停用这台设备的同步权限。本设备上的内容仍然保留，请联系负责人。',
+  'error.kind.wrong_key': '邀请码里的团队密钥不对：可能抄错了，或来自另一个团队。请重新获取邀请码。',
+  'error.kind.invite_expired': '这个邀请码已过期，请向团队负责人要一个新的。',
+  'error.kind.invite_used': '这个邀请码已经用过了：每个邀请码只能让一台设备加入。请要一个新的。',
+  'error.kind.forbidden': '你在团队中的角色不能做这件事。',
+  'error.kind.invite': '邀请码不完整或有误，请重新完整复制后再试。',
+  'error.kind.database_corrupt': '本设备上的数据库文件已损坏，程序没有改动它。请联系团队负责人恢复备份。',
+  'error.kind.disk_full': '设备存储空间已满：这次没有保存，之前保存的内容完好。请清理空间后再试。',
+  'error.kind.busy': '数据库正忙，请稍后再试。',
+  'error.kind.handbook_format': '手册文件格式不对（需要 UTF-8 编码的 Markdown）。',
+  'error.kind.protocol': '中继服务器的回应无法识别，请更新心桥或告诉服务器管理员。',
   'error.dismiss': '关闭提示',
   'toast.region': '通知',
 
@@ -298,7 +316,7 @@ const zhCN = {
   'settings.sync': '同步',
   'settings.about': '关于',
   'settings.backend.fake': '正在浏览器里运行演示数据（没有连接真实的设备数据库）。',
-  'settings.backend.tauri': '数据保存在这台设备上的加密数据库里。',
+  'settings.backend.tauri': '数据保存在这台设备上的数据库里；发送到中继服务器之前会先加密，服务器看不到内容。',
 } satisfies Record<string, string>;
 
 export type MessageKey = keyof typeof zhCN;
