@@ -127,6 +127,7 @@ async fn enroll_team(
         token,
         key_check: key.check_value(),
         name_sealed: seal_name(&key, &team, &name),
+        enrollment_id: None,
     };
     let lead: EnrollResponse = post_json(
         &mut conn,
@@ -364,6 +365,7 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
         token_hash: token.hash(),
         key_check: "00".into(),
         name_sealed: "x".into(),
+        enrollment_id: None,
         device: DeviceId::random(),
         device_token_hash: Secret::generate().hash(),
         now,

@@ -22,6 +22,7 @@
 
 mod case;
 mod docvalue;
+mod enroll;
 mod error;
 mod handbook;
 mod local;
@@ -41,7 +42,11 @@ pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status}
 pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
 pub use search::Hit;
 pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
-pub use sync::{Progress, SyncOptions, SyncReport, SyncStatus, Team, Transport, TransportError};
+pub use enroll::Team;
+pub use sync::{
+    Progress, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport, TransportError,
+    MAX_PUSH_ENVELOPES, PART_BYTES,
+};
 
 /// Merge rules and document functions, for tests and tools that work on
 /// Automerge documents directly.

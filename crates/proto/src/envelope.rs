@@ -159,11 +159,40 @@ pub enum OpenError {
     TooLarge(String),
 }
 
+/// Largest number of parts one payload may be split into.
+pub const MAX_PARTS: u32 = 1 << 16;
+/// Flag on the sealed tag byte: the plaintext is one part of a larger
+/// payload and starts with a [`Part`] header.
+const PART_FLAG: u8 = 0x80;
+const PART_HEADER: usize = 16 + 4 + 4;
+
+/// One part of a payload too large for one envelope (a large handbook or a
+/// snapshot). Sealed inside the envelope, so the relay sees an ordinary
+/// change envelope and learns nothing of the grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// The same for every part of one payload; keyed on its content, so a
+    /// payload split again gives the same parts.
+    pub group: [u8; 16],
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Part {
+    /// The group id of a payload: a keyed hash of its content.
+    pub fn group_id(key: &TeamKey, team: &TeamId, doc: &[u8; 16], payload: &[u8]) -> [u8; 16] {
+        key.content_id(&[b"part-group", &team.0, doc, payload])
+    }
+}
+
 /// What an opened envelope holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     pub doc_kind: DocKindTag,
-    /// Automerge bytes (changes or a saved document).
+    /// For a part of a larger payload: which part.
+    pub part: Option<Part>,
+    /// Automerge bytes (changes or a saved document), or this part's slice
+    /// of them.
     pub bytes: Vec<u8>,
 }
 
@@ -187,8 +216,30 @@ impl Envelope {
         doc_kind: DocKindTag,
         bytes: &[u8],
     ) -> Result<Envelope, SealError> {
-        let mut plain = Vec::with_capacity(bytes.len() + 1);
-        plain.push(doc_kind.byte());
+        Envelope::seal_part(key, team, doc, kind, doc_kind, None, bytes)
+    }
+
+    /// Seals one part of a larger payload (or, with `part: None`, a whole
+    /// one, as [`Envelope::seal`]).
+    pub fn seal_part(
+        key: &TeamKey,
+        team: &TeamId,
+        doc: [u8; 16],
+        kind: EnvelopeKind,
+        doc_kind: DocKindTag,
+        part: Option<Part>,
+        bytes: &[u8],
+    ) -> Result<Envelope, SealError> {
+        let mut plain = Vec::with_capacity(bytes.len() + 1 + PART_HEADER);
+        match part {
+            None => plain.push(doc_kind.byte()),
+            Some(p) => {
+                plain.push(doc_kind.byte() | PART_FLAG);
+                plain.extend_from_slice(&p.group);
+                plain.extend_from_slice(&p.index.to_be_bytes());
+                plain.extend_from_slice(&p.count.to_be_bytes());
+            }
+        }
         plain.extend_from_slice(bytes);
         let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|_| SealError::Compress)?;
         let nonce: [u8; 24] = rand::random();
@@ -245,9 +296,33 @@ impl Envelope {
         let (&tag, bytes) = plain
             .split_first()
             .ok_or_else(|| OpenError::Damaged(id.clone()))?;
-        let doc_kind = DocKindTag::from_byte(tag).ok_or(OpenError::Damaged(id))?;
+        let doc_kind =
+            DocKindTag::from_byte(tag & !PART_FLAG).ok_or_else(|| OpenError::Damaged(id.clone()))?;
+        if tag & PART_FLAG == 0 {
+            return Ok(Opened {
+                doc_kind,
+                part: None,
+                bytes: bytes.to_vec(),
+            });
+        }
+        if bytes.len() < PART_HEADER {
+            return Err(OpenError::Damaged(id));
+        }
+        let (head, bytes) = bytes.split_at(PART_HEADER);
+        let mut group = [0u8; 16];
+        group.copy_from_slice(&head[..16]);
+        let index = u32::from_be_bytes([head[16], head[17], head[18], head[19]]);
+        let count = u32::from_be_bytes([head[20], head[21], head[22], head[23]]);
+        if count < 2 || count > MAX_PARTS || index >= count {
+            return Err(OpenError::Damaged(id));
+        }
         Ok(Opened {
             doc_kind,
+            part: Some(Part {
+                group,
+                index,
+                count,
+            }),
             bytes: bytes.to_vec(),
         })
     }

@@ -25,8 +25,8 @@ mod key;
 mod wire;
 
 pub use envelope::{
-    open_name, seal_name, ContentId, DocKindTag, Envelope, EnvelopeKind, OpenError, Opened,
-    SealError,
+    open_name, seal_name, ContentId, DocKindTag, Envelope, EnvelopeKind, OpenError, Opened, Part,
+    SealError, MAX_PARTS, MAX_PLAINTEXT,
 };
 pub use invite::{Invite, InviteError, Role};
 pub use key::{Secret, TeamId, TeamKey};

@@ -85,6 +85,12 @@ pub struct EnrollRequest {
     /// The device's display name sealed with the team key
     /// ([`crate::seal_name`]); the relay cannot read it.
     pub name_sealed: String,
+    /// A random id (32 hex digits) the device chose and stored before it
+    /// sent this request. Sending the same request again with the same id
+    /// (its answer was lost) gives back the same device with a fresh token,
+    /// instead of burning the invite or leaving an orphan device.
+    #[serde(default)]
+    pub enrollment_id: Option<String>,
 }
 
 /// A device's credentials after enrollment.

@@ -194,6 +194,7 @@ mod tests {
             token: token.clone(),
             key_check: key_check.into(),
             name_sealed: "sealed".into(),
+            enrollment_id: None,
         };
         let team = TeamId::random().to_hex();
         assert!(matches!(

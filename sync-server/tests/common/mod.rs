@@ -340,6 +340,7 @@ impl Team {
             token: token.clone(),
             key_check: key.check_value(),
             name_sealed: seal_name(key, &self.id, name),
+            enrollment_id: None,
         }
     }
 

@@ -152,6 +152,73 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 3: no change lost on any link (issue 7).
+    r#"
+-- Pulled changes whose Automerge dependencies have not arrived yet. They
+-- are loaded again with every later envelope of their document and leave
+-- this table only once nothing of the document is missing.
+CREATE TABLE pending_changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    relay_seq   INTEGER NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX pending_changes_doc ON pending_changes(doc_id);
+
+-- Parts of a large payload pulled so far; applied once all have arrived.
+CREATE TABLE inbound_parts (
+    grp         BLOB NOT NULL,
+    idx         INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    doc_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    relay_seq   INTEGER NOT NULL,
+    PRIMARY KEY (grp, idx)
+) WITHOUT ROWID;
+CREATE INDEX inbound_parts_doc ON inbound_parts(doc_id);
+
+-- What the device pushes, frozen when first planned so that a retry sends
+-- the very same payload (same content ids, so the relay deduplicates).
+-- A batch is one document's outbox rows (or a snapshot of it), sent as one
+-- envelope or, when large, as parts.
+CREATE TABLE outbox_batches (
+    batch           INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    -- NULL for changes; for a snapshot the cursor it covers.
+    snapshot_covers INTEGER,
+    payload         BLOB NOT NULL,
+    parts           INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE TABLE outbox_parts_acked (
+    batch   INTEGER NOT NULL REFERENCES outbox_batches(batch) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    PRIMARY KEY (batch, idx)
+) WITHOUT ROWID;
+ALTER TABLE outbox ADD COLUMN batch INTEGER REFERENCES outbox_batches(batch);
+
+-- The link's learned request size (bytes), kept across syncs: it shrinks
+-- after a cut or timeout and grows back after successes.
+ALTER TABLE sync_state ADD COLUMN link_bytes INTEGER;
+
+-- An enrollment sent to a relay whose answer has not been stored yet. A
+-- retry sends the same enrollment id, so the relay hands back the same
+-- device instead of burning the invite or leaving an orphan device.
+CREATE TABLE pending_enrollment (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    enrollment_id   TEXT NOT NULL,
+    relay_url       TEXT NOT NULL,
+    team_id         TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    token           TEXT NOT NULL,
+    team_key        BLOB NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

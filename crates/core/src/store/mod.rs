@@ -274,13 +274,41 @@ impl Store {
     /// Merges changes that arrived from elsewhere (a relay, a file) into a
     /// document, creating it if needed. Nothing goes to the outbox. Returns
     /// whether the document changed.
+    ///
+    /// Changes whose Automerge dependencies are missing are kept (see
+    /// [`Store::waiting_changes`]) and applied once those arrive. Bytes that
+    /// are not changes of this document are refused with
+    /// [`Error::Document`] (or [`Error::WrongKind`]) and nothing is stored.
     pub fn apply_remote(&mut self, id: &DocId, kind: DocKind, bytes: &[u8]) -> Result<bool> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = apply_remote_in(&tx, &self.profile.actor, id, kind, bytes)?;
+        let merged = match apply_remote_in(&tx, &self.profile.actor, id, kind, bytes, 0) {
+            Ok(m) => m,
+            Err(MergeError::Local(e)) => return Err(e),
+            Err(MergeError::Refused("wrong document kind")) => {
+                return Err(Error::WrongKind {
+                    id: id.to_string(),
+                    expected: kind.as_str(),
+                })
+            }
+            Err(MergeError::Refused(_)) => {
+                return Err(Error::Document {
+                    id: id.to_string(),
+                    source: Box::new(automerge::AutomergeError::Fail),
+                })
+            }
+        };
         tx.commit()?;
-        Ok(changed)
+        Ok(merged == Merged::Changed)
+    }
+
+    /// Pulled changes that wait for Automerge dependencies not held yet.
+    pub fn waiting_changes(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM pending_changes", [], |r| r.get(0))?;
+        Ok(n as usize)
     }
 
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
@@ -449,37 +477,110 @@ fn load_or_new(
     }
 }
 
+/// What merging pulled bytes into a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// The document changed.
+    Changed,
+    /// Everything in the bytes was already there.
+    Unchanged,
+    /// Some changes wait for Automerge dependencies this device does not
+    /// hold yet; they are kept in `pending_changes` (whatever could be
+    /// applied was).
+    Waiting,
+}
+
+/// Why pulled bytes were not merged.
+#[derive(Debug)]
+pub(crate) enum MergeError {
+    /// The bytes are not a change of this document (damaged, or of another
+    /// kind): refuse them and go on.
+    Refused(&'static str),
+    /// This device failed (disk, database, a stored document that does not
+    /// load): stop, move no cursor, retry later.
+    Local(Error),
+}
+
+impl From<Error> for MergeError {
+    fn from(e: Error) -> Self {
+        MergeError::Local(e)
+    }
+}
+
+impl From<rusqlite::Error> for MergeError {
+    fn from(e: rusqlite::Error) -> Self {
+        MergeError::Local(e.into())
+    }
+}
+
 /// Merges remote bytes into a document inside the caller's transaction.
+///
+/// The rule that makes compaction lose nothing: a pulled change whose
+/// dependencies are missing is stored in `pending_changes` in this same
+/// transaction, and every later merge into the document loads those rows
+/// again first, so the change is applied the moment its dependencies
+/// arrive, from whichever envelope, in whatever order. The rows leave only
+/// when the document misses nothing.
 pub(crate) fn apply_remote_in(
     conn: &Connection,
     actor: &ActorId,
     id: &DocId,
     kind: DocKind,
     bytes: &[u8],
-) -> Result<bool> {
-    let (mut doc, is_new) = load_or_new(conn, id, kind, actor, true)?;
+    relay_seq: i64,
+) -> std::result::Result<Merged, MergeError> {
+    let (mut doc, is_new) = match load_or_new(conn, id, kind, actor, true) {
+        Ok(found) => found,
+        Err(Error::WrongKind { .. }) => return Err(MergeError::Refused("wrong document kind")),
+        Err(e) => return Err(MergeError::Local(e)),
+    };
     let heads = doc.get_heads();
-    doc.load_incremental(bytes)
-        .map_err(|source| Error::Document {
-            id: id.to_string(),
-            source: Box::new(source),
+    let pending: Vec<Vec<u8>> = {
+        let mut st = conn
+            .prepare_cached("SELECT bytes FROM pending_changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let rows = st.query_map([id.as_str()], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for chunk in &pending {
+        doc.load_incremental(chunk).map_err(|source| {
+            MergeError::Local(Error::Document {
+                id: id.to_string(),
+                source: Box::new(source),
+            })
         })?;
-    if doc.get_heads() == heads {
-        return Ok(false);
     }
+    if doc.load_incremental(bytes).is_err() {
+        return Err(MergeError::Refused("damaged changes"));
+    }
+    let waiting = !doc.get_missing_deps(&[]).is_empty();
     let now = now_ms();
-    if is_new {
+    if waiting {
         conn.execute(
-            "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id.as_str(), kind.as_str(), doc.save(), now],
+            "INSERT INTO pending_changes (doc_id, kind, bytes, relay_seq, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.as_str(), kind.as_str(), bytes, relay_seq, now],
         )?;
-    } else {
-        let change = doc.save_after(&heads);
-        append_change(conn, id, &change, now)?;
+    } else if !pending.is_empty() {
+        conn.execute("DELETE FROM pending_changes WHERE doc_id = ?1", [id.as_str()])?;
     }
-    crate::projection::refresh(conn, id, kind, &mut doc)?;
-    compact_if_needed(conn, id, &mut doc)?;
-    Ok(true)
+    let changed = doc.get_heads() != heads;
+    if changed {
+        if is_new {
+            conn.execute(
+                "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id.as_str(), kind.as_str(), doc.save(), now],
+            )?;
+        } else {
+            let change = doc.save_after(&heads);
+            append_change(conn, id, &change, now)?;
+        }
+        crate::projection::refresh(conn, id, kind, &mut doc)?;
+        compact_if_needed(conn, id, &mut doc)?;
+    }
+    Ok(match (waiting, changed) {
+        (true, _) => Merged::Waiting,
+        (false, true) => Merged::Changed,
+        (false, false) => Merged::Unchanged,
+    })
 }
 
 pub(crate) fn load_doc_in(

@@ -1,0 +1,154 @@
+//! What the device does with pulled envelopes: open, gather parts, merge.
+//!
+//! Three outcomes, kept apart: an envelope that does not open or does not
+//! parse is *refused* (recorded with its kind, never applied, the sync goes
+//! on); a change whose dependencies are missing *waits* durably
+//! (`pending_changes`) and is applied once they arrive; a failure of this
+//! device (disk, database, a stored document that does not load) *stops*
+//! the sync with its error, and the cursor does not move past it.
+
+use automerge::ActorId;
+use heartbridge_proto::{Opened, Part, Pulled, TeamId, TeamKey};
+use rusqlite::{params, Connection};
+
+use super::untag;
+use crate::error::Result;
+use crate::model::{now_ms, DocId, DocKind};
+use crate::store::{apply_remote_in, MergeError, Merged};
+
+/// What became of one pulled envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Changed,
+    Unchanged,
+    /// Kept until its dependencies or its other parts arrive.
+    Waiting,
+    Refused,
+}
+
+/// Opens and merges one pulled envelope inside the caller's transaction.
+/// `Err` only for a local failure: the caller rolls back and stops.
+pub(super) fn receive(
+    tx: &Connection,
+    actor: &ActorId,
+    key: &TeamKey,
+    team: &TeamId,
+    pulled: &Pulled,
+) -> Result<Outcome> {
+    let env = &pulled.envelope;
+    let doc_hex = hex::encode(env.doc);
+    let seq = pulled.seq as i64;
+    let refuse = |reason: &str| -> Result<Outcome> {
+        tx.execute(
+            "INSERT INTO refused (seq, doc_id, content_id, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq, doc_hex, env.id.to_hex(), reason, now_ms()],
+        )?;
+        Ok(Outcome::Refused)
+    };
+    let opened = match env.open(key, team) {
+        Ok(o) => o,
+        Err(heartbridge_proto::OpenError::Authentication(_)) => return refuse("unopenable"),
+        Err(heartbridge_proto::OpenError::TooLarge(_)) => return refuse("too large"),
+        Err(heartbridge_proto::OpenError::Damaged(_)) => return refuse("damaged"),
+    };
+    let Ok(id) = DocId::parse(&doc_hex, "document") else {
+        return refuse("damaged");
+    };
+    let kind = untag(opened.doc_kind);
+    let payload = match opened.part {
+        None => opened.bytes,
+        Some(part) => match gather(tx, &id, kind, part, &opened, seq)? {
+            Gathered::Complete(bytes) => bytes,
+            Gathered::Incomplete => return Ok(Outcome::Waiting),
+            Gathered::Inconsistent => return refuse("inconsistent part"),
+        },
+    };
+    // A savepoint per envelope: a refused one rolls back alone.
+    tx.execute_batch("SAVEPOINT envelope")?;
+    match apply_remote_in(tx, actor, &id, kind, &payload, seq) {
+        Ok(merged) => {
+            tx.execute_batch("RELEASE envelope")?;
+            Ok(match merged {
+                Merged::Changed => Outcome::Changed,
+                Merged::Unchanged => Outcome::Unchanged,
+                Merged::Waiting => Outcome::Waiting,
+            })
+        }
+        Err(MergeError::Refused(reason)) => {
+            tx.execute_batch("ROLLBACK TO envelope; RELEASE envelope")?;
+            refuse(reason)
+        }
+        Err(MergeError::Local(e)) => {
+            let _ = tx.execute_batch("ROLLBACK TO envelope; RELEASE envelope");
+            Err(e)
+        }
+    }
+}
+
+enum Gathered {
+    Complete(Vec<u8>),
+    Incomplete,
+    Inconsistent,
+}
+
+/// Stores one part; once every part of its group is here, removes them
+/// and returns the whole payload.
+fn gather(
+    tx: &Connection,
+    id: &DocId,
+    kind: DocKind,
+    part: Part,
+    opened: &Opened,
+    seq: i64,
+) -> Result<Gathered> {
+    // Every part of a group must agree on document, kind and count.
+    let disagree: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM inbound_parts WHERE grp = ?1 AND (doc_id <> ?2 OR kind <> ?3 OR count <> ?4))",
+        params![&part.group[..], id.as_str(), kind.as_str(), part.count],
+        |r| r.get(0),
+    )?;
+    if disagree {
+        return Ok(Gathered::Inconsistent);
+    }
+    tx.execute(
+        "INSERT INTO inbound_parts (grp, idx, count, doc_id, kind, bytes, relay_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            &part.group[..],
+            part.index,
+            part.count,
+            id.as_str(),
+            kind.as_str(),
+            &opened.bytes,
+            seq
+        ],
+    )?;
+    let have: i64 = tx.query_row(
+        "SELECT count(*) FROM inbound_parts WHERE grp = ?1",
+        [&part.group[..]],
+        |r| r.get(0),
+    )?;
+    if have < i64::from(part.count) {
+        return Ok(Gathered::Incomplete);
+    }
+    let mut payload = Vec::new();
+    {
+        let mut st =
+            tx.prepare_cached("SELECT bytes FROM inbound_parts WHERE grp = ?1 ORDER BY idx")?;
+        let mut rows = st.query([&part.group[..]])?;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            if payload.len() + bytes.len() > heartbridge_proto::MAX_PLAINTEXT {
+                payload.clear();
+                break;
+            }
+            payload.extend_from_slice(&bytes);
+        }
+    }
+    if payload.is_empty() {
+        tx.execute("DELETE FROM inbound_parts WHERE grp = ?1", [&part.group[..]])?;
+        return Ok(Gathered::Inconsistent);
+    }
+    tx.execute("DELETE FROM inbound_parts WHERE grp = ?1", [&part.group[..]])?;
+    Ok(Gathered::Complete(payload))
+}

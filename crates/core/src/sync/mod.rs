@@ -1,0 +1,553 @@
+//! The sync engine: push the outbox, pull since the cursor, through a relay
+//! that only ever sees sealed envelopes.
+//!
+//! The engine does no I/O of its own: it is given a [`Transport`] that
+//! carries one encoded request to the relay and brings back the response.
+//! One round is a pure plan (which envelopes to push, sealed) and an apply
+//! (acks, pulled envelopes, cursor) committed in one SQLite transaction, so
+//! a sync killed at any point resumes without loss: an outbox row leaves
+//! only in the transaction that records its acknowledgement, and the cursor
+//! moves only with the envelopes it covers applied.
+
+mod inbound;
+mod outbound;
+
+use heartbridge_proto::{decode, encode, DocKindTag, SyncRequest, SyncResponse};
+use rusqlite::{params, TransactionBehavior};
+use serde::Serialize;
+
+use crate::enroll::Team;
+use crate::error::{Error, Result};
+use crate::model::{now_ms, DocId, DocKind};
+use crate::store::Store;
+
+pub use outbound::{MAX_PUSH_ENVELOPES, PART_BYTES};
+
+/// What a transport failure was.
+#[derive(Debug, Clone)]
+pub enum TransportError {
+    /// The relay could not be reached, or the connection dropped.
+    Network(String),
+    /// The relay answered with an error.
+    Relay {
+        status: u16,
+        kind: String,
+        message: String,
+    },
+}
+
+/// Carries one `/v1/sync` request to the relay.
+pub trait Transport {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError>;
+}
+
+/// Knobs of one sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Cap on the sealed bytes pushed per request (the learned link size
+    /// may ask for less).
+    pub max_push_bytes: usize,
+    /// Cap on pulled bytes per response (0: no cap beyond the learned link
+    /// size and the relay's own).
+    pub page_bytes: u32,
+    /// Push a superseding snapshot of every document.
+    pub snapshot_all: bool,
+    /// Push a snapshot of a document once this many envelopes of it have
+    /// gone through the relay since its last one.
+    pub snapshot_after: i64,
+    /// Safety stop.
+    pub max_requests: usize,
+    /// Network failures in a row retried inside one sync (each with a
+    /// smaller request) before it gives up with the error.
+    pub retries: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            max_push_bytes: 512 * 1024,
+            page_bytes: 0,
+            snapshot_all: false,
+            snapshot_after: 64,
+            max_requests: 10_000,
+            retries: 2,
+        }
+    }
+}
+
+/// Where a sync stands, for a progress indicator.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub requests: usize,
+    pub pushed: usize,
+    pub pulled: usize,
+    pub pending: usize,
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SyncReport {
+    /// Envelopes pushed and acknowledged.
+    pub pushed: usize,
+    /// Outbox changes those envelopes carried.
+    pub changes_delivered: usize,
+    /// Envelopes pulled.
+    pub pulled: usize,
+    /// Pulled envelopes that changed a document.
+    pub applied: usize,
+    /// Pulled envelopes refused (did not open or parse).
+    pub refused: usize,
+    /// Pulled envelopes kept until their dependencies or other parts
+    /// arrive.
+    pub waiting: usize,
+    /// Network failures retried inside this sync.
+    pub retried: usize,
+    pub cursor: u64,
+    pub requests: usize,
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+    /// Local changes still waiting (0 after a complete sync).
+    pub pending: usize,
+    pub finished_at: String,
+}
+
+/// Sync state as the home screen shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyncStatus {
+    pub cursor: u64,
+    pub last_synced_at: Option<String>,
+    pub pending: usize,
+    pub last_error_kind: Option<String>,
+    pub last_error: Option<String>,
+    pub refused: usize,
+    /// Pulled changes waiting for dependencies not held yet.
+    pub waiting: usize,
+    /// Request size learned for this device's link, in bytes.
+    pub link_bytes: usize,
+}
+
+fn tag(kind: DocKind) -> DocKindTag {
+    match kind {
+        DocKind::Case => DocKindTag::Case,
+        DocKind::Handbook => DocKindTag::Handbook,
+        DocKind::ShiftReport => DocKindTag::ShiftReport,
+    }
+}
+
+fn untag(tag: DocKindTag) -> DocKind {
+    match tag {
+        DocKindTag::Case => DocKind::Case,
+        DocKindTag::Handbook => DocKind::Handbook,
+        DocKindTag::ShiftReport => DocKind::ShiftReport,
+    }
+}
+
+fn doc_bytes(id: &DocId) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if let Ok(v) = hex::decode(id.as_str()) {
+        out.copy_from_slice(&v);
+    }
+    out
+}
+
+/// Request sizes the engine learns for a link, in bytes.
+const LINK_INITIAL: usize = 64 * 1024;
+const LINK_MIN: usize = 4 * 1024;
+const LINK_MAX: usize = 1024 * 1024;
+
+/// One sync, as a sans-IO state machine: [`SyncSession::next_request`]
+/// gives the body to send (or `None` when the sync is complete), the
+/// caller carries it to the relay however it likes (blocking, async, a
+/// simulated network) and hands the answer — or the transport's failure —
+/// to [`SyncSession::handle`]. Everything durable happens in those two
+/// calls, each one SQLite transaction; nothing is held across the network
+/// call, so the store may be used by others in between.
+pub struct SyncSession {
+    team: Team,
+    opts: SyncOptions,
+    report: SyncReport,
+    in_flight: Option<InFlight>,
+    link: usize,
+    failures: usize,
+    snapshots_made: Vec<DocId>,
+    done: bool,
+}
+
+struct InFlight {
+    cursor: u64,
+    planned: Vec<outbound::Planned>,
+}
+
+impl std::fmt::Debug for SyncSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncSession")
+            .field("team", &self.team)
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncSession {
+    /// The team this session syncs with.
+    pub fn team(&self) -> &Team {
+        &self.team
+    }
+
+    /// What the sync has done so far.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// Where the sync stands, for a progress indicator.
+    pub fn progress(&self, store: &Store) -> Result<Progress> {
+        let pending = store.outbox_len()?;
+        Ok(Progress {
+            phase: if self.done {
+                "done"
+            } else if pending > 0 {
+                "push"
+            } else {
+                "pull"
+            },
+            requests: self.report.requests,
+            pushed: self.report.pushed,
+            pulled: self.report.pulled,
+            pending,
+            bytes_sent: self.report.bytes_sent,
+            bytes_received: self.report.bytes_received,
+        })
+    }
+
+    /// A total deadline for the request in flight that fits the learned
+    /// link: generous for a slow link, never unbounded.
+    pub fn deadline(&self) -> std::time::Duration {
+        // 30 s for round trips and setup, plus the request at 1 KB/s.
+        std::time::Duration::from_secs(30 + (self.link as u64 * 2) / 1024)
+    }
+
+    /// Plans the next request: freezes the outbox into batches, seals the
+    /// parts to push within the learned link size. `None` once the sync is
+    /// complete.
+    pub fn next_request(&mut self, store: &mut Store) -> Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.report.requests >= self.opts.max_requests {
+            self.finish(store)?;
+            return Ok(None);
+        }
+        let actor = store.actor().clone();
+        let tx = store
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cursor: i64 =
+            tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| r.get(0))?;
+        let cursor = cursor.max(0) as u64;
+        outbound::freeze_outbox(&tx)?;
+        let budget = self.link.min(self.opts.max_push_bytes.max(1));
+        // Superseding snapshots, for documents whose history is long.
+        let candidates: Vec<String> = {
+            let mut st = tx.prepare(
+                "SELECT d.id FROM documents d LEFT JOIN doc_sync s ON s.doc_id = d.id
+                 WHERE (?1 OR coalesce(s.since_snapshot, 0) >= ?2) ORDER BY d.id",
+            )?;
+            let rows = st.query_map(params![self.opts.snapshot_all, self.opts.snapshot_after], |r| {
+                r.get(0)
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        for id in candidates {
+            let id = DocId::parse(&id, "document")?;
+            if self.snapshots_made.contains(&id) {
+                continue;
+            }
+            self.snapshots_made.push(id.clone());
+            outbound::freeze_snapshot(&tx, &actor, &id, cursor)?;
+        }
+        let planned = outbound::plan_push(&tx, &self.team, budget)?;
+        tx.commit()?;
+        let page = match self.opts.page_bytes {
+            0 => self.link,
+            asked => (asked as usize).min(self.link),
+        };
+        let request = SyncRequest {
+            v: heartbridge_proto::PROTOCOL_VERSION,
+            cursor,
+            push: planned.iter().map(|p| p.envelope.clone()).collect(),
+            max_bytes: u32::try_from(page).unwrap_or(u32::MAX),
+        };
+        let body = encode(&request);
+        self.report.requests += 1;
+        self.report.bytes_sent += body.len();
+        self.in_flight = Some(InFlight { cursor, planned });
+        Ok(Some(body))
+    }
+
+    /// Takes the relay's answer to the request in flight (or the failure
+    /// to get one). A network failure shrinks the link size and, within
+    /// [`SyncOptions::retries`], lets the sync go on; any other error ends
+    /// it. Nothing is moved past what was durably applied.
+    pub fn handle(
+        &mut self,
+        store: &mut Store,
+        answer: std::result::Result<Vec<u8>, TransportError>,
+    ) -> Result<()> {
+        let Some(flight) = self.in_flight.take() else {
+            return Err(Error::Protocol {
+                detail: "an answer came with no request in flight".into(),
+            });
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(TransportError::Network(detail)) => {
+                self.link = (self.link / 2).max(LINK_MIN);
+                store.set_link_bytes(self.link)?;
+                self.failures += 1;
+                if self.failures > self.opts.retries {
+                    return Err(Error::Network { detail });
+                }
+                self.report.retried += 1;
+                return Ok(());
+            }
+            Err(TransportError::Relay { kind, message, .. }) => {
+                return Err(Error::Relay { kind, message })
+            }
+        };
+        self.report.bytes_received += answer.len();
+        let resp: SyncResponse = decode("sync response", &answer).map_err(|e| Error::Protocol {
+            detail: e.to_string(),
+        })?;
+        check_response(&flight, &resp)?;
+        let progressed = !resp.acked.is_empty() || !resp.pull.is_empty() || resp.cursor > flight.cursor;
+        if resp.more && !progressed {
+            return Err(Error::Protocol {
+                detail: "the relay says more is waiting but sent nothing new".into(),
+            });
+        }
+        self.failures = 0;
+        self.link = (self.link + self.link / 2).min(LINK_MAX);
+        self.apply(store, &flight, &resp)?;
+        // Push on while every envelope of this round was taken; a relay that
+        // takes none (or some) of a push ends the sync rather than looping.
+        let all_taken = flight
+            .planned
+            .iter()
+            .all(|p| resp.acked.iter().any(|a| a.id == p.envelope.id));
+        let pending_push = !flight.planned.is_empty() && all_taken && has_unsent(store)?;
+        if !resp.more && !pending_push {
+            self.finish(store)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, store: &mut Store, flight: &InFlight, resp: &SyncResponse) -> Result<()> {
+        let actor = store.actor().clone();
+        let link = self.link;
+        let tx = store
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for ack in &resp.acked {
+            let Some(planned) = outbound::find(&flight.planned, &ack.id) else {
+                continue;
+            };
+            match outbound::record_ack(&tx, planned)? {
+                outbound::AckOutcome::Part => {}
+                outbound::AckOutcome::Changes(rows) => {
+                    self.report.changes_delivered += rows;
+                    bump(&tx, &hex::encode(planned.envelope.doc))?;
+                }
+                outbound::AckOutcome::Snapshot(doc) => {
+                    tx.execute("DELETE FROM doc_sync WHERE doc_id = ?1", [doc.as_str()])?;
+                }
+            }
+            self.report.pushed += 1;
+        }
+        for pulled in &resp.pull {
+            self.report.pulled += 1;
+            match inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)? {
+                inbound::Outcome::Changed => {
+                    self.report.applied += 1;
+                    bump(&tx, &hex::encode(pulled.envelope.doc))?;
+                }
+                inbound::Outcome::Unchanged => bump(&tx, &hex::encode(pulled.envelope.doc))?,
+                inbound::Outcome::Waiting => self.report.waiting += 1,
+                inbound::Outcome::Refused => self.report.refused += 1,
+            }
+        }
+        tx.execute(
+            "UPDATE sync_state SET cursor = ?1, last_synced_at = ?2, last_error_kind = NULL,
+                 last_error = NULL, link_bytes = ?3 WHERE id = 1",
+            params![resp.cursor as i64, now_ms(), link as i64],
+        )?;
+        tx.commit()?;
+        self.report.cursor = resp.cursor;
+        Ok(())
+    }
+
+    fn finish(&mut self, store: &Store) -> Result<()> {
+        self.done = true;
+        self.report.pending = store.outbox_len()?;
+        self.report.finished_at = crate::model::format_ms(now_ms());
+        Ok(())
+    }
+}
+
+/// Refuses an answer a well-behaved relay cannot give, before anything of
+/// it is stored: a cursor behind ours or beyond what SQLite can hold,
+/// pulled envelopes out of order or outside the page's range.
+fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
+    let bad = |what: &str| {
+        Err(Error::Protocol {
+            detail: format!("the relay's answer is not valid ({what}); nothing of it was kept"),
+        })
+    };
+    if resp.cursor < flight.cursor {
+        return bad("its cursor went backwards");
+    }
+    if resp.cursor > i64::MAX as u64 {
+        return bad("its cursor is out of range");
+    }
+    let mut last = flight.cursor;
+    for p in &resp.pull {
+        if p.seq <= last || p.seq > resp.cursor {
+            return bad("pulled envelopes out of order");
+        }
+        last = p.seq;
+    }
+    if resp.acked.iter().any(|a| a.seq == 0 || a.seq > i64::MAX as u64) {
+        return bad("an acknowledgement without a place in the log");
+    }
+    Ok(())
+}
+
+/// Whether anything of the outbox or a snapshot still waits to be pushed.
+fn has_unsent(store: &Store) -> Result<bool> {
+    Ok(store.conn().query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM outbox_batches)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+impl Store {
+    /// Starts a sync with the team's relay.
+    pub fn sync_session(&self, opts: &SyncOptions) -> Result<SyncSession> {
+        let team = self.team()?.ok_or(Error::NotEnrolled)?;
+        Ok(SyncSession {
+            team,
+            opts: opts.clone(),
+            report: SyncReport::default(),
+            in_flight: None,
+            link: self.link_bytes()?,
+            failures: 0,
+            snapshots_made: Vec::new(),
+            done: false,
+        })
+    }
+
+    fn link_bytes(&self) -> Result<usize> {
+        let v: Option<i64> = self.conn().query_row(
+            "SELECT link_bytes FROM sync_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.map_or(LINK_INITIAL, |v| (v.max(0) as usize).clamp(LINK_MIN, LINK_MAX)))
+    }
+
+    fn set_link_bytes(&mut self, bytes: usize) -> Result<()> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE sync_state SET link_bytes = ?1 WHERE id = 1",
+            [bytes as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sync state for display.
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        let (cursor, last, kind, err): (i64, Option<i64>, Option<String>, Option<String>) = self.conn().query_row(
+            "SELECT cursor, last_synced_at, last_error_kind, last_error FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let refused: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM refused", [], |r| r.get(0))?;
+        Ok(SyncStatus {
+            cursor: cursor.max(0) as u64,
+            last_synced_at: last.map(crate::model::format_ms),
+            pending: self.outbox_len()?,
+            last_error_kind: kind,
+            last_error: err,
+            refused: refused as usize,
+            waiting: self.waiting_changes()?,
+            link_bytes: self.link_bytes()?,
+        })
+    }
+
+    /// Envelopes refused so far: (seq, document, content id, reason).
+    pub fn refused(&self) -> Result<Vec<(u64, String, String, String)>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT seq, doc_id, content_id, reason FROM refused ORDER BY seq")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records why the last sync failed, for the status screen.
+    pub fn record_sync_error(&mut self, e: &Error) -> Result<()> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE sync_state SET last_error_kind = ?1, last_error = ?2 WHERE id = 1",
+            params![e.kind(), e.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs a whole sync through a blocking transport: rounds of push and
+    /// pull until the relay has nothing more and the outbox is empty.
+    /// Reports progress after every round. On failure the error is
+    /// recorded for the status screen and everything already acknowledged
+    /// or applied stays done.
+    pub fn sync(
+        &mut self,
+        transport: &mut dyn Transport,
+        opts: &SyncOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<SyncReport> {
+        let mut session = self.sync_session(opts)?;
+        let result = (|| {
+            while let Some(body) = session.next_request(self)? {
+                let answer = transport.sync(session.team(), body);
+                session.handle(self, answer)?;
+                progress(&session.progress(self)?);
+            }
+            Ok(session.report().clone())
+        })();
+        if let Err(e) = &result {
+            // Recording is best effort: the sync's own error is what matters.
+            let _ = self.record_sync_error(e);
+        }
+        result
+    }
+}
+
+fn bump(conn: &rusqlite::Connection, doc_hex: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO doc_sync (doc_id, since_snapshot) VALUES (?1, 1)
+         ON CONFLICT (doc_id) DO UPDATE SET since_snapshot = since_snapshot + 1",
+        [doc_hex],
+    )?;
+    Ok(())
+}

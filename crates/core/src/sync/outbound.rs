@@ -1,0 +1,292 @@
+//! What the device pushes: the outbox frozen into batches, large batches
+//! cut into parts, snapshots that supersede a document's history.
+//!
+//! A batch is fixed the first time it is planned (`outbox_batches`), so a
+//! retry after a lost answer seals exactly the same plaintext: the same
+//! content ids, which the relay deduplicates. A batch leaves the device
+//! only when the relay has acknowledged every one of its parts, in the
+//! transaction that records the last acknowledgement.
+
+use heartbridge_proto::{ContentId, Envelope, EnvelopeKind, Part};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{doc_bytes, tag};
+use crate::enroll::Team;
+use crate::error::{Error, Result};
+use crate::model::{now_ms, DocId, DocKind};
+use crate::store::load_doc_in;
+
+/// Payload bytes per part: small enough that a part crosses a link that
+/// drops the connection every ~50 KB.
+pub const PART_BYTES: usize = 16 * 1024;
+/// Outbox bytes of one document frozen into one batch.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Envelopes per push (the relay refuses pushes above its own cap).
+pub const MAX_PUSH_ENVELOPES: usize = 256;
+
+/// One envelope planned for a push, and what it stands for locally.
+pub(super) struct Planned {
+    pub envelope: Envelope,
+    pub batch: i64,
+    pub index: u32,
+}
+
+struct Batch {
+    batch: i64,
+    doc: DocId,
+    kind: DocKind,
+    covers: Option<i64>,
+    payload: Vec<u8>,
+    parts: u32,
+}
+
+/// Freezes the outbox rows not yet in a batch: one batch per document (up
+/// to [`BATCH_BYTES`], or one larger row alone), in outbox order.
+pub(super) fn freeze_outbox(conn: &Connection) -> Result<()> {
+    let rows: Vec<(i64, String, String, Vec<u8>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT seq, doc_id, kind, bytes FROM outbox WHERE batch IS NULL ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    // (doc, kind, seqs, payload) in order of each document's first row.
+    let mut open: Vec<(String, String, Vec<i64>, Vec<u8>)> = Vec::new();
+    let mut done: Vec<(String, String, Vec<i64>, Vec<u8>)> = Vec::new();
+    for (seq, doc, kind, bytes) in rows {
+        match open.iter().position(|g| g.0 == doc) {
+            Some(i) if open[i].3.len() + bytes.len() <= BATCH_BYTES => {
+                open[i].2.push(seq);
+                open[i].3.extend_from_slice(&bytes);
+            }
+            Some(i) => {
+                done.push(open.remove(i));
+                open.push((doc, kind, vec![seq], bytes));
+            }
+            None => open.push((doc, kind, vec![seq], bytes)),
+        }
+    }
+    done.extend(open);
+    let now = now_ms();
+    for (doc, kind, seqs, payload) in done {
+        let parts = part_count(payload.len());
+        conn.execute(
+            "INSERT INTO outbox_batches (doc_id, kind, snapshot_covers, payload, parts, created_at)
+             VALUES (?1, ?2, NULL, ?3, ?4, ?5)",
+            params![doc, kind, payload, parts, now],
+        )?;
+        let batch = conn.last_insert_rowid();
+        let mut st = conn.prepare_cached("UPDATE outbox SET batch = ?1 WHERE seq = ?2")?;
+        for seq in seqs {
+            st.execute(params![batch, seq])?;
+        }
+    }
+    Ok(())
+}
+
+fn part_count(len: usize) -> u32 {
+    len.div_ceil(PART_BYTES).max(1) as u32
+}
+
+/// Freezes a snapshot of `doc` covering the log up to `covers`, if the
+/// rule allows: the device holds every envelope of the document up to its
+/// cursor applied — none of its own changes waits in the outbox, no pulled
+/// change of it waits for dependencies, no part of it is incomplete — and
+/// no snapshot of it is already on its way. Returns whether one was made.
+pub(super) fn freeze_snapshot(
+    conn: &Connection,
+    actor: &automerge::ActorId,
+    doc: &DocId,
+    covers: u64,
+) -> Result<bool> {
+    let blocked: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE doc_id = ?1)
+             OR EXISTS (SELECT 1 FROM pending_changes WHERE doc_id = ?1)
+             OR EXISTS (SELECT 1 FROM inbound_parts WHERE doc_id = ?1)
+             OR EXISTS (SELECT 1 FROM outbox_batches WHERE doc_id = ?1 AND snapshot_covers IS NOT NULL)",
+        [doc.as_str()],
+        |r| r.get(0),
+    )?;
+    if blocked {
+        return Ok(false);
+    }
+    let Some((kind, mut doc_am)) = load_doc_in(conn, doc, actor)? else {
+        return Ok(false);
+    };
+    let payload = doc_am.save();
+    conn.execute(
+        "INSERT INTO outbox_batches (doc_id, kind, snapshot_covers, payload, parts, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            doc.as_str(),
+            kind.as_str(),
+            covers as i64,
+            payload,
+            part_count(payload.len()),
+            now_ms()
+        ],
+    )?;
+    Ok(true)
+}
+
+fn batches(conn: &Connection) -> Result<Vec<Batch>> {
+    // Changes before snapshots; oldest first.
+    let mut st = conn.prepare_cached(
+        "SELECT batch, doc_id, kind, snapshot_covers, payload, parts FROM outbox_batches
+         ORDER BY snapshot_covers IS NOT NULL, batch",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Vec<u8>>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (batch, doc, kind, covers, payload, parts) = row?;
+        out.push(Batch {
+            batch,
+            doc: DocId::parse(&doc, "document")?,
+            kind: kind.parse()?,
+            covers,
+            payload,
+            parts: parts as u32,
+        });
+    }
+    Ok(out)
+}
+
+fn acked_parts(conn: &Connection, batch: i64) -> Result<Vec<u32>> {
+    let mut st = conn.prepare_cached("SELECT idx FROM outbox_parts_acked WHERE batch = ?1")?;
+    let rows = st.query_map([batch], |r| r.get::<_, i64>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r? as u32);
+    }
+    Ok(out)
+}
+
+/// Seals the envelopes of the next push: parts not yet acknowledged, within
+/// `budget` sealed bytes (at least one envelope) and
+/// [`MAX_PUSH_ENVELOPES`]. The last part of a snapshot is the one the relay
+/// compacts on, so it goes only after every other part is acknowledged.
+pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result<Vec<Planned>> {
+    let mut out: Vec<Planned> = Vec::new();
+    let mut used = 0usize;
+    'batches: for b in batches(conn)? {
+        let acked = acked_parts(conn, b.batch)?;
+        let doc = doc_bytes(&b.doc);
+        let group = (b.parts > 1)
+            .then(|| Part::group_id(&team.key, &team.team_id, &doc, &b.payload));
+        for index in 0..b.parts {
+            if acked.contains(&index) {
+                continue;
+            }
+            let last = index + 1 == b.parts;
+            if b.covers.is_some() && last && (acked.len() as u32) + 1 < b.parts {
+                // Final part of a snapshot waits for the others.
+                continue;
+            }
+            if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
+                break 'batches;
+            }
+            let start = index as usize * PART_BYTES;
+            let end = (start + PART_BYTES).min(b.payload.len());
+            let slice = if b.parts > 1 {
+                &b.payload[start..end]
+            } else {
+                &b.payload[..]
+            };
+            let kind = match b.covers {
+                Some(_) if last => EnvelopeKind::Snapshot,
+                _ => EnvelopeKind::Change,
+            };
+            let part = group.map(|group| Part {
+                group,
+                index,
+                count: b.parts,
+            });
+            let mut envelope = Envelope::seal_part(
+                &team.key,
+                &team.team_id,
+                doc,
+                kind,
+                tag(b.kind),
+                part,
+                slice,
+            )
+            .map_err(|e| Error::Protocol {
+                detail: e.to_string(),
+            })?;
+            if kind == EnvelopeKind::Snapshot {
+                envelope.covers = b.covers.unwrap_or(0).max(0) as u64;
+            }
+            used += envelope.wire_size();
+            out.push(Planned {
+                envelope,
+                batch: b.batch,
+                index,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What recording one acknowledgement did.
+pub(super) enum AckOutcome {
+    /// A part is stored at the relay; its batch still has parts to go.
+    Part,
+    /// The batch is complete: its outbox rows (this many) left the device.
+    Changes(usize),
+    /// A snapshot of this document is complete.
+    Snapshot(DocId),
+}
+
+/// Records the relay's acknowledgement of one planned envelope.
+pub(super) fn record_ack(conn: &Connection, planned: &Planned) -> Result<AckOutcome> {
+    conn.execute(
+        "INSERT INTO outbox_parts_acked (batch, idx) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![planned.batch, planned.index],
+    )?;
+    let row: Option<(i64, Option<i64>, String)> = conn
+        .query_row(
+            "SELECT parts, snapshot_covers, doc_id FROM outbox_batches WHERE batch = ?1",
+            [planned.batch],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((parts, covers, doc)) = row else {
+        return Ok(AckOutcome::Part);
+    };
+    let acked: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox_parts_acked WHERE batch = ?1",
+        [planned.batch],
+        |r| r.get(0),
+    )?;
+    if acked < parts {
+        return Ok(AckOutcome::Part);
+    }
+    let rows = conn.execute("DELETE FROM outbox WHERE batch = ?1", [planned.batch])?;
+    conn.execute(
+        "DELETE FROM outbox_parts_acked WHERE batch = ?1",
+        [planned.batch],
+    )?;
+    conn.execute(
+        "DELETE FROM outbox_batches WHERE batch = ?1",
+        [planned.batch],
+    )?;
+    let doc = DocId::parse(&doc, "document")?;
+    Ok(match covers {
+        Some(_) => AckOutcome::Snapshot(doc),
+        None => AckOutcome::Changes(rows),
+    })
+}
+
+/// Content ids planned in one push, to match acknowledgements.
+pub(super) fn find<'a>(planned: &'a [Planned], id: &ContentId) -> Option<&'a Planned> {
+    planned.iter().find(|p| p.envelope.id == *id)
+}
