@@ -3,7 +3,7 @@
 //! Every write here is one `IMMEDIATE` transaction.
 
 use heartbridge_proto::{Role, Secret, TeamId, TeamKey};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::model::now_ms;
@@ -69,25 +69,302 @@ impl Store {
         }))
     }
 
-    /// Records this device's membership (after claim or join).
+    /// Records this device's membership (after claim or join), in one
+    /// `IMMEDIATE` transaction.
     pub fn set_team(&mut self, team: &Team) -> Result<()> {
-        if self.team()?.is_some() {
-            return Err(Error::AlreadyEnrolled);
-        }
-        self.conn().execute(
-            "INSERT INTO team (id, relay_url, team_id, device_id, device_token, team_key, role, joined_at)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                team.relay_url,
-                team.team_id.to_hex(),
-                team.device_id,
-                team.token.expose(),
-                &team.key.expose()[..],
-                team.role.as_str(),
-                now_ms()
-            ],
-        )?;
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_team(&tx, team)?;
+        tx.commit()?;
         Ok(())
     }
 
+    /// Starts an enrollment, or resumes the one in flight: stores what the
+    /// request needs (relay, team, endpoint path, token, team key) with a
+    /// fresh random enrollment id, before anything is sent. If an enrollment
+    /// for the same team, path and token is pending (its answer was lost),
+    /// that one is returned instead, with its enrollment id and its team
+    /// key, so a retry is the very same request and the relay hands back
+    /// the same device; only its relay URL is updated (a retry may correct
+    /// a mistyped address). Another pending enrollment is replaced. One
+    /// `IMMEDIATE` transaction.
+    pub fn begin_enrollment(
+        &mut self,
+        relay_url: &str,
+        team_id: &TeamId,
+        path: &str,
+        token: &Secret,
+        key: &TeamKey,
+    ) -> Result<PendingEnrollment> {
+        let path_on_disk = self.path().to_owned();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if team_exists(&tx)? {
+            return Err(Error::AlreadyEnrolled);
+        }
+        let same: Option<String> = tx
+            .query_row(
+                "SELECT enrollment_id FROM pending_enrollment
+                 WHERE id = 1 AND team_id = ?1 AND path = ?2 AND token = ?3",
+                params![team_id.to_hex(), path, token.expose()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match same {
+            Some(_) => {
+                tx.execute(
+                    "UPDATE pending_enrollment SET relay_url = ?1 WHERE id = 1",
+                    [relay_url],
+                )?;
+            }
+            None => {
+                let enrollment_id = hex::encode(rand::random::<[u8; 16]>());
+                tx.execute(
+                    "INSERT OR REPLACE INTO pending_enrollment
+                     (id, enrollment_id, relay_url, team_id, path, token, team_key, created_at)
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        enrollment_id,
+                        relay_url,
+                        team_id.to_hex(),
+                        path,
+                        token.expose(),
+                        &key.expose()[..],
+                        now_ms()
+                    ],
+                )?;
+            }
+        }
+        let pending = read_pending(&tx, &path_on_disk)?.ok_or_else(|| Error::DatabaseCorrupt {
+            path: path_on_disk.clone(),
+            detail: "pending enrollment not stored".into(),
+        })?;
+        tx.commit()?;
+        Ok(pending)
+    }
+
+    /// The enrollment sent (or about to be) whose answer is not stored yet.
+    pub fn pending_enrollment(&self) -> Result<Option<PendingEnrollment>> {
+        read_pending(self.conn(), self.path())
+    }
+
+    /// Stores the relay's answer to a pending enrollment: inserts the team
+    /// membership and deletes the pending enrollment in one `IMMEDIATE`
+    /// transaction, so a crash leaves either the retryable enrollment or
+    /// the membership, never neither.
+    pub fn finish_enrollment(&mut self, team: &Team) -> Result<()> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_team(&tx, team)?;
+        tx.execute("DELETE FROM pending_enrollment", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// An enrollment whose answer has not been stored. `Debug` hides the token
+/// and the key.
+#[derive(Clone)]
+pub struct PendingEnrollment {
+    /// 32 hex digits, chosen once and sent with every try.
+    pub enrollment_id: String,
+    pub relay_url: String,
+    pub team_id: TeamId,
+    /// The relay endpoint: `/v1/claim` or `/v1/join`.
+    pub path: String,
+    pub token: Secret,
+    pub key: TeamKey,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for PendingEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEnrollment")
+            .field("enrollment_id", &self.enrollment_id)
+            .field("relay_url", &self.relay_url)
+            .field("team_id", &self.team_id)
+            .field("path", &self.path)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+fn team_exists(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM team WHERE id = 1", [], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn insert_team(conn: &Connection, team: &Team) -> Result<()> {
+    if team_exists(conn)? {
+        return Err(Error::AlreadyEnrolled);
+    }
+    conn.execute(
+        "INSERT INTO team (id, relay_url, team_id, device_id, device_token, team_key, role, joined_at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            team.relay_url,
+            team.team_id.to_hex(),
+            team.device_id,
+            team.token.expose(),
+            &team.key.expose()[..],
+            team.role.as_str(),
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+fn read_pending(conn: &Connection, path: &std::path::Path) -> Result<Option<PendingEnrollment>> {
+    let row = conn
+        .query_row(
+            "SELECT enrollment_id, relay_url, team_id, path, token, team_key, created_at
+             FROM pending_enrollment WHERE id = 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((enrollment_id, relay_url, team_id, endpoint, token, key, created_at)) = row else {
+        return Ok(None);
+    };
+    let bad = || Error::DatabaseCorrupt {
+        path: path.to_owned(),
+        detail: "pending enrollment unreadable".into(),
+    };
+    let key: [u8; 32] = key.try_into().map_err(|_| bad())?;
+    Ok(Some(PendingEnrollment {
+        enrollment_id,
+        relay_url,
+        team_id: TeamId::from_hex(&team_id).ok_or_else(bad)?,
+        path: endpoint,
+        token: Secret::from_string(token),
+        key: TeamKey::from_bytes(key),
+        created_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::init(&dir.path().join("p"), "林").expect("init");
+        (dir, s)
+    }
+
+    fn team_of(p: &PendingEnrollment, device: &str) -> Team {
+        Team {
+            relay_url: p.relay_url.clone(),
+            team_id: p.team_id,
+            device_id: device.into(),
+            token: Secret::from_string("device-token".into()),
+            key: p.key.clone(),
+            role: Role::Volunteer,
+        }
+    }
+
+    #[test]
+    fn a_retried_enrollment_is_the_same_request() {
+        let (_d, mut s) = store();
+        let team = TeamId::random();
+        let token = Secret::from_string("invite-token".into());
+        let first = s
+            .begin_enrollment("http://a", &team, "/v1/join", &token, &TeamKey::generate())
+            .expect("begin");
+        assert_eq!(first.enrollment_id.len(), 32);
+        // Same team, path and token: same id and same key, new relay URL.
+        let again = s
+            .begin_enrollment("http://b", &team, "/v1/join", &token, &TeamKey::generate())
+            .expect("begin again");
+        assert_eq!(again.enrollment_id, first.enrollment_id);
+        assert_eq!(again.key, first.key);
+        assert_eq!(again.relay_url, "http://b");
+        let stored = s.pending_enrollment().expect("read").expect("pending");
+        assert_eq!(stored.enrollment_id, first.enrollment_id);
+        // Another token: a new enrollment replaces it.
+        let other = s
+            .begin_enrollment(
+                "http://b",
+                &team,
+                "/v1/join",
+                &Secret::from_string("another".into()),
+                &TeamKey::generate(),
+            )
+            .expect("begin other");
+        assert_ne!(other.enrollment_id, first.enrollment_id);
+        assert_ne!(other.key, first.key);
+    }
+
+    #[test]
+    fn finishing_stores_the_team_and_clears_the_pending_enrollment_at_once() {
+        let (_d, mut s) = store();
+        let p = s
+            .begin_enrollment(
+                "http://a",
+                &TeamId::random(),
+                "/v1/claim",
+                &Secret::from_string("lead".into()),
+                &TeamKey::generate(),
+            )
+            .expect("begin");
+        s.finish_enrollment(&team_of(&p, "d1")).expect("finish");
+        assert!(s.pending_enrollment().expect("read").is_none());
+        let t = s.team().expect("read").expect("team");
+        assert_eq!((t.device_id.as_str(), t.key.clone()), ("d1", p.key.clone()));
+        // Enrolled: no new enrollment starts, and a second answer changes
+        // nothing.
+        assert!(matches!(
+            s.begin_enrollment("http://a", &p.team_id, "/v1/join", &p.token, &p.key),
+            Err(Error::AlreadyEnrolled)
+        ));
+        assert!(matches!(
+            s.finish_enrollment(&team_of(&p, "d2")),
+            Err(Error::AlreadyEnrolled)
+        ));
+        assert_eq!(s.team().expect("read").expect("team").device_id, "d1");
+    }
+
+    #[test]
+    fn a_refused_finish_keeps_the_pending_enrollment() {
+        let (_d, mut s) = store();
+        let p = s
+            .begin_enrollment(
+                "http://a",
+                &TeamId::random(),
+                "/v1/join",
+                &Secret::from_string("inv".into()),
+                &TeamKey::generate(),
+            )
+            .expect("begin");
+        // Another process enrolled this profile meanwhile.
+        s.set_team(&team_of(&p, "other")).expect("set team");
+        assert!(matches!(
+            s.finish_enrollment(&team_of(&p, "d1")),
+            Err(Error::AlreadyEnrolled)
+        ));
+        // The transaction rolled back: the pending row is still there.
+        assert_eq!(
+            s.pending_enrollment()
+                .expect("read")
+                .expect("pending")
+                .enrollment_id,
+            p.enrollment_id
+        );
+        assert!(!format!("{p:?}").contains("inv"), "token in Debug");
+    }
 }
