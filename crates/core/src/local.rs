@@ -1,6 +1,6 @@
 //! Device-local data that is not synced: bookmarks, shifts, settings.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -26,6 +26,21 @@ pub struct Shift {
 }
 
 impl Store {
+    /// Runs `f` in one `IMMEDIATE` transaction, committed (durably) before
+    /// this returns: the write lock is taken first, so a read inside `f`
+    /// sees what no other connection can change before the commit.
+    pub(crate) fn immediate<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
     /// Bookmarks, newest first.
     pub fn bookmarks(&self) -> Result<Vec<Bookmark>> {
         let mut st = self.conn().prepare_cached(
@@ -50,58 +65,58 @@ impl Store {
     /// Adds or removes a bookmark; returns whether it is now bookmarked.
     pub fn toggle_bookmark(&mut self, handbook: &DocId, section: usize) -> Result<bool> {
         self.section(handbook, section)?;
-        let removed = self.conn().execute(
-            "DELETE FROM bookmarks WHERE handbook_id = ?1 AND section = ?2",
-            params![handbook.as_str(), section as i64],
-        )?;
-        if removed > 0 {
-            return Ok(false);
-        }
-        self.conn().execute(
-            "INSERT INTO bookmarks (handbook_id, section, created_at) VALUES (?1, ?2, ?3)",
-            params![handbook.as_str(), section as i64, now_ms()],
-        )?;
-        Ok(true)
+        self.immediate(|tx| {
+            let removed = tx.execute(
+                "DELETE FROM bookmarks WHERE handbook_id = ?1 AND section = ?2",
+                params![handbook.as_str(), section as i64],
+            )?;
+            if removed > 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO bookmarks (handbook_id, section, created_at) VALUES (?1, ?2, ?3)",
+                params![handbook.as_str(), section as i64, now_ms()],
+            )?;
+            Ok(true)
+        })
     }
 
     /// The open shift, if any.
     pub fn current_shift(&self) -> Result<Option<Shift>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT started_at, contacts FROM shifts WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok(Shift { started_at: format_ms(r.get(0)?), contacts: r.get(1)? }),
-            )
-            .optional()?)
+        open_shift(self.conn())
     }
 
     /// Starts a shift (or returns the one already open).
     pub fn start_shift(&mut self) -> Result<Shift> {
-        if let Some(s) = self.current_shift()? {
-            return Ok(s);
-        }
-        self.conn()
-            .execute("INSERT INTO shifts (started_at) VALUES (?1)", [now_ms()])?;
-        self.current_shift()?.ok_or(Error::Empty { what: "shift" })
+        self.immediate(|tx| {
+            if let Some(s) = open_shift(tx)? {
+                return Ok(s);
+            }
+            tx.execute("INSERT INTO shifts (started_at) VALUES (?1)", [now_ms()])?;
+            open_shift(tx)?.ok_or(Error::Empty { what: "shift" })
+        })
     }
 
     /// Ends the open shift; returns it, or `None` if none was open.
     pub fn end_shift(&mut self) -> Result<Option<Shift>> {
-        let open = self.current_shift()?;
-        self.conn().execute(
-            "UPDATE shifts SET ended_at = ?1 WHERE ended_at IS NULL",
-            [now_ms()],
-        )?;
-        Ok(open)
+        self.immediate(|tx| {
+            let open = open_shift(tx)?;
+            tx.execute(
+                "UPDATE shifts SET ended_at = ?1 WHERE ended_at IS NULL",
+                [now_ms()],
+            )?;
+            Ok(open)
+        })
     }
 
-    pub(crate) fn count_shift_contact(&self) -> Result<()> {
-        self.conn().execute(
-            "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
-            [],
-        )?;
-        Ok(())
+    pub(crate) fn count_shift_contact(&mut self) -> Result<()> {
+        self.immediate(|tx| {
+            tx.execute(
+                "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
+                [],
+            )?;
+            Ok(())
+        })
     }
 
     /// A device setting.
@@ -115,12 +130,24 @@ impl Store {
     }
 
     pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-            params![key, value],
-        )?;
-        Ok(())
+        self.immediate(|tx| {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )?;
+            Ok(())
+        })
     }
+}
+
+fn open_shift(conn: &Connection) -> Result<Option<Shift>> {
+    Ok(conn
+        .query_row(
+            "SELECT started_at, contacts FROM shifts WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok(Shift { started_at: format_ms(r.get(0)?), contacts: r.get(1)? }),
+        )
+        .optional()?)
 }
 
 #[cfg(test)]
@@ -160,5 +187,51 @@ mod tests {
         assert!(s.toggle_bookmark(&hid, 99).is_err());
         s.set_setting("language", "en").unwrap();
         assert_eq!(s.setting("language").unwrap().as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn two_stores_writing_at_once_lose_no_shift_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        drop(Store::init(&p, "x").unwrap());
+        const PER_THREAD: i64 = 25;
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            for t in 0..2 {
+                let (p, barrier) = (&p, &barrier);
+                scope.spawn(move || {
+                    let mut s = Store::open(p).unwrap();
+                    let id = s
+                        .new_case(&NewCase {
+                            alias: format!("c{t}"),
+                            group: Group::Other,
+                            risk: Risk::None,
+                        })
+                        .unwrap();
+                    barrier.wait();
+                    // Both start the shift: one opens it, the other joins it.
+                    s.start_shift().unwrap();
+                    for i in 0..PER_THREAD {
+                        s.add_contact(&id, Channel::Hotline, &format!("n{i}"), None)
+                            .unwrap();
+                        s.set_setting(&format!("last-{t}"), &i.to_string()).unwrap();
+                    }
+                });
+            }
+        });
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.current_shift().unwrap().unwrap().contacts, 2 * PER_THREAD);
+        let open: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM shifts WHERE ended_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(open, 1, "two shifts were opened at once");
+        let last = (PER_THREAD - 1).to_string();
+        assert_eq!(s.setting("last-0").unwrap().as_deref(), Some(last.as_str()));
+        assert_eq!(s.setting("last-1").unwrap().as_deref(), Some(last.as_str()));
     }
 }

@@ -80,10 +80,25 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The error for a database SQLite could not read. A busy database is
+/// reported as busy, not as damaged.
 fn corrupt(path: &Path, e: &rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = e {
+        if matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ) {
+            return Error::Busy;
+        }
+    }
     Error::DatabaseCorrupt {
         path: path.to_owned(),
         detail: match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+            {
+                "an interrupted transaction waits in its rollback journal".into()
+            }
             rusqlite::Error::SqliteFailure(f, _) => format!("{:?}", f.code),
             _ => "unreadable".into(),
         },
@@ -98,72 +113,450 @@ fn configure(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The files SQLite keeps beside a database.
+const SIDE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Files a profile being created is built in, beside `DB_FILE`; renamed
+/// into place only once complete.
+const INIT_PREFIX: &str = "heartbridge.db.init-";
+
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What the first 100 bytes of a database file say, read with plain file
+/// I/O: SQLite would roll back a hot journal or rebuild a WAL index as soon
+/// as it opened a file, so nothing of SQLite touches a file before this.
+#[derive(Debug, PartialEq, Eq)]
+enum Header {
+    /// No file (or not a regular file).
+    Absent,
+    /// A file of zero bytes: what an interrupted older `init` left.
+    Empty,
+    /// A SQLite database with Heartbridge's `application_id`.
+    Ours,
+    /// A SQLite database of another application.
+    Foreign,
+    /// Not a SQLite database, or a truncated one.
+    Damaged(&'static str),
+}
+
+fn read_header(path: &Path) -> Result<Header> {
+    use std::io::Read;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Header::Absent),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if !meta.is_file() {
+        return Ok(Header::Absent);
+    }
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut buf = [0u8; 100];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(path)(e)),
+        }
+    }
+    Ok(if n == 0 {
+        Header::Empty
+    } else if n < buf.len() {
+        Header::Damaged("truncated header")
+    } else if &buf[..16] != b"SQLite format 3\0" {
+        Header::Damaged("not a SQLite database file")
+    } else if i32::from_be_bytes([buf[68], buf[69], buf[70], buf[71]]) != APPLICATION_ID {
+        Header::Foreign
+    } else {
+        Header::Ours
+    })
+}
+
+/// A `file:` URI opening `path` immutable: SQLite then takes no lock and
+/// opens, creates and writes no file at all.
+#[cfg(unix)]
+fn immutable_uri(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let mut uri = String::from(if bytes.starts_with(b"/") {
+        "file://"
+    } else {
+        "file:"
+    });
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// Size and modification time, to notice a file changing under a check.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// Checks a database whose header is ours on a connection that cannot
+/// write: the `application_id` SQLite sees (WAL included), the schema
+/// version, `quick_check`, and whether the profile row exists (returned).
+///
+/// When no `-wal` or `-journal` is beside the file (it was closed cleanly
+/// and no one has it open), the connection is `immutable`: nothing at all
+/// is created or written. Otherwise it is `SQLITE_OPEN_READ_ONLY`, which
+/// never writes the database or its WAL and fails, untouched, on a hot
+/// rollback journal; SQLite may create or refresh the `-shm` index of our
+/// own file so as to read its WAL alongside a running writer.
+fn probe(dir: &Path, path: &Path) -> Result<bool> {
+    let quiet = || !side_file(path, "-wal").exists() && !side_file(path, "-journal").exists();
+    #[cfg(unix)]
+    if quiet() {
+        let before = stamp(path);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let result = Connection::open_with_flags(immutable_uri(path), flags)
+            .map_err(|e| corrupt(path, &e))
+            .and_then(|conn| probe_on(&conn, dir, path));
+        // Someone opened the profile meanwhile (a checkpoint may have
+        // changed pages under the check): ask again, with locks.
+        if quiet() && stamp(path) == before {
+            return result;
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, &e))?;
+    probe_on(&conn, dir, path)
+}
+
+fn probe_on(conn: &Connection, dir: &Path, path: &Path) -> Result<bool> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| corrupt(path, &e))?;
+    if app_id != APPLICATION_ID {
+        return Err(Error::ProfileForeign {
+            path: dir.to_owned(),
+        });
+    }
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| corrupt(path, &e))?;
+    let known = migrations::MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| corrupt(path, &e))?;
+    if check != "ok" {
+        return Err(Error::DatabaseCorrupt {
+            path: path.to_owned(),
+            detail: "integrity check failed".into(),
+        });
+    }
+    if found == 0 {
+        return Ok(false);
+    }
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM profile WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| corrupt(path, &e))?;
+    Ok(n == 1)
+}
+
+/// Writes the directory entry changes of `dir` to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The points of `Store::init` after which a test stops, as a crash there
+/// would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InitStep {
+    /// The temporary file exists, empty.
+    Created,
+    /// `application_id` set, WAL on.
+    Configured,
+    /// Schema migrated.
+    Migrated,
+    /// Profile row written.
+    ProfileWritten,
+    /// Connection closed (WAL checkpointed into the file).
+    Closed,
+    /// File fsynced.
+    Synced,
+    /// Linked into place as `DB_FILE`.
+    Linked,
+    /// Temporary name removed.
+    TempRemoved,
+}
+
+#[cfg(test)]
+pub(crate) const INIT_STEPS: [InitStep; 8] = [
+    InitStep::Created,
+    InitStep::Configured,
+    InitStep::Migrated,
+    InitStep::ProfileWritten,
+    InitStep::Closed,
+    InitStep::Synced,
+    InitStep::Linked,
+    InitStep::TempRemoved,
+];
+
+fn insert_profile(conn: &mut Connection, name: &str) -> Result<()> {
+    let device: [u8; 16] = rand::random();
+    let actor: [u8; 16] = rand::random();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO profile (id, name, device_id, actor_id, created_at) VALUES (1, ?1, ?2, ?3, ?4)",
+        params![name, hex::encode(device), hex::encode(actor), now_ms()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Whether a file in a directory without a profile is what an interrupted
+/// `init` left: its temporary files, an empty `DB_FILE`, and side files of
+/// a `DB_FILE` that holds nothing.
+fn is_init_leftover(name: &str) -> bool {
+    name.starts_with(INIT_PREFIX)
+        || name == DB_FILE
+        || SIDE_SUFFIXES
+            .iter()
+            .any(|s| name.strip_suffix(s) == Some(DB_FILE))
+}
+
+/// Removes what an interrupted `init` left in `dir`: its temporary files
+/// and, with `db_too` (only when `DB_FILE` is absent or empty), `DB_FILE`
+/// and its side files.
+fn remove_init_leftovers(dir: &Path, db_too: bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(INIT_PREFIX) || (db_too && is_init_leftover(&name)) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&entry.path())(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a new profile in `dir` (created if needed; it must be empty
-    /// or hold nothing but a previous failed attempt).
+    /// or hold nothing but what an interrupted `init` left).
+    ///
+    /// The database is built under a temporary name in `dir`, checkpointed
+    /// and fsynced, then linked into place as `DB_FILE` (never replacing
+    /// one) and the directory fsynced: a crash anywhere leaves either no
+    /// profile (the next `init` removes the leftovers and starts again) or
+    /// a complete one. A Heartbridge database without its profile row (an
+    /// older `init` interrupted) is finished in place.
     pub fn init(dir: &Path, name: &str) -> Result<Store> {
+        Store::init_until(dir, name, None)?.ok_or(Error::Empty { what: "profile" })
+    }
+
+    /// `init`, stopping as a crash would right after `crash_at` (tests
+    /// only pass `Some`); `None` then.
+    pub(crate) fn init_until(
+        dir: &Path,
+        name: &str,
+        crash_at: Option<InitStep>,
+    ) -> Result<Option<Store>> {
         let name = name.trim();
         if name.is_empty() {
             return Err(Error::Empty { what: "name" });
         }
         let path = dir.join(DB_FILE);
-        if path.exists() {
-            return Err(Error::ProfileExists {
-                path: dir.to_owned(),
-            });
-        }
-        if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
-            if entries.next().is_some() {
+        match read_header(&path)? {
+            Header::Absent | Header::Empty => {}
+            Header::Ours => {
+                if probe(dir, &path)? {
+                    remove_init_leftovers(dir, false)?;
+                    return Err(Error::ProfileExists {
+                        path: dir.to_owned(),
+                    });
+                }
+                let mut conn = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| corrupt(&path, &e))?;
+                configure(&conn)?;
+                migrations::migrate(&mut conn, &path)?;
+                insert_profile(&mut conn, name)?;
+                drop(conn);
+                return Store::open(dir).map(Some);
+            }
+            Header::Foreign => {
                 return Err(Error::ProfileForeign {
                     path: dir.to_owned(),
-                });
+                })
+            }
+            Header::Damaged(detail) => {
+                return Err(Error::DatabaseCorrupt {
+                    path,
+                    detail: detail.into(),
+                })
+            }
+        }
+        let created = !dir.exists();
+        if !created {
+            for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+                let entry = entry.map_err(io_err(dir))?;
+                if !is_init_leftover(&entry.file_name().to_string_lossy()) {
+                    return Err(Error::ProfileForeign {
+                        path: dir.to_owned(),
+                    });
+                }
             }
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut conn = Connection::open(&path)?;
+        remove_init_leftovers(dir, true)?;
+
+        let tmp = dir.join(format!(
+            "{INIT_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let crash = |step| crash_at == Some(step);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&tmp, flags)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        if crash(InitStep::Created) {
+            // Leave it open, as a killed process would.
+            std::mem::forget(conn);
+            return Ok(None);
+        }
         configure(&conn)?;
-        migrations::migrate(&mut conn, &path)?;
-        let device: [u8; 16] = rand::random();
-        let actor: [u8; 16] = rand::random();
-        conn.execute(
-            "INSERT INTO profile (id, name, device_id, actor_id, created_at) VALUES (1, ?1, ?2, ?3, ?4)",
-            params![name, hex::encode(device), hex::encode(actor), now_ms()],
-        )?;
-        Store::open(dir)
+        if crash(InitStep::Configured) {
+            std::mem::forget(conn);
+            return Ok(None);
+        }
+        migrations::migrate(&mut conn, &tmp)?;
+        if crash(InitStep::Migrated) {
+            std::mem::forget(conn);
+            return Ok(None);
+        }
+        insert_profile(&mut conn, name)?;
+        if crash(InitStep::ProfileWritten) {
+            std::mem::forget(conn);
+            return Ok(None);
+        }
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, e)| e)?;
+        let wal = side_file(&tmp, "-wal");
+        if std::fs::metadata(&wal)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
+            return Err(Error::DatabaseCorrupt {
+                path: tmp,
+                detail: "write-ahead log not checkpointed".into(),
+            });
+        }
+        if crash(InitStep::Closed) {
+            return Ok(None);
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&tmp))?;
+        if crash(InitStep::Synced) {
+            return Ok(None);
+        }
+        // A link never replaces a profile another process just created.
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::ProfileExists {
+                    path: dir.to_owned(),
+                });
+            }
+            // A file system without hard links.
+            Err(_) if !path.exists() => std::fs::rename(&tmp, &path).map_err(io_err(&path))?,
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        if crash(InitStep::Linked) {
+            return Ok(None);
+        }
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tmp)(e)),
+        }
+        if crash(InitStep::TempRemoved) {
+            return Ok(None);
+        }
+        sync_dir(dir)?;
+        if created {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        Store::open(dir).map(Some)
     }
 
     /// Opens the profile in `dir`. Refuses, without writing a byte, a
     /// missing profile, a database that is not Heartbridge's, and a damaged
-    /// file.
+    /// file: the header is read with plain file I/O and the rest is checked
+    /// on a connection that cannot write (see `probe`) before a read-write
+    /// connection, WAL mode or migrations touch the file.
     pub fn open(dir: &Path) -> Result<Store> {
         let path = dir.join(DB_FILE);
-        if !path.is_file() {
+        match read_header(&path)? {
+            Header::Absent | Header::Empty => {
+                return Err(Error::ProfileMissing {
+                    path: dir.to_owned(),
+                })
+            }
+            Header::Foreign => {
+                return Err(Error::ProfileForeign {
+                    path: dir.to_owned(),
+                })
+            }
+            Header::Damaged(detail) => {
+                return Err(Error::DatabaseCorrupt {
+                    path,
+                    detail: detail.into(),
+                })
+            }
+            Header::Ours => {}
+        }
+        if !probe(dir, &path)? {
             return Err(Error::ProfileMissing {
                 path: dir.to_owned(),
             });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| corrupt(&path, &e))?;
-        // Read the header before anything writes to the file.
-        let app_id: i32 = conn
-            .query_row("PRAGMA application_id", [], |r| r.get(0))
-            .map_err(|e| corrupt(&path, &e))?;
-        if app_id != APPLICATION_ID {
-            return Err(Error::ProfileForeign {
-                path: dir.to_owned(),
-            });
-        }
-        let check: String = conn
-            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-            .map_err(|e| corrupt(&path, &e))?;
-        if check != "ok" {
-            return Err(Error::DatabaseCorrupt {
-                path: path.clone(),
-                detail: "integrity check failed".into(),
-            });
-        }
         configure(&conn)?;
         migrations::migrate(&mut conn, &path)?;
         let profile = conn
@@ -389,15 +782,13 @@ impl Store {
 
     /// Removes acknowledged changes from the outbox (durably).
     pub fn ack_outbox(&mut self, seqs: &[i64]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
+        self.immediate(|tx| {
             let mut stmt = tx.prepare("DELETE FROM outbox WHERE seq = ?1")?;
             for s in seqs {
                 stmt.execute([s])?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Ids and kinds of every document this device holds.
