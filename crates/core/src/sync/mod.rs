@@ -178,6 +178,8 @@ pub struct SyncSession {
 
 struct InFlight {
     cursor: u64,
+    /// Bytes of the request body.
+    sent: usize,
     planned: Vec<outbound::Planned>,
 }
 
@@ -282,7 +284,12 @@ impl SyncSession {
         let body = encode(&request);
         self.report.requests += 1;
         self.report.bytes_sent += body.len();
-        self.in_flight = Some(InFlight { cursor, planned });
+        let sent = body.len();
+        self.in_flight = Some(InFlight {
+            cursor,
+            sent,
+            planned,
+        });
         Ok(Some(body))
     }
 
@@ -309,6 +316,14 @@ impl SyncSession {
                 if self.failures > self.opts.retries {
                     return Err(Error::Network { detail });
                 }
+                self.report.retried += 1;
+                return Ok(());
+            }
+            Err(TransportError::Relay { status: 413, .. }) if self.link > LINK_MIN => {
+                // The relay's body limit is smaller than our request: go
+                // below what was sent and try again.
+                self.link = (self.link.min(flight.sent) / 2).max(LINK_MIN);
+                store.set_link_bytes(self.link)?;
                 self.report.retried += 1;
                 return Ok(());
             }

@@ -1,0 +1,180 @@
+//! The three ways a note was lost or stuck, as a volunteer met them, each
+//! through the real binary against a real relay on loopback.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use heartbridge_tests::Relay;
+use serde_json::Value;
+
+fn hb(profile: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .output()
+        .expect("run heartbridge")
+}
+
+fn ok(profile: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = hb(profile, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn claim(relay: &Relay, lead: &Path) {
+    let created = relay.create_team("热线组");
+    ok(
+        lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+        ],
+    );
+}
+
+fn join(lead: &Path, dir: &Path, name: &str) {
+    let invite = ok(lead, &["team", "invite", "--role", "volunteer"]);
+    ok(
+        dir,
+        &["join", invite["code"].as_str().expect("code"), "--name", name],
+    );
+}
+
+fn contact_texts(profile: &Path, case: &str) -> Vec<String> {
+    ok(profile, &["case", "show", case])["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["text"].as_str().expect("text").to_owned())
+        .collect()
+}
+
+/// Seen: the lead snapshots a case before it has pulled a teammate's
+/// contact; a device joining afterwards got the case without the contact,
+/// `refused: 0`, for good — and its own snapshot then deleted the contact
+/// for everyone who joined later.
+#[test]
+fn a_contact_survives_a_snapshot_that_does_not_contain_it() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lead, vol, late, later) = (
+        dir.path().join("lead"),
+        dir.path().join("vol"),
+        dir.path().join("late"),
+        dir.path().join("later"),
+    );
+    claim(&relay, &lead);
+    let case = ok(&lead, &["case", "new", "--alias", "小雨", "--risk", "low"])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ok(&lead, &["sync"]);
+    join(&lead, &vol, "小王");
+    ok(&vol, &["sync"]);
+    ok(
+        &vol,
+        &["case", "contact", &case, "--channel", "hotline", "--text", "谈到考前失眠"],
+    );
+    ok(&vol, &["sync"]);
+    // The lead's snapshot is made before this sync pulls the contact.
+    ok(&lead, &["sync", "--snapshot"]);
+
+    join(&lead, &late, "小李");
+    let report = ok(&late, &["sync"]);
+    assert_eq!(report["refused"], 0, "{report}");
+    assert_eq!(contact_texts(&late, &case), ["谈到考前失眠"]);
+    assert_eq!(ok(&late, &["status"])["sync"]["waiting"], 0);
+
+    // The late device's own snapshot keeps the contact for later joiners.
+    ok(&late, &["sync", "--snapshot"]);
+    ok(&lead, &["sync", "--snapshot"]);
+    join(&lead, &later, "小张");
+    ok(&later, &["sync"]);
+    assert_eq!(contact_texts(&later, &case), ["谈到考前失眠"]);
+    for p in [&lead, &vol] {
+        ok(p, &["sync"]);
+        assert_eq!(contact_texts(p, &case), ["谈到考前失眠"]);
+    }
+}
+
+/// A handbook far larger than the relay's body limit, of text that does not
+/// compress (pseudo-random Han characters), with one findable sentence.
+fn big_handbook(dir: &Path) -> std::path::PathBuf {
+    let mut md = String::from("---\ntitle: 大手册\nlanguage: zh\nversion: 1\nslug: big\n---\n\n");
+    md.push_str("## 第一章\n\n每次通话后写下记录编号。\n\n");
+    let mut x: u32 = 12_345;
+    for chapter in 2..60 {
+        md.push_str(&format!("## 第{chapter}章\n\n"));
+        for _ in 0..8 {
+            for _ in 0..600 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let c = char::from_u32(0x4E00 + (x >> 16) % 0x5000).expect("han");
+                md.push(c);
+            }
+            md.push_str("。\n\n");
+        }
+    }
+    let path = dir.join("big.md");
+    std::fs::write(&path, md).expect("write handbook");
+    path
+}
+
+/// Seen: with the relay's body limit at 256 KiB, importing a large
+/// handbook made every later sync of that device fail with 413, so its
+/// next case contact never reached the team, and its pulls stopped too.
+#[test]
+fn a_document_larger_than_the_body_limit_syncs_and_blocks_nothing() {
+    let relay = Relay::start_with(|c| {
+        c.max_body_bytes = 256 * 1024;
+        c.page_bytes = 256 * 1024;
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lead, vol) = (dir.path().join("lead"), dir.path().join("vol"));
+    claim(&relay, &lead);
+    join(&lead, &vol, "小王");
+    let big = big_handbook(dir.path());
+    assert!(std::fs::metadata(&big).expect("size").len() > 3 * 256 * 1024);
+    ok(&lead, &["handbook", "import", big.to_str().expect("utf-8 path")]);
+    let case = ok(&lead, &["case", "new", "--alias", "阿明"])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ok(
+        &lead,
+        &["case", "contact", &case, "--channel", "in-person", "--text", "约好周五再聊"],
+    );
+    let report = ok(&lead, &["sync"]);
+    assert_eq!(report["pending"], 0, "{report}");
+    // The volunteer gets both, the large handbook and the contact.
+    let pulled = ok(&vol, &["sync"]);
+    assert_eq!(pulled["refused"], 0, "{pulled}");
+    assert_eq!(contact_texts(&vol, &case), ["约好周五再聊"]);
+    let hits = ok(&vol, &["handbook", "search", "记录编号"]);
+    assert!(!hits.as_array().expect("hits").is_empty());
+    let books = ok(&vol, &["handbook", "list"]);
+    assert!(books.to_string().contains("大手册"), "{books}");
+    // A snapshot of the large handbook travels in parts too, and a device
+    // joining after it gets everything.
+    ok(&lead, &["sync", "--snapshot"]);
+    let late = dir.path().join("late");
+    join(&lead, &late, "小李");
+    let report = ok(&late, &["sync"]);
+    assert_eq!(report["refused"], 0, "{report}");
+    assert_eq!(ok(&late, &["status"])["sync"]["waiting"], 0);
+    assert!(ok(&late, &["handbook", "list"]).to_string().contains("大手册"));
+    assert_eq!(contact_texts(&late, &case), ["约好周五再聊"]);
+}
