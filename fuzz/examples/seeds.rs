@@ -1,0 +1,330 @@
+//! Writes the seed corpus of every fuzz target from real data: real sync
+//! bodies and envelopes sealing real Automerge changes, real admin bodies,
+//! real invite codes, the sample handbooks, and the change bytes a real
+//! store makes. `bash fuzz/run.sh seeds` runs it; the fuzzer then grows and
+//! minimises the corpus.
+//!
+//! Usage: `seeds OUT_DIR HANDBOOKS_DIR`
+
+use std::path::{Path, PathBuf};
+
+use heartbridge_core::DocKind;
+use heartbridge_fuzz::core_checks::ApplyHarness;
+use heartbridge_fuzz::proto_checks::{fixed_key, fixed_team};
+use heartbridge_proto::{
+    encode, seal_name, Ack, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
+    ErrorBody, Invite, InviteRequest, InviteResponse, Member, MembersResponse, Pulled, Role,
+    Secret, SyncRequest, SyncResponse, TeamCreated, TeamId, TeamKey,
+};
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    std::fs::write(dir.join(name), bytes).expect("write seed");
+}
+
+fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut v = vec![mode];
+    v.extend_from_slice(bytes);
+    v
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let out = PathBuf::from(args.next().expect("usage: seeds OUT_DIR HANDBOOKS_DIR"));
+    let handbooks = PathBuf::from(args.next().expect("usage: seeds OUT_DIR HANDBOOKS_DIR"));
+
+    let docs = ApplyHarness::seed_docs();
+    let key = fixed_key();
+    let team = fixed_team();
+    let doc_bytes = |id: &heartbridge_core::DocId| -> [u8; 16] {
+        hex::decode(id.as_str())
+            .expect("hex id")
+            .try_into()
+            .expect("16 bytes")
+    };
+
+    // Envelopes sealing real change bytes, as a device pushes them.
+    let mut envelopes = Vec::new();
+    for (id, _, bytes) in &docs.changes {
+        envelopes.push(
+            Envelope::seal(
+                &key,
+                &team,
+                doc_bytes(id),
+                EnvelopeKind::Change,
+                DocKindTag::Case,
+                bytes,
+            )
+            .expect("seal"),
+        );
+    }
+    for (id, _, bytes) in &docs.saved {
+        let mut env = Envelope::seal(
+            &key,
+            &team,
+            doc_bytes(id),
+            EnvelopeKind::Snapshot,
+            DocKindTag::Handbook,
+            bytes,
+        )
+        .expect("seal");
+        env.covers = 42;
+        envelopes.push(env);
+    }
+
+    // 1. /v1/sync bodies.
+    let sync = out.join("sync_body");
+    let request = |push: Vec<Envelope>, cursor, max_bytes| SyncRequest {
+        v: 1,
+        cursor,
+        push,
+        max_bytes,
+    };
+    write(&sync, "seed-noop", &encode(&request(vec![], 0, 0)));
+    write(
+        &sync,
+        "seed-one-change",
+        &encode(&request(envelopes[..1].to_vec(), 17, 0)),
+    );
+    write(
+        &sync,
+        "seed-all",
+        &encode(&request(envelopes.clone(), 123_456, 64 * 1024)),
+    );
+    write(
+        &sync,
+        "seed-response",
+        &encode(&SyncResponse {
+            v: 1,
+            acked: envelopes
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Ack {
+                    id: e.id,
+                    seq: i as u64 + 1,
+                })
+                .collect(),
+            pull: envelopes
+                .iter()
+                .take(2)
+                .enumerate()
+                .map(|(i, e)| Pulled {
+                    seq: i as u64 + 10,
+                    envelope: e.clone(),
+                })
+                .collect(),
+            cursor: 12,
+            more: true,
+        }),
+    );
+
+    // 1b. Enrollment and admin JSON bodies, and the relay's answers.
+    let admin = out.join("admin_json");
+    let json = |v: &dyn erased::Json| v.to_json();
+    let enroll = EnrollRequest {
+        team_id: team.to_hex(),
+        token: Secret::from_string(format!("{}.{}", team.to_hex(), "c2VjcmV0LXRva2Vu")),
+        key_check: key.check_value(),
+        name_sealed: seal_name(&key, &team, "林老师"),
+        enrollment_id: None,
+    };
+    write(&admin, "seed-enroll", &json(&enroll));
+    write(
+        &admin,
+        "seed-enroll-id",
+        &json(&EnrollRequest {
+            enrollment_id: Some("00112233445566778899aabbccddeeff".into()),
+            ..enroll.clone()
+        }),
+    );
+    for role in [Role::Volunteer, Role::Supervisor, Role::Lead] {
+        write(
+            &admin,
+            &format!("seed-invite-{role}"),
+            &json(&InviteRequest {
+                role,
+                ttl_secs: 3600,
+            }),
+        );
+    }
+    write(
+        &admin,
+        "seed-enrolled",
+        &json(&EnrollResponse {
+            device_id: "0123456789abcdef0123456789abcdef".into(),
+            device_token: Secret::generate(),
+            role: Role::Volunteer,
+        }),
+    );
+    write(
+        &admin,
+        "seed-invite-response",
+        &json(&InviteResponse {
+            token: Secret::generate(),
+            expires_at: 1_790_000_000,
+        }),
+    );
+    write(
+        &admin,
+        "seed-members",
+        &json(&MembersResponse {
+            members: vec![Member {
+                device_id: "0123456789abcdef0123456789abcdef".into(),
+                role: Role::Lead,
+                name_sealed: seal_name(&key, &team, "Lin"),
+                enrolled_at: 1_790_000_000,
+                last_sync_at: Some(1_790_000_100),
+                revoked: false,
+            }],
+        }),
+    );
+    write(
+        &admin,
+        "seed-error",
+        &json(&ErrorBody {
+            error: "malformed".into(),
+            message: "the JSON body does not match this endpoint".into(),
+        }),
+    );
+    write(
+        &admin,
+        "seed-team-created",
+        &json(&TeamCreated {
+            team_id: team.to_hex(),
+            lead_token: Secret::generate(),
+        }),
+    );
+
+    // 2. Envelopes, in each mode of the target.
+    let env_dir = out.join("envelope");
+    for (i, e) in envelopes.iter().enumerate() {
+        write(
+            &env_dir,
+            &format!("seed-open-{i}"),
+            &with_mode(0, &encode(e)),
+        );
+    }
+    for (i, (_, _, bytes)) in docs.changes.iter().chain(&docs.saved).enumerate() {
+        write(
+            &env_dir,
+            &format!("seed-roundtrip-{i}"),
+            &with_mode(1, &with_mode(i as u8, bytes)),
+        );
+        let plain = with_mode(1, bytes);
+        let packed = zstd::bulk::compress(&plain, 3).expect("zstd");
+        write(
+            &env_dir,
+            &format!("seed-packed-{i}"),
+            &with_mode(2, &packed),
+        );
+        write(&env_dir, &format!("seed-plain-{i}"), &with_mode(3, &plain));
+    }
+    // A part of a split payload: tag with the part flag, group, index, count.
+    let mut part = vec![0x81];
+    part.extend_from_slice(&[7; 16]);
+    part.extend_from_slice(&1u32.to_be_bytes());
+    part.extend_from_slice(&3u32.to_be_bytes());
+    part.extend_from_slice(&docs.changes[0].2);
+    write(&env_dir, "seed-plain-part", &with_mode(3, &part));
+
+    // 3. Invite codes.
+    let inv_dir = out.join("invite");
+    for (i, role) in [Role::Volunteer, Role::Supervisor, Role::Lead]
+        .into_iter()
+        .enumerate()
+    {
+        let invite = Invite {
+            relay: ["http://127.0.0.1:7070", "https://relay.example.org/hb", ""][i].into(),
+            team: TeamId::random(),
+            token: Secret::generate(),
+            key: TeamKey::generate(),
+            role,
+        };
+        let code = invite.encode();
+        write(
+            &inv_dir,
+            &format!("seed-code-{i}"),
+            &with_mode(0, code.as_bytes()),
+        );
+        let wrapped = format!("  {}\n{}\n", &code[..20], &code[20..]);
+        write(
+            &inv_dir,
+            &format!("seed-wrapped-{i}"),
+            &with_mode(0, wrapped.as_bytes()),
+        );
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&code[4..])
+            .expect("base64");
+        write(
+            &inv_dir,
+            &format!("seed-payload-{i}"),
+            &with_mode(1, &raw[..raw.len() - 4]),
+        );
+    }
+
+    // 4. Handbooks: the samples as shipped, and with CRLF and a BOM.
+    let hb_dir = out.join("handbook");
+    let mut n = 0;
+    for lang in ["zh", "en"] {
+        let mut files: Vec<_> = std::fs::read_dir(handbooks.join(lang))
+            .expect("handbooks dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("handbook");
+            write(&hb_dir, &format!("seed-{lang}-{n}"), text.as_bytes());
+            let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+            write(&hb_dir, &format!("seed-{lang}-{n}-crlf"), crlf.as_bytes());
+            n += 1;
+        }
+    }
+    write(
+        &hb_dir,
+        "seed-small",
+        b"---\ntitle: \"T\"\n# c\nslug: s\n---\nintro\n# A #\n```\n# not\n```\n## B\nb\n",
+    );
+
+    // 5. Change bytes for Store::apply_remote (first byte: which document).
+    // The harness's store has other ids: a change of the seed store's case
+    // applies to the harness's case as a concurrent history.
+    let apply = out.join("apply_remote");
+    let existing = |kind: DocKind| if kind == DocKind::Case { 0 } else { 1 };
+    for (i, (_, kind, bytes)) in docs.changes.iter().enumerate() {
+        write(
+            &apply,
+            &format!("seed-change-{i}"),
+            &with_mode(existing(*kind), bytes),
+        );
+    }
+    for (i, (_, kind, bytes)) in docs.saved.iter().enumerate() {
+        let fresh = if *kind == DocKind::Case { 2 } else { 3 };
+        write(&apply, &format!("seed-saved-{i}"), &with_mode(fresh, bytes));
+        write(
+            &apply,
+            &format!("seed-saved-into-{i}"),
+            &with_mode(existing(*kind), bytes),
+        );
+    }
+    let case_changes: Vec<u8> = docs
+        .changes
+        .iter()
+        .filter(|(_, k, _)| *k == DocKind::Case)
+        .flat_map(|(_, _, b)| b.clone())
+        .collect();
+    write(&apply, "seed-concatenated", &with_mode(2, &case_changes));
+    println!("seeds written to {}", out.display());
+}
+
+/// Serialising the admin bodies through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).expect("json")
+        }
+    }
+}
