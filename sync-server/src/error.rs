@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use axum::http::StatusCode;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heartbridge_proto::ErrorBody;
@@ -86,6 +87,9 @@ pub enum Refusal {
     WrongKey,
     #[error("the device is not in the caller's team")]
     NotInTeam,
+    /// A retried enrollment whose device has been revoked since.
+    #[error("the device enrolled by this enrollment id has been revoked")]
+    Revoked,
 }
 
 /// An error answer: a stable kind, a status, and a message safe to show.
@@ -101,7 +105,22 @@ pub(crate) enum ApiError {
     InviteExpired,
     InviteUsed,
     UnknownTeam,
+    /// A push of more envelopes than the relay takes at once.
+    TooManyEnvelopes(usize),
+    /// The body's content type is not the endpoint's.
+    UnsupportedMediaType(&'static str),
+    /// The body did not arrive in time; the connection is closed.
+    Timeout,
+    /// Too many requests from this address or with this token: retry after
+    /// this many seconds.
+    RateLimited(u64),
+    NotFound,
+    MethodNotAllowed,
+    /// Any other 4xx an extractor or the HTTP stack answered.
+    BadRequest(StatusCode),
     Internal(StoreError),
+    /// A failure outside storage (never caused by the caller).
+    Fault(&'static str),
 }
 
 impl ApiError {
@@ -117,7 +136,18 @@ impl ApiError {
             ApiError::InviteExpired => "invite_expired",
             ApiError::InviteUsed => "invite_used",
             ApiError::UnknownTeam => "unknown_team",
-            ApiError::Internal(_) => "internal",
+            ApiError::TooManyEnvelopes(_) => "too_many_envelopes",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Timeout => "timeout",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::BadRequest(status) => match status.as_u16() {
+                413 => "too_large",
+                415 => "unsupported_media_type",
+                _ => "malformed",
+            },
+            ApiError::Internal(_) | ApiError::Fault(_) => "internal",
         }
     }
 
@@ -129,8 +159,14 @@ impl ApiError {
             ApiError::Revoked | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::WrongKey => StatusCode::CONFLICT,
             ApiError::InviteExpired | ApiError::InviteUsed => StatusCode::GONE,
-            ApiError::UnknownTeam => StatusCode::NOT_FOUND,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::UnknownTeam | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::TooManyEnvelopes(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest(status) => *status,
+            ApiError::Internal(_) | ApiError::Fault(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -146,7 +182,14 @@ impl ApiError {
             ApiError::InviteExpired => "the invite has expired: ask for a new one".into(),
             ApiError::InviteUsed => "the invite was already used: ask for a new one".into(),
             ApiError::UnknownTeam => "no such team at this relay".into(),
-            ApiError::Internal(_) => "the relay failed to handle the request; try again later".into(),
+            ApiError::TooManyEnvelopes(cap) => format!("the push holds more envelopes than this relay takes in one sync ({cap}): push fewer envelopes per sync; nothing was stored"),
+            ApiError::UnsupportedMediaType(expected) => format!("the request body must be sent with content type {expected}"),
+            ApiError::Timeout => "the request body did not arrive in time; the connection is closed: try again".into(),
+            ApiError::RateLimited(secs) => format!("too many requests: try again in {secs} seconds"),
+            ApiError::NotFound => "no such endpoint at this relay".into(),
+            ApiError::MethodNotAllowed => "this endpoint does not take that HTTP method".into(),
+            ApiError::BadRequest(status) => format!("the request was refused (HTTP {})", status.as_u16()),
+            ApiError::Internal(_) | ApiError::Fault(_) => "the relay failed to handle the request; try again later".into(),
         }
     }
 
@@ -169,19 +212,51 @@ impl From<StoreError> for ApiError {
                 Refusal::Expired => ApiError::InviteExpired,
                 Refusal::WrongKey => ApiError::WrongKey,
                 Refusal::NotInTeam => ApiError::Forbidden("that device is not in your team"),
+                Refusal::Revoked => ApiError::Revoked,
             },
             other => ApiError::Internal(other),
         }
     }
 }
 
+impl ApiError {
+    /// The JSON answer for an error status nothing more is known of (the
+    /// HTTP stack's or an extractor's own answers).
+    pub(crate) fn from_status(status: StatusCode) -> ApiError {
+        match status.as_u16() {
+            401 => ApiError::UnknownToken,
+            404 => ApiError::NotFound,
+            405 => ApiError::MethodNotAllowed,
+            408 => ApiError::Timeout,
+            429 => ApiError::RateLimited(1),
+            400..=499 => ApiError::BadRequest(status),
+            _ => ApiError::Fault("an error answer without a body"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(e) = &self {
+        match &self {
             // Store errors carry SQL error text and ids, never bound values.
-            tracing::error!(error = %e, "request failed");
+            ApiError::Internal(e) => tracing::error!(error = %e, "request failed"),
+            ApiError::Fault(what) => tracing::error!(error = %what, "request failed"),
+            _ => {}
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        match self {
+            ApiError::RateLimited(secs) => {
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            // The rest of the body is not read: the connection cannot carry
+            // another request.
+            ApiError::Timeout | ApiError::TooLarge(_) => {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        resp
     }
 }
 
@@ -209,5 +284,6 @@ mod tests {
         assert_eq!(kind(Refusal::Expired), "invite_expired");
         assert_eq!(kind(Refusal::WrongKey), "wrong_key");
         assert_eq!(kind(Refusal::NotInTeam), "forbidden");
+        assert_eq!(kind(Refusal::Revoked), "revoked");
     }
 }

@@ -44,6 +44,7 @@
 mod error;
 mod http;
 mod metrics;
+mod server;
 mod storage;
 mod writer;
 
@@ -51,15 +52,16 @@ use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use heartbridge_proto::{Secret, TeamCreated, TeamId, DEFAULT_PAGE_BYTES};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 pub use error::{Refusal, RelayError, StoreError};
 pub use storage::{
-    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob, SqliteStorage,
-    Storage, TeamSummary,
+    pulled_wire_len, Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob,
+    SqliteStorage, Storage, TeamSummary,
 };
 
 /// The default bytes of pushes admitted at once.
@@ -68,6 +70,61 @@ pub const DEFAULT_PUSH_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Storage calls running at once on blocking threads (and read connections).
 const DEFAULT_STORAGE_THREADS: usize = 4;
+/// The default time a client has to send a request's headers (and that an
+/// idle keep-alive connection stays open).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time a client has to send a request's body, once the relay
+/// starts reading it.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default time without a byte after which a push's body gives its
+/// admission budget back.
+pub const DEFAULT_PUSH_STALL: Duration = Duration::from_secs(2);
+/// The default cap on the envelopes of one push.
+pub const DEFAULT_MAX_PUSH_ENVELOPES: usize = 1000;
+
+/// Rate limits, each in requests per minute, bursting to that many at once
+/// (governor's GCRA: one more every `60 s / n`); 0 turns one off. Over a
+/// limit the relay answers 429 `rate_limited` with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Enrollments (`/v1/claim`, `/v1/join`) from one client address.
+    pub enroll_per_ip: u32,
+    /// Enrollments presenting one lead or invite token.
+    pub enroll_per_token: u32,
+    /// Failed authentications (a missing or unknown bearer token) from one
+    /// client address. Only failures count: a valid token is never slowed
+    /// by another device's failures behind the same address.
+    pub auth_fail_per_ip: u32,
+    /// Failed authentications presenting one token.
+    pub auth_fail_per_token: u32,
+}
+
+impl RateLimits {
+    /// The defaults: 30 enrollments a minute from an address (a venue's
+    /// volunteers behind one NAT enroll at a training), 10 a minute with one
+    /// token (a few retries), 30 failed authentications a minute from an
+    /// address and 10 with one token.
+    pub const DEFAULT: RateLimits = RateLimits {
+        enroll_per_ip: 30,
+        enroll_per_token: 10,
+        auth_fail_per_ip: 30,
+        auth_fail_per_token: 10,
+    };
+    /// No limits (benchmarks that enroll thousands of devices from one
+    /// address).
+    pub const OFF: RateLimits = RateLimits {
+        enroll_per_ip: 0,
+        enroll_per_token: 0,
+        auth_fail_per_ip: 0,
+        auth_fail_per_token: 0,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::DEFAULT
+    }
+}
 
 /// The relay's source of time (unix seconds). Tests set it to make invites
 /// expire without waiting.
@@ -114,8 +171,29 @@ pub struct Config {
     pub db_path: PathBuf,
     /// Largest request body accepted; larger ones get 413 `too_large`.
     pub max_body_bytes: usize,
-    /// Cap on the ciphertext bytes of one pull page.
+    /// Cap on the bytes of one pull page as encoded in the sync response
+    /// (each envelope's ids, seq, nonce and framing included, not only its
+    /// ciphertext). A page carries at least one envelope.
     pub page_bytes: u32,
+    /// Most envelopes in one push; more are refused whole with 413
+    /// `too_many_envelopes`.
+    pub max_push_envelopes: usize,
+    /// Time to send a request's headers; past it the connection is closed.
+    /// Also how long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// Time to send a request's body once the relay reads it; past it the
+    /// relay answers 408 `timeout` and closes the connection.
+    pub body_timeout: Duration,
+    /// A push whose body sends nothing for this long gives its admission
+    /// budget back and takes it again once its body is complete, so a
+    /// stalled client cannot keep other devices' pushes waiting.
+    pub push_stall: Duration,
+    pub rate_limits: RateLimits,
+    /// `sha256` ([`Secret::hash`]) of the bearer token `/metrics` asks for.
+    /// With it, `/metrics` is served on the public listener too; without
+    /// it, only on the metrics listener of [`serve_with_metrics_listener`]
+    /// (and open there).
+    pub metrics_token_hash: Option<String>,
     /// Storage calls (auth, pull, admin) running at once.
     pub storage_threads: usize,
     /// Push bytes admitted at once (read, decoded, waiting for the writer).
@@ -132,6 +210,12 @@ impl Config {
             db_path: db_path.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_bytes: DEFAULT_PAGE_BYTES,
+            max_push_envelopes: DEFAULT_MAX_PUSH_ENVELOPES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            push_stall: DEFAULT_PUSH_STALL,
+            rate_limits: RateLimits::DEFAULT,
+            metrics_token_hash: None,
             storage_threads: DEFAULT_STORAGE_THREADS,
             push_budget_bytes: DEFAULT_PUSH_BUDGET_BYTES,
             clock: Clock::system(),
@@ -150,16 +234,49 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let path = config.db_path.clone();
-    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&path))
-        .await
-        .map_err(|_| StoreError::Panicked)??;
-    serve_with_storage(listener, Arc::new(storage), config, shutdown).await
+    let storage = open_storage(&config).await?;
+    run(listener, None, storage, config, shutdown).await
+}
+
+/// [`serve`], with `/metrics` (and `/healthz`) also served on
+/// `metrics_listener`, meant for an address only the operator's monitoring
+/// reaches. It asks for the bearer token too if
+/// [`Config::metrics_token_hash`] is set.
+pub async fn serve_with_metrics_listener(
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let storage = open_storage(&config).await?;
+    run(listener, Some(metrics_listener), storage, config, shutdown).await
 }
 
 /// [`serve`] over any [`Storage`] (`config.db_path` is not used).
 pub async fn serve_with_storage(
     listener: TcpListener,
+    storage: Arc<dyn Storage>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    run(listener, None, storage, config, shutdown).await
+}
+
+async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, RelayError> {
+    let path = config.db_path.clone();
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&path))
+        .await
+        .map_err(|_| StoreError::Panicked)??;
+    Ok(Arc::new(storage))
+}
+
+/// How often the rate limiters forget clients that are back to a full
+/// quota, so their memory follows the recent clients only.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+async fn run(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     storage: Arc<dyn Storage>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -177,14 +294,53 @@ pub async fn serve_with_storage(
         metrics,
         max_body: config.max_body_bytes,
         page_bytes: u64::from(config.page_bytes.max(1)),
+        max_push_envelopes: config.max_push_envelopes.max(1),
+        body_timeout: config.body_timeout,
+        push_stall: config.push_stall,
+        limits: http::Limits::new(config.rate_limits),
+        metrics_token_hash: config.metrics_token_hash,
         clock: config.clock,
     });
-    let served = axum::serve(listener, http::router(relay))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let sweeper = {
+        let relay = Arc::clone(&relay);
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(LIMITER_SWEEP);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => relay.limits.sweep(),
+                    _ = server::stopped(&mut stopping) => break,
+                }
+            }
+        })
+    };
+    let api = server::run(
+        listener,
+        http::router(Arc::clone(&relay)),
+        config.header_timeout,
+        stopping.clone(),
+    );
+    match metrics_listener {
+        Some(m) => {
+            let monitoring = server::run(
+                m,
+                http::metrics_router(Arc::clone(&relay)),
+                config.header_timeout,
+                stopping,
+            );
+            tokio::join!(api, monitoring);
+        }
+        None => api.await,
+    }
+    sweeper.abort();
+    drop(relay);
     // Every connection has closed: no handler can queue a write any more.
     let stopped = tokio::task::spawn_blocking(move || writer_thread.stop()).await;
-    served.map_err(RelayError::Serve)?;
     match stopped {
         Ok(Ok(())) => Ok(()),
         _ => Err(RelayError::WriterPanicked),

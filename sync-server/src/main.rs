@@ -4,10 +4,12 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use heartbridge_relay::{Config, DEFAULT_MAX_BODY_BYTES};
+use heartbridge_proto::Secret;
+use heartbridge_relay::{Config, RateLimits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUSH_ENVELOPES};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -48,9 +50,42 @@ enum Command {
         /// Largest request body, in bytes.
         #[arg(long = "max-body", env = "HEARTBRIDGE_RELAY_MAX_BODY", default_value_t = DEFAULT_MAX_BODY_BYTES)]
         max_body: usize,
-        /// Cap on the envelope bytes of one pull page.
+        /// Cap on the bytes of one pull page as encoded (envelope framing included).
         #[arg(long = "page-bytes", env = "HEARTBRIDGE_RELAY_PAGE_BYTES", default_value_t = heartbridge_proto::DEFAULT_PAGE_BYTES)]
         page_bytes: u32,
+        /// Most envelopes in one push; more are refused whole (413 too_many_envelopes).
+        #[arg(long = "max-push-envelopes", env = "HEARTBRIDGE_RELAY_MAX_PUSH_ENVELOPES", default_value_t = DEFAULT_MAX_PUSH_ENVELOPES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max_push_envelopes: usize,
+        /// Seconds a client has to send a request's headers (also how long an
+        /// idle keep-alive connection stays open); then the connection is closed.
+        #[arg(long = "header-timeout", env = "HEARTBRIDGE_RELAY_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
+        /// Seconds a client has to send a request's body; then 408 timeout and
+        /// the connection is closed.
+        #[arg(long = "body-timeout", env = "HEARTBRIDGE_RELAY_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
+        /// Enrollments (claim, join) a minute from one client address; 0: no limit.
+        #[arg(long = "enroll-rate-ip", env = "HEARTBRIDGE_RELAY_ENROLL_RATE_IP", default_value_t = RateLimits::DEFAULT.enroll_per_ip)]
+        enroll_rate_ip: u32,
+        /// Enrollments a minute with one lead or invite token; 0: no limit.
+        #[arg(long = "enroll-rate-token", env = "HEARTBRIDGE_RELAY_ENROLL_RATE_TOKEN", default_value_t = RateLimits::DEFAULT.enroll_per_token)]
+        enroll_rate_token: u32,
+        /// Failed authentications (missing or unknown bearer token) a minute
+        /// from one client address; 0: no limit.
+        #[arg(long = "auth-fail-rate-ip", env = "HEARTBRIDGE_RELAY_AUTH_FAIL_RATE_IP", default_value_t = RateLimits::DEFAULT.auth_fail_per_ip)]
+        auth_fail_rate_ip: u32,
+        /// Failed authentications a minute with one token; 0: no limit.
+        #[arg(long = "auth-fail-rate-token", env = "HEARTBRIDGE_RELAY_AUTH_FAIL_RATE_TOKEN", default_value_t = RateLimits::DEFAULT.auth_fail_per_token)]
+        auth_fail_rate_token: u32,
+        /// Serve /metrics (and /healthz) on this address too, for monitoring
+        /// only. Without it or --metrics-token-file, /metrics is not served.
+        #[arg(long = "metrics-listen", env = "HEARTBRIDGE_RELAY_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// A file holding the bearer token /metrics asks for; with it,
+        /// /metrics is served on the public address too (and asks for the
+        /// token on --metrics-listen as well).
+        #[arg(long = "metrics-token-file", env = "HEARTBRIDGE_RELAY_METRICS_TOKEN_FILE")]
+        metrics_token_file: Option<PathBuf>,
         /// Log one JSON object per line instead of text.
         #[arg(long = "log-json", env = "HEARTBRIDGE_RELAY_LOG_JSON")]
         log_json: bool,
@@ -102,19 +137,42 @@ fn main() -> anyhow::Result<()> {
             db,
             max_body,
             page_bytes,
+            max_push_envelopes,
+            header_timeout,
+            body_timeout,
+            enroll_rate_ip,
+            enroll_rate_token,
+            auth_fail_rate_ip,
+            auth_fail_rate_token,
+            metrics_listen,
+            metrics_token_file,
             log_json,
         } => {
             init_logging(log_json);
+            let metrics_token_hash = match metrics_token_file {
+                Some(path) => Some(read_token(&path)?.hash()),
+                None => None,
+            };
             let config = Config {
                 max_body_bytes: max_body,
                 page_bytes,
+                max_push_envelopes,
+                header_timeout: Duration::from_secs(header_timeout),
+                body_timeout: Duration::from_secs(body_timeout),
+                rate_limits: RateLimits {
+                    enroll_per_ip: enroll_rate_ip,
+                    enroll_per_token: enroll_rate_token,
+                    auth_fail_per_ip: auth_fail_rate_ip,
+                    auth_fail_per_token: auth_fail_rate_token,
+                },
+                metrics_token_hash,
                 ..Config::new(db.path)
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(listen, config))
+                .block_on(serve(listen, metrics_listen, config))
         }
         Command::Team(TeamCmd::Create { name, db, json }) => {
             anyhow::ensure!(!name.trim().is_empty(), "the team name is empty");
@@ -176,12 +234,56 @@ fn init_logging(json: bool) {
     }
 }
 
-async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
+/// Reads the metrics bearer token from a file (surrounding whitespace
+/// aside); never prints it.
+fn read_token(path: &std::path::Path) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the metrics token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the metrics token file {} is empty",
+        path.display()
+    );
+    Ok(Secret::from_string(token.to_owned()))
+}
+
+async fn serve(
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    config: Config,
+) -> anyhow::Result<()> {
     let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(db = %config.db_path.display(), max_body = config.max_body_bytes, page_bytes = config.page_bytes, "starting");
+    let metrics_listener = match metrics_listen {
+        Some(m) => Some(bind(m).with_context(|| format!("listening for metrics on {m}"))?),
+        None => None,
+    };
+    let r = config.rate_limits;
+    tracing::info!(
+        db = %config.db_path.display(),
+        max_body = config.max_body_bytes,
+        page_bytes = config.page_bytes,
+        max_push_envelopes = config.max_push_envelopes,
+        header_timeout_s = config.header_timeout.as_secs(),
+        body_timeout_s = config.body_timeout.as_secs(),
+        enroll_rate_ip = r.enroll_per_ip,
+        enroll_rate_token = r.enroll_per_token,
+        auth_fail_rate_ip = r.auth_fail_per_ip,
+        auth_fail_rate_token = r.auth_fail_per_token,
+        metrics_token = config.metrics_token_hash.is_some(),
+        "starting"
+    );
     eprintln!("listening on {addr}");
-    heartbridge_relay::serve(listener, config, shutdown_signal()).await?;
+    match metrics_listener {
+        Some(m) => {
+            let maddr = m.local_addr().context("reading the bound metrics address")?;
+            eprintln!("metrics listening on {maddr}");
+            heartbridge_relay::serve_with_metrics_listener(listener, m, config, shutdown_signal())
+                .await?;
+        }
+        None => heartbridge_relay::serve(listener, config, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

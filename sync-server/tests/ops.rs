@@ -10,7 +10,8 @@ use std::sync::mpsc;
 
 use common::{doc, team_with_volunteers, within, KillOnDrop, Team, TestRelay, WAIT};
 use heartbridge_proto::{
-    decode, encode, seal_name, Role, SyncRequest, SyncResponse, TeamCreated, SYNC_CONTENT_TYPE,
+    decode, encode, seal_name, Role, Secret, SyncRequest, SyncResponse, TeamCreated,
+    SYNC_CONTENT_TYPE,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,9 +37,46 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_envelopes_bytes_and_devices() {
+async fn metrics_are_not_on_the_public_port_by_default() {
     let relay = TestRelay::start().await;
     let c = relay.client();
+    c.get("/metrics", None).await.error(404, "not_found");
+    let (_team, lead, _) = team_with_volunteers(&relay, 0).await;
+    c.get("/metrics", Some(&lead.token))
+        .await
+        .error(404, "not_found");
+    // Health stays public.
+    assert_eq!(c.get("/healthz", None).await.status, 200);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_behind_a_bearer_token_on_the_public_port() {
+    let token = Secret::generate();
+    let hash = token.hash();
+    let relay = TestRelay::start_with(|c| c.metrics_token_hash = Some(hash)).await;
+    let c = relay.client();
+    let (_team, lead, _) = team_with_volunteers(&relay, 0).await;
+    c.get("/metrics", None).await.error(401, "unknown_token");
+    c.get("/metrics", Some(&lead.token))
+        .await
+        .error(401, "unknown_token");
+    let a = c.get("/metrics", Some(&token)).await;
+    assert_eq!(a.status, 200);
+    let text = String::from_utf8(a.body.to_vec()).expect("utf-8");
+    assert_eq!(metric(&text, "heartbridge_devices"), 1.0);
+    assert!(!text.contains(token.expose()));
+    assert_eq!(c.get("/healthz", None).await.status, 200);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listener() {
+    let relay = TestRelay::start_with_metrics_listener(|_| {}).await;
+    let c = relay.client();
+    let monitoring = common::Client {
+        addr: relay.metrics_addr.expect("a metrics listener"),
+    };
     let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
     let push: Vec<_> = (0..3)
         .map(|i| team.change(doc(), format!("{i}").as_bytes()))
@@ -49,8 +87,15 @@ async fn metrics_count_requests_envelopes_bytes_and_devices() {
     assert_eq!(pulled.pull.len(), 3);
     assert_eq!(c.revoke(&lead.token, &vols[1].id).await.status, 204);
     c.get("/v1/members", None).await.error(401, "unknown_token");
+    // Not on the public port; the metrics port serves nothing else.
+    c.get("/metrics", None).await.error(404, "not_found");
+    monitoring
+        .get("/v1/members", Some(&lead.token))
+        .await
+        .error(404, "not_found");
+    assert_eq!(monitoring.get("/healthz", None).await.status, 200);
 
-    let a = c.get("/metrics", None).await;
+    let a = monitoring.get("/metrics", None).await;
     assert_eq!(a.status, 200);
     assert!(a
         .content_type

@@ -1,22 +1,25 @@
 //! The HTTP surface: routes, the bearer-token extractor, body limits, and
 //! one log line plus metrics per request.
 
+mod limits;
 mod sync;
 mod team;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use heartbridge_proto::{Secret, TeamId};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
@@ -26,15 +29,18 @@ use crate::storage::{Device, DeviceId, Storage};
 use crate::writer::Writer;
 use crate::Clock;
 
+pub(crate) use limits::Limits;
+
 /// Largest JSON body of the enrollment and admin endpoints.
 const MAX_JSON_BYTES: usize = 64 * 1024;
+const JSON: &str = "application/json";
 
-/// What every handler shares.
 /// KiB permits for `bytes` (at least one).
 pub(crate) fn budget_permits(bytes: usize) -> usize {
     bytes.div_ceil(1024).max(1)
 }
 
+/// What every handler shares.
 pub(crate) struct Relay {
     pub(crate) storage: Arc<dyn Storage>,
     /// Bounds the storage calls running on blocking threads at once (and so
@@ -46,6 +52,11 @@ pub(crate) struct Relay {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_body: usize,
     pub(crate) page_bytes: u64,
+    pub(crate) max_push_envelopes: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) push_stall: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) metrics_token_hash: Option<String>,
     pub(crate) clock: Clock,
 }
 
@@ -65,19 +76,111 @@ impl Relay {
     }
 }
 
-/// The router over a relay.
+/// The router over a relay, for the public listener.
 pub(crate) fn router(relay: Arc<Relay>) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
+    let mut enroll = Router::new()
         .route("/v1/claim", post(team::claim))
-        .route("/v1/join", post(team::join))
+        .route("/v1/join", post(team::join));
+    if let Some(per_address) = relay.limits.enroll_layer() {
+        enroll = enroll.route_layer(per_address);
+    }
+    let mut routes = Router::new()
+        .route("/healthz", get(health))
         .route("/v1/invites", post(team::invite))
         .route("/v1/members", get(team::members))
         .route("/v1/devices/{device_id}/revoke", post(team::revoke))
         .route("/v1/sync", post(sync::sync))
+        .merge(enroll);
+    // Without a token, /metrics is not on the public listener at all.
+    if relay.metrics_token_hash.is_some() {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    routes
         .layer(middleware::from_fn_with_state(Arc::clone(&relay), observe))
+        .layer(middleware::map_response(json_errors))
         .with_state(relay)
+}
+
+/// The router of the metrics listener: `/metrics` and `/healthz` only.
+pub(crate) fn metrics_router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health))
+        .layer(middleware::map_response(json_errors))
+        .with_state(relay)
+}
+
+/// Makes every error answer JSON `{error, message}`: the handlers' are
+/// already; this catches the rest (no route, wrong method, an extractor's
+/// or the HTTP stack's own refusals), keeping status and headers.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(JSON.as_bytes()));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    let body = serde_json::to_vec(&ApiError::from_status(status).body()).unwrap_or_default();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The address the request came from (the TCP peer).
+pub(crate) fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The bearer token of a request, if it has a non-empty one.
+fn bearer(headers: &HeaderMap) -> Option<Secret> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| Secret::from_string(t.to_owned()))
+}
+
+/// Refuses a body whose content type is not `expected` (parameters such
+/// as `charset` aside).
+pub(crate) fn require_content_type(
+    headers: &HeaderMap,
+    expected: &'static str,
+) -> Result<(), ApiError> {
+    let ok = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(expected))
+    }
+}
+
+/// The announced body length; a longer one than `limit` is refused at once.
+pub(crate) fn content_length(headers: &HeaderMap, limit: usize) -> Result<Option<usize>, ApiError> {
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match announced {
+        Some(n) if n > limit => Err(ApiError::TooLarge(limit)),
+        other => Ok(other),
+    }
 }
 
 /// What the log line of a request says besides route, status and time.
@@ -156,21 +259,15 @@ pub(crate) struct Caller(pub(crate) Device);
 impl FromRequestParts<Arc<Relay>> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, relay: &Arc<Relay>) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-            .map(|t| Secret::from_string(t.to_owned()))
-            .filter(|t| !t.expose().is_empty())
-            .ok_or(ApiError::UnknownToken)?;
+        let ip = client_ip(&parts.extensions);
+        let Some(token) = bearer(&parts.headers) else {
+            return Err(relay.limits.auth_failed(ip, None));
+        };
         let hash = token.hash();
-        let device = relay
-            .run(move |s| s.device_by_token(&hash))
-            .await?
-            .ok_or(ApiError::UnknownToken)?;
+        let lookup = hash.clone();
+        let Some(device) = relay.run(move |s| s.device_by_token(&lookup)).await? else {
+            return Err(relay.limits.auth_failed(ip, Some(&hash)));
+        };
         if let Some(slot) = parts.extensions.get::<NoteSlot>() {
             slot.update(|n| {
                 n.team = Some(device.team);
@@ -184,24 +281,74 @@ impl FromRequestParts<Arc<Relay>> for Caller {
     }
 }
 
-/// Reads a body of at most `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::TooLarge(limit)),
-        Err(_) => Err(ApiError::Malformed(
-            "the request body could not be read".into(),
-        )),
+/// Reads a request body within the relay's body timeout and size limit.
+pub(crate) struct BodyReader {
+    body: Body,
+    buf: Vec<u8>,
+    limit: usize,
+    deadline: tokio::time::Instant,
+}
+
+impl BodyReader {
+    /// The body timeout starts now.
+    pub(crate) fn new(body: Body, limit: usize, timeout: Duration) -> Self {
+        BodyReader {
+            body,
+            buf: Vec::new(),
+            limit,
+            deadline: tokio::time::Instant::now() + timeout,
+        }
+    }
+
+    /// Reads to the end of the body. With `stall`, gives up early (`None`)
+    /// once no byte has come for that long; call again to go on. Past the
+    /// deadline: `Timeout`.
+    pub(crate) async fn read(&mut self, stall: Option<Duration>) -> Result<Option<Bytes>, ApiError> {
+        loop {
+            let until = match stall {
+                Some(stall) => (tokio::time::Instant::now() + stall).min(self.deadline),
+                None => self.deadline,
+            };
+            let frame = match tokio::time::timeout_at(until, self.body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) if until < self.deadline => return Ok(None),
+                Err(_) => return Err(ApiError::Timeout),
+            };
+            match frame {
+                None => return Ok(Some(Bytes::from(std::mem::take(&mut self.buf)))),
+                Some(Err(_)) => {
+                    return Err(ApiError::Malformed(
+                        "the request body could not be read".into(),
+                    ))
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if self.buf.len() + data.len() > self.limit {
+                            return Err(ApiError::TooLarge(self.limit));
+                        }
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Reads a JSON body. The error names where the JSON broke, never a value
-/// from it (it may hold a token).
+/// Reads a JSON body (content type `application/json`, at most 64 KiB,
+/// within the body timeout). The error names where the JSON broke, never
+/// a value from it (it may hold a token).
 pub(crate) async fn read_json<T: DeserializeOwned>(
+    relay: &Relay,
+    headers: &HeaderMap,
     body: Body,
-    limit: usize,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(body, limit.min(MAX_JSON_BYTES)).await?;
+    require_content_type(headers, JSON)?;
+    let limit = relay.max_body.min(MAX_JSON_BYTES);
+    content_length(headers, limit)?;
+    let bytes = BodyReader::new(body, limit, relay.body_timeout)
+        .read(None)
+        .await?
+        .ok_or(ApiError::Timeout)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::Malformed(format!(
             "the JSON body does not match this endpoint ({:?} error at line {}, column {})",
@@ -217,7 +364,17 @@ async fn health(State(relay): State<Arc<Relay>>) -> Result<Json<serde_json::Valu
     Ok(Json(serde_json::json!({ "status": "ok" })))
 }
 
-async fn metrics(State(relay): State<Arc<Relay>>) -> Result<Response, ApiError> {
+/// `GET /metrics`: with a metrics token configured, only for its bearer
+/// (a wrong one counts as a failed authentication).
+async fn metrics(State(relay): State<Arc<Relay>>, req: Request) -> Result<Response, ApiError> {
+    if let Some(expected) = &relay.metrics_token_hash {
+        let presented = bearer(req.headers()).map(|t| t.hash());
+        if presented.as_deref() != Some(expected.as_str()) {
+            return Err(relay
+                .limits
+                .auth_failed(client_ip(req.extensions()), presented.as_deref()));
+        }
+    }
     let gauges = relay.run(|s| s.gauges()).await?;
     let text = relay.metrics.render(gauges);
     Ok((

@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use heartbridge_proto::{
-    decode, encode, Envelope, SyncRequest, SyncResponse, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
+    decode, encode, Ack, Envelope, SyncRequest, SyncResponse, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
 };
 
-use super::{read_body, Caller, NoteSlot, Relay};
+use super::{content_length, require_content_type, BodyReader, Caller, NoteSlot, Relay};
 use crate::error::ApiError;
-use crate::storage::PushJob;
+use crate::storage::{varint_len, PushJob};
 
 /// First bytes of an undecodable body read as a later protocol version
 /// rather than as garbage.
@@ -51,6 +51,14 @@ fn page_limit(asked: u32, relay_limit: u64) -> u64 {
     }
 }
 
+/// Bytes of a sync response besides its pulled envelopes: the version, the
+/// acks, the pull's length prefix, the cursor and `more`, each at its
+/// largest encoding where it is not known yet.
+fn response_overhead(acked: &[Ack]) -> u64 {
+    let acks: u64 = acked.iter().map(|a| 16 + varint_len(a.seq)).sum();
+    1 + varint_len(acked.len() as u64) + acks + 5 + 10 + 1
+}
+
 pub(super) async fn sync(
     State(relay): State<Arc<Relay>>,
     Caller(device): Caller,
@@ -58,18 +66,27 @@ pub(super) async fn sync(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    require_content_type(&headers, SYNC_CONTENT_TYPE)?;
     // Admission: the push's bytes are held from before its body is read
     // until it is committed. A body without a length is counted at the cap.
-    let announced = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(relay.max_body)
-        .min(relay.max_body);
-    let permits = u32::try_from(super::budget_permits(announced)).unwrap_or(u32::MAX);
+    let announced = content_length(&headers, relay.max_body)?.unwrap_or(relay.max_body);
+    let permits = |bytes: usize| u32::try_from(super::budget_permits(bytes)).unwrap_or(u32::MAX);
     // The semaphore is never closed, so acquiring cannot fail.
-    let admitted = relay.push_budget.acquire_many(permits).await.ok();
-    let bytes = read_body(body, relay.max_body).await?;
+    let mut admitted = relay.push_budget.acquire_many(permits(announced)).await.ok();
+    let mut reader = BodyReader::new(body, relay.max_body, relay.body_timeout);
+    let bytes = match reader.read(Some(relay.push_stall)).await? {
+        Some(bytes) => bytes,
+        None => {
+            // The body stalled: give the budget back to the pushes that are
+            // moving, wait for the rest without it, then queue for it again
+            // like a new push, for the bytes that did arrive.
+            drop(admitted.take());
+            let bytes = reader.read(None).await?.ok_or(ApiError::Timeout)?;
+            admitted = relay.push_budget.acquire_many(permits(bytes.len())).await.ok();
+            bytes
+        }
+    };
+    drop(reader);
     let bytes_in = bytes.len();
     note.update(|n| n.bytes_in = bytes_in);
     let req: SyncRequest = decode("sync request", &bytes).map_err(|e| {
@@ -85,6 +102,9 @@ pub(super) async fn sync(
     drop(bytes);
     if req.v != PROTOCOL_VERSION {
         return Err(ApiError::Version(req.v));
+    }
+    if req.push.len() > relay.max_push_envelopes {
+        return Err(ApiError::TooManyEnvelopes(relay.max_push_envelopes));
     }
     check_push(&req.push)?;
     let pushed = req.push.len();
@@ -105,9 +125,11 @@ pub(super) async fn sync(
     };
     drop(admitted);
 
-    // 2. Pull, in one read transaction.
+    // 2. Pull, in one read transaction: the page's envelopes, as encoded,
+    // fill what the acks and the framing leave of the page limit.
     let (team, me, cursor) = (device.team, device.id, req.cursor);
-    let limit = page_limit(req.max_bytes, relay.page_bytes);
+    let limit = page_limit(req.max_bytes, relay.page_bytes)
+        .saturating_sub(response_overhead(&acked));
     let page = relay.run(move |s| s.pull(team, me, cursor, limit)).await?;
 
     let pulled = page.pull.len();
@@ -132,6 +154,40 @@ pub(super) async fn sync(
 mod tests {
     use super::*;
     use heartbridge_proto::{DocKindTag, EnvelopeKind, TeamId, TeamKey};
+
+    #[test]
+    fn the_response_overhead_covers_the_framing() {
+        use heartbridge_proto::{ContentId, Pulled};
+        let acked: Vec<Ack> = (0..300u64)
+            .map(|i| Ack {
+                id: ContentId([1; 16]),
+                seq: i * 1000,
+            })
+            .collect();
+        for acked in [Vec::new(), acked] {
+            let pull = vec![Pulled {
+                seq: u64::MAX,
+                envelope: Envelope {
+                    doc: [0; 16],
+                    kind: heartbridge_proto::EnvelopeKind::Change,
+                    epoch: 1,
+                    id: ContentId([2; 16]),
+                    covers: 0,
+                    nonce: [0; 24],
+                    ciphertext: vec![5; 40],
+                },
+            }];
+            let entries = crate::storage::pulled_wire_len(u64::MAX, 1, 0, 40);
+            let body = encode(&SyncResponse {
+                v: PROTOCOL_VERSION,
+                acked: acked.clone(),
+                pull,
+                cursor: u64::MAX,
+                more: true,
+            });
+            assert!(body.len() as u64 <= response_overhead(&acked) + entries);
+        }
+    }
 
     #[test]
     fn page_limit_takes_the_smaller_wish() {

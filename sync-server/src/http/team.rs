@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use heartbridge_proto::{
     EnrollRequest, EnrollResponse, InviteRequest, InviteResponse, MembersResponse, Role, Secret,
@@ -44,6 +45,17 @@ fn enrollment(req: EnrollRequest, now: i64) -> Result<(Enrollment, Secret), ApiE
             "name_sealed is longer than {MAX_NAME_SEALED} characters"
         )));
     }
+    let enrollment_id = match req.enrollment_id.as_deref().map(str::trim) {
+        None => None,
+        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(id.to_ascii_lowercase())
+        }
+        Some(_) => {
+            return Err(ApiError::Malformed(
+                "enrollment_id must be 32 hex digits".into(),
+            ))
+        }
+    };
     let device_token = Secret::generate();
     let enrollment = Enrollment {
         team,
@@ -55,6 +67,7 @@ fn enrollment(req: EnrollRequest, now: i64) -> Result<(Enrollment, Secret), ApiE
         },
         key_check: key_check.to_ascii_lowercase(),
         name_sealed: req.name_sealed,
+        enrollment_id,
         device: DeviceId::random(),
         device_token_hash: device_token.hash(),
         now,
@@ -65,12 +78,14 @@ fn enrollment(req: EnrollRequest, now: i64) -> Result<(Enrollment, Secret), ApiE
 async fn enroll(
     relay: &Relay,
     note: &NoteSlot,
+    headers: &HeaderMap,
     body: Body,
     redeem: fn(&dyn Storage, &Enrollment) -> Result<Device, crate::error::StoreError>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let req: EnrollRequest = read_json(body, relay.max_body).await?;
+    let req: EnrollRequest = read_json(relay, headers, body).await?;
     let (enrollment, device_token) = enrollment(req, relay.clock.now())?;
     note.update(|n| n.team = Some(enrollment.team));
+    relay.limits.enrollment(&enrollment.token_hash)?;
     let device = relay.run(move |s| redeem(s, &enrollment)).await?;
     note.update(|n| n.device = Some(device.id));
     Ok(Json(EnrollResponse {
@@ -84,18 +99,20 @@ async fn enroll(
 pub(super) async fn claim(
     State(relay): State<Arc<Relay>>,
     note: NoteSlot,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    enroll(&relay, &note, body, |s, e| s.claim(e)).await
+    enroll(&relay, &note, &headers, body, |s, e| s.claim(e)).await
 }
 
 /// `POST /v1/join`: a device redeems an invite.
 pub(super) async fn join(
     State(relay): State<Arc<Relay>>,
     note: NoteSlot,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    enroll(&relay, &note, body, |s, e| s.join(e)).await
+    enroll(&relay, &note, &headers, body, |s, e| s.join(e)).await
 }
 
 /// Whether a device of `inviter` role may invite one of `invited` role.
@@ -111,9 +128,10 @@ pub(crate) fn may_invite(inviter: Role, invited: Role) -> bool {
 pub(super) async fn invite(
     State(relay): State<Arc<Relay>>,
     Caller(device): Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<InviteResponse>, ApiError> {
-    let req: InviteRequest = read_json(body, relay.max_body).await?;
+    let req: InviteRequest = read_json(&relay, &headers, body).await?;
     if !may_invite(device.role, req.role) {
         return Err(ApiError::Forbidden(match device.role {
             Role::Supervisor => "a supervisor may invite volunteers only",
@@ -154,9 +172,11 @@ pub(super) async fn members(
 pub(super) async fn revoke(
     State(relay): State<Arc<Relay>>,
     Caller(device): Caller,
-    Path(target): Path<String>,
+    target: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let target = DeviceId::from_hex(&target)
+    let target = target
+        .ok()
+        .and_then(|Path(t)| DeviceId::from_hex(&t))
         .ok_or_else(|| ApiError::Malformed("the device id must be 32 hex digits".into()))?;
     if device.role != Role::Lead {
         return Err(ApiError::Forbidden("only the team lead may revoke devices"));
@@ -211,6 +231,19 @@ mod tests {
         ));
         let (e, device_token) = enrollment(req(&team, "ABCD"), 5).unwrap();
         assert_eq!(e.key_check, "abcd");
+        assert_eq!(e.enrollment_id, None);
+        for bad in ["", "abc", &"g".repeat(32), &"a".repeat(33)] {
+            let r = EnrollRequest {
+                enrollment_id: Some(bad.to_owned()),
+                ..req(&team, "ab")
+            };
+            assert!(matches!(enrollment(r, 0), Err(ApiError::Malformed(_))), "{bad:?}");
+        }
+        let r = EnrollRequest {
+            enrollment_id: Some("AB".repeat(16)),
+            ..req(&team, "ab")
+        };
+        assert_eq!(enrollment(r, 0).unwrap().0.enrollment_id, Some("ab".repeat(16)));
         assert_eq!(e.token_hash, token.hash());
         assert_eq!(e.device_token_hash, device_token.hash());
         assert!(!format!("{e:?}").contains(token.expose()));

@@ -67,6 +67,14 @@ CREATE INDEX envelopes_team_seq ON envelopes(team_id, seq);
 -- Compaction deletes a document's envelopes up to a snapshot's `covers`.
 CREATE INDEX envelopes_team_doc ON envelopes(team_id, doc, seq);
 "#,
+    // 2: retryable enrollment. A device remembers the enrollment id it sent;
+    // a team remembers which device redeemed its lead token (invites already
+    // keep `used_by`). NULL for everything enrolled before.
+    r#"
+ALTER TABLE devices ADD COLUMN enrollment_id TEXT
+    CHECK (enrollment_id IS NULL OR length(enrollment_id) = 32);
+ALTER TABLE teams ADD COLUMN claimed_by BLOB REFERENCES devices(id);
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.
@@ -145,6 +153,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 2);
+        for (table, column) in [("devices", "enrollment_id"), ("teams", "claimed_by")] {
+            let n: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [column],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{table}.{column}");
+        }
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_devices_through_migration_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_with(&mut conn, &path, &MIGRATIONS[..1]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO teams (id, name, lead_token_hash, lead_token_used, created_at) VALUES (zeroblob(16), 't', 'h', 1, 1);
+             INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at) VALUES (zeroblob(16), zeroblob(16), 'lead', 'n', 'th', 1);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, &path).unwrap(), 1);
+        let (eid, claimed_by): (Option<String>, Option<Vec<u8>>) = conn
+            .query_row(
+                "SELECT d.enrollment_id, t.claimed_by FROM devices d JOIN teams t ON t.id = d.team_id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((eid, claimed_by), (None, None));
     }
 
     #[test]

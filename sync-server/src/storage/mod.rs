@@ -21,6 +21,7 @@ use crate::error::StoreError;
 
 pub use sqlite::SqliteStorage;
 
+
 /// A device's id: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);
@@ -67,6 +68,11 @@ pub struct Enrollment {
     pub token_hash: String,
     pub key_check: String,
     pub name_sealed: String,
+    /// The id (32 lowercase hex digits) the device chose before sending,
+    /// which makes the enrollment retryable: the same token presented again
+    /// with the same id and key check gives back the device it enrolled,
+    /// with `device_token_hash` as its new token.
+    pub enrollment_id: Option<String>,
     /// The new device's id and the hash of its new bearer token.
     pub device: DeviceId,
     pub device_token_hash: String,
@@ -104,6 +110,27 @@ impl PushJob {
 
 /// What one job of a group commit got: its acks, or why it alone failed.
 pub type JobResult = Result<Vec<Ack>, StoreError>;
+
+/// Bytes of a varint (postcard's encoding of integers above u8).
+pub(crate) fn varint_len(v: u64) -> u64 {
+    u64::from((64 - v.leading_zeros()).max(1).div_ceil(7))
+}
+
+/// The bytes a [`Pulled`] takes in a postcard sync response: its seq, the
+/// envelope's fixed fields (doc, kind, epoch, content id, covers, nonce)
+/// and its length-prefixed ciphertext. Pages are bounded by this, so a page
+/// of many tiny envelopes stays within the bound as one of a few big ones.
+pub fn pulled_wire_len(seq: u64, epoch: u32, covers: u64, ciphertext_len: u64) -> u64 {
+    varint_len(seq)
+        + 16 // doc
+        + 1 // kind (a variant index below 128)
+        + varint_len(u64::from(epoch))
+        + 16 // content id
+        + varint_len(covers)
+        + 24 // nonce
+        + varint_len(ciphertext_len)
+        + ciphertext_len
+}
 
 /// One page of a pull.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,11 +184,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Redeems the team's one-time lead token: sets the team's key check and
     /// enrolls the device as lead. Refusals: unknown team, unknown token,
     /// used.
+    ///
+    /// A retry (the token was used by an enrollment with the same
+    /// `enrollment_id`, and the key check is the team's) enrolls nobody: it
+    /// replaces that device's token hash with `device_token_hash` and
+    /// returns that device (refusal `Revoked` if it has been revoked).
     fn claim(&self, enrollment: &Enrollment) -> Result<Device, StoreError>;
 
     /// Redeems an invite atomically and enrolls the device with the invite's
     /// role. Refusals: unknown team, unknown token, used, expired, wrong key
-    /// (which leaves the invite unused).
+    /// (which leaves the invite unused). Retries as for [`Storage::claim`].
     fn join(&self, enrollment: &Enrollment) -> Result<Device, StoreError>;
 
     fn create_invite(&self, invite: &NewInvite) -> Result<(), StoreError>;
@@ -182,7 +214,8 @@ pub trait Storage: Send + Sync + 'static {
     fn commit(&self, jobs: &[PushJob]) -> Result<Vec<JobResult>, StoreError>;
 
     /// One page of the team's envelopes past `cursor` authored by other
-    /// devices, in one read transaction (see the sync protocol in the crate
+    /// devices, at most `page_bytes` of them as encoded on the wire
+    /// ([`pulled_wire_len`]) but always at least one, in one read transaction (see the sync protocol in the crate
     /// docs). Relies on sequence numbers becoming visible in order, which a
     /// single writer gives for free.
     fn pull(
@@ -194,4 +227,39 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Page, StoreError>;
 
     fn gauges(&self) -> Result<Gauges, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heartbridge_proto::{encode, ContentId};
+
+    #[test]
+    fn the_wire_length_of_a_pulled_envelope_is_exact() {
+        for (seq, epoch, covers, len) in [
+            (1u64, 1u32, 0u64, 1usize),
+            (127, 1, 0, 127),
+            (128, 200, 128, 128),
+            (u64::MAX, u32::MAX, u64::MAX, 70_000),
+            (300_000, 1, 5, 16_384),
+        ] {
+            let pulled = Pulled {
+                seq,
+                envelope: Envelope {
+                    doc: [7; 16],
+                    kind: heartbridge_proto::EnvelopeKind::Snapshot,
+                    epoch,
+                    id: ContentId([9; 16]),
+                    covers,
+                    nonce: [3; 24],
+                    ciphertext: vec![1; len],
+                },
+            };
+            assert_eq!(
+                pulled_wire_len(seq, epoch, covers, len as u64),
+                encode(&pulled).len() as u64,
+                "seq {seq} epoch {epoch} covers {covers} len {len}"
+            );
+        }
+    }
 }

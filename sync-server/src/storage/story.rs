@@ -21,6 +21,7 @@ fn enrollment(team: TeamId, token_hash: &str, key_check: &str, now: i64) -> Enro
         token_hash: token_hash.into(),
         key_check: key_check.into(),
         name_sealed: "sealed".into(),
+        enrollment_id: None,
         device: DeviceId::random(),
         device_token_hash: format!("device-{}", DeviceId::random()),
         now,
@@ -162,9 +163,90 @@ pub(crate) fn story(s: &dyn Storage) {
     assert_eq!(teams[0].envelopes, 2);
 }
 
+/// A retried enrollment (same enrollment id, same key check) gets the same
+/// device with a new token; anything else finds the token used. Runs
+/// against an empty storage.
+pub(crate) fn retry_story(s: &dyn Storage) {
+    let key = TeamKey::generate();
+    let check = key.check_value();
+    let team = TeamId::random();
+    s.create_team(team, "Hotline", "lead-hash", 100).unwrap();
+    let with_id = |token: &str, id: &str, now| Enrollment {
+        enrollment_id: Some(id.into()),
+        ..enrollment(team, token, &check, now)
+    };
+    let (a, b) = ("a1".repeat(16), "b2".repeat(16));
+
+    // Claim, then its retry: the same lead, the first token dead.
+    let first = with_id("lead-hash", &a, 101);
+    let lead = s.claim(&first).unwrap();
+    let retry = with_id("lead-hash", &a, 102);
+    assert_eq!(s.claim(&retry).unwrap(), lead);
+    assert_eq!(s.device_by_token(&first.device_token_hash).unwrap(), None);
+    assert_eq!(
+        s.device_by_token(&retry.device_token_hash).unwrap(),
+        Some(lead)
+    );
+    // Another id, no id, or another key check: the lead token is used.
+    assert_eq!(
+        refused(s.claim(&with_id("lead-hash", &b, 103))),
+        Refusal::Used
+    );
+    assert_eq!(
+        refused(s.claim(&enrollment(team, "lead-hash", &check, 103))),
+        Refusal::Used
+    );
+    let other_key = Enrollment {
+        key_check: "ffff".into(),
+        ..with_id("lead-hash", &a, 103)
+    };
+    assert_eq!(refused(s.claim(&other_key)), Refusal::Used);
+
+    // Join and its retry, even after the invite's expiry.
+    s.create_invite(&NewInvite {
+        team,
+        role: Role::Supervisor,
+        token_hash: "inv".into(),
+        created_by: lead.id,
+        created_at: 104,
+        expires_at: 200,
+    })
+    .unwrap();
+    let joined = with_id("inv", &b, 105);
+    let sup = s.join(&joined).unwrap();
+    assert_eq!(sup.role, Role::Supervisor);
+    let late = with_id("inv", &b, 300);
+    assert_eq!(s.join(&late).unwrap(), sup);
+    assert_eq!(s.device_by_token(&joined.device_token_hash).unwrap(), None);
+    assert_eq!(
+        refused(s.join(&with_id("inv", &a, 106))),
+        Refusal::Used,
+        "another enrollment id, even the lead's"
+    );
+    assert_eq!(s.members(team).unwrap().len(), 2);
+
+    // A revoked device is not brought back by a retry.
+    s.revoke(Some(team), sup.id).unwrap();
+    assert_eq!(
+        refused(s.join(&with_id("inv", &b, 301))),
+        Refusal::Revoked
+    );
+    assert!(s
+        .device_by_token(&late.device_token_hash)
+        .unwrap()
+        .is_some_and(|d| d.revoked));
+}
+
 #[test]
 fn sqlite_tells_the_story() {
     let dir = tempfile::tempdir().unwrap();
     let storage = super::SqliteStorage::open(&dir.path().join("story.db")).unwrap();
     story(&storage);
+}
+
+#[test]
+fn sqlite_tells_the_retry_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = super::SqliteStorage::open(&dir.path().join("retry.db")).unwrap();
+    retry_story(&storage);
 }

@@ -42,6 +42,8 @@ pub struct TestRelay {
     pub dir: TempDir,
     pub db: PathBuf,
     pub addr: SocketAddr,
+    /// The metrics listener's address, if the relay has one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The relay's clock, unix seconds; starts at the real time.
     pub now: Arc<AtomicI64>,
     stop: Option<oneshot::Sender<()>>,
@@ -58,8 +60,22 @@ impl TestRelay {
         Self::start_in(dir, tweak).await
     }
 
+    /// Starts a relay with `/metrics` on a second listener of its own.
+    pub async fn start_with_metrics_listener(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_full(dir, tweak, true).await
+    }
+
     /// Starts a relay over the database in `dir` (kept from an earlier one).
     pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(dir, tweak, false).await
+    }
+
+    async fn start_full(
+        dir: TempDir,
+        tweak: impl FnOnce(&mut Config),
+        metrics_listener: bool,
+    ) -> Self {
         let db = dir.path().join("relay.db");
         let now = Arc::new(AtomicI64::new(
             std::time::SystemTime::now()
@@ -76,13 +92,27 @@ impl TestRelay {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(heartbridge_relay::serve(listener, config, async {
+        let stopped = async {
             let _ = stopped.await;
-        }));
+        };
+        let (handle, metrics_addr) = if metrics_listener {
+            let m = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind port 0");
+            let maddr = m.local_addr().expect("local addr");
+            let serving = heartbridge_relay::serve_with_metrics_listener(listener, m, config, stopped);
+            (tokio::spawn(serving), Some(maddr))
+        } else {
+            (
+                tokio::spawn(heartbridge_relay::serve(listener, config, stopped)),
+                None,
+            )
+        };
         TestRelay {
             dir,
             db,
             addr,
+            metrics_addr,
             now,
             stop: Some(stop),
             handle: Some(handle),

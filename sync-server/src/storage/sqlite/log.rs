@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{begin, id16};
 use crate::error::StoreError;
-use crate::storage::{DeviceId, JobResult, Page, PushJob};
+use crate::storage::{pulled_wire_len, DeviceId, JobResult, Page, PushJob};
 
 fn kind_code(kind: EnvelopeKind) -> i64 {
     match kind {
@@ -152,7 +152,8 @@ pub(super) fn commit_batch(
 }
 
 /// One page of the team's log past `cursor`, other devices' envelopes only,
-/// in one read transaction.
+/// at most `page_bytes` on the wire (at least one envelope), in one read
+/// transaction.
 pub(super) fn pull_page(
     conn: &mut Connection,
     team: TeamId,
@@ -177,7 +178,16 @@ pub(super) fn pull_page(
             .map_err(StoreError::sqlite("pull envelopes"))?;
         let mut total: u64 = 0;
         while let Some(row) = rows.next().map_err(StoreError::sqlite("pull envelopes"))? {
-            let size = seq_u64(row.get(8).map_err(StoreError::sqlite("pull envelopes"))?);
+            let read = |i| -> Result<i64, StoreError> {
+                row.get(i).map_err(StoreError::sqlite("pull envelopes"))
+            };
+            // What the envelope costs on the wire, framing included.
+            let size = pulled_wire_len(
+                seq_u64(read(0)?),
+                u32::try_from(read(4)?).unwrap_or(u32::MAX),
+                seq_u64(read(5)?),
+                seq_u64(read(8)?),
+            );
             if !pull.is_empty() && total + size > page_bytes {
                 more = true;
                 break;

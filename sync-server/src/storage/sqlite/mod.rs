@@ -171,8 +171,8 @@ fn begin<'c>(conn: &'c mut Connection, op: &'static str) -> Result<Transaction<'
 
 fn insert_device(tx: &Connection, e: &Enrollment, role: Role) -> Result<Device, StoreError> {
     tx.execute(
-        "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.device.0, e.team.0, role.as_str(), e.name_sealed, e.device_token_hash, e.now],
+        "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at, enrollment_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![e.device.0, e.team.0, role.as_str(), e.name_sealed, e.device_token_hash, e.now, e.enrollment_id],
     )
     .map_err(StoreError::sqlite("enroll a device"))?;
     Ok(Device {
@@ -181,6 +181,50 @@ fn insert_device(tx: &Connection, e: &Enrollment, role: Role) -> Result<Device, 
         role,
         revoked: false,
     })
+}
+
+/// An enrollment retried after its answer was lost: if `redeemed_by` (the
+/// device that redeemed the token) was enrolled with this enrollment's id,
+/// and the key check is the team's, gives that device the new token and
+/// returns it. `None` when this is not such a retry.
+fn retried(
+    tx: &Connection,
+    e: &Enrollment,
+    redeemed_by: Option<Vec<u8>>,
+    team_key_check: Option<&str>,
+) -> Result<Option<Device>, StoreError> {
+    let (Some(eid), Some(device)) = (e.enrollment_id.as_deref(), redeemed_by) else {
+        return Ok(None);
+    };
+    if team_key_check != Some(e.key_check.as_str()) {
+        return Ok(None);
+    }
+    let row: Option<(String, bool)> = tx
+        .query_row(
+            "SELECT role, revoked FROM devices WHERE id = ?1 AND team_id = ?2 AND enrollment_id = ?3",
+            params![device, e.team.0, eid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(StoreError::sqlite("find a retried enrollment"))?;
+    let Some((role, revoked)) = row else {
+        return Ok(None);
+    };
+    if revoked {
+        return Err(StoreError::Refused(Refusal::Revoked));
+    }
+    // The lost token dies here: only the new one's hash is kept.
+    tx.execute(
+        "UPDATE devices SET token_hash = ?1 WHERE id = ?2",
+        params![e.device_token_hash, device],
+    )
+    .map_err(StoreError::sqlite("replace a device token"))?;
+    Ok(Some(Device {
+        id: DeviceId(id16(device, "devices.id")?),
+        team: e.team,
+        role: role_from(&role)?,
+        revoked: false,
+    }))
 }
 
 impl Storage for SqliteStorage {
@@ -279,27 +323,32 @@ impl Storage for SqliteStorage {
     fn claim(&self, e: &Enrollment) -> Result<Device, StoreError> {
         let mut conn = self.writer();
         let tx = begin(&mut conn, "begin a claim")?;
-        let team: Option<(String, bool)> = tx
+        type TeamRow = (String, bool, Option<String>, Option<Vec<u8>>);
+        let team: Option<TeamRow> = tx
             .query_row(
-                "SELECT lead_token_hash, lead_token_used FROM teams WHERE id = ?1",
+                "SELECT lead_token_hash, lead_token_used, key_check, claimed_by FROM teams WHERE id = ?1",
                 [e.team.0],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(StoreError::sqlite("find a team"))?;
-        let (hash, used) = team.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+        let (hash, used, key_check, claimed_by) =
+            team.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
         if hash != e.token_hash {
             return Err(StoreError::Refused(Refusal::UnknownToken));
         }
         if used {
-            return Err(StoreError::Refused(Refusal::Used));
+            let device = retried(&tx, e, claimed_by, key_check.as_deref())?
+                .ok_or(StoreError::Refused(Refusal::Used))?;
+            tx.commit().map_err(StoreError::sqlite("commit a claim"))?;
+            return Ok(device);
         }
+        let device = insert_device(&tx, e, Role::Lead)?;
         tx.execute(
-            "UPDATE teams SET key_check = ?1, lead_token_used = 1 WHERE id = ?2",
-            params![e.key_check, e.team.0],
+            "UPDATE teams SET key_check = ?1, lead_token_used = 1, claimed_by = ?2 WHERE id = ?3",
+            params![e.key_check, e.device.0, e.team.0],
         )
         .map_err(StoreError::sqlite("claim a team"))?;
-        let device = insert_device(&tx, e, Role::Lead)?;
         tx.commit().map_err(StoreError::sqlite("commit a claim"))?;
         Ok(device)
     }
@@ -316,18 +365,24 @@ impl Storage for SqliteStorage {
             .optional()
             .map_err(StoreError::sqlite("find a team"))?;
         let key_check = key_check.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
-        let invite: Option<(String, i64, Option<i64>)> = tx
+        type InviteRow = (String, i64, Option<i64>, Option<Vec<u8>>);
+        let invite: Option<InviteRow> = tx
             .query_row(
-                "SELECT role, expires_at, used_at FROM invites WHERE token_hash = ?1 AND team_id = ?2",
+                "SELECT role, expires_at, used_at, used_by FROM invites WHERE token_hash = ?1 AND team_id = ?2",
                 params![e.token_hash, e.team.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(StoreError::sqlite("find an invite"))?;
-        let (role, expires_at, used_at) =
+        let (role, expires_at, used_at, used_by) =
             invite.ok_or(StoreError::Refused(Refusal::UnknownToken))?;
         if used_at.is_some() {
-            return Err(StoreError::Refused(Refusal::Used));
+            // A retry is answered even after the invite's expiry: the invite
+            // was redeemed in time, only the answer was lost.
+            let device = retried(&tx, e, used_by, key_check.as_deref())?
+                .ok_or(StoreError::Refused(Refusal::Used))?;
+            tx.commit().map_err(StoreError::sqlite("commit a join"))?;
+            return Ok(device);
         }
         if expires_at <= e.now {
             return Err(StoreError::Refused(Refusal::Expired));
