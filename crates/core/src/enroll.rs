@@ -82,20 +82,25 @@ impl Store {
 
     /// Starts an enrollment, or resumes the one in flight: stores what the
     /// request needs (relay, team, endpoint path, token, team key) with a
-    /// fresh random enrollment id, before anything is sent. If an enrollment
-    /// for the same team, path and token is pending (its answer was lost),
-    /// that one is returned instead, with its enrollment id and its team
-    /// key, so a retry is the very same request and the relay hands back
-    /// the same device; only its relay URL is updated (a retry may correct
-    /// a mistyped address). Another pending enrollment is replaced. One
-    /// `IMMEDIATE` transaction.
+    /// fresh random enrollment id, before anything is sent.
+    ///
+    /// `key` is the team key for a join (from the invite code), or `None`
+    /// for a claim: the lead's device then generates the team key here.
+    ///
+    /// If an enrollment for the same team, path and token (and, for a join,
+    /// the same key) is pending because its answer was lost, that one is
+    /// returned instead, with its enrollment id and team key, so a retry is
+    /// the very same request and the relay hands back the same device; only
+    /// its relay URL is updated (a retry may correct a mistyped address).
+    /// Any other pending enrollment is replaced. One `IMMEDIATE`
+    /// transaction.
     pub fn begin_enrollment(
         &mut self,
         relay_url: &str,
         team_id: &TeamId,
         path: &str,
         token: &Secret,
-        key: &TeamKey,
+        key: Option<&TeamKey>,
     ) -> Result<PendingEnrollment> {
         let path_on_disk = self.path().to_owned();
         let tx = self
@@ -104,14 +109,15 @@ impl Store {
         if team_exists(&tx)? {
             return Err(Error::AlreadyEnrolled);
         }
-        let same: Option<String> = tx
+        let same: Option<Vec<u8>> = tx
             .query_row(
-                "SELECT enrollment_id FROM pending_enrollment
+                "SELECT team_key FROM pending_enrollment
                  WHERE id = 1 AND team_id = ?1 AND path = ?2 AND token = ?3",
                 params![team_id.to_hex(), path, token.expose()],
                 |r| r.get(0),
             )
             .optional()?;
+        let same = same.filter(|stored| key.is_none_or(|k| &k.expose()[..] == &stored[..]));
         match same {
             Some(_) => {
                 tx.execute(
@@ -120,6 +126,7 @@ impl Store {
                 )?;
             }
             None => {
+                let key = key.cloned().unwrap_or_else(TeamKey::generate);
                 let enrollment_id = hex::encode(rand::random::<[u8; 16]>());
                 tx.execute(
                     "INSERT OR REPLACE INTO pending_enrollment
@@ -284,12 +291,13 @@ mod tests {
         let team = TeamId::random();
         let token = Secret::from_string("invite-token".into());
         let first = s
-            .begin_enrollment("http://a", &team, "/v1/join", &token, &TeamKey::generate())
+            .begin_enrollment("http://a", &team, "/v1/claim", &token, None)
             .expect("begin");
         assert_eq!(first.enrollment_id.len(), 32);
-        // Same team, path and token: same id and same key, new relay URL.
+        // A claim again (same team, path and token): same id and the key
+        // generated the first time, new relay URL.
         let again = s
-            .begin_enrollment("http://b", &team, "/v1/join", &token, &TeamKey::generate())
+            .begin_enrollment("http://b", &team, "/v1/claim", &token, None)
             .expect("begin again");
         assert_eq!(again.enrollment_id, first.enrollment_id);
         assert_eq!(again.key, first.key);
@@ -301,13 +309,30 @@ mod tests {
             .begin_enrollment(
                 "http://b",
                 &team,
-                "/v1/join",
+                "/v1/claim",
                 &Secret::from_string("another".into()),
-                &TeamKey::generate(),
+                None,
             )
             .expect("begin other");
         assert_ne!(other.enrollment_id, first.enrollment_id);
         assert_ne!(other.key, first.key);
+        // A join retried with the same key resumes; with another key (the
+        // relay refused a mistyped one) it is a new enrollment.
+        let key = TeamKey::generate();
+        let join = s
+            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&key))
+            .expect("join");
+        assert_eq!(join.key, key);
+        let same = s
+            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&key))
+            .expect("join again");
+        assert_eq!(same.enrollment_id, join.enrollment_id);
+        let right = TeamKey::generate();
+        let fixed = s
+            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&right))
+            .expect("join with the right key");
+        assert_ne!(fixed.enrollment_id, join.enrollment_id);
+        assert_eq!(fixed.key, right);
     }
 
     #[test]
@@ -319,7 +344,7 @@ mod tests {
                 &TeamId::random(),
                 "/v1/claim",
                 &Secret::from_string("lead".into()),
-                &TeamKey::generate(),
+                None,
             )
             .expect("begin");
         s.finish_enrollment(&team_of(&p, "d1")).expect("finish");
@@ -329,7 +354,7 @@ mod tests {
         // Enrolled: no new enrollment starts, and a second answer changes
         // nothing.
         assert!(matches!(
-            s.begin_enrollment("http://a", &p.team_id, "/v1/join", &p.token, &p.key),
+            s.begin_enrollment("http://a", &p.team_id, "/v1/join", &p.token, Some(&p.key)),
             Err(Error::AlreadyEnrolled)
         ));
         assert!(matches!(
@@ -348,7 +373,7 @@ mod tests {
                 &TeamId::random(),
                 "/v1/join",
                 &Secret::from_string("inv".into()),
-                &TeamKey::generate(),
+                Some(&TeamKey::generate()),
             )
             .expect("begin");
         // Another process enrolled this profile meanwhile.
