@@ -322,3 +322,147 @@ async fn malformed_enrollment_bodies_are_400_and_change_nothing() {
     // The lead token is still unused.
     team.claim(&c, "Lead").await;
 }
+
+/// A fresh enrollment id, as a device makes and stores before it sends.
+fn enrollment_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+#[tokio::test]
+async fn a_join_whose_answer_was_lost_is_retried_to_the_same_device() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let invite: InviteResponse = c.invite(&lead.token, Role::Supervisor, 0).await.json();
+    let mut req = team.enroll_request(&invite.token, &team.key, "Sun");
+    req.enrollment_id = Some(enrollment_id());
+
+    // The first answer is lost on the way: the device never sees its token.
+    let lost = c.post_json("/v1/join", None, &req).await;
+    assert_eq!(lost.status, 200);
+    let lost: EnrollResponse = lost.json();
+
+    // The device sends the same request again, ids in upper case this time.
+    let mut again = req.clone();
+    again.enrollment_id = req.enrollment_id.as_deref().map(str::to_uppercase);
+    let a = c.post_json("/v1/join", None, &again).await;
+    assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
+    let retried: EnrollResponse = a.json();
+    assert_eq!(retried.device_id, lost.device_id);
+    assert_eq!(retried.role, Role::Supervisor);
+    assert_ne!(retried.device_token.expose(), lost.device_token.expose());
+
+    // The lost token is dead; the new one works; one device, not two.
+    c.get("/v1/members", Some(&lost.device_token))
+        .await
+        .error(401, "unknown_token");
+    let members = c.members(&retried.device_token).await.members;
+    assert_eq!(members.len(), 2, "the lead and one supervisor");
+    let m = members
+        .iter()
+        .find(|m| m.device_id == retried.device_id)
+        .expect("listed");
+    assert_eq!(
+        open_name(&team.key, &team.id, &m.name_sealed).as_deref(),
+        Some("Sun")
+    );
+    c.sync(&retried.device_token, 0, vec![], 0).await;
+
+    // The invite stays used for anyone else: another enrollment id, none,
+    // or the same id with another key.
+    let mut other = req.clone();
+    other.enrollment_id = Some(enrollment_id());
+    c.post_json("/v1/join", None, &other)
+        .await
+        .error(410, "invite_used");
+    let mut none = req.clone();
+    none.enrollment_id = None;
+    c.post_json("/v1/join", None, &none)
+        .await
+        .error(410, "invite_used");
+    let mut wrong_key = team.enroll_request(&invite.token, &TeamKey::generate(), "Sun");
+    wrong_key.enrollment_id = req.enrollment_id.clone();
+    c.post_json("/v1/join", None, &wrong_key)
+        .await
+        .error(410, "invite_used");
+    assert_eq!(c.members(&lead.token).await.members.len(), 2);
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_retried_to_the_same_lead() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let team = Team::create(&relay, "Hotline");
+    let mut req = team.enroll_request(&team.lead_token, &team.key, "Li Lead");
+    req.enrollment_id = Some(enrollment_id());
+    let lost: EnrollResponse = c.post_json("/v1/claim", None, &req).await.json();
+    let a = c.post_json("/v1/claim", None, &req).await;
+    assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
+    let retried: EnrollResponse = a.json();
+    assert_eq!(retried.device_id, lost.device_id);
+    assert_eq!(retried.role, Role::Lead);
+    c.get("/v1/members", Some(&lost.device_token))
+        .await
+        .error(401, "unknown_token");
+    assert_eq!(c.members(&retried.device_token).await.members.len(), 1);
+    // The retried lead can invite (it is the lead, with the team's key).
+    let invite = c.invite(&retried.device_token, Role::Volunteer, 0).await;
+    assert_eq!(invite.status, 200);
+
+    // The lead token stays used for another enrollment, or another key.
+    let mut thief = team.enroll_request(&team.lead_token, &TeamKey::generate(), "Thief");
+    thief.enrollment_id = Some(enrollment_id());
+    c.post_json("/v1/claim", None, &thief)
+        .await
+        .error(410, "invite_used");
+    thief.enrollment_id = req.enrollment_id.clone();
+    c.post_json("/v1/claim", None, &thief)
+        .await
+        .error(410, "invite_used");
+    assert_eq!(c.members(&retried.device_token).await.members.len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_the_device_was_revoked_is_refused() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let invite: InviteResponse = c.invite(&lead.token, Role::Volunteer, 0).await.json();
+    let mut req = team.enroll_request(&invite.token, &team.key, "Wang");
+    req.enrollment_id = Some(enrollment_id());
+    let joined: EnrollResponse = c.post_json("/v1/join", None, &req).await.json();
+    assert_eq!(c.revoke(&lead.token, &joined.device_id).await.status, 204);
+
+    let e = c
+        .post_json("/v1/join", None, &req)
+        .await
+        .error(403, "revoked");
+    assert!(!e.message.contains(invite.token.expose()));
+    // Nothing came back to life: the old token is still refused as revoked.
+    c.get("/v1/members", Some(&joined.device_token))
+        .await
+        .error(403, "revoked");
+    let members = c.members(&lead.token).await.members;
+    assert_eq!(members.len(), 2);
+    assert!(members
+        .iter()
+        .find(|m| m.device_id == joined.device_id)
+        .is_some_and(|m| m.revoked));
+}
+
+#[tokio::test]
+async fn a_malformed_enrollment_id_is_refused_without_using_the_invite() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
+    let invite: InviteResponse = c.invite(&lead.token, Role::Volunteer, 0).await.json();
+    let mut req = team.enroll_request(&invite.token, &team.key, "Wang");
+    for bad in ["", "1234", "not hex at all, but thirty-two!!"] {
+        req.enrollment_id = Some(bad.into());
+        c.post_json("/v1/join", None, &req)
+            .await
+            .error(400, "malformed");
+    }
+    req.enrollment_id = Some(enrollment_id());
+    assert_eq!(c.post_json("/v1/join", None, &req).await.status, 200);
+}

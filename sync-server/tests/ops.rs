@@ -74,9 +74,7 @@ async fn metrics_behind_a_bearer_token_on_the_public_port() {
 async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listener() {
     let relay = TestRelay::start_with_metrics_listener(|_| {}).await;
     let c = relay.client();
-    let monitoring = common::Client {
-        addr: relay.metrics_addr.expect("a metrics listener"),
-    };
+    let monitoring = common::Client::new(relay.metrics_addr.expect("a metrics listener"));
     let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
     let push: Vec<_> = (0..3)
         .map(|i| team.change(doc(), format!("{i}").as_bytes()))
@@ -401,7 +399,7 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
             break addr.parse().expect("socket address");
         }
     };
-    let c = common::Client { addr };
+    let c = common::Client::new(addr);
     assert_eq!(c.get("/healthz", None).await.status, 200);
 
     let team = Team {

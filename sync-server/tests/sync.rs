@@ -352,3 +352,76 @@ async fn concurrent_pushes_are_all_stored_once_with_distinct_seqs() {
         assert_eq!(pages.iter().map(|p| p.pull.len()).sum::<usize>(), 8 * 20);
     }
 }
+
+#[tokio::test]
+async fn a_push_over_the_envelope_cap_is_refused_whole() {
+    let relay = TestRelay::start_with(|c| c.max_push_envelopes = 10).await;
+    let c = relay.client();
+    let (team, _lead, vols) = team_with_volunteers(&relay, 1).await;
+    let push: Vec<Envelope> = (0..11)
+        .map(|i| team.change(doc(), format!("n{i}").as_bytes()))
+        .collect();
+    let e = c
+        .sync_raw(&vols[0].token, encode(&request(push.clone())))
+        .await
+        .error(413, "too_many_envelopes");
+    assert!(e.message.contains("10"), "{}", e.message);
+    assert_eq!(relay.stored_envelopes(), 0, "nothing of it was stored");
+    let r = c.sync(&vols[0].token, 0, push[..10].to_vec(), 0).await;
+    assert_eq!(r.acked.len(), 10);
+    assert_eq!(relay.stored_envelopes(), 10);
+}
+
+#[tokio::test]
+async fn a_page_of_many_tiny_envelopes_stays_within_the_bytes_asked() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
+    // 300 envelopes of a few bytes of ciphertext each: framing outweighs them.
+    let push: Vec<Envelope> = (0..300)
+        .map(|i| team.change(doc(), format!("{i}").as_bytes()))
+        .collect();
+    let tiny = push[0].ciphertext.len();
+    assert!(tiny < 64, "ciphertext of {tiny} bytes");
+    c.sync(&vols[0].token, 0, push, 0).await;
+
+    const MAX: usize = 2000;
+    let mut cursor = 0;
+    let mut pulled = 0;
+    let mut pages = 0;
+    loop {
+        let body = encode(&SyncRequest {
+            v: 1,
+            cursor,
+            push: vec![],
+            max_bytes: MAX as u32,
+        });
+        let a = c.sync_raw(&lead.token, body).await;
+        assert_eq!(a.status, 200);
+        assert!(
+            a.body.len() <= MAX,
+            "a response of {} bytes for a page of at most {MAX}",
+            a.body.len()
+        );
+        let page: heartbridge_proto::SyncResponse =
+            heartbridge_proto::decode("sync response", &a.body).expect("decodes");
+        pulled += page.pull.len();
+        pages += 1;
+        cursor = page.cursor;
+        if !page.more {
+            break;
+        }
+        // Not one envelope per page either: the bound is used.
+        assert!(page.pull.len() > 10, "{} envelopes", page.pull.len());
+        assert!(pages < 300, "paging does not end");
+    }
+    assert_eq!(pulled, 300);
+    assert!(pages > 1);
+
+    // A single envelope larger than the bound still comes, alone.
+    let big = team.change_of_size(doc(), 3 * MAX);
+    c.sync(&vols[0].token, 0, vec![big.clone()], 0).await;
+    let page = c.sync(&lead.token, cursor, vec![], MAX as u32).await;
+    assert_eq!(page.pull.len(), 1);
+    assert_eq!(page.pull[0].envelope, big);
+}

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -143,7 +143,15 @@ impl TestRelay {
     }
 
     pub fn client(&self) -> Client {
-        Client { addr: self.addr }
+        Client::new(self.addr)
+    }
+
+    /// A client whose connections come from another loopback address.
+    pub fn client_from(&self, source: [u8; 4]) -> Client {
+        Client {
+            addr: self.addr,
+            source: Some(IpAddr::from(source)),
+        }
     }
 
     /// Envelope rows in the database, read directly.
@@ -165,6 +173,7 @@ pub fn count_rows(db: &Path, table: &str) -> i64 {
 pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -197,9 +206,27 @@ impl Answer {
 #[derive(Clone, Copy)]
 pub struct Client {
     pub addr: SocketAddr,
+    /// The loopback address to connect from (127.0.0.1 if none).
+    pub source: Option<IpAddr>,
 }
 
 impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Client { addr, source: None }
+    }
+
+    /// A TCP connection to the relay, from `source` if set.
+    pub async fn connect(&self) -> TcpStream {
+        match self.source {
+            None => TcpStream::connect(self.addr).await.expect("connect"),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.bind(SocketAddr::new(ip, 0)).expect("bind the source address");
+                socket.connect(self.addr).await.expect("connect")
+            }
+        }
+    }
+
     pub async fn send(
         &self,
         method: &str,
@@ -209,7 +236,7 @@ impl Client {
         body: Vec<u8>,
     ) -> Answer {
         within(&format!("{method} {path}"), async {
-            let stream = TcpStream::connect(self.addr).await.expect("connect");
+            let stream = self.connect().await;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .expect("handshake");
@@ -232,6 +259,7 @@ impl Client {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let headers = resp.headers().clone();
             let body = resp
                 .into_body()
                 .collect()
@@ -241,6 +269,7 @@ impl Client {
             Answer {
                 status,
                 content_type,
+                headers,
                 body,
             }
         })
