@@ -1,0 +1,215 @@
+//! What happens in one simulated run: the operations, and the proptest
+//! strategies that generate them.
+//!
+//! Indices (`dev`, `case`, `contact`) are taken modulo what exists when the
+//! operation runs, so every generated history is valid and shrinks well: an
+//! operation on a case a device does not hold yet is skipped.
+
+use heartbridge_core::{Risk, Status};
+use proptest::prelude::*;
+
+/// One simulated run: the network's seed and what the volunteers do.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Devices enrolled before the first operation (2–5; `Join` adds more
+    /// up to [`MAX_DEVICES`]).
+    pub devices: usize,
+    /// Drives every choice the network makes: order, delay, loss, crashes.
+    pub net_seed: u64,
+    /// How hostile the network is, 0 (perfect) to 3.
+    pub faults: u8,
+    pub ops: Vec<Op>,
+}
+
+/// Most devices in one run.
+pub const MAX_DEVICES: usize = 5;
+
+/// Something a volunteer, a device or the network does.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A device opens a new case (offline).
+    NewCase {
+        dev: u8,
+        risk: Risk,
+    },
+    /// A device sets a case's risk.
+    SetRisk {
+        dev: u8,
+        case: u8,
+        risk: Risk,
+    },
+    /// A device logs a contact on a case.
+    AddContact {
+        dev: u8,
+        case: u8,
+        note: &'static str,
+    },
+    /// A device rewrites one contact's note (a character diff).
+    EditNote {
+        dev: u8,
+        case: u8,
+        contact: u8,
+        edit: TextEdit,
+    },
+    SetStatus {
+        dev: u8,
+        case: u8,
+        status: Status,
+    },
+    Tag {
+        dev: u8,
+        case: u8,
+        tag: &'static str,
+        remove: bool,
+    },
+    /// A device imports revision `revision` of handbook `book` (a new
+    /// handbook if the device has none with that slug, else an update).
+    ImportHandbook {
+        dev: u8,
+        book: u8,
+        revision: u8,
+    },
+    /// A new device enrolls and will pull from cursor 0 at its first sync.
+    Join,
+    /// These devices sync at the same time through the faulty network.
+    Sync(Vec<(u8, SyncCfg)>),
+    /// A device's process dies between two steps; its store is reopened.
+    Crash {
+        dev: u8,
+    },
+}
+
+/// How a note is rewritten.
+#[derive(Debug, Clone, Copy)]
+pub enum TextEdit {
+    Append(&'static str),
+    Prepend(&'static str),
+    Replace(&'static str),
+    /// Keep the first half of the characters.
+    Truncate,
+}
+
+impl TextEdit {
+    pub fn apply(self, old: &str) -> String {
+        let text = match self {
+            TextEdit::Append(w) => format!("{old} {w}"),
+            TextEdit::Prepend(w) => format!("{w} {old}"),
+            TextEdit::Replace(w) => w.to_owned(),
+            TextEdit::Truncate => {
+                let n = old.chars().count() / 2;
+                old.chars().take(n).collect()
+            }
+        };
+        if text.trim().is_empty() {
+            "…".to_owned()
+        } else {
+            text
+        }
+    }
+}
+
+/// The knobs of one device's sync.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncCfg {
+    /// 0: the relay's default.
+    pub page_bytes: u32,
+    pub max_push_bytes: usize,
+    pub snapshot_all: bool,
+}
+
+const WORDS: &[&str] = &[
+    "谈到考前失眠",
+    "情绪平稳",
+    "约好周五再联系",
+    "slept badly",
+    "referred to school counsellor",
+    "家里有矛盾",
+    "ok",
+];
+const TAGS: &[&str] = &["school", "family", "夜间", "follow"];
+
+fn risk() -> impl Strategy<Value = Risk> {
+    prop::sample::select(Risk::ALL)
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    prop::sample::select(Status::ALL)
+}
+
+fn word() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(WORDS)
+}
+
+fn edit() -> impl Strategy<Value = TextEdit> {
+    prop_oneof![
+        word().prop_map(TextEdit::Append),
+        word().prop_map(TextEdit::Prepend),
+        word().prop_map(TextEdit::Replace),
+        Just(TextEdit::Truncate),
+    ]
+}
+
+fn sync_cfg() -> impl Strategy<Value = SyncCfg> {
+    (
+        prop::sample::select(&[0u32, 1, 300, 4_000, 64 * 1024][..]),
+        prop::sample::select(&[1usize, 600, 8_000, 512 * 1024][..]),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(page_bytes, max_push_bytes, snapshot_all)| SyncCfg {
+            page_bytes,
+            max_push_bytes,
+            snapshot_all,
+        })
+}
+
+fn dev() -> impl Strategy<Value = u8> {
+    0..MAX_DEVICES as u8
+}
+
+/// One operation, weighted towards edits and syncs.
+pub fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (dev(), risk()).prop_map(|(dev, risk)| Op::NewCase { dev, risk }),
+        4 => (dev(), any::<u8>(), risk()).prop_map(|(dev, case, risk)| Op::SetRisk { dev, case, risk }),
+        3 => (dev(), any::<u8>(), word()).prop_map(|(dev, case, note)| Op::AddContact { dev, case, note }),
+        3 => (dev(), any::<u8>(), any::<u8>(), edit())
+            .prop_map(|(dev, case, contact, edit)| Op::EditNote { dev, case, contact, edit }),
+        1 => (dev(), any::<u8>(), status()).prop_map(|(dev, case, status)| Op::SetStatus { dev, case, status }),
+        1 => (dev(), any::<u8>(), prop::sample::select(TAGS), any::<bool>())
+            .prop_map(|(dev, case, tag, remove)| Op::Tag { dev, case, tag, remove }),
+        2 => (dev(), 0..3u8, 0..4u8).prop_map(|(dev, book, revision)| Op::ImportHandbook { dev, book, revision }),
+        1 => Just(Op::Join),
+        6 => prop::collection::vec((dev(), sync_cfg()), 1..=MAX_DEVICES).prop_map(Op::Sync),
+        1 => dev().prop_map(|dev| Op::Crash { dev }),
+    ]
+}
+
+/// A whole run of at most `max_ops` operations.
+pub fn history(max_ops: usize) -> impl Strategy<Value = History> {
+    (
+        2..=MAX_DEVICES,
+        any::<u64>(),
+        0..=3u8,
+        prop::collection::vec(op(), 1..=max_ops),
+    )
+        .prop_map(|(devices, net_seed, faults, ops)| History {
+            devices,
+            net_seed,
+            faults,
+            ops,
+        })
+}
+
+/// Revision `revision` of sample handbook `book`: Markdown with front
+/// matter, as volunteers import them.
+pub fn handbook_markdown(book: u8, revision: u8) -> String {
+    let mut md = format!(
+        "---\ntitle: Handbook {book}\nslug: sim-handbook-{book}\nversion: {revision}\nlanguage: zh-CN\n---\n\n## 总则\n\n热线的第{book}条原则：先保证安全。\n"
+    );
+    for s in 0..=revision {
+        md.push_str(&format!(
+            "\n## Section {s}\n\nRevision {revision}: 倾听，陪伴，转介。Step {s} of {revision}.\n"
+        ));
+    }
+    md
+}
