@@ -246,7 +246,8 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), Json(self.body())).into_response();
         match self {
             ApiError::RateLimited(secs) => {
-                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             // The rest of the body is not read: the connection cannot carry
             // another request.

@@ -84,7 +84,10 @@ enum Command {
         /// A file holding the bearer token /metrics asks for; with it,
         /// /metrics is served on the public address too (and asks for the
         /// token on --metrics-listen as well).
-        #[arg(long = "metrics-token-file", env = "HEARTBRIDGE_RELAY_METRICS_TOKEN_FILE")]
+        #[arg(
+            long = "metrics-token-file",
+            env = "HEARTBRIDGE_RELAY_METRICS_TOKEN_FILE"
+        )]
         metrics_token_file: Option<PathBuf>,
         /// Log one JSON object per line instead of text.
         #[arg(long = "log-json", env = "HEARTBRIDGE_RELAY_LOG_JSON")]
@@ -277,7 +280,9 @@ async fn serve(
     eprintln!("listening on {addr}");
     match metrics_listener {
         Some(m) => {
-            let maddr = m.local_addr().context("reading the bound metrics address")?;
+            let maddr = m
+                .local_addr()
+                .context("reading the bound metrics address")?;
             eprintln!("metrics listening on {maddr}");
             heartbridge_relay::serve_with_metrics_listener(listener, m, config, shutdown_signal())
                 .await?;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use common::{doc, team_with_volunteers, within, KillOnDrop, Team, TestRelay, WAIT};
+use common::{doc, read_head, team_with_volunteers, within, KillOnDrop, Team, TestRelay, WAIT};
 use heartbridge_proto::{
     decode, encode, seal_name, Role, Secret, SyncRequest, SyncResponse, TeamCreated,
     SYNC_CONTENT_TYPE,
@@ -152,26 +152,6 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
     assert_eq!(metric(&text, "heartbridge_envelopes_stored"), 3.0);
     assert!(metric(&text, "heartbridge_commits_total") >= 1.0);
     relay.stop().await;
-}
-
-/// Reads an HTTP/1.1 response head from `s`; returns (status, head, rest read).
-async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, String) {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..end + 4);
-            let status = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .expect("status line");
-            return (status, head);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "connection closed before a response head");
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 #[tokio::test]

@@ -135,13 +135,18 @@ mod tests {
         });
         let ip: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..3 {
-            assert_eq!(limits.auth_failed(Some(ip), Some("h")).kind(), "unknown_token");
+            assert_eq!(
+                limits.auth_failed(Some(ip), Some("h")).kind(),
+                "unknown_token"
+            );
         }
         let over = limits.auth_failed(Some(ip), Some("h"));
         assert!(matches!(over, ApiError::RateLimited(s) if (1..=20).contains(&s)));
         // Another address is not affected.
         assert_eq!(
-            limits.auth_failed(Some([10, 0, 0, 2].into()), Some("h")).kind(),
+            limits
+                .auth_failed(Some([10, 0, 0, 2].into()), Some("h"))
+                .kind(),
             "unknown_token"
         );
         let off = Limits::new(RateLimits::OFF);
@@ -160,9 +165,15 @@ mod tests {
         });
         assert!(limits.enrollment("a").is_ok());
         assert!(limits.enrollment("a").is_ok());
-        assert!(matches!(limits.enrollment("a"), Err(ApiError::RateLimited(_))));
+        assert!(matches!(
+            limits.enrollment("a"),
+            Err(ApiError::RateLimited(_))
+        ));
         assert!(limits.enrollment("b").is_ok());
         limits.sweep();
-        assert!(matches!(limits.enrollment("a"), Err(ApiError::RateLimited(_))));
+        assert!(matches!(
+            limits.enrollment("a"),
+            Err(ApiError::RateLimited(_))
+        ));
     }
 }

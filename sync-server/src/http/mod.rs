@@ -303,7 +303,10 @@ impl BodyReader {
     /// Reads to the end of the body. With `stall`, gives up early (`None`)
     /// once no byte has come for that long; call again to go on. Past the
     /// deadline: `Timeout`.
-    pub(crate) async fn read(&mut self, stall: Option<Duration>) -> Result<Option<Bytes>, ApiError> {
+    pub(crate) async fn read(
+        &mut self,
+        stall: Option<Duration>,
+    ) -> Result<Option<Bytes>, ApiError> {
         loop {
             let until = match stall {
                 Some(stall) => (tokio::time::Instant::now() + stall).min(self.deadline),

@@ -72,7 +72,11 @@ pub(super) async fn sync(
     let announced = content_length(&headers, relay.max_body)?.unwrap_or(relay.max_body);
     let permits = |bytes: usize| u32::try_from(super::budget_permits(bytes)).unwrap_or(u32::MAX);
     // The semaphore is never closed, so acquiring cannot fail.
-    let mut admitted = relay.push_budget.acquire_many(permits(announced)).await.ok();
+    let mut admitted = relay
+        .push_budget
+        .acquire_many(permits(announced))
+        .await
+        .ok();
     let mut reader = BodyReader::new(body, relay.max_body, relay.body_timeout);
     let bytes = match reader.read(Some(relay.push_stall)).await? {
         Some(bytes) => bytes,
@@ -82,7 +86,11 @@ pub(super) async fn sync(
             // like a new push, for the bytes that did arrive.
             drop(admitted.take());
             let bytes = reader.read(None).await?.ok_or(ApiError::Timeout)?;
-            admitted = relay.push_budget.acquire_many(permits(bytes.len())).await.ok();
+            admitted = relay
+                .push_budget
+                .acquire_many(permits(bytes.len()))
+                .await
+                .ok();
             bytes
         }
     };
@@ -128,8 +136,8 @@ pub(super) async fn sync(
     // 2. Pull, in one read transaction: the page's envelopes, as encoded,
     // fill what the acks and the framing leave of the page limit.
     let (team, me, cursor) = (device.team, device.id, req.cursor);
-    let limit = page_limit(req.max_bytes, relay.page_bytes)
-        .saturating_sub(response_overhead(&acked));
+    let limit =
+        page_limit(req.max_bytes, relay.page_bytes).saturating_sub(response_overhead(&acked));
     let page = relay.run(move |s| s.pull(team, me, cursor, limit)).await?;
 
     let pulled = page.pull.len();

@@ -237,13 +237,19 @@ mod tests {
                 enrollment_id: Some(bad.to_owned()),
                 ..req(&team, "ab")
             };
-            assert!(matches!(enrollment(r, 0), Err(ApiError::Malformed(_))), "{bad:?}");
+            assert!(
+                matches!(enrollment(r, 0), Err(ApiError::Malformed(_))),
+                "{bad:?}"
+            );
         }
         let r = EnrollRequest {
             enrollment_id: Some("AB".repeat(16)),
             ..req(&team, "ab")
         };
-        assert_eq!(enrollment(r, 0).unwrap().0.enrollment_id, Some("ab".repeat(16)));
+        assert_eq!(
+            enrollment(r, 0).unwrap().0.enrollment_id,
+            Some("ab".repeat(16))
+        );
         assert_eq!(e.token_hash, token.hash());
         assert_eq!(e.device_token_hash, device_token.hash());
         assert!(!format!("{e:?}").contains(token.expose()));

@@ -21,7 +21,6 @@ use crate::error::StoreError;
 
 pub use sqlite::SqliteStorage;
 
-
 /// A device's id: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);

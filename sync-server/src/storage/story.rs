@@ -227,10 +227,7 @@ pub(crate) fn retry_story(s: &dyn Storage) {
 
     // A revoked device is not brought back by a retry.
     s.revoke(Some(team), sup.id).unwrap();
-    assert_eq!(
-        refused(s.join(&with_id("inv", &b, 301))),
-        Refusal::Revoked
-    );
+    assert_eq!(refused(s.join(&with_id("inv", &b, 301))), Refusal::Revoked);
     assert!(s
         .device_by_token(&late.device_token_hash)
         .unwrap()

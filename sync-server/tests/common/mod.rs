@@ -22,6 +22,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -100,7 +101,8 @@ impl TestRelay {
                 .await
                 .expect("bind port 0");
             let maddr = m.local_addr().expect("local addr");
-            let serving = heartbridge_relay::serve_with_metrics_listener(listener, m, config, stopped);
+            let serving =
+                heartbridge_relay::serve_with_metrics_listener(listener, m, config, stopped);
             (tokio::spawn(serving), Some(maddr))
         } else {
             (
@@ -221,7 +223,9 @@ impl Client {
             None => TcpStream::connect(self.addr).await.expect("connect"),
             Some(ip) => {
                 let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-                socket.bind(SocketAddr::new(ip, 0)).expect("bind the source address");
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .expect("bind the source address");
                 socket.connect(self.addr).await.expect("connect")
             }
         }
@@ -538,6 +542,43 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Reads an HTTP/1.1 response head from `s` (bytes already read in `buf`,
+/// and left there past the head); returns (status, head).
+pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, String) {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .expect("status line");
+            return (status, head);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed before a response head");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until the relay closes the connection (a reset counts as closed);
+/// returns everything read. Fails the test after [`WAIT`].
+pub async fn read_until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    within(what, async {
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
 }
 
 /// A random document id.
