@@ -221,11 +221,12 @@ fn read_text(t: String) -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let out = Out { json: cli.json };
-    match run(cli, &out) {
+    let out = Out::new(cli.json);
+    let code = match run(cli, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => out.error(&e),
-    }
+    };
+    out.finish(code)
 }
 
 fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {

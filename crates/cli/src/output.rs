@@ -1,7 +1,9 @@
 //! How results and errors are printed: JSON for scripts, plain text for
 //! people. Errors never echo note text: core errors carry none.
 
+use std::cell::Cell;
 use std::fmt::Write;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use heartbridge_core::{
@@ -12,17 +14,56 @@ use serde::Serialize;
 
 pub struct Out {
     pub json: bool,
+    /// Whoever read stdout has gone (`| head`): print nothing more, and end
+    /// quietly.
+    closed: Cell<bool>,
+    /// Writing stdout failed otherwise (a full disk): end with an error.
+    failed: Cell<bool>,
 }
 
 impl Out {
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            closed: Cell::new(false),
+            failed: Cell::new(false),
+        }
+    }
+
     pub fn print<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce() -> String) {
-        if self.json {
+        if self.closed.get() {
+            return;
+        }
+        let text = if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
-                Err(e) => eprintln!("error: cannot write JSON: {e}"),
+                Ok(s) => s,
+                Err(e) => {
+                    self.failed.set(true);
+                    err_line(&format!("error: cannot write JSON: {e}"));
+                    return;
+                }
             }
         } else {
-            println!("{}", human());
+            human()
+        };
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.closed.set(true);
+            } else {
+                self.failed.set(true);
+                err_line(&format!("error: cannot write the output: {e}"));
+            }
+        }
+    }
+
+    /// The exit code, given the command's: a closed stdout ends a
+    /// successful command quietly with 0; a failed write is an error.
+    pub fn finish(&self, code: ExitCode) -> ExitCode {
+        if code == ExitCode::SUCCESS && self.failed.get() {
+            ExitCode::FAILURE
+        } else {
+            code
         }
     }
 
@@ -55,15 +96,17 @@ impl Out {
             None => ("error", 1),
         };
         if self.json {
-            eprintln!(
-                "{}",
-                serde_json::json!({"error": kind, "message": e.to_string()})
-            );
+            err_line(&serde_json::json!({"error": kind, "message": e.to_string()}).to_string());
         } else {
-            eprintln!("error: {e}");
+            err_line(&format!("error: {e}"));
         }
         ExitCode::from(code)
     }
+}
+
+/// One line on stderr; if stderr is closed too there is no one to tell.
+fn err_line(s: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{s}");
 }
 
 fn strip_marks(s: &str) -> String {

@@ -359,3 +359,134 @@ fn a_handbook_that_is_not_utf8_is_refused_and_nothing_is_lost() {
     let (code, _) = fails(&p.path, &["handbook", "import", "/nonexistent/file.md"]);
     assert_eq!(code, 1);
 }
+
+/// Runs the binary with a stdout whose reading end is already closed, as
+/// when the reader of a pipe (`| head`) has gone.
+fn hb_closed_stdout(profile: &Path, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .stdout(writer)
+        .output()
+        .expect("run heartbridge")
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let p = profile();
+    let zh = handbooks().join("zh");
+    ok(&p.path, &["handbook", "import", zh.to_str().unwrap()]);
+    let id = ok(&p.path, &["handbook", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let case = new_case(&p.path, "小雨", "low");
+    let commands: [&[&str]; 8] = [
+        &["handbook", "list"],
+        &["--json", "handbook", "list"],
+        &["handbook", "show", &id],
+        &["--json", "handbook", "show", &id, "--section", "1"],
+        &["handbook", "search", "督导"],
+        &["status"],
+        &["case", "show", &case],
+        &["case", "tag", &case, "--add", "跟进"],
+    ];
+    for args in commands {
+        let out = hb_closed_stdout(&p.path, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?} wrote to stderr: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+    // The write done before the reader went is kept.
+    assert_eq!(ok(&p.path, &["case", "show", &case])["tags"][0], "跟进");
+
+    // And through a real shell pipe, with more output than the pipe holds.
+    let long = "很长的一段记录。".repeat(4000);
+    for _ in 0..2 {
+        ok(
+            &p.path,
+            &[
+                "case",
+                "contact",
+                &case,
+                "--channel",
+                "hotline",
+                "--text",
+                &long,
+            ],
+        );
+    }
+    let whole = hb(&p.path, &["--json", "case", "show", &case]);
+    assert!(whole.stdout.len() > 128 * 1024, "output fits in the pipe");
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr");
+    let shell = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --profile "$1" --json case show "$2" 2>"$3" | head -c 1"#)
+        .arg(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg(&p.path)
+        .arg(&case)
+        .arg(&stderr)
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .output()
+        .expect("run sh");
+    assert_eq!(shell.stdout, b"{");
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert!(!err.contains("panicked") && err.is_empty(), "{err}");
+}
+
+#[test]
+fn init_killed_at_any_instant_leaves_nothing_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    // How long a whole `init` takes here, to spread the kills over it.
+    let start = std::time::Instant::now();
+    ok(&dir.path().join("timing"), &["init", "--name", "x"]);
+    let whole = start.elapsed();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let (mut finished, mut complete) = (0, 0);
+    for round in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let p = dir.path().join(format!("r{round}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+            .arg("--profile")
+            .arg(&p)
+            .args(["init", "--name", "林老师"])
+            .env_remove("HEARTBRIDGE_PROFILE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // The kill instant is the test's input, anywhere in a whole init.
+        std::thread::sleep(whole.mul_f64((seed % 1000) as f64 / 900.0));
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+        let again = hb(&p, &["init", "--name", "林老师"]);
+        if again.status.success() {
+            finished += 1;
+        } else {
+            let err = String::from_utf8_lossy(&again.stderr);
+            assert_eq!(again.status.code(), Some(4), "round {round}: {err}");
+            assert!(err.contains("already exists"), "round {round}: {err}");
+            complete += 1;
+        }
+        let status = ok(&p, &["status"]);
+        assert_eq!(status["name"], "林老师", "round {round}");
+        let left: Vec<String> = std::fs::read_dir(&p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["heartbridge.db"], "round {round}");
+    }
+    eprintln!("init finished {finished} times, found complete {complete} times");
+}
