@@ -300,9 +300,9 @@ async fn every_error_answer_is_json_with_its_status() {
     c.get("/v1/nothing-here", None)
         .await
         .error(404, "not_found");
-    c.send("DELETE", "/healthz", None, None, Vec::new())
-        .await
-        .error(405, "method_not_allowed");
+    let a = c.send("DELETE", "/healthz", None, None, Vec::new()).await;
+    a.error(405, "method_not_allowed");
+    assert!(a.headers.contains_key("allow"), "{:?}", a.headers);
     c.get("/v1/sync", Some(&lead.token))
         .await
         .error(405, "method_not_allowed");

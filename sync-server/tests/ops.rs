@@ -355,7 +355,19 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
     // serve on port 0; the bound address is announced on stderr.
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", db_arg])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db_arg,
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--header-timeout",
+                "20",
+                "--max-push-envelopes",
+                "500",
+            ])
             .env("HEARTBRIDGE_RELAY_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -371,16 +383,23 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
             }
         }
     });
-    let addr = loop {
+    let (mut addr, mut metrics_addr) = (None, None);
+    while addr.is_none() || metrics_addr.is_none() {
         let line = lines
             .recv_timeout(WAIT)
-            .expect("serve announces its address");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.parse().expect("socket address");
+            .expect("serve announces its addresses");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = Some(a.parse().expect("socket address"));
         }
-    };
-    let c = common::Client::new(addr);
+        if let Some(a) = line.strip_prefix("metrics listening on ") {
+            metrics_addr = Some(a.parse().expect("socket address"));
+        }
+    }
+    let c = common::Client::new(addr.expect("address"));
     assert_eq!(c.get("/healthz", None).await.status, 200);
+    c.get("/metrics", None).await.error(404, "not_found");
+    let monitoring = common::Client::new(metrics_addr.expect("metrics address"));
+    assert_eq!(monitoring.get("/metrics", None).await.status, 200);
 
     let team = Team {
         id: heartbridge_proto::TeamId::from_hex(&created.team_id).expect("hex"),
