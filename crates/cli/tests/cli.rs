@@ -452,7 +452,7 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
         .as_nanos() as u64
         | 1;
     eprintln!("seed {seed}");
-    let (mut finished, mut complete) = (0, 0);
+    let (mut finished, mut complete, mut midway) = (0, 0, 0);
     for round in 0..40 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -471,6 +471,16 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
         std::thread::sleep(whole.mul_f64((seed % 1000) as f64 / 900.0));
         child.kill().expect("kill -9");
         child.wait().expect("wait");
+        if p.exists()
+            && std::fs::read_dir(&p).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("heartbridge.db.init-")
+            })
+        {
+            midway += 1;
+        }
         let again = hb(&p, &["init", "--name", "林老师"]);
         if again.status.success() {
             finished += 1;
@@ -488,5 +498,7 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
             .collect();
         assert_eq!(left, ["heartbridge.db"], "round {round}");
     }
-    eprintln!("init finished {finished} times, found complete {complete} times");
+    eprintln!(
+        "init finished {finished} times ({midway} killed while building), found complete {complete} times"
+    );
 }
