@@ -24,7 +24,7 @@ fn config() -> Config {
     let env = Config::default(); // reads PROPTEST_* variables
     let set = |v: &str| std::env::var_os(v).is_some();
     Config {
-        cases: if set("PROPTEST_CASES") { env.cases } else { 24 },
+        cases: if set("PROPTEST_CASES") { env.cases } else { 64 },
         rng_seed: if set("PROPTEST_RNG_SEED") {
             env.rng_seed
         } else {
@@ -32,7 +32,9 @@ fn config() -> Config {
         },
         // Failures become named tests here, not files beside the source.
         failure_persistence: None,
+        // A failure in CI is shown reduced within about half a minute.
         max_shrink_iters: 2_000,
+        max_shrink_time: 30_000,
         ..env
     }
 }
@@ -140,6 +142,49 @@ fn a_plain_history_converges() {
     );
     let stats = sim::world::run(&h).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.joins, 1);
+}
+
+/// The invariants are not vacuous: a change that never left its device
+/// trips every one that should notice it.
+#[test]
+fn the_invariants_notice_a_change_that_never_left_its_device() {
+    use sim::invariants::*;
+    let mut s = sim::world::Sim::new(&quiet(2, Vec::new())).unwrap_or_else(|e| panic!("{e}"));
+    let step = |s: &mut sim::world::Sim, op: Op| s.step(&op).unwrap_or_else(|e| panic!("{e}"));
+    step(
+        &mut s,
+        Op::NewCase {
+            dev: 0,
+            risk: Risk::Low,
+        },
+    );
+    s.quiesce().unwrap_or_else(|e| panic!("{e}"));
+    check_all(&mut s).unwrap_or_else(|e| panic!("{e}"));
+
+    // Device 1 raises the risk and never syncs.
+    step(
+        &mut s,
+        Op::SetRisk {
+            dev: 1,
+            case: 0,
+            risk: Risk::High,
+        },
+    );
+    let failed = |r: Result<(), String>| r.expect_err("the invariant must notice");
+    assert!(failed(check_all(&mut s)).starts_with("outboxes_are_empty"));
+    assert!(
+        failed(every_saved_change_is_on_every_device(&s.devices, &s.saved))
+            .contains("device 0 lacks change")
+    );
+    assert!(failed(devices_hold_identical_documents(&s.devices)).contains("different heads"));
+    let risk = failed(risk_is_the_highest_concurrent_value(
+        &s.devices,
+        &s.risk_writes,
+    ));
+    assert!(
+        risk.contains("device 0 has risk low, the model says high"),
+        "{risk}"
+    );
 }
 
 fn snapshot(dev: u8) -> Op {

@@ -22,13 +22,19 @@
 //!   stays in the network and reaches the relay later, after other
 //!   devices' requests, its answer going nowhere.
 //! - [`Fault::Crash`]: the device's process dies while the request is in
-//!   flight (the relay may or may not have handled it); the sync is
-//!   abandoned and the simulation reopens the store from its files.
+//!   flight (the relay may or may not have handled it). From then on none
+//!   of its requests leaves the device (its sync, which may retry, is
+//!   abandoned: every further call fails), and when the sync has returned
+//!   the simulation reopens the store from its files.
+//!
+//! A sync may retry after a failure, so a fault does not have to end it;
+//! a sync that fails with no fault, or succeeds although its device
+//! crashed, is a bug.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::{Store, SyncOptions, SyncReport, Team, Transport, TransportError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -42,13 +48,6 @@ pub enum Fault {
     CutResponse,
     Late,
     Crash,
-}
-
-impl Fault {
-    /// Whether the device's sync must fail because of it.
-    pub fn ends_the_sync(self) -> bool {
-        self != Fault::Duplicate
-    }
 }
 
 /// Counts of what the network did, for the soak's report.
@@ -73,8 +72,10 @@ pub struct Outcome {
     pub dev: usize,
     /// `Err` if the sync panicked (the panic's text).
     pub result: Result<heartbridge_core::Result<SyncReport>, String>,
-    /// The fault that ended the sync, if one did.
-    pub ended_by: Option<Fault>,
+    /// The faults that hit its requests, in order.
+    pub faults: Vec<Fault>,
+    /// Whether the device crashed during the sync.
+    pub crashed: bool,
 }
 
 type Answer = Result<Vec<u8>, TransportError>;
@@ -126,7 +127,7 @@ pub struct Net {
     rng: StdRng,
     /// 0: perfect network; 3: hostile.
     level: u8,
-    relay: HttpTransport,
+    relay: BlockingTransport,
     /// Requests whose device gave up on them, still on their way.
     late: Vec<(Team, Vec<u8>)>,
     pub stats: NetStats,
@@ -137,7 +138,7 @@ impl Net {
         Net {
             rng: StdRng::seed_from_u64(seed),
             level: level.min(3),
-            relay: HttpTransport::default(),
+            relay: BlockingTransport::default(),
             late: Vec::new(),
             stats: NetStats::default(),
         }
@@ -249,7 +250,8 @@ impl Net {
                     Event::Done { dev, result } => outcomes.push(Outcome {
                         dev,
                         result,
-                        ended_by: None,
+                        faults: Vec::new(),
+                        crashed: false,
                     }),
                 };
             let next = |events: &mpsc::Receiver<Event>| {
@@ -279,24 +281,34 @@ impl Net {
                 on_event(next(&events), &mut waiting, &mut outcomes);
             }
             drop(tx);
-            let mut ended: Vec<(usize, Fault)> = Vec::new();
+            let mut hit: Vec<(usize, Fault)> = Vec::new();
             while !waiting.is_empty() {
                 self.maybe_deliver_late();
                 let i = self.rng.random_range(0..waiting.len());
                 self.stats.reordered += usize::from(i != 0);
                 let w = waiting.remove(i);
-                self.stats.requests += 1;
-                let fault = self.fault();
-                if let Some(f) = fault.filter(|f| f.ends_the_sync()) {
-                    ended.push((w.dev, f));
-                }
-                let answer = self.carry(&w.team, w.body, fault);
+                let answer = if hit.contains(&(w.dev, Fault::Crash)) {
+                    // A dead process sends nothing.
+                    Err(TransportError::Network("the device crashed".into()))
+                } else {
+                    self.stats.requests += 1;
+                    let fault = self.fault();
+                    if let Some(f) = fault {
+                        hit.push((w.dev, f));
+                    }
+                    self.carry(&w.team, w.body, fault)
+                };
                 let _ = w.reply.send(answer);
                 // Only that device runs now, until it asks again or ends.
                 on_event(next(&events), &mut waiting, &mut outcomes);
             }
             for o in &mut outcomes {
-                o.ended_by = ended.iter().find(|(d, _)| *d == o.dev).map(|(_, f)| *f);
+                o.faults = hit
+                    .iter()
+                    .filter(|(d, _)| *d == o.dev)
+                    .map(|(_, f)| *f)
+                    .collect();
+                o.crashed = o.faults.contains(&Fault::Crash);
             }
         });
         outcomes

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use automerge::ChangeHash;
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::proto::Role;
 use heartbridge_core::{
     CaseUpdate, Channel, DocId, Group, NewCase, Risk, Store, SyncOptions, Written,
@@ -13,7 +13,7 @@ use heartbridge_core::{
 use heartbridge_tests::Relay;
 
 use super::history::{handbook_markdown, History, Op, SyncCfg, MAX_DEVICES};
-use super::net::{Fault, Net, NetStats};
+use super::net::{Net, NetStats};
 
 /// One device: a profile directory and its store (closed while crashed).
 pub struct Device {
@@ -380,17 +380,19 @@ impl Sim {
         self.stats.syncs += outcomes.len();
         for o in outcomes {
             let d = o.dev;
-            match (&o.result, o.ended_by) {
-                (Err(panic), _) => return Err(format!("device {d}: sync panicked: {panic}")),
-                (Ok(Ok(_)), None) | (Ok(Err(_)), Some(_)) => {}
-                (Ok(Err(e)), None) => {
+            match &o.result {
+                Err(panic) => return Err(format!("device {d}: sync panicked: {panic}")),
+                Ok(Err(e)) if o.faults.is_empty() => {
                     return Err(format!("device {d}: sync failed on a working network: {e}"))
                 }
-                (Ok(Ok(_)), Some(f)) => {
-                    return Err(format!("device {d}: sync reported success despite {f:?}"))
+                Ok(Ok(_)) if o.crashed => {
+                    return Err(format!(
+                        "device {d}: sync reported success although the device crashed during it"
+                    ))
                 }
+                Ok(_) => {}
             }
-            if o.ended_by == Some(Fault::Crash) {
+            if o.crashed {
                 self.crash(d)?;
             }
         }
@@ -409,7 +411,7 @@ impl Sim {
                 let r = dev
                     .store_mut()
                     .sync(
-                        &mut HttpTransport::default(),
+                        &mut BlockingTransport::default(),
                         &SyncOptions::default(),
                         &mut |_| {},
                     )
