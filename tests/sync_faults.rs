@@ -1,7 +1,7 @@
 //! Faults: duplicated and replayed pushes, syncs cut off mid-way, envelopes
 //! that must be refused, and relay errors a device must tell apart.
 
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::proto::{
     decode, encode, DocKindTag, Envelope, EnvelopeKind, SyncRequest, SyncResponse, TeamId, TeamKey,
 };
@@ -11,7 +11,7 @@ use heartbridge_core::{
 use heartbridge_tests::{sync_until_quiet, team, Relay};
 
 /// Sends every request twice, as a retrying client on a flaky link would.
-struct Twice(HttpTransport);
+struct Twice(BlockingTransport);
 impl Transport for Twice {
     fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         self.0.sync(team, body.clone())?;
@@ -21,7 +21,7 @@ impl Transport for Twice {
 
 /// Delivers the request of call `n` but loses its response.
 struct LoseResponse {
-    inner: HttpTransport,
+    inner: BlockingTransport,
     n: usize,
     calls: usize,
 }
@@ -60,7 +60,7 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
     // Every request goes twice.
     devs[0]
         .sync_with(
-            &mut Twice(HttpTransport::default()),
+            &mut Twice(BlockingTransport::default()),
             &SyncOptions::default(),
         )
         .expect("sync twice");
@@ -92,7 +92,7 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
         &all,
     )
     .expect("seal");
-    let mut t = HttpTransport::default();
+    let mut t = BlockingTransport::default();
     let r1: SyncResponse = decode(
         "resp",
         &t.sync(
@@ -162,13 +162,15 @@ fn a_sync_cut_off_mid_way_resumes_without_loss() {
         ids.push(id);
     }
     devs[0].sync();
-    // Small pages; the response of the third page is lost on the way.
+    // Small pages; the response of the third page is lost on the way, and
+    // this sync does not retry by itself.
     let small = SyncOptions {
         page_bytes: 4096,
+        retries: 0,
         ..Default::default()
     };
     let mut cut = LoseResponse {
-        inner: HttpTransport::default(),
+        inner: BlockingTransport::default(),
         n: 3,
         calls: 0,
     };
@@ -194,7 +196,7 @@ fn a_sync_cut_off_mid_way_resumes_without_loss() {
         Some("network")
     );
     let r = devs[1]
-        .sync_with(&mut HttpTransport::default(), &small)
+        .sync_with(&mut BlockingTransport::default(), &small)
         .expect("resume");
     assert!(r.requests > 1, "small pages should take several requests");
     for id in &ids {
@@ -212,13 +214,11 @@ fn a_sync_cut_off_mid_way_resumes_without_loss() {
         .add_contact(&id, Channel::Online, "推送途中断线", None)
         .expect("contact");
     let mut cut = LoseResponse {
-        inner: HttpTransport::default(),
+        inner: BlockingTransport::default(),
         n: 1,
         calls: 0,
     };
-    assert!(devs[1]
-        .sync_with(&mut cut, &SyncOptions::default())
-        .is_err());
+    assert!(devs[1].sync_with(&mut cut, &small).is_err());
     assert_eq!(
         devs[1].store.outbox_len().expect("outbox"),
         2,
@@ -280,7 +280,7 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
         &bytes,
     )
     .expect("seal");
-    let mut t = HttpTransport::default();
+    let mut t = BlockingTransport::default();
     let push = encode(&SyncRequest {
         v: 1,
         cursor: 0,
@@ -318,7 +318,7 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
     let mut devs = team(&relay, &["lead", "v"]);
     let mut t = devs[1].store.team().expect("t").expect("enrolled");
     t.token = heartbridge_core::proto::Secret::generate();
-    match HttpTransport::default().sync(
+    match BlockingTransport::default().sync(
         &t,
         encode(&SyncRequest {
             v: 1,
@@ -340,11 +340,11 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
         .device_id;
     heartbridge_relay::revoke_device(&relay.db(), &device).expect("revoke");
     let err = devs[1]
-        .sync_with(&mut HttpTransport::default(), &SyncOptions::default())
+        .sync_with(&mut BlockingTransport::default(), &SyncOptions::default())
         .unwrap_err();
     assert_eq!(err.kind(), "relay");
     let err = heartbridge_client::explain(
-        match HttpTransport::default().sync(
+        match BlockingTransport::default().sync(
             &devs[1].store.team().expect("t").expect("enrolled"),
             encode(&SyncRequest {
                 v: 1,
@@ -398,4 +398,82 @@ fn a_no_op_sync_is_one_small_request_whatever_the_number_of_documents() {
     let r = devs[1].sync();
     assert_eq!(r.requests, 1);
     assert!(r.bytes_sent < 300 && r.bytes_received < 300, "{r:?}");
+}
+
+#[test]
+fn a_lost_answer_is_retried_within_the_same_sync() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    let id = new_case(&mut devs[0].store);
+    devs[0]
+        .store
+        .add_contact(&id, Channel::Hotline, "断线后自动重试", None)
+        .expect("contact");
+    let mut cut = LoseResponse {
+        inner: BlockingTransport::default(),
+        n: 1,
+        calls: 0,
+    };
+    let report = devs[0]
+        .sync_with(&mut cut, &SyncOptions::default())
+        .expect("the sync carries on after one lost answer");
+    assert_eq!(report.retried, 1);
+    assert_eq!(report.pending, 0);
+    // The retried push was deduplicated: one envelope for the case.
+    assert_eq!(relay.envelope_count(), 1);
+    devs[1].sync();
+    assert_eq!(devs[1].case(&id).contacts.len(), 1);
+}
+
+/// A failure of the device itself (here: a stored document that no longer
+/// loads) is not a refused envelope: the sync stops with the error, the
+/// cursor stays before the envelope, and the next sync applies it.
+#[test]
+fn a_local_failure_stops_the_sync_without_moving_the_cursor() {
+    let relay = Relay::start();
+    let mut devs = team(&relay, &["a", "b"]);
+    let id = new_case(&mut devs[0].store);
+    devs[0].sync();
+    devs[1].sync();
+    devs[0]
+        .store
+        .add_contact(&id, Channel::Hotline, "第二次通话", Some(20))
+        .expect("contact");
+    devs[0].sync();
+
+    let before = devs[1].store.sync_status().expect("status");
+    let db = devs[1].store.path().to_owned();
+    let sql = rusqlite::Connection::open(&db).expect("open b's database");
+    let saved: Vec<u8> = sql
+        .query_row(
+            "SELECT snapshot FROM documents WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .expect("b holds the case");
+    sql.execute(
+        "UPDATE documents SET snapshot = x'00ff' WHERE id = ?1",
+        [id.as_str()],
+    )
+    .expect("damage it");
+
+    let err = devs[1]
+        .sync_with(&mut BlockingTransport::default(), &SyncOptions::default())
+        .expect_err("a document that does not load stops the sync");
+    assert_eq!(err.kind(), "document");
+    let after = devs[1].store.sync_status().expect("status");
+    assert_eq!(
+        after.cursor, before.cursor,
+        "the cursor moved past the failure"
+    );
+    assert_eq!(after.refused, 0, "a local failure was counted as refused");
+    assert_eq!(after.last_error_kind.as_deref(), Some("document"));
+
+    sql.execute(
+        "UPDATE documents SET snapshot = ?2 WHERE id = ?1",
+        rusqlite::params![id.as_str(), saved],
+    )
+    .expect("repair it");
+    devs[1].sync();
+    assert_eq!(devs[1].case(&id).contacts.len(), 1);
 }

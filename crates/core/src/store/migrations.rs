@@ -179,6 +179,12 @@ CREATE TABLE inbound_parts (
     PRIMARY KEY (grp, idx)
 ) WITHOUT ROWID;
 CREATE INDEX inbound_parts_doc ON inbound_parts(doc_id);
+-- Groups whose parts all arrived and were applied: a part of one seen
+-- again is a duplicate, not the start of a new group.
+CREATE TABLE parts_done (
+    grp         BLOB PRIMARY KEY,
+    at          INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- What the device pushes, frozen when first planned so that a retry sends
 -- the very same payload (same content ids, so the relay deduplicates).

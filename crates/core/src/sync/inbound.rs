@@ -60,6 +60,7 @@ pub(super) fn receive(
         Some(part) => match gather(tx, &id, kind, part, &opened, seq)? {
             Gathered::Complete(bytes) => bytes,
             Gathered::Incomplete => return Ok(Outcome::Waiting),
+            Gathered::Duplicate => return Ok(Outcome::Unchanged),
             Gathered::Inconsistent => return refuse("inconsistent part"),
         },
     };
@@ -87,6 +88,8 @@ pub(super) fn receive(
 
 enum Gathered {
     Complete(Vec<u8>),
+    /// A part of a group already applied.
+    Duplicate,
     Incomplete,
     Inconsistent,
 }
@@ -101,6 +104,14 @@ fn gather(
     opened: &Opened,
     seq: i64,
 ) -> Result<Gathered> {
+    let done: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM parts_done WHERE grp = ?1)",
+        [&part.group[..]],
+        |r| r.get(0),
+    )?;
+    if done {
+        return Ok(Gathered::Duplicate);
+    }
     // Every part of a group must agree on document, kind and count.
     let disagree: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM inbound_parts WHERE grp = ?1 AND (doc_id <> ?2 OR kind <> ?3 OR count <> ?4))",
@@ -146,9 +157,19 @@ fn gather(
         }
     }
     if payload.is_empty() {
-        tx.execute("DELETE FROM inbound_parts WHERE grp = ?1", [&part.group[..]])?;
+        tx.execute(
+            "DELETE FROM inbound_parts WHERE grp = ?1",
+            [&part.group[..]],
+        )?;
         return Ok(Gathered::Inconsistent);
     }
-    tx.execute("DELETE FROM inbound_parts WHERE grp = ?1", [&part.group[..]])?;
+    tx.execute(
+        "DELETE FROM inbound_parts WHERE grp = ?1",
+        [&part.group[..]],
+    )?;
+    tx.execute(
+        "INSERT INTO parts_done (grp, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![&part.group[..], now_ms()],
+    )?;
     Ok(Gathered::Complete(payload))
 }

@@ -245,8 +245,9 @@ impl SyncSession {
         let tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let cursor: i64 =
-            tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| r.get(0))?;
+        let cursor: i64 = tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
         let cursor = cursor.max(0) as u64;
         outbound::freeze_outbox(&tx)?;
         let budget = self.link.min(self.opts.max_push_bytes.max(1));
@@ -256,9 +257,10 @@ impl SyncSession {
                 "SELECT d.id FROM documents d LEFT JOIN doc_sync s ON s.doc_id = d.id
                  WHERE (?1 OR coalesce(s.since_snapshot, 0) >= ?2) ORDER BY d.id",
             )?;
-            let rows = st.query_map(params![self.opts.snapshot_all, self.opts.snapshot_after], |r| {
-                r.get(0)
-            })?;
+            let rows = st.query_map(
+                params![self.opts.snapshot_all, self.opts.snapshot_after],
+                |r| r.get(0),
+            )?;
             rows.collect::<std::result::Result<_, _>>()?
         };
         for id in candidates {
@@ -336,7 +338,8 @@ impl SyncSession {
             detail: e.to_string(),
         })?;
         check_response(&flight, &resp)?;
-        let progressed = !resp.acked.is_empty() || !resp.pull.is_empty() || resp.cursor > flight.cursor;
+        let progressed =
+            !resp.acked.is_empty() || !resp.pull.is_empty() || resp.cursor > flight.cursor;
         if resp.more && !progressed {
             return Err(Error::Protocol {
                 detail: "the relay says more is waiting but sent nothing new".into(),
@@ -432,7 +435,11 @@ fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
         }
         last = p.seq;
     }
-    if resp.acked.iter().any(|a| a.seq == 0 || a.seq > i64::MAX as u64) {
+    if resp
+        .acked
+        .iter()
+        .any(|a| a.seq == 0 || a.seq > i64::MAX as u64)
+    {
         return bad("an acknowledgement without a place in the log");
     }
     Ok(())
@@ -464,12 +471,14 @@ impl Store {
     }
 
     fn link_bytes(&self) -> Result<usize> {
-        let v: Option<i64> = self.conn().query_row(
-            "SELECT link_bytes FROM sync_state WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(v.map_or(LINK_INITIAL, |v| (v.max(0) as usize).clamp(LINK_MIN, LINK_MAX)))
+        let v: Option<i64> =
+            self.conn()
+                .query_row("SELECT link_bytes FROM sync_state WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(v.map_or(LINK_INITIAL, |v| {
+            (v.max(0) as usize).clamp(LINK_MIN, LINK_MAX)
+        }))
     }
 
     fn set_link_bytes(&mut self, bytes: usize) -> Result<()> {
@@ -566,3 +575,6 @@ fn bump(conn: &rusqlite::Connection, doc_hex: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

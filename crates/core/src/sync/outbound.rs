@@ -180,8 +180,8 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
     'batches: for b in batches(conn)? {
         let acked = acked_parts(conn, b.batch)?;
         let doc = doc_bytes(&b.doc);
-        let group = (b.parts > 1)
-            .then(|| Part::group_id(&team.key, &team.team_id, &doc, &b.payload));
+        let group =
+            (b.parts > 1).then(|| Part::group_id(&team.key, &team.team_id, &doc, &b.payload));
         for index in 0..b.parts {
             if acked.contains(&index) {
                 continue;

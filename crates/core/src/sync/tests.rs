@@ -1,0 +1,395 @@
+//! The engine against a relay that lies, and the parts machinery over
+//! random sizes and delivery orders. Real stores on temp files; the relay
+//! here is a scripted transport, because these answers are ones a real
+//! relay never gives.
+
+use heartbridge_proto::{
+    decode, encode, Ack, DocKindTag, Envelope, EnvelopeKind, Part, Pulled, Role, Secret,
+    SyncRequest, SyncResponse, TeamId, TeamKey,
+};
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{Channel, Group, Risk};
+use crate::NewCase;
+
+fn enrolled(dir: &std::path::Path, name: &str, team: &Team) -> Store {
+    let mut store = Store::init(&dir.join(name), name).expect("init");
+    let mut mine = team.clone();
+    mine.device_id = name.to_owned();
+    store.set_team(&mine).expect("team");
+    store
+}
+
+fn a_team() -> Team {
+    Team {
+        relay_url: "http://relay.invalid".into(),
+        team_id: TeamId::random(),
+        device_id: String::new(),
+        token: Secret::from_string("t".into()),
+        key: TeamKey::generate(),
+        role: Role::Volunteer,
+    }
+}
+
+/// Answers every request with what `answer` makes of it.
+struct Scripted<F: FnMut(SyncRequest) -> SyncResponse>(F);
+impl<F: FnMut(SyncRequest) -> SyncResponse> Transport for Scripted<F> {
+    fn sync(&mut self, _: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        let req: SyncRequest = decode("req", &body).expect("request decodes");
+        Ok(encode(&(self.0)(req)))
+    }
+}
+
+fn answer(req: &SyncRequest, cursor: u64, pull: Vec<Pulled>, more: bool) -> SyncResponse {
+    SyncResponse {
+        v: 1,
+        acked: req
+            .push
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Ack {
+                id: e.id,
+                seq: 1000 + i as u64,
+            })
+            .collect(),
+        pull,
+        cursor,
+        more,
+    }
+}
+
+fn sealed(team: &Team, doc: [u8; 16], bytes: &[u8]) -> Envelope {
+    Envelope::seal(
+        &team.key,
+        &team.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        bytes,
+    )
+    .expect("seal")
+}
+
+#[test]
+fn a_relay_whose_cursor_goes_backwards_or_overflows_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    // Move the cursor to 10 honestly first.
+    store
+        .sync(
+            &mut Scripted(|r| answer(&r, 10, vec![], false)),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("honest sync");
+    assert_eq!(store.sync_status().expect("status").cursor, 10);
+    for bad in [3u64, u64::MAX, i64::MAX as u64 + 1] {
+        let err = store
+            .sync(
+                &mut Scripted(|r| answer(&r, bad, vec![], false)),
+                &SyncOptions::default(),
+                &mut |_| {},
+            )
+            .expect_err("a lying cursor");
+        assert_eq!(err.kind(), "protocol", "cursor {bad}");
+        assert_eq!(
+            store.sync_status().expect("status").cursor,
+            10,
+            "stored a bad cursor {bad}"
+        );
+    }
+}
+
+#[test]
+fn pulled_envelopes_out_of_order_or_outside_the_page_are_refused_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let env = sealed(&team, [9; 16], b"not automerge");
+    let pages = [
+        vec![(5, env.clone()), (4, env.clone())], // descending
+        vec![(0, env.clone())],                   // at the cursor
+        vec![(30, env.clone())],                  // beyond the answer's cursor
+    ];
+    for page in pages {
+        let pull: Vec<Pulled> = page
+            .into_iter()
+            .map(|(seq, envelope)| Pulled { seq, envelope })
+            .collect();
+        let err = store
+            .sync(
+                &mut Scripted(|r| answer(&r, 20, pull.clone(), false)),
+                &SyncOptions::default(),
+                &mut |_| {},
+            )
+            .expect_err("out of order");
+        assert_eq!(err.kind(), "protocol");
+        let status = store.sync_status().expect("status");
+        assert_eq!((status.cursor, status.refused), (0, 0));
+    }
+}
+
+#[test]
+fn a_relay_that_says_more_but_sends_nothing_ends_the_sync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let mut calls = 0;
+    let err = store
+        .sync(
+            &mut Scripted(|r| {
+                calls += 1;
+                answer(&r, r.cursor, vec![], true)
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect_err("no progress");
+    assert_eq!(err.kind(), "protocol");
+    assert_eq!(
+        calls, 1,
+        "the device kept asking a relay that gives nothing"
+    );
+}
+
+#[test]
+fn a_relay_that_takes_no_push_does_not_make_the_device_loop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    store
+        .new_case(&NewCase {
+            alias: "小雨".into(),
+            group: Group::ExamStress,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    let mut calls = 0;
+    let report = store
+        .sync(
+            &mut Scripted(|r| {
+                calls += 1;
+                let mut a = answer(&r, r.cursor, vec![], false);
+                a.acked.clear();
+                a
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("the sync ends");
+    assert_eq!(calls, 1);
+    assert_eq!(
+        report.pending, 1,
+        "an unacknowledged change left the outbox"
+    );
+}
+
+#[test]
+fn network_failures_shrink_the_request_and_the_size_is_remembered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let start = store.sync_status().expect("status").link_bytes;
+    let mut failing =
+        |_: &Team, _: Vec<u8>| Err(TransportError::Network("connection reset".into()));
+    struct F<'a>(&'a mut dyn FnMut(&Team, Vec<u8>) -> std::result::Result<Vec<u8>, TransportError>);
+    impl Transport for F<'_> {
+        fn sync(&mut self, t: &Team, b: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+            (self.0)(t, b)
+        }
+    }
+    let err = store
+        .sync(&mut F(&mut failing), &SyncOptions::default(), &mut |_| {})
+        .expect_err("always cut");
+    assert_eq!(err.kind(), "network");
+    let shrunk = store.sync_status().expect("status").link_bytes;
+    assert!(shrunk < start, "{shrunk} !< {start}");
+    // Success grows it back.
+    for _ in 0..10 {
+        store
+            .sync(
+                &mut Scripted(|r| answer(&r, r.cursor, vec![], false)),
+                &SyncOptions::default(),
+                &mut |_| {},
+            )
+            .expect("sync");
+    }
+    assert!(store.sync_status().expect("status").link_bytes > shrunk);
+}
+
+/// A loopback "relay": a log every device pushes to and pulls from, that
+/// honours snapshots' `covers` as the real one does. Enough to move parts
+/// between two real stores in any order.
+#[derive(Default)]
+struct Log {
+    entries: Vec<(u64, Envelope)>,
+    next: u64,
+}
+
+impl Log {
+    fn handle(&mut self, req: SyncRequest, limit: usize) -> SyncResponse {
+        let mut acked = Vec::new();
+        for env in req.push {
+            let seq = match self.entries.iter().find(|(_, e)| e.id == env.id) {
+                Some((s, _)) => *s,
+                None => {
+                    self.next += 1;
+                    let seq = self.next;
+                    if env.kind == EnvelopeKind::Snapshot {
+                        let upto = env.covers.min(seq - 1);
+                        self.entries
+                            .retain(|(s, e)| !(e.doc == env.doc && *s <= upto));
+                    }
+                    self.entries.push((seq, env.clone()));
+                    seq
+                }
+            };
+            acked.push(Ack { id: env.id, seq });
+        }
+        let mut pull = Vec::new();
+        let mut bytes = 0;
+        let mut cursor = req.cursor;
+        let mut more = false;
+        for (seq, env) in self.entries.iter().filter(|(s, _)| *s > req.cursor) {
+            if !pull.is_empty() && bytes >= limit {
+                more = true;
+                break;
+            }
+            bytes += env.wire_size();
+            pull.push(Pulled {
+                seq: *seq,
+                envelope: env.clone(),
+            });
+            cursor = *seq;
+        }
+        if !more {
+            cursor = cursor.max(self.next);
+        }
+        SyncResponse {
+            v: 1,
+            acked,
+            pull,
+            cursor,
+            more,
+        }
+    }
+}
+
+struct Via<'a>(&'a mut Log, usize);
+impl Transport for Via<'_> {
+    fn sync(&mut self, _: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        let req: SyncRequest = decode("req", &body).expect("request");
+        Ok(encode(&self.0.handle(req, self.1)))
+    }
+}
+
+fn long_note(seed: u64, chars: usize) -> String {
+    let mut x = seed | 1;
+    (0..chars)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_u32(0x4E00 + (x % 0x5000) as u32).expect("han")
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// A note of any size, pushed in parts with any page size and pulled
+    /// in parts that arrive shuffled and duplicated, arrives whole.
+    #[test]
+    fn a_note_of_any_size_arrives_whole_whatever_the_order_of_its_parts(
+        chars in 1usize..40_000,
+        seed in any::<u64>(),
+        page in 2_000usize..80_000,
+    ) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let team = a_team();
+        let mut a = enrolled(dir.path(), "a", &team);
+        let mut b = enrolled(dir.path(), "b", &team);
+        let id = a.new_case(&NewCase { alias: "阿明".into(), group: Group::Other, risk: Risk::None }).expect("case");
+        let note = long_note(seed, chars);
+        a.add_contact(&id, Channel::Hotline, &note, None).expect("contact");
+        let mut log = Log::default();
+        let opts = SyncOptions { page_bytes: page as u32, max_push_bytes: page, ..SyncOptions::default() };
+        let r = a.sync(&mut Via(&mut log, page), &opts, &mut |_| {}).expect("push");
+        prop_assert_eq!(r.pending, 0);
+        // Shuffle and duplicate the log before b pulls it.
+        let mut x = seed | 1;
+        let n = log.entries.len();
+        for i in (1..n).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let j = (x >> 33) as usize % (i + 1);
+            let (si, sj) = (log.entries[i].0, log.entries[j].0);
+            log.entries.swap(i, j);
+            log.entries[i].0 = si;
+            log.entries[j].0 = sj;
+        }
+        if n > 1 {
+            // The same envelope twice, as a relay that lost its dedup would.
+            let dup = log.entries[0].1.clone();
+            log.next += 1;
+            log.entries.push((log.next, dup));
+        }
+        let r = b.sync(&mut Via(&mut log, page), &opts, &mut |_| {}).expect("pull");
+        prop_assert_eq!(r.refused, 0);
+        let case = b.case(&id).expect("b has the case");
+        prop_assert_eq!(&case.contacts[0].text, &note);
+        prop_assert_eq!(b.waiting_changes().expect("waiting"), 0);
+        let parts: i64 = b.conn().query_row("SELECT count(*) FROM inbound_parts", [], |r| r.get(0)).expect("parts");
+        prop_assert_eq!(parts, 0);
+    }
+}
+
+#[test]
+fn a_part_that_disagrees_with_its_group_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let group = [5u8; 16];
+    let part = |index, count, doc: [u8; 16]| {
+        Envelope::seal_part(
+            &team.key,
+            &team.team_id,
+            doc,
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            Some(Part {
+                group,
+                index,
+                count,
+            }),
+            b"slice",
+        )
+        .expect("seal")
+    };
+    let pull = vec![
+        Pulled {
+            seq: 1,
+            envelope: part(0, 3, [1; 16]),
+        },
+        Pulled {
+            seq: 2,
+            envelope: part(1, 4, [1; 16]),
+        },
+        Pulled {
+            seq: 3,
+            envelope: part(2, 3, [2; 16]),
+        },
+    ];
+    let report = store
+        .sync(
+            &mut Scripted(|r| answer(&r, 3, pull.clone(), false)),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("sync");
+    assert_eq!(report.refused, 2);
+    assert_eq!(report.waiting, 1);
+    assert_eq!(store.sync_status().expect("status").cursor, 3);
+}
