@@ -256,7 +256,8 @@ async function main() {
       const receipt = page.getByTestId('receipt');
       await receipt.waitFor();
       const text = (await receipt.textContent()).trim();
-      expect(/全部 \d+ 条更改已于 \d\d:\d\d 送达中继服务器/.test(text), `receipt: ${text}`);
+      // The shift's own changes: the case, the contact, the confirmed risk.
+      expect(/全部 3 条更改已于 \d\d:\d\d 送达中继服务器/.test(text), `receipt: ${text}`);
       await auditLabels(page, 'shift');
       await shot(page, 'shift');
     });
@@ -287,13 +288,26 @@ async function main() {
     await step('offline: ending a shift says “not delivered yet”', async () => {
       await offPage.goto(`${origin}/?offline&ready#/shift`);
       await offPage.getByRole('button', { name: '开始值班' }).click();
+      await offPage.getByText('值班中', { exact: true }).waitFor();
+      await offPage.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '个案' }).click();
+      await offPage.getByRole('link', { name: '新建个案' }).click();
+      await offPage.getByLabel('化名或代号').fill('小南');
+      await offPage.getByRole('button', { name: '建立个案' }).click();
+      await offPage.getByRole('heading', { level: 1, name: '小南' }).waitFor();
+      await offPage.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '值班' }).click();
       await offPage.getByRole('button', { name: '结束值班并同步' }).click();
       const note = offPage.getByTestId('not-delivered');
       await note.waitFor();
       const text = (await note.textContent()).trim();
       expect(text.includes('尚未送达——已保存在本设备上，网络恢复后会自动发送'), `not delivered: ${text}`);
+      expect(text.includes('本班的 1 条更改都还在本设备上等待发送'), `not delivered: ${text}`);
       await offPage.getByRole('button', { name: '再试一次同步' }).waitFor();
       await shot(offPage, 'shift-offline');
+      await offPage.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '首页' }).click();
+      const state = (await offPage.getByTestId('team-state').textContent()).trim();
+      expect(/无法连接中继服务器（自 \d\d:\d\d 起）/.test(state), `team state: ${state}`);
+      expect(!state.includes('团队已连接'), `team state: ${state}`);
+      await offPage.getByTestId('pending').filter({ hasText: '1 条' }).waitFor();
     });
     await off.close();
 

@@ -181,14 +181,21 @@ describe('fake API: shift and sync', () => {
     await api.shiftStart();
     const { id } = await api.caseCreate({ alias: '小北', group: 'migrant', risk: 'medium' });
     await api.caseAddContact({ id, channel: 'hotline', text: '来电' });
-    const before = (await api.syncStatus()).pending;
-    expect(before).toBe(4); // profile, shift start, case, contact
+    const before = await api.syncStatus();
+    expect(before.pending).toBe(3); // profile, case, contact
+    expect(before.shift).toMatchObject({ changes: 2, delivered: 0, endedAt: null }); // case, contact
+    // Every write says so at once.
+    expect(seen.status.at(-1)?.pending).toBe(3);
 
     const report = await api.shiftEnd();
-    expect(report.pushed).toBe(before + 1); // + the shift report
+    expect(report.pushed).toBe(3);
+    expect(report.bytesSent).toBeGreaterThan(0);
     expect(await api.shiftCurrent()).toBeNull();
     const after = await api.syncStatus();
     expect(after).toMatchObject({ pending: 0, lastError: null, syncing: false, lastSyncedAt: report.finishedAt });
+    expect(after.shift).toMatchObject({ changes: 2, delivered: 2, deliveredAt: report.finishedAt });
+    expect(after.connection).toMatchObject({ state: 'connected', at: report.finishedAt });
+    expect(seen.progress.at(-1)?.bytesReceived).toBe(report.bytesReceived);
 
     const phases = seen.progress.map((p) => p.phase);
     expect(phases[0]).toBe('push');
@@ -204,16 +211,25 @@ describe('fake API: shift and sync', () => {
   it('offline: the shift ends, the sync fails with kind network, nothing is lost', async () => {
     const api = await withProfile({ offline: true });
     await api.shiftStart();
+    await api.caseCreate({ alias: '小北', group: 'migrant', risk: 'medium' });
     await expect(api.shiftEnd()).rejects.toMatchObject({ kind: 'network' });
     expect(await api.shiftCurrent()).toBeNull();
     const s = await api.syncStatus();
-    expect(s.pending).toBe(3);
+    expect(s.pending).toBe(2);
     expect(s.lastError?.kind).toBe('network');
+    expect(s.connection.state).toBe('unreachable');
+    expect(s.shift).toMatchObject({ changes: 1, delivered: 0, deliveredAt: null });
+    const since = s.connection.since;
+    await expect(api.syncNow()).rejects.toMatchObject({ kind: 'network' });
+    expect((await api.syncStatus()).connection.since).toBe(since);
 
     api.setOffline(false);
     const report = await api.syncNow();
-    expect(report.pushed).toBe(3);
-    expect((await api.syncStatus()).lastError).toBeNull();
+    expect(report.pushed).toBe(2);
+    const back = await api.syncStatus();
+    expect(back.lastError).toBeNull();
+    expect(back.connection.state).toBe('connected');
+    expect(back.shift).toMatchObject({ changes: 1, delivered: 1, deliveredAt: report.finishedAt });
   });
 
   it('two syncs at once are one sync', async () => {

@@ -31,9 +31,15 @@ export function noteStatus(s: SyncStatus): void {
   sync.status = s;
 }
 
-export type ShiftOutcome =
-  | { kind: 'delivered'; report: SyncReport }
-  | { kind: 'failed'; error: ApiError };
+/**
+ * How ending the shift (or the retry after it) went: `error` is the sync's
+ * failure, if it failed. What of the shift was delivered is not here but in
+ * `sync.status.shift`, which follows the store after every sync, whichever
+ * sync delivered it.
+ */
+export interface ShiftOutcome {
+  error: ApiError | null;
+}
 
 export const shift = $state<{
   loaded: boolean;
@@ -78,9 +84,12 @@ export async function syncNow(): Promise<SyncReport | null> {
   try {
     const report = await api.syncNow();
     sync.report = report;
+    // A sync that delivered what the shift left waiting clears its failure.
+    if (shift.outcome) shift.outcome = { error: null };
     return report;
   } catch (e) {
     showError(e);
+    if (shift.outcome) shift.outcome = { error: toApiError(e) };
     return null;
   } finally {
     await refreshSync();
@@ -100,25 +109,16 @@ export async function startShift(): Promise<void> {
   }
 }
 
-/** A sync that left changes waiting did not deliver everything: no receipt. */
-function deliveredOrNot(report: SyncReport): ShiftOutcome {
-  if (report.pending > 0) {
-    return { kind: 'failed', error: { kind: 'partial', message: '' } };
-  }
-  return { kind: 'delivered', report };
-}
-
 /** Ends the shift and syncs; the receipt or the "not delivered" note stays on the shift card. */
 export async function endShift(): Promise<void> {
   shift.busy = 'ending';
   shift.outcome = null;
   sync.progress = null;
   try {
-    const report = await api.shiftEnd();
-    shift.outcome = deliveredOrNot(report);
+    sync.report = await api.shiftEnd();
+    shift.outcome = { error: null };
   } catch (e) {
-    const error = toApiError(e);
-    shift.outcome = { kind: 'failed', error };
+    shift.outcome = { error: toApiError(e) };
   } finally {
     shift.busy = null;
     await Promise.all([refreshShift(), refreshSync()]);
@@ -130,10 +130,10 @@ export async function retryDelivery(): Promise<void> {
   shift.busy = 'ending';
   sync.progress = null;
   try {
-    const report = await api.syncNow();
-    shift.outcome = deliveredOrNot(report);
+    sync.report = await api.syncNow();
+    shift.outcome = { error: null };
   } catch (e) {
-    shift.outcome = { kind: 'failed', error: toApiError(e) };
+    shift.outcome = { error: toApiError(e) };
   } finally {
     shift.busy = null;
     await refreshSync();

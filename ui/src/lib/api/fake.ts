@@ -139,7 +139,14 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   let profile: ProfileStatus = { initialized: false };
   let members: Member[] = [];
   let shift: Shift | null = null;
-  let sync: SyncStatus = { lastSyncedAt: null, pending: 0, lastError: null, syncing: false };
+  let sync: SyncStatus = {
+    lastSyncedAt: null,
+    pending: 0,
+    lastError: null,
+    syncing: false,
+    connection: { state: 'unknown', since: null, at: null, kind: null },
+    shift: null,
+  };
   let cursor = 1180;
   let incoming = 3; // team changes waiting at the relay for the next pull
   let inflight: Promise<SyncReport> | null = null;
@@ -167,8 +174,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   function emitProgress(p: SyncProgress) {
     for (const h of progressHandlers) h({ ...p });
   }
+  /** A local write: one more change waits, and counts for the open shift. */
   function changed() {
     sync = { ...sync, pending: sync.pending + 1 };
+    if (shift && sync.shift) sync = { ...sync, shift: { ...sync.shift, changes: sync.shift.changes + 1, deliveredAt: null } };
     emitStatus();
   }
 
@@ -258,7 +267,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: 'lead' },
     };
     members = teamMembersFor(profile);
-    sync = { ...sync, lastSyncedAt: iso(20 * HOUR) };
+    sync = { ...sync, lastSyncedAt: iso(20 * HOUR), connection: { state: 'connected', since: null, at: iso(20 * HOUR), kind: null } };
   }
   if (opts.ready) setReady();
 
@@ -303,7 +312,11 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   }
 
   async function runSync(): Promise<SyncReport> {
-    sync = { ...sync, syncing: true };
+    sync = {
+      ...sync,
+      syncing: true,
+      connection: sync.connection.state === 'unreachable' ? sync.connection : { state: 'syncing', since: null, at: null, kind: null },
+    };
     emitStatus();
     const total = sync.pending;
     let pushed = 0;
@@ -311,7 +324,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     let requests = 0;
     let bytesSent = 0;
     try {
-      emitProgress({ phase: 'push', requests, pushed, pulled, pending: total });
+      let bytesReceived = 0;
+      const progress = (phase: SyncProgress['phase'], pending: number) =>
+        emitProgress({ phase, requests, pushed, pulled, pending, bytesSent, bytesReceived });
+      progress('push', total);
       await sleep(step);
       if (offline) throw error('network', 'network');
       const batch = Math.max(1, Math.ceil(total / 3));
@@ -319,20 +335,32 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         const n = Math.min(batch, total - pushed);
         requests++;
         pushed += n;
-        bytesSent += n * 730;
+        bytesSent += n * 730 + 90;
+        bytesReceived += 120;
         sync = { ...sync, pending: Math.max(0, sync.pending - n) };
-        emitProgress({ phase: 'push', requests, pushed, pulled, pending: total - pushed });
+        progress('push', total - pushed);
         await sleep(step);
       }
       requests++;
       pulled = incoming;
       incoming = 0;
-      emitProgress({ phase: 'pull', requests, pushed, pulled, pending: sync.pending });
+      bytesSent += 90;
+      bytesReceived += pulled * 910 + 120;
+      progress('pull', sync.pending);
       await sleep(step);
       cursor += pushed + pulled;
       const finishedAt = iso();
-      sync = { ...sync, lastSyncedAt: finishedAt, lastError: null };
-      emitProgress({ phase: 'done', requests, pushed, pulled, pending: sync.pending });
+      // Everything waiting was pushed: the latest shift's changes too.
+      const delivered = sync.shift && { ...sync.shift, delivered: sync.shift.changes };
+      if (delivered && delivered.deliveredAt === null && delivered.changes > 0) delivered.deliveredAt = finishedAt;
+      sync = {
+        ...sync,
+        lastSyncedAt: finishedAt,
+        lastError: null,
+        connection: { state: 'connected', since: null, at: finishedAt, kind: null },
+        shift: delivered,
+      };
+      progress('done', sync.pending);
       return {
         pushed,
         changesDelivered: pushed,
@@ -341,12 +369,22 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         cursor,
         requests,
         bytesSent,
-        bytesReceived: pulled * 910 + requests * 120,
+        bytesReceived,
         refused: 0,
         finishedAt,
       };
     } catch (e) {
-      sync = { ...sync, lastError: e as ApiError };
+      const err = e as ApiError;
+      const at = iso();
+      const since = sync.connection.state === 'unreachable' ? sync.connection.since : at;
+      sync = {
+        ...sync,
+        lastError: err,
+        connection:
+          err.kind === 'network'
+            ? { state: 'unreachable', since, at, kind: 'network' }
+            : { state: 'refused', since: null, at, kind: err.kind },
+      };
       throw e;
     } finally {
       sync = { ...sync, syncing: false };
@@ -557,14 +595,16 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       guarded(() => {
         if (shift) throw error('conflict', 'shiftRunning');
         shift = { startedAt: iso(), contacts: 0 };
-        changed();
+        sync = { ...sync, shift: { startedAt: shift.startedAt, endedAt: null, changes: 0, delivered: 0, deliveredAt: null } };
+        emitStatus();
         return shift;
       }),
     shiftEnd: async () => {
       await sleep(latency);
       if (!shift) throw error('no-shift', 'noShift');
       shift = null;
-      changed(); // the shift report
+      if (sync.shift) sync = { ...sync, shift: { ...sync.shift, endedAt: iso() } };
+      emitStatus();
       return startSync();
     },
 

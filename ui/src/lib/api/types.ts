@@ -141,11 +141,37 @@ export interface Shift {
   startedAt: string;
   contacts: number;
 }
+/**
+ * How the last sync attempt went, for "团队已连接" and its opposites:
+ * `syncing` a sync runs (and none failed before it); `connected` the relay
+ * answered at `at`; `unreachable` no relay reached since `since` (the first
+ * failure in a row; a retry may be running); `refused` the relay answered
+ * with an error of `kind` at `at`; `unknown` no attempt yet.
+ */
+export interface Connection {
+  state: 'syncing' | 'connected' | 'unreachable' | 'refused' | 'unknown';
+  since: string | null;
+  at: string | null;
+  kind: string | null;
+}
+/** The latest shift's local changes and how many of them a relay has acknowledged. */
+export interface ShiftDelivery {
+  startedAt: string;
+  endedAt: string | null;
+  changes: number;
+  delivered: number;
+  /** When the last of them was delivered (null while some wait). */
+  deliveredAt: string | null;
+}
 export interface SyncStatus {
   lastSyncedAt: string | null;
+  /** Local changes no relay has acknowledged yet (the store's outbox). */
   pending: number;
   lastError: ApiError | null;
   syncing: boolean;
+  connection: Connection;
+  /** null before the first shift on this device. */
+  shift: ShiftDelivery | null;
 }
 export interface SyncReport {
   /** Envelopes pushed (one per document per request). */
@@ -168,6 +194,8 @@ export interface SyncProgress {
   pushed: number;
   pulled: number;
   pending: number;
+  bytesSent: number;
+  bytesReceived: number;
 }
 export interface Member {
   deviceId: string;
@@ -245,7 +273,11 @@ export interface HeartbridgeApi {
   shiftCurrent(): Promise<Shift | null>;
   /** shift_start */
   shiftStart(): Promise<Shift>;
-  /** shift_end: ends the shift and syncs; rejects with kind 'network' when the relay can't be reached */
+  /**
+   * shift_end: ends the shift and syncs; rejects with kind 'network' when the
+   * relay can't be reached. What of the shift was delivered is in
+   * `SyncStatus.shift`, whichever sync delivered it.
+   */
   shiftEnd(): Promise<SyncReport>;
 
   /** sync_status */
