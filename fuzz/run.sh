@@ -5,10 +5,11 @@
 #   bash fuzz/run.sh TARGET [SECS]   one target for SECS seconds (default 60),
 #                                    then minimise its corpus
 #   bash fuzz/run.sh all SECS        every target in turn, SECS seconds each
-#   bash fuzz/run.sh seeds           rewrite the seed corpus from real data
+#   bash fuzz/run.sh seeds [TARGET]  add the seeds made from real data to the
+#                                    corpus of every target (or of TARGET)
 #   bash fuzz/run.sh build [TARGET]  build the instrumented target(s) only
 #
-# Targets: sync_body admin_json envelope invite handbook apply_remote.
+# Targets: sync_body admin_json envelope invite handbook apply_remote relay.
 # One fuzzer at a time, at nice 10 (the machine is shared). New inputs go
 # to fuzz/target/work/TARGET, then `-merge=1` minimises them together with
 # fuzz/corpus/TARGET into a new fuzz/corpus/TARGET. Crashes, timeouts and
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_DIR=$PWD
-TARGETS=(sync_body admin_json envelope invite handbook apply_remote)
+TARGETS=(sync_body admin_json envelope invite handbook apply_remote relay)
 export CARGO_TARGET_DIR="$FUZZ_DIR/target"
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 # The coverage instrumentation cargo-fuzz would ask rustc for; every flag
@@ -44,7 +45,9 @@ seeds() {
   # Plain build (no instrumentation): it only writes files.
   rm -rf "$FUZZ_DIR/target/seeds"
   nice -n 10 cargo run --quiet --example seeds -- "$FUZZ_DIR/target/seeds" "$FUZZ_DIR/../handbooks"
-  for t in "${TARGETS[@]}"; do
+  local targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")
+  for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     cp "target/seeds/$t/"* "corpus/$t/"
   done
@@ -91,7 +94,7 @@ fuzz() {
 cmd=${1:-all}
 secs=${2:-60}
 case "$cmd" in
-  seeds) seeds ;;
+  seeds) shift; seeds "$@" ;;
   build) shift; build "${@:-${TARGETS[@]}}" ;;
   all)
     build "${TARGETS[@]}"

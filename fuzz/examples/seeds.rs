@@ -314,6 +314,23 @@ fn main() {
         .flat_map(|(_, _, b)| b.clone())
         .collect();
     write(&apply, "seed-concatenated", &with_mode(2, &case_changes));
+    // 6. The relay target: the sync bodies to /v1/sync (mode 0), the admin
+    // bodies to /v1/join, /v1/invites and /v1/claim (modes 1 to 3).
+    let relay = out.join("relay");
+    for (dir, modes) in [("sync_body", &[0u8][..]), ("admin_json", &[1, 2, 3][..])] {
+        let mut files: Vec<_> = std::fs::read_dir(out.join(dir))
+            .expect("seed dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for f in files {
+            let body = std::fs::read(&f).expect("seed");
+            let name = f.file_name().expect("name").to_string_lossy().into_owned();
+            for &m in modes {
+                write(&relay, &format!("{name}-to-{m}"), &with_mode(m, &body));
+            }
+        }
+    }
     println!("seeds written to {}", out.display());
 }
 

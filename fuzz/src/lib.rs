@@ -8,3 +8,5 @@
 pub mod core_checks;
 #[path = "proto_checks.rs"]
 pub mod proto_checks;
+#[path = "relay_checks.rs"]
+pub mod relay_checks;

@@ -1,16 +1,24 @@
 //! Replays the fuzz corpus and every crash the fuzzer found for the relay's
-//! request bodies (`fuzz/corpus/{sync_body,admin_json}`, `fuzz/crashes/…`)
-//! against a real relay on loopback, so the relay's own checks (version,
-//! empty ciphertext, key epoch, team id, key check, invite rules) run on
-//! them too: every body gets a 2xx or a 4xx with a JSON error kind, never a
-//! 5xx or a dropped connection, and the relay still syncs afterwards.
+//! request bodies against a real relay on loopback, through the same checks
+//! the `relay` fuzz target runs (`fuzz/src/relay_checks.rs`): the `relay`
+//! fixtures (first byte: the endpoint), and the `sync_body` and `admin_json`
+//! fixtures as bodies of `/v1/sync` and of the enrollment and invite
+//! endpoints. Every body gets a 2xx or a 4xx with a JSON error kind, never a
+//! 5xx or a dropped connection, and the relay still syncs and enrolls
+//! afterwards.
 
 mod common;
 
+#[allow(dead_code)]
+#[path = "../../fuzz/src/relay_checks.rs"]
+mod relay_checks;
+
 use std::path::{Path, PathBuf};
 
-use common::{team_with_volunteers, Answer, TestRelay};
-use heartbridge_proto::ErrorBody;
+use common::{team_with_volunteers, TestRelay};
+use heartbridge_proto::Role;
+use heartbridge_relay::RateLimits;
+use relay_checks::{check_answer, route, Caller};
 
 /// Every file of the target's corpus and crashes, sorted by name; and how
 /// many came from the corpus.
@@ -37,65 +45,52 @@ fn inputs(target: &str) -> (Vec<(String, Vec<u8>)>, usize) {
     (out, corpus)
 }
 
-/// A 2xx, or a 4xx whose body is the relay's JSON error.
-fn assert_answered(what: &str, a: &Answer) {
-    assert!(
-        a.status < 500,
-        "{what}: status {} ({})",
-        a.status,
-        String::from_utf8_lossy(&a.body)
-    );
-    if a.status >= 400 {
-        let e: ErrorBody = serde_json::from_slice(&a.body)
-            .unwrap_or_else(|_| panic!("{what}: a {} without a JSON error body", a.status));
-        assert!(!e.error.is_empty(), "{what}: an error without a kind");
-    }
+fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![mode];
+    v.extend_from_slice(body);
+    v
 }
 
 #[tokio::test]
-async fn fuzzed_sync_bodies_get_an_answer_and_the_relay_keeps_syncing() {
-    let (inputs, corpus) = inputs("sync_body");
-    assert!(corpus > 0, "the sync_body corpus is missing");
-    let relay = TestRelay::start().await;
+async fn fuzzed_bodies_get_an_answer_and_the_relay_keeps_syncing_and_enrolling() {
+    let (relay_inputs, relay_corpus) = inputs("relay");
+    let (sync_inputs, sync_corpus) = inputs("sync_body");
+    let (admin_inputs, admin_corpus) = inputs("admin_json");
+    assert!(relay_corpus > 0, "the relay corpus is missing");
+    assert!(sync_corpus > 0, "the sync_body corpus is missing");
+    assert!(admin_corpus > 0, "the admin_json corpus is missing");
+    let mut all = relay_inputs;
+    all.extend(sync_inputs.into_iter().map(|(n, b)| (n, with_mode(0, &b))));
+    for (name, body) in admin_inputs {
+        for mode in 1..=3 {
+            all.push((format!("{name} (mode {mode})"), with_mode(mode, &body)));
+        }
+    }
+
+    // One client sends every fixture: the rate limits are another test's.
+    let relay = TestRelay::start_with(|c| c.rate_limits = RateLimits::OFF).await;
     let c = relay.client();
-    let (_team, lead, vols) = team_with_volunteers(&relay, 1).await;
+    let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
     let mut refused = 0;
-    for (name, body) in inputs {
-        let a = c.sync_raw(&vols[0].token, body).await;
-        assert_answered(&name, &a);
+    for (name, input) in &all {
+        let Some((path, caller, content_type, body)) = route(input) else {
+            continue;
+        };
+        let token = match caller {
+            Caller::Nobody => None,
+            Caller::Volunteer => Some(&vols[0].token),
+            Caller::Lead => Some(&lead.token),
+        };
+        let a = c
+            .send("POST", path, token, Some(content_type), body.to_vec())
+            .await;
+        if std::panic::catch_unwind(|| check_answer(path, a.status, &a.body)).is_err() {
+            panic!("fixture {name}: a wrong answer from {path}");
+        }
         refused += usize::from(a.status >= 400);
     }
     assert!(refused > 0, "some fuzzed bodies must be refused");
-    // The relay still serves a normal sync to another device.
+    // The relay still serves a normal sync, and a new device still joins.
     c.sync(&lead.token, 0, vec![], 0).await;
-}
-
-#[tokio::test]
-async fn fuzzed_admin_bodies_get_an_answer_and_the_relay_keeps_enrolling() {
-    let (inputs, corpus) = inputs("admin_json");
-    assert!(corpus > 0, "the admin_json corpus is missing");
-    let relay = TestRelay::start().await;
-    let c = relay.client();
-    let (team, lead, _) = team_with_volunteers(&relay, 0).await;
-    for (name, body) in inputs {
-        for path in ["/v1/claim", "/v1/join"] {
-            let a = c
-                .send("POST", path, None, Some("application/json"), body.clone())
-                .await;
-            assert_answered(&format!("{path} {name}"), &a);
-        }
-        let a = c
-            .send(
-                "POST",
-                "/v1/invites",
-                Some(&lead.token),
-                Some("application/json"),
-                body.clone(),
-            )
-            .await;
-        assert_answered(&format!("/v1/invites {name}"), &a);
-    }
-    // Enrollment still works: the lead invites and a device joins.
-    team.add(&c, &lead, heartbridge_proto::Role::Volunteer, "After")
-        .await;
+    team.add(&c, &lead, Role::Volunteer, "After the fuzz").await;
 }
