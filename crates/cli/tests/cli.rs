@@ -467,7 +467,9 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        // The kill instant is the test's input, anywhere in a whole init.
+        // The kill instant is the test's input, anywhere in a whole init:
+        // this sleep waits for no condition, it picks when to pull the plug.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(whole.mul_f64((seed % 1000) as f64 / 900.0));
         child.kill().expect("kill -9");
         child.wait().expect("wait");
