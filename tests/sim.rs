@@ -144,6 +144,38 @@ fn a_plain_history_converges() {
     assert_eq!(stats.joins, 1);
 }
 
+/// Every kind of fault the network knows happens in this run, and the team
+/// still converges: the fault machinery is not dead code.
+#[test]
+fn a_hostile_network_is_survived() {
+    let mut ops = vec![Op::NewCase { dev: 0, risk: Risk::Low }, sync(&[0, 1, 2])];
+    for round in 0..60u8 {
+        let dev = round % 3;
+        ops.push(match round % 4 {
+            0 => Op::SetRisk { dev, case: 0, risk: Risk::ALL[usize::from(round) % 5] },
+            1 => Op::AddContact { dev, case: 0, note: "情绪平稳" },
+            2 => Op::EditNote { dev, case: 0, contact: round, edit: TextEdit::Append("ok") },
+            _ => Op::ImportHandbook { dev, book: round % 2, revision: round % 4 },
+        });
+        ops.push(sync(&[0, 1, 2]));
+    }
+    let h = History { devices: 3, net_seed: 7, faults: 3, ops };
+    let stats = sim::world::run(&h).unwrap_or_else(|e| panic!("{e}"));
+    let n = stats.net;
+    let each = [
+        ("reordered", n.reordered),
+        ("dropped requests", n.dropped_requests),
+        ("dropped responses", n.dropped_responses),
+        ("duplicated", n.duplicated),
+        ("cut", n.cut),
+        ("late", n.late),
+        ("crashes", n.crashes),
+    ];
+    for (what, count) in each {
+        assert!(count > 0, "no {what} in {n:?}");
+    }
+}
+
 /// The invariants are not vacuous: a change that never left its device
 /// trips every one that should notice it.
 #[test]

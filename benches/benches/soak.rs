@@ -7,19 +7,22 @@
 //! Environment: `SOAK_CASES` (histories to generate, default 2,000),
 //! `SOAK_SECS` (stop starting new batches after this, default 600),
 //! `SOAK_OPS` (most operations per history, default 80), `SOAK_SEED`
-//! (first batch seed, default 1). Prints how many histories and operations
-//! ran, what the network did, and every failure with its batch seed and
-//! minimal history; a failure found here becomes a `seed_*` test in
-//! `tests/sim.rs`.
+//! (first batch seed, default 1), `SOAK_THREADS` (batches run at once,
+//! default 4: a run mostly waits for fsyncs). Prints how many histories and
+//! operations ran, what the network did, and every failure with its batch
+//! seed and minimal history; a failure found here becomes a `seed_*` test
+//! in `tests/sim.rs`.
 
 #[path = "../../tests/sim/mod.rs"]
 #[allow(dead_code)]
 mod sim;
 
-use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use sim::world::Stats;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -36,53 +39,66 @@ fn main() {
     let budget = Duration::from_secs(env("SOAK_SECS", 600));
     let max_ops: usize = env("SOAK_OPS", 80);
     let first_seed: u64 = env("SOAK_SEED", 1);
+    let threads: usize = env("SOAK_THREADS", 4);
     let started = Instant::now();
-    let total = RefCell::new(sim::world::Stats::default());
-    let runs = RefCell::new(0usize);
-    let mut generated = 0u32;
-    let mut failures = Vec::new();
-    let mut seed = first_seed;
-    while generated < cases && started.elapsed() < budget {
-        let batch = BATCH.min(cases - generated);
-        let config = Config {
-            cases: batch,
-            failure_persistence: None,
-            max_shrink_iters: 1_000,
-            ..Config::default()
-        };
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
-        let mut runner = TestRunner::new_with_rng(config, rng);
-        let result = runner.run(&sim::history::history(max_ops), |h| {
-            *runs.borrow_mut() += 1;
-            let stats = sim::world::run(&h).map_err(proptest::test_runner::TestCaseError::fail)?;
-            add(&mut total.borrow_mut(), &stats);
-            Ok(())
-        });
-        generated += batch;
-        match result {
-            Ok(()) => {}
-            Err(TestError::Fail(reason, minimal)) => {
-                println!("FAILURE batch seed {seed}: {reason}\n  minimal history: {minimal:?}");
-                failures.push(seed);
-            }
-            Err(TestError::Abort(reason)) => {
-                println!("ABORTED batch seed {seed}: {reason}");
-                failures.push(seed);
-            }
+    let total = Mutex::new(Stats::default());
+    let runs = AtomicUsize::new(0);
+    let generated = AtomicU32::new(0);
+    let next_seed = AtomicU64::new(first_seed);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let done = generated.fetch_add(BATCH, Ordering::SeqCst);
+                if done >= cases || started.elapsed() >= budget {
+                    generated.fetch_sub(BATCH, Ordering::SeqCst);
+                    return;
+                }
+                let batch = BATCH.min(cases - done);
+                generated.fetch_sub(BATCH - batch, Ordering::SeqCst);
+                let seed = next_seed.fetch_add(1, Ordering::SeqCst);
+                let config = Config {
+                    cases: batch,
+                    failure_persistence: None,
+                    max_shrink_iters: 1_000,
+                    max_shrink_time: 120_000,
+                    ..Config::default()
+                };
+                let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
+                let mut runner = TestRunner::new_with_rng(config, rng);
+                let result = runner.run(&sim::history::history(max_ops), |h| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    let stats = sim::world::run(&h).map_err(TestCaseError::fail)?;
+                    add(&mut total.lock().expect("stats"), &stats);
+                    Ok(())
+                });
+                let failed = match result {
+                    Ok(()) => None,
+                    Err(TestError::Fail(reason, minimal)) => {
+                        Some(format!("{reason}\n  minimal history: {minimal:?}"))
+                    }
+                    Err(TestError::Abort(reason)) => Some(format!("aborted: {reason}")),
+                };
+                if let Some(f) = failed {
+                    println!("FAILURE batch seed {seed}: {f}");
+                    failures.lock().expect("failures").push(seed);
+                }
+            });
         }
-        seed += 1;
-    }
-    let t = total.into_inner();
+    });
+    let t = total.into_inner().expect("stats");
     let n = t.net;
+    let failures = failures.into_inner().expect("failures");
+    let last_seed = next_seed.into_inner();
     println!(
-        "soak: {generated} histories generated in {} batches (seeds {first_seed}..{}), {} runs including shrinking, in {:.1} s",
-        seed - first_seed,
-        seed,
+        "soak: {} histories generated in {} batches (seeds {first_seed}..{last_seed}), {} runs including shrinking, {threads} at once, in {:.1} s",
+        generated.into_inner(),
+        last_seed - first_seed,
         runs.into_inner(),
         started.elapsed().as_secs_f64()
     );
     println!(
-        "  passing runs: {} ops ({} writes, {} syncs, {} joins, {} crashes between steps or in flight)",
+        "  passing runs: {} ops ({} writes, {} device syncs, {} joins, {} crashes between steps or in flight)",
         t.ops, t.writes, t.syncs, t.joins, t.crashes
     );
     println!(
@@ -98,7 +114,7 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
     out
 }
 
-fn add(total: &mut sim::world::Stats, s: &sim::world::Stats) {
+fn add(total: &mut Stats, s: &Stats) {
     total.ops += s.ops;
     total.writes += s.writes;
     total.syncs += s.syncs;
