@@ -102,7 +102,9 @@ fn import_bundled(store: &mut Store) -> Result<(), heartbridge_core::Error> {
         .iter()
         .map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec()))
         .collect();
-    store.import_handbook_bytes(&files)?;
+    // Marked as bundled: removed when the profile joins a team, so they
+    // are never pushed to teammates (who get the team's handbooks).
+    store.import_bundled_handbooks(&files)?;
     Ok(())
 }
 
@@ -127,12 +129,11 @@ fn create_or_open(state: &AppState, name: &str) -> ApiResult<()> {
 #[tauri::command]
 async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<Value> {
     create_or_open(&state, &name)?;
-    // A standalone profile starts with the bundled handbooks; a profile
-    // that joins a team gets the team's from the relay instead.
+    // A standalone profile starts with the bundled handbooks (once, and only
+    // if it has none of its own); a profile that joins a team gets the
+    // team's from the relay instead.
     state.with(|s| {
-        if s.list_handbooks()?.is_empty() {
-            import_bundled(s)?;
-        }
+        import_bundled(s)?;
         status_of(s)
     })
 }
