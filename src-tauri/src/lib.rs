@@ -6,45 +6,50 @@
 mod camel;
 mod error;
 mod render;
+mod shift_ledger;
+mod store_slot;
 mod sync_task;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use heartbridge_core::proto::Role;
 use heartbridge_core::{
     CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store,
 };
 use serde_json::{json, Value};
-use tauri::{Manager, State};
+use tauri::{AppHandle, Manager, State};
 
 use camel::to_ui;
 use error::{ApiError, ApiResult};
+use store_slot::StoreSlot;
 use sync_task::Syncer;
 
 /// What every command can reach.
 pub struct AppState {
-    profile: PathBuf,
-    store: Mutex<Option<Store>>,
+    store: Arc<StoreSlot>,
     syncer: Arc<Syncer>,
 }
 
 impl AppState {
+    /// A read (or a write that queues nothing to send).
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>,
     ) -> ApiResult<T> {
-        let mut guard = self.store.lock().map_err(|_| {
-            ApiError::new("internal", "the app state is unavailable; restart the app")
-        })?;
-        if guard.is_none() {
-            *guard = Some(Store::open(&self.profile).map_err(|e| match e {
-                heartbridge_core::Error::ProfileMissing { .. } => ApiError::no_profile(),
-                e => e.into(),
-            })?);
-        }
-        let store = guard.as_mut().ok_or_else(ApiError::no_profile)?;
-        Ok(f(store)?)
+        self.store.with(f)
+    }
+
+    /// A local write: the shift ledger notes the changes it queued, and
+    /// `sync-status` tells the UI the waiting count the store has now.
+    async fn write<T>(
+        &self,
+        app: &AppHandle,
+        f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>,
+    ) -> ApiResult<T> {
+        let out = self.store.with(|s| shift_ledger::write(s, f));
+        self.syncer.emit_status(app).await;
+        out
     }
 }
 
@@ -108,27 +113,9 @@ fn import_bundled(store: &mut Store) -> Result<(), heartbridge_core::Error> {
     Ok(())
 }
 
-fn create_or_open(state: &AppState, name: &str) -> ApiResult<()> {
-    let mut guard = state
-        .store
-        .lock()
-        .map_err(|_| ApiError::new("internal", "restart the app"))?;
-    if guard.is_none() {
-        let store = match Store::open(&state.profile) {
-            Ok(s) => s,
-            Err(heartbridge_core::Error::ProfileMissing { .. }) => {
-                Store::init(&state.profile, name)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        *guard = Some(store);
-    }
-    Ok(())
-}
-
 #[tauri::command]
 async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<Value> {
-    create_or_open(&state, &name)?;
+    state.store.create_or_open(&name)?;
     // A standalone profile starts with the bundled handbooks (once, and only
     // if it has none of its own); a profile that joins a team gets the
     // team's from the relay instead.
@@ -138,6 +125,21 @@ async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<V
     })
 }
 
+/// The second half of a claim or join, once the relay has answered: the
+/// membership is stored, and the bundled samples (never the team's) leave
+/// before the first sync could push them.
+fn enrolled(state: &AppState, team: &heartbridge_core::Team) -> ApiResult<Value> {
+    let status = state.with(|s| {
+        heartbridge_client::commit_enrollment(s, team)?;
+        s.drop_bundled_handbooks()?;
+        status_of(s)
+    })?;
+    state.syncer.wake.notify_one();
+    Ok(status)
+}
+
+/// Claims a team as its lead: prepare (store locked), enroll over the
+/// network (unlocked), commit (locked).
 #[tauri::command]
 async fn team_claim(
     state: State<'_, AppState>,
@@ -145,18 +147,26 @@ async fn team_claim(
     token: String,
     name: String,
 ) -> ApiResult<Value> {
-    create_or_open(&state, &name)?;
-    state.with(|s| heartbridge_client::claim(s, &relay_url, &token))?;
-    state.syncer.wake.notify_one();
-    state.with(|s| status_of(s))
+    state.store.create_or_open(&name)?;
+    let enrollment = state.with(|s| heartbridge_client::prepare_claim(s, &relay_url, &token))?;
+    let team = state.syncer.http().enroll(&enrollment).await?;
+    enrolled(&state, &team)
 }
 
+/// Joins a team with an invite code, the store unlocked while the relay
+/// is asked.
 #[tauri::command]
 async fn team_join(state: State<'_, AppState>, code: String, name: String) -> ApiResult<Value> {
-    create_or_open(&state, &name)?;
-    state.with(|s| heartbridge_client::join(s, &code))?;
-    state.syncer.wake.notify_one();
-    state.with(|s| status_of(s))
+    state.store.create_or_open(&name)?;
+    let enrollment = state.with(|s| heartbridge_client::prepare_join(s, &code))?;
+    let team = state.syncer.http().enroll(&enrollment).await?;
+    enrolled(&state, &team)
+}
+
+fn team_of(state: &AppState) -> ApiResult<heartbridge_core::Team> {
+    Ok(state
+        .with(|s| s.team())?
+        .ok_or(heartbridge_core::Error::NotEnrolled)?)
 }
 
 #[tauri::command]
@@ -167,13 +177,15 @@ async fn team_invite(state: State<'_, AppState>, role: String) -> ApiResult<Valu
             "role must be volunteer, supervisor or lead",
         )
     })?;
-    let code = state.with(|s| heartbridge_client::invite(s, role))?;
+    let team = team_of(&state)?;
+    let code = state.syncer.http().invite(&team, role).await?;
     Ok(json!({ "code": code }))
 }
 
 #[tauri::command]
 async fn team_members(state: State<'_, AppState>) -> ApiResult<Value> {
-    let members = state.with(|s| heartbridge_client::members(s))?;
+    let team = team_of(&state)?;
+    let members = state.syncer.http().members(&team).await?;
     Ok(Value::Array(
         members
             .iter()
@@ -226,14 +238,17 @@ async fn bookmark_list(state: State<'_, AppState>) -> ApiResult<Value> {
 
 #[tauri::command]
 async fn bookmark_toggle(
+    app: AppHandle,
     state: State<'_, AppState>,
     handbook_id: String,
     section: usize,
 ) -> ApiResult<bool> {
-    state.with(|s| {
-        let id = s.resolve(DocKind::Handbook, &handbook_id)?;
-        s.toggle_bookmark(&id, section)
-    })
+    state
+        .write(&app, |s| {
+            let id = s.resolve(DocKind::Handbook, &handbook_id)?;
+            s.toggle_bookmark(&id, section)
+        })
+        .await
 }
 
 #[tauri::command]
@@ -263,6 +278,7 @@ async fn case_get(state: State<'_, AppState>, id: String) -> ApiResult<Value> {
 
 #[tauri::command]
 async fn case_create(
+    app: AppHandle,
     state: State<'_, AppState>,
     alias: String,
     group: String,
@@ -273,12 +289,13 @@ async fn case_create(
         group: parse::<Group>(&group)?,
         risk: parse::<Risk>(&risk)?,
     };
-    let id = state.with(|s| s.new_case(&new))?;
+    let id = state.write(&app, |s| s.new_case(&new)).await?;
     Ok(json!({ "id": id }))
 }
 
 #[tauri::command]
 async fn case_update(
+    app: AppHandle,
     state: State<'_, AppState>,
     id: String,
     alias: Option<String>,
@@ -292,15 +309,18 @@ async fn case_update(
         status: parse_opt::<Status>(status)?,
         group: parse_opt(group)?,
     };
-    state.with(|s| {
-        let doc = s.resolve(DocKind::Case, &id)?;
-        s.update_case(&doc, &update)?;
-        case_view(s, &id)
-    })
+    state
+        .write(&app, |s| {
+            let doc = s.resolve(DocKind::Case, &id)?;
+            s.update_case(&doc, &update)?;
+            case_view(s, &id)
+        })
+        .await
 }
 
 #[tauri::command]
 async fn case_add_contact(
+    app: AppHandle,
     state: State<'_, AppState>,
     id: String,
     channel: String,
@@ -308,39 +328,47 @@ async fn case_add_contact(
     minutes: Option<i64>,
 ) -> ApiResult<Value> {
     let channel: Channel = parse(&channel)?;
-    state.with(|s| {
-        let doc = s.resolve(DocKind::Case, &id)?;
-        s.add_contact(&doc, channel, &text, minutes)?;
-        case_view(s, &id)
-    })
+    state
+        .write(&app, |s| {
+            let doc = s.resolve(DocKind::Case, &id)?;
+            s.add_contact(&doc, channel, &text, minutes)?;
+            case_view(s, &id)
+        })
+        .await
 }
 
 #[tauri::command]
 async fn case_add_followup(
+    app: AppHandle,
     state: State<'_, AppState>,
     id: String,
     text: String,
     due: Option<String>,
 ) -> ApiResult<Value> {
-    state.with(|s| {
-        let doc = s.resolve(DocKind::Case, &id)?;
-        s.add_followup(&doc, &text, due.as_deref().filter(|d| !d.is_empty()))?;
-        case_view(s, &id)
-    })
+    state
+        .write(&app, |s| {
+            let doc = s.resolve(DocKind::Case, &id)?;
+            s.add_followup(&doc, &text, due.as_deref().filter(|d| !d.is_empty()))?;
+            case_view(s, &id)
+        })
+        .await
 }
 
 #[tauri::command]
 async fn case_followup_done(
+    app: AppHandle,
     state: State<'_, AppState>,
     id: String,
     followup_id: String,
     done: bool,
 ) -> ApiResult<Value> {
-    state.with(|s| {
-        let doc = s.resolve(DocKind::Case, &id)?;
-        s.set_followup_done(&doc, &followup_id, done)?;
-        case_view(s, &id)
-    })
+    state
+        .write(&app, |s| {
+            let doc = s.resolve(DocKind::Case, &id)?;
+            s.set_followup_done(&doc, &followup_id, done)?;
+            case_view(s, &id)
+        })
+        .await
 }
 
 #[tauri::command]
@@ -357,27 +385,40 @@ async fn shift_current(state: State<'_, AppState>) -> ApiResult<Value> {
 }
 
 #[tauri::command]
-async fn shift_start(state: State<'_, AppState>) -> ApiResult<Value> {
-    Ok(to_ui(&state.with(|s| s.start_shift())?))
+async fn shift_start(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+    let shift = state
+        .write(&app, |s| {
+            let shift = s.start_shift()?;
+            shift_ledger::started(s, &shift)?;
+            Ok(shift)
+        })
+        .await?;
+    Ok(to_ui(&shift))
 }
 
+/// Ends the shift, then syncs at once. The shift is ended even when the
+/// sync then fails; what of it was delivered is in `sync-status`.
 #[tauri::command]
-async fn shift_end(app: tauri::AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
-    state.with(|s| s.end_shift())?;
-    let enrolled = state.with(|s| s.team())?.is_some();
-    if !enrolled {
-        return Err(heartbridge_core::Error::NotEnrolled.into());
-    }
+async fn shift_end(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+    state
+        .write(&app, |s| {
+            if let Some(shift) = s.end_shift()? {
+                shift_ledger::ended(s, &shift)?;
+            }
+            Ok(())
+        })
+        .await?;
+    team_of(&state)?;
     Ok(to_ui(&state.syncer.run(&app).await?))
 }
 
 #[tauri::command]
 async fn sync_status(state: State<'_, AppState>) -> ApiResult<Value> {
-    Ok(state.syncer.status(false))
+    Ok(state.syncer.status().await)
 }
 
 #[tauri::command]
-async fn sync_now(app: tauri::AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
     Ok(to_ui(&state.syncer.run(&app).await?))
 }
 
@@ -431,11 +472,16 @@ fn profile_dir(app: &tauri::App) -> PathBuf {
 pub fn run() {
     let result = tauri::Builder::default()
         .setup(|app| {
-            let profile = profile_dir(app);
-            let syncer = Syncer::new(profile.clone());
+            let store = Arc::new(StoreSlot::new(profile_dir(app)));
+            // The one HTTP client, made inside the runtime it will run on.
+            let http = {
+                let rt = tauri::async_runtime::handle();
+                let _in_rt = rt.inner().enter();
+                heartbridge_client::HttpTransport::new()?
+            };
+            let syncer = Syncer::new(Arc::clone(&store), http);
             app.manage(AppState {
-                profile,
-                store: Mutex::new(None),
+                store,
                 syncer: Arc::clone(&syncer),
             });
             let handle = app.handle().clone();

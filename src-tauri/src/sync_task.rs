@@ -1,107 +1,364 @@
-//! The background sync: at start, every few minutes while online, every
-//! 30 s while the relay cannot be reached (so a returning network is
-//! noticed), and at once when asked ("Sync now", "End shift"). It runs on a
-//! blocking thread with its own database connection, so the UI never waits
-//! for it, and reports progress and status as events.
+//! The background sync, on the app's tokio runtime: at start, every 5
+//! minutes while the relay answers, after a network failure again in 5 s,
+//! 15 s, 30 s, 60 s, … up to 5 minutes (with jitter, so a team's devices
+//! coming back online do not all knock at once), and at once when asked
+//! ("Sync now", "End shift").
+//!
+//! A sync is a [`SyncSession`] driven through the async [`HttpTransport`]
+//! (one client, its connections reused). The store lock is taken only for
+//! `next_request` and `handle` (on a blocking thread, since they are SQLite
+//! transactions), never while a request is on the network, so the UI's
+//! commands go on while a slow link carries a big request. After every
+//! round it emits `sync-progress` (with bytes sent and received) and
+//! `sync-status` (the waiting count read from the store, the latest shift's
+//! delivery, and the connection state of the last attempt).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use heartbridge_client::HttpTransport;
-use heartbridge_core::{Store, SyncOptions, SyncReport};
+use heartbridge_core::{format_ms, now_ms, Store, SyncOptions, SyncReport, SyncSession};
 use serde_json::{json, Value};
 use tauri::{AppHandle, Emitter};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use crate::camel::to_ui;
 use crate::error::{ApiError, ApiResult};
+use crate::shift_ledger;
+use crate::store_slot::StoreSlot;
 
 const ONLINE_EVERY: Duration = Duration::from_secs(5 * 60);
-const OFFLINE_RETRY: Duration = Duration::from_secs(30);
+/// Waits after the 1st, 2nd, … network failure in a row; the last repeats.
+const BACKOFF: [Duration; 6] = [
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+    Duration::from_secs(300),
+];
 
-/// Shared between the commands and the background task.
-pub struct Syncer {
-    profile: PathBuf,
-    /// Held while a sync runs: one at a time.
-    running: Mutex<()>,
-    pub wake: Notify,
+/// The wait after `failures` network failures in a row, before jitter.
+pub fn backoff(failures: u32) -> Duration {
+    let i = (failures.max(1) as usize - 1).min(BACKOFF.len() - 1);
+    BACKOFF[i]
 }
 
-impl Syncer {
-    pub fn new(profile: PathBuf) -> Arc<Self> {
-        Arc::new(Syncer {
-            profile,
-            running: Mutex::new(()),
-            wake: Notify::new(),
-        })
-    }
+/// `d` moved by up to ±20 %, at random.
+pub fn jitter(d: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    let frac = (r % 401) as f64 / 1000.0 - 0.2;
+    d.mul_f64(1.0 + frac)
+}
 
-    /// Runs one whole sync now (waiting for one already running), emitting
-    /// `sync-progress` and `sync-status`.
-    pub async fn run(&self, app: &AppHandle) -> ApiResult<SyncReport> {
-        let _guard = self.running.lock().await;
-        let profile = self.profile.clone();
-        let _ = app.emit("sync-status", self.status(true));
-        let progress_app = app.clone();
-        let result = tauri::async_runtime::spawn_blocking(move || -> ApiResult<SyncReport> {
-            let mut store = Store::open(&profile)?;
-            let report = store.sync(
-                &mut HttpTransport::default(),
-                &SyncOptions::default(),
-                &mut |p| {
-                    let _ = progress_app.emit("sync-progress", to_ui(p));
-                },
-            )?;
-            Ok(report)
-        })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                "internal",
-                "the sync stopped unexpectedly; your data is saved on this device",
-            )
-        })?;
-        let _ = app.emit("sync-status", self.status(false));
-        result
-    }
+/// How the last sync attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Attempt {
+    Connected { at: i64 },
+    Unreachable { at: i64 },
+    Refused { at: i64, kind: String },
+}
 
-    /// The status the home screen shows.
-    pub fn status(&self, syncing: bool) -> Value {
-        match Store::open(&self.profile).and_then(|s| s.sync_status()) {
-            Ok(st) => json!({
-                "lastSyncedAt": st.last_synced_at,
-                "pending": st.pending,
-                "lastError": st.last_error.map(|m| json!({"kind": st.last_error_kind, "message": m})),
-                "syncing": syncing,
-                "refused": st.refused,
-            }),
-            Err(_) => {
-                json!({"lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": syncing, "refused": 0})
+/// What the connection state shows, kept in memory (it describes this run
+/// of the app).
+#[derive(Debug, Clone, Default)]
+struct Link {
+    syncing: bool,
+    last: Option<Attempt>,
+    /// The first network failure of the current streak.
+    unreachable_since: Option<i64>,
+    failures: u32,
+}
+
+impl Link {
+    fn note(&mut self, result: &ApiResult<SyncReport>) {
+        let at = now_ms();
+        match result {
+            Ok(_) => {
+                self.last = Some(Attempt::Connected { at });
+                self.unreachable_since = None;
+                self.failures = 0;
+            }
+            Err(e) if e.kind == "network" => {
+                self.last = Some(Attempt::Unreachable { at });
+                self.unreachable_since.get_or_insert(at);
+                self.failures += 1;
+            }
+            Err(e) => {
+                self.last = Some(Attempt::Refused {
+                    at,
+                    kind: e.kind.clone(),
+                });
+                self.unreachable_since = None;
+                self.failures = 0;
             }
         }
     }
 
-    fn enrolled(&self) -> bool {
-        Store::open(&self.profile)
-            .and_then(|s| s.team())
+    /// `{state, since, at, kind}`: `syncing` (a sync runs and none failed
+    /// before it), `connected`, `unreachable` (since the streak's first
+    /// failure; a retry may be running), `refused` (the relay answered with
+    /// an error of `kind`), `unknown` (no attempt yet).
+    fn json(&self) -> Value {
+        let t = |ms: &i64| format_ms(*ms);
+        match (&self.last, self.unreachable_since) {
+            (_, Some(since)) => {
+                json!({"state": "unreachable", "since": t(&since), "at": null, "kind": "network"})
+            }
+            _ if self.syncing => {
+                json!({"state": "syncing", "since": null, "at": null, "kind": null})
+            }
+            (Some(Attempt::Connected { at }), _) => {
+                json!({"state": "connected", "since": null, "at": t(at), "kind": null})
+            }
+            (Some(Attempt::Refused { at, kind }), _) => {
+                json!({"state": "refused", "since": null, "at": t(at), "kind": kind})
+            }
+            (Some(Attempt::Unreachable { at }), None) => {
+                json!({"state": "unreachable", "since": t(at), "at": t(at), "kind": "network"})
+            }
+            (None, None) => json!({"state": "unknown", "since": null, "at": null, "kind": null}),
+        }
+    }
+}
+
+/// Shared between the commands and the background task.
+pub struct Syncer {
+    store: Arc<StoreSlot>,
+    http: HttpTransport,
+    /// Held while a sync runs: one at a time.
+    running: tokio::sync::Mutex<()>,
+    link: Mutex<Link>,
+    pub wake: Notify,
+}
+
+fn internal() -> ApiError {
+    ApiError::new(
+        "internal",
+        "the sync stopped unexpectedly; your data is saved on this device",
+    )
+}
+
+impl Syncer {
+    pub fn new(store: Arc<StoreSlot>, http: HttpTransport) -> Arc<Self> {
+        Arc::new(Syncer {
+            store,
+            http,
+            running: tokio::sync::Mutex::new(()),
+            link: Mutex::new(Link::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The one HTTP client of the app.
+    pub fn http(&self) -> &HttpTransport {
+        &self.http
+    }
+
+    fn link(&self) -> Link {
+        self.link.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn update_link(&self, f: impl FnOnce(&mut Link)) {
+        if let Ok(mut l) = self.link.lock() {
+            f(&mut l);
+        }
+    }
+
+    /// Runs `f` on the store on a blocking thread (SQLite work stays off
+    /// the async workers).
+    async fn on_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Syncer, &mut Store) -> heartbridge_core::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let me = Arc::clone(self);
+        tauri::async_runtime::spawn_blocking(move || me.store.with(|s| f(me.as_ref(), s)))
+            .await
+            .map_err(|_| internal())?
+    }
+
+    /// Runs one whole sync now (waiting for one already running), emitting
+    /// `sync-progress` after every round and `sync-status` around it.
+    pub async fn run(self: &Arc<Self>, app: &AppHandle) -> ApiResult<SyncReport> {
+        let _guard = self.running.lock().await;
+        self.update_link(|l| l.syncing = true);
+        self.emit_status(app).await;
+        let result = self.rounds(app).await;
+        self.update_link(|l| {
+            // A device without a team made no attempt to reach a relay.
+            if !matches!(&result, Err(e) if e.kind == "not_enrolled") {
+                l.note(&result);
+            }
+            l.syncing = false;
+        });
+        // Whatever the outcome, the receipt notes what is now delivered.
+        let _ = self.on_store(|_, s| shift_ledger::synced(s)).await;
+        self.emit_status(app).await;
+        result
+    }
+
+    async fn rounds(self: &Arc<Self>, app: &AppHandle) -> ApiResult<SyncReport> {
+        let mut session = self
+            .on_store(|_, s| s.sync_session(&SyncOptions::default()))
+            .await?;
+        loop {
+            let (back, body) = self
+                .on_store(move |_, s| {
+                    let body = session.next_request(s);
+                    Ok(recorded(s, session, body))
+                })
+                .await?;
+            session = back;
+            let Some(body) = body? else { break };
+            let deadline = session.deadline();
+            // The only await on the network; the store is not locked here.
+            let answer = self.http.sync(session.team(), body, deadline).await;
+            let (back, round) = self
+                .on_store(move |me, s| {
+                    let r = session.handle(s, answer).and_then(|()| {
+                        let progress = to_ui(&session.progress(s)?);
+                        Ok((progress, me.status_of(s)?))
+                    });
+                    Ok(recorded(s, session, r))
+                })
+                .await?;
+            session = back;
+            let (progress, status) = round?;
+            let _ = app.emit("sync-progress", progress);
+            let _ = app.emit("sync-status", status);
+        }
+        Ok(session.report().clone())
+    }
+
+    fn status_of(&self, store: &Store) -> heartbridge_core::Result<Value> {
+        let st = store.sync_status()?;
+        let shift = shift_ledger::delivery(store)?;
+        let link = self.link();
+        Ok(json!({
+            "lastSyncedAt": st.last_synced_at,
+            "pending": st.pending,
+            "lastError": st.last_error.map(|m| json!({"kind": st.last_error_kind, "message": m})),
+            "syncing": link.syncing,
+            "refused": st.refused,
+            "waiting": st.waiting,
+            "linkBytes": st.link_bytes,
+            "connection": link.json(),
+            "shift": shift.map(|d| to_ui(&d)),
+        }))
+    }
+
+    /// The status the home screen shows, read from the store now.
+    pub async fn status(self: &Arc<Self>) -> Value {
+        match self.on_store(|me, s| me.status_of(s)).await {
+            Ok(v) => v,
+            Err(_) => json!({
+                "lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": self.link().syncing,
+                "refused": 0, "waiting": 0, "linkBytes": 0, "connection": self.link().json(), "shift": null,
+            }),
+        }
+    }
+
+    /// Emits `sync-status` as the store says now: after every write and
+    /// every sync round, so the waiting count never lags the store.
+    pub async fn emit_status(self: &Arc<Self>, app: &AppHandle) {
+        let _ = app.emit("sync-status", self.status().await);
+    }
+
+    async fn enrolled(self: &Arc<Self>) -> bool {
+        self.on_store(|_, s| s.team())
+            .await
             .map(|t| t.is_some())
             .unwrap_or(false)
     }
+
+    fn failures(&self) -> u32 {
+        self.link().failures
+    }
+}
+
+/// Hands the session back with the result, recording a failure for the
+/// status screen (best effort: the sync's own error is what matters).
+fn recorded<T>(
+    store: &mut Store,
+    session: SyncSession,
+    r: heartbridge_core::Result<T>,
+) -> (SyncSession, ApiResult<T>) {
+    if let Err(e) = &r {
+        let _ = store.record_sync_error(e);
+    }
+    (session, r.map_err(ApiError::from))
 }
 
 /// The background loop; never returns.
 pub async fn background(syncer: Arc<Syncer>, app: AppHandle) {
     loop {
-        let wait = if syncer.enrolled() {
+        let wait = if syncer.enrolled().await {
             match syncer.run(&app).await {
-                Ok(_) => ONLINE_EVERY,
-                Err(e) if e.kind == "network" => OFFLINE_RETRY,
-                Err(_) => ONLINE_EVERY,
+                Err(e) if e.kind == "network" => jitter(backoff(syncer.failures())),
+                // Connected, or refused by the relay (revoked, …): retrying
+                // sooner would not change the answer.
+                _ => jitter(ONLINE_EVERY),
             }
         } else {
             ONLINE_EVERY
         };
         let _ = tokio::time::timeout(wait, syncer.wake.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_after_each_failure_and_stops_at_five_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 15, 30, 60, 120, 300, 300, 300]);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_fifth_and_varies() {
+        let base = Duration::from_secs(60);
+        let seen: std::collections::HashSet<u128> = (0..200)
+            .map(|_| {
+                let d = jitter(base);
+                assert!(
+                    d >= Duration::from_secs(48) && d <= Duration::from_secs(72),
+                    "{d:?}"
+                );
+                d.as_millis()
+            })
+            .collect();
+        assert!(seen.len() > 10, "jitter is not random: {seen:?}");
+    }
+
+    #[test]
+    fn the_connection_state_follows_the_last_attempt() {
+        let mut l = Link::default();
+        assert_eq!(l.json()["state"], "unknown");
+        l.syncing = true;
+        assert_eq!(l.json()["state"], "syncing");
+        l.syncing = false;
+        l.note(&Ok(SyncReport::default()));
+        assert_eq!(l.json()["state"], "connected");
+        let down: ApiResult<SyncReport> = Err(ApiError::new("network", "connection refused"));
+        l.note(&down);
+        let since = l.json()["since"].clone();
+        assert_eq!(l.json()["state"], "unreachable");
+        // A retry that fails again keeps the time the relay was first
+        // missed; while it runs, the state still says unreachable.
+        l.syncing = true;
+        assert_eq!(l.json()["state"], "unreachable");
+        l.note(&down);
+        l.syncing = false;
+        assert_eq!(l.json()["since"], since);
+        assert_eq!(l.failures, 2);
+        l.note(&Ok(SyncReport::default()));
+        assert_eq!(l.json()["state"], "connected");
+        assert_eq!(l.failures, 0);
+        l.note(&Err(ApiError::new("revoked", "x")));
+        assert_eq!(l.json()["state"], "refused");
+        assert_eq!(l.json()["kind"], "revoked");
     }
 }
