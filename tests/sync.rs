@@ -146,7 +146,7 @@ fn the_relay_never_holds_plaintext() {
     sync_until_quiet(&mut devs, &[1, 0]);
     devs[0]
         .sync_with(
-            &mut heartbridge_client::HttpTransport::default(),
+            &mut heartbridge_client::BlockingTransport::default(),
             &SyncOptions {
                 snapshot_all: true,
                 ..Default::default()
@@ -204,7 +204,7 @@ fn a_device_that_joins_last_receives_everything() {
     let before = relay.envelope_count();
     devs[0]
         .sync_with(
-            &mut heartbridge_client::HttpTransport::default(),
+            &mut heartbridge_client::BlockingTransport::default(),
             &SyncOptions {
                 snapshot_all: true,
                 ..Default::default()
@@ -258,7 +258,7 @@ fn compaction_leaves_every_device_unchanged() {
     let rows_before = relay.envelope_count();
     devs[1]
         .sync_with(
-            &mut heartbridge_client::HttpTransport::default(),
+            &mut heartbridge_client::BlockingTransport::default(),
             &SyncOptions {
                 snapshot_all: true,
                 ..Default::default()

@@ -19,7 +19,7 @@ use heartbridge_benches::{
     create_team, handbook_paragraphs, lead_token, load_average, note_text, start_proxy,
     zh_handbooks, Counters, RelayProcess, Traffic,
 };
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::proto::Role;
 use heartbridge_core::{CaseUpdate, Channel, Group, NewCase, Risk, Store, SyncOptions, SyncReport};
 use rand::SeedableRng;
@@ -31,7 +31,7 @@ fn sync(store: &mut Store, counters: &Counters) -> (SyncReport, Traffic, Duratio
     let started = Instant::now();
     let report = store
         .sync(
-            &mut HttpTransport::default(),
+            &mut BlockingTransport::default(),
             &SyncOptions::default(),
             &mut |_| {},
         )

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::proto::{Role, TeamCreated};
 use heartbridge_core::{Case, Store, SyncOptions, SyncReport, Transport};
 
@@ -121,7 +121,7 @@ impl Device {
     }
 
     pub fn sync(&mut self) -> SyncReport {
-        self.sync_with(&mut HttpTransport::default(), &SyncOptions::default())
+        self.sync_with(&mut BlockingTransport::default(), &SyncOptions::default())
             .unwrap_or_else(|e| panic!("{} sync failed: {e}", self.name))
     }
 

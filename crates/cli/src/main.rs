@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use heartbridge_client::HttpTransport;
+use heartbridge_client::BlockingTransport;
 use heartbridge_core::{
     CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store, SyncOptions,
 };
@@ -293,7 +293,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 ..SyncOptions::default()
             };
             let human = !cli.json;
-            let report = store.sync(&mut HttpTransport::default(), &opts, &mut |p| {
+            let report = store.sync(&mut BlockingTransport::default(), &opts, &mut |p| {
                 if human {
                     eprintln!(
                         "sync: {} requests, {} sent, {} received, {} waiting",

@@ -1,107 +1,372 @@
 //! # heartbridge-client
 //!
 //! The device's side of the relay protocol over HTTP: claiming a team as
-//! its lead, inviting and joining, listing members, and the [`HttpTransport`]
-//! that carries `/v1/sync` for the core's sync engine. Used by the CLI and
-//! the app; the core itself never opens a socket.
+//! its lead, inviting and joining, listing members, and `/v1/sync` for the
+//! core's sync engine. Used by the CLI and the app; the core itself never
+//! opens a socket.
+//!
+//! [`HttpTransport`] is async (reqwest, HTTP/1.1 over rustls, one
+//! connection pool reused across requests). Every request has a total
+//! deadline covering connect, send and reading the whole body, and a
+//! response is refused as soon as it grows past [`MAX_RESPONSE`].
+//! [`BlockingTransport`] wraps it with its own current-thread runtime: it
+//! implements the core's [`Transport`] and has blocking versions of every
+//! call, for the CLI and tests.
+//!
+//! Enrollment is retryable and keeps the store unlocked while it waits on
+//! the network: [`prepare_claim`] / [`prepare_join`] record a pending
+//! enrollment in the store (or resume the one whose answer was lost),
+//! [`HttpTransport::enroll`] talks to the relay without the store, and
+//! [`commit_enrollment`] stores the answer. Running a claim or join again
+//! after a lost answer sends the same enrollment id, so the relay returns
+//! the same device instead of burning the token.
 //!
 //! Nothing here logs, and no error message carries a token, a key or a
-//! device name.
+//! device name: network failures are reported as short kind words
+//! ("timed out", "connection reset", ...).
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use heartbridge_core::proto::{
     open_name, seal_name, EnrollRequest, EnrollResponse, ErrorBody, Invite, InviteRequest,
-    InviteResponse, MembersResponse, Role, Secret, TeamId, TeamKey, SYNC_CONTENT_TYPE,
+    InviteResponse, MembersResponse, Role, Secret, TeamId, SYNC_CONTENT_TYPE,
 };
-use heartbridge_core::{Error, Result, Store, Team, Transport, TransportError};
+use heartbridge_core::{Error, PendingEnrollment, Result, Store, Team, Transport, TransportError};
 use serde::Serialize;
 
-/// Largest response body accepted.
-const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+/// Largest response body accepted (64 MiB), enforced while it streams in.
+pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// Longest wait for a TCP (and TLS) connection to the relay.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The total deadline of one `/v1/sync` request made through
+/// [`BlockingTransport`] unless set otherwise.
+pub const SYNC_DEADLINE: Duration = Duration::from_secs(120);
+/// The total deadline of an enrollment, invite or members request.
+pub const ADMIN_DEADLINE: Duration = Duration::from_secs(60);
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .timeout_per_write(Some(Duration::from_secs(60)))
-        // Every byte counts on a 2G link: no default headers we don't need.
-        .user_agent("")
-        .accept("")
-        .build()
-        .into()
+type TResult<T> = std::result::Result<T, TransportError>;
+
+fn net(detail: &str) -> TransportError {
+    TransportError::Network(detail.to_owned())
 }
 
-/// The sync transport over HTTP(S).
+/// rustls with the ring provider and the Mozilla roots (webpki-roots): the
+/// same trust on every platform, no system store needed.
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// The relay protocol over HTTP(S), async. Cloning is cheap and shares the
+/// connection pool; keep one and reuse it so connections stay alive
+/// between requests.
+#[derive(Clone)]
 pub struct HttpTransport {
-    agent: ureq::Agent,
+    client: reqwest::Client,
+    max_response: usize,
 }
 
 impl Default for HttpTransport {
+    /// Panics only if the HTTP client cannot be built at all (no TLS
+    /// provider); [`HttpTransport::new`] reports that as an error instead.
     fn default() -> Self {
-        HttpTransport { agent: agent() }
+        HttpTransport::new().expect("HTTP client configuration")
     }
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("max_response", &self.max_response)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    pub fn new() -> Result<HttpTransport> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
+            .http1_only()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // A relay never redirects; a redirect is a misconfiguration and
+            // must not carry a token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| Error::Network {
+                detail: "the HTTP client could not be set up".into(),
+            })?;
+        Ok(HttpTransport {
+            client,
+            max_response: MAX_RESPONSE,
+        })
+    }
+
+    /// A smaller (or larger) response limit than [`MAX_RESPONSE`].
+    pub fn with_max_response(mut self, bytes: usize) -> HttpTransport {
+        self.max_response = bytes;
+        self
+    }
+
+    /// Carries one `/v1/sync` request: the response body on success. The
+    /// whole exchange (connect, send, read the body) must end within
+    /// `deadline`. A cut, refused or timed-out connection is
+    /// [`TransportError::Network`]; an answer of the relay's that is an
+    /// error is [`TransportError::Relay`].
+    pub async fn sync(&self, team: &Team, body: Vec<u8>, deadline: Duration) -> TResult<Vec<u8>> {
+        let req = self
+            .client
+            .post(url(&team.relay_url, "/v1/sync"))
+            .bearer_auth(team.token.expose())
+            .header(reqwest::header::CONTENT_TYPE, SYNC_CONTENT_TYPE)
+            .body(body);
+        self.exchange(req, deadline).await
+    }
+
+    /// Sends a prepared enrollment ([`prepare_claim`], [`prepare_join`]) to
+    /// its relay and returns the membership to store with
+    /// [`commit_enrollment`]. Needs no store: the app can release its lock
+    /// while this runs. Sending the same [`Enrollment`] again after a lost
+    /// answer gives back the same device.
+    pub async fn enroll(&self, enrollment: &Enrollment) -> Result<Team> {
+        let p = &enrollment.pending;
+        let req = EnrollRequest {
+            team_id: p.team_id.to_hex(),
+            token: p.token.clone(),
+            key_check: p.key.check_value(),
+            name_sealed: enrollment.name_sealed.clone(),
+            enrollment_id: Some(p.enrollment_id.clone()),
+        };
+        let resp: EnrollResponse =
+            parse(&self.post_json(&p.relay_url, &p.path, None, &req).await?)?;
+        Ok(Team {
+            relay_url: p.relay_url.clone(),
+            team_id: p.team_id,
+            device_id: resp.device_id,
+            token: resp.device_token,
+            key: p.key.clone(),
+            role: resp.role,
+        })
+    }
+
+    /// Creates an invite code for a new device of `role`.
+    pub async fn invite(&self, team: &Team, role: Role) -> Result<String> {
+        let req = InviteRequest { role, ttl_secs: 0 };
+        let resp: InviteResponse = parse(
+            &self
+                .post_json(&team.relay_url, "/v1/invites", Some(&team.token), &req)
+                .await?,
+        )?;
+        Ok(Invite {
+            relay: team.relay_url.clone(),
+            team: team.team_id,
+            token: resp.token,
+            key: team.key.clone(),
+            role,
+        }
+        .encode())
+    }
+
+    /// The team's devices, names opened with the team key.
+    pub async fn members(&self, team: &Team) -> Result<Vec<MemberView>> {
+        let req = self
+            .client
+            .get(url(&team.relay_url, "/v1/members"))
+            .bearer_auth(team.token.expose());
+        let body = self.exchange(req, ADMIN_DEADLINE).await.map_err(explain)?;
+        let list: MembersResponse = parse(&body)?;
+        Ok(list
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                name: open_name(&team.key, &team.team_id, &m.name_sealed),
+                this_device: m.device_id == team.device_id,
+                device_id: m.device_id,
+                role: m.role,
+                last_sync_at: m.last_sync_at,
+                revoked: m.revoked,
+            })
+            .collect())
+    }
+
+    async fn post_json<T: Serialize>(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&Secret>,
+        body: &T,
+    ) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(body).map_err(|e| Error::Protocol {
+            detail: e.to_string(),
+        })?;
+        let mut req = self
+            .client
+            .post(url(base, path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose());
+        }
+        self.exchange(req, ADMIN_DEADLINE).await.map_err(explain)
+    }
+
+    /// One request with a total deadline: the body on 2xx, the relay's
+    /// error otherwise.
+    async fn exchange(&self, req: reqwest::RequestBuilder, deadline: Duration) -> TResult<Vec<u8>> {
+        let run = async {
+            let resp = req
+                .timeout(deadline)
+                .send()
+                .await
+                .map_err(|e| network(&e))?;
+            let status = resp.status().as_u16();
+            let body = read_limited(resp, self.max_response, (200..300).contains(&status)).await?;
+            if (200..300).contains(&status) {
+                return Ok(body);
+            }
+            let err: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+            Err(TransportError::Relay {
+                status,
+                kind: err
+                    .as_ref()
+                    .map_or_else(|| "http".to_owned(), |e| e.error.clone()),
+                message: err.map_or_else(
+                    || format!("the relay answered HTTP {status}"),
+                    |e| e.message,
+                ),
+            })
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(r) => r,
+            Err(_) => Err(net("timed out")),
+        }
+    }
+}
+
+/// Reads a body chunk by chunk, refusing it the moment it would pass
+/// `limit` (or at once if its announced length does).
+/// A successful answer cut off mid-way comes back as
+/// [`TransportError::Cut`] with what arrived, so the sync engine keeps every
+/// envelope that arrived whole.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    success: bool,
+) -> TResult<Vec<u8>> {
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > limit as u64 {
+        return Err(net("response too large"));
+    }
+    let mut out = Vec::with_capacity((announced as usize).min(1 << 20));
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if success && !out.is_empty() => {
+                let TransportError::Network(detail) = network(&e) else {
+                    return Err(network(&e));
+                };
+                return Err(TransportError::Cut {
+                    detail,
+                    received: out,
+                });
+            }
+            Err(e) => return Err(network(&e)),
+        };
+        if out.len() + chunk.len() > limit {
+            return Err(net("response too large"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 fn url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
-fn network(e: &ureq::Error) -> TransportError {
-    TransportError::Network(match e {
-        ureq::Error::Timeout(_) => "timed out".into(),
-        ureq::Error::Io(io) => io.kind().to_string(),
-        ureq::Error::HostNotFound => "relay host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => other.to_string().chars().take(120).collect(),
+fn io_word(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind as K;
+    Some(match kind {
+        K::TimedOut => "timed out",
+        K::ConnectionReset => "connection reset",
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionAborted => "connection aborted",
+        K::UnexpectedEof | K::BrokenPipe | K::NotConnected => "connection closed",
+        K::NetworkUnreachable => "network unreachable",
+        K::HostUnreachable => "relay host unreachable",
+        K::NetworkDown => "network down",
+        K::AddrNotAvailable => "address not available",
+        _ => return None,
     })
 }
 
-/// Reads a response: the body on 2xx, the relay's error otherwise.
-fn finish(
-    mut resp: ureq::http::Response<ureq::Body>,
-) -> std::result::Result<Vec<u8>, TransportError> {
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE)
-        .read_to_vec()
-        .map_err(|e| network(&e))?;
-    if (200..300).contains(&status) {
-        return Ok(body);
+/// A failure in a few words of what happened. Built only from error kinds,
+/// never from error text (which would carry the URL).
+fn network(e: &reqwest::Error) -> TransportError {
+    let mut io = None;
+    let mut closed = false;
+    let mut timeout = e.is_timeout();
+    let mut dns = false;
+    let mut tls = None;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            io = io.or(io_word(i.kind()));
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            closed |= h.is_incomplete_message() || h.is_closed() || h.is_canceled();
+            timeout |= h.is_timeout();
+        }
+        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+            tls = Some(match t {
+                rustls::Error::InvalidCertificate(_) => "the relay's certificate is not trusted",
+                _ => "TLS handshake failed",
+            });
+        }
+        // hyper-util's resolver failure has no type of its own to match.
+        let text = s.to_string();
+        dns |= text.contains("dns error") || text.contains("failed to lookup address");
+        src = s.source();
     }
-    let err: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-    Err(TransportError::Relay {
-        status,
-        kind: err
-            .as_ref()
-            .map_or_else(|| "http".to_owned(), |e| e.error.clone()),
-        message: err.map_or_else(
-            || format!("the relay answered HTTP {status}"),
-            |e| e.message,
-        ),
+    net(if timeout {
+        "timed out"
+    } else if let Some(w) = io {
+        w
+    } else if dns {
+        "relay host not found"
+    } else if let Some(t) = tls {
+        t
+    } else if closed || e.is_body() || e.is_decode() {
+        "connection closed"
+    } else if e.is_builder() {
+        "relay address not valid (it starts with http:// or https://)"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
     })
-}
-
-impl Transport for HttpTransport {
-    fn sync(&mut self, team: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
-        let resp = self
-            .agent
-            .post(url(&team.relay_url, "/v1/sync"))
-            .header("authorization", format!("Bearer {}", team.token.expose()))
-            .header("content-type", SYNC_CONTENT_TYPE)
-            .send(&body[..])
-            .map_err(|e| network(&e))?;
-        finish(resp)
-    }
 }
 
 /// Turns a transport failure into the error a volunteer reads.
 pub fn explain(e: TransportError) -> Error {
     match e {
-        TransportError::Network(detail) => Error::Network { detail },
+        TransportError::Network(detail) | TransportError::Cut { detail, .. } => {
+            Error::Network { detail }
+        }
         TransportError::Relay { kind, message, .. } => {
             let message = match kind.as_str() {
                 "unknown_token" => "the relay does not know this device or code: check the invite code, or ask your team lead for a new one".to_owned(),
@@ -117,65 +382,63 @@ pub fn explain(e: TransportError) -> Error {
     }
 }
 
-fn post_json<T: Serialize>(
-    base: &str,
-    path: &str,
-    token: Option<&Secret>,
-    body: &T,
-) -> Result<Vec<u8>> {
-    let body = serde_json::to_vec(body).map_err(|e| Error::Protocol {
-        detail: e.to_string(),
-    })?;
-    let mut req = agent()
-        .post(url(base, path))
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {}", t.expose()));
-    }
-    let resp = req.send(&body[..]).map_err(|e| explain(network(&e)))?;
-    finish(resp).map_err(explain)
-}
-
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Protocol {
         detail: e.to_string(),
     })
 }
 
-fn enroll(
+/// An enrollment ready to send: the pending enrollment recorded in the
+/// store and this device's sealed name. `Debug` hides the token and key.
+#[derive(Clone)]
+pub struct Enrollment {
+    pending: PendingEnrollment,
+    name_sealed: String,
+}
+
+impl Enrollment {
+    /// The id the relay recognises a retry by.
+    pub fn enrollment_id(&self) -> &str {
+        &self.pending.enrollment_id
+    }
+    pub fn team_id(&self) -> TeamId {
+        self.pending.team_id
+    }
+    pub fn relay_url(&self) -> &str {
+        &self.pending.relay_url
+    }
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+fn prepare(
     store: &mut Store,
     relay: &str,
     path: &str,
     team_id: TeamId,
     token: Secret,
-    key: TeamKey,
-) -> Result<Team> {
-    if store.team()?.is_some() {
-        return Err(Error::AlreadyEnrolled);
-    }
-    let req = EnrollRequest {
-        team_id: team_id.to_hex(),
-        token,
-        key_check: key.check_value(),
-        name_sealed: seal_name(&key, &team_id, &store.profile().name),
-    };
-    let resp: EnrollResponse = parse(&post_json(relay, path, None, &req)?)?;
-    let team = Team {
-        relay_url: relay.trim_end_matches('/').to_owned(),
-        team_id,
-        device_id: resp.device_id,
-        token: resp.device_token,
-        key,
-        role: resp.role,
-    };
-    store.set_team(&team)?;
-    Ok(team)
+    key: Option<&heartbridge_core::proto::TeamKey>,
+) -> Result<Enrollment> {
+    let relay = relay.trim().trim_end_matches('/');
+    let pending = store.begin_enrollment(relay, &team_id, path, &token, key)?;
+    let name_sealed = seal_name(&pending.key, &pending.team_id, &store.profile().name);
+    Ok(Enrollment {
+        pending,
+        name_sealed,
+    })
 }
 
-/// Claims a team created by the relay operator, as its lead: generates the
-/// team key on this device. The lead token is `TEAMID.SECRET` as printed by
-/// `heartbridge-relay team create`.
-pub fn claim(store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
+/// Step 1 of claiming a team created by the relay operator, as its lead:
+/// records the enrollment (with a team key generated on this device) in
+/// the store, or resumes the one already pending for this token. The lead
+/// token is `TEAMID.SECRET` as printed by `heartbridge-relay team create`.
+pub fn prepare_claim(store: &mut Store, relay: &str, lead_token: &str) -> Result<Enrollment> {
     let bad = || Error::InvalidValue {
         field: "lead token",
         value: "(hidden)".into(),
@@ -183,47 +446,34 @@ pub fn claim(store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
     };
     let (team, secret) = lead_token.trim().split_once('.').ok_or_else(bad)?;
     let team_id = TeamId::from_hex(team).ok_or_else(bad)?;
-    enroll(
+    prepare(
         store,
         relay,
         "/v1/claim",
         team_id,
         Secret::from_string(secret.to_owned()),
-        TeamKey::generate(),
+        None,
     )
 }
 
-/// Joins a team with an invite code.
-pub fn join(store: &mut Store, code: &str) -> Result<Team> {
+/// Step 1 of joining a team with an invite code: records the enrollment in
+/// the store, or resumes the one already pending for this code.
+pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
     let invite = Invite::decode(code)?;
-    enroll(
+    prepare(
         store,
-        &invite.relay.clone(),
+        &invite.relay,
         "/v1/join",
         invite.team,
-        invite.token,
-        invite.key,
+        invite.token.clone(),
+        Some(&invite.key),
     )
 }
 
-/// Creates an invite code for a new device.
-pub fn invite(store: &Store, role: Role) -> Result<String> {
-    let team = store.team()?.ok_or(Error::NotEnrolled)?;
-    let req = InviteRequest { role, ttl_secs: 0 };
-    let resp: InviteResponse = parse(&post_json(
-        &team.relay_url,
-        "/v1/invites",
-        Some(&team.token),
-        &req,
-    )?)?;
-    Ok(Invite {
-        relay: team.relay_url.clone(),
-        team: team.team_id,
-        token: resp.token,
-        key: team.key.clone(),
-        role,
-    }
-    .encode())
+/// Step 3 of an enrollment: stores the membership [`HttpTransport::enroll`]
+/// returned and clears the pending enrollment, in one transaction.
+pub fn commit_enrollment(store: &mut Store, team: &Team) -> Result<()> {
+    store.finish_enrollment(team)
 }
 
 /// A team member as shown to the team.
@@ -237,26 +487,119 @@ pub struct MemberView {
     pub this_device: bool,
 }
 
-/// The team's devices, names opened with the team key.
-pub fn members(store: &Store) -> Result<Vec<MemberView>> {
-    let team = store.team()?.ok_or(Error::NotEnrolled)?;
-    let resp = agent()
-        .get(url(&team.relay_url, "/v1/members"))
-        .header("authorization", format!("Bearer {}", team.token.expose()))
-        .call()
-        .map_err(|e| explain(network(&e)))?;
-    let body = finish(resp).map_err(explain)?;
-    let list: MembersResponse = parse(&body)?;
-    Ok(list
-        .members
-        .into_iter()
-        .map(|m| MemberView {
-            name: open_name(&team.key, &team.team_id, &m.name_sealed),
-            this_device: m.device_id == team.device_id,
-            device_id: m.device_id,
-            role: m.role,
-            last_sync_at: m.last_sync_at,
-            revoked: m.revoked,
+/// [`HttpTransport`] with its own current-thread runtime, for synchronous
+/// callers: the core's [`Transport`] for the sync engine, and blocking
+/// enrollment, invite and members. Keep one for a whole sync so its
+/// connection is reused. Must not be used from inside an async task (use
+/// [`HttpTransport`] there); a `spawn_blocking` thread is fine.
+pub struct BlockingTransport {
+    rt: tokio::runtime::Runtime,
+    http: HttpTransport,
+    deadline: Duration,
+}
+
+impl Default for BlockingTransport {
+    /// Panics only if no runtime or HTTP client can be built (the OS is out
+    /// of threads or descriptors); [`BlockingTransport::new`] reports it.
+    fn default() -> Self {
+        BlockingTransport::new().expect("HTTP client and runtime")
+    }
+}
+
+impl BlockingTransport {
+    pub fn new() -> Result<BlockingTransport> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|_| Error::Network {
+                detail: "the network runtime could not start".into(),
+            })?;
+        let http = {
+            let _in_rt = rt.enter();
+            HttpTransport::new()?
+        };
+        Ok(BlockingTransport {
+            rt,
+            http,
+            deadline: SYNC_DEADLINE,
         })
-        .collect())
+    }
+
+    /// The total deadline of each `/v1/sync` request ([`SYNC_DEADLINE`]
+    /// unless set).
+    pub fn with_deadline(mut self, deadline: Duration) -> BlockingTransport {
+        self.deadline = deadline;
+        self
+    }
+
+    /// A smaller (or larger) response limit than [`MAX_RESPONSE`].
+    pub fn with_max_response(mut self, bytes: usize) -> BlockingTransport {
+        self.http = self.http.with_max_response(bytes);
+        self
+    }
+
+    pub fn http(&self) -> &HttpTransport {
+        &self.http
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Claims a team as its lead: prepare, send, commit. Run again after a
+    /// lost answer, it resumes the same enrollment.
+    pub fn claim(&self, store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
+        let e = prepare_claim(store, relay, lead_token)?;
+        let team = self.block_on(self.http.enroll(&e))?;
+        commit_enrollment(store, &team)?;
+        Ok(team)
+    }
+
+    /// Joins a team with an invite code: prepare, send, commit. Run again
+    /// after a lost answer, it resumes the same enrollment.
+    pub fn join(&self, store: &mut Store, code: &str) -> Result<Team> {
+        let e = prepare_join(store, code)?;
+        let team = self.block_on(self.http.enroll(&e))?;
+        commit_enrollment(store, &team)?;
+        Ok(team)
+    }
+
+    /// Creates an invite code for a new device.
+    pub fn invite(&self, store: &Store, role: Role) -> Result<String> {
+        let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.block_on(self.http.invite(&team, role))
+    }
+
+    /// The team's devices.
+    pub fn members(&self, store: &Store) -> Result<Vec<MemberView>> {
+        let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.block_on(self.http.members(&team))
+    }
+}
+
+impl Transport for BlockingTransport {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> TResult<Vec<u8>> {
+        self.rt.block_on(self.http.sync(team, body, self.deadline))
+    }
+}
+
+/// Claims a team as its lead (blocking; see [`BlockingTransport::claim`]).
+pub fn claim(store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
+    BlockingTransport::new()?.claim(store, relay, lead_token)
+}
+
+/// Joins a team with an invite code (blocking; see
+/// [`BlockingTransport::join`]).
+pub fn join(store: &mut Store, code: &str) -> Result<Team> {
+    BlockingTransport::new()?.join(store, code)
+}
+
+/// Creates an invite code for a new device (blocking).
+pub fn invite(store: &Store, role: Role) -> Result<String> {
+    BlockingTransport::new()?.invite(store, role)
+}
+
+/// The team's devices, names opened with the team key (blocking).
+pub fn members(store: &Store) -> Result<Vec<MemberView>> {
+    BlockingTransport::new()?.members(store)
 }
