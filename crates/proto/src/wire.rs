@@ -54,6 +54,46 @@ pub struct SyncResponse {
     pub more: bool,
 }
 
+/// What can be used of a sync response cut off on the way: the
+/// acknowledgements and pulled envelopes that arrived whole, in order. A
+/// response is postcard, so its fields arrive in order (`v`, `acked`,
+/// `pull`, …) and every element that arrived whole decodes on its own.
+/// Anything of another version, or nothing whole, gives empty lists.
+pub fn decode_response_prefix(bytes: &[u8]) -> (Vec<Ack>, Vec<Pulled>) {
+    let (mut acked, mut pulled) = (Vec::new(), Vec::new());
+    let Ok((v, rest)) = postcard::take_from_bytes::<u8>(bytes) else {
+        return (acked, pulled);
+    };
+    if v != crate::PROTOCOL_VERSION {
+        return (acked, pulled);
+    }
+    let Ok((n, mut rest)) = postcard::take_from_bytes::<u64>(rest) else {
+        return (acked, pulled);
+    };
+    for _ in 0..n {
+        match postcard::take_from_bytes::<Ack>(rest) {
+            Ok((a, r)) => {
+                acked.push(a);
+                rest = r;
+            }
+            Err(_) => return (acked, pulled),
+        }
+    }
+    let Ok((m, mut rest)) = postcard::take_from_bytes::<u64>(rest) else {
+        return (acked, pulled);
+    };
+    for _ in 0..m {
+        match postcard::take_from_bytes::<Pulled>(rest) {
+            Ok((p, r)) => {
+                pulled.push(p);
+                rest = r;
+            }
+            Err(_) => break,
+        }
+    }
+    (acked, pulled)
+}
+
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed {what}: {reason}")]
@@ -172,5 +212,48 @@ mod tests {
         };
         assert!(encode(&resp).len() < 10);
         assert!(decode::<SyncRequest>("sync request", b"\x01\xff").is_err());
+    }
+
+    #[test]
+    fn every_whole_element_of_a_cut_response_is_recovered_and_no_more() {
+        use crate::{DocKindTag, EnvelopeKind, TeamId, TeamKey};
+        let (key, team) = (TeamKey::generate(), TeamId::random());
+        let pull: Vec<Pulled> = (1..=5u64)
+            .map(|seq| Pulled {
+                seq,
+                envelope: Envelope::seal(
+                    &key,
+                    &team,
+                    [seq as u8; 16],
+                    EnvelopeKind::Change,
+                    DocKindTag::Case,
+                    &vec![seq as u8; 300 * seq as usize],
+                )
+                .expect("seal"),
+            })
+            .collect();
+        let acked = vec![Ack {
+            id: pull[0].envelope.id,
+            seq: 9,
+        }];
+        let body = encode(&SyncResponse {
+            v: 1,
+            acked: acked.clone(),
+            pull: pull.clone(),
+            cursor: 5,
+            more: false,
+        });
+        let mut last = (0, 0);
+        for cut in 0..=body.len() {
+            let (a, p) = decode_response_prefix(&body[..cut]);
+            // What comes back is a prefix of what was sent, growing with
+            // the bytes received.
+            assert_eq!(&a[..], &acked[..a.len()]);
+            assert_eq!(&p[..], &pull[..p.len()]);
+            assert!((a.len(), p.len()) >= last);
+            last = (a.len(), p.len());
+        }
+        assert_eq!(last, (1, 5));
+        assert_eq!(decode_response_prefix(&[2, 1, 0]), (vec![], vec![]));
     }
 }

@@ -26,8 +26,13 @@ pub use outbound::{MAX_PUSH_ENVELOPES, PART_BYTES};
 /// What a transport failure was.
 #[derive(Debug, Clone)]
 pub enum TransportError {
-    /// The relay could not be reached, or the connection dropped.
+    /// The relay could not be reached, or the connection dropped before
+    /// any of a successful answer arrived.
     Network(String),
+    /// The connection dropped in the middle of a successful answer;
+    /// `received` is what arrived of its body. Whatever of it arrived whole
+    /// is kept (see [`heartbridge_proto::decode_response_prefix`]).
+    Cut { detail: String, received: Vec<u8> },
     /// The relay answered with an error.
     Relay {
         status: u16,
@@ -311,6 +316,35 @@ impl SyncSession {
         };
         let answer = match answer {
             Ok(a) => a,
+            Err(TransportError::Cut { detail, received }) => {
+                self.report.bytes_received += received.len();
+                let (acked, pull) = heartbridge_proto::decode_response_prefix(&received);
+                let partial = SyncResponse {
+                    v: heartbridge_proto::PROTOCOL_VERSION,
+                    cursor: pull.last().map_or(flight.cursor, |p| p.seq),
+                    acked,
+                    pull,
+                    more: true,
+                };
+                check_response(&flight, &partial)?;
+                let progressed = !partial.acked.is_empty() || !partial.pull.is_empty();
+                if progressed {
+                    // Every whole envelope that arrived is kept; the cut
+                    // cost only the one it fell in.
+                    self.apply(store, &flight, &partial)?;
+                    self.failures = 0;
+                    self.report.retried += 1;
+                    return Ok(());
+                }
+                self.link = (self.link / 2).max(LINK_MIN);
+                store.set_link_bytes(self.link)?;
+                self.failures += 1;
+                if self.failures > self.opts.retries {
+                    return Err(Error::Network { detail });
+                }
+                self.report.retried += 1;
+                return Ok(());
+            }
             Err(TransportError::Network(detail)) => {
                 self.link = (self.link / 2).max(LINK_MIN);
                 store.set_link_bytes(self.link)?;

@@ -393,3 +393,68 @@ fn a_part_that_disagrees_with_its_group_is_refused() {
     assert_eq!(report.waiting, 1);
     assert_eq!(store.sync_status().expect("status").cursor, 3);
 }
+
+/// Cuts every answer after `keep` of its bytes, except every `whole`-th.
+struct Cutting<'a> {
+    log: &'a mut Log,
+    page: usize,
+    keep: f64,
+    whole: usize,
+    calls: usize,
+}
+impl Transport for Cutting<'_> {
+    fn sync(&mut self, _: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        self.calls += 1;
+        let req: SyncRequest = decode("req", &body).expect("request");
+        let answer = encode(&self.log.handle(req, self.page));
+        if self.calls % self.whole == 0 {
+            return Ok(answer);
+        }
+        let n = (answer.len() as f64 * self.keep) as usize;
+        Err(TransportError::Cut {
+            detail: "connection reset".into(),
+            received: answer[..n].to_vec(),
+        })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Answers cut anywhere still make progress: every envelope that
+    /// arrived whole is kept, the cursor stops after it, and repeated syncs
+    /// bring everything, once.
+    #[test]
+    fn answers_cut_anywhere_keep_what_arrived_whole(
+        keep in 0.0f64..1.0,
+        whole in 2usize..6,
+        cases in 1usize..8,
+    ) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let team = a_team();
+        let mut a = enrolled(dir.path(), "a", &team);
+        let mut b = enrolled(dir.path(), "b", &team);
+        let mut ids = Vec::new();
+        for i in 0..cases {
+            let id = a.new_case(&NewCase { alias: format!("个案{i}"), group: Group::Other, risk: Risk::Low }).expect("case");
+            a.add_contact(&id, Channel::Hotline, &long_note(i as u64, 3_000), None).expect("contact");
+            ids.push(id);
+        }
+        let mut log = Log::default();
+        a.sync(&mut Via(&mut log, 1 << 20), &SyncOptions::default(), &mut |_| {}).expect("push");
+        let mut t = Cutting { log: &mut log, page: 12_000, keep, whole, calls: 0 };
+        let opts = SyncOptions { page_bytes: 12_000, ..SyncOptions::default() };
+        let mut done = false;
+        for _ in 0..50 {
+            if let Ok(r) = b.sync(&mut t, &opts, &mut |_| {}) {
+                prop_assert_eq!(r.refused, 0);
+                done = true;
+                break;
+            }
+        }
+        prop_assert!(done, "never completed");
+        for id in &ids {
+            prop_assert_eq!(b.case(id).expect("case").contacts.len(), 1);
+        }
+    }
+}
