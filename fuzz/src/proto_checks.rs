@@ -63,9 +63,11 @@ fn json_round_trip<T: Serialize + DeserializeOwned + PartialEq>(data: &[u8]) -> 
 pub fn admin_json(data: &[u8]) {
     if let Some(req) = json_round_trip::<EnrollRequest>(data) {
         if let Some(team) = TeamId::from_hex(&req.team_id) {
+            // Surrounding whitespace is forgiven (`from_hex` trims it, as
+            // for a typed id); nothing else is.
             assert_eq!(
                 team.to_hex(),
-                req.team_id.to_ascii_lowercase(),
+                req.team_id.trim().to_ascii_lowercase(),
                 "a team id parses only from its 32 hex digits"
             );
         }
