@@ -8,9 +8,14 @@
 // `tauri-driver` on PATH (cargo install tauri-driver), and a display
 // (starts Xvfb itself when DISPLAY is unset). Saves screenshots of the main
 // screens to docs/screenshots/app-*.png. Last line: "N passed, N failed".
+//
+// The relay is stopped and started again (same port, same database) to show
+// what the app says while it cannot be reached: changes wait and are
+// counted, the shift is "not delivered yet", the connection state says so,
+// and one "Sync now" after the relay is back delivers and says so.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,6 +79,39 @@ function start(cmd, args, opts = {}) {
   child.log = () => log;
   children.push(child);
   return child;
+}
+
+/** The processes started by `pid`, and theirs (Linux /proc). */
+function descendants(pid) {
+  const out = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      for (const k of kids) out.push(...descendants(k), k);
+    }
+  } catch {
+    /* gone already */
+  }
+  return out;
+}
+
+/** Stops a child we started (and what it started), by pid; resolves when it has exited. */
+async function stop(child, timeoutMs = 10000) {
+  const i = children.indexOf(child);
+  if (i >= 0) children.splice(i, 1);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  for (const pid of descendants(child.pid)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone already */
+    }
+  }
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function waitUntil(fn, what, timeoutMs = 20000) {
@@ -154,8 +192,26 @@ async function main() {
   const relayPort = await freePort();
   const relayUrl = `http://127.0.0.1:${relayPort}`;
   const relayDb = path.join(work, 'relay.db');
-  start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
-  await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
+  let relay = null;
+  const startRelay = async () => {
+    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
+    await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
+  };
+  const stopRelay = async () => {
+    await stop(relay);
+    await waitUntil(
+      async () => {
+        try {
+          await fetch(`${relayUrl}/healthz`);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      'the relay to stop answering',
+    );
+  };
+  await startRelay();
   const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e', '--db', relayDb, '--json'], { encoding: 'utf8' }));
   const lead = path.join(work, 'lead');
   hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林老师');
@@ -282,8 +338,85 @@ async function main() {
     await app.el('*', '高风险');
     await app.shot('case-synced');
   });
+
+  // ------------------------------------------- the relay goes away and back
+  const offlineNote = `断网时写的记录-${Date.now()}`;
+  const teamState = async () => (await app.s.text(await app.el('[data-testid=team-state]'))).trim();
+  const pendingIs = async (n) => app.el('[data-testid=pending]', `${n} 条`, { exact: true, timeout: 20000 });
+  // Notices cover the bottom of a phone screen: close them before a screenshot.
+  const clearView = async ({ top = true } = {}) => {
+    await app.s.exec(`document.querySelectorAll('.toasts button.close').forEach((b) => b.click()); if (arguments[0]) window.scrollTo(0, 0);`, [top]);
+  };
+
+  await step('relay down: a contact written now waits, and Home and Settings count it like the store does', async () => {
+    await app.nav('首页');
+    await app.heading('你好，小王');
+    await app.click('button', '开始值班');
+    await app.el('p', '值班中', { exact: true });
+    await pendingIs(0);
+    await stopRelay();
+    await app.nav('个案');
+    await app.click('[data-testid=case-list] a', '阿杰');
+    await app.heading('阿杰');
+    await app.click('summary', '记录一次联系');
+    await app.s.type(await app.s.waitFor(() => app.s.exec(`return [...document.querySelectorAll('label')].find(l => l.textContent.trim() === '记录' && l.getClientRects().length > 0)?.control ?? null`), 10000, 'note field'), offlineNote);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=timeline] li', offlineNote);
+    const stored = hb(member, 'status').sync.pending;
+    expect(stored === 1, `the store has ${stored} changes waiting, not 1`);
+    await app.nav('首页');
+    await app.heading('你好，小王');
+    await pendingIs(1);
+    await app.el('dt', '待发送的更改');
+    await clearView();
+    await app.shot('home-waiting');
+    await app.nav('设置');
+    await app.heading('设置');
+    await pendingIs(1);
+    await app.el('dt', '待发送的更改');
+  });
+
+  await step('relay down: ending the shift says “not delivered yet”, and the team is not “connected”', async () => {
+    await app.nav('首页');
+    await app.heading('你好，小王');
+    await app.click('button', '结束值班并同步');
+    const note = await app.s.text(await app.el('[data-testid=not-delivered]', null, { timeout: 30000 }));
+    expect(note.includes('尚未送达'), `not delivered: ${note}`);
+    expect(note.includes('本班的 1 条更改都还在本设备上等待发送'), `not delivered: ${note}`);
+    await waitUntil(async () => /无法连接中继服务器（自 \d\d:\d\d 起）/.test(await teamState()), 'the state to say the relay cannot be reached');
+    expect(!(await teamState()).includes('团队已连接'), `team state: ${await teamState()}`);
+    await app.el('[data-testid=connection]', '无法连接中继服务器');
+    await pendingIs(1);
+    await clearView();
+    await app.shot('shift-not-delivered');
+  });
+
+  await step('relay back: one “Sync now” delivers the shift’s change, says so, and the team is connected again', async () => {
+    await startRelay();
+    await app.click('button', '立即同步');
+    const receipt = await app.s.text(await app.el('[data-testid=receipt]', null, { timeout: 30000 }));
+    expect(/全部 1 条更改已于 \d\d:\d\d 送达中继服务器/.test(receipt), `receipt: ${receipt}`);
+    await pendingIs(0);
+    await waitUntil(async () => (await teamState()).includes('团队已连接'), 'the state to say connected');
+    await app.el('[data-testid=connection]', '团队已连接');
+    await clearView();
+    await app.shot('home-delivered');
+    hb(lead, 'sync');
+    const c = hb(lead, 'case', 'list').find((x) => x.alias === '阿杰');
+    const shown = hb(lead, 'case', 'show', c.id);
+    expect(shown.contacts.some((x) => x.text === offlineNote && x.author === '小王'), 'the offline note did not reach the lead');
+  });
+
+  await step('relay down again: the state says the relay cannot be reached', async () => {
+    await stopRelay();
+    await app.click('button', '立即同步');
+    await waitUntil(async () => /无法连接中继服务器（自 \d\d:\d\d 起）/.test(await teamState()), 'the state to say the relay cannot be reached');
+    await app.el('[data-testid=connection]', '无法连接中继服务器');
+    await clearView({ top: false });
+    await app.shot('home-relay-down');
+  });
   await app.s.end();
-  driver.kill('SIGTERM');
+  await stop(driver);
 }
 
 let code = 0;
@@ -300,13 +433,9 @@ try {
     if (log) console.log(`--- ${c.spawnargs[0]} log (tail)\n${log.slice(-2000)}`);
   }
 } finally {
-  // WebKitWebDriver outlives tauri-driver: stop it by name, then the rest.
-  try {
-    execFileSync('pkill', ['-f', 'WebKitWebDriver']);
-  } catch {
-    /* none left */
-  }
-  for (const c of children.reverse()) c.kill('SIGTERM');
+  // WebKitWebDriver outlives tauri-driver: `stop` ends what each child
+  // started first, by pid, then the child.
+  for (const c of [...children].reverse()) await stop(c, 3000);
 }
 console.log(`app-e2e: ${passed} passed, ${failed} failed`);
 process.exit(code || (failed ? 1 : 0));
