@@ -396,3 +396,29 @@ fn an_older_interrupted_init_is_finished_not_stuck() {
     Store::init(&p, "x").unwrap();
     Store::open(&p).unwrap();
 }
+
+#[test]
+fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
+    // Heartbridge never uses a rollback journal; one beside our file was
+    // made by another tool, so SQLite is not let loose on it.
+    let (dir, s) = store();
+    let src = s.path().to_owned();
+    drop(s);
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA cache_size = 5;
+         CREATE TABLE scratch (x BLOB);
+         BEGIN;
+         INSERT INTO scratch SELECT randomblob(500) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) SELECT i FROM n);",
+    )
+    .unwrap();
+    let p = dir.path().join("image");
+    crash_image(&src, &p.join(DB_FILE), &["-journal"]);
+    drop(conn);
+    let before = files(&p);
+    assert!(before.contains_key(&format!("{DB_FILE}-journal")));
+    let err = Store::open(&p).unwrap_err();
+    assert_eq!(err.kind(), "database_corrupt", "{err}");
+    assert!(err.to_string().contains("rollback journal"), "{err}");
+    assert_eq!(files(&p), before, "the file was rolled back");
+}
