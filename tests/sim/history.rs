@@ -44,6 +44,15 @@ pub enum Op {
         case: u8,
         note: &'static str,
     },
+    /// A device logs a contact with a long note of `kib` KiB of text that
+    /// does not compress, so that a document outgrows a page and the
+    /// relay's body limit (see `world::RELAY_MAX_BODY`).
+    LongNote {
+        dev: u8,
+        case: u8,
+        kib: u16,
+        seed: u64,
+    },
     /// A device rewrites one contact's note (a character diff).
     EditNote {
         dev: u8,
@@ -172,6 +181,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         3 => (dev(), risk()).prop_map(|(dev, risk)| Op::NewCase { dev, risk }),
         4 => (dev(), any::<u8>(), risk()).prop_map(|(dev, case, risk)| Op::SetRisk { dev, case, risk }),
         3 => (dev(), any::<u8>(), word()).prop_map(|(dev, case, note)| Op::AddContact { dev, case, note }),
+        1 => (dev(), any::<u8>(), 8..=96u16, any::<u64>())
+            .prop_map(|(dev, case, kib, seed)| Op::LongNote { dev, case, kib, seed }),
         3 => (dev(), any::<u8>(), any::<u8>(), edit())
             .prop_map(|(dev, case, contact, edit)| Op::EditNote { dev, case, contact, edit }),
         1 => (dev(), any::<u8>(), status()).prop_map(|(dev, case, status)| Op::SetStatus { dev, case, status }),
@@ -212,4 +223,18 @@ pub fn handbook_markdown(book: u8, revision: u8) -> String {
         ));
     }
     md
+}
+
+/// About `kib` KiB of Chinese text that does not compress: CJK ideographs
+/// drawn by a small LCG from `seed` (3 bytes each in UTF-8).
+pub fn long_text(kib: u16, seed: u64) -> String {
+    let mut x = seed | 1;
+    (0..usize::from(kib) * 1024 / 3)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from_u32(0x4E00 + ((x >> 33) % 0x5000) as u32).unwrap_or('字')
+        })
+        .collect()
 }

@@ -12,8 +12,12 @@ use heartbridge_core::{
 };
 use heartbridge_tests::Relay;
 
-use super::history::{handbook_markdown, History, Op, SyncCfg, MAX_DEVICES};
+use super::history::{handbook_markdown, long_text, History, Op, SyncCfg, MAX_DEVICES};
 use super::net::{Net, NetStats};
+
+/// The relay's cap on a request body: small, so that a few long notes make
+/// a document (and its snapshot) larger than one request may carry.
+pub const RELAY_MAX_BODY: usize = 128 * 1024;
 
 /// One device: a profile directory and its store (closed while crashed).
 pub struct Device {
@@ -106,7 +110,7 @@ fn err(what: &str, dev: usize) -> impl FnOnce(heartbridge_core::Error) -> String
 impl Sim {
     /// A relay with one team: device 0 claimed it, the others joined.
     pub fn new(history: &History) -> Result<Sim, String> {
-        let relay = Relay::start();
+        let relay = Relay::start_with(|c| c.max_body_bytes = RELAY_MAX_BODY);
         let created = relay.create_team("sim team");
         let mut lead = Device::new(0)?;
         heartbridge_client::claim(lead.store_mut(), &relay.url, created.lead_token.expose())
@@ -252,6 +256,22 @@ impl Sim {
                     .store_mut()
                     .add_contact(&id, Channel::Hotline, note, Some(20))
                     .map_err(err("add contact", d))?;
+                self.saved(d, &id, None)?;
+            }
+            Op::LongNote {
+                dev,
+                case,
+                kib,
+                seed,
+            } => {
+                let d = self.dev(*dev);
+                let Some(id) = self.case_on(d, *case)? else {
+                    return Ok(());
+                };
+                self.devices[d]
+                    .store_mut()
+                    .add_contact(&id, Channel::InPerson, &long_text(*kib, *seed), Some(50))
+                    .map_err(err("add a long contact", d))?;
                 self.saved(d, &id, None)?;
             }
             Op::EditNote {
