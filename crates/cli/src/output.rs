@@ -303,6 +303,26 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
         st.last_synced_at.as_deref().unwrap_or("never")
     );
     let _ = writeln!(s, "Changes waiting: {}", st.pending);
+    if st.waiting > 0 {
+        let _ = writeln!(
+            s,
+            "Changes from teammates waiting for earlier ones: {} (they apply when those arrive)",
+            st.waiting
+        );
+    }
+    if st.refused > 0 {
+        let reasons: Vec<String> = st
+            .refused_by_reason
+            .iter()
+            .map(|r| format!("{} {}", r.reason, r.count))
+            .collect();
+        let _ = writeln!(
+            s,
+            "Envelopes refused: {} ({}); they were never applied",
+            st.refused,
+            reasons.join(", ")
+        );
+    }
     if let Some(e) = &st.last_error {
         let _ = writeln!(s, "Last error: {e}");
     }

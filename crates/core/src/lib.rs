@@ -35,6 +35,7 @@ mod store;
 mod sync;
 
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
+pub use enroll::{PendingEnrollment, Team};
 pub use error::{Error, Result};
 pub use handbook::{Handbook, HandbookSource, Section};
 pub use heartbridge_proto as proto;
@@ -43,9 +44,8 @@ pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status}
 pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
 pub use search::Hit;
 pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
-pub use enroll::Team;
 pub use sync::{
-    Progress, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport, TransportError,
+    Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport, TransportError,
     MAX_PUSH_ENVELOPES, PART_BYTES,
 };
 

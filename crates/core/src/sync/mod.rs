@@ -119,6 +119,13 @@ pub struct SyncReport {
     pub finished_at: String,
 }
 
+/// How many pulled envelopes were refused for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RefusedCount {
+    pub reason: String,
+    pub count: usize,
+}
+
 /// Sync state as the home screen shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SyncStatus {
@@ -128,6 +135,8 @@ pub struct SyncStatus {
     pub last_error_kind: Option<String>,
     pub last_error: Option<String>,
     pub refused: usize,
+    /// Refused envelopes by reason (`unopenable`, `damaged`, …).
+    pub refused_by_reason: Vec<RefusedCount>,
     /// Pulled changes waiting for dependencies not held yet.
     pub waiting: usize,
     /// Request size learned for this device's link, in bytes.
@@ -534,16 +543,27 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let refused: i64 = self
-            .conn()
-            .query_row("SELECT count(*) FROM refused", [], |r| r.get(0))?;
+        let refused_by_reason: Vec<RefusedCount> = {
+            let mut st = self.conn().prepare_cached(
+                "SELECT reason, count(*) FROM refused GROUP BY reason ORDER BY reason",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(RefusedCount {
+                    reason: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as usize,
+                })
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let refused: usize = refused_by_reason.iter().map(|r| r.count).sum();
         Ok(SyncStatus {
             cursor: cursor.max(0) as u64,
             last_synced_at: last.map(crate::model::format_ms),
             pending: self.outbox_len()?,
             last_error_kind: kind,
             last_error: err,
-            refused: refused as usize,
+            refused,
+            refused_by_reason,
             waiting: self.waiting_changes()?,
             link_bytes: self.link_bytes()?,
         })
