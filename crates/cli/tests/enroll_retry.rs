@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use heartbridge_tests::Relay;
 use linkem::{BackgroundLink, Config, Cut, Direction, End, Offset, Stall};
@@ -38,7 +38,9 @@ fn ok(profile: &Path, args: &[&str]) -> Value {
 }
 
 fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://").parse().expect("loopback address")
+    url.trim_start_matches("http://")
+        .parse()
+        .expect("loopback address")
 }
 
 /// Devices the relay holds for its only team.
@@ -143,12 +145,14 @@ fn a_join_killed_while_waiting_for_its_answer_succeeds_when_run_again() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let until = Instant::now() + Duration::from_secs(30);
-    while relay_devices(&relay) < 2 {
-        assert!(Instant::now() < until, "the relay never enrolled the device");
-        assert!(child.try_wait().expect("wait").is_none(), "the join ended");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The relay answers only once the enrollment is committed; the link
+    // holds that answer (its stall begins) and the CLI waits for it.
+    assert!(
+        link.wait_until(Duration::from_secs(30), |s| s.stalls >= 1),
+        "the relay never answered"
+    );
+    assert!(child.try_wait().expect("wait").is_none(), "the join ended");
+    assert_eq!(relay_devices(&relay), 2, "the relay did enroll the device");
     child.kill().expect("kill");
     child.wait().expect("reap");
 

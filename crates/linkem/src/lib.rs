@@ -115,7 +115,8 @@ pub struct Stats {
     /// Connections ended with a reset (a cut with [`End::Reset`],
     /// [`Link::reset_all`], or a reset from one side passed on).
     pub reset: u64,
-    /// Stalls that happened (configured per connection).
+    /// Stalls begun (configured per connection): counted when the pause
+    /// starts, after the bytes before its offset were read.
     pub stalls: u64,
     /// Connections refused because the upstream could not be reached.
     pub upstream_failed: u64,
@@ -132,8 +133,13 @@ struct Counters {
     upstream_failed: AtomicU64,
 }
 
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+impl Shared {
+    /// Counts, and wakes whoever waits on the stats ([`Link::wait_until`]).
+    fn bump(&self, pick: impl Fn(&Counters) -> &AtomicU64, n: u64) {
+        pick(&self.counters).fetch_add(n, Ordering::Relaxed);
+        let _held = lock(&self.changed.0);
+        self.changed.1.notify_all();
+    }
 }
 
 /// A token bucket, allowed to go negative: a taker pays for its bytes at
@@ -156,6 +162,7 @@ struct Shared {
     paused_until: Mutex<Option<Instant>>,
     resets: watch::Sender<u64>,
     stop: watch::Sender<bool>,
+    changed: (Mutex<()>, std::sync::Condvar),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -332,7 +339,7 @@ impl Pump<'_> {
                         return;
                     }
                     Some(Event::Stall(d)) => {
-                        bump(&self.shared.counters.stalls, 1);
+                        self.shared.bump(|c| &c.stalls, 1);
                         tokio::time::sleep(d).await;
                     }
                     None => {}
@@ -350,9 +357,10 @@ impl Pump<'_> {
         mut rx: mpsc::Receiver<Msg>,
         ended: &watch::Sender<Option<(End, bool)>>,
     ) {
-        let counter = match self.dir {
-            Direction::Down => &self.shared.counters.bytes_down,
-            _ => &self.shared.counters.bytes_up,
+        let counter: fn(&Counters) -> &AtomicU64 = if self.dir == Direction::Down {
+            |c| &c.bytes_down
+        } else {
+            |c| &c.bytes_up
         };
         while let Some(msg) = rx.recv().await {
             match msg {
@@ -363,7 +371,7 @@ impl Pump<'_> {
                         ended.send_replace(Some((End::Reset, false)));
                         return;
                     }
-                    bump(counter, bytes.len() as u64);
+                    self.shared.bump(counter, bytes.len() as u64);
                 }
                 Msg::Eof => {
                     let _ = dst.shutdown().await;
@@ -397,7 +405,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>, config: Config, inde
     let server = match TcpStream::connect(shared.upstream).await {
         Ok(s) => s,
         Err(_) => {
-            bump(&shared.counters.upstream_failed, 1);
+            shared.bump(|c| &c.upstream_failed, 1);
             let _ = client.set_zero_linger();
             return;
         }
@@ -437,11 +445,11 @@ async fn connection(client: TcpStream, shared: Arc<Shared>, config: Config, inde
     };
     if let Some((how, by_cut)) = end {
         if by_cut {
-            bump(&shared.counters.cut, 1);
+            shared.bump(|c| &c.cut, 1);
         }
         match how {
             End::Reset => {
-                bump(&shared.counters.reset, 1);
+                shared.bump(|c| &c.reset, 1);
                 // Reunited, so that no write half sends a FIN when dropped.
                 for s in [cr.reunite(cw), sr.reunite(sw)].into_iter().flatten() {
                     let _ = s.set_zero_linger();
@@ -464,7 +472,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     index += 1;
-                    bump(&shared.counters.connections, 1);
+                    shared.bump(|c| &c.connections, 1);
                     let config = lock(&shared.config).clone();
                     tasks.spawn(connection(stream, shared.clone(), config, index));
                 }
@@ -499,6 +507,7 @@ impl Link {
             paused_until: Mutex::new(None),
             resets: watch::Sender::new(0),
             stop: watch::Sender::new(false),
+            changed: Default::default(),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Link {
@@ -530,6 +539,30 @@ impl Link {
             reset: get(&c.reset),
             stalls: get(&c.stalls),
             upstream_failed: get(&c.upstream_failed),
+        }
+    }
+
+    /// Blocks the calling thread until `cond` holds for the stats, or
+    /// `timeout` passes; says which. For synchronous tests (a
+    /// [`BackgroundLink`]); never call it on the link's own runtime.
+    pub fn wait_until(&self, timeout: Duration, cond: impl Fn(&Stats) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut held = lock(&self.shared.changed.0);
+        loop {
+            if cond(&self.stats()) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            held = self
+                .shared
+                .changed
+                .1
+                .wait_timeout(held, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -588,9 +621,10 @@ impl BackgroundLink {
             .enable_all()
             .build()?;
         listener.set_nonblocking(true)?;
-        let link = rt.block_on(async move {
-            Link::start(TcpListener::from_std(listener)?, upstream, config)
-        })?;
+        let link =
+            rt.block_on(
+                async move { Link::start(TcpListener::from_std(listener)?, upstream, config) },
+            )?;
         Ok(BackgroundLink {
             link: Some(link),
             rt: Some(rt),
@@ -599,7 +633,11 @@ impl BackgroundLink {
 
     /// Binds 127.0.0.1 on a free port and starts a link to `upstream`.
     pub fn loopback(upstream: SocketAddr, config: Config) -> io::Result<BackgroundLink> {
-        BackgroundLink::start(std::net::TcpListener::bind("127.0.0.1:0")?, upstream, config)
+        BackgroundLink::start(
+            std::net::TcpListener::bind("127.0.0.1:0")?,
+            upstream,
+            config,
+        )
     }
 }
 

@@ -182,7 +182,11 @@ async fn a_reset_cut_resets_the_connection() {
     let mut c = TcpStream::connect(link.addr()).await.expect("connect");
     let (got, err) = read_all(&mut c).await;
     assert_eq!(err, Some(ErrorKind::ConnectionReset));
-    assert!(got.len() <= 1000, "{} bytes passed a cut at 1000", got.len());
+    assert!(
+        got.len() <= 1000,
+        "{} bytes passed a cut at 1000",
+        got.len()
+    );
     let s = link.stats();
     assert_eq!((s.cut, s.reset), (1, 1));
 }
