@@ -449,12 +449,12 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&tmp, flags)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         if crash(InitStep::Created) {
             // Leave it open, as a killed process would.
             std::mem::forget(conn);
             return Ok(None);
         }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         configure(&conn)?;
         if crash(InitStep::Configured) {
             std::mem::forget(conn);
