@@ -103,8 +103,12 @@ impl Link {
     fn json(&self) -> Value {
         let t = |ms: &i64| format_ms(*ms);
         match (&self.last, self.unreachable_since) {
-            (_, Some(since)) => {
-                json!({"state": "unreachable", "since": t(&since), "at": null, "kind": "network"})
+            (last, Some(since)) => {
+                let at = match last {
+                    Some(Attempt::Unreachable { at }) => Some(t(at)),
+                    _ => None,
+                };
+                json!({"state": "unreachable", "since": t(&since), "at": at, "kind": "network"})
             }
             _ if self.syncing => {
                 json!({"state": "syncing", "since": null, "at": null, "kind": null})
@@ -200,7 +204,14 @@ impl Syncer {
 
     async fn rounds(self: &Arc<Self>, app: &AppHandle) -> ApiResult<SyncReport> {
         let mut session = self
-            .on_store(|_, s| s.sync_session(&SyncOptions::default()))
+            .on_store(|_, s| {
+                let session = s.sync_session(&SyncOptions::default())?;
+                // Joining dropped them already; again here, so an app
+                // stopped between storing the team and dropping them still
+                // never pushes the bundled samples to the team.
+                s.drop_bundled_handbooks()?;
+                Ok(session)
+            })
             .await?;
         loop {
             let (back, body) = self
