@@ -16,8 +16,9 @@
 //!   network error.
 //! - [`Fault::Duplicate`]: the relay handles it twice; the device sees one
 //!   (the second) answer.
-//! - [`Fault::CutResponse`]: the relay handles it; the device gets the
-//!   first bytes of the answer only.
+//! - [`Fault::CutResponse`]: the relay handles it; the connection drops
+//!   in the middle of the answer, and the device gets what arrived of it
+//!   (`TransportError::Cut`, as the HTTP transport reports it).
 //! - [`Fault::Late`]: the device times out (network error); the request
 //!   stays in the network and reaches the relay later, after other
 //!   devices' requests, its answer going nowhere.
@@ -204,10 +205,13 @@ impl Net {
             }
             Some(Fault::CutResponse) => {
                 self.stats.cut += 1;
-                let mut bytes = self.deliver(team, body)?;
-                let keep = self.rng.random_range(0..bytes.len().max(1));
-                bytes.truncate(keep);
-                Ok(bytes)
+                let mut received = self.deliver(team, body)?;
+                let keep = self.rng.random_range(0..received.len().max(1));
+                received.truncate(keep);
+                Err(TransportError::Cut {
+                    detail: "connection reset in the middle of the answer".into(),
+                    received,
+                })
             }
             Some(Fault::Late) => {
                 self.stats.late += 1;
