@@ -100,7 +100,9 @@ impl HttpTransport {
             .tls_backend_preconfigured(tls_config())
             .http1_only()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the relay's idle keep-alive limit (its header timeout,
+            // 30 s), so a pooled connection is never one it just closed.
+            .pool_idle_timeout(Duration::from_secs(20))
             .tcp_nodelay(true)
             // A relay never redirects; a redirect is a misconfiguration and
             // must not carry a token elsewhere.

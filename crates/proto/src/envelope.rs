@@ -296,8 +296,8 @@ impl Envelope {
         let (&tag, bytes) = plain
             .split_first()
             .ok_or_else(|| OpenError::Damaged(id.clone()))?;
-        let doc_kind =
-            DocKindTag::from_byte(tag & !PART_FLAG).ok_or_else(|| OpenError::Damaged(id.clone()))?;
+        let doc_kind = DocKindTag::from_byte(tag & !PART_FLAG)
+            .ok_or_else(|| OpenError::Damaged(id.clone()))?;
         if tag & PART_FLAG == 0 {
             return Ok(Opened {
                 doc_kind,
@@ -313,7 +313,7 @@ impl Envelope {
         group.copy_from_slice(&head[..16]);
         let index = u32::from_be_bytes([head[16], head[17], head[18], head[19]]);
         let count = u32::from_be_bytes([head[20], head[21], head[22], head[23]]);
-        if count < 2 || count > MAX_PARTS || index >= count {
+        if !(2..=MAX_PARTS).contains(&count) || index >= count {
             return Err(OpenError::Damaged(id));
         }
         Ok(Opened {

@@ -176,9 +176,11 @@ pub struct MembersResponse {
 /// Every error answer of the relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// Stable kind: `malformed`, `too_large`, `unknown_token`, `revoked`,
-    /// `forbidden`, `wrong_key`, `invite_expired`, `invite_used`,
-    /// `unknown_team`, `version`, `internal`.
+    /// Stable kind: `malformed`, `too_large`, `too_many_envelopes`,
+    /// `unknown_token`, `revoked`, `forbidden`, `wrong_key`,
+    /// `invite_expired`, `invite_used`, `unknown_team`, `version`,
+    /// `not_found`, `method_not_allowed`, `timeout`,
+    /// `unsupported_media_type`, `rate_limited`, `internal`.
     pub error: String,
     pub message: String,
 }

@@ -115,9 +115,19 @@ pub fn create(doc: &mut AutoCommit, new: &NewCase, author: &str, now_ms: i64) ->
 /// has seen them all.
 pub fn set_risk(doc: &mut AutoCommit, risk: Risk) -> Result<()> {
     let values = all_strings(doc, &ROOT, "risk");
-    if values.len() != 1 || values[0] != risk.as_str() {
-        doc.put(ROOT, "risk", risk.as_str()).map_err(am)?;
+    if values.len() == 1 && values[0] == risk.as_str() {
+        return Ok(());
     }
+    if values.len() > 1 {
+        // Resolving a conflict: Automerge stores a put of the value that
+        // already wins as a delete of the other values only, so a write
+        // concurrent with this one would then overwrite the old winner and
+        // the value set here would be gone. A placeholder first makes the
+        // value below a put of its own, which every concurrent write keeps
+        // beside it (the register then shows the highest).
+        doc.put(ROOT, "risk", "").map_err(am)?;
+    }
+    doc.put(ROOT, "risk", risk.as_str()).map_err(am)?;
     Ok(())
 }
 

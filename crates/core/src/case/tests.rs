@@ -73,6 +73,35 @@ fn a_deliberate_lowering_after_seeing_the_merge_sticks() {
     assert_eq!(risk(&b), (Risk::Low, false));
 }
 
+/// Found by the simulation (tests/sim.rs, the `seed_` test of the same
+/// name): resolving a conflict to the value that already wins was stored
+/// by Automerge as a delete of the losers only, so a concurrent lowering
+/// overwrote the old winner and the case ended low.
+#[test]
+fn resolving_a_conflict_to_high_survives_a_concurrent_lowering() {
+    for actors in [(1u8, 2u8, 3u8), (3, 2, 1), (2, 3, 1)] {
+        let mut a = new_case(Risk::None);
+        a.set_actor(ActorId::from(vec![actors.0; 16]));
+        let mut b = fork(&mut a, actors.1);
+        let mut c = fork(&mut a, actors.2);
+        set_risk(&mut a, Risk::High).unwrap();
+        a.commit();
+        set_risk(&mut b, Risk::Low).unwrap();
+        b.commit();
+        sync_both(&mut a, &mut b);
+        sync_both(&mut c, &mut a);
+        // Both have seen {high, low}; concurrently, c resolves to high and
+        // b to low.
+        set_risk(&mut c, Risk::High).unwrap();
+        c.commit();
+        set_risk(&mut b, Risk::Low).unwrap();
+        b.commit();
+        sync_both(&mut b, &mut c);
+        assert_eq!(risk(&b).0, Risk::High, "actors {actors:?}");
+        assert_eq!(risk(&c).0, Risk::High, "actors {actors:?}");
+    }
+}
+
 #[test]
 fn concurrent_contacts_both_survive_in_time_order() {
     let mut a = new_case(Risk::Low);
