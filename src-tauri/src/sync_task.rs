@@ -52,6 +52,17 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(1.0 + frac)
 }
 
+/// Where the sync's events go: the app's window, or a test's recorder.
+pub trait Events: Send + Sync {
+    fn send(&self, event: &str, payload: Value);
+}
+
+impl Events for AppHandle {
+    fn send(&self, event: &str, payload: Value) {
+        let _ = self.emit(event, payload);
+    }
+}
+
 /// How the last sync attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 enum Attempt {
@@ -184,7 +195,7 @@ impl Syncer {
 
     /// Runs one whole sync now (waiting for one already running), emitting
     /// `sync-progress` after every round and `sync-status` around it.
-    pub async fn run(self: &Arc<Self>, app: &AppHandle) -> ApiResult<SyncReport> {
+    pub async fn run(self: &Arc<Self>, app: &impl Events) -> ApiResult<SyncReport> {
         let _guard = self.running.lock().await;
         self.update_link(|l| l.syncing = true);
         self.emit_status(app).await;
@@ -202,7 +213,7 @@ impl Syncer {
         result
     }
 
-    async fn rounds(self: &Arc<Self>, app: &AppHandle) -> ApiResult<SyncReport> {
+    async fn rounds(self: &Arc<Self>, app: &impl Events) -> ApiResult<SyncReport> {
         let mut session = self
             .on_store(|_, s| {
                 let session = s.sync_session(&SyncOptions::default())?;
@@ -236,8 +247,8 @@ impl Syncer {
                 .await?;
             session = back;
             let (progress, status) = round?;
-            let _ = app.emit("sync-progress", progress);
-            let _ = app.emit("sync-status", status);
+            app.send("sync-progress", progress);
+            app.send("sync-status", status);
         }
         Ok(session.report().clone())
     }
@@ -272,8 +283,8 @@ impl Syncer {
 
     /// Emits `sync-status` as the store says now: after every write and
     /// every sync round, so the waiting count never lags the store.
-    pub async fn emit_status(self: &Arc<Self>, app: &AppHandle) {
-        let _ = app.emit("sync-status", self.status().await);
+    pub async fn emit_status(self: &Arc<Self>, app: &impl Events) {
+        app.send("sync-status", self.status().await);
     }
 
     async fn enrolled(self: &Arc<Self>) -> bool {
@@ -321,6 +332,107 @@ pub async fn background(syncer: Arc<Syncer>, app: AppHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use heartbridge_core::proto::{Role, Secret, TeamId, TeamKey};
+    use heartbridge_core::{Group, NewCase, Risk, Team};
+    use std::io::Read;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Value)>>);
+
+    impl Events for Recorder {
+        fn send(&self, event: &str, payload: Value) {
+            self.0.lock().unwrap().push((event.to_owned(), payload));
+        }
+    }
+
+    fn case(alias: &str) -> NewCase {
+        NewCase {
+            alias: alias.into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        }
+    }
+
+    /// A request held on the network (a "relay" that reads it and does not
+    /// answer) leaves the store free for the volunteer's writes; when the
+    /// connection then drops, the sync fails as a network failure, the
+    /// state says the relay cannot be reached, and the waiting count the
+    /// app reports is the store's, the write made meanwhile included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_store_is_free_while_a_request_is_on_the_network() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (got_tx, got_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let relay = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            got_tx.send(conn.read(&mut buf).unwrap()).unwrap();
+            release_rx.recv().unwrap();
+            // The connection and the listener close: nothing answers.
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p");
+        let mut store = Store::init(&profile, "x").unwrap();
+        store
+            .set_team(&Team {
+                relay_url: format!("http://{addr}"),
+                team_id: TeamId::random(),
+                device_id: "d1".into(),
+                token: Secret::generate(),
+                key: TeamKey::generate(),
+                role: Role::Volunteer,
+            })
+            .unwrap();
+        store.new_case(&case("before")).unwrap();
+        drop(store);
+
+        let slot = Arc::new(StoreSlot::new(profile));
+        let syncer = Syncer::new(Arc::clone(&slot), HttpTransport::new().unwrap());
+        let events = Arc::new(Recorder::default());
+        let sync = tokio::spawn({
+            let (syncer, events) = (Arc::clone(&syncer), Arc::clone(&events));
+            async move { syncer.run(events.as_ref()).await }
+        });
+
+        // The request reached the relay, which holds it...
+        let read =
+            tokio::task::spawn_blocking(move || got_rx.recv_timeout(Duration::from_secs(60)))
+                .await
+                .unwrap()
+                .expect("the request never reached the relay");
+        assert!(read > 0);
+        // ...and meanwhile a write goes through.
+        let write = tokio::task::spawn_blocking({
+            let slot = Arc::clone(&slot);
+            move || slot.with(|s| s.new_case(&case("during")))
+        });
+        tokio::time::timeout(Duration::from_secs(60), write)
+            .await
+            .expect("the write waited for the network")
+            .unwrap()
+            .unwrap();
+        assert!(!sync.is_finished(), "the relay has not answered yet");
+        let status = syncer.status().await;
+        assert_eq!(status["syncing"], true);
+        assert_eq!(status["pending"], 2);
+
+        release_tx.send(()).unwrap();
+        relay.join().unwrap();
+        let err = sync.await.unwrap().unwrap_err();
+        assert_eq!(err.kind, "network");
+        let status = syncer.status().await;
+        assert_eq!(status["connection"]["state"], "unreachable");
+        assert_eq!(status["syncing"], false);
+        assert_eq!(status["pending"], 2);
+        assert_eq!(status["lastError"]["kind"], "network");
+        let seen = events.0.lock().unwrap();
+        let (last, payload) = seen.last().unwrap();
+        assert_eq!(last, "sync-status");
+        assert_eq!(payload["pending"], 2);
+        assert_eq!(payload["connection"]["state"], "unreachable");
+    }
 
     #[test]
     fn backoff_grows_after_each_failure_and_stops_at_five_minutes() {
