@@ -219,6 +219,10 @@ fn main() {
         );
         write(&env_dir, &format!("seed-plain-{i}"), &with_mode(3, &plain));
     }
+    // A zstd bomb from a team member: 65 MiB of zeros in a few KB, past
+    // the 64 MiB an envelope may unpack to.
+    let bomb = zstd::bulk::compress(&vec![0u8; 65 << 20], 19).expect("zstd");
+    write(&env_dir, "seed-packed-bomb", &with_mode(2, &bomb));
     // A part of a split payload: tag with the part flag, group, index, count.
     let mut part = vec![0x81];
     part.extend_from_slice(&[7; 16]);
