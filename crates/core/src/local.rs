@@ -109,16 +109,6 @@ impl Store {
         })
     }
 
-    pub(crate) fn count_shift_contact(&mut self) -> Result<()> {
-        self.immediate(|tx| {
-            tx.execute(
-                "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
-                [],
-            )?;
-            Ok(())
-        })
-    }
-
     /// A device setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self

@@ -109,10 +109,21 @@ impl Store {
         minutes: Option<i64>,
     ) -> Result<String> {
         let what = format!("contact logged ({channel})");
-        let (cid, _) = self.write(id, DocKind::Case, false, &what, |doc, p| {
-            case::add_contact(doc, channel, text, minutes, &p.name, now_ms())
-        })?;
-        self.count_shift_contact()?;
+        // The shift's contact count moves in the contact's own transaction.
+        let (cid, _) = self.write_also(
+            id,
+            DocKind::Case,
+            false,
+            &what,
+            |doc, p| case::add_contact(doc, channel, text, minutes, &p.name, now_ms()),
+            |tx| {
+                tx.execute(
+                    "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
+                    [],
+                )?;
+                Ok(())
+            },
+        )?;
         Ok(cid)
     }
 

@@ -631,6 +631,20 @@ impl Store {
         what: &str,
         f: impl FnOnce(&mut AutoCommit, &Profile) -> Result<T>,
     ) -> Result<(T, Written)> {
+        self.write_also(id, kind, create, what, f, |_| Ok(()))
+    }
+
+    /// [`Store::write`], plus `also` in the same transaction when the
+    /// document changed (a device-local count that must not drift from it).
+    pub(crate) fn write_also<T>(
+        &mut self,
+        id: &DocId,
+        kind: DocKind,
+        create: bool,
+        what: &str,
+        f: impl FnOnce(&mut AutoCommit, &Profile) -> Result<T>,
+        also: impl FnOnce(&Connection) -> Result<()>,
+    ) -> Result<(T, Written)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -660,6 +674,7 @@ impl Store {
         )?;
         crate::projection::refresh(&tx, id, kind, &mut doc)?;
         compact_if_needed(&tx, id, &mut doc)?;
+        also(&tx)?;
         tx.commit()?;
         Ok((value, Written::Changed(hash)))
     }
@@ -951,7 +966,10 @@ pub(crate) fn apply_remote_in(
             params![id.as_str(), kind.as_str(), bytes, relay_seq, now],
         )?;
     } else if !pending.is_empty() {
-        conn.execute("DELETE FROM pending_changes WHERE doc_id = ?1", [id.as_str()])?;
+        conn.execute(
+            "DELETE FROM pending_changes WHERE doc_id = ?1",
+            [id.as_str()],
+        )?;
     }
     let changed = doc.get_heads() != heads;
     if changed {

@@ -21,8 +21,10 @@ use crate::store::{apply_remote_in, MergeError, Merged};
 pub(super) enum Outcome {
     Changed,
     Unchanged,
-    /// Kept until its dependencies or its other parts arrive.
+    /// Kept until its dependencies arrive.
     Waiting,
+    /// A part kept until the other parts of its payload arrive.
+    PartKept,
     Refused,
 }
 
@@ -59,7 +61,7 @@ pub(super) fn receive(
         None => opened.bytes,
         Some(part) => match gather(tx, &id, kind, part, &opened, seq)? {
             Gathered::Complete(bytes) => bytes,
-            Gathered::Incomplete => return Ok(Outcome::Waiting),
+            Gathered::Incomplete => return Ok(Outcome::PartKept),
             Gathered::Duplicate => return Ok(Outcome::Unchanged),
             Gathered::Inconsistent => return refuse("inconsistent part"),
         },

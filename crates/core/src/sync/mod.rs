@@ -95,12 +95,18 @@ pub struct Progress {
 /// What a sync did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SyncReport {
-    /// Envelopes pushed and acknowledged.
+    /// Batches (one document's changes, or a snapshot) delivered whole:
+    /// every envelope of them acknowledged.
     pub pushed: usize,
+    /// Envelopes acknowledged (a large batch travels as several parts).
+    pub envelopes_pushed: usize,
     /// Outbox changes those envelopes carried.
     pub changes_delivered: usize,
-    /// Envelopes pulled.
+    /// Payloads pulled whole (an envelope, or the last missing part of a
+    /// large one).
     pub pulled: usize,
+    /// Envelopes pulled, parts included.
+    pub envelopes_pulled: usize,
     /// Pulled envelopes that changed a document.
     pub applied: usize,
     /// Pulled envelopes refused (did not open or parse).
@@ -414,21 +420,28 @@ impl SyncSession {
             let Some(planned) = outbound::find(&flight.planned, &ack.id) else {
                 continue;
             };
+            self.report.envelopes_pushed += 1;
             match outbound::record_ack(&tx, planned)? {
                 outbound::AckOutcome::Part => {}
                 outbound::AckOutcome::Changes(rows) => {
+                    self.report.pushed += 1;
                     self.report.changes_delivered += rows;
                     bump(&tx, &hex::encode(planned.envelope.doc))?;
                 }
                 outbound::AckOutcome::Snapshot(doc) => {
+                    self.report.pushed += 1;
                     tx.execute("DELETE FROM doc_sync WHERE doc_id = ?1", [doc.as_str()])?;
                 }
             }
-            self.report.pushed += 1;
         }
         for pulled in &resp.pull {
-            self.report.pulled += 1;
-            match inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)? {
+            self.report.envelopes_pulled += 1;
+            let outcome = inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)?;
+            if outcome != inbound::Outcome::PartKept {
+                self.report.pulled += 1;
+            }
+            match outcome {
+                inbound::Outcome::PartKept => {}
                 inbound::Outcome::Changed => {
                     self.report.applied += 1;
                     bump(&tx, &hex::encode(pulled.envelope.doc))?;
