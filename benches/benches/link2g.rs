@@ -63,7 +63,11 @@ fn first_sync(relay: &Relay, lead: &Store, dir: &std::path::Path, name: &str, li
     let code = heartbridge_client::invite(lead, Role::Volunteer).expect("invite");
     let mut dev = Store::init(&dir.join(name), name).expect("init");
     heartbridge_client::join(&mut dev, &code).expect("join");
-    let upstream = relay.url.trim_start_matches("http://").parse().expect("addr");
+    let upstream = relay
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
     let link = BackgroundLink::loopback(upstream, link).expect("link");
     via(dev.path(), &link.url());
     let mut transport = BlockingTransport::default();
@@ -118,8 +122,12 @@ fn main() {
                 .expect("contact");
         }
     }
-    lead.sync(&mut BlockingTransport::default(), &SyncOptions::default(), &mut |_| {})
-        .expect("lead sync");
+    lead.sync(
+        &mut BlockingTransport::default(),
+        &SyncOptions::default(),
+        &mut |_| {},
+    )
+    .expect("lead sync");
     let want = lead.document_ids().expect("docs").len();
 
     let clean = first_sync(
@@ -159,7 +167,10 @@ fn main() {
                 ..Config::default()
             },
         );
-        assert_eq!(run.docs, want, "seed {seed}: the device is missing documents");
+        assert_eq!(
+            run.docs, want,
+            "seed {seed}: the device is missing documents"
+        );
         println!(
             "{seed} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2}",
             run.attempts,

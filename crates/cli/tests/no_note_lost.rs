@@ -50,7 +50,12 @@ fn join(lead: &Path, dir: &Path, name: &str) {
     let invite = ok(lead, &["team", "invite", "--role", "volunteer"]);
     ok(
         dir,
-        &["join", invite["code"].as_str().expect("code"), "--name", name],
+        &[
+            "join",
+            invite["code"].as_str().expect("code"),
+            "--name",
+            name,
+        ],
     );
 }
 
@@ -87,7 +92,15 @@ fn a_contact_survives_a_snapshot_that_does_not_contain_it() {
     ok(&vol, &["sync"]);
     ok(
         &vol,
-        &["case", "contact", &case, "--channel", "hotline", "--text", "谈到考前失眠"],
+        &[
+            "case",
+            "contact",
+            &case,
+            "--channel",
+            "hotline",
+            "--text",
+            "谈到考前失眠",
+        ],
     );
     ok(&vol, &["sync"]);
     // The lead's snapshot is made before this sync pulls the contact.
@@ -148,14 +161,25 @@ fn a_document_larger_than_the_body_limit_syncs_and_blocks_nothing() {
     join(&lead, &vol, "小王");
     let big = big_handbook(dir.path());
     assert!(std::fs::metadata(&big).expect("size").len() > 3 * 256 * 1024);
-    ok(&lead, &["handbook", "import", big.to_str().expect("utf-8 path")]);
+    ok(
+        &lead,
+        &["handbook", "import", big.to_str().expect("utf-8 path")],
+    );
     let case = ok(&lead, &["case", "new", "--alias", "阿明"])["id"]
         .as_str()
         .expect("id")
         .to_owned();
     ok(
         &lead,
-        &["case", "contact", &case, "--channel", "in-person", "--text", "约好周五再聊"],
+        &[
+            "case",
+            "contact",
+            &case,
+            "--channel",
+            "in-person",
+            "--text",
+            "约好周五再聊",
+        ],
     );
     let report = ok(&lead, &["sync"]);
     assert_eq!(report["pending"], 0, "{report}");
@@ -175,6 +199,106 @@ fn a_document_larger_than_the_body_limit_syncs_and_blocks_nothing() {
     let report = ok(&late, &["sync"]);
     assert_eq!(report["refused"], 0, "{report}");
     assert_eq!(ok(&late, &["status"])["sync"]["waiting"], 0);
-    assert!(ok(&late, &["handbook", "list"]).to_string().contains("大手册"));
+    assert!(ok(&late, &["handbook", "list"])
+        .to_string()
+        .contains("大手册"));
     assert_eq!(contact_texts(&late, &case), ["约好周五再聊"]);
+}
+
+/// Seen: over a 2G link that drops the connection after every ~60 KB, a new
+/// volunteer's plain `heartbridge sync`, retried 40 times, never finished:
+/// every attempt asked for the same 256 KiB first page and was cut before
+/// its end. Here the link is faster (so the test is quick) but cuts
+/// sooner: every ~30 KB on average, at a seeded random offset, by a reset.
+#[test]
+fn a_first_sync_over_a_link_that_keeps_dropping_completes_with_plain_retries() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lead, vol) = (dir.path().join("lead"), dir.path().join("vol"));
+    claim(&relay, &lead);
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../handbooks/zh");
+    for f in std::fs::read_dir(root).expect("handbooks") {
+        let path = f.expect("entry").path();
+        ok(
+            &lead,
+            &["handbook", "import", path.to_str().expect("utf-8")],
+        );
+    }
+    for i in 0..30 {
+        let alias = format!("个案{i}");
+        let id = ok(&lead, &["case", "new", "--alias", &alias])["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        ok(
+            &lead,
+            &[
+                "case",
+                "contact",
+                &id,
+                "--channel",
+                "hotline",
+                "--text",
+                "谈到考前的睡眠和压力",
+            ],
+        );
+    }
+    ok(&lead, &["sync"]);
+    let want = ok(&lead, &["case", "list"])
+        .as_array()
+        .expect("cases")
+        .len();
+    join(&lead, &vol, "小王");
+
+    let upstream = relay
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("relay address");
+    let link = linkem::BackgroundLink::loopback(
+        upstream,
+        linkem::Config {
+            latency: std::time::Duration::from_millis(5),
+            bandwidth: Some(400_000),
+            cut: Some(linkem::Cut {
+                counted: linkem::Direction::Both,
+                at: linkem::Offset::Random { mean: 30_000 },
+                end: linkem::End::Reset,
+            }),
+            seed: 7,
+            ..linkem::Config::default()
+        },
+    )
+    .expect("link");
+    // The volunteer's device reaches the relay only through the link.
+    rusqlite::Connection::open(vol.join("heartbridge.db"))
+        .expect("open profile")
+        .execute("UPDATE team SET relay_url = ?1", [link.url()])
+        .expect("route through the link");
+
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let out = hb(&vol, &["--json", "sync"]);
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot reach the relay"), "{err}");
+        assert!(attempts < 40, "no complete sync in 40 attempts");
+    }
+    assert!(
+        link.stats().cut > 0,
+        "the link never dropped: the test proves nothing"
+    );
+    assert_eq!(
+        ok(&vol, &["case", "list"]).as_array().expect("cases").len(),
+        want
+    );
+    let status = ok(&vol, &["status"]);
+    assert_eq!(status["sync"]["pending"], 0);
+    assert_eq!(status["sync"]["waiting"], 0);
+    assert_eq!(status["sync"]["refused"], 0);
+    let books = ok(&vol, &["handbook", "list"]);
+    assert_eq!(books.as_array().expect("handbooks").len(), 3, "{books}");
 }

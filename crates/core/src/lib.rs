@@ -45,8 +45,8 @@ pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
 pub use search::Hit;
 pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
 pub use sync::{
-    Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport, TransportError,
-    MAX_PUSH_ENVELOPES, PART_BYTES,
+    Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport,
+    TransportError, MAX_PUSH_ENVELOPES, PART_BYTES,
 };
 
 /// Merge rules and document functions, for tests and tools that work on

@@ -436,7 +436,8 @@ impl SyncSession {
         }
         for pulled in &resp.pull {
             self.report.envelopes_pulled += 1;
-            let outcome = inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)?;
+            let outcome =
+                inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)?;
             if outcome != inbound::Outcome::PartKept {
                 self.report.pulled += 1;
             }
