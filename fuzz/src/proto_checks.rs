@@ -106,7 +106,7 @@ fn aad(team: &TeamId, doc: &[u8; 16], kind: EnvelopeKind, epoch: u32) -> Vec<u8>
 
 /// An envelope whose ciphertext authenticates under the fixed key but holds
 /// `packed` as the (normally zstd-compressed) sealed bytes.
-fn authentic(packed: &[u8], kind: EnvelopeKind) -> Envelope {
+pub fn authentic(packed: &[u8], kind: EnvelopeKind) -> Envelope {
     let team = fixed_team();
     let doc = [9u8; 16];
     let nonce = [5u8; 24];

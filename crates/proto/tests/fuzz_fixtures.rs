@@ -73,3 +73,25 @@ fn envelopes_from_the_fuzzer_open_round_trip_or_are_refused() {
 fn invite_codes_from_the_fuzzer_decode_or_are_refused() {
     replay("invite", proto_checks::invite);
 }
+
+#[test]
+fn a_zstd_bomb_from_a_team_member_is_refused_as_too_large() {
+    use heartbridge_proto::{EnvelopeKind, OpenError};
+    // 65 MiB of zeros packs into a few KB; the envelope authenticates.
+    let bomb = zstd::bulk::compress(&vec![0u8; 65 << 20], 19).expect("zstd");
+    assert!(bomb.len() < 16 * 1024);
+    let env = proto_checks::authentic(&bomb, EnvelopeKind::Change);
+    assert!(matches!(
+        env.open(&proto_checks::fixed_key(), &proto_checks::fixed_team()),
+        Err(OpenError::TooLarge(_))
+    ));
+    // One byte under the limit (64 MiB including the kind tag) opens.
+    let mut plain = vec![0u8; 64 << 20];
+    plain[0] = 1;
+    let packed = zstd::bulk::compress(&plain, 3).expect("zstd");
+    let env = proto_checks::authentic(&packed, EnvelopeKind::Change);
+    let opened = env
+        .open(&proto_checks::fixed_key(), &proto_checks::fixed_team())
+        .expect("64 MiB opens");
+    assert_eq!(opened.bytes.len(), (64 << 20) - 1);
+}
