@@ -6,7 +6,8 @@
 //!
 //! - **latency**: every byte is delivered this long after it was read, in
 //!   each direction (one-way latency; a round trip costs twice). Delivery is
-//!   pipelined, so latency does not cap throughput.
+//!   pipelined, so latency does not cap throughput. A new connection can be
+//!   charged its TCP handshake too ([`Config::handshake`]).
 //! - **bandwidth**: a cap in bytes per second for each direction, shared by
 //!   every connection of the link (one radio), paced by a token bucket with
 //!   a burst of 20 ms worth of bytes.
@@ -93,6 +94,11 @@ pub struct Stall {
 pub struct Config {
     /// One-way latency, each direction.
     pub latency: Duration,
+    /// How long a new connection forwards nothing after it is accepted. A
+    /// proxy cannot delay the kernel's TCP handshake, so without this a new
+    /// connection costs no round trip; set it to `2 * latency` to charge
+    /// one, as a real link does.
+    pub handshake: Duration,
     /// Bytes per second, each direction; `None` for no cap.
     pub bandwidth: Option<u64>,
     pub cut: Option<Cut>,
@@ -412,6 +418,13 @@ async fn connection(client: TcpStream, shared: Arc<Shared>, config: Config, inde
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    if !config.handshake.is_zero() {
+        let mut stop = shared.stop.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(config.handshake) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
     let plan = Mutex::new(Plan::new(&config, index));
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
