@@ -76,6 +76,9 @@ pub struct Stats {
     pub syncs_ok: usize,
     /// Syncs that failed because the relay was killed under them.
     pub syncs_failed: usize,
+    /// Syncs that met a network failure (the relay killed under them) and
+    /// finished by retrying.
+    pub syncs_retried: usize,
     pub snapshot_syncs: usize,
     pub small_page_syncs: usize,
     /// Cases and contacts on every device at the end.
@@ -98,6 +101,7 @@ impl Stats {
         self.maybe_landed += o.maybe_landed;
         self.syncs_ok += o.syncs_ok;
         self.syncs_failed += o.syncs_failed;
+        self.syncs_retried += o.syncs_retried;
         self.snapshot_syncs += o.snapshot_syncs;
         self.small_page_syncs += o.small_page_syncs;
         self.cases += o.cases;
@@ -112,7 +116,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} rounds in {:.1} s; SIGKILLs: {} syncing CLIs, {} writing CLIs, {} relays ({} more hit a CLI that had already exited); \
-             writes: {} saved, {} killed ({} of them landed); syncs: {} ok ({} --snapshot, {} small --page-bytes), {} failed under a killed relay; \
+             writes: {} saved, {} killed ({} of them landed); syncs: {} ok ({} --snapshot, {} small --page-bytes, {} after retrying a network failure), {} failed under a killed relay; \
              at the end: {} cases, {} contacts, quiet after {} passes",
             self.rounds,
             self.elapsed.as_secs_f64(),
@@ -126,6 +130,7 @@ impl fmt::Display for Stats {
             self.syncs_ok,
             self.snapshot_syncs,
             self.small_page_syncs,
+            self.syncs_retried,
             self.syncs_failed,
             self.cases,
             self.contacts,
@@ -830,6 +835,9 @@ impl World {
                         ));
                     }
                     self.stats.syncs_ok += 1;
+                    if report["retried"].as_u64().unwrap_or(0) > 0 {
+                        self.stats.syncs_retried += 1;
+                    }
                     self.knows[device].extend(at_relay_before.iter().copied());
                     if report["pending"] == 0 {
                         self.at_relay
@@ -1198,7 +1206,12 @@ fn integrity(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 fn debug_config(seed: u64, rounds: usize) -> Config {
-    let cli = PathBuf::from(env!("CARGO_BIN_EXE_heartbridge"));
+    // `option_env!`: the benchmark compiles this file too, without the path
+    // (and never calls this).
+    let cli = match option_env!("CARGO_BIN_EXE_heartbridge") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("Cargo gives integration tests the CLI's path"),
+    };
     let relay = cli
         .parent()
         .expect("the binary's directory")
