@@ -34,10 +34,21 @@ fn via(team: &Team, link: &BackgroundLink) -> Team {
     t
 }
 
+fn describe(r: &Result<Vec<u8>, TransportError>) -> String {
+    match r {
+        Ok(b) => format!("an answer of {} bytes", b.len()),
+        Err(TransportError::Network(d)) => format!("Network({d})"),
+        Err(TransportError::Cut { detail, received }) => {
+            format!("Cut({detail}, {} bytes)", received.len())
+        }
+        Err(TransportError::Relay { status, kind, .. }) => format!("Relay({status} {kind})"),
+    }
+}
+
 fn network_detail(r: Result<Vec<u8>, TransportError>) -> String {
     match r {
         Err(TransportError::Network(detail)) => detail,
-        other => panic!("expected a network error, got {:?}", other.map(|b| b.len())),
+        other => panic!("expected a network error, got {}", describe(&other)),
     }
 }
 
@@ -71,8 +82,23 @@ fn busy_team(relay: &Relay) -> Vec<Device> {
     devs
 }
 
+fn cut_at(relay: &Relay, at: u64, end: End) -> BackgroundLink {
+    BackgroundLink::loopback(
+        addr_of(&relay.url),
+        Config {
+            cut: Some(Cut {
+                counted: Direction::Down,
+                at: Offset::At(at),
+                end,
+            }),
+            ..Config::default()
+        },
+    )
+    .expect("link")
+}
+
 #[test]
-fn an_answer_cut_mid_response_is_a_network_error_every_time() {
+fn an_answer_cut_mid_response_fails_every_time_and_keeps_what_arrived() {
     let relay = Relay::start();
     let devs = busy_team(&relay);
     let vol = devs[1].store.team().expect("team").expect("enrolled");
@@ -89,21 +115,28 @@ fn an_answer_cut_mid_response_is_a_network_error_every_time() {
         (End::Close, "connection closed"),
         (End::Reset, "connection reset"),
     ] {
-        let link = BackgroundLink::loopback(
-            addr_of(&relay.url),
-            Config {
-                cut: Some(Cut {
-                    counted: Direction::Down,
-                    at: Offset::At(whole / 2),
-                    end,
-                }),
-                ..Config::default()
-            },
-        )
-        .expect("link");
+        // Cut in the status line: nothing of the answer came, a network
+        // error (the engine shrinks its requests after it).
+        let link = cut_at(&relay, 10, end);
         let mut t = BlockingTransport::default();
         for _ in 0..2 {
             assert_eq!(network_detail(t.sync(&via(&vol, &link), pull_all())), word);
+        }
+        assert_eq!(link.stats().cut, 2);
+
+        // Cut in the middle of the body: the same failure, carrying the
+        // part of the answer that arrived.
+        let link = cut_at(&relay, whole / 2, end);
+        let mut t = BlockingTransport::default();
+        for _ in 0..2 {
+            match t.sync(&via(&vol, &link), pull_all()) {
+                Err(TransportError::Cut { detail, received }) => {
+                    assert_eq!(detail, word);
+                    assert!(!received.is_empty() && received.len() < answer.len());
+                    assert_eq!(received[..], answer[..received.len()], "not a prefix");
+                }
+                other => panic!("expected a cut answer, got {}", describe(&other)),
+            }
         }
         let s = link.stats();
         assert_eq!(s.cut, 2, "{s:?}");
