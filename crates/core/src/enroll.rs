@@ -117,7 +117,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let same = same.filter(|stored| key.is_none_or(|k| &k.expose()[..] == &stored[..]));
+        let same = same.filter(|stored| key.is_none_or(|k| k.expose()[..] == stored[..]));
         match same {
             Some(_) => {
                 tx.execute(
