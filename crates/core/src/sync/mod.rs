@@ -24,7 +24,7 @@ use crate::store::Store;
 pub use outbound::{MAX_PUSH_ENVELOPES, PART_BYTES};
 
 /// What a transport failure was.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum TransportError {
     /// The relay could not be reached, or the connection dropped before
     /// any of a successful answer arrived.
@@ -39,6 +39,29 @@ pub enum TransportError {
         kind: String,
         message: String,
     },
+}
+
+impl std::fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Network(d) => f.debug_tuple("Network").field(d).finish(),
+            TransportError::Cut { detail, received } => f
+                .debug_struct("Cut")
+                .field("detail", detail)
+                .field("received_bytes", &received.len())
+                .finish(),
+            TransportError::Relay {
+                status,
+                kind,
+                message,
+            } => f
+                .debug_struct("Relay")
+                .field("status", status)
+                .field("kind", kind)
+                .field("message", message)
+                .finish(),
+        }
+    }
 }
 
 /// Carries one `/v1/sync` request to the relay.
