@@ -946,6 +946,15 @@ impl World {
     /// checks the devices against each other and against the model, and
     /// every database's integrity.
     fn settle_and_check(&mut self) -> Result<(), String> {
+        self.settle()?;
+        let shown = self.compare_devices()?;
+        self.check_model(&shown)?;
+        self.check_files()
+    }
+
+    /// Syncs every device until a pass moves nothing; then none has
+    /// anything pending, waiting or refused.
+    fn settle(&mut self) -> Result<(), String> {
         let mut quiet = false;
         for pass in 1..=12 {
             let mut moved = 0;
@@ -977,8 +986,13 @@ impl World {
                 ));
             }
         }
+        Ok(())
+    }
 
-        // Every device shows the same cases, field by field.
+    /// Every device shows the same cases, field by field: `case list`
+    /// (without the local `updated_at`) and `case show` of each. Returns the
+    /// cases by id.
+    fn compare_devices(&self) -> Result<BTreeMap<String, Value>, String> {
         let mut lists = Vec::new();
         for d in 0..DEVICES {
             let mut list = self.ok(d, &["case", "list"])?;
@@ -1023,9 +1037,12 @@ impl World {
             }
             shown.insert(id.clone(), first);
         }
-        self.check_model(&shown)?;
+        Ok(shown)
+    }
 
-        // The processes are stopped: every database passes its integrity check.
+    /// Stops the relay (the CLIs have all exited); then every database
+    /// passes its integrity check and the relay holds no content id twice.
+    fn check_files(&mut self) -> Result<(), String> {
         self.relay.kill();
         for (d, p) in self.profiles.iter().enumerate() {
             integrity(&p.join("heartbridge.db")).map_err(|e| format!("device {d}: {e}"))?;
@@ -1252,4 +1269,107 @@ fn sigkill_at_random_instants_loses_and_doubles_nothing() {
         "seed {seed}: too few kills landed: {stats}"
     );
     assert!(stats.writes_saved >= rounds / 4, "seed {seed}: {stats}");
+}
+
+/// The final check is not blind: a write the model holds as saved that no
+/// device has is reported lost, a contact written twice is reported
+/// doubled, one that no one recorded is reported, and devices that differ
+/// are reported.
+#[test]
+fn the_final_check_sees_a_lost_a_doubled_and_an_unrecorded_write() {
+    let seed = env_or("HB_KILL_SEED", rand::random::<u64>());
+    eprintln!("seed {seed}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut w = World::new(&debug_config(seed, 10), dir.path()).expect("setup");
+    for r in 1..=10 {
+        w.round()
+            .unwrap_or_else(|e| panic!("seed {seed}, round {r}: {e}"));
+    }
+    let marker = w.marker('a');
+    let alias = format!("{marker}小雨");
+    let new = Op::NewCase {
+        marker,
+        alias: alias.clone(),
+        group: "other",
+        risk: "low",
+    };
+    let answer = w
+        .ok(0, &["case", "new", "--alias", &alias, "--risk", "low"])
+        .expect("case new");
+    w.record(0, new, Fate::Saved, Some(&answer))
+        .expect("record");
+    let case = w.cases.len() - 1;
+    let case_id = w.cases[case].id.clone().expect("id");
+    w.settle().expect("settle");
+    let shown = w.compare_devices().expect("devices agree");
+    w.check_model(&shown).expect("the model holds");
+
+    // Lost: reported saved, on no device.
+    let marker = w.marker('c');
+    w.contacts.push(ContactM {
+        marker,
+        case,
+        author: 0,
+        fate: Fate::Saved,
+        id: Some("0000000000000000".into()),
+        text: String::new(),
+        edits: Vec::new(),
+    });
+    let err = w.check_model(&shown).expect_err("a lost write");
+    assert!(err.contains("Saved") && err.contains("0 times"), "{err}");
+    w.contacts.pop();
+
+    // Doubled: the same note saved twice, recorded once.
+    let marker = w.marker('c');
+    let text = note(&mut w.rng, &marker);
+    let args = [
+        "case",
+        "contact",
+        &case_id,
+        "--channel",
+        "hotline",
+        "--text",
+        &text,
+    ];
+    let answer = w.ok(0, &args).expect("contact");
+    w.ok(0, &args).expect("contact again");
+    let op = Op::Contact {
+        case,
+        marker,
+        text: text.clone(),
+        channel: "hotline",
+        minutes: None,
+    };
+    w.record(0, op, Fate::Saved, Some(&answer)).expect("record");
+    w.settle().expect("settle");
+    let shown = w.compare_devices().expect("devices agree");
+    let err = w.check_model(&shown).expect_err("a doubled write");
+    assert!(err.contains("2 times"), "{err}");
+
+    // Unrecorded: on the devices, written by no one the model knows.
+    w.contacts.pop();
+    let err = w.check_model(&shown).expect_err("an unrecorded write");
+    assert!(err.contains("no one wrote it"), "{err}");
+
+    // Devices that differ: a contact not synced yet.
+    let marker = w.marker('c');
+    let text = note(&mut w.rng, &marker);
+    w.ok(
+        1,
+        &[
+            "case",
+            "contact",
+            &case_id,
+            "--channel",
+            "online",
+            "--text",
+            &text,
+        ],
+    )
+    .expect("contact on device 1");
+    let err = w.compare_devices().expect_err("devices differ");
+    assert!(err.contains("differs") && err.contains("device 1"), "{err}");
+
+    // The databases themselves are sound.
+    w.check_files().expect("integrity");
 }
