@@ -374,24 +374,10 @@ impl SyncSession {
                     self.report.retried += 1;
                     return Ok(());
                 }
-                self.link = (self.link / 2).max(LINK_MIN);
-                store.set_link_bytes(self.link)?;
-                self.failures += 1;
-                if self.failures > self.opts.retries {
-                    return Err(Error::Network { detail });
-                }
-                self.report.retried += 1;
-                return Ok(());
+                return self.network_failure(store, detail);
             }
             Err(TransportError::Network(detail)) => {
-                self.link = (self.link / 2).max(LINK_MIN);
-                store.set_link_bytes(self.link)?;
-                self.failures += 1;
-                if self.failures > self.opts.retries {
-                    return Err(Error::Network { detail });
-                }
-                self.report.retried += 1;
-                return Ok(());
+                return self.network_failure(store, detail);
             }
             Err(TransportError::Relay { status: 413, .. }) if self.link > LINK_MIN => {
                 // The relay's body limit is smaller than our request: go
@@ -430,6 +416,19 @@ impl SyncSession {
         if !resp.more && !pending_push {
             self.finish(store)?;
         }
+        Ok(())
+    }
+
+    /// A request that brought nothing: halve the link size, remember it,
+    /// and go on unless this was one failure too many in a row.
+    fn network_failure(&mut self, store: &mut Store, detail: String) -> Result<()> {
+        self.link = (self.link / 2).max(LINK_MIN);
+        store.set_link_bytes(self.link)?;
+        self.failures += 1;
+        if self.failures > self.opts.retries {
+            return Err(Error::Network { detail });
+        }
+        self.report.retried += 1;
         Ok(())
     }
 
