@@ -192,16 +192,14 @@ fn network_failures_shrink_the_request_and_the_size_is_remembered() {
     let team = a_team();
     let mut store = enrolled(dir.path(), "a", &team);
     let start = store.sync_status().expect("status").link_bytes;
-    let mut failing =
-        |_: &Team, _: Vec<u8>| Err(TransportError::Network("connection reset".into()));
-    struct F<'a>(&'a mut dyn FnMut(&Team, Vec<u8>) -> std::result::Result<Vec<u8>, TransportError>);
-    impl Transport for F<'_> {
-        fn sync(&mut self, t: &Team, b: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
-            (self.0)(t, b)
+    struct AlwaysCut;
+    impl Transport for AlwaysCut {
+        fn sync(&mut self, _: &Team, _: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+            Err(TransportError::Network("connection reset".into()))
         }
     }
     let err = store
-        .sync(&mut F(&mut failing), &SyncOptions::default(), &mut |_| {})
+        .sync(&mut AlwaysCut, &SyncOptions::default(), &mut |_| {})
         .expect_err("always cut");
     assert_eq!(err.kind(), "network");
     let shrunk = store.sync_status().expect("status").link_bytes;
@@ -412,7 +410,7 @@ impl Transport for Cutting<'_> {
         self.calls += 1;
         let req: SyncRequest = decode("req", &body).expect("request");
         let answer = encode(&self.log.handle(req, self.page));
-        if self.calls % self.whole == 0 {
+        if self.calls.is_multiple_of(self.whole) {
             return Ok(answer);
         }
         let n = (answer.len() as f64 * self.keep) as usize;
