@@ -139,6 +139,35 @@ pub(crate) fn story(s: &dyn Storage) {
     let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
     assert_eq!(seqs, vec![second[0].seq, snap_seq]);
 
+    // The same snapshot pushed again with a later `covers` (a twin from a
+    // device holding the identical document) is a duplicate: it drops
+    // nothing, not even what was stored between the first copy's covers
+    // and the first copy.
+    let e = seal(x, EnvelopeKind::Change, "e");
+    let e_seq = s.commit(&[job(lead.id, vec![e])]).unwrap()[0]
+        .as_ref()
+        .unwrap()[0]
+        .seq;
+    let mut snap2 = seal(x, EnvelopeKind::Snapshot, "ab2");
+    snap2.covers = snap_seq;
+    let snap2_seq = s.commit(&[job(vol.id, vec![snap2.clone()])]).unwrap()[0]
+        .as_ref()
+        .unwrap()[0]
+        .seq;
+    let mut twin = snap2.clone();
+    twin.covers = snap2_seq;
+    let twin_seq = s.commit(&[job(lead.id, vec![twin])]).unwrap()[0]
+        .as_ref()
+        .unwrap()[0]
+        .seq;
+    assert_eq!(
+        twin_seq, snap2_seq,
+        "a duplicate keeps the first copy's place"
+    );
+    let all = s.pull(team, DeviceId([0; 16]), 0, 1 << 20).unwrap();
+    let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, vec![second[0].seq, e_seq, snap2_seq]);
+
     // Members, last sync, revocation.
     let members = s.members(team).unwrap();
     assert_eq!(members.len(), 2);
@@ -160,7 +189,7 @@ pub(crate) fn story(s: &dyn Storage) {
     assert_eq!(teams.len(), 1);
     assert!(teams[0].claimed);
     assert_eq!(teams[0].devices, 1);
-    assert_eq!(teams[0].envelopes, 2);
+    assert_eq!(teams[0].envelopes, 3);
 }
 
 /// A retried enrollment (same enrollment id, same key check) gets the same

@@ -29,6 +29,8 @@ pub(super) struct Planned {
     pub envelope: Envelope,
     pub batch: i64,
     pub index: u32,
+    /// The part group, for a batch in parts.
+    pub group: Option<[u8; 16]>,
 }
 
 struct Batch {
@@ -230,6 +232,7 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
                 envelope,
                 batch: b.batch,
                 index,
+                group,
             });
         }
     }
@@ -279,6 +282,16 @@ pub(super) fn record_ack(conn: &Connection, planned: &Planned) -> Result<AckOutc
         "DELETE FROM outbox_batches WHERE batch = ?1",
         [planned.batch],
     )?;
+    if let Some(group) = planned.group {
+        // A device holding the identical document may have pushed the same
+        // parts (same group id): whatever of them this device pulled is its
+        // own payload, and a part of it pulled later is a duplicate.
+        conn.execute("DELETE FROM inbound_parts WHERE grp = ?1", [&group[..]])?;
+        conn.execute(
+            "INSERT INTO parts_done (grp, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![&group[..], now_ms()],
+        )?;
+    }
     let doc = DocId::parse(&doc, "document")?;
     Ok(match covers {
         Some(_) => AckOutcome::Snapshot(doc),

@@ -67,8 +67,12 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
                 .query_row(params![job.team.0, env.id.0], |r| r.get(0))
                 .map_err(StoreError::sqlite("find a stored envelope"))?,
         };
-        if env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
-            // A snapshot supersedes only what was stored before it.
+        if inserted.is_some() && env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
+            // A snapshot supersedes only what was stored before it, and only
+            // when it is first stored: a duplicate (the same snapshot pushed
+            // again, or a twin from a device holding the identical
+            // document) carries another device's `covers`, which may reach
+            // past the first copy's own earlier parts.
             let upto = seq_i64(env.covers).min(seq - 1);
             compact
                 .execute(params![job.team.0, env.doc, upto])
