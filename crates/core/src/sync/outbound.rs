@@ -38,7 +38,6 @@ struct Batch {
     doc: DocId,
     kind: DocKind,
     covers: Option<i64>,
-    payload: Vec<u8>,
     parts: u32,
 }
 
@@ -134,7 +133,7 @@ pub(super) fn freeze_snapshot(
 fn batches(conn: &Connection) -> Result<Vec<Batch>> {
     // Changes before snapshots; oldest first.
     let mut st = conn.prepare_cached(
-        "SELECT batch, doc_id, kind, snapshot_covers, payload, parts FROM outbox_batches
+        "SELECT batch, doc_id, kind, snapshot_covers, parts FROM outbox_batches
          ORDER BY snapshot_covers IS NOT NULL, batch",
     )?;
     let rows = st.query_map([], |r| {
@@ -143,19 +142,17 @@ fn batches(conn: &Connection) -> Result<Vec<Batch>> {
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Vec<u8>>(4)?,
-            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (batch, doc, kind, covers, payload, parts) = row?;
+        let (batch, doc, kind, covers, parts) = row?;
         out.push(Batch {
             batch,
             doc: DocId::parse(&doc, "document")?,
             kind: kind.parse()?,
             covers,
-            payload,
             parts: parts as u32,
         });
     }
@@ -180,10 +177,16 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
     let mut out: Vec<Planned> = Vec::new();
     let mut used = 0usize;
     'batches: for b in batches(conn)? {
+        if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
+            break;
+        }
+        // Only the batches this push reaches are read and hashed.
+        let payload: Vec<u8> = conn
+            .prepare_cached("SELECT payload FROM outbox_batches WHERE batch = ?1")?
+            .query_row([b.batch], |r| r.get(0))?;
         let acked = acked_parts(conn, b.batch)?;
         let doc = doc_bytes(&b.doc);
-        let group =
-            (b.parts > 1).then(|| Part::group_id(&team.key, &team.team_id, &doc, &b.payload));
+        let group = (b.parts > 1).then(|| Part::group_id(&team.key, &team.team_id, &doc, &payload));
         for index in 0..b.parts {
             if acked.contains(&index) {
                 continue;
@@ -197,11 +200,11 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
                 break 'batches;
             }
             let start = index as usize * PART_BYTES;
-            let end = (start + PART_BYTES).min(b.payload.len());
+            let end = (start + PART_BYTES).min(payload.len());
             let slice = if b.parts > 1 {
-                &b.payload[start..end]
+                &payload[start..end]
             } else {
-                &b.payload[..]
+                &payload[..]
             };
             let kind = match b.covers {
                 Some(_) if last => EnvelopeKind::Snapshot,
