@@ -12,7 +12,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::DeviceSecret;
 use crate::key::{TeamId, TeamKey};
+
+const SIG_LABEL: &[u8] = b"heartbridge envelope sig v1";
 
 /// Largest decompressed payload a device accepts (guards zstd bombs).
 pub const MAX_PLAINTEXT: usize = 64 * 1024 * 1024;
@@ -90,8 +93,13 @@ pub struct Envelope {
     /// sequence number up to this one. 0 for changes.
     pub covers: u64,
     pub nonce: [u8; 24],
-    #[serde(with = "serde_bytes_vec")]
+    #[serde(with = "bytes_vec")]
     pub ciphertext: Vec<u8>,
+    /// The relay device that sealed it; `sig` is its signature.
+    pub author: [u8; 16],
+    /// Ed25519 by `author` over every other field (see [`Envelope::sign`]).
+    #[serde(with = "crate::identity::sig_bytes")]
+    pub sig: [u8; 64],
 }
 
 impl fmt::Debug for Envelope {
@@ -100,12 +108,13 @@ impl fmt::Debug for Envelope {
             .field("doc", &hex::encode(self.doc))
             .field("kind", &self.kind)
             .field("id", &self.id)
+            .field("author", &hex::encode(self.author))
             .field("len", &self.ciphertext.len())
             .finish()
     }
 }
 
-mod serde_bytes_vec {
+pub(crate) mod bytes_vec {
     //! Vec<u8> as a byte string (postcard writes it as length + bytes).
     use serde::{Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -216,13 +225,16 @@ impl Envelope {
         doc_kind: DocKindTag,
         bytes: &[u8],
     ) -> Result<Envelope, SealError> {
-        Envelope::seal_part(key, team, doc, kind, doc_kind, None, bytes)
+        Envelope::seal_part(key, 1, team, doc, kind, doc_kind, None, bytes)
     }
 
     /// Seals one part of a larger payload (or, with `part: None`, a whole
-    /// one, as [`Envelope::seal`]).
+    /// one, as [`Envelope::seal`]), under key epoch `epoch`. The envelope is
+    /// unsigned until [`Envelope::sign`].
+    #[allow(clippy::too_many_arguments)]
     pub fn seal_part(
         key: &TeamKey,
+        epoch: u32,
         team: &TeamId,
         doc: [u8; 16],
         kind: EnvelopeKind,
@@ -244,7 +256,6 @@ impl Envelope {
         let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|_| SealError::Compress)?;
         let nonce: [u8; 24] = rand::random();
         let cipher = XChaCha20Poly1305::new(key.0.as_ref().into());
-        let epoch = 1;
         let ciphertext = cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -263,7 +274,38 @@ impl Envelope {
             covers: 0,
             nonce,
             ciphertext,
+            author: [0; 16],
+            sig: [0; 64],
         })
+    }
+
+    fn signed_message(&self, team: &TeamId) -> Vec<u8> {
+        let mut m = Vec::with_capacity(self.ciphertext.len() + 128);
+        m.extend_from_slice(SIG_LABEL);
+        m.extend_from_slice(&team.0);
+        m.extend_from_slice(&self.doc);
+        m.push(self.kind.byte());
+        m.extend_from_slice(&self.epoch.to_be_bytes());
+        m.extend_from_slice(&self.covers.to_be_bytes());
+        m.extend_from_slice(&self.author);
+        m.extend_from_slice(&self.id.0);
+        m.extend_from_slice(&self.nonce);
+        m.extend_from_slice(&(self.ciphertext.len() as u64).to_be_bytes());
+        m.extend_from_slice(&self.ciphertext);
+        m
+    }
+
+    /// Signs the envelope as device `author` of `team`: set `covers` first,
+    /// since the signature covers it.
+    pub fn sign(&mut self, team: &TeamId, author: [u8; 16], secret: &DeviceSecret) {
+        self.author = author;
+        self.sig = secret.sign(&self.signed_message(team));
+    }
+
+    /// Whether `sign_pk` (the author's registered key) signed this envelope
+    /// for `team`, unchanged.
+    pub fn verify(&self, team: &TeamId, sign_pk: &[u8; 32]) -> bool {
+        crate::identity::verify(sign_pk, &self.signed_message(team), &self.sig)
     }
 
     /// Opens an envelope with the team key, checking that it belongs to this
@@ -329,7 +371,7 @@ impl Envelope {
 
     /// Bytes on the wire for this envelope (ciphertext plus header).
     pub fn wire_size(&self) -> usize {
-        self.ciphertext.len() + 16 + 16 + 24 + 16
+        self.ciphertext.len() + 16 + 16 + 24 + 16 + 16 + 64
     }
 }
 
@@ -458,5 +500,33 @@ mod tests {
         )
         .unwrap();
         assert_ne!(other.id, env.id);
+    }
+
+    #[test]
+    fn a_signature_covers_every_field_and_only_its_author_key_checks_it() {
+        let (key, team, env) = sealed();
+        let (me, other) = (DeviceSecret::generate(), DeviceSecret::generate());
+        let mut env = env;
+        env.covers = 9;
+        env.sign(&team, [4; 16], &me);
+        assert!(env.verify(&team, &me.public().sign));
+        assert!(!env.verify(&team, &other.public().sign));
+        assert!(!env.verify(&TeamId::random(), &me.public().sign));
+        let tweaks: Vec<Box<dyn Fn(&mut Envelope)>> = vec![
+            Box::new(|e| e.covers += 1),
+            Box::new(|e| e.epoch += 1),
+            Box::new(|e| e.author[0] ^= 1),
+            Box::new(|e| e.doc[0] ^= 1),
+            Box::new(|e| e.id.0[0] ^= 1),
+            Box::new(|e| e.nonce[0] ^= 1),
+            Box::new(|e| e.ciphertext[0] ^= 1),
+            Box::new(|e| e.kind = EnvelopeKind::Snapshot),
+        ];
+        for t in tweaks {
+            let mut e = env.clone();
+            t(&mut e);
+            assert!(!e.verify(&team, &me.public().sign));
+        }
+        assert!(env.open(&key, &team).is_ok());
     }
 }

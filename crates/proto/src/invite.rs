@@ -1,8 +1,9 @@
-//! Invite codes: relay URL, team id, one-time token, team key and role, in
-//! one line of text (`HB1.` + URL-safe base64 of postcard + a 4-byte
-//! checksum, so a mistyped code is caught before the relay is asked). The
-//! code carries the team key: pass it person to person, never through the
-//! relay.
+//! Invite codes: relay URL, team id, one-time token, the current epoch's
+//! team key, role, expiry and the lead's public signing key (the team's
+//! root of trust), in one line of text (`HB2.` + URL-safe base64 of
+//! postcard + a 4-byte checksum, so a mistyped code is caught before the
+//! relay is asked). The code carries a key: pass it person to person, never
+//! through the relay, and never as a command-line argument.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::key::{Secret, TeamId, TeamKey};
 
-const PREFIX: &str = "HB1.";
+const PREFIX: &str = "HB2.";
+const OLD_PREFIX: &str = "HB1.";
 
 /// What a device may do in its team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,8 +60,14 @@ pub struct Invite {
     pub relay: String,
     pub team: TeamId,
     pub token: Secret,
+    /// The key of `epoch`, the team's current epoch when the code was made.
     pub key: TeamKey,
+    pub epoch: u32,
     pub role: Role,
+    /// Unix seconds; the relay refuses the token after it.
+    pub expires_at: i64,
+    /// The lead's public signing key: the joiner trusts rosters it signed.
+    pub lead_sign_pk: [u8; 32],
 }
 
 impl fmt::Debug for Invite {
@@ -68,6 +76,8 @@ impl fmt::Debug for Invite {
             .field("relay", &self.relay)
             .field("team", &self.team)
             .field("role", &self.role)
+            .field("epoch", &self.epoch)
+            .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +88,10 @@ struct Wire {
     team: [u8; 16],
     token: String,
     key: [u8; 32],
+    epoch: u32,
     role: Role,
+    expires_at: i64,
+    lead_sign_pk: [u8; 32],
 }
 
 /// Why an invite code was refused.
@@ -88,6 +101,8 @@ pub enum InviteError {
     Prefix,
     #[error("the invite code is damaged or incomplete (a character is missing or mistyped): copy the whole code again")]
     Damaged,
+    #[error("this invite code is from an older Heartbridge: ask for a new code")]
+    OldFormat,
     #[error("role must be volunteer, supervisor or lead")]
     Role,
 }
@@ -100,7 +115,10 @@ impl Invite {
             team: self.team.0,
             token: self.token.expose().to_owned(),
             key: *self.key.expose(),
+            epoch: self.epoch,
             role: self.role,
+            expires_at: self.expires_at,
+            lead_sign_pk: self.lead_sign_pk,
         };
         let mut bytes = postcard::to_stdvec(&wire).expect("invites always serialize");
         let sum = Sha256::digest(&bytes);
@@ -114,6 +132,9 @@ impl Invite {
     /// Decodes a code; surrounding whitespace and line breaks are ignored.
     pub fn decode(code: &str) -> Result<Invite, InviteError> {
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        if code.starts_with(OLD_PREFIX) {
+            return Err(InviteError::OldFormat);
+        }
         let body = code.strip_prefix(PREFIX).ok_or(InviteError::Prefix)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
@@ -131,7 +152,10 @@ impl Invite {
             team: TeamId(w.team),
             token: Secret::from_string(w.token),
             key: TeamKey::from_bytes(w.key),
+            epoch: w.epoch,
             role: w.role,
+            expires_at: w.expires_at,
+            lead_sign_pk: w.lead_sign_pk,
         })
     }
 }
@@ -146,7 +170,10 @@ mod tests {
             team: TeamId::random(),
             token: Secret::generate(),
             key: TeamKey::generate(),
+            epoch: 3,
             role: Role::Volunteer,
+            expires_at: 1_800_000_000,
+            lead_sign_pk: [9; 32],
         }
     }
 

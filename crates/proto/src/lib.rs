@@ -20,6 +20,7 @@
 //! ```
 
 mod envelope;
+pub mod identity;
 mod invite;
 mod key;
 mod wire;
@@ -28,9 +29,10 @@ pub use envelope::{
     open_name, seal_name, ContentId, DocKindTag, Envelope, EnvelopeKind, OpenError, Opened, Part,
     SealError, MAX_PARTS, MAX_PLAINTEXT,
 };
+pub use identity::{DeviceId, DevicePublic, DeviceSecret, Roster, SignedRoster};
 pub use invite::{Invite, InviteError, Role};
 pub use key::{Secret, TeamId, TeamKey};
 pub use wire::*;
 
 /// The protocol version spoken by this crate.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;

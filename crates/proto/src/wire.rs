@@ -25,6 +25,17 @@ pub struct SyncRequest {
     /// Cap on the pulled envelope bytes of this response; 0 for the relay's
     /// default. A device on a slow link asks for smaller pages.
     pub max_bytes: u32,
+    /// The highest [`MemberKey::seq`] this device has: the relay sends the
+    /// members whose entry changed after it.
+    pub members_since: u64,
+    /// The version of the roster this device holds (0 for none): the relay
+    /// sends its roster when it holds a newer one.
+    pub roster_version: u64,
+    /// The lead's device uploads a newly signed roster here
+    /// ([`crate::SignedRoster::to_bytes`]); the relay keeps it if the lead
+    /// signed it and its version is newer.
+    #[serde(with = "opt_bytes")]
+    pub roster: Option<Vec<u8>>,
 }
 
 /// The relay's acknowledgement of one pushed envelope: it is durably stored
@@ -42,10 +53,32 @@ pub struct Pulled {
     pub envelope: Envelope,
 }
 
-/// Response to [`SyncRequest`].
+/// A member's public keys and join proof, as the relay registered them.
+/// Devices trust it only as far as the roster or the proof allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberKey {
+    /// The relay's order of member changes (enrollment, revocation).
+    pub seq: u64,
+    pub device: [u8; 16],
+    pub role: Role,
+    pub public: crate::DevicePublic,
+    /// The epoch whose key made `proof` ([`crate::identity::join_proof`]).
+    pub epoch: u32,
+    pub proof: [u8; 32],
+    pub revoked: bool,
+}
+
+/// Response to [`SyncRequest`]. The roster and members come first, so that
+/// a response cut on the way never delivers an envelope without its
+/// author's keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncResponse {
     pub v: u8,
+    /// The relay's roster, when newer than the device's.
+    #[serde(with = "opt_bytes")]
+    pub roster: Option<Vec<u8>>,
+    /// Members whose entry changed after `members_since`, in `seq` order.
+    pub members: Vec<MemberKey>,
     pub acked: Vec<Ack>,
     pub pull: Vec<Pulled>,
     /// The cursor to send next time.
@@ -54,21 +87,40 @@ pub struct SyncResponse {
     pub more: bool,
 }
 
-/// What can be used of a sync response cut off on the way: the
-/// acknowledgements and pulled envelopes that arrived whole, in order. A
-/// response is postcard, so its fields arrive in order (`v`, `acked`,
-/// `pull`, …) and every element that arrived whole decodes on its own.
-/// Anything of another version, or nothing whole, gives empty lists.
-pub fn decode_response_prefix(bytes: &[u8]) -> (Vec<Ack>, Vec<Pulled>) {
-    let (mut acked, mut pulled) = (Vec::new(), Vec::new());
+/// What arrived whole of a sync response cut off on the way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponsePrefix {
+    pub roster: Option<Vec<u8>>,
+    pub members: Vec<MemberKey>,
+    pub acked: Vec<Ack>,
+    pub pulled: Vec<Pulled>,
+}
+
+/// What can be used of a sync response cut off on the way: the roster and
+/// members if they arrived whole, then the acknowledgements and pulled
+/// envelopes that arrived whole, in order. A response is postcard, so its
+/// fields arrive in order and every element that arrived whole decodes on
+/// its own. Nothing is pulled unless every member arrived. Anything of
+/// another version, or nothing whole, gives empty lists.
+pub fn decode_response_prefix(bytes: &[u8]) -> ResponsePrefix {
+    let mut out = ResponsePrefix::default();
     let Ok((v, rest)) = postcard::take_from_bytes::<u8>(bytes) else {
-        return (acked, pulled);
+        return out;
     };
     if v != crate::PROTOCOL_VERSION {
-        return (acked, pulled);
+        return out;
     }
+    let Ok((Roster(roster), rest)) = postcard::take_from_bytes::<Roster>(rest) else {
+        return out;
+    };
+    let Ok((members, rest)) = postcard::take_from_bytes::<Vec<MemberKey>>(rest) else {
+        return out;
+    };
+    out.roster = roster;
+    out.members = members;
+    let (acked, pulled) = (&mut out.acked, &mut out.pulled);
     let Ok((n, mut rest)) = postcard::take_from_bytes::<u64>(rest) else {
-        return (acked, pulled);
+        return out;
     };
     for _ in 0..n {
         match postcard::take_from_bytes::<Ack>(rest) {
@@ -76,11 +128,11 @@ pub fn decode_response_prefix(bytes: &[u8]) -> (Vec<Ack>, Vec<Pulled>) {
                 acked.push(a);
                 rest = r;
             }
-            Err(_) => return (acked, pulled),
+            Err(_) => return out,
         }
     }
     let Ok((m, mut rest)) = postcard::take_from_bytes::<u64>(rest) else {
-        return (acked, pulled);
+        return out;
     };
     for _ in 0..m {
         match postcard::take_from_bytes::<Pulled>(rest) {
@@ -91,7 +143,32 @@ pub fn decode_response_prefix(bytes: &[u8]) -> (Vec<Ack>, Vec<Pulled>) {
             Err(_) => break,
         }
     }
-    (acked, pulled)
+    out
+}
+
+#[derive(Deserialize)]
+struct Roster(#[serde(with = "opt_bytes")] Option<Vec<u8>>);
+
+mod opt_bytes {
+    //! Option<Vec<u8>> with the bytes as a byte string.
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(b) => s.serialize_some(&Bytes(b)),
+        }
+    }
+    struct Bytes<'a>(&'a [u8]);
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "crate::envelope::bytes_vec")] Vec<u8>);
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<Owned>::deserialize(d)?.map(|o| o.0))
+    }
 }
 
 /// Why a body could not be decoded.
@@ -131,6 +208,15 @@ pub struct EnrollRequest {
     /// instead of burning the invite or leaving an orphan device.
     #[serde(default)]
     pub enrollment_id: Option<String>,
+    /// The device's Ed25519 public key (64 hex digits): the relay accepts
+    /// only envelopes it signed from this device.
+    pub sign_pk: String,
+    /// The device's X25519 public key (64 hex digits).
+    pub kx_pk: String,
+    /// The invite's key epoch, and [`crate::identity::join_proof`] under
+    /// its key (64 hex digits).
+    pub epoch: u32,
+    pub proof: String,
 }
 
 /// A device's credentials after enrollment.
@@ -168,6 +254,14 @@ pub struct Member {
     pub revoked: bool,
 }
 
+/// What `POST /v1/devices/{id}/revoke` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// The team's last envelope sequence number when the device was
+    /// refused: nothing it pushes later is stored.
+    pub cutoff_seq: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MembersResponse {
     pub members: Vec<Member>,
@@ -177,7 +271,8 @@ pub struct MembersResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Stable kind: `malformed`, `too_large`, `too_many_envelopes`,
-    /// `unknown_token`, `revoked`, `forbidden`, `wrong_key`,
+    /// `unknown_token`, `device_revoked` (403; this device was revoked: not
+    /// retryable), `forbidden`, `bad_signature`, `bad_roster`, `wrong_key`,
     /// `invite_expired`, `invite_used`, `unknown_team`, `version`,
     /// `not_found`, `method_not_allowed`, `timeout`,
     /// `unsupported_media_type`, `rate_limited`, `internal`.
@@ -199,14 +294,19 @@ mod tests {
     #[test]
     fn a_no_op_sync_is_a_few_bytes_each_way() {
         let req = SyncRequest {
-            v: 1,
+            v: crate::PROTOCOL_VERSION,
             cursor: 123_456,
             push: vec![],
             max_bytes: 0,
+            members_since: 0,
+            roster_version: 0,
+            roster: None,
         };
         assert!(encode(&req).len() < 10);
         let resp = SyncResponse {
-            v: 1,
+            v: crate::PROTOCOL_VERSION,
+            roster: None,
+            members: vec![],
             acked: vec![],
             pull: vec![],
             cursor: 123_456,
@@ -238,8 +338,19 @@ mod tests {
             id: pull[0].envelope.id,
             seq: 9,
         }];
+        let members = vec![MemberKey {
+            seq: 4,
+            device: [3; 16],
+            role: Role::Volunteer,
+            public: crate::DeviceSecret::generate().public(),
+            epoch: 1,
+            proof: [5; 32],
+            revoked: false,
+        }];
         let body = encode(&SyncResponse {
-            v: 1,
+            v: crate::PROTOCOL_VERSION,
+            roster: Some(vec![1, 2, 3]),
+            members: members.clone(),
             acked: acked.clone(),
             pull: pull.clone(),
             cursor: 5,
@@ -247,7 +358,13 @@ mod tests {
         });
         let mut last = (0, 0);
         for cut in 0..=body.len() {
-            let (a, p) = decode_response_prefix(&body[..cut]);
+            let got = decode_response_prefix(&body[..cut]);
+            let (a, p) = (got.acked, got.pulled);
+            // Nothing arrives before the roster and every member.
+            if !a.is_empty() || !p.is_empty() || cut == body.len() {
+                assert_eq!(got.members, members);
+                assert_eq!(got.roster.as_deref(), Some(&[1u8, 2, 3][..]));
+            }
             // What comes back is a prefix of what was sent, growing with
             // the bytes received.
             assert_eq!(&a[..], &acked[..a.len()]);
@@ -256,6 +373,9 @@ mod tests {
             last = (a.len(), p.len());
         }
         assert_eq!(last, (1, 5));
-        assert_eq!(decode_response_prefix(&[2, 1, 0]), (vec![], vec![]));
+        assert_eq!(
+            decode_response_prefix(&[1, 0, 0, 1, 0]),
+            ResponsePrefix::default()
+        );
     }
 }
