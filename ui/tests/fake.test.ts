@@ -9,7 +9,7 @@ const fast = (o: Parameters<typeof createFakeApi>[0] = {}) => createFakeApi({ la
 
 async function withProfile(o: Parameters<typeof createFakeApi>[0] = {}) {
   const api = fast(o);
-  await api.profileCreate({ name: '陈静' });
+  await api.profileCreate({ name: '陈静', pin: '123456' });
   return api;
 }
 
@@ -17,26 +17,26 @@ describe('fake API: profile and team', () => {
   it('starts on the first-run screen, then has a profile', async () => {
     const api = fast();
     expect(await api.profileStatus()).toEqual({ initialized: false });
-    const p = await api.profileCreate({ name: '  陈静 ' });
+    const p = await api.profileCreate({ name: '  陈静 ', pin: '123456' });
     expect(p).toMatchObject({ initialized: true, name: '陈静' });
     expect(p.deviceId).toMatch(/^[0-9a-f]{32}$/);
     expect(await api.profileStatus()).toEqual(p);
   });
 
   it('rejects an empty name with a message for the volunteer', async () => {
-    await expect(fast().profileCreate({ name: ' ' })).rejects.toEqual({ kind: 'invalid', message: '请填写你的名字或称呼。' });
+    await expect(fast().profileCreate({ name: ' ', pin: '123456' })).rejects.toEqual({ kind: 'invalid', message: '请填写你的名字或称呼。' });
   });
 
   it('writes its messages in the language of the settings', async () => {
     const api = fast();
     await api.settingsSet({ language: 'en' });
     expect(await api.settingsGet()).toEqual({ language: 'en' });
-    await expect(api.profileCreate({ name: '' })).rejects.toMatchObject({ message: 'Please enter your name.' });
+    await expect(api.profileCreate({ name: '', pin: '123456' })).rejects.toMatchObject({ message: 'Please enter your name.' });
   });
 
   it('a lead claims a team, invites a supervisor, and the code joins as one', async () => {
     const lead = fast();
-    const p = await lead.teamClaim({ relayUrl: 'https://relay.example.org', token: 'lead-token-123', name: '周敏' });
+    const p = await lead.teamClaim({ relayUrl: 'https://relay.example.org', token: 'lead-token-123', name: '周敏', pin: '123456' });
     expect(p.team?.role).toBe('lead');
     const { code } = await lead.teamInvite({ role: 'supervisor' });
     expect(code).toMatch(/^HB1\.[A-Za-z0-9_-]{40,}$/);
@@ -55,7 +55,7 @@ describe('fake API: profile and team', () => {
 
   it('a volunteer may not invite', async () => {
     const api = fast();
-    await api.teamJoin({ code: `HB1.${'a'.repeat(60)}`, name: '王晓' });
+    await api.teamJoin({ code: `HB1.${'a'.repeat(60)}`, name: '王晓', pin: '123456' });
     await expect(api.teamInvite({ role: 'volunteer' })).rejects.toMatchObject({ kind: 'forbidden' });
   });
 });

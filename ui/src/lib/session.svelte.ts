@@ -50,13 +50,18 @@ export const shift = $state<{
 
 let listening = false;
 
+/** Follows the sync events (once) and reads the sync status and shift (again after an unlock). */
 export async function startListening(): Promise<void> {
-  if (listening) return;
-  listening = true;
-  await api.onSyncStatus((s) => noteStatus(s));
-  await api.onSyncProgress((p) => {
-    sync.progress = p;
-  });
+  if (!listening) {
+    listening = true;
+    // While locked (no profile in the UI) the events are not kept.
+    await api.onSyncStatus((s) => {
+      if (session.profile) noteStatus(s);
+    });
+    await api.onSyncProgress((p) => {
+      if (session.profile) sync.progress = p;
+    });
+  }
   await Promise.all([refreshSync(), refreshShift()]);
 }
 

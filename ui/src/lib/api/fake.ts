@@ -24,6 +24,9 @@ import type {
   HeartbridgeApi,
   HistoryEntry,
   Language,
+  LockReason,
+  LockState,
+  LockStatus,
   Member,
   ProfileStatus,
   Risk,
@@ -46,6 +49,14 @@ export interface FakeOptions {
   ready?: boolean;
   /** The clock (tests pin it). */
   now?: () => Date;
+  /** With `ready`: the profile's PIN (default '123456'). */
+  pin?: string;
+  /** With `ready`: start locked. */
+  locked?: boolean;
+  /** Inactivity before the app locks, in seconds, fixed for this run (default: the setting, 300). */
+  lockAfterSecs?: number;
+  /** Wrong PINs in a row before the profile is erased (default 10). */
+  maxFailed?: number;
 }
 
 export interface FakeApi extends HeartbridgeApi {
@@ -59,6 +70,8 @@ export function optionsFromUrl(search: string): FakeOptions {
     offline: p.has('offline'),
     ready: p.has('ready'),
     latencyMs: Number.isFinite(latency) && p.has('latency') ? latency : undefined,
+    locked: p.has('locked'),
+    lockAfterSecs: p.has('lockAfter') && Number(p.get('lockAfter')) > 0 ? Number(p.get('lockAfter')) : undefined,
   };
 }
 
@@ -97,6 +110,10 @@ const MESSAGES = {
   shiftRunning: { 'zh-CN': '已经在值班中。', en: 'A shift is already running.' },
   dueInvalid: { 'zh-CN': '日期格式应为 年-月-日。', en: 'Write the date as YYYY-MM-DD.' },
   minutesInvalid: { 'zh-CN': '时长应为 0 到 600 分钟。', en: 'Minutes must be between 0 and 600.' },
+  pinShort: { 'zh-CN': 'PIN 或密码至少要 6 位。', en: 'The PIN or passphrase needs at least 6 characters.' },
+  locked: { 'zh-CN': '心桥已锁定，请先输入 PIN 解锁。', en: 'Heartbridge is locked. Enter your PIN first.' },
+  notLocked: { 'zh-CN': '心桥没有锁定。', en: 'Heartbridge is not locked.' },
+  lockAfterInvalid: { 'zh-CN': '自动锁定时间应为 1 到 60 分钟。', en: 'The lock time must be between 1 and 60 minutes.' },
 } satisfies Record<string, Record<Language, string>>;
 
 type MessageId = keyof typeof MESSAGES;
@@ -139,6 +156,14 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   let profile: ProfileStatus = { initialized: false };
   let members: Member[] = [];
   let shift: Shift | null = null;
+  // The lock: the PIN (null before the first run sets one), wrong tries in a row.
+  let pin: string | null = null;
+  let locked = false;
+  let destroyed = false;
+  let failed = 0;
+  const maxFailed = opts.maxFailed ?? 10;
+  let lockAfterSetting = 300;
+  const lockHandlers = new Set<(r: LockReason) => void>();
   let sync: SyncStatus = {
     lastSyncedAt: null,
     pending: 0,
@@ -259,7 +284,37 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     [['结案', null, true]],
   );
 
+  function lockStatus(wrongPin = false): LockStatus {
+    const state: LockState = destroyed
+      ? 'destroyed'
+      : !profile.initialized
+        ? 'no-profile'
+        : locked
+          ? 'locked'
+          : 'unlocked';
+    return {
+      state,
+      triesLeft: state === 'locked' && failed > 0 ? maxFailed - failed : null,
+      wrongPin,
+      lockAfterSecs: opts.lockAfterSecs ?? lockAfterSetting,
+      lockAfterFixed: opts.lockAfterSecs !== undefined,
+    };
+  }
+  function requirePin(p: string | undefined): string {
+    if (p === undefined || [...p].length < 6) throw error('invalid', 'pinShort');
+    return p;
+  }
+  /** A new profile needs a PIN; a profile already open needs none. */
+  function newProfilePin(p: string | undefined) {
+    if (!profile.initialized) pin = requirePin(p);
+  }
+  function requireUnlocked() {
+    if (locked || destroyed) throw error('locked', 'locked');
+  }
+
   function setReady() {
+    pin = opts.pin ?? '123456';
+    locked = opts.locked ?? false;
     profile = {
       initialized: true,
       name: '陈静',
@@ -403,26 +458,34 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     return v === undefined ? v : structuredClone(v);
   }
 
-  return {
+  const impl: FakeApi = {
     setOffline(v: boolean) {
       offline = v;
     },
 
-    profileStatus: () => reply(() => profile),
-    profileCreate: ({ name }) =>
+    profileStatus: () =>
+      guarded(() => {
+        requireUnlocked();
+        return profile;
+      }),
+    profileCreate: ({ name, pin: p }) =>
       guarded(() => {
         requireName(name);
+        requirePin(p);
+        pin = p;
         profile = { initialized: true, name: name.trim(), deviceId: randomHex(16) };
         changed();
         return profile;
       }),
-    teamClaim: ({ relayUrl, token, name }) =>
+    teamClaim: ({ relayUrl, token, name, pin: p }) =>
       guarded(() => {
         requireName(name);
+        requireUnlocked();
         if (!/^https?:\/\/\S+$/.test(relayUrl.trim())) throw error('invalid', 'relayUrl');
         if (!token.trim()) throw error('invalid', 'tokenEmpty');
         if (offline) throw error('network', 'network');
         if (token.trim().length < 8) throw error('refused', 'tokenWrong');
+        newProfilePin(p);
         profile = {
           initialized: true,
           name: name.trim(),
@@ -432,12 +495,14 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         members = teamMembersFor(profile);
         return profile;
       }),
-    teamJoin: ({ code, name }) =>
+    teamJoin: ({ code, name, pin: p }) =>
       guarded(() => {
         requireName(name);
+        requireUnlocked();
         const c = code.replace(/\s+/g, '');
         if (!/^HB1\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
         if (offline) throw error('network', 'network');
+        newProfilePin(p);
         profile = {
           initialized: true,
           name: name.trim(),
@@ -448,6 +513,58 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         incoming += 5;
         return profile;
       }),
+    lockStatus: () => reply(() => lockStatus()),
+    lockUnlock: ({ pin: p }) =>
+      guarded(() => {
+        if (destroyed || !profile.initialized) return lockStatus();
+        if (!locked) throw error('invalid', 'notLocked');
+        if (p === pin) {
+          locked = false;
+          failed = 0;
+          return lockStatus();
+        }
+        failed++;
+        if (failed >= maxFailed) {
+          // as the device does: keys and database gone, nothing left to open
+          destroyed = true;
+          locked = false;
+          pin = null;
+          profile = { initialized: false };
+          cases.clear();
+          bookmarks.length = 0;
+          shift = null;
+          return lockStatus();
+        }
+        return lockStatus(true);
+      }),
+    lockNow: ({ reason }) =>
+      guarded(() => {
+        if (profile.initialized && !destroyed && !locked) {
+          locked = true;
+          for (const h of lockHandlers) h(reason);
+        }
+        return lockStatus();
+      }),
+    lockSetTimeout: ({ secs }) =>
+      guarded(() => {
+        requireUnlocked();
+        if (!Number.isInteger(secs) || secs < 60 || secs > 3600) throw error('invalid', 'lockAfterInvalid');
+        lockAfterSetting = secs;
+        return lockStatus();
+      }),
+    lockForget: () =>
+      guarded(() => {
+        if (destroyed) {
+          destroyed = false;
+          failed = 0;
+        }
+        return lockStatus();
+      }),
+    onLocked: async (handler) => {
+      lockHandlers.add(handler);
+      return () => lockHandlers.delete(handler);
+    },
+
     teamInvite: ({ role }) =>
       guarded(() => {
         const mine = profile.team?.role;
@@ -629,6 +746,23 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       return () => statusHandlers.delete(handler);
     },
   };
+  // While locked, every call that reads or writes the profile is refused, as
+  // the device refuses it with its store closed.
+  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked']);
+  const guardedImpl: Record<string, unknown> = {};
+  for (const [k, f] of Object.entries(impl)) {
+    guardedImpl[k] =
+      open.has(k) || k.startsWith('lock') || typeof f !== 'function'
+        ? f
+        : async (...args: unknown[]) => {
+            if (locked || destroyed) {
+              await sleep(latency);
+              throw error('locked', 'locked');
+            }
+            return (f as (...a: unknown[]) => unknown)(...args);
+          };
+  }
+  return guardedImpl as unknown as FakeApi;
 }
 
 /** `YYYY-MM-DD` of a date in local time. */

@@ -17,7 +17,7 @@ function load(): Promise<HeartbridgeApi> {
   implementation ??=
     backend === 'tauri'
       ? import('./tauri').then((m) => m.createTauriApi())
-      : import('./fake').then((m) => m.createFakeApi(m.optionsFromUrl(window.location.search)));
+      : import('./fake').then((m) => m.createFakeApi(m.optionsFromUrl(globalThis.location?.search ?? '')));
   return implementation;
 }
 
@@ -30,6 +30,12 @@ const METHODS = {
   teamJoin: true,
   teamInvite: true,
   teamMembers: true,
+  lockStatus: true,
+  lockUnlock: true,
+  lockNow: true,
+  lockSetTimeout: true,
+  lockForget: true,
+  onLocked: true,
   handbookList: true,
   handbookGet: true,
   handbookSearch: true,

@@ -3,7 +3,7 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import { toApiError } from './errors';
-import type { HeartbridgeApi, SyncProgress, SyncStatus } from './types';
+import type { HeartbridgeApi, LockReason, SyncProgress, SyncStatus } from './types';
 
 async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
   try {
@@ -21,6 +21,13 @@ export function createTauriApi(): HeartbridgeApi {
     teamJoin: (a) => call('team_join', a),
     teamInvite: (a) => call('team_invite', a),
     teamMembers: () => call('team_members'),
+
+    lockStatus: () => call('lock_status'),
+    lockUnlock: (a) => call('lock_unlock', a),
+    lockNow: (a) => call('lock_now', a),
+    lockSetTimeout: (a) => call('lock_set_timeout', a),
+    lockForget: () => call('lock_forget'),
+    onLocked: (handler) => listen<LockReason>('app-locked', (e) => handler(e.payload)),
 
     handbookList: () => call('handbook_list'),
     handbookGet: (a) => call('handbook_get', a),

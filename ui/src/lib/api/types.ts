@@ -221,6 +221,35 @@ export interface Settings {
   language: Language;
 }
 
+/**
+ * The app lock. `no-profile`: nothing on this device yet (first run: a PIN is
+ * set before the profile is made). `needs-pin`: a profile made before the
+ * app had a PIN; setting one encrypts it. `locked`: the profile is closed and
+ * its key dropped; only the PIN opens it. `unlocked`: the store is open.
+ * `destroyed`: too many wrong PINs, the keys and the database were erased.
+ *
+ * Nothing here says anything about the profile's content (no name, no case
+ * count, no team): it is what the lock screen may show.
+ */
+export type LockState = 'no-profile' | 'needs-pin' | 'locked' | 'unlocked' | 'destroyed';
+export interface LockStatus {
+  state: LockState;
+  /** After a wrong PIN: how many more tries before the profile is erased. */
+  triesLeft: number | null;
+  /** Set when the last unlock was refused for a wrong PIN. */
+  wrongPin: boolean;
+  /** Inactivity before the app locks itself, in seconds (read after unlock). */
+  lockAfterSecs: number;
+  /** Whether `lockAfterSecs` was set for this run (flag or environment) rather than in settings. */
+  lockAfterFixed: boolean;
+}
+/** The shortest PIN or passphrase the app accepts (the back end checks it too). */
+export const MIN_PIN_LENGTH = 6;
+/** The inactivity times settings offers, in minutes. */
+export const LOCK_AFTER_MINUTES: readonly number[] = [1, 2, 5, 10, 15, 30];
+/** Why the app locked: the volunteer's command, inactivity, or the window left the screen. */
+export type LockReason = 'command' | 'idle' | 'background';
+
 export type Unlisten = () => void;
 
 /**
@@ -230,12 +259,29 @@ export type Unlisten = () => void;
 export interface HeartbridgeApi {
   /** profile_status */
   profileStatus(): Promise<ProfileStatus>;
-  /** profile_create */
-  profileCreate(args: { name: string }): Promise<ProfileStatus>;
-  /** team_claim */
-  teamClaim(args: { relayUrl: string; token: string; name: string }): Promise<ProfileStatus>;
-  /** team_join */
-  teamJoin(args: { code: string; name: string }): Promise<ProfileStatus>;
+  /** profile_create: `pin` protects the new profile (at least MIN_PIN_LENGTH characters) */
+  profileCreate(args: { name: string; pin: string }): Promise<ProfileStatus>;
+  /** team_claim: `pin` when this creates the profile (first run) */
+  teamClaim(args: { relayUrl: string; token: string; name: string; pin?: string }): Promise<ProfileStatus>;
+  /** team_join: `pin` when this creates the profile (first run) */
+  teamJoin(args: { code: string; name: string; pin?: string }): Promise<ProfileStatus>;
+
+  /** lock_status */
+  lockStatus(): Promise<LockStatus>;
+  /**
+   * lock_unlock: opens the profile with the PIN. A wrong PIN is not a
+   * rejection: the status comes back `locked` with `wrongPin` and
+   * `triesLeft`, or `destroyed`. On `needs-pin` it sets this PIN.
+   */
+  lockUnlock(args: { pin: string }): Promise<LockStatus>;
+  /** lock_now: closes the store, drops the key, stops the sync; emits 'app-locked' */
+  lockNow(args: { reason: LockReason }): Promise<LockStatus>;
+  /** lock_set_timeout: the inactivity time, in seconds (stored in the profile) */
+  lockSetTimeout(args: { secs: number }): Promise<LockStatus>;
+  /** lock_forget: after `destroyed`, back to the first run (no profile) */
+  lockForget(): Promise<LockStatus>;
+  /** event 'app-locked': the back end locked (window in the background, inactivity, command) */
+  onLocked(handler: (reason: LockReason) => void): Promise<Unlisten>;
   /** team_invite */
   teamInvite(args: { role: Role }): Promise<{ code: string }>;
   /** team_members */

@@ -1,0 +1,99 @@
+// The app lock, as the UI sees it: the back end's lock status, locking
+// (by command, inactivity or the window leaving the screen) and what the UI
+// forgets when it locks. While locked, App.svelte renders the lock screen
+// only, so every screen (and the text it held) leaves the DOM; the shared
+// state below is emptied too, so nothing decrypted stays in the webview.
+import { api, type LockReason, type LockStatus } from './api';
+import { IdleTimer, watchActivity } from './idle';
+import { session, shift, sync } from './session.svelte';
+import { toasts } from './toast.svelte';
+
+export const lock = $state<{ status: LockStatus | null; reason: LockReason | null }>({
+  status: null,
+  reason: null,
+});
+
+/** Whether the profile is open (the shell may show content). */
+export function isUnlocked(): boolean {
+  return lock.status?.state === 'unlocked';
+}
+
+/** Drops everything the UI holds of the profile. */
+export function forgetContent(): void {
+  session.profile = null;
+  sync.status = null;
+  sync.progress = null;
+  sync.report = null;
+  shift.current = null;
+  shift.loaded = false;
+  shift.outcome = null;
+  shift.busy = null;
+  toasts.splice(0, toasts.length);
+}
+
+let idle: IdleTimer | null = null;
+
+/** The page's window (none outside a browser, e.g. in Vitest). */
+function pageTarget(): EventTarget | null {
+  return typeof window !== 'undefined' && typeof window.addEventListener === 'function' ? window : null;
+}
+let unwatch: (() => void) | null = null;
+
+/** Starts the inactivity timer for an unlocked app (again, with the current setting). */
+export function armIdle(target: EventTarget | null = pageTarget()): void {
+  const ms = (lock.status?.lockAfterSecs ?? 300) * 1000;
+  if (!idle) {
+    idle = new IdleTimer({ timeoutMs: ms, onIdle: () => void lockApp('idle') });
+    unwatch = target ? watchActivity(target, idle) : null;
+  } else {
+    idle.setTimeoutMs(ms);
+  }
+  if (!idle.isRunning) idle.start();
+}
+
+function disarmIdle(): void {
+  idle?.stop();
+}
+
+/** The back end locked (or was asked to): the UI follows. */
+export function noteLocked(reason: LockReason): void {
+  disarmIdle();
+  forgetContent();
+  lock.reason = reason;
+  if (lock.status && lock.status.state === 'unlocked') {
+    lock.status = { ...lock.status, state: 'locked', wrongPin: false, triesLeft: null };
+  }
+}
+
+/** Locks now: the store closes, the key is dropped, the sync stops. */
+export async function lockApp(reason: LockReason): Promise<void> {
+  if (!isUnlocked()) return;
+  // The screen goes first: even if the call fails, no content stays shown.
+  noteLocked(reason);
+  try {
+    lock.status = await api.lockNow({ reason });
+  } catch {
+    // the back end keeps its own state; the next lock_status says it
+  }
+}
+
+/** The status after an unlock attempt or a new setting; arms the timer when unlocked. */
+export function noteLockStatus(s: LockStatus): void {
+  lock.status = s;
+  if (s.state === 'unlocked') {
+    lock.reason = null;
+    armIdle();
+  } else {
+    disarmIdle();
+  }
+}
+
+/** For tests: stop the timer and its listeners. */
+export function resetLockForTests(): void {
+  idle?.stop();
+  unwatch?.();
+  idle = null;
+  unwatch = null;
+  lock.status = null;
+  lock.reason = null;
+}
