@@ -27,6 +27,8 @@ pub enum RelayError {
     BadDeviceId(String),
     #[error("no device {0} is enrolled at this relay")]
     UnknownDevice(String),
+    #[error("{1} is not a {0} id (32 hex digits)")]
+    BadId(&'static str, String),
 }
 
 /// A failure of the storage backend.
@@ -87,10 +89,19 @@ pub enum Refusal {
     WrongKey,
     #[error("the device is not in the caller's team")]
     NotInTeam,
-    /// A retried enrollment whose device has been revoked since.
-    #[error("the device enrolled by this enrollment id has been revoked")]
+    /// A retried enrollment whose device has been revoked since, or a push
+    /// of a device revoked while it waited for the writer.
+    #[error("the device has been revoked")]
     Revoked,
+    /// An uploaded roster whose version is not newer than the stored one
+    /// (and which is not the stored one again).
+    #[error("the roster is not newer than the stored one")]
+    StaleRoster,
 }
+
+/// The kind of an error answer, left in its response's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorKind(pub(crate) &'static str);
 
 /// An error answer: a stable kind, a status, and a message safe to show.
 #[derive(Debug)]
@@ -99,8 +110,18 @@ pub(crate) enum ApiError {
     Version(u8),
     TooLarge(usize),
     UnknownToken,
-    Revoked,
+    /// The device was revoked: 403 `device_revoked`, not retryable.
+    DeviceRevoked,
     Forbidden(&'static str),
+    /// A volunteer's envelope with `covers > 0` (it would make the relay
+    /// supersede a document's history): 403 `forbidden`.
+    CoversForbidden(String),
+    /// A pushed envelope is not authored by the pushing device or its
+    /// signature does not verify under the device's registered key.
+    BadSignature(String),
+    /// An uploaded roster was refused (403 from a device other than the
+    /// lead's, 400 unreadable or not signed by the lead, 409 not newer).
+    BadRoster(StatusCode, &'static str),
     WrongKey,
     InviteExpired,
     InviteUsed,
@@ -115,6 +136,8 @@ pub(crate) enum ApiError {
     /// this many seconds.
     RateLimited(u64),
     NotFound,
+    /// A resource of an existing endpoint that is not there (yet).
+    NotFoundWhy(&'static str),
     MethodNotAllowed,
     /// Any other 4xx an extractor or the HTTP stack answered.
     BadRequest(StatusCode),
@@ -130,8 +153,10 @@ impl ApiError {
             ApiError::Version(_) => "version",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnknownToken => "unknown_token",
-            ApiError::Revoked => "revoked",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::DeviceRevoked => "device_revoked",
+            ApiError::Forbidden(_) | ApiError::CoversForbidden(_) => "forbidden",
+            ApiError::BadSignature(_) => "bad_signature",
+            ApiError::BadRoster(..) => "bad_roster",
             ApiError::WrongKey => "wrong_key",
             ApiError::InviteExpired => "invite_expired",
             ApiError::InviteUsed => "invite_used",
@@ -140,7 +165,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout => "timeout",
             ApiError::RateLimited(_) => "rate_limited",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::NotFoundWhy(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(status) => match status.as_u16() {
                 413 => "too_large",
@@ -156,10 +181,16 @@ impl ApiError {
             ApiError::Malformed(_) | ApiError::Version(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
-            ApiError::Revoked | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::DeviceRevoked
+            | ApiError::Forbidden(_)
+            | ApiError::CoversForbidden(_)
+            | ApiError::BadSignature(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRoster(status, _) => *status,
             ApiError::WrongKey => StatusCode::CONFLICT,
             ApiError::InviteExpired | ApiError::InviteUsed => StatusCode::GONE,
-            ApiError::UnknownTeam | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnknownTeam | ApiError::NotFound | ApiError::NotFoundWhy(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::TooManyEnvelopes(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -173,11 +204,14 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::Malformed(why) => why.clone(),
-            ApiError::Version(v) => format!("protocol version {v} is not spoken here; this relay speaks version 1: update the app"),
+            ApiError::Version(v) => format!("protocol version {v} is not spoken here; this relay speaks version {}: update the app", heartbridge_proto::PROTOCOL_VERSION),
             ApiError::TooLarge(limit) => format!("the request body is larger than this relay accepts ({limit} bytes): push fewer envelopes per sync"),
             ApiError::UnknownToken => "the token is not known to this relay: check the invite code or enroll again".into(),
-            ApiError::Revoked => "this device has been revoked by the team lead".into(),
+            ApiError::DeviceRevoked => "this device has been revoked by the team lead: it can no longer sync, invite or list members (do not retry); GET /v1/roster still answers".into(),
             ApiError::Forbidden(why) => (*why).into(),
+            ApiError::CoversForbidden(id) => format!("envelope {id} carries covers > 0, which makes the relay supersede its document's earlier envelopes: only a lead or supervisor may compact a document (push it with covers 0); nothing of this push was stored"),
+            ApiError::BadSignature(why) => format!("{why}; nothing of this push was stored"),
+            ApiError::BadRoster(_, why) => format!("{why}; nothing of this sync was applied"),
             ApiError::WrongKey => "the team key does not match the team's key check: the invite code was mistyped or is for another team; the invite was not used, try again".into(),
             ApiError::InviteExpired => "the invite has expired: ask for a new one".into(),
             ApiError::InviteUsed => "the invite was already used: ask for a new one".into(),
@@ -187,6 +221,7 @@ impl ApiError {
             ApiError::Timeout => "the request body did not arrive in time; the connection is closed: try again".into(),
             ApiError::RateLimited(secs) => format!("too many requests: try again in {secs} seconds"),
             ApiError::NotFound => "no such endpoint at this relay".into(),
+            ApiError::NotFoundWhy(why) => (*why).into(),
             ApiError::MethodNotAllowed => "this endpoint does not take that HTTP method".into(),
             ApiError::BadRequest(status) => format!("the request was refused (HTTP {})", status.as_u16()),
             ApiError::Internal(_) | ApiError::Fault(_) => "the relay failed to handle the request; try again later".into(),
@@ -212,7 +247,11 @@ impl From<StoreError> for ApiError {
                 Refusal::Expired => ApiError::InviteExpired,
                 Refusal::WrongKey => ApiError::WrongKey,
                 Refusal::NotInTeam => ApiError::Forbidden("that device is not in your team"),
-                Refusal::Revoked => ApiError::Revoked,
+                Refusal::Revoked => ApiError::DeviceRevoked,
+                Refusal::StaleRoster => ApiError::BadRoster(
+                    StatusCode::CONFLICT,
+                    "the roster's version is not newer than the relay's",
+                ),
             },
             other => ApiError::Internal(other),
         }
@@ -244,6 +283,8 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut resp = (self.status(), Json(self.body())).into_response();
+        // For the per-kind refusal counter and the request's log line.
+        resp.extensions_mut().insert(ErrorKind(self.kind()));
         match self {
             ApiError::RateLimited(secs) => {
                 resp.headers_mut()
@@ -285,6 +326,10 @@ mod tests {
         assert_eq!(kind(Refusal::Expired), "invite_expired");
         assert_eq!(kind(Refusal::WrongKey), "wrong_key");
         assert_eq!(kind(Refusal::NotInTeam), "forbidden");
-        assert_eq!(kind(Refusal::Revoked), "revoked");
+        assert_eq!(kind(Refusal::Revoked), "device_revoked");
+        assert_eq!(kind(Refusal::StaleRoster), "bad_roster");
+        let revoked = ApiError::from(StoreError::Refused(Refusal::Revoked));
+        assert_eq!(revoked.status(), StatusCode::FORBIDDEN);
+        assert!(revoked.body().message.contains("do not retry"));
     }
 }

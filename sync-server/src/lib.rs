@@ -60,8 +60,9 @@ use tokio::sync::{watch, Semaphore};
 
 pub use error::{Refusal, RelayError, StoreError};
 pub use storage::{
-    pulled_wire_len, Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob,
-    SqliteStorage, Storage, TeamSummary,
+    delta_wire_len, pulled_wire_len, Device, DeviceId, DeviceKeys, Enrollment, Gauges, JobResult,
+    NewInvite, Page, PullQuery, PushJob, RosterUpload, SqliteStorage, Storage, TeamState,
+    TeamSummary, Undone,
 };
 
 /// The default bytes of pushes admitted at once.
@@ -81,6 +82,15 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_PUSH_STALL: Duration = Duration::from_secs(2);
 /// The default cap on the envelopes of one push.
 pub const DEFAULT_MAX_PUSH_ENVELOPES: usize = 1000;
+/// How long envelopes a snapshot superseded are kept (and the compaction
+/// can be undone) before they are deleted: 7 days.
+pub const DEFAULT_COMPACTION_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the relay deletes superseded envelopes past the grace (also
+/// once at startup).
+pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Superseded envelopes deleted per purge transaction, so a large purge
+/// never holds the write connection for long.
+const PURGE_CHUNK: u64 = 5000;
 
 /// Rate limits, each in requests per minute, bursting to that many at once
 /// (governor's GCRA: one more every `60 s / n`); 0 turns one off. Over a
@@ -200,6 +210,13 @@ pub struct Config {
     /// Further pushes wait before their bodies are read, so a shift-end
     /// storm's memory stays bounded; the single writer sets the pace anyway.
     pub push_budget_bytes: usize,
+    /// How long envelopes a snapshot superseded stay (no longer pulled)
+    /// before they are deleted; within it `heartbridge-relay compaction
+    /// undo` brings them back.
+    pub compaction_grace: Duration,
+    /// How often superseded envelopes past the grace are deleted (also once
+    /// at startup).
+    pub purge_interval: Duration,
     pub clock: Clock,
 }
 
@@ -218,6 +235,8 @@ impl Config {
             metrics_token_hash: None,
             storage_threads: DEFAULT_STORAGE_THREADS,
             push_budget_bytes: DEFAULT_PUSH_BUDGET_BYTES,
+            compaction_grace: DEFAULT_COMPACTION_GRACE,
+            purge_interval: DEFAULT_PURGE_INTERVAL,
             clock: Clock::system(),
         }
     }
@@ -299,7 +318,7 @@ async fn run(
         push_stall: config.push_stall,
         limits: http::Limits::new(config.rate_limits),
         metrics_token_hash: config.metrics_token_hash,
-        clock: config.clock,
+        clock: config.clock.clone(),
     });
     let (stop, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -314,6 +333,22 @@ async fn run(
             loop {
                 tokio::select! {
                     _ = every.tick() => relay.limits.sweep(),
+                    _ = server::stopped(&mut stopping) => break,
+                }
+            }
+        })
+    };
+    let purger = {
+        let relay = Arc::clone(&relay);
+        let mut stopping = stopping.clone();
+        let (grace, clock) = (config.compaction_grace, config.clock.clone());
+        tokio::spawn(async move {
+            // The first tick is at once: a purge at startup.
+            let mut every =
+                tokio::time::interval(config.purge_interval.max(Duration::from_millis(10)));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => purge(&relay, grace, &clock).await,
                     _ = server::stopped(&mut stopping) => break,
                 }
             }
@@ -338,12 +373,49 @@ async fn run(
         None => api.await,
     }
     sweeper.abort();
+    purger.abort();
+    // An aborted purge ends at its next await; its transaction either
+    // committed or rolled back.
+    let _ = purger.await;
     drop(relay);
     // Every connection has closed: no handler can queue a write any more.
     let stopped = tokio::task::spawn_blocking(move || writer_thread.stop()).await;
     match stopped {
         Ok(Ok(())) => Ok(()),
         _ => Err(RelayError::WriterPanicked),
+    }
+}
+
+/// Deletes superseded envelopes older than the grace, a chunk per
+/// transaction, until none is left.
+async fn purge(relay: &http::Relay, grace: Duration, clock: &Clock) {
+    let before = clock
+        .now()
+        .saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+    let mut total = 0u64;
+    loop {
+        match relay
+            .run(move |s| s.purge_superseded(before, PURGE_CHUNK))
+            .await
+        {
+            Ok(n) => {
+                total += n;
+                if n < PURGE_CHUNK {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "purging superseded envelopes failed");
+                break;
+            }
+        }
+    }
+    relay.metrics.purged(total);
+    if total > 0 {
+        tracing::info!(
+            envelopes = total,
+            "superseded envelopes past the compaction grace deleted"
+        );
     }
 }
 
@@ -367,15 +439,47 @@ pub fn list_teams(db_path: &Path) -> Result<Vec<TeamSummary>, RelayError> {
     Ok(SqliteStorage::open(db_path)?.teams()?)
 }
 
-/// Revokes a device (any team) in the database at `db_path`; a running
-/// relay refuses its token from the next request on.
-pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<(), RelayError> {
+/// Revokes a device (any team) in the database at `db_path`, as `POST
+/// /v1/devices/{id}/revoke` does: a running relay refuses its token from
+/// the next request on (`device_revoked`, except on `GET /v1/roster`), the
+/// unused invites it made stop working, and its member entry changes.
+/// Returns the cut-off: the team's last envelope seq.
+pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<u64, RelayError> {
     let device = DeviceId::from_hex(device_id)
         .ok_or_else(|| RelayError::BadDeviceId(device_id.to_owned()))?;
-    match SqliteStorage::open(db_path)?.revoke(None, device) {
+    match SqliteStorage::open(db_path)?.revoke(None, device, now_unix()) {
         Err(StoreError::Refused(Refusal::NotInTeam)) => {
             Err(RelayError::UnknownDevice(device.to_hex()))
         }
         other => Ok(other?),
     }
+}
+
+/// Undoes the last compaction of document `doc_id` (32 hex digits) of team
+/// `team_id` in the database at `db_path`, if the envelopes it superseded
+/// were superseded less than `grace` before `now` (unix seconds) and so are
+/// still kept: pulls serve them again from the next request on. Devices
+/// that pull them (a new device, or one pulling from cursor 0) merge them
+/// with the snapshot as usual; merging what a document already holds
+/// changes nothing. `None` if there is no such compaction.
+pub fn undo_compaction(
+    db_path: &Path,
+    team_id: &str,
+    doc_id: &str,
+    grace: Duration,
+    now: i64,
+) -> Result<Option<Undone>, RelayError> {
+    let team =
+        TeamId::from_hex(team_id).ok_or_else(|| RelayError::BadId("team", team_id.to_owned()))?;
+    let doc: [u8; 16] = hex::decode(doc_id.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| RelayError::BadId("document", doc_id.to_owned()))?;
+    let after = now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+    Ok(SqliteStorage::open(db_path)?.undo_compaction(team, doc, after)?)
+}
+
+/// The current time in unix seconds, as the operator commands read it.
+pub fn unix_now() -> i64 {
+    now_unix()
 }

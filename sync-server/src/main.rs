@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use heartbridge_proto::Secret;
-use heartbridge_relay::{Config, RateLimits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUSH_ENVELOPES};
+use heartbridge_relay::{
+    Config, RateLimits, DEFAULT_COMPACTION_GRACE, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PUSH_ENVELOPES,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -32,6 +35,14 @@ struct Db {
         default_value = "heartbridge-relay.db"
     )]
     path: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct Grace {
+    /// Seconds envelopes a snapshot superseded are kept (no longer pulled)
+    /// before they are deleted; within them a compaction can be undone.
+    #[arg(long = "compaction-grace", env = "HEARTBRIDGE_RELAY_COMPACTION_GRACE", default_value_t = DEFAULT_COMPACTION_GRACE.as_secs())]
+    secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +100,8 @@ enum Command {
             env = "HEARTBRIDGE_RELAY_METRICS_TOKEN_FILE"
         )]
         metrics_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        grace: Grace,
         /// Log one JSON object per line instead of text.
         #[arg(long = "log-json", env = "HEARTBRIDGE_RELAY_LOG_JSON")]
         log_json: bool,
@@ -99,6 +112,32 @@ enum Command {
     /// Devices: revoke.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Compactions: undo.
+    #[command(subcommand)]
+    Compaction(CompactionCmd),
+}
+
+#[derive(Subcommand)]
+enum CompactionCmd {
+    /// Undo the last compaction of a team's document, inside the grace: the
+    /// envelopes its snapshot superseded are served to pulls again (from the
+    /// next request, also of a running relay). Devices that pull them merge
+    /// them as usual.
+    Undo {
+        /// The team id (32 hex digits).
+        #[arg(long)]
+        team: String,
+        /// The document id (32 hex digits), as the relay's log names it.
+        #[arg(long)]
+        doc: String,
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        grace: Grace,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,7 +163,9 @@ enum TeamCmd {
 
 #[derive(Subcommand)]
 enum DeviceCmd {
-    /// Revoke a device: its token is refused from the next request on.
+    /// Revoke a device: its token is refused from the next request on
+    /// (device_revoked; GET /v1/roster still answers), the invites it made
+    /// stop working. Prints the cut-off seq for the team lead.
     Revoke {
         device_id: String,
         #[command(flatten)]
@@ -149,6 +190,7 @@ fn main() -> anyhow::Result<()> {
             auth_fail_rate_token,
             metrics_listen,
             metrics_token_file,
+            grace,
             log_json,
         } => {
             init_logging(log_json);
@@ -169,6 +211,7 @@ fn main() -> anyhow::Result<()> {
                     auth_fail_per_token: auth_fail_rate_token,
                 },
                 metrics_token_hash,
+                compaction_grace: Duration::from_secs(grace.secs),
                 ..Config::new(db.path)
             };
             tokio::runtime::Builder::new_multi_thread()
@@ -211,9 +254,41 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device(DeviceCmd::Revoke { device_id, db }) => {
-            heartbridge_relay::revoke_device(&db.path, &device_id)
+            let cutoff = heartbridge_relay::revoke_device(&db.path, &device_id)
                 .with_context(|| format!("revoking a device in {}", db.path.display()))?;
-            println!("device {} revoked", device_id.trim());
+            println!("device {} revoked; cutoff seq {cutoff}", device_id.trim());
+            Ok(())
+        }
+        Command::Compaction(CompactionCmd::Undo {
+            team,
+            doc,
+            db,
+            grace,
+            json,
+        }) => {
+            let undone = heartbridge_relay::undo_compaction(
+                &db.path,
+                &team,
+                &doc,
+                Duration::from_secs(grace.secs),
+                heartbridge_relay::unix_now(),
+            )
+            .with_context(|| format!("undoing a compaction in {}", db.path.display()))?;
+            let Some(undone) = undone else {
+                anyhow::bail!(
+                    "document {} of team {} has no compaction inside the grace to undo",
+                    doc.trim(),
+                    team.trim()
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&undone)?);
+            } else {
+                println!(
+                    "restored {} envelopes superseded by the snapshot at seq {}",
+                    undone.restored, undone.snapshot_seq
+                );
+            }
             Ok(())
         }
     }
@@ -275,6 +350,7 @@ async fn serve(
         auth_fail_rate_ip = r.auth_fail_per_ip,
         auth_fail_rate_token = r.auth_fail_per_token,
         metrics_token = config.metrics_token_hash.is_some(),
+        compaction_grace_s = config.compaction_grace.as_secs(),
         "starting"
     );
     eprintln!("listening on {addr}");

@@ -56,6 +56,9 @@ impl Histogram {
 #[derive(Default)]
 pub(crate) struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Error answers by kind (`bad_signature`, `device_revoked`, ...).
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
+    purged: AtomicU64,
     envelopes_in: AtomicU64,
     envelopes_out: AtomicU64,
     bytes_in: AtomicU64,
@@ -69,6 +72,17 @@ impl Metrics {
     pub(crate) fn request(&self, route: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// One error answer of this kind.
+    pub(crate) fn refusal(&self, kind: &'static str) {
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(kind).or_insert(0) += 1;
+    }
+
+    /// Superseded envelopes deleted past the compaction grace.
+    pub(crate) fn purged(&self, n: u64) {
+        self.purged.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn sync_finished(&self, d: Duration) {
@@ -115,7 +129,20 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP heartbridge_refusals_total Error answers, by kind.\n");
+        out.push_str("# TYPE heartbridge_refusals_total counter\n");
+        {
+            let map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            for (kind, n) in map.iter() {
+                let _ = writeln!(out, "heartbridge_refusals_total{{kind=\"{kind}\"}} {n}");
+            }
+        }
         let counters = [
+            (
+                "heartbridge_superseded_purged_total",
+                "Superseded envelopes deleted once the compaction grace had passed.",
+                &self.purged,
+            ),
             (
                 "heartbridge_envelopes_in_total",
                 "Envelopes pushed and acknowledged (duplicates included).",
@@ -167,8 +194,13 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP heartbridge_envelopes_stored Envelopes held.\n# TYPE heartbridge_envelopes_stored gauge\nheartbridge_envelopes_stored {}",
+            "# HELP heartbridge_envelopes_stored Envelopes held and served to pulls.\n# TYPE heartbridge_envelopes_stored gauge\nheartbridge_envelopes_stored {}",
             gauges.envelopes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP heartbridge_envelopes_superseded Envelopes a snapshot superseded, kept for the compaction grace.\n# TYPE heartbridge_envelopes_superseded gauge\nheartbridge_envelopes_superseded {}",
+            gauges.superseded
         );
         out
     }
@@ -187,10 +219,19 @@ mod tests {
         m.sync_traffic(3, 2, 100, 50);
         m.sync_finished(Duration::from_millis(7));
         m.sync_finished(Duration::from_secs(60));
+        m.refusal("bad_signature");
+        m.refusal("bad_signature");
+        m.refusal("device_revoked");
+        m.purged(5);
         let text = m.render(Gauges {
             devices: 4,
             envelopes: 9,
+            superseded: 3,
         });
+        assert!(text.contains("heartbridge_refusals_total{kind=\"bad_signature\"} 2\n"));
+        assert!(text.contains("heartbridge_refusals_total{kind=\"device_revoked\"} 1\n"));
+        assert!(text.contains("heartbridge_superseded_purged_total 5\n"));
+        assert!(text.contains("heartbridge_envelopes_superseded 3\n"));
         assert!(text.contains("heartbridge_requests_total{route=\"/v1/sync\",status=\"200\"} 2\n"));
         assert!(text.contains("heartbridge_requests_total{route=\"/v1/join\",status=\"410\"} 1\n"));
         assert!(text.contains("heartbridge_envelopes_in_total 3\n"));

@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use crate::error::{ApiError, StoreError};
+use crate::error::{ApiError, ErrorKind, StoreError};
 use crate::metrics::Metrics;
 use crate::storage::{Device, DeviceId, Storage};
 use crate::writer::Writer;
@@ -62,7 +62,7 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// Runs a storage call on a blocking thread.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Storage) -> Result<T, StoreError> + Send + 'static,
@@ -88,6 +88,7 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
         .route("/healthz", get(health))
         .route("/v1/invites", post(team::invite))
         .route("/v1/members", get(team::members))
+        .route("/v1/roster", get(team::roster))
         .route("/v1/devices/{device_id}/revoke", post(team::revoke))
         .route("/v1/sync", post(sync::sync))
         .merge(enroll);
@@ -232,6 +233,10 @@ async fn observe(State(relay): State<Arc<Relay>>, mut req: Request, next: Next) 
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     relay.metrics.request(&route, status);
+    let kind = resp.extensions().get::<ErrorKind>().map(|k| k.0);
+    if let Some(kind) = kind {
+        relay.metrics.refusal(kind);
+    }
     if route == "/v1/sync" {
         relay.metrics.sync_finished(elapsed);
     }
@@ -246,17 +251,34 @@ async fn observe(State(relay): State<Arc<Relay>>, mut req: Request, next: Next) 
         pulled = n.pulled,
         bytes_in = n.bytes_in,
         bytes_out = n.bytes_out,
+        error = kind.unwrap_or("-"),
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
     resp
 }
 
-/// The device a bearer token identifies; refuses unknown and revoked ones.
-/// Looked up on every request, so a revocation holds from the next one.
+/// The device a bearer token identifies; refuses unknown ones, and revoked
+/// ones with 403 `device_revoked`. Looked up on every request, so a
+/// revocation holds from the next one.
 pub(crate) struct Caller(pub(crate) Device);
 
 impl FromRequestParts<Arc<Relay>> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, relay: &Arc<Relay>) -> Result<Self, ApiError> {
+        let AnyCaller(device) = AnyCaller::from_request_parts(parts, relay).await?;
+        if device.revoked {
+            return Err(ApiError::DeviceRevoked);
+        }
+        Ok(Caller(device))
+    }
+}
+
+/// The device a bearer token identifies, revoked or not: for `GET
+/// /v1/roster`, which a revoked device needs to learn it was revoked.
+pub(crate) struct AnyCaller(pub(crate) Device);
+
+impl FromRequestParts<Arc<Relay>> for AnyCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, relay: &Arc<Relay>) -> Result<Self, ApiError> {
         let ip = client_ip(&parts.extensions);
@@ -274,10 +296,7 @@ impl FromRequestParts<Arc<Relay>> for Caller {
                 n.device = Some(device.id);
             });
         }
-        if device.revoked {
-            return Err(ApiError::Revoked);
-        }
-        Ok(Caller(device))
+        Ok(AnyCaller(device))
     }
 }
 

@@ -6,25 +6,30 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use heartbridge_proto::{
-    decode, encode, Ack, Envelope, SyncRequest, SyncResponse, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
+    decode, encode, Ack, Envelope, Role, SignedRoster, SyncRequest, SyncResponse, PROTOCOL_VERSION,
+    SYNC_CONTENT_TYPE,
 };
 
 use super::{content_length, require_content_type, BodyReader, Caller, NoteSlot, Relay};
 use crate::error::ApiError;
-use crate::storage::{varint_len, PushJob};
+use crate::storage::{varint_len, Device, PullQuery, PushJob, RosterUpload, TeamState};
 
-/// First bytes of an undecodable body read as a later protocol version
+/// First bytes of an undecodable body read as another protocol version
 /// rather than as garbage.
-const LATER_VERSIONS: u8 = 9;
-/// The only key epoch until key rotation exists.
-const EPOCH: u32 = 1;
+const KNOWN_VERSIONS: std::ops::RangeInclusive<u8> = 1..=9;
+/// Pushes of at least this many envelopes verify their signatures on a
+/// blocking thread rather than on the async runtime.
+const VERIFY_INLINE: usize = 8;
 
-/// Refuses a push holding an envelope the relay must not store. Checked for
-/// the whole push before anything is queued, so a bad push stores nothing.
-fn check_push(push: &[Envelope]) -> Result<(), ApiError> {
+/// Refuses a push holding an envelope the relay must not store: empty, under
+/// an epoch the team's roster has not reached, not authored by `device`,
+/// not signed by its registered key, or compacting (`covers > 0`) from a
+/// volunteer. Checked for the whole push before anything is queued, so a
+/// bad push stores nothing.
+fn check_push(push: &[Envelope], device: &Device, epoch: u32) -> Result<(), ApiError> {
     for env in push {
         if env.ciphertext.is_empty() {
             return Err(ApiError::Malformed(format!(
@@ -32,15 +37,76 @@ fn check_push(push: &[Envelope]) -> Result<(), ApiError> {
                 env.id.to_hex()
             )));
         }
-        if env.epoch != EPOCH {
+        if env.epoch == 0 || env.epoch > epoch {
             return Err(ApiError::Malformed(format!(
-                "envelope {} is sealed under key epoch {}, unknown to this relay",
+                "envelope {} is sealed under key epoch {}, unknown to this relay (the team's roster is at epoch {epoch})",
                 env.id.to_hex(),
                 env.epoch
             )));
         }
+        if env.author != device.id.0 {
+            return Err(ApiError::BadSignature(format!(
+                "envelope {} names another device as its author: a device pushes only envelopes it signed itself",
+                env.id.to_hex()
+            )));
+        }
+    }
+    let Some(sign_pk) = device.sign_pk else {
+        return Err(ApiError::BadSignature(
+            "this device enrolled without a signing key, so the relay accepts no envelope from it: enroll it again".into(),
+        ));
+    };
+    for env in push {
+        if !env.verify(&device.team, &sign_pk) {
+            return Err(ApiError::BadSignature(format!(
+                "envelope {} is not signed by this device's registered key, or was altered after signing",
+                env.id.to_hex()
+            )));
+        }
+    }
+    if device.role == Role::Volunteer {
+        if let Some(env) = push.iter().find(|e| e.covers > 0) {
+            return Err(ApiError::CoversForbidden(env.id.to_hex()));
+        }
     }
     Ok(())
+}
+
+/// Checks a roster the device uploads: only the team lead's device (the one
+/// whose key is the team's roster key), readable, signed by that key for
+/// this team. Whether it is newer than the stored one is checked in the
+/// push's transaction.
+fn check_roster(
+    bytes: Vec<u8>,
+    device: &Device,
+    team: &TeamState,
+) -> Result<RosterUpload, ApiError> {
+    let lead = match (team.lead_sign_pk, device.sign_pk) {
+        (Some(lead), Some(mine)) if lead == mine => lead,
+        _ => {
+            return Err(ApiError::BadRoster(
+                StatusCode::FORBIDDEN,
+                "only the team lead's device may upload the roster",
+            ))
+        }
+    };
+    let refused = |why| ApiError::BadRoster(StatusCode::BAD_REQUEST, why);
+    let signed = SignedRoster::from_bytes(&bytes)
+        .map_err(|_| refused("the roster is not readable or too large"))?;
+    let roster = signed
+        .verify(&lead, &device.team)
+        .map_err(|_| refused("the roster is not signed by this team's lead for this team"))?;
+    if roster.version < team.roster_version {
+        return Err(ApiError::BadRoster(
+            StatusCode::CONFLICT,
+            "the roster's version is not newer than the relay's",
+        ));
+    }
+    Ok(RosterUpload {
+        version: roster.version,
+        epoch: roster.epoch,
+        bytes,
+    })
 }
 
 /// The page limit: the device's wish if it asks for less than the relay's.
@@ -99,9 +165,9 @@ pub(super) async fn sync(
     note.update(|n| n.bytes_in = bytes_in);
     let req: SyncRequest = decode("sync request", &bytes).map_err(|e| {
         // The version is the body's first byte (postcard writes a u8 as is):
-        // a later version's body is told apart even if the rest differs.
+        // another version's body is told apart even if the rest differs.
         match bytes.first() {
-            Some(&v) if (PROTOCOL_VERSION + 1..=LATER_VERSIONS).contains(&v) => {
+            Some(&v) if v != PROTOCOL_VERSION && KNOWN_VERSIONS.contains(&v) => {
                 ApiError::Version(v)
             }
             _ => ApiError::Malformed(e.to_string()),
@@ -114,35 +180,83 @@ pub(super) async fn sync(
     if req.push.len() > relay.max_push_envelopes {
         return Err(ApiError::TooManyEnvelopes(relay.max_push_envelopes));
     }
-    check_push(&req.push)?;
-    let pushed = req.push.len();
+    let SyncRequest {
+        cursor,
+        push,
+        max_bytes,
+        members_since,
+        roster_version,
+        roster,
+        ..
+    } = req;
+    let pushed = push.len();
     note.update(|n| n.pushed = pushed);
 
+    // The roster first (nothing of the request is applied if it is
+    // refused), then every envelope, before anything is queued.
+    let mut upload = None;
+    let mut push = push;
+    if pushed > 0 || roster.is_some() {
+        let team = device.team;
+        let state = relay
+            .run(move |s| s.team_state(team))
+            .await?
+            .ok_or(ApiError::UnknownTeam)?;
+        let mut epoch = state.epoch.max(1);
+        if let Some(bytes) = roster {
+            let checked = check_roster(bytes, &device, &state)?;
+            epoch = epoch.max(checked.epoch);
+            upload = Some(checked);
+        }
+        push = if pushed < VERIFY_INLINE {
+            check_push(&push, &device, epoch)?;
+            push
+        } else {
+            // Ed25519 checks of a large push take milliseconds of CPU.
+            tokio::task::spawn_blocking(move || check_push(&push, &device, epoch).map(|()| push))
+                .await
+                .map_err(|_| ApiError::Fault("checking a push's signatures panicked"))??
+        };
+    }
+    // A roster just stored is not sent back to the device that sent it.
+    let roster_version = roster_version.max(upload.as_ref().map_or(0, |u| u.version));
+
     // 1. Push: answered only once durably committed (group commit).
+    let must_wait = pushed > 0 || upload.is_some();
     let job = PushJob {
         team: device.team,
         device: device.id,
-        envelopes: req.push,
+        envelopes: push,
+        roster: upload,
         now: relay.clock.now(),
     };
-    let acked = if pushed == 0 {
+    let acked = if must_wait {
+        relay.writer.push(job).await?
+    } else {
         relay.writer.touch(job).await?;
         Vec::new()
-    } else {
-        relay.writer.push(job).await?
     };
     drop(admitted);
 
-    // 2. Pull, in one read transaction: the page's envelopes, as encoded,
-    // fill what the acks and the framing leave of the page limit.
-    let (team, me, cursor) = (device.team, device.id, req.cursor);
-    let limit =
-        page_limit(req.max_bytes, relay.page_bytes).saturating_sub(response_overhead(&acked));
-    let page = relay.run(move |s| s.pull(team, me, cursor, limit)).await?;
+    // 2. Pull, in one read transaction: the roster, the member changes and
+    // the page's envelopes, as encoded, fill what the acks and the framing
+    // leave of the page limit.
+    let query = PullQuery {
+        team: device.team,
+        device: device.id,
+        cursor,
+        page_bytes: page_limit(max_bytes, relay.page_bytes)
+            .saturating_sub(response_overhead(&acked)),
+        members_since,
+        roster_version,
+    };
+    let page = relay.run(move |s| s.pull(&query)).await?;
 
     let pulled = page.pull.len();
     let body = encode(&SyncResponse {
         v: PROTOCOL_VERSION,
+        roster: page.roster,
+        members: page.members,
         acked,
         pull: page.pull,
         cursor: page.cursor,
@@ -161,7 +275,8 @@ pub(super) async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heartbridge_proto::{DocKindTag, EnvelopeKind, TeamId, TeamKey};
+    use crate::storage::DeviceId;
+    use heartbridge_proto::{DeviceSecret, DocKindTag, EnvelopeKind, TeamId, TeamKey};
 
     #[test]
     fn the_response_overhead_covers_the_framing() {
@@ -183,11 +298,16 @@ mod tests {
                     covers: 0,
                     nonce: [0; 24],
                     ciphertext: vec![5; 40],
+                    author: [3; 16],
+                    sig: [4; 64],
                 },
             }];
-            let entries = crate::storage::pulled_wire_len(u64::MAX, 1, 0, 40);
+            let entries = crate::storage::pulled_wire_len(u64::MAX, 1, 0, 40)
+                + crate::storage::delta_wire_len(None, &[]);
             let body = encode(&SyncResponse {
                 v: PROTOCOL_VERSION,
+                roster: None,
+                members: vec![],
                 acked: acked.clone(),
                 pull,
                 cursor: u64::MAX,
@@ -204,26 +324,85 @@ mod tests {
         assert_eq!(page_limit(5000, 1000), 1000);
     }
 
-    #[test]
-    fn empty_ciphertexts_and_unknown_epochs_are_refused() {
-        let env = Envelope::seal(
+    fn signed(team: &TeamId, me: &Device, secret: &DeviceSecret, covers: u64) -> Envelope {
+        let mut env = Envelope::seal(
             &TeamKey::generate(),
-            &TeamId::random(),
+            team,
             [1; 16],
-            EnvelopeKind::Change,
+            EnvelopeKind::Snapshot,
             DocKindTag::Case,
             b"x",
         )
         .unwrap();
-        assert!(check_push(std::slice::from_ref(&env)).is_ok());
+        env.covers = covers;
+        env.sign(team, me.id.0, secret);
+        env
+    }
+
+    #[test]
+    fn only_signed_envelopes_of_the_device_and_known_epochs_pass() {
+        let team = TeamId::random();
+        let secret = DeviceSecret::generate();
+        let me = Device {
+            id: DeviceId::random(),
+            team,
+            role: Role::Supervisor,
+            revoked: false,
+            sign_pk: Some(secret.public().sign),
+        };
+        let env = signed(&team, &me, &secret, 0);
+        assert!(check_push(std::slice::from_ref(&env), &me, 1).is_ok());
         let mut empty = env.clone();
         empty.ciphertext.clear();
         assert!(matches!(
-            check_push(&[env.clone(), empty]),
+            check_push(&[env.clone(), empty], &me, 1),
             Err(ApiError::Malformed(_))
         ));
+        // Epochs: 0 never, a later one only once the roster reached it.
         let mut future = env.clone();
         future.epoch = 2;
-        assert!(matches!(check_push(&[future]), Err(ApiError::Malformed(_))));
+        future.sign(&team, me.id.0, &secret);
+        assert!(matches!(
+            check_push(std::slice::from_ref(&future), &me, 1),
+            Err(ApiError::Malformed(_))
+        ));
+        assert!(check_push(std::slice::from_ref(&future), &me, 2).is_ok());
+        // Altered after signing, signed by another key, another author.
+        let mut altered = env.clone();
+        altered.covers = 5;
+        let other = DeviceSecret::generate();
+        let mut forged = env.clone();
+        forged.sign(&team, me.id.0, &other);
+        let mut theirs = env.clone();
+        theirs.sign(&team, [9; 16], &secret);
+        let mut other_team = env.clone();
+        other_team.sign(&TeamId::random(), me.id.0, &secret);
+        for bad in [altered, forged, theirs, other_team] {
+            assert!(matches!(
+                check_push(&[env.clone(), bad], &me, 1),
+                Err(ApiError::BadSignature(_))
+            ));
+        }
+        // No registered key: nothing passes.
+        let keyless = Device {
+            sign_pk: None,
+            ..me
+        };
+        assert!(matches!(
+            check_push(std::slice::from_ref(&env), &keyless, 1),
+            Err(ApiError::BadSignature(_))
+        ));
+        // covers > 0: a supervisor or lead only.
+        let compacting = signed(&team, &me, &secret, 7);
+        assert!(check_push(std::slice::from_ref(&compacting), &me, 1).is_ok());
+        let volunteer = Device {
+            role: Role::Volunteer,
+            ..me
+        };
+        assert!(check_push(std::slice::from_ref(&env), &volunteer, 1).is_ok());
+        assert!(matches!(
+            check_push(&[compacting], &volunteer, 1),
+            Err(ApiError::CoversForbidden(_))
+        ));
     }
 }

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heartbridge_proto::{
-    EnrollRequest, EnrollResponse, InviteRequest, InviteResponse, MembersResponse, Role, Secret,
-    TeamId,
+    EnrollRequest, EnrollResponse, InviteRequest, InviteResponse, MembersResponse, RevokeResponse,
+    Role, Secret, TeamId,
 };
 
-use super::{read_json, Caller, NoteSlot, Relay};
+use super::{read_json, AnyCaller, Caller, NoteSlot, Relay};
 use crate::error::ApiError;
-use crate::storage::{Device, DeviceId, Enrollment, NewInvite, Storage};
+use crate::storage::{Device, DeviceId, DeviceKeys, Enrollment, NewInvite, Storage};
 
-/// An invite's lifetime when the request says 0.
-const DEFAULT_INVITE_TTL: u64 = 7 * 24 * 3600;
+/// An invite's lifetime when the request says 0 (does not say).
+const DEFAULT_INVITE_TTL: u64 = 24 * 3600;
 /// The longest an invite lives.
 const MAX_INVITE_TTL: u64 = 30 * 24 * 3600;
 const MAX_KEY_CHECK: usize = 128;
@@ -56,6 +58,21 @@ fn enrollment(req: EnrollRequest, now: i64) -> Result<(Enrollment, Secret), ApiE
             ))
         }
     };
+    let key = |field: &'static str, v: &str| -> Result<[u8; 32], ApiError> {
+        hex::decode(v.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ApiError::Malformed(format!("{field} must be 64 hex digits")))
+    };
+    let keys = DeviceKeys {
+        sign_pk: key("sign_pk", &req.sign_pk)?,
+        kx_pk: key("kx_pk", &req.kx_pk)?,
+        epoch: req.epoch,
+        proof: key("proof", &req.proof)?,
+    };
+    if keys.epoch == 0 {
+        return Err(ApiError::Malformed("epoch must be at least 1".into()));
+    }
     let device_token = Secret::generate();
     let enrollment = Enrollment {
         team,
@@ -70,6 +87,7 @@ fn enrollment(req: EnrollRequest, now: i64) -> Result<(Enrollment, Secret), ApiE
         enrollment_id,
         device: DeviceId::random(),
         device_token_hash: device_token.hash(),
+        keys,
         now,
     };
     Ok((enrollment, device_token))
@@ -167,13 +185,30 @@ pub(super) async fn members(
     Ok(Json(MembersResponse { members }))
 }
 
+/// `GET /v1/roster`: the team's signed roster, opaque bytes, for any device
+/// of the team, revoked ones too (a revoked device reads there that it was
+/// revoked). 404 `not_found` while the lead has uploaded none.
+pub(super) async fn roster(
+    State(relay): State<Arc<Relay>>,
+    AnyCaller(device): AnyCaller,
+) -> Result<Response, ApiError> {
+    let team = device.team;
+    let roster = relay
+        .run(move |s| s.roster(team))
+        .await?
+        .ok_or(ApiError::NotFoundWhy(
+            "the team lead has not uploaded a roster yet",
+        ))?;
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], roster).into_response())
+}
+
 /// `POST /v1/devices/{device_id}/revoke`: the lead revokes a device of its
-/// team.
+/// team; answers the cut-off ([`RevokeResponse`]).
 pub(super) async fn revoke(
     State(relay): State<Arc<Relay>>,
     Caller(device): Caller,
     target: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<RevokeResponse>, ApiError> {
     let target = target
         .ok()
         .and_then(|Path(t)| DeviceId::from_hex(&t))
@@ -184,10 +219,12 @@ pub(super) async fn revoke(
     if target == device.id {
         return Err(ApiError::Forbidden("a lead cannot revoke its own device"));
     }
-    let team = device.team;
-    relay.run(move |s| s.revoke(Some(team), target)).await?;
-    tracing::info!(team = %team, device = %target, "device revoked");
-    Ok(StatusCode::NO_CONTENT)
+    let (team, now) = (device.team, relay.clock.now());
+    let cutoff_seq = relay
+        .run(move |s| s.revoke(Some(team), target, now))
+        .await?;
+    tracing::info!(team = %team, device = %target, cutoff_seq, "device revoked");
+    Ok(Json(RevokeResponse { cutoff_seq }))
 }
 
 #[cfg(test)]
@@ -215,6 +252,10 @@ mod tests {
             key_check: key_check.into(),
             name_sealed: "sealed".into(),
             enrollment_id: None,
+            sign_pk: "11".repeat(32),
+            kx_pk: "22".repeat(32),
+            epoch: 1,
+            proof: "33".repeat(32),
         };
         let team = TeamId::random().to_hex();
         assert!(matches!(
@@ -250,6 +291,33 @@ mod tests {
             enrollment(r, 0).unwrap().0.enrollment_id,
             Some("ab".repeat(16))
         );
+        for (field, bad) in [
+            ("sign_pk", "11".repeat(31)),
+            ("kx_pk", "zz".repeat(32)),
+            ("proof", "33".repeat(33)),
+            ("sign_pk", String::new()),
+        ] {
+            let mut r = req(&team, "ab");
+            match field {
+                "sign_pk" => r.sign_pk = bad,
+                "kx_pk" => r.kx_pk = bad,
+                _ => r.proof = bad,
+            }
+            assert!(
+                matches!(enrollment(r, 0), Err(ApiError::Malformed(ref m)) if m.contains(field)),
+                "{field}"
+            );
+        }
+        let zero_epoch = EnrollRequest {
+            epoch: 0,
+            ..req(&team, "ab")
+        };
+        assert!(matches!(
+            enrollment(zero_epoch, 0),
+            Err(ApiError::Malformed(_))
+        ));
+        assert_eq!(e.keys.sign_pk, [0x11; 32]);
+        assert_eq!(e.keys.proof, [0x33; 32]);
         assert_eq!(e.token_hash, token.hash());
         assert_eq!(e.device_token_hash, device_token.hash());
         assert!(!format!("{e:?}").contains(token.expose()));

@@ -75,6 +75,41 @@ ALTER TABLE devices ADD COLUMN enrollment_id TEXT
     CHECK (enrollment_id IS NULL OR length(enrollment_id) = 32);
 ALTER TABLE teams ADD COLUMN claimed_by BLOB REFERENCES devices(id);
 "#,
+    // 3: device identities, the lead-signed roster, revocation cut-offs,
+    // compaction that can be undone. Devices enrolled before have no keys
+    // (NULL): they can push nothing and are not listed as members; they
+    // enroll again.
+    r#"
+ALTER TABLE devices ADD COLUMN sign_pk BLOB CHECK (sign_pk IS NULL OR length(sign_pk) = 32);
+ALTER TABLE devices ADD COLUMN kx_pk BLOB CHECK (kx_pk IS NULL OR length(kx_pk) = 32);
+ALTER TABLE devices ADD COLUMN key_epoch INTEGER;
+ALTER TABLE devices ADD COLUMN join_proof BLOB CHECK (join_proof IS NULL OR length(join_proof) = 32);
+-- The team's order of member changes (enrolled, revoked): bumped from
+-- teams.member_seq whenever the entry changes.
+ALTER TABLE devices ADD COLUMN member_seq INTEGER;
+ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+-- The team's last envelope seq when the device was revoked.
+ALTER TABLE devices ADD COLUMN cutoff_seq INTEGER;
+CREATE INDEX devices_team_member_seq ON devices(team_id, member_seq);
+
+ALTER TABLE teams ADD COLUMN member_seq INTEGER NOT NULL DEFAULT 0;
+-- The claimant's signing key: the only key rosters are accepted under.
+ALTER TABLE teams ADD COLUMN lead_sign_pk BLOB CHECK (lead_sign_pk IS NULL OR length(lead_sign_pk) = 32);
+-- The newest signed roster the lead uploaded, opaque, with its version
+-- and key epoch as the relay read them when it checked the signature.
+ALTER TABLE teams ADD COLUMN roster BLOB;
+ALTER TABLE teams ADD COLUMN roster_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE teams ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 1;
+
+-- The author's Ed25519 signature; NULL for envelopes stored before.
+ALTER TABLE envelopes ADD COLUMN sig BLOB CHECK (sig IS NULL OR length(sig) = 64);
+-- Set when a snapshot superseded the envelope (the snapshot's seq and the
+-- time): no longer pulled, deleted once the compaction grace has passed,
+-- restored by undoing the compaction.
+ALTER TABLE envelopes ADD COLUMN superseded_by INTEGER;
+ALTER TABLE envelopes ADD COLUMN superseded_at INTEGER;
+CREATE INDEX envelopes_superseded ON envelopes(superseded_at) WHERE superseded_at IS NOT NULL;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

@@ -14,7 +14,7 @@ mod story;
 
 use std::fmt;
 
-use heartbridge_proto::{Ack, Envelope, Member, Pulled, Role, TeamId};
+use heartbridge_proto::{Ack, Envelope, Member, MemberKey, Pulled, Role, TeamId};
 use serde::Serialize;
 
 use crate::error::StoreError;
@@ -57,6 +57,64 @@ pub struct Device {
     pub team: TeamId,
     pub role: Role,
     pub revoked: bool,
+    /// The Ed25519 key its envelopes must verify under; `None` for a device
+    /// enrolled before the relay kept keys (it can push nothing).
+    pub sign_pk: Option<[u8; 32]>,
+}
+
+/// The public keys and join proof a device enrolls with; the relay keeps
+/// them and hands them to the team's devices ([`MemberKey`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DeviceKeys {
+    pub sign_pk: [u8; 32],
+    pub kx_pk: [u8; 32],
+    /// The key epoch of the invite the device joined with.
+    pub epoch: u32,
+    pub proof: [u8; 32],
+}
+
+impl fmt::Debug for DeviceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Public keys, but no log needs them.
+        f.debug_struct("DeviceKeys")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the relay knows of a team besides its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamState {
+    /// The claimant's signing key: rosters must verify under it. `None`
+    /// before the team is claimed.
+    pub lead_sign_pk: Option<[u8; 32]>,
+    /// The version of the stored roster (0: none).
+    pub roster_version: u64,
+    /// The key epoch of the stored roster (1 before any): envelopes under a
+    /// later epoch are refused.
+    pub epoch: u32,
+}
+
+/// A roster the lead's device uploaded, its signature already checked
+/// against [`TeamState::lead_sign_pk`]. Stored in the push's transaction if
+/// its version is newer than the stored one; the same bytes again are a
+/// harmless retry; anything else refuses the whole job
+/// ([`crate::Refusal::StaleRoster`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RosterUpload {
+    pub version: u64,
+    pub epoch: u32,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for RosterUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RosterUpload")
+            .field("version", &self.version)
+            .field("epoch", &self.epoch)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
 }
 
 /// A device redeeming the lead token (claim) or an invite token (join).
@@ -75,6 +133,8 @@ pub struct Enrollment {
     /// The new device's id and the hash of its new bearer token.
     pub device: DeviceId,
     pub device_token_hash: String,
+    /// The device's public keys; a retry must present the same.
+    pub keys: DeviceKeys,
     pub now: i64,
 }
 
@@ -94,9 +154,14 @@ pub struct NewInvite {
 pub struct PushJob {
     pub team: TeamId,
     pub device: DeviceId,
-    /// Validated already: non-empty ciphertext, known epoch.
+    /// Validated already: non-empty ciphertext, known epoch, authored and
+    /// signed by `device`, `covers` only from a lead or supervisor.
     pub envelopes: Vec<Envelope>,
-    /// Also the device's new `last_sync_at`.
+    /// A roster the lead's device uploads with this sync, stored before
+    /// the envelopes in the same savepoint.
+    pub roster: Option<RosterUpload>,
+    /// Also the device's new `last_sync_at`, and when a compaction by one of
+    /// these envelopes superseded others.
     pub now: i64,
 }
 
@@ -116,9 +181,10 @@ pub(crate) fn varint_len(v: u64) -> u64 {
 }
 
 /// The bytes a [`Pulled`] takes in a postcard sync response: its seq, the
-/// envelope's fixed fields (doc, kind, epoch, content id, covers, nonce)
-/// and its length-prefixed ciphertext. Pages are bounded by this, so a page
-/// of many tiny envelopes stays within the bound as one of a few big ones.
+/// envelope's fixed fields (doc, kind, epoch, content id, covers, nonce),
+/// its length-prefixed ciphertext, its author and signature. Pages are
+/// bounded by this, so a page of many tiny envelopes stays within the bound
+/// as one of a few big ones.
 pub fn pulled_wire_len(seq: u64, epoch: u32, covers: u64, ciphertext_len: u64) -> u64 {
     varint_len(seq)
         + 16 // doc
@@ -129,14 +195,56 @@ pub fn pulled_wire_len(seq: u64, epoch: u32, covers: u64, ciphertext_len: u64) -
         + 24 // nonce
         + varint_len(ciphertext_len)
         + ciphertext_len
+        + 16 // author
+        + 1 + 64 // signature, length-prefixed
 }
 
-/// One page of a pull.
+/// The bytes the roster and member delta take at the head of a postcard
+/// sync response.
+pub fn delta_wire_len(roster: Option<&[u8]>, members: &[MemberKey]) -> u64 {
+    let roster = match roster {
+        None => 1,
+        Some(b) => 1 + varint_len(b.len() as u64) + b.len() as u64,
+    };
+    roster + heartbridge_proto::encode(&members).len() as u64
+}
+
+/// What one `/v1/sync` pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullQuery {
+    pub team: TeamId,
+    /// The pulling device: its own envelopes are skipped.
+    pub device: DeviceId,
+    pub cursor: u64,
+    /// Bytes the roster, members and envelopes may take together on the
+    /// wire (the page always carries at least one envelope if any waits).
+    pub page_bytes: u64,
+    /// Members whose entry changed after this seq are sent.
+    pub members_since: u64,
+    /// The stored roster is sent if its version is above this.
+    pub roster_version: u64,
+}
+
+/// One page of a pull, with the team's membership changes and roster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
+    /// The stored signed roster, if newer than the device's.
+    pub roster: Option<Vec<u8>>,
+    /// Every member entry (revoked ones too) changed after
+    /// `members_since`, in seq order.
+    pub members: Vec<MemberKey>,
     pub pull: Vec<Pulled>,
     pub cursor: u64,
     pub more: bool,
+}
+
+/// What undoing a document's last compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Undone {
+    /// The seq of the snapshot whose compaction was undone (it stays).
+    pub snapshot_seq: u64,
+    /// Envelopes served to pulls again.
+    pub restored: u64,
 }
 
 /// Gauges for `/metrics`.
@@ -144,7 +252,10 @@ pub struct Page {
 pub struct Gauges {
     /// Enrolled and not revoked.
     pub devices: u64,
+    /// Envelopes served to pulls.
     pub envelopes: u64,
+    /// Envelopes a snapshot superseded, kept for the compaction grace.
+    pub superseded: u64,
 }
 
 /// A team, for operators (`heartbridge-relay team list`).
@@ -156,6 +267,7 @@ pub struct TeamSummary {
     pub claimed: bool,
     /// Devices enrolled and not revoked.
     pub devices: u64,
+    /// Envelopes served to pulls (superseded ones not counted).
     pub envelopes: u64,
     /// Unix seconds.
     pub created_at: i64,
@@ -180,14 +292,15 @@ pub trait Storage: Send + Sync + 'static {
     /// The device holding the token with this hash, revoked or not.
     fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError>;
 
-    /// Redeems the team's one-time lead token: sets the team's key check and
-    /// enrolls the device as lead. Refusals: unknown team, unknown token,
-    /// used.
+    /// Redeems the team's one-time lead token: sets the team's key check,
+    /// enrolls the device as lead and keeps its signing key as the team's
+    /// roster key. Refusals: unknown team, unknown token, used.
     ///
     /// A retry (the token was used by an enrollment with the same
     /// `enrollment_id`, and the key check is the team's) enrolls nobody: it
     /// replaces that device's token hash with `device_token_hash` and
-    /// returns that device (refusal `Revoked` if it has been revoked).
+    /// returns that device (refusal `Revoked` if it has been revoked). A
+    /// retry presenting other keys is no retry (`Used`).
     fn claim(&self, enrollment: &Enrollment) -> Result<Device, StoreError>;
 
     /// Redeems an invite atomically and enrolls the device with the invite's
@@ -201,29 +314,58 @@ pub trait Storage: Send + Sync + 'static {
     fn members(&self, team: TeamId) -> Result<Vec<Member>, StoreError>;
 
     /// Revokes a device; with `team`, only a device of that team (refusal
-    /// `NotInTeam` otherwise, also for an unknown device). Idempotent.
-    fn revoke(&self, team: Option<TeamId>, device: DeviceId) -> Result<(), StoreError>;
+    /// `NotInTeam` otherwise, also for an unknown device). Bumps its member
+    /// seq, deletes the unused invites it created, and returns the cut-off:
+    /// the team's last envelope seq, after which nothing of the device is
+    /// stored (a push of it still queued is refused in its transaction).
+    /// Idempotent: revoking again changes nothing and returns the first
+    /// cut-off.
+    fn revoke(&self, team: Option<TeamId>, device: DeviceId, now: i64) -> Result<u64, StoreError>;
+
+    /// The team's roster key, roster version and key epoch; `None` for an
+    /// unknown team.
+    fn team_state(&self, team: TeamId) -> Result<Option<TeamState>, StoreError>;
+
+    /// The stored signed roster of the team, if any.
+    fn roster(&self, team: TeamId) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Stores the pushes of several requests in ONE durable transaction
     /// (group commit) and touches each pushing device's `last_sync_at`.
     /// Envelopes are deduplicated by (team, content id); a snapshot with
-    /// `covers > 0` drops its document's earlier envelopes up to `covers`.
-    /// The outer error means nothing was committed; an inner one means that
-    /// job alone was rolled back.
+    /// `covers > 0`, when first stored, marks its document's earlier
+    /// envelopes up to `covers` superseded (no longer pulled; deleted by
+    /// [`Storage::purge_superseded`] once the grace has passed). A job
+    /// whose device has been revoked meanwhile, or whose roster is not
+    /// newer than the stored one, is refused whole. The outer error means
+    /// nothing was committed; an inner one means that job alone was rolled
+    /// back.
     fn commit(&self, jobs: &[PushJob]) -> Result<Vec<JobResult>, StoreError>;
 
-    /// One page of the team's envelopes past `cursor` authored by other
-    /// devices, at most `page_bytes` of them as encoded on the wire
-    /// ([`pulled_wire_len`]) but always at least one, in one read transaction (see the sync protocol in the crate
-    /// docs). Relies on sequence numbers becoming visible in order, which a
-    /// single writer gives for free.
-    fn pull(
+    /// In one read transaction: the roster if newer than the device's, the
+    /// member entries changed since `members_since`, and one page of the
+    /// team's live envelopes past `cursor` authored by other devices, all
+    /// together at most `page_bytes` as encoded on the wire
+    /// ([`delta_wire_len`], [`pulled_wire_len`]) but always at least one
+    /// envelope. Members are read in the same transaction as the page, so
+    /// every author of a pulled envelope is among the members a device has.
+    /// Relies on sequence numbers becoming visible in order, which a single
+    /// writer gives for free.
+    fn pull(&self, q: &PullQuery) -> Result<Page, StoreError>;
+
+    /// Deletes up to `limit` envelopes superseded at or before `before`;
+    /// returns how many.
+    fn purge_superseded(&self, before: i64, limit: u64) -> Result<u64, StoreError>;
+
+    /// Undoes the last compaction of a team's document whose envelopes
+    /// were superseded after `superseded_after` (the grace's start): what
+    /// it superseded is pulled again; the snapshot stays. `None` if there
+    /// is none.
+    fn undo_compaction(
         &self,
         team: TeamId,
-        device: DeviceId,
-        cursor: u64,
-        page_bytes: u64,
-    ) -> Result<Page, StoreError>;
+        doc: [u8; 16],
+        superseded_after: i64,
+    ) -> Result<Option<Undone>, StoreError>;
 
     fn gauges(&self) -> Result<Gauges, StoreError>;
 }
@@ -231,7 +373,7 @@ pub trait Storage: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heartbridge_proto::{encode, ContentId};
+    use heartbridge_proto::{encode, ContentId, DeviceSecret};
 
     #[test]
     fn the_wire_length_of_a_pulled_envelope_is_exact() {
@@ -252,12 +394,44 @@ mod tests {
                     covers,
                     nonce: [3; 24],
                     ciphertext: vec![1; len],
+                    author: [4; 16],
+                    sig: [5; 64],
                 },
             };
             assert_eq!(
                 pulled_wire_len(seq, epoch, covers, len as u64),
                 encode(&pulled).len() as u64,
                 "seq {seq} epoch {epoch} covers {covers} len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_wire_length_of_the_roster_and_members_is_exact() {
+        let member = |seq| MemberKey {
+            seq,
+            device: [1; 16],
+            role: Role::Supervisor,
+            public: DeviceSecret::generate().public(),
+            epoch: 300,
+            proof: [2; 32],
+            revoked: seq % 2 == 0,
+        };
+        for (roster, n) in [(None, 0u64), (Some(vec![7u8; 200]), 3), (Some(vec![]), 130)] {
+            let members: Vec<MemberKey> = (1..=n).map(|i| member(i * 1000)).collect();
+            let resp = heartbridge_proto::SyncResponse {
+                v: heartbridge_proto::PROTOCOL_VERSION,
+                roster: roster.clone(),
+                members: members.clone(),
+                acked: vec![],
+                pull: vec![],
+                cursor: 0,
+                more: false,
+            };
+            // version, then the delta, then acks, pull, cursor, more (1 each).
+            assert_eq!(
+                1 + delta_wire_len(roster.as_deref(), &members) + 4,
+                encode(&resp).len() as u64
             );
         }
     }

@@ -1,12 +1,14 @@
 //! The envelope log on SQLite: group-committed pushes with deduplication
 //! and compaction, and byte-bounded pulls.
 
-use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, Pulled, TeamId};
+use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, MemberKey, Pulled};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{begin, id16};
-use crate::error::StoreError;
-use crate::storage::{pulled_wire_len, DeviceId, JobResult, Page, PushJob};
+use super::{begin, id16, key32, role_from};
+use crate::error::{Refusal, StoreError};
+use crate::storage::{
+    delta_wire_len, pulled_wire_len, JobResult, Page, PullQuery, PushJob, RosterUpload,
+};
 
 fn kind_code(kind: EnvelopeKind) -> i64 {
     match kind {
@@ -23,13 +25,54 @@ pub(super) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// Stores one job's envelopes; returns their acks in push order.
+/// Stores a roster upload unless the stored one is as new; the same bytes
+/// again (a retried upload) are fine.
+fn store_roster(tx: &Connection, job: &PushJob, r: &RosterUpload) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE teams SET roster = ?1, roster_version = ?2, key_epoch = max(key_epoch, ?3)
+             WHERE id = ?4 AND roster_version < ?2",
+        )
+        .and_then(|mut s| s.execute(params![r.bytes, seq_i64(r.version), r.epoch, job.team.0]))
+        .map_err(StoreError::sqlite("store a roster"))?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let stored: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT roster FROM teams WHERE id = ?1",
+            [job.team.0],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(StoreError::sqlite("read a roster"))?
+        .flatten();
+    if stored.as_deref() == Some(&r.bytes[..]) {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(Refusal::StaleRoster))
+    }
+}
+
+/// Stores one job's roster and envelopes; returns the acks in push order.
 fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
+    // Revoked while this push waited for the writer: nothing of it is
+    // stored, so nothing of the device lies past its cut-off.
+    let revoked: bool = tx
+        .prepare_cached("SELECT revoked FROM devices WHERE id = ?1")
+        .and_then(|mut s| s.query_row([job.device.0], |r| r.get(0)))
+        .map_err(StoreError::sqlite("check a pushing device"))?;
+    if revoked {
+        return Err(StoreError::Refused(Refusal::Revoked));
+    }
+    if let Some(r) = &job.roster {
+        store_roster(tx, job, r)?;
+    }
     let err = StoreError::sqlite("store an envelope");
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO envelopes (team_id, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            "INSERT INTO envelopes (team_id, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (team_id, content_id) DO NOTHING
              RETURNING seq",
         )
@@ -37,8 +80,13 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
     let mut existing = tx
         .prepare_cached("SELECT seq FROM envelopes WHERE team_id = ?1 AND content_id = ?2")
         .map_err(StoreError::sqlite("find a stored envelope"))?;
+    // Superseded, not deleted: the purge deletes them once the grace has
+    // passed, and until then the compaction can be undone.
     let mut compact = tx
-        .prepare_cached("DELETE FROM envelopes WHERE team_id = ?1 AND doc = ?2 AND seq <= ?3")
+        .prepare_cached(
+            "UPDATE envelopes SET superseded_by = ?4, superseded_at = ?5
+             WHERE team_id = ?1 AND doc = ?2 AND seq <= ?3 AND superseded_at IS NULL",
+        )
         .map_err(StoreError::sqlite("compact a document"))?;
     let mut acks = Vec::with_capacity(job.envelopes.len());
     for env in &job.envelopes {
@@ -56,6 +104,7 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
                     env.ciphertext,
                     env.ciphertext.len() as i64,
                     job.now,
+                    env.sig,
                 ],
                 |r| r.get(0),
             )
@@ -75,7 +124,7 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
             // past the first copy's own earlier parts.
             let upto = seq_i64(env.covers).min(seq - 1);
             compact
-                .execute(params![job.team.0, env.doc, upto])
+                .execute(params![job.team.0, env.doc, upto, seq, job.now])
                 .map_err(StoreError::sqlite("compact a document"))?;
         }
         acks.push(Ack {
@@ -112,6 +161,16 @@ fn pulled_from(row: &Row<'_>) -> Result<Pulled, StoreError> {
     })?;
     let epoch: u32 = row.get(4).map_err(StoreError::sqlite("read an envelope"))?;
     let covers: i64 = row.get(5).map_err(StoreError::sqlite("read an envelope"))?;
+    // Envelopes stored before the relay kept signatures carry none.
+    let sig: [u8; 64] = match row
+        .get::<_, Option<Vec<u8>>>(10)
+        .map_err(StoreError::sqlite("read an envelope"))?
+    {
+        None => [0; 64],
+        Some(v) => v.try_into().map_err(|_| StoreError::Corrupt {
+            what: "envelopes.sig",
+        })?,
+    };
     Ok(Pulled {
         seq: seq_u64(seq),
         envelope: Envelope {
@@ -122,7 +181,27 @@ fn pulled_from(row: &Row<'_>) -> Result<Pulled, StoreError> {
             covers: seq_u64(covers),
             nonce,
             ciphertext: get_blob(7)?,
+            author: id16(get_blob(9)?, "envelopes.author_device")?,
+            sig,
         },
+    })
+}
+
+fn member_from(row: &Row<'_>) -> Result<MemberKey, StoreError> {
+    let err = || StoreError::sqlite("read a member");
+    let seq: i64 = row.get(0).map_err(err())?;
+    let role: String = row.get(2).map_err(err())?;
+    Ok(MemberKey {
+        seq: seq_u64(seq),
+        device: id16(row.get(1).map_err(err())?, "devices.id")?,
+        role: role_from(&role)?,
+        public: heartbridge_proto::DevicePublic {
+            sign: key32(row.get(3).map_err(err())?, "devices.sign_pk")?,
+            kx: key32(row.get(4).map_err(err())?, "devices.kx_pk")?,
+        },
+        epoch: row.get(5).map_err(err())?,
+        proof: key32(row.get(6).map_err(err())?, "devices.join_proof")?,
+        revoked: row.get(7).map_err(err())?,
     })
 }
 
@@ -155,30 +234,50 @@ pub(super) fn commit_batch(
     Ok(results)
 }
 
-/// One page of the team's log past `cursor`, other devices' envelopes only,
-/// at most `page_bytes` on the wire (at least one envelope), in one read
-/// transaction.
-pub(super) fn pull_page(
-    conn: &mut Connection,
-    team: TeamId,
-    device: DeviceId,
-    cursor: u64,
-    page_bytes: u64,
-) -> Result<Page, StoreError> {
+/// The roster if newer than the device's, the member changes since its
+/// seq, and one page of the team's live log past `cursor` (other devices'
+/// envelopes only), at most `page_bytes` on the wire together (at least one
+/// envelope), in one read transaction.
+pub(super) fn pull_page(conn: &mut Connection, q: &PullQuery) -> Result<Page, StoreError> {
     let tx = conn
         .transaction()
         .map_err(StoreError::sqlite("begin a pull"))?;
+    let (roster, version): (Option<Vec<u8>>, i64) = tx
+        .prepare_cached("SELECT roster, roster_version FROM teams WHERE id = ?1")
+        .and_then(|mut s| s.query_row([q.team.0], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(StoreError::sqlite("read a roster"))?;
+    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
+    let mut members = Vec::new();
+    {
+        // Devices enrolled before the relay kept keys are not members
+        // anyone can check (they can push nothing).
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
+                 WHERE team_id = ?1 AND member_seq > ?2 AND sign_pk IS NOT NULL ORDER BY member_seq",
+            )
+            .map_err(StoreError::sqlite("read members"))?;
+        let mut rows = stmt
+            .query(params![q.team.0, seq_i64(q.members_since)])
+            .map_err(StoreError::sqlite("read members"))?;
+        while let Some(row) = rows.next().map_err(StoreError::sqlite("read members"))? {
+            members.push(member_from(row)?);
+        }
+    }
+    let page_bytes = q
+        .page_bytes
+        .saturating_sub(delta_wire_len(roster.as_deref(), &members));
     let mut pull = Vec::new();
     let mut more = false;
     {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size FROM envelopes
-                 WHERE team_id = ?1 AND seq > ?2 AND author_device <> ?3 ORDER BY seq",
+                "SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size, author_device, sig FROM envelopes
+                 WHERE team_id = ?1 AND seq > ?2 AND author_device <> ?3 AND superseded_at IS NULL ORDER BY seq",
             )
             .map_err(StoreError::sqlite("pull envelopes"))?;
         let mut rows = stmt
-            .query(params![team.0, seq_i64(cursor), device.0])
+            .query(params![q.team.0, seq_i64(q.cursor), q.device.0])
             .map_err(StoreError::sqlite("pull envelopes"))?;
         let mut total: u64 = 0;
         while let Some(row) = rows.next().map_err(StoreError::sqlite("pull envelopes"))? {
@@ -206,13 +305,19 @@ pub(super) fn pull_page(
             let max: i64 = tx
                 .query_row(
                     "SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = ?1",
-                    [team.0],
+                    [q.team.0],
                     |r| r.get(0),
                 )
                 .map_err(StoreError::sqlite("find the newest envelope"))?;
-            cursor.max(seq_u64(max))
+            q.cursor.max(seq_u64(max))
         }
     };
     tx.commit().map_err(StoreError::sqlite("end a pull"))?;
-    Ok(Page { pull, cursor, more })
+    Ok(Page {
+        roster,
+        members,
+        pull,
+        cursor,
+        more,
+    })
 }

@@ -19,7 +19,8 @@ mod log;
 
 use super::migrations;
 use super::{
-    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PushJob, Storage, TeamSummary,
+    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PullQuery, PushJob, Storage,
+    TeamState, TeamSummary, Undone,
 };
 use crate::error::{Refusal, StoreError};
 use log::seq_u64;
@@ -164,15 +165,36 @@ fn id16(v: Vec<u8>, what: &'static str) -> Result<[u8; 16], StoreError> {
     v.try_into().map_err(|_| StoreError::Corrupt { what })
 }
 
+fn key32(v: Vec<u8>, what: &'static str) -> Result<[u8; 32], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt { what })
+}
+
+fn opt_key32(v: Option<Vec<u8>>, what: &'static str) -> Result<Option<[u8; 32]>, StoreError> {
+    v.map(|v| key32(v, what)).transpose()
+}
+
+/// The team's next member seq (every enrollment and revocation takes one).
+fn next_member_seq(tx: &Connection, team: &TeamId) -> Result<i64, StoreError> {
+    tx.query_row(
+        "UPDATE teams SET member_seq = member_seq + 1 WHERE id = ?1 RETURNING member_seq",
+        [team.0],
+        |r| r.get(0),
+    )
+    .map_err(StoreError::sqlite("bump a team's member seq"))
+}
+
 fn begin<'c>(conn: &'c mut Connection, op: &'static str) -> Result<Transaction<'c>, StoreError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(StoreError::sqlite(op))
 }
 
 fn insert_device(tx: &Connection, e: &Enrollment, role: Role) -> Result<Device, StoreError> {
+    let seq = next_member_seq(tx, &e.team)?;
+    let k = &e.keys;
     tx.execute(
-        "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at, enrollment_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![e.device.0, e.team.0, role.as_str(), e.name_sealed, e.device_token_hash, e.now, e.enrollment_id],
+        "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at, enrollment_id, sign_pk, kx_pk, key_epoch, join_proof, member_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![e.device.0, e.team.0, role.as_str(), e.name_sealed, e.device_token_hash, e.now, e.enrollment_id, k.sign_pk, k.kx_pk, k.epoch, k.proof, seq],
     )
     .map_err(StoreError::sqlite("enroll a device"))?;
     Ok(Device {
@@ -180,6 +202,7 @@ fn insert_device(tx: &Connection, e: &Enrollment, role: Role) -> Result<Device, 
         team: e.team,
         role,
         revoked: false,
+        sign_pk: Some(k.sign_pk),
     })
 }
 
@@ -199,17 +222,25 @@ fn retried(
     if team_key_check != Some(e.key_check.as_str()) {
         return Ok(None);
     }
-    let row: Option<(String, bool)> = tx
+    type Row = (String, bool, Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<Row> = tx
         .query_row(
-            "SELECT role, revoked FROM devices WHERE id = ?1 AND team_id = ?2 AND enrollment_id = ?3",
+            "SELECT role, revoked, sign_pk, kx_pk FROM devices WHERE id = ?1 AND team_id = ?2 AND enrollment_id = ?3",
             params![device, e.team.0, eid],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()
         .map_err(StoreError::sqlite("find a retried enrollment"))?;
-    let Some((role, revoked)) = row else {
+    let Some((role, revoked, sign_pk, kx_pk)) = row else {
         return Ok(None);
     };
+    // The device stored its keys before it sent the first attempt: a retry
+    // with other keys is someone else holding the token and the id.
+    if sign_pk.as_deref() != Some(&e.keys.sign_pk[..])
+        || kx_pk.as_deref() != Some(&e.keys.kx_pk[..])
+    {
+        return Ok(None);
+    }
     if revoked {
         return Err(StoreError::Refused(Refusal::Revoked));
     }
@@ -224,6 +255,7 @@ fn retried(
         team: e.team,
         role: role_from(&role)?,
         revoked: false,
+        sign_pk: Some(e.keys.sign_pk),
     }))
 }
 
@@ -260,7 +292,7 @@ impl Storage for SqliteStorage {
             .prepare(
                 "SELECT t.id, t.name, t.lead_token_used, t.created_at,
                         (SELECT count(*) FROM devices d WHERE d.team_id = t.id AND d.revoked = 0),
-                        (SELECT count(*) FROM envelopes e WHERE e.team_id = t.id)
+                        (SELECT count(*) FROM envelopes e WHERE e.team_id = t.id AND e.superseded_at IS NULL)
                  FROM teams t ORDER BY t.created_at, t.id",
             )
             .map_err(err)?;
@@ -296,7 +328,9 @@ impl Storage for SqliteStorage {
         let mut r = self.reader()?;
         let row = r
             .conn()
-            .prepare_cached("SELECT id, team_id, role, revoked FROM devices WHERE token_hash = ?1")
+            .prepare_cached(
+                "SELECT id, team_id, role, revoked, sign_pk FROM devices WHERE token_hash = ?1",
+            )
             .and_then(|mut s| {
                 s.query_row([token_hash], |r| {
                     Ok((
@@ -304,17 +338,19 @@ impl Storage for SqliteStorage {
                         r.get::<_, Vec<u8>>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, Option<Vec<u8>>>(4)?,
                     ))
                 })
                 .optional()
             })
             .map_err(StoreError::sqlite("look up a device token"))?;
-        row.map(|(id, team, role, revoked)| {
+        row.map(|(id, team, role, revoked, sign_pk)| {
             Ok(Device {
                 id: DeviceId(id16(id, "devices.id")?),
                 team: TeamId(id16(team, "devices.team_id")?),
                 role: role_from(&role)?,
                 revoked,
+                sign_pk: opt_key32(sign_pk, "devices.sign_pk")?,
             })
         })
         .transpose()
@@ -345,8 +381,8 @@ impl Storage for SqliteStorage {
         }
         let device = insert_device(&tx, e, Role::Lead)?;
         tx.execute(
-            "UPDATE teams SET key_check = ?1, lead_token_used = 1, claimed_by = ?2 WHERE id = ?3",
-            params![e.key_check, e.device.0, e.team.0],
+            "UPDATE teams SET key_check = ?1, lead_token_used = 1, claimed_by = ?2, lead_sign_pk = ?3 WHERE id = ?4",
+            params![e.key_check, e.device.0, e.keys.sign_pk, e.team.0],
         )
         .map_err(StoreError::sqlite("claim a team"))?;
         tx.commit().map_err(StoreError::sqlite("commit a claim"))?;
@@ -452,50 +488,159 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
-    fn revoke(&self, team: Option<TeamId>, device: DeviceId) -> Result<(), StoreError> {
-        let changed = match team {
-            Some(team) => self.writer().execute(
-                "UPDATE devices SET revoked = 1 WHERE id = ?1 AND team_id = ?2",
-                params![device.0, team.0],
-            ),
-            None => self
-                .writer()
-                .execute("UPDATE devices SET revoked = 1 WHERE id = ?1", [device.0]),
-        }
-        .map_err(StoreError::sqlite("revoke a device"))?;
-        if changed == 0 {
+    fn revoke(&self, team: Option<TeamId>, device: DeviceId, now: i64) -> Result<u64, StoreError> {
+        let mut conn = self.writer();
+        let tx = begin(&mut conn, "begin a revocation")?;
+        let row: Option<(Vec<u8>, bool, Option<i64>)> = tx
+            .query_row(
+                "SELECT team_id, revoked, cutoff_seq FROM devices WHERE id = ?1",
+                [device.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("find a device"))?;
+        let (device_team, revoked, cutoff) = row.ok_or(StoreError::Refused(Refusal::NotInTeam))?;
+        let device_team = TeamId(id16(device_team, "devices.team_id")?);
+        if team.is_some_and(|t| t != device_team) {
             return Err(StoreError::Refused(Refusal::NotInTeam));
         }
-        Ok(())
+        if let (true, Some(cutoff)) = (revoked, cutoff) {
+            return Ok(seq_u64(cutoff));
+        }
+        // The writer connection is this one: no push commits between reading
+        // the cut-off and marking the device, and a push of it still queued
+        // is refused in its own transaction.
+        let cutoff: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = ?1",
+                [device_team.0],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::sqlite("find the newest envelope"))?;
+        let seq = next_member_seq(&tx, &device_team)?;
+        tx.execute(
+            "UPDATE devices SET revoked = 1, revoked_at = ?1, cutoff_seq = ?2, member_seq = ?3 WHERE id = ?4",
+            params![now, cutoff, seq, device.0],
+        )
+        .map_err(StoreError::sqlite("revoke a device"))?;
+        // Its invites stop working; used ones stay (they record who joined).
+        tx.execute(
+            "DELETE FROM invites WHERE created_by = ?1 AND used_at IS NULL",
+            [device.0],
+        )
+        .map_err(StoreError::sqlite("delete a revoked device's invites"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit a revocation"))?;
+        Ok(seq_u64(cutoff))
+    }
+
+    fn team_state(&self, team: TeamId) -> Result<Option<TeamState>, StoreError> {
+        let mut r = self.reader()?;
+        let row: Option<(Option<Vec<u8>>, i64, i64)> = r
+            .conn()
+            .prepare_cached(
+                "SELECT lead_sign_pk, roster_version, key_epoch FROM teams WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([team.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("read a team"))?;
+        row.map(|(lead, version, epoch)| {
+            Ok(TeamState {
+                lead_sign_pk: opt_key32(lead, "teams.lead_sign_pk")?,
+                roster_version: seq_u64(version),
+                epoch: u32::try_from(epoch).map_err(|_| StoreError::Corrupt {
+                    what: "teams.key_epoch",
+                })?,
+            })
+        })
+        .transpose()
+    }
+
+    fn roster(&self, team: TeamId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut r = self.reader()?;
+        let row: Option<Option<Vec<u8>>> = r
+            .conn()
+            .query_row("SELECT roster FROM teams WHERE id = ?1", [team.0], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::sqlite("read a roster"))?;
+        Ok(row.flatten())
+    }
+
+    fn purge_superseded(&self, before: i64, limit: u64) -> Result<u64, StoreError> {
+        let n = self
+            .writer()
+            .execute(
+                "DELETE FROM envelopes WHERE seq IN (
+                     SELECT seq FROM envelopes
+                     WHERE superseded_at IS NOT NULL AND superseded_at <= ?1 LIMIT ?2)",
+                params![before, log::seq_i64(limit)],
+            )
+            .map_err(StoreError::sqlite("purge superseded envelopes"))?;
+        Ok(n as u64)
+    }
+
+    fn undo_compaction(
+        &self,
+        team: TeamId,
+        doc: [u8; 16],
+        superseded_after: i64,
+    ) -> Result<Option<Undone>, StoreError> {
+        let mut conn = self.writer();
+        let tx = begin(&mut conn, "begin undoing a compaction")?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT max(superseded_by) FROM envelopes
+                 WHERE team_id = ?1 AND doc = ?2 AND superseded_at IS NOT NULL AND superseded_at > ?3",
+                params![team.0, doc, superseded_after],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::sqlite("find a document's last compaction"))?;
+        let Some(snapshot) = last else {
+            return Ok(None);
+        };
+        let restored = tx
+            .execute(
+                "UPDATE envelopes SET superseded_by = NULL, superseded_at = NULL
+                 WHERE team_id = ?1 AND doc = ?2 AND superseded_by = ?3 AND superseded_at > ?4",
+                params![team.0, doc, snapshot, superseded_after],
+            )
+            .map_err(StoreError::sqlite("restore superseded envelopes"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit undoing a compaction"))?;
+        Ok(Some(Undone {
+            snapshot_seq: seq_u64(snapshot),
+            restored: restored as u64,
+        }))
     }
 
     fn commit(&self, jobs: &[PushJob]) -> Result<Vec<JobResult>, StoreError> {
         log::commit_batch(&mut self.writer(), jobs)
     }
 
-    fn pull(
-        &self,
-        team: TeamId,
-        device: DeviceId,
-        cursor: u64,
-        page_bytes: u64,
-    ) -> Result<Page, StoreError> {
-        log::pull_page(self.reader()?.conn(), team, device, cursor, page_bytes)
+    fn pull(&self, q: &PullQuery) -> Result<Page, StoreError> {
+        log::pull_page(self.reader()?.conn(), q)
     }
 
     fn gauges(&self) -> Result<Gauges, StoreError> {
         let mut r = self.reader()?;
-        let (devices, envelopes): (i64, i64) = r
+        let (devices, envelopes, superseded): (i64, i64, i64) = r
             .conn()
             .query_row(
-                "SELECT (SELECT count(*) FROM devices WHERE revoked = 0), (SELECT count(*) FROM envelopes)",
+                "SELECT (SELECT count(*) FROM devices WHERE revoked = 0),
+                        (SELECT count(*) FROM envelopes WHERE superseded_at IS NULL),
+                        (SELECT count(*) FROM envelopes WHERE superseded_at IS NOT NULL)",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(StoreError::sqlite("count devices and envelopes"))?;
         Ok(Gauges {
             devices: seq_u64(devices),
             envelopes: seq_u64(envelopes),
+            superseded: seq_u64(superseded),
         })
     }
 }
