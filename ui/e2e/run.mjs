@@ -21,6 +21,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 860 };
 const TIMEOUT = 10_000;
+const PIN = '246810';
 
 let passed = 0;
 let failed = 0;
@@ -149,7 +150,15 @@ async function main() {
       await shot(page, 'first-run');
     });
 
-    await step('first run: create a profile', async () => {
+    await step('first run: set a PIN twice, then create a profile', async () => {
+      await page.getByLabel('设置 PIN 或密码').fill('2468');
+      await page.getByLabel('再输入一次').fill('2468');
+      await page.getByRole('button', { name: '下一步' }).click();
+      await page.getByRole('alert').filter({ hasText: 'PIN 或密码至少要 6 位' }).waitFor();
+      await page.getByLabel('设置 PIN 或密码').fill(PIN);
+      await page.getByLabel('再输入一次').fill(PIN);
+      await page.getByRole('button', { name: '下一步' }).click();
+      await page.getByTestId('pin-done').waitFor();
       await page.getByLabel('你的名字或称呼').fill('陈静');
       await page.getByRole('button', { name: '开始使用' }).click();
       await page.getByRole('heading', { level: 1, name: '你好，陈静' }).waitFor();
@@ -227,6 +236,23 @@ async function main() {
       await auditLabels(page, 'case');
       await page.evaluate(() => window.scrollTo(0, 0));
       await shot(page, 'case');
+    });
+
+    await step('lock: “Lock now” leaves only the lock screen; a wrong PIN says the tries left; the PIN brings the note back', async () => {
+      await page.getByRole('button', { name: '立即锁定' }).click();
+      await page.getByRole('heading', { level: 1, name: '心桥已锁定' }).waitFor();
+      const html = await page.content();
+      for (const secret of [note, '陈静', '小北']) expect(!html.includes(secret), `the locked page holds “${secret}”`);
+      expect((await page.locator('nav').count()) === 0, 'the navigation is still there');
+      await auditLabels(page, 'lock');
+      await shot(page, 'lock');
+      await page.getByLabel('PIN 或密码').fill('000000');
+      await page.getByRole('button', { name: '解锁' }).click();
+      await page.getByTestId('tries-left').filter({ hasText: '还可以再试 9 次' }).waitFor();
+      await shot(page, 'lock-wrong-pin');
+      await page.getByLabel('PIN 或密码').fill(PIN);
+      await page.getByRole('button', { name: '解锁' }).click();
+      await page.getByTestId('timeline').getByText(note).waitFor();
     });
 
     await step('case: the screening suggests a level', async () => {
@@ -335,8 +361,32 @@ async function main() {
       await d.getByRole('heading', { level: 1, name: '高风险' }).waitFor();
       await shot(d, 'desktop-reader');
     });
+    await step('desktop: left alone, the app locks itself (lock time 2 s for this page)', async () => {
+      await d.goto(`${origin}/?ready&lockAfter=2#/cases`);
+      await d.getByTestId('case-list').waitFor();
+      await d.getByRole('heading', { level: 1, name: '心桥已锁定' }).waitFor({ timeout: 15000 });
+      await d.getByText('因长时间无操作已自动锁定。').waitFor();
+      expect(!(await d.content()).includes('小雨'), 'a case alias is still in the page');
+      await shot(d, 'desktop-lock');
+      await d.getByLabel('PIN 或密码').fill('123456');
+      await d.getByRole('button', { name: '解锁' }).click();
+      await d.getByTestId('case-list').getByText('小雨').waitFor();
+    });
+    await step('desktop: after the last wrong PIN the app says the profile was erased and offers to start again', async () => {
+      await d.goto(`${origin}/?ready&locked&maxFailed=2`);
+      await d.getByLabel('PIN 或密码').fill('000000');
+      await d.getByRole('button', { name: '解锁' }).click();
+      await d.getByTestId('tries-left').filter({ hasText: '这是最后一次机会' }).waitFor();
+      await d.getByLabel('PIN 或密码').fill('111111');
+      await d.getByRole('button', { name: '解锁' }).click();
+      await d.getByRole('heading', { level: 1, name: '这台设备上的资料已被清除' }).waitFor();
+      await shot(d, 'desktop-erased');
+      await d.getByRole('button', { name: '重新开始' }).click();
+      await d.getByRole('heading', { level: 1, name: '欢迎使用心桥' }).waitFor();
+      await d.getByLabel('设置 PIN 或密码').waitFor();
+    });
     await step('desktop: a lead invites with a QR code', async () => {
-      await d.getByRole('link', { name: '设置' }).click();
+      await d.goto(`${origin}/?ready#/settings`);
       await d.getByRole('button', { name: '生成邀请码' }).click();
       await d.getByTestId('qr').locator('svg').waitFor();
       const code = await d.getByLabel('邀请码（文字）').inputValue();

@@ -9,7 +9,10 @@
 // team), unless `offline` is set: then every sync fails with kind 'network'.
 //
 // URL flags when it runs in the browser: `?offline` (sync fails), `?ready`
-// (start with a profile instead of the first-run screen), `?latency=MS`.
+// (start with a profile instead of the first-run screen; its PIN is
+// 123456), `?locked` (with `ready`: start locked), `?lockAfter=SECS` (the
+// inactivity lock time), `?maxFailed=N` (wrong PINs before the profile is
+// erased, default 10), `?latency=MS`.
 
 import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
@@ -72,6 +75,7 @@ export function optionsFromUrl(search: string): FakeOptions {
     latencyMs: Number.isFinite(latency) && p.has('latency') ? latency : undefined,
     locked: p.has('locked'),
     lockAfterSecs: p.has('lockAfter') && Number(p.get('lockAfter')) > 0 ? Number(p.get('lockAfter')) : undefined,
+    maxFailed: p.has('maxFailed') && Number(p.get('maxFailed')) > 0 ? Number(p.get('maxFailed')) : undefined,
   };
 }
 
