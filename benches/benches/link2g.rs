@@ -61,7 +61,12 @@ struct Run {
 
 fn first_sync(relay: &Relay, lead: &Store, dir: &std::path::Path, name: &str, link: Config) -> Run {
     let code = heartbridge_client::invite(lead, Role::Volunteer).expect("invite");
-    let mut dev = Store::init(&dir.join(name), name).expect("init");
+    let mut dev = Store::init(
+        &dir.join(name),
+        name,
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init");
     heartbridge_client::join(&mut dev, &code).expect("join");
     let upstream = relay
         .url
@@ -105,7 +110,12 @@ fn main() {
     let relay = Relay::start();
     let created = relay.create_team("2G");
     let dir = tempfile::tempdir().expect("tmp");
-    let mut lead = Store::init(&dir.path().join("lead"), "组长").expect("init");
+    let mut lead = Store::init(
+        &dir.path().join("lead"),
+        "组长",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init");
     heartbridge_client::claim(&mut lead, &relay.url, created.lead_token.expose()).expect("claim");
     lead.import_handbooks(&handbooks()).expect("import");
     for i in 0..30 {

@@ -60,7 +60,12 @@ fn main() {
     let work = tempfile::tempdir().expect("temp dir");
 
     // ---- (a) no-op syncs.
-    let mut lone = Store::init(&work.path().join("lone"), "林老师").expect("init");
+    let mut lone = Store::init(
+        &work.path().join("lone"),
+        "林老师",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init");
     heartbridge_client::claim(&mut lone, &url, &lead_token(&noop_team)).expect("claim");
     let mut noop_rows = Vec::new();
     let mut noop_heads = String::new();
@@ -129,10 +134,20 @@ fn main() {
     }
 
     // ---- (b) deltas: device A writes and pushes, teammate B pulls.
-    let mut a = Store::init(&work.path().join("a"), "林老师").expect("init a");
+    let mut a = Store::init(
+        &work.path().join("a"),
+        "林老师",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init a");
     heartbridge_client::claim(&mut a, &url, &lead_token(&delta_team)).expect("claim");
     let code = heartbridge_client::invite(&a, Role::Volunteer).expect("invite");
-    let mut b = Store::init(&work.path().join("b"), "王同学").expect("init b");
+    let mut b = Store::init(
+        &work.path().join("b"),
+        "王同学",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init b");
     heartbridge_client::join(&mut b, &code).expect("join");
     sync(&mut a, c);
     sync(&mut b, c);

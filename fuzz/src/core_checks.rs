@@ -76,7 +76,12 @@ pub struct SeedDocs {
 }
 
 fn build_profile(profile: &Path) -> (Store, DocId, DocId) {
-    let mut store = Store::init(profile, "Fuzz volunteer").expect("a new profile");
+    let mut store = Store::init(
+        profile,
+        "Fuzz volunteer",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("a new profile");
     let case = store
         .new_case(&NewCase {
             alias: "Case A".into(),
@@ -145,7 +150,8 @@ impl ApplyHarness {
     }
 
     fn reopen(&mut self) {
-        let store = Store::open(&self.profile).expect("the profile opens");
+        let store = Store::open(&self.profile, &heartbridge_core::testing::unlock())
+            .expect("the profile opens");
         self.check = Some(
             rusqlite::Connection::open_with_flags(
                 self.profile.join(DB_FILE),
@@ -194,7 +200,10 @@ impl ApplyHarness {
         let store = self.store.as_ref().expect("the store is open");
         self.assert_sound(store);
         // The profile opens afresh, as the app would open it next time.
-        drop(Store::open(&self.profile).expect("the profile still opens"));
+        drop(
+            Store::open(&self.profile, &heartbridge_core::testing::unlock())
+                .expect("the profile still opens"),
+        );
         // An error or no change left the store as it was: nothing to undo.
         if let Ok(true) = changed {
             let (k, _) = store

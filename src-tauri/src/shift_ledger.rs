@@ -160,7 +160,12 @@ mod tests {
     #[test]
     fn counts_the_shifts_changes_and_sees_them_delivered_whenever_that_was() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::init(&dir.path().join("p"), "x").unwrap();
+        let mut s = Store::init(
+            &dir.path().join("p"),
+            "x",
+            &heartbridge_core::testing::protection(),
+        )
+        .unwrap();
         let id = write(&mut s, |s| Ok(case(s))).unwrap();
         // Before any shift: nothing to count.
         assert_eq!(delivery(&s).unwrap(), None);

@@ -29,16 +29,23 @@ impl StoreSlot {
     }
 
     /// Runs `f` on the store, opening it first if needed.
+    ///
+    /// Until the app's lock screen (issue 8) asks for a PIN, the profile is
+    /// protected by an empty one.
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, heartbridge_core::Error>,
     ) -> ApiResult<T> {
         let mut guard = self.lock()?;
         if guard.is_none() {
-            *guard = Some(Store::open(&self.profile).map_err(|e| match e {
-                heartbridge_core::Error::ProfileMissing { .. } => ApiError::no_profile(),
-                e => e.into(),
-            })?);
+            *guard = Some(
+                Store::open(&self.profile, &heartbridge_core::Unlock::pin("")).map_err(
+                    |e| match e {
+                        heartbridge_core::Error::ProfileMissing { .. } => ApiError::no_profile(),
+                        e => e.into(),
+                    },
+                )?,
+            );
         }
         let store = guard.as_mut().ok_or_else(ApiError::no_profile)?;
         Ok(f(store)?)
@@ -48,10 +55,10 @@ impl StoreSlot {
     pub fn create_or_open(&self, name: &str) -> ApiResult<()> {
         let mut guard = self.lock()?;
         if guard.is_none() {
-            let store = match Store::open(&self.profile) {
+            let store = match Store::open(&self.profile, &heartbridge_core::Unlock::pin("")) {
                 Ok(s) => s,
                 Err(heartbridge_core::Error::ProfileMissing { .. }) => {
-                    Store::init(&self.profile, name)?
+                    Store::init(&self.profile, name, &heartbridge_core::Protection::pin(""))?
                 }
                 Err(e) => return Err(e.into()),
             };

@@ -374,7 +374,8 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let profile = dir.path().join("p");
-        let mut store = Store::init(&profile, "x").unwrap();
+        let mut store =
+            Store::init(&profile, "x", &heartbridge_core::testing::protection()).unwrap();
         store
             .set_team(&Team {
                 relay_url: format!("http://{addr}"),

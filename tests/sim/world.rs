@@ -28,8 +28,12 @@ pub struct Device {
 impl Device {
     fn new(index: usize) -> Result<Device, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-        let store = Store::init(&dir.path().join("profile"), &format!("volunteer {index}"))
-            .map_err(|e| format!("device {index}: init failed: {e}"))?;
+        let store = Store::init(
+            &dir.path().join("profile"),
+            &format!("volunteer {index}"),
+            &heartbridge_core::testing::protection(),
+        )
+        .map_err(|e| format!("device {index}: init failed: {e}"))?;
         Ok(Device {
             dir,
             store: Some(store),
@@ -57,7 +61,7 @@ impl Device {
     fn crash(&mut self) -> Result<(), String> {
         self.store = None;
         self.store = Some(
-            Store::open(&self.profile())
+            Store::open(&self.profile(), &heartbridge_core::testing::unlock())
                 .map_err(|e| format!("reopen after a crash failed: {e}"))?,
         );
         Ok(())

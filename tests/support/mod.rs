@@ -108,7 +108,12 @@ pub struct Device {
 impl Device {
     pub fn new(name: &str) -> Device {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::init(&dir.path().join("profile"), name).expect("init");
+        let store = Store::init(
+            &dir.path().join("profile"),
+            name,
+            &heartbridge_core::testing::protection(),
+        )
+        .expect("init");
         Device {
             name: name.to_owned(),
             store,

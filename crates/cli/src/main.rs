@@ -6,16 +6,18 @@
 
 mod output;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use heartbridge_client::BlockingTransport;
 use heartbridge_core::{
-    CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, Store, SyncOptions,
+    CaseFilter, CaseUpdate, Channel, DocKind, Group, NewCase, Protection, Risk, Status, Store,
+    SyncOptions, Unlock,
 };
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use output::Out;
 
@@ -43,6 +45,9 @@ enum Command {
         /// Your name as your team sees it.
         #[arg(long)]
         name: String,
+        /// Wrong passphrases in a row after which this device erases the profile.
+        #[arg(long, default_value_t = heartbridge_core::DEFAULT_MAX_FAILED)]
+        max_failed: u32,
     },
     /// Handbooks: import, list, read, search.
     #[command(subcommand)]
@@ -232,8 +237,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
     let profile = cli.profile.clone().unwrap_or_else(default_profile);
     match cli.command {
-        Command::Init { name } => {
-            let store = Store::init(&profile, &name)?;
+        Command::Init { name, max_failed } => {
+            let pass = passphrase(true)?;
+            let protection = Protection::pin(pass.as_str()).with_max_failed(max_failed);
+            let store = Store::init(&profile, &name, &protection)?;
             out.print(
                 &json!({"profile": profile, "device_id": store.profile().device_id}),
                 || {
@@ -245,8 +252,8 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 },
             );
         }
-        Command::Handbook(cmd) => handbook(cmd, &mut Store::open(&profile)?, out)?,
-        Command::Case(cmd) => case(cmd, &mut Store::open(&profile)?, out)?,
+        Command::Handbook(cmd) => handbook(cmd, &mut open(&profile)?, out)?,
+        Command::Case(cmd) => case(cmd, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Claim { relay, token, name }) => {
             let mut store = open_or_init(&profile, name.as_deref())?;
             let team = heartbridge_client::claim(&mut store, &relay, &token)?;
@@ -263,14 +270,14 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                         value: role.chars().take(40).collect(),
                         allowed: "volunteer supervisor lead",
                     })?;
-            let store = Store::open(&profile)?;
+            let store = open(&profile)?;
             let code = heartbridge_client::invite(&store, role)?;
             out.print(&json!({"code": code, "role": role}), || {
                 format!("{code}\n\nThis code carries the team key: give it in person, never by an open channel. It works once.")
             });
         }
         Command::Team(TeamCmd::Members) => {
-            let store = Store::open(&profile)?;
+            let store = open(&profile)?;
             let members = heartbridge_client::members(&store)?;
             out.print(&members, || output::members(&members));
         }
@@ -286,7 +293,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             page_bytes,
             snapshot,
         } => {
-            let mut store = Store::open(&profile)?;
+            let mut store = open(&profile)?;
             let opts = SyncOptions {
                 page_bytes,
                 snapshot_all: snapshot,
@@ -304,7 +311,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             out.print(&report, || output::sync(&report));
         }
         Command::Status => {
-            let store = Store::open(&profile)?;
+            let store = open(&profile)?;
             let status = store.sync_status()?;
             let team = store.team()?;
             let v = json!({
@@ -319,11 +326,48 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_or_init(profile: &std::path::Path, name: Option<&str>) -> anyhow::Result<Store> {
-    match Store::open(profile) {
-        Err(heartbridge_core::Error::ProfileMissing { .. }) if name.is_some() => {
-            Ok(Store::init(profile, name.unwrap_or_default())?)
+/// The profile's passphrase: `HEARTBRIDGE_PASSPHRASE`, else asked without
+/// echo on a terminal (twice with `confirm`), else an error saying so.
+fn passphrase(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(v) = std::env::var_os("HEARTBRIDGE_PASSPHRASE") {
+        let v = v
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("HEARTBRIDGE_PASSPHRASE is not UTF-8 text"))?;
+        return Ok(Zeroizing::new(v));
+    }
+    let missing = || {
+        anyhow::anyhow!(
+            "this profile needs its passphrase: set HEARTBRIDGE_PASSPHRASE, or run heartbridge in a terminal to be asked for it"
+        )
+    };
+    if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
+        return Err(missing());
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("Passphrase: ").map_err(|_| missing())?);
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Passphrase again: ").map_err(|_| missing())?,
+        );
+        if *again != *first {
+            anyhow::bail!("the two passphrases differ: nothing was created; try again");
         }
+    }
+    Ok(first)
+}
+
+/// Opens the profile with its passphrase.
+fn open(profile: &std::path::Path) -> anyhow::Result<Store> {
+    Ok(Store::open(profile, &Unlock::Pin(passphrase(false)?))?)
+}
+
+fn open_or_init(profile: &std::path::Path, name: Option<&str>) -> anyhow::Result<Store> {
+    let pass = passphrase(false)?;
+    match Store::open(profile, &Unlock::Pin(pass.clone())) {
+        Err(heartbridge_core::Error::ProfileMissing { .. }) if name.is_some() => Ok(Store::init(
+            profile,
+            name.unwrap_or_default(),
+            &Protection::pin(pass.as_str()),
+        )?),
         other => Ok(other?),
     }
 }

@@ -17,6 +17,10 @@ fn hb(profile: &Path, args: &[&str]) -> Output {
         .arg(profile)
         .args(args)
         .env_remove("HEARTBRIDGE_PROFILE")
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        )
         .output()
         .expect("run heartbridge")
 }
@@ -237,6 +241,10 @@ fn the_profile_can_come_from_the_environment() {
     let out = Command::new(env!("CARGO_BIN_EXE_heartbridge"))
         .args(["--json", "case", "new", "--alias", "小林"])
         .env("HEARTBRIDGE_PROFILE", &p.path)
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        )
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -370,6 +378,10 @@ fn hb_closed_stdout(profile: &Path, args: &[&str]) -> Output {
         .arg(profile)
         .args(args)
         .env_remove("HEARTBRIDGE_PROFILE")
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        )
         .stdout(writer)
         .output()
         .expect("run heartbridge")
@@ -432,6 +444,10 @@ fn a_closed_pipe_ends_the_output_quietly() {
         .arg(&case)
         .arg(&stderr)
         .env_remove("HEARTBRIDGE_PROFILE")
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        )
         .output()
         .expect("run sh");
     assert_eq!(shell.stdout, b"{");
@@ -463,6 +479,10 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
             .arg(&p)
             .args(["init", "--name", "林老师"])
             .env_remove("HEARTBRIDGE_PROFILE")
+            .env(
+                "HEARTBRIDGE_PASSPHRASE",
+                heartbridge_core::testing::TEST_PIN,
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

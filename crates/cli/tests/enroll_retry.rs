@@ -19,7 +19,11 @@ fn hb(profile: &Path, args: &[&str]) -> Command {
         .arg(profile)
         .arg("--json")
         .args(args)
-        .env_remove("HEARTBRIDGE_PROFILE");
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        );
     c
 }
 

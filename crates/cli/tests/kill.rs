@@ -535,6 +535,10 @@ impl World {
             .arg("--json")
             .args(args)
             .env_remove("HEARTBRIDGE_PROFILE")
+            .env(
+                "HEARTBRIDGE_PASSPHRASE",
+                heartbridge_core::testing::TEST_PIN,
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -13,6 +13,10 @@ fn hb(profile: &Path, args: &[&str]) -> Output {
         .arg(profile)
         .args(args)
         .env_remove("HEARTBRIDGE_PROFILE")
+        .env(
+            "HEARTBRIDGE_PASSPHRASE",
+            heartbridge_core::testing::TEST_PIN,
+        )
         .output()
         .expect("run heartbridge")
 }

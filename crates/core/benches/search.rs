@@ -56,7 +56,12 @@ fn main() {
         std::fs::write(dir.join(format!("g{n:03}.md")), md).expect("write");
         n += 1;
     }
-    let mut store = Store::init(&work.path().join("p"), "bench").expect("init");
+    let mut store = Store::init(
+        &work.path().join("p"),
+        "bench",
+        &heartbridge_core::testing::protection(),
+    )
+    .expect("init");
     let t = Instant::now();
     store.import_handbooks(&[dir]).expect("import");
     let import = t.elapsed();

@@ -220,7 +220,12 @@ mod tests {
     #[test]
     fn bundled_handbooks_never_leave_a_device_that_joins_a_team() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::init(&dir.path().join("p"), "林老师").unwrap();
+        let mut s = Store::init(
+            &dir.path().join("p"),
+            "林老师",
+            &crate::testing::protection(),
+        )
+        .unwrap();
         let files = samples();
         let imported = s.import_bundled_handbooks(&files).unwrap();
         assert_eq!(imported.len(), 3);
@@ -297,7 +302,7 @@ mod tests {
     #[test]
     fn a_profile_with_handbooks_of_its_own_gets_no_samples() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::init(&dir.path().join("p"), "x").unwrap();
+        let mut s = Store::init(&dir.path().join("p"), "x", &crate::testing::protection()).unwrap();
         let own = dir.path().join("own.md");
         std::fs::write(&own, "---\ntitle: T\n---\n## A\nx\n").unwrap();
         s.import_handbooks(&[own]).unwrap();
@@ -311,7 +316,7 @@ mod tests {
     #[test]
     fn an_interrupted_bundled_import_is_finished_and_marked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::init(&dir.path().join("p"), "x").unwrap();
+        let mut s = Store::init(&dir.path().join("p"), "x", &crate::testing::protection()).unwrap();
         let files = samples();
         // As if the app was killed after the first sample was imported but
         // before it was marked.

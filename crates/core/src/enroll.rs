@@ -270,7 +270,8 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tmp");
-        let s = Store::init(&dir.path().join("p"), "林").expect("init");
+        let s =
+            Store::init(&dir.path().join("p"), "林", &crate::testing::protection()).expect("init");
         (dir, s)
     }
 

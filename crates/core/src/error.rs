@@ -56,6 +56,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "wrong PIN or passphrase: {tries_left} tries left before this device erases the profile"
+    )]
+    WrongPin { tries_left: u32 },
+
+    #[error("this profile was erased after too many wrong PINs: its keys and database are gone from this device; create a new profile or join your team again")]
+    ProfileDestroyed,
+
+    #[error("this profile is locked: open it with its PIN or passphrase")]
+    PinRequired,
+
+    #[error("the key store of this system holds no key for this profile: open it with its PIN or passphrase")]
+    KeyStoreUnavailable,
+
+    #[error("the profile's key does not open its database {path}: the database or its keys file was replaced; restore both from the same backup")]
+    WrongKey { path: PathBuf },
+
+    #[error("not enough free disk space to encrypt the profile ({needed} bytes needed, {free} free); nothing was changed: free some space and try again")]
+    NoSpace { needed: u64, free: u64 },
+
     #[error("the disk is full: nothing was saved by this command, and what was saved before is intact; free some space and try again")]
     DiskFull,
 
@@ -120,6 +140,12 @@ impl Error {
             Error::NotUtf8 { .. } | Error::HandbookFormat { .. } => "handbook_format",
             Error::WrongKind { .. } => "wrong_kind",
             Error::Io { .. } => "io",
+            Error::WrongPin { .. } => "wrong_pin",
+            Error::ProfileDestroyed => "profile_destroyed",
+            Error::PinRequired => "pin_required",
+            Error::KeyStoreUnavailable => "keystore_unavailable",
+            Error::WrongKey { .. } => "wrong_key",
+            Error::NoSpace { .. } => "no_space",
             Error::DiskFull => "disk_full",
             Error::Busy => "busy",
             Error::NotEnrolled => "not_enrolled",

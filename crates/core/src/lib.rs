@@ -9,10 +9,10 @@
 //! crate: the CLI, the app and the tests drive it.
 //!
 //! ```
-//! use heartbridge_core::{Store, NewCase, Group, Risk, Channel};
+//! use heartbridge_core::{Store, NewCase, Group, Risk, Channel, Protection};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let mut store = Store::init(&dir.path().join("profile"), "林老师")?;
+//! let mut store = Store::init(&dir.path().join("profile"), "林老师", &Protection::pin("123456"))?;
 //! let id = store.new_case(&NewCase { alias: "小雨".into(), group: Group::ExamStress, risk: Risk::Low })?;
 //! store.add_contact(&id, Channel::Hotline, "谈到考前失眠", Some(25))?;
 //! let case = store.case(&id)?;
@@ -33,6 +33,7 @@ mod projection;
 pub mod search;
 mod store;
 mod sync;
+mod vault;
 
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
 pub use enroll::{PendingEnrollment, Team};
@@ -48,6 +49,7 @@ pub use sync::{
     Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport,
     TransportError, MAX_PUSH_ENVELOPES, PART_BYTES,
 };
+pub use vault::{testing, KdfParams, Protection, Unlock, DEFAULT_MAX_FAILED, KEYS_FILE};
 
 /// Merge rules and document functions, for tests and tools that work on
 /// Automerge documents directly.

@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn shifts_count_contacts_and_bookmarks_toggle() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::init(&dir.path().join("p"), "x").unwrap();
+        let mut s = Store::init(&dir.path().join("p"), "x", &crate::testing::protection()).unwrap();
         assert!(s.current_shift().unwrap().is_none());
         let id = s
             .new_case(&NewCase {
@@ -183,14 +183,14 @@ mod tests {
     fn two_stores_writing_at_once_lose_no_shift_count() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p");
-        drop(Store::init(&p, "x").unwrap());
+        drop(Store::init(&p, "x", &crate::testing::protection()).unwrap());
         const PER_THREAD: i64 = 25;
         let barrier = std::sync::Barrier::new(2);
         std::thread::scope(|scope| {
             for t in 0..2 {
                 let (p, barrier) = (&p, &barrier);
                 scope.spawn(move || {
-                    let mut s = Store::open(p).unwrap();
+                    let mut s = Store::open(p, &crate::testing::unlock()).unwrap();
                     let id = s
                         .new_case(&NewCase {
                             alias: format!("c{t}"),
@@ -209,7 +209,7 @@ mod tests {
                 });
             }
         });
-        let s = Store::open(&p).unwrap();
+        let s = Store::open(&p, &crate::testing::unlock()).unwrap();
         assert_eq!(s.current_shift().unwrap().unwrap().contacts, 2 * PER_THREAD);
         let open: i64 = s
             .conn()

@@ -7,7 +7,12 @@ use heartbridge_core::Store;
 
 fn library() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::init(&dir.path().join("p"), "测试").unwrap();
+    let mut store = Store::init(
+        &dir.path().join("p"),
+        "测试",
+        &heartbridge_core::testing::protection(),
+    )
+    .unwrap();
     let handbooks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../handbooks");
     let imported = store.import_handbooks(&[handbooks]).unwrap();
     assert!(imported.len() >= 4);

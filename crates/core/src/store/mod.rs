@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::error::{Error, Result};
 use crate::model::{now_ms, DocId, DocKind};
+use crate::vault::{Protection, Unlock};
 
 /// The database file inside a profile directory.
 pub const DB_FILE: &str = "heartbridge.db";
@@ -368,6 +369,14 @@ fn remove_init_leftovers(dir: &Path, db_too: bool) -> Result<()> {
     Ok(())
 }
 
+/// How a profile just made with `protection` is opened.
+fn unlock_for(protection: &Protection) -> Unlock {
+    match &protection.pin {
+        Some(pin) => Unlock::Pin(pin.clone()),
+        None => Unlock::KeyStore,
+    }
+}
+
 impl Store {
     /// Creates a new profile in `dir` (created if needed; it must be empty
     /// or hold nothing but what an interrupted `init` left).
@@ -378,8 +387,8 @@ impl Store {
     /// profile (the next `init` removes the leftovers and starts again) or
     /// a complete one. A Heartbridge database without its profile row (an
     /// older `init` interrupted) is finished in place.
-    pub fn init(dir: &Path, name: &str) -> Result<Store> {
-        Store::init_until(dir, name, None)?.ok_or(Error::Empty { what: "profile" })
+    pub fn init(dir: &Path, name: &str, protection: &Protection) -> Result<Store> {
+        Store::init_until(dir, name, protection, None)?.ok_or(Error::Empty { what: "profile" })
     }
 
     /// `init`, stopping as a crash would right after `crash_at` (tests
@@ -387,6 +396,7 @@ impl Store {
     pub(crate) fn init_until(
         dir: &Path,
         name: &str,
+        protection: &Protection,
         crash_at: Option<InitStep>,
     ) -> Result<Option<Store>> {
         let name = name.trim();
@@ -412,7 +422,7 @@ impl Store {
                 migrations::migrate(&mut conn, &path)?;
                 insert_profile(&mut conn, name)?;
                 drop(conn);
-                return Store::open(dir).map(Some);
+                return Store::open(dir, &unlock_for(protection)).map(Some);
             }
             Header::Foreign => {
                 return Err(Error::ProfileForeign {
@@ -521,7 +531,7 @@ impl Store {
                 sync_dir(parent)?;
             }
         }
-        Store::open(dir).map(Some)
+        Store::open(dir, &unlock_for(protection)).map(Some)
     }
 
     /// Opens the profile in `dir`. Refuses, without writing a byte, a
@@ -529,7 +539,8 @@ impl Store {
     /// file: the header is read with plain file I/O and the rest is checked
     /// on a connection that cannot write (see `probe`) before a read-write
     /// connection, WAL mode or migrations touch the file.
-    pub fn open(dir: &Path) -> Result<Store> {
+    pub fn open(dir: &Path, unlock: &Unlock) -> Result<Store> {
+        let _ = unlock;
         let path = dir.join(DB_FILE);
         match read_header(&path)? {
             Header::Absent | Header::Empty => {

@@ -5,7 +5,12 @@ use crate::ops::CaseUpdate;
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::init(&dir.path().join("p"), "测试志愿者").unwrap();
+    let s = Store::init(
+        &dir.path().join("p"),
+        "测试志愿者",
+        &crate::testing::protection(),
+    )
+    .unwrap();
     (dir, s)
 }
 
@@ -25,7 +30,7 @@ fn a_write_is_on_disk_when_the_call_returns() {
     s.add_contact(&id, Channel::Hotline, "第一次来电", Some(15))
         .unwrap();
     // A second connection (another process) sees it at once.
-    let other = Store::open(&dir.path().join("p")).unwrap();
+    let other = Store::open(&dir.path().join("p"), &crate::testing::unlock()).unwrap();
     let c = other.case(&id).unwrap();
     assert_eq!(c.contacts.len(), 1);
     assert_eq!(c.contacts[0].text, "第一次来电");
@@ -125,14 +130,21 @@ fn remote_changes_merge_and_update_the_projection_without_queueing() {
 fn profile_errors_are_distinct_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    assert_eq!(Store::open(&missing).unwrap_err().kind(), "profile_missing");
+    assert_eq!(
+        Store::open(&missing, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "profile_missing"
+    );
     assert!(!missing.exists(), "opening must not create a profile");
 
     let foreign = dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
     assert_eq!(
-        Store::init(&foreign, "x").unwrap_err().kind(),
+        Store::init(&foreign, "x", &crate::testing::protection())
+            .unwrap_err()
+            .kind(),
         "profile_foreign"
     );
     // Another application's SQLite database is not ours.
@@ -142,12 +154,22 @@ fn profile_errors_are_distinct_and_touch_nothing() {
         .unwrap()
         .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
         .unwrap();
-    assert_eq!(Store::open(&other).unwrap_err().kind(), "profile_foreign");
+    assert_eq!(
+        Store::open(&other, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "profile_foreign"
+    );
 
     let (_d, s) = store();
     let p = s.path().parent().unwrap().to_owned();
     drop(s);
-    assert_eq!(Store::init(&p, "x").unwrap_err().kind(), "profile_exists");
+    assert_eq!(
+        Store::init(&p, "x", &crate::testing::protection())
+            .unwrap_err()
+            .kind(),
+        "profile_exists"
+    );
 }
 
 #[test]
@@ -157,7 +179,7 @@ fn a_corrupt_database_is_refused_and_left_byte_for_byte() {
     std::fs::create_dir(&p).unwrap();
     let junk: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(p.join(DB_FILE), &junk).unwrap();
-    let err = Store::open(&p).unwrap_err();
+    let err = Store::open(&p, &crate::testing::unlock()).unwrap_err();
     assert_eq!(err.kind(), "database_corrupt", "{err}");
     assert_eq!(std::fs::read(p.join(DB_FILE)).unwrap(), junk);
     assert!(!p.join(format!("{DB_FILE}-wal")).exists());
@@ -242,9 +264,19 @@ fn a_foreign_database_with_a_hot_journal_is_refused_byte_for_byte() {
     assert_ne!(files(&control), before, "the control was not rolled back");
 
     let before = files(&p);
-    assert_eq!(Store::open(&p).unwrap_err().kind(), "profile_foreign");
+    assert_eq!(
+        Store::open(&p, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "profile_foreign"
+    );
     assert_eq!(files(&p), before, "opening changed a foreign file");
-    assert_eq!(Store::init(&p, "x").unwrap_err().kind(), "profile_foreign");
+    assert_eq!(
+        Store::init(&p, "x", &crate::testing::protection())
+            .unwrap_err()
+            .kind(),
+        "profile_foreign"
+    );
     assert_eq!(files(&p), before, "init changed a foreign file");
 }
 
@@ -283,9 +315,19 @@ fn a_foreign_database_with_a_wal_to_recover_is_refused_byte_for_byte() {
         assert_ne!(files(&control), before, "the control was not recovered");
 
         let before = files(&p);
-        assert_eq!(Store::open(&p).unwrap_err().kind(), "profile_foreign");
+        assert_eq!(
+            Store::open(&p, &crate::testing::unlock())
+                .unwrap_err()
+                .kind(),
+            "profile_foreign"
+        );
         assert_eq!(files(&p), before, "opening changed a foreign file");
-        assert_eq!(Store::init(&p, "x").unwrap_err().kind(), "profile_foreign");
+        assert_eq!(
+            Store::init(&p, "x", &crate::testing::protection())
+                .unwrap_err()
+                .kind(),
+            "profile_foreign"
+        );
         assert_eq!(files(&p), before, "init changed a foreign file");
     }
 }
@@ -306,7 +348,7 @@ fn a_profile_with_a_pending_wal_opens_and_keeps_its_data() {
             .len()
             > 0
     );
-    let s = Store::open(&copy).unwrap();
+    let s = Store::open(&copy, &crate::testing::unlock()).unwrap();
     let c = s.case(&id).unwrap();
     assert_eq!(c.contacts.len(), 1);
     assert_eq!(c.contacts[0].text, "崩溃前的记录");
@@ -335,7 +377,12 @@ fn a_damaged_profile_is_refused_and_nothing_is_created_beside_it() {
     }
     std::fs::write(&db, &bytes).unwrap();
     let before = files(&p);
-    assert_eq!(Store::open(&p).unwrap_err().kind(), "database_corrupt");
+    assert_eq!(
+        Store::open(&p, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "database_corrupt"
+    );
     assert_eq!(files(&p), before, "the damaged profile was touched");
 }
 
@@ -344,19 +391,21 @@ fn init_can_finish_after_a_crash_at_any_step() {
     for step in INIT_STEPS {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p");
-        assert!(Store::init_until(&p, "林老师", Some(step))
-            .unwrap()
-            .is_none());
+        assert!(
+            Store::init_until(&p, "林老师", &crate::testing::protection(), Some(step))
+                .unwrap()
+                .is_none()
+        );
         // Opening never finds anything but no profile or a whole one.
-        match Store::open(&p) {
+        match Store::open(&p, &crate::testing::unlock()) {
             Ok(_) => {}
             Err(e) => assert_eq!(e.kind(), "profile_missing", "after {step:?}: {e}"),
         }
-        let store = match Store::init(&p, "林老师") {
+        let store = match Store::init(&p, "林老师", &crate::testing::protection()) {
             Ok(s) => s,
             Err(e) => {
                 assert_eq!(e.kind(), "profile_exists", "after {step:?}: {e}");
-                Store::open(&p).unwrap()
+                Store::open(&p, &crate::testing::unlock()).unwrap()
             }
         };
         assert_eq!(store.profile().name, "林老师");
@@ -380,11 +429,19 @@ fn an_older_interrupted_init_is_finished_not_stuck() {
     migrations::migrate(&mut conn, &p.join(DB_FILE)).unwrap();
     drop(conn);
     let before = files(&p);
-    assert_eq!(Store::open(&p).unwrap_err().kind(), "profile_missing");
-    assert_eq!(files(&p), before, "open wrote to a profile it refused");
-    let s = Store::init(&p, "x").unwrap();
     assert_eq!(
-        Store::open(&p).unwrap().profile().device_id,
+        Store::open(&p, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "profile_missing"
+    );
+    assert_eq!(files(&p), before, "open wrote to a profile it refused");
+    let s = Store::init(&p, "x", &crate::testing::protection()).unwrap();
+    assert_eq!(
+        Store::open(&p, &crate::testing::unlock())
+            .unwrap()
+            .profile()
+            .device_id,
         s.profile().device_id
     );
 
@@ -392,9 +449,14 @@ fn an_older_interrupted_init_is_finished_not_stuck() {
     let p = dir.path().join("empty");
     std::fs::create_dir(&p).unwrap();
     std::fs::write(p.join(DB_FILE), b"").unwrap();
-    assert_eq!(Store::open(&p).unwrap_err().kind(), "profile_missing");
-    Store::init(&p, "x").unwrap();
-    Store::open(&p).unwrap();
+    assert_eq!(
+        Store::open(&p, &crate::testing::unlock())
+            .unwrap_err()
+            .kind(),
+        "profile_missing"
+    );
+    Store::init(&p, "x", &crate::testing::protection()).unwrap();
+    Store::open(&p, &crate::testing::unlock()).unwrap();
 }
 
 #[test]
@@ -417,7 +479,7 @@ fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
     drop(conn);
     let before = files(&p);
     assert!(before.contains_key(&format!("{DB_FILE}-journal")));
-    let err = Store::open(&p).unwrap_err();
+    let err = Store::open(&p, &crate::testing::unlock()).unwrap_err();
     assert_eq!(err.kind(), "database_corrupt", "{err}");
     assert!(err.to_string().contains("rollback journal"), "{err}");
     assert_eq!(files(&p), before, "the file was rolled back");

@@ -14,7 +14,8 @@ use crate::model::{Channel, Group, Risk};
 use crate::NewCase;
 
 fn enrolled(dir: &std::path::Path, name: &str, team: &Team) -> Store {
-    let mut store = Store::init(&dir.join(name), name).expect("init");
+    let mut store =
+        Store::init(&dir.join(name), name, &crate::testing::protection()).expect("init");
     let mut mine = team.clone();
     mine.device_id = name.to_owned();
     store.set_team(&mine).expect("team");
