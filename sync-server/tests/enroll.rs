@@ -70,7 +70,7 @@ async fn team_create_claim_invite_join_with_each_role_rule() {
 }
 
 #[tokio::test]
-async fn invite_ttl_defaults_to_seven_days_and_is_capped_at_thirty() {
+async fn invite_ttl_defaults_to_a_day_and_is_capped_at_thirty() {
     let relay = TestRelay::start().await;
     let c = relay.client();
     let (_team, lead, _) = team_with_volunteers(&relay, 0).await;
@@ -78,7 +78,8 @@ async fn invite_ttl_defaults_to_seven_days_and_is_capped_at_thirty() {
     let ttl = |a: common::Answer| a.json::<InviteResponse>().expires_at - now;
     assert_eq!(
         ttl(c.invite(&lead.token, Role::Volunteer, 0).await),
-        7 * DAY
+        DAY,
+        "a request that says no TTL"
     );
     assert_eq!(
         ttl(c.invite(&lead.token, Role::Volunteer, 3600).await),
@@ -249,30 +250,34 @@ async fn a_revoked_device_is_refused_at_once() {
         .error(403, "forbidden");
 
     let a = c.revoke(&lead.token, &gone.id).await;
-    assert_eq!(a.status, 204);
+    assert_eq!(a.status, 200);
+    let cutoff: heartbridge_proto::RevokeResponse = a.json();
     let e = c
         .sync_raw(
             &gone.token,
-            heartbridge_proto::encode(&heartbridge_proto::SyncRequest {
-                v: 1,
-                cursor: 0,
-                push: vec![],
-                max_bytes: 0,
-            }),
+            heartbridge_proto::encode(&common::request(0, vec![], 0)),
         )
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
     assert!(!e.message.contains(gone.token.expose()));
     c.get("/v1/members", Some(&gone.token))
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
     c.invite(&gone.token, Role::Volunteer, 0)
         .await
-        .error(403, "revoked");
-    // Revoking again is harmless; the others go on.
-    assert_eq!(c.revoke(&lead.token, &gone.id).await.status, 204);
-    c.sync(&stays.token, 0, vec![team.change(common::doc(), b"x")], 0)
-        .await;
+        .error(403, "device_revoked");
+    // Revoking again is harmless and answers the same cut-off; the others
+    // go on.
+    let again = c.revoke(&lead.token, &gone.id).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json::<heartbridge_proto::RevokeResponse>(), cutoff);
+    c.sync(
+        &stays.token,
+        0,
+        vec![team.change(stays, common::doc(), b"x")],
+        0,
+    )
+    .await;
     let members = c.members(&lead.token).await.members;
     let m = members
         .iter()
@@ -290,7 +295,7 @@ async fn a_revoked_device_is_refused_at_once() {
     heartbridge_relay::revoke_device(&relay.db, &stays.id).expect("operator revoke");
     c.get("/v1/members", Some(&stays.token))
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
     assert!(matches!(
         heartbridge_relay::revoke_device(&relay.db, &"11".repeat(16)),
         Err(heartbridge_relay::RelayError::UnknownDevice(_))
@@ -431,17 +436,17 @@ async fn a_retry_after_the_device_was_revoked_is_refused() {
     let mut req = team.enroll_request(&invite.token, &team.key, "Wang");
     req.enrollment_id = Some(enrollment_id());
     let joined: EnrollResponse = c.post_json("/v1/join", None, &req).await.json();
-    assert_eq!(c.revoke(&lead.token, &joined.device_id).await.status, 204);
+    assert_eq!(c.revoke(&lead.token, &joined.device_id).await.status, 200);
 
     let e = c
         .post_json("/v1/join", None, &req)
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
     assert!(!e.message.contains(invite.token.expose()));
     // Nothing came back to life: the old token is still refused as revoked.
     c.get("/v1/members", Some(&joined.device_token))
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
     let members = c.members(&lead.token).await.members;
     assert_eq!(members.len(), 2);
     assert!(members

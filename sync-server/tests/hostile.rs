@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::{doc, read_head, read_until_closed, team_with_volunteers, within, TestRelay};
 use heartbridge_proto::{
-    encode, Envelope, ErrorBody, InviteResponse, Role, Secret, SyncRequest, TeamKey,
-    SYNC_CONTENT_TYPE,
+    encode, Envelope, ErrorBody, InviteResponse, Role, Secret, TeamKey, SYNC_CONTENT_TYPE,
 };
 use heartbridge_relay::RateLimits;
 use tokio::io::AsyncWriteExt;
@@ -58,12 +57,7 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 }
 
 fn push_body(push: Vec<Envelope>) -> Vec<u8> {
-    encode(&SyncRequest {
-        v: 1,
-        cursor: 0,
-        push,
-        max_bytes: 0,
-    })
+    encode(&common::request(0, push, 0))
 }
 
 #[tokio::test]
@@ -81,7 +75,9 @@ async fn a_stalled_push_does_not_hold_back_another_devices_push() {
     let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
     let (staller, other) = (&vols[0], &vols[1]);
 
-    let stalled_push: Vec<Envelope> = (0..40).map(|_| team.change_of_size(doc(), 5000)).collect();
+    let stalled_push: Vec<Envelope> = (0..40)
+        .map(|_| team.change_of_size(staller, doc(), 5000))
+        .collect();
     let body = push_body(stalled_push);
     let mut s = c.connect().await;
     // Chunked: counted at the body cap, the whole budget.
@@ -101,7 +97,12 @@ async fn a_stalled_push_does_not_hold_back_another_devices_push() {
     // Then the client stalls. Another device's push is admitted and
     // acknowledged all the same.
     let r = c
-        .sync(&other.token, 0, vec![team.change(doc(), b"on time")], 0)
+        .sync(
+            &other.token,
+            0,
+            vec![team.change(other, doc(), b"on time")],
+            0,
+        )
         .await;
     assert_eq!(r.acked.len(), 1);
 
@@ -123,7 +124,7 @@ async fn a_stalled_body_is_answered_408_and_its_connection_closed() {
     let relay = TestRelay::start_with(|c| c.body_timeout = Duration::from_secs(1)).await;
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 1).await;
-    let body = push_body(vec![team.change(doc(), b"never finished")]);
+    let body = push_body(vec![team.change(&vols[0], doc(), b"never finished")]);
 
     let mut s = c.connect().await;
     s.write_all(push_head(&vols[0].token, Some(body.len())).as_bytes())
@@ -202,8 +203,13 @@ async fn a_burst_of_wrong_tokens_is_rate_limited_and_a_good_device_still_syncs()
 
     // The good device behind the same address is not slowed by them.
     for _ in 0..10 {
-        c.sync(&vols[0].token, 0, vec![team.change(doc(), b"fine")], 0)
-            .await;
+        c.sync(
+            &vols[0].token,
+            0,
+            vec![team.change(&vols[0], doc(), b"fine")],
+            0,
+        )
+        .await;
     }
     // Another address is not limited by this one's failures.
     relay
@@ -316,7 +322,9 @@ async fn every_error_answer_is_json_with_its_status() {
     c.post_json("/v1/join", None, &big)
         .await
         .error(413, "too_large");
-    let push: Vec<Envelope> = (0..4).map(|_| team.change_of_size(doc(), 20_000)).collect();
+    let push: Vec<Envelope> = (0..4)
+        .map(|_| team.change_of_size(&lead, doc(), 20_000))
+        .collect();
     c.sync_raw(&lead.token, push_body(push))
         .await
         .error(413, "too_large");

@@ -10,8 +10,7 @@ use std::sync::mpsc;
 
 use common::{doc, read_head, team_with_volunteers, within, KillOnDrop, Team, TestRelay, WAIT};
 use heartbridge_proto::{
-    decode, encode, seal_name, Role, Secret, SyncRequest, SyncResponse, TeamCreated,
-    SYNC_CONTENT_TYPE,
+    decode, encode, seal_name, Role, Secret, SyncResponse, TeamCreated, SYNC_CONTENT_TYPE,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -77,14 +76,23 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
     let monitoring = common::Client::new(relay.metrics_addr.expect("a metrics listener"));
     let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
     let push: Vec<_> = (0..3)
-        .map(|i| team.change(doc(), format!("{i}").as_bytes()))
+        .map(|i| team.change(&vols[0], doc(), format!("{i}").as_bytes()))
         .collect();
     let r = c.sync(&vols[0].token, 0, push, 0).await;
     assert_eq!(r.acked.len(), 3);
     let pulled = c.sync(&lead.token, 0, vec![], 0).await;
     assert_eq!(pulled.pull.len(), 3);
-    assert_eq!(c.revoke(&lead.token, &vols[1].id).await.status, 204);
+    assert_eq!(c.revoke(&lead.token, &vols[1].id).await.status, 200);
     c.get("/v1/members", None).await.error(401, "unknown_token");
+    // Refusals are counted by kind: a revoked device's sync, an unsigned push.
+    let empty = encode(&common::request(0, vec![], 0));
+    c.sync_raw(&vols[1].token, empty)
+        .await
+        .error(403, "device_revoked");
+    let unsigned = encode(&common::request(0, vec![team.seal_change(doc(), b"x")], 0));
+    c.sync_raw(&vols[0].token, unsigned)
+        .await
+        .error(403, "bad_signature");
     // Not on the public port; the metrics port serves nothing else.
     c.get("/metrics", None).await.error(404, "not_found");
     monitoring
@@ -125,24 +133,35 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
     assert_eq!(
         metric(
             &text,
-            "heartbridge_requests_total{route=\"/v1/devices/{device_id}/revoke\",status=\"204\"}"
+            "heartbridge_requests_total{route=\"/v1/devices/{device_id}/revoke\",status=\"200\"}"
         ),
         1.0
     );
+    for kind in ["device_revoked", "bad_signature", "unknown_token"] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("heartbridge_refusals_total{{kind=\"{kind}\"}}")
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
     assert_eq!(metric(&text, "heartbridge_envelopes_in_total"), 3.0);
     assert_eq!(metric(&text, "heartbridge_envelopes_out_total"), 3.0);
     assert!(metric(&text, "heartbridge_bytes_in_total") > 0.0);
     assert!(metric(&text, "heartbridge_bytes_out_total") > 0.0);
     assert_eq!(
         metric(&text, "heartbridge_sync_duration_seconds_count"),
-        2.0
+        4.0,
+        "refused syncs too"
     );
     assert_eq!(
         metric(
             &text,
             "heartbridge_sync_duration_seconds_bucket{le=\"+Inf\"}"
         ),
-        2.0
+        4.0
     );
     assert_eq!(
         metric(&text, "heartbridge_devices"),
@@ -158,13 +177,10 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
 async fn graceful_shutdown_lets_an_in_flight_sync_commit() {
     let mut relay = TestRelay::start().await;
     let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
-    let push: Vec<_> = (0..50).map(|_| team.change_of_size(doc(), 2000)).collect();
-    let body = encode(&SyncRequest {
-        v: 1,
-        cursor: 0,
-        push,
-        max_bytes: 0,
-    });
+    let push: Vec<_> = (0..50)
+        .map(|_| team.change_of_size(&vols[0], doc(), 2000))
+        .collect();
+    let body = encode(&common::request(0, push, 0));
 
     within("the in-flight sync", async {
         // The request head goes first; the relay asks for the body with
@@ -243,19 +259,22 @@ async fn canary_no_plaintext_name_token_or_key_reaches_the_relays_disk() {
     let lead = team.claim(&c, &format!("{NAME}-lead")).await;
     let invite: heartbridge_proto::InviteResponse =
         c.invite(&lead.token, Role::Volunteer, 0).await.json();
-    let mut req = team.enroll_request(&invite.token, &team.key, "unused");
+    let secret = heartbridge_proto::DeviceSecret::generate();
+    let mut req =
+        team.enroll_request_as(&invite.token, &team.key, "unused", &secret, Role::Volunteer);
     req.name_sealed = seal_name(&team.key, &team.id, NAME);
     let volunteer: heartbridge_proto::EnrollResponse =
         c.post_json("/v1/join", None, &req).await.json();
+    let volunteer = common::EnrolledDevice::new(volunteer, secret);
 
     // Plaintext that would compress well, so it is not hidden by chance.
     let d = doc();
     let note = format!("{MARKER} ").repeat(50);
     let mut push: Vec<_> = (0..20)
-        .map(|i| team.change(d, format!("{i}: {note} {NAME}").as_bytes()))
+        .map(|i| team.change(&volunteer, d, format!("{i}: {note} {NAME}").as_bytes()))
         .collect();
-    push.push(team.snapshot(d, note.as_bytes(), 0));
-    c.sync(&volunteer.device_token, 0, push, 0).await;
+    push.push(team.snapshot(&volunteer, d, note.as_bytes(), 0));
+    c.sync(&volunteer.token, 0, push, 0).await;
     let (pages, _) = c.pull_all(&lead.token, 0, 0).await;
     // The marker did travel, sealed: the lead opens all 21 envelopes.
     let pulled: Vec<_> = pages.iter().flat_map(|p| p.pull.iter()).collect();
@@ -285,7 +304,7 @@ async fn canary_no_plaintext_name_token_or_key_reaches_the_relays_disk() {
         ("a device token", lead.token.expose().as_bytes().to_vec()),
         (
             "a device token",
-            volunteer.device_token.expose().as_bytes().to_vec(),
+            volunteer.token.expose().as_bytes().to_vec(),
         ),
     ];
     let scan = |when: &str| {
@@ -408,13 +427,16 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
     };
     let lead = team.claim(&c, "Lead").await;
     let vol = team.add(&c, &lead, Role::Volunteer, "Vol").await;
-    c.sync(&vol.token, 0, vec![team.change(doc(), b"hello")], 0)
+    c.sync(&vol.token, 0, vec![team.change(&vol, doc(), b"hello")], 0)
         .await;
-    let (ok, _) = relay_cmd(&["device", "revoke", &vol.id, "--db", db_arg]);
+    let (ok, out) = relay_cmd(&["device", "revoke", &vol.id, "--db", db_arg]);
     assert!(ok);
+    assert!(out.contains("cutoff seq 1"), "{out}");
     c.get("/v1/members", Some(&vol.token))
         .await
-        .error(403, "revoked");
+        .error(403, "device_revoked");
+    // Its roster record is still readable (none uploaded here).
+    c.roster(&vol.token).await.error(404, "not_found");
     let (ok, _) = relay_cmd(&["device", "revoke", "nothex", "--db", db_arg]);
     assert!(!ok);
 

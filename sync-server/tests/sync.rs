@@ -6,15 +6,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{doc, team_with_volunteers, TestRelay};
-use heartbridge_proto::{encode, ContentId, Envelope, SyncRequest};
+use heartbridge_proto::{encode, ContentId, Envelope};
 
-fn request(push: Vec<Envelope>) -> SyncRequest {
-    SyncRequest {
-        v: 1,
-        cursor: 0,
-        push,
-        max_bytes: 0,
-    }
+fn request(push: Vec<Envelope>) -> heartbridge_proto::SyncRequest {
+    common::request(0, push, 0)
 }
 
 #[tokio::test]
@@ -23,7 +18,7 @@ async fn push_is_deduplicated_by_content_id() {
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 2).await;
     let d = doc();
-    let env = team.change(d, "个案笔记 1".as_bytes());
+    let env = team.change(&vols[0], d, "个案笔记 1".as_bytes());
 
     let first = c.sync(&vols[0].token, 0, vec![env.clone()], 0).await;
     assert_eq!(first.acked.len(), 1);
@@ -33,8 +28,8 @@ async fn push_is_deduplicated_by_content_id() {
 
     // The same envelope again (a retried push), twice in one request, and
     // the same content sealed again (new nonce, same content id), also by
-    // another device of the team: one row, one seq.
-    let resealed = team.change(d, "个案笔记 1".as_bytes());
+    // another device of the team (signed by it): one row, one seq.
+    let resealed = team.change(&vols[0], d, "个案笔记 1".as_bytes());
     assert_eq!(resealed.id, env.id);
     assert_ne!(resealed.nonce, env.nonce);
     let again = c
@@ -49,14 +44,17 @@ async fn push_is_deduplicated_by_content_id() {
         again.acked.iter().map(|a| a.seq).collect::<Vec<_>>(),
         vec![seq, seq, seq]
     );
-    let other = c.sync(&vols[1].token, 0, vec![resealed], 0).await;
+    let by_other = team.change(&vols[1], d, "个案笔记 1".as_bytes());
+    assert_eq!(by_other.id, env.id);
+    let other = c.sync(&vols[1].token, 0, vec![by_other], 0).await;
     assert_eq!(other.acked[0].seq, seq);
     assert_eq!(relay.stored_envelopes(), 1);
 
     // Another team's envelope with the same content id is its own.
     let (other_team, _, other_vols) = team_with_volunteers(&relay, 1).await;
-    let mut foreign = other_team.change(d, b"other");
+    let mut foreign = other_team.seal_change(d, b"other");
     foreign.id = env.id;
+    let foreign = other_vols[0].sign(&other_team, foreign);
     let r = c.sync(&other_vols[0].token, 0, vec![foreign], 0).await;
     assert_ne!(r.acked[0].seq, seq);
     assert_eq!(relay.stored_envelopes(), 2);
@@ -72,7 +70,9 @@ async fn pull_excludes_own_envelopes_pages_by_bytes_and_resumes_exactly_once() {
     // A pushes 12 envelopes of ~1000 bytes, B 5, in interleaved syncs.
     let mut by_author: BTreeMap<&str, Vec<(u64, ContentId)>> = BTreeMap::new();
     for round in 0..6 {
-        let push: Vec<Envelope> = (0..2).map(|_| team.change_of_size(doc(), 1000)).collect();
+        let push: Vec<Envelope> = (0..2)
+            .map(|_| team.change_of_size(a, doc(), 1000))
+            .collect();
         let r = c.sync(&a.token, 0, push.clone(), 0).await;
         by_author
             .entry("a")
@@ -80,7 +80,7 @@ async fn pull_excludes_own_envelopes_pages_by_bytes_and_resumes_exactly_once() {
             .extend(r.acked.iter().map(|k| (k.seq, k.id)));
         if round < 5 {
             let r = c
-                .sync(&b.token, 0, vec![team.change_of_size(doc(), 1000)], 0)
+                .sync(&b.token, 0, vec![team.change_of_size(b, doc(), 1000)], 0)
                 .await;
             by_author
                 .entry("b")
@@ -95,8 +95,10 @@ async fn pull_excludes_own_envelopes_pages_by_bytes_and_resumes_exactly_once() {
         .max()
         .expect("pushed");
 
-    // B pulls A's envelopes only, 2 per page at a 2,500-byte limit.
-    let (pages, cursor) = c.pull_all(&b.token, 0, 2500).await;
+    // B pulls A's envelopes only, 2 per page at a 3,000-byte limit (each
+    // costs its ciphertext, ids, author and signature; the first page also
+    // carries the 3 members).
+    let (pages, cursor) = c.pull_all(&b.token, 0, 3000).await;
     let got: Vec<(u64, ContentId)> = pages
         .iter()
         .flat_map(|p| p.pull.iter().map(|e| (e.seq, e.envelope.id)))
@@ -109,7 +111,7 @@ async fn pull_excludes_own_envelopes_pages_by_bytes_and_resumes_exactly_once() {
         assert!(p.more);
         assert_eq!(p.pull.len(), 2);
         let bytes: usize = p.pull.iter().map(|e| e.envelope.ciphertext.len()).sum();
-        assert!(bytes <= 2500);
+        assert!(bytes <= 3000);
     }
     assert!(!pages.last().expect("a page").more);
     assert_eq!(cursor, by_author["a"].last().expect("a").0);
@@ -161,7 +163,7 @@ async fn a_device_alone_skips_its_own_envelopes() {
     let c = relay.client();
     let (team, lead, _) = team_with_volunteers(&relay, 0).await;
     let push: Vec<Envelope> = (0..3)
-        .map(|i| team.change(doc(), format!("n{i}").as_bytes()))
+        .map(|i| team.change(&lead, doc(), format!("n{i}").as_bytes()))
         .collect();
     let r = c.sync(&lead.token, 0, push, 0).await;
     assert!(r.pull.is_empty());
@@ -176,8 +178,12 @@ async fn a_device_alone_skips_its_own_envelopes() {
 async fn a_snapshot_drops_older_envelopes_of_its_document_only() {
     let relay = TestRelay::start().await;
     let c = relay.client();
-    let (team, _lead, vols) = team_with_volunteers(&relay, 2).await;
-    let (writer, reader) = (&vols[0], &vols[1]);
+    let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
+    // Only a lead or supervisor may compact.
+    let writer = &team
+        .add(&c, &lead, heartbridge_proto::Role::Supervisor, "Supervisor")
+        .await;
+    let reader = &vols[0];
     let (x, y) = (doc(), doc());
 
     let xs = c
@@ -185,21 +191,21 @@ async fn a_snapshot_drops_older_envelopes_of_its_document_only() {
             &writer.token,
             0,
             (0..3)
-                .map(|i| team.change(x, format!("x{i}").as_bytes()))
+                .map(|i| team.change(writer, x, format!("x{i}").as_bytes()))
                 .collect(),
             0,
         )
         .await
         .acked;
     let ys = c
-        .sync(&writer.token, 0, vec![team.change(y, b"y0")], 0)
+        .sync(&writer.token, 0, vec![team.change(writer, y, b"y0")], 0)
         .await
         .acked;
     let x_late = c
         .sync(
             &reader.token,
             0,
-            vec![team.change(x, b"x3 from the reader")],
+            vec![team.change(reader, x, b"x3 from the reader")],
             0,
         )
         .await
@@ -207,13 +213,14 @@ async fn a_snapshot_drops_older_envelopes_of_its_document_only() {
 
     // A snapshot of x covering its first three changes.
     let covers = xs[2].seq;
-    let snap = team.snapshot(x, b"x0 x1 x2", covers);
+    let snap = team.snapshot(writer, x, b"x0 x1 x2", covers);
     let snap_seq = c.sync(&writer.token, 0, vec![snap.clone()], 0).await.acked[0].seq;
     assert_eq!(
         relay.stored_envelopes(),
         3,
         "y0, x3 and the snapshot remain"
     );
+    assert_eq!(relay.superseded_envelopes(), 3, "kept for the grace");
 
     let (pages, _) = c.pull_all(&reader.token, 0, 0).await;
     let seqs: BTreeSet<u64> = pages
@@ -236,7 +243,7 @@ async fn a_snapshot_drops_older_envelopes_of_its_document_only() {
 
     // A snapshot never drops itself or anything stored after it, even with
     // a covers past the end of the log; pushing it again changes nothing.
-    let snap2 = team.snapshot(y, b"y all", u64::MAX);
+    let snap2 = team.snapshot(writer, y, b"y all", u64::MAX);
     let r = c.sync(&writer.token, 0, vec![snap2.clone()], 0).await;
     let snap2_seq = r.acked[0].seq;
     let again = c.sync(&writer.token, 0, vec![snap2], 0).await;
@@ -250,12 +257,14 @@ async fn a_bad_push_is_refused_whole() {
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 1).await;
     let token = &vols[0].token;
-    let good = team.change(doc(), b"fine");
+    let good = team.change(&vols[0], doc(), b"fine");
 
-    let mut empty = team.change(doc(), b"will be emptied");
+    let mut empty = team.seal_change(doc(), b"will be emptied");
     empty.ciphertext.clear();
-    let mut future = team.change(doc(), b"sealed under a future key");
+    let empty = vols[0].sign(&team, empty);
+    let mut future = team.seal_change(doc(), b"sealed under a future key");
     future.epoch = 2;
+    let future = vols[0].sign(&team, future);
     for bad in [empty, future] {
         let body = encode(&request(vec![good.clone(), bad]));
         c.sync_raw(token, body).await.error(400, "malformed");
@@ -272,12 +281,15 @@ async fn a_bad_push_is_refused_whole() {
     assert_eq!(relay.stored_envelopes(), 0);
     // A version this relay does not speak.
     let mut req = request(vec![good.clone()]);
-    req.v = 2;
+    req.v = 3;
     c.sync_raw(token, encode(&req)).await.error(400, "version");
-    // Whatever a later version's body looks like after its first byte.
-    c.sync_raw(token, vec![2, 0xff, 0xff])
-        .await
-        .error(400, "version");
+    // Whatever another version's body looks like after its first byte: a
+    // later one, or the last (v1) client.
+    for v in [1, 3] {
+        c.sync_raw(token, vec![v, 0xff, 0xff])
+            .await
+            .error(400, "version");
+    }
     assert_eq!(relay.stored_envelopes(), 0);
     c.sync(token, 0, vec![good], 0).await;
     assert_eq!(relay.stored_envelopes(), 1);
@@ -288,7 +300,9 @@ async fn an_oversized_body_is_413_and_changes_nothing() {
     let relay = TestRelay::start_with(|c| c.max_body_bytes = 64 * 1024).await;
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 1).await;
-    let push: Vec<Envelope> = (0..5).map(|_| team.change_of_size(doc(), 20_000)).collect();
+    let push: Vec<Envelope> = (0..5)
+        .map(|_| team.change_of_size(&vols[0], doc(), 20_000))
+        .collect();
     let body = encode(&request(push.clone()));
     assert!(body.len() > 64 * 1024);
     c.sync_raw(&vols[0].token, body)
@@ -305,7 +319,9 @@ async fn the_relay_page_limit_caps_what_a_device_asks() {
     let relay = TestRelay::start_with(|c| c.page_bytes = 3000).await;
     let c = relay.client();
     let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
-    let push: Vec<Envelope> = (0..6).map(|_| team.change_of_size(doc(), 1000)).collect();
+    let push: Vec<Envelope> = (0..6)
+        .map(|_| team.change_of_size(&vols[0], doc(), 1000))
+        .collect();
     c.sync(&vols[0].token, 0, push, 0).await;
     let page = c.sync(&lead.token, 0, vec![], 0).await;
     assert_eq!(page.pull.len(), 2);
@@ -326,7 +342,9 @@ async fn concurrent_pushes_are_all_stored_once_with_distinct_seqs() {
     let mut tasks = Vec::new();
     for (team, _, vols) in &teams {
         for v in vols {
-            let push: Vec<Envelope> = (0..20).map(|_| team.change_of_size(doc(), 2000)).collect();
+            let push: Vec<Envelope> = (0..20)
+                .map(|_| team.change_of_size(v, doc(), 2000))
+                .collect();
             let token = v.token.clone();
             tasks.push(tokio::spawn(async move {
                 let r = c.sync(&token, 0, push.clone(), 0).await;
@@ -359,7 +377,7 @@ async fn a_push_over_the_envelope_cap_is_refused_whole() {
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 1).await;
     let push: Vec<Envelope> = (0..11)
-        .map(|i| team.change(doc(), format!("n{i}").as_bytes()))
+        .map(|i| team.change(&vols[0], doc(), format!("n{i}").as_bytes()))
         .collect();
     let e = c
         .sync_raw(&vols[0].token, encode(&request(push.clone())))
@@ -379,23 +397,19 @@ async fn a_page_of_many_tiny_envelopes_stays_within_the_bytes_asked() {
     let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
     // 300 envelopes of a few bytes of ciphertext each: framing outweighs them.
     let push: Vec<Envelope> = (0..300)
-        .map(|i| team.change(doc(), format!("{i}").as_bytes()))
+        .map(|i| team.change(&vols[0], doc(), format!("{i}").as_bytes()))
         .collect();
     let tiny = push[0].ciphertext.len();
     assert!(tiny < 64, "ciphertext of {tiny} bytes");
     c.sync(&vols[0].token, 0, push, 0).await;
 
-    const MAX: usize = 2000;
+    const MAX: usize = 4000;
     let mut cursor = 0;
     let mut pulled = 0;
     let mut pages = 0;
     loop {
-        let body = encode(&SyncRequest {
-            v: 1,
-            cursor,
-            push: vec![],
-            max_bytes: MAX as u32,
-        });
+        // Members asked from 0 too: they count against the bound.
+        let body = encode(&common::request(cursor, vec![], MAX as u32));
         let a = c.sync_raw(&lead.token, body).await;
         assert_eq!(a.status, 200);
         assert!(
@@ -419,7 +433,7 @@ async fn a_page_of_many_tiny_envelopes_stays_within_the_bytes_asked() {
     assert!(pages > 1);
 
     // A single envelope larger than the bound still comes, alone.
-    let big = team.change_of_size(doc(), 3 * MAX);
+    let big = team.change_of_size(&vols[0], doc(), 3 * MAX);
     c.sync(&vols[0].token, 0, vec![big.clone()], 0).await;
     let page = c.sync(&lead.token, cursor, vec![], MAX as u32).await;
     assert_eq!(page.pull.len(), 1);

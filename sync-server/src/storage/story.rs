@@ -5,7 +5,9 @@
 
 use heartbridge_proto::{DocKindTag, Envelope, EnvelopeKind, Role, TeamId, TeamKey};
 
-use super::{DeviceId, Enrollment, NewInvite, PushJob, Storage};
+use super::{
+    DeviceId, DeviceKeys, Enrollment, NewInvite, Page, PullQuery, PushJob, RosterUpload, Storage,
+};
 use crate::error::{Refusal, StoreError};
 
 fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>) -> Refusal {
@@ -24,8 +26,26 @@ fn enrollment(team: TeamId, token_hash: &str, key_check: &str, now: i64) -> Enro
         enrollment_id: None,
         device: DeviceId::random(),
         device_token_hash: format!("device-{}", DeviceId::random()),
+        keys: DeviceKeys {
+            sign_pk: rand::random(),
+            kx_pk: rand::random(),
+            epoch: 1,
+            proof: rand::random(),
+        },
         now,
     }
+}
+
+fn pull(s: &dyn Storage, team: TeamId, device: DeviceId, cursor: u64, page_bytes: u64) -> Page {
+    s.pull(&PullQuery {
+        team,
+        device,
+        cursor,
+        page_bytes,
+        members_since: u64::MAX,
+        roster_version: u64::MAX,
+    })
+    .unwrap()
 }
 
 /// Runs the story against an empty storage.
@@ -99,6 +119,7 @@ pub(crate) fn story(s: &dyn Storage) {
         team,
         device,
         envelopes,
+        roster: None,
         now: 110,
     };
     let results = s
@@ -115,29 +136,37 @@ pub(crate) fn story(s: &dyn Storage) {
     assert_eq!(s.gauges().unwrap().envelopes, 3);
 
     // Pull: others' envelopes only, paged by bytes.
-    let page = s.pull(team, lead.id, 0, 1).unwrap();
+    let page = pull(s, team, lead.id, 0, 1);
     assert_eq!(page.pull.len(), 1);
     assert!(page.more);
-    let rest = s.pull(team, lead.id, page.cursor, 1 << 20).unwrap();
+    let rest = pull(s, team, lead.id, page.cursor, 1 << 20);
     assert_eq!(rest.pull.len(), 1);
     assert!(!rest.more);
-    assert_eq!(rest.pull[0].envelope, b);
-    let own = s.pull(team, vol.id, 0, 1 << 20).unwrap();
+    assert_eq!(
+        rest.pull[0].envelope,
+        Envelope {
+            author: vol.id.0,
+            ..b.clone()
+        },
+        "served as stored, authored by the device that pushed it"
+    );
+    let own = pull(s, team, vol.id, 0, 1 << 20);
     assert_eq!(own.pull.len(), 1);
-    let end = s.pull(team, vol.id, own.cursor, 1 << 20).unwrap();
+    let end = pull(s, team, vol.id, own.cursor, 1 << 20);
     assert!(end.pull.is_empty());
     assert_eq!(end.cursor, second[0].seq);
 
-    // Compaction: a snapshot of x covering a and b drops them, not c.
+    // Compaction: a snapshot of x covering a and b supersedes them, not c.
     let mut snap = seal(x, EnvelopeKind::Snapshot, "ab");
     snap.covers = first[1].seq;
     let snap_seq = s.commit(&[job(vol.id, vec![snap])]).unwrap()[0]
         .as_ref()
         .unwrap()[0]
         .seq;
-    let all = s.pull(team, DeviceId([0; 16]), 0, 1 << 20).unwrap();
+    let all = pull(s, team, DeviceId([0; 16]), 0, 1 << 20);
     let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
     assert_eq!(seqs, vec![second[0].seq, snap_seq]);
+    assert_eq!(s.gauges().unwrap().superseded, 2, "kept for the grace");
 
     // The same snapshot pushed again with a later `covers` (a twin from a
     // device holding the identical document) is a duplicate: it drops
@@ -164,24 +193,86 @@ pub(crate) fn story(s: &dyn Storage) {
         twin_seq, snap2_seq,
         "a duplicate keeps the first copy's place"
     );
-    let all = s.pull(team, DeviceId([0; 16]), 0, 1 << 20).unwrap();
+    let all = pull(s, team, DeviceId([0; 16]), 0, 1 << 20);
     let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
     assert_eq!(seqs, vec![second[0].seq, e_seq, snap2_seq]);
+
+    // Undo the last compaction of x (snap2's): the first snapshot is pulled
+    // again; once more, and a and b are back too. Past the
+    // grace's start nothing is undone; a purge deletes what stays
+    // superseded.
+    assert_eq!(
+        s.undo_compaction(team, x, 110).unwrap(),
+        None,
+        "superseded at 110, not after"
+    );
+    let undone = s.undo_compaction(team, x, 0).unwrap().unwrap();
+    assert_eq!((undone.snapshot_seq, undone.restored), (snap2_seq, 1));
+    let all = pull(s, team, DeviceId([0; 16]), 0, 1 << 20);
+    let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, vec![second[0].seq, snap_seq, e_seq, snap2_seq]);
+    let again = s.undo_compaction(team, x, 0).unwrap().unwrap();
+    assert_eq!((again.snapshot_seq, again.restored), (snap_seq, 2));
+    assert_eq!(s.undo_compaction(team, x, 0).unwrap(), None);
+    assert_eq!(s.undo_compaction(team, y, 0).unwrap(), None);
+    assert_eq!(s.gauges().unwrap().superseded, 0);
+    // Compact again, then purge: nothing superseded after `before` goes.
+    let mut snap3 = seal(x, EnvelopeKind::Snapshot, "ab3");
+    snap3.covers = snap2_seq;
+    let snap3_job = PushJob {
+        now: 500,
+        ..job(lead.id, vec![snap3])
+    };
+    let snap3_seq = s.commit(&[snap3_job]).unwrap()[0].as_ref().unwrap()[0].seq;
+    assert_eq!(
+        s.gauges().unwrap().superseded,
+        5,
+        "a, b, e and both snapshots"
+    );
+    assert_eq!(s.purge_superseded(499, 100).unwrap(), 0);
+    assert_eq!(s.purge_superseded(500, 4).unwrap(), 4, "a chunk at a time");
+    assert_eq!(s.purge_superseded(500, 100).unwrap(), 1);
+    assert_eq!(s.gauges().unwrap().superseded, 0);
+    assert_eq!(s.undo_compaction(team, x, 0).unwrap(), None, "purged");
+    let all = pull(s, team, DeviceId([0; 16]), 0, 1 << 20);
+    let seqs: Vec<u64> = all.pull.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, vec![second[0].seq, snap3_seq]);
 
     // Members, last sync, revocation.
     let members = s.members(team).unwrap();
     assert_eq!(members.len(), 2);
-    assert!(members.iter().all(|m| m.last_sync_at == Some(110)));
+    let last_sync = |id: DeviceId| {
+        members
+            .iter()
+            .find(|m| m.device_id == id.to_hex())
+            .and_then(|m| m.last_sync_at)
+    };
+    assert_eq!(
+        (last_sync(vol.id), last_sync(lead.id)),
+        (Some(110), Some(500))
+    );
     assert_eq!(s.gauges().unwrap().devices, 2);
     let other = TeamId::random();
-    assert_eq!(refused(s.revoke(Some(other), vol.id)), Refusal::NotInTeam);
-    s.revoke(Some(team), vol.id).unwrap();
-    s.revoke(None, vol.id).unwrap();
+    assert_eq!(
+        refused(s.revoke(Some(other), vol.id, 120)),
+        Refusal::NotInTeam
+    );
+    let cutoff = s.revoke(Some(team), vol.id, 120).unwrap();
+    assert_eq!(cutoff, snap3_seq, "the team's last seq");
+    assert_eq!(s.revoke(None, vol.id, 130).unwrap(), cutoff, "idempotent");
+    // A push of the revoked device still queued is refused whole.
+    let late = s
+        .commit(&[job(vol.id, vec![seal(y, EnvelopeKind::Change, "late")])])
+        .unwrap();
+    assert!(matches!(
+        late[0],
+        Err(StoreError::Refused(Refusal::Revoked))
+    ));
     let revoked = s.device_by_token(&vol_e.device_token_hash).unwrap();
     assert!(revoked.is_some_and(|d| d.revoked));
     assert_eq!(s.gauges().unwrap().devices, 1);
     assert_eq!(
-        refused(s.revoke(None, DeviceId::random())),
+        refused(s.revoke(None, DeviceId::random(), 130)),
         Refusal::NotInTeam
     );
 
@@ -189,7 +280,143 @@ pub(crate) fn story(s: &dyn Storage) {
     assert_eq!(teams.len(), 1);
     assert!(teams[0].claimed);
     assert_eq!(teams[0].devices, 1);
-    assert_eq!(teams[0].envelopes, 3);
+    assert_eq!(teams[0].envelopes, 2);
+}
+
+/// Member keys and their seq, the roster, revocation's effects on invites.
+/// Runs against an empty storage.
+pub(crate) fn identity_story(s: &dyn Storage) {
+    let key = TeamKey::generate();
+    let check = key.check_value();
+    let team = TeamId::random();
+    s.create_team(team, "Hotline", "lead-hash", 100).unwrap();
+    let state = s.team_state(team).unwrap().unwrap();
+    assert_eq!(
+        (state.lead_sign_pk, state.roster_version, state.epoch),
+        (None, 0, 1)
+    );
+    assert_eq!(s.team_state(TeamId::random()).unwrap(), None);
+
+    let lead_e = enrollment(team, "lead-hash", &check, 101);
+    let lead = s.claim(&lead_e).unwrap();
+    assert_eq!(lead.sign_pk, Some(lead_e.keys.sign_pk));
+    assert_eq!(
+        s.team_state(team).unwrap().unwrap().lead_sign_pk,
+        Some(lead_e.keys.sign_pk),
+        "the claimant's key is the roster key"
+    );
+    let invite = |hash: &str, by| NewInvite {
+        team,
+        role: Role::Supervisor,
+        token_hash: hash.into(),
+        created_by: by,
+        created_at: 102,
+        expires_at: 1000,
+    };
+    s.create_invite(&invite("sup", lead.id)).unwrap();
+    let sup_e = enrollment(team, "sup", &check, 103);
+    let sup = s.join(&sup_e).unwrap();
+
+    let q = |members_since, roster_version| PullQuery {
+        team,
+        device: lead.id,
+        cursor: 0,
+        page_bytes: 1 << 20,
+        members_since,
+        roster_version,
+    };
+    let members = s.pull(&q(0, 0)).unwrap().members;
+    assert_eq!(members.len(), 2);
+    assert!(members[0].seq < members[1].seq);
+    assert_eq!(members[0].device, lead.id.0);
+    assert_eq!(members[0].role, Role::Lead);
+    assert_eq!(members[1].device, sup.id.0);
+    assert_eq!(members[1].public.sign, sup_e.keys.sign_pk);
+    assert_eq!(members[1].public.kx, sup_e.keys.kx_pk);
+    assert_eq!((members[1].epoch, members[1].proof), (1, sup_e.keys.proof));
+    assert!(!members[1].revoked);
+    let since = members[1].seq;
+    assert!(s.pull(&q(since, 0)).unwrap().members.is_empty());
+
+    // The supervisor makes two invites; one is used. Revoking it deletes
+    // the unused one, and its member entry comes again, revoked.
+    s.create_invite(&invite("by-sup-used", sup.id)).unwrap();
+    s.create_invite(&invite("by-sup-unused", sup.id)).unwrap();
+    let vol = s
+        .join(&enrollment(team, "by-sup-used", &check, 104))
+        .unwrap();
+    s.revoke(Some(team), sup.id, 105).unwrap();
+    assert_eq!(
+        refused(s.join(&enrollment(team, "by-sup-unused", &check, 106))),
+        Refusal::UnknownToken
+    );
+    let changed = s.pull(&q(since, 0)).unwrap().members;
+    let seqs: Vec<u64> = changed.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        changed.len(),
+        2,
+        "the volunteer enrolled, the supervisor revoked"
+    );
+    assert!(seqs[0] < seqs[1]);
+    assert_eq!((changed[0].device, changed[0].revoked), (vol.id.0, false));
+    assert_eq!((changed[1].device, changed[1].revoked), (sup.id.0, true));
+    // A retry of an enrollment with other keys is no retry.
+    s.create_invite(&invite("retry", lead.id)).unwrap();
+    let first = Enrollment {
+        enrollment_id: Some("c3".repeat(16)),
+        ..enrollment(team, "retry", &check, 107)
+    };
+    s.join(&first).unwrap();
+    let other_keys = Enrollment {
+        enrollment_id: first.enrollment_id.clone(),
+        ..enrollment(team, "retry", &check, 108)
+    };
+    assert_eq!(refused(s.join(&other_keys)), Refusal::Used);
+
+    // Rosters: newer versions replace, the same bytes again are a retry,
+    // older or other bytes of the same version refuse the whole job.
+    let roster = |version, epoch, tag: u8| RosterUpload {
+        version,
+        epoch,
+        bytes: vec![tag; 10],
+    };
+    let job = |r: RosterUpload, text: &str| PushJob {
+        team,
+        device: lead.id,
+        envelopes: vec![Envelope::seal(
+            &key,
+            &team,
+            [5; 16],
+            EnvelopeKind::Change,
+            DocKindTag::Case,
+            text.as_bytes(),
+        )
+        .unwrap()],
+        roster: Some(r),
+        now: 110,
+    };
+    let results = s
+        .commit(&[
+            job(roster(2, 2, 1), "a"),
+            job(roster(2, 2, 1), "b"),
+            job(roster(2, 2, 9), "c"),
+            job(roster(1, 1, 8), "d"),
+        ])
+        .unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok());
+    for r in &results[2..] {
+        assert!(matches!(r, Err(StoreError::Refused(Refusal::StaleRoster))));
+    }
+    assert_eq!(s.gauges().unwrap().envelopes, 2, "c and d were not stored");
+    let state = s.team_state(team).unwrap().unwrap();
+    assert_eq!((state.roster_version, state.epoch), (2, 2));
+    assert_eq!(s.roster(team).unwrap(), Some(vec![1; 10]));
+    assert_eq!(s.pull(&q(u64::MAX, 1)).unwrap().roster, Some(vec![1; 10]));
+    assert_eq!(s.pull(&q(u64::MAX, 2)).unwrap().roster, None);
+    s.commit(&[job(roster(3, 2, 3), "e")]).unwrap()[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(s.roster(team).unwrap(), Some(vec![3; 10]));
 }
 
 /// A retried enrollment (same enrollment id, same key check) gets the same
@@ -200,8 +427,15 @@ pub(crate) fn retry_story(s: &dyn Storage) {
     let check = key.check_value();
     let team = TeamId::random();
     s.create_team(team, "Hotline", "lead-hash", 100).unwrap();
+    // A device keeps its keys (and its enrollment id) across retries.
     let with_id = |token: &str, id: &str, now| Enrollment {
         enrollment_id: Some(id.into()),
+        keys: DeviceKeys {
+            sign_pk: [id.as_bytes()[0]; 32],
+            kx_pk: [id.as_bytes()[1]; 32],
+            epoch: 1,
+            proof: [0; 32],
+        },
         ..enrollment(team, token, &check, now)
     };
     let (a, b) = ("a1".repeat(16), "b2".repeat(16));
@@ -255,7 +489,7 @@ pub(crate) fn retry_story(s: &dyn Storage) {
     assert_eq!(s.members(team).unwrap().len(), 2);
 
     // A revoked device is not brought back by a retry.
-    s.revoke(Some(team), sup.id).unwrap();
+    s.revoke(Some(team), sup.id, 300).unwrap();
     assert_eq!(refused(s.join(&with_id("inv", &b, 301))), Refusal::Revoked);
     assert!(s
         .device_by_token(&late.device_token_hash)
@@ -268,6 +502,13 @@ fn sqlite_tells_the_story() {
     let dir = tempfile::tempdir().unwrap();
     let storage = super::SqliteStorage::open(&dir.path().join("story.db")).unwrap();
     story(&storage);
+}
+
+#[test]
+fn sqlite_tells_the_identity_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = super::SqliteStorage::open(&dir.path().join("identity.db")).unwrap();
+    identity_story(&storage);
 }
 
 #[test]

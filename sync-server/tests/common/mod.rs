@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heartbridge_proto::{
-    decode, encode, seal_name, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
-    ErrorBody, InviteRequest, InviteResponse, MembersResponse, Role, Secret, SyncRequest,
-    SyncResponse, TeamId, TeamKey, SYNC_CONTENT_TYPE,
+    decode, encode, identity::join_proof, seal_name, DeviceSecret, DocKindTag, EnrollRequest,
+    EnrollResponse, Envelope, EnvelopeKind, ErrorBody, InviteRequest, InviteResponse,
+    MembersResponse, Role, Secret, SyncRequest, SyncResponse, TeamId, TeamKey, PROTOCOL_VERSION,
+    SYNC_CONTENT_TYPE,
 };
 use heartbridge_relay::{Clock, Config, RelayError};
 use http_body_util::{BodyExt, Full};
@@ -156,18 +157,31 @@ impl TestRelay {
         }
     }
 
-    /// Envelope rows in the database, read directly.
+    /// Envelope rows served to pulls (not superseded), read directly.
     pub fn stored_envelopes(&self) -> i64 {
-        count_rows(&self.db, "envelopes")
+        count_where(&self.db, "envelopes", "superseded_at IS NULL")
+    }
+
+    /// Envelope rows a snapshot superseded, kept for the grace.
+    pub fn superseded_envelopes(&self) -> i64 {
+        count_where(&self.db, "envelopes", "superseded_at IS NOT NULL")
     }
 }
 
 pub fn count_rows(db: &Path, table: &str) -> i64 {
+    count_where(db, table, "1")
+}
+
+pub fn count_where(db: &Path, table: &str, condition: &str) -> i64 {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open db");
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .expect("count")
+    conn.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE {condition}"),
+        [],
+        |r| r.get(0),
+    )
+    .expect("count")
 }
 
 /// An HTTP answer.
@@ -306,7 +320,7 @@ impl Client {
         .await
     }
 
-    /// A sync that must succeed.
+    /// A sync that must succeed (members and roster asked from the start).
     pub async fn sync(
         &self,
         token: &Secret,
@@ -314,12 +328,12 @@ impl Client {
         push: Vec<Envelope>,
         max_bytes: u32,
     ) -> SyncResponse {
-        let req = SyncRequest {
-            v: 1,
-            cursor,
-            push,
-            max_bytes,
-        };
+        self.sync_with(token, request(cursor, push, max_bytes))
+            .await
+    }
+
+    /// A sync of this request that must succeed.
+    pub async fn sync_with(&self, token: &Secret, req: SyncRequest) -> SyncResponse {
         let a = self.sync_raw(token, encode(&req)).await;
         assert_eq!(
             a.status,
@@ -331,7 +345,8 @@ impl Client {
         decode("sync response", &a.body).expect("decodable sync response")
     }
 
-    /// Pulls from `cursor` until `more` is false; returns every page.
+    /// Pulls from `cursor` until `more` is false, asking for member changes
+    /// past the ones already received, as a device does; returns every page.
     pub async fn pull_all(
         &self,
         token: &Secret,
@@ -339,8 +354,14 @@ impl Client {
         max_bytes: u32,
     ) -> (Vec<SyncResponse>, u64) {
         let mut pages = Vec::new();
+        let mut members_since = 0;
         loop {
-            let page = self.sync(token, cursor, Vec::new(), max_bytes).await;
+            let req = SyncRequest {
+                members_since,
+                ..request(cursor, Vec::new(), max_bytes)
+            };
+            let page = self.sync_with(token, req).await;
+            members_since = page.members.last().map_or(members_since, |m| m.seq);
             assert!(page.cursor >= cursor, "the cursor never goes back");
             cursor = page.cursor;
             let more = page.more;
@@ -365,6 +386,11 @@ impl Client {
         let a = self.get("/v1/members", Some(token)).await;
         assert_eq!(a.status, 200);
         a.json()
+    }
+
+    /// `GET /v1/roster`.
+    pub async fn roster(&self, token: &Secret) -> Answer {
+        self.get("/v1/roster", Some(token)).await
     }
 
     pub async fn revoke(&self, token: &Secret, device_id: &str) -> Answer {
@@ -397,22 +423,41 @@ impl Team {
         }
     }
 
-    pub fn enroll_request(&self, token: &Secret, key: &TeamKey, name: &str) -> EnrollRequest {
+    /// An enrollment of a device holding `secret`, as role `role`.
+    pub fn enroll_request_as(
+        &self,
+        token: &Secret,
+        key: &TeamKey,
+        name: &str,
+        secret: &DeviceSecret,
+        role: Role,
+    ) -> EnrollRequest {
+        let public = secret.public();
         EnrollRequest {
             team_id: self.id.to_hex(),
             token: token.clone(),
             key_check: key.check_value(),
             name_sealed: seal_name(key, &self.id, name),
             enrollment_id: None,
+            sign_pk: hex::encode(public.sign),
+            kx_pk: hex::encode(public.kx),
+            epoch: 1,
+            proof: hex::encode(join_proof(key, &self.id, &public, role)),
         }
     }
 
+    /// An enrollment of a fresh device (as a volunteer).
+    pub fn enroll_request(&self, token: &Secret, key: &TeamKey, name: &str) -> EnrollRequest {
+        self.enroll_request_as(token, key, name, &DeviceSecret::generate(), Role::Volunteer)
+    }
+
     pub async fn claim(&self, c: &Client, name: &str) -> EnrolledDevice {
+        let secret = DeviceSecret::generate();
         let a = c
             .post_json(
                 "/v1/claim",
                 None,
-                &self.enroll_request(&self.lead_token, &self.key, name),
+                &self.enroll_request_as(&self.lead_token, &self.key, name, &secret, Role::Lead),
             )
             .await;
         assert_eq!(
@@ -423,7 +468,7 @@ impl Team {
         );
         let r: EnrollResponse = a.json();
         assert_eq!(r.role, Role::Lead);
-        EnrolledDevice::from(r)
+        EnrolledDevice::new(r, secret)
     }
 
     /// `inviter` invites a device of `role`, which joins with the right key.
@@ -442,11 +487,12 @@ impl Team {
             String::from_utf8_lossy(&a.body)
         );
         let invite: InviteResponse = a.json();
+        let secret = DeviceSecret::generate();
         let a = c
             .post_json(
                 "/v1/join",
                 None,
-                &self.enroll_request(&invite.token, &self.key, name),
+                &self.enroll_request_as(&invite.token, &self.key, name, &secret, role),
             )
             .await;
         assert_eq!(
@@ -457,11 +503,11 @@ impl Team {
         );
         let r: EnrollResponse = a.json();
         assert_eq!(r.role, role);
-        EnrolledDevice::from(r)
+        EnrolledDevice::new(r, secret)
     }
 
-    /// Seals a change for `doc` holding `text`.
-    pub fn change(&self, doc: [u8; 16], text: &[u8]) -> Envelope {
+    /// Seals a change for `doc` holding `text`, unsigned.
+    pub fn seal_change(&self, doc: [u8; 16], text: &[u8]) -> Envelope {
         Envelope::seal(
             &self.key,
             &self.id,
@@ -473,8 +519,20 @@ impl Team {
         .expect("seal")
     }
 
-    /// Seals a snapshot of `doc` superseding its envelopes up to `covers`.
-    pub fn snapshot(&self, doc: [u8; 16], text: &[u8], covers: u64) -> Envelope {
+    /// A change for `doc` holding `text`, signed by `by`.
+    pub fn change(&self, by: &EnrolledDevice, doc: [u8; 16], text: &[u8]) -> Envelope {
+        by.sign(self, self.seal_change(doc, text))
+    }
+
+    /// A snapshot of `doc` superseding its envelopes up to `covers`, signed
+    /// by `by`.
+    pub fn snapshot(
+        &self,
+        by: &EnrolledDevice,
+        doc: [u8; 16],
+        text: &[u8],
+        covers: u64,
+    ) -> Envelope {
         let mut env = Envelope::seal(
             &self.key,
             &self.id,
@@ -485,31 +543,61 @@ impl Team {
         )
         .expect("seal");
         env.covers = covers;
-        env
+        by.sign(self, env)
     }
 
-    /// A change whose ciphertext is about `n` bytes (incompressible content).
-    pub fn change_of_size(&self, doc: [u8; 16], n: usize) -> Envelope {
+    /// A change whose ciphertext is about `n` bytes (incompressible
+    /// content), signed by `by`.
+    pub fn change_of_size(&self, by: &EnrolledDevice, doc: [u8; 16], n: usize) -> Envelope {
         let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
-        self.change(doc, &bytes)
+        self.change(by, doc, &bytes)
     }
 }
 
-/// An enrolled device's credentials.
+/// An enrolled device's credentials and keys.
 #[derive(Debug, Clone)]
 pub struct EnrolledDevice {
     pub id: String,
     pub token: Secret,
     pub role: Role,
+    pub secret: DeviceSecret,
 }
 
-impl From<EnrollResponse> for EnrolledDevice {
-    fn from(r: EnrollResponse) -> Self {
+impl EnrolledDevice {
+    pub fn new(r: EnrollResponse, secret: DeviceSecret) -> Self {
         EnrolledDevice {
             id: r.device_id,
             token: r.device_token,
             role: r.role,
+            secret,
         }
+    }
+
+    /// The relay's id of this device, as bytes.
+    pub fn device_id(&self) -> [u8; 16] {
+        hex::decode(&self.id)
+            .expect("hex device id")
+            .try_into()
+            .expect("16 bytes")
+    }
+
+    /// Signs `env` as this device of `team` (after its `covers` is set).
+    pub fn sign(&self, team: &Team, mut env: Envelope) -> Envelope {
+        env.sign(&team.id, self.device_id(), &self.secret);
+        env
+    }
+}
+
+/// A sync request from `cursor`, asking for every member and the roster.
+pub fn request(cursor: u64, push: Vec<Envelope>, max_bytes: u32) -> SyncRequest {
+    SyncRequest {
+        v: PROTOCOL_VERSION,
+        cursor,
+        push,
+        max_bytes,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     }
 }
 
