@@ -338,14 +338,16 @@ async fn run(
             }
         })
     };
+    // Superseded envelopes past the grace go before the first request is
+    // served; then every `purge_interval`.
+    purge(&relay, config.compaction_grace, &config.clock).await;
     let purger = {
         let relay = Arc::clone(&relay);
         let mut stopping = stopping.clone();
         let (grace, clock) = (config.compaction_grace, config.clock.clone());
+        let period = config.purge_interval.max(Duration::from_millis(10));
         tokio::spawn(async move {
-            // The first tick is at once: a purge at startup.
-            let mut every =
-                tokio::time::interval(config.purge_interval.max(Duration::from_millis(10)));
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 tokio::select! {
                     _ = every.tick() => purge(&relay, grace, &clock).await,
