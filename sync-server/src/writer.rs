@@ -129,8 +129,14 @@ fn run(storage: &dyn Storage, metrics: &Metrics, mut rx: mpsc::Receiver<Message>
             Ok(results) => {
                 metrics.commit(jobs.len());
                 for (reply, result) in replies.into_iter().zip(results) {
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "a push was rolled back");
+                    match &result {
+                        // The caller's fault (revoked meanwhile, a stale
+                        // roster): answered as a refusal, counted by kind.
+                        Err(StoreError::Refused(why)) => {
+                            tracing::info!(refusal = %why, "a push was refused in its transaction");
+                        }
+                        Err(e) => tracing::error!(error = %e, "a push was rolled back"),
+                        Ok(_) => {}
                     }
                     if let Some(reply) = reply {
                         // The requester may have gone away; its push stands.

@@ -354,7 +354,9 @@ async fn revoke_answers_the_cutoff_and_leaves_the_device_only_the_roster() {
             cutoff_seq,
         }],
     );
-    let stored = c.sync_raw(&lead.token, upload(record.clone(), vec![])).await;
+    let stored = c
+        .sync_raw(&lead.token, upload(record.clone(), vec![]))
+        .await;
     assert_eq!(stored.status, 200);
     let a = c.roster(&gone.token).await;
     assert_eq!(a.status, 200);
@@ -537,4 +539,44 @@ async fn roster_uploads_from_the_lead_only_signed_and_newer() {
         .await
         .error(400, "malformed");
     assert_eq!(relay.stored_envelopes(), 2);
+}
+
+#[tokio::test]
+async fn put_roster_takes_the_same_rules() {
+    let relay = TestRelay::start().await;
+    let c = relay.client();
+    let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
+    let put = |token, bytes: Vec<u8>, ct| {
+        let token: &heartbridge_proto::Secret = token;
+        c.send("PUT", "/v1/roster", Some(token), Some(ct), bytes)
+    };
+    let v1 = roster(&team, &lead, &lead.secret, 1, 1, vec![]);
+    put(&vols[0].token, v1.clone(), "application/octet-stream")
+        .await
+        .error(403, "bad_roster");
+    put(&lead.token, v1.clone(), "application/json")
+        .await
+        .error(415, "unsupported_media_type");
+    let forged = roster(&team, &lead, &vols[0].secret, 1, 1, vec![]);
+    put(&lead.token, forged, "application/octet-stream")
+        .await
+        .error(400, "bad_roster");
+    assert_eq!(
+        put(&lead.token, v1.clone(), "application/octet-stream")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        put(&lead.token, v1.clone(), "application/octet-stream")
+            .await
+            .status,
+        204,
+        "a retry"
+    );
+    assert_eq!(c.roster(&vols[0].token).await.body.as_ref(), &v1[..]);
+    let v0 = roster(&team, &lead, &lead.secret, 0, 1, vec![]);
+    put(&lead.token, v0, "application/octet-stream")
+        .await
+        .error(409, "bad_roster");
 }

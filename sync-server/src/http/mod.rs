@@ -88,7 +88,7 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
         .route("/healthz", get(health))
         .route("/v1/invites", post(team::invite))
         .route("/v1/members", get(team::members))
-        .route("/v1/roster", get(team::roster))
+        .route("/v1/roster", get(team::roster).put(sync::put_roster))
         .route("/v1/devices/{device_id}/revoke", post(team::revoke))
         .route("/v1/sync", post(sync::sync))
         .merge(enroll);

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use heartbridge_proto::identity::MAX_ROSTER_BYTES;
 use heartbridge_proto::{
     decode, encode, Ack, Envelope, Role, SignedRoster, SyncRequest, SyncResponse, PROTOCOL_VERSION,
     SYNC_CONTENT_TYPE,
@@ -16,6 +17,8 @@ use heartbridge_proto::{
 use super::{content_length, require_content_type, BodyReader, Caller, NoteSlot, Relay};
 use crate::error::ApiError;
 use crate::storage::{varint_len, Device, PullQuery, PushJob, RosterUpload, TeamState};
+
+const OCTET_STREAM: &str = "application/octet-stream";
 
 /// First bytes of an undecodable body read as another protocol version
 /// rather than as garbage.
@@ -270,6 +273,41 @@ pub(super) async fn sync(
         n.bytes_out = body.len();
     });
     Ok(([(CONTENT_TYPE, SYNC_CONTENT_TYPE)], body).into_response())
+}
+
+/// `PUT /v1/roster`: the lead's device uploads a signed roster on its own
+/// (`application/octet-stream`, [`SignedRoster::to_bytes`]), under the same
+/// rules as [`SyncRequest::roster`]; 204 once stored.
+pub(super) async fn put_roster(
+    State(relay): State<Arc<Relay>>,
+    Caller(device): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    require_content_type(&headers, OCTET_STREAM)?;
+    let limit = MAX_ROSTER_BYTES.min(relay.max_body);
+    content_length(&headers, limit)?;
+    let bytes = BodyReader::new(body, limit, relay.body_timeout)
+        .read(None)
+        .await?
+        .ok_or(ApiError::Timeout)?;
+    let team = device.team;
+    let state = relay
+        .run(move |s| s.team_state(team))
+        .await?
+        .ok_or(ApiError::UnknownTeam)?;
+    let upload = check_roster(bytes.to_vec(), &device, &state)?;
+    relay
+        .writer
+        .push(PushJob {
+            team: device.team,
+            device: device.id,
+            envelopes: Vec::new(),
+            roster: Some(upload),
+            now: relay.clock.now(),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -223,6 +223,58 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_database_keeps_devices_and_envelopes_through_migration_3() {
+        use crate::storage::{PullQuery, SqliteStorage, Storage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate_with(&mut conn, &path, &MIGRATIONS[..2]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO teams (id, name, lead_token_hash, lead_token_used, created_at) VALUES (zeroblob(16), 't', 'h', 1, 1);
+                 INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at) VALUES (zeroblob(16), zeroblob(16), 'lead', 'n', 'th', 1);
+                 INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at) VALUES (x'01010101010101010101010101010101', zeroblob(16), 'volunteer', 'n', 'th2', 1);
+                 INSERT INTO envelopes (team_id, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at)
+                   VALUES (zeroblob(16), zeroblob(16), 1, zeroblob(16), zeroblob(16), 1, 0, zeroblob(24), x'00', 1, 1);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStorage::open(&path).unwrap();
+        // Devices keep their tokens but have no key: they push nothing and
+        // are no member anyone can check.
+        let lead = s.device_by_token("th").unwrap().unwrap();
+        assert_eq!(lead.sign_pk, None);
+        let team = lead.team;
+        let state = s.team_state(team).unwrap().unwrap();
+        assert_eq!(
+            (state.lead_sign_pk, state.roster_version, state.epoch),
+            (None, 0, 1)
+        );
+        let page = s
+            .pull(&PullQuery {
+                team,
+                device: crate::storage::DeviceId([1; 16]),
+                cursor: 0,
+                page_bytes: 1 << 20,
+                members_since: 0,
+                roster_version: 0,
+            })
+            .unwrap();
+        assert!(page.members.is_empty());
+        assert_eq!(page.roster, None);
+        // The envelope is still served, with no signature.
+        assert_eq!(page.pull.len(), 1);
+        assert_eq!(page.pull[0].envelope.sig, [0; 64]);
+        assert_eq!(s.gauges().unwrap().superseded, 0);
+        // Revoking a device stored before works and gives its cut-off.
+        assert_eq!(
+            s.revoke(None, crate::storage::DeviceId([1; 16]), 5)
+                .unwrap(),
+            1
+        );
+    }
+
+    #[test]
     fn a_failing_migration_leaves_the_previous_version_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
