@@ -8,6 +8,8 @@
 //! (note on [`Storage::pull`] what it must guarantee about sequence numbers).
 
 mod migrations;
+#[cfg(test)]
+mod model;
 mod sqlite;
 #[cfg(test)]
 mod story;
