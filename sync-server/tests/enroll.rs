@@ -218,6 +218,16 @@ async fn unknown_tokens_get_401_everywhere() {
         c.send("POST", "/v1/sync", token, None, vec![1, 0, 0, 0])
             .await
             .error(401, "unknown_token");
+        c.get("/v1/roster", token).await.error(401, "unknown_token");
+        c.send(
+            "PUT",
+            "/v1/roster",
+            token,
+            Some("application/octet-stream"),
+            vec![1],
+        )
+        .await
+        .error(401, "unknown_token");
     }
 }
 
