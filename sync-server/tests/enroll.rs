@@ -79,8 +79,16 @@ async fn invite_ttl_defaults_to_a_day_and_is_capped_at_thirty() {
     assert_eq!(
         ttl(c.invite(&lead.token, Role::Volunteer, 0).await),
         DAY,
-        "a request that says no TTL"
+        "a request that says 0"
     );
+    let unsaid = c
+        .post_json(
+            "/v1/invites",
+            Some(&lead.token),
+            &serde_json::json!({ "role": "volunteer" }),
+        )
+        .await;
+    assert_eq!(ttl(unsaid), DAY, "a request that says no TTL");
     assert_eq!(
         ttl(c.invite(&lead.token, Role::Volunteer, 3600).await),
         3600

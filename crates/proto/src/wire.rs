@@ -231,6 +231,8 @@ pub struct EnrollResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InviteRequest {
     pub role: Role,
+    /// Seconds the invite lives; 0 or absent: the relay's default (24 h).
+    #[serde(default)]
     pub ttl_secs: u64,
 }
 
