@@ -60,9 +60,9 @@ use tokio::sync::{watch, Semaphore};
 
 pub use error::{Refusal, RelayError, StoreError};
 pub use storage::{
-    delta_wire_len, pulled_wire_len, Device, DeviceId, DeviceKeys, Enrollment, Gauges, JobResult,
-    NewInvite, Page, PullQuery, PushJob, RosterUpload, SqliteStorage, Storage, TeamState,
-    TeamSummary, Undone,
+    delta_wire_len, pulled_wire_len, Compaction, Device, DeviceId, DeviceKeys, Enrollment, Gauges,
+    JobResult, NewInvite, Page, PullQuery, PushJob, RosterUpload, SqliteStorage, Storage,
+    TeamState, TeamSummary, Undone,
 };
 
 /// The default bytes of pushes admitted at once.
@@ -479,6 +479,21 @@ pub fn undo_compaction(
         .ok_or_else(|| RelayError::BadId("document", doc_id.to_owned()))?;
     let after = now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
     Ok(SqliteStorage::open(db_path)?.undo_compaction(team, doc, after)?)
+}
+
+/// The compactions of team `team_id` in the database at `db_path` that
+/// `compaction undo` can still undo (superseded less than `grace` before
+/// `now`), oldest first.
+pub fn list_compactions(
+    db_path: &Path,
+    team_id: &str,
+    grace: Duration,
+    now: i64,
+) -> Result<Vec<Compaction>, RelayError> {
+    let team =
+        TeamId::from_hex(team_id).ok_or_else(|| RelayError::BadId("team", team_id.to_owned()))?;
+    let after = now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+    Ok(SqliteStorage::open(db_path)?.compactions(team, after)?)
 }
 
 /// The current time in unix seconds, as the operator commands read it.

@@ -112,13 +112,28 @@ enum Command {
     /// Devices: revoke.
     #[command(subcommand)]
     Device(DeviceCmd),
-    /// Compactions: undo.
+    /// Compactions: list, undo.
     #[command(subcommand)]
     Compaction(CompactionCmd),
 }
 
 #[derive(Subcommand)]
 enum CompactionCmd {
+    /// List a team's compactions that can still be undone (inside the
+    /// grace): document, snapshot seq, the device that pushed it, how many
+    /// envelopes it superseded, when.
+    List {
+        /// The team id (32 hex digits).
+        #[arg(long)]
+        team: String,
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        grace: Grace,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Undo the last compaction of a team's document, inside the grace: the
     /// envelopes its snapshot superseded are served to pulls again (from the
     /// next request, also of a running relay). Devices that pull them merge
@@ -257,6 +272,39 @@ fn main() -> anyhow::Result<()> {
             let cutoff = heartbridge_relay::revoke_device(&db.path, &device_id)
                 .with_context(|| format!("revoking a device in {}", db.path.display()))?;
             println!("device {} revoked; cutoff seq {cutoff}", device_id.trim());
+            Ok(())
+        }
+        Command::Compaction(CompactionCmd::List {
+            team,
+            db,
+            grace,
+            json,
+        }) => {
+            let list = heartbridge_relay::list_compactions(
+                &db.path,
+                &team,
+                Duration::from_secs(grace.secs),
+                heartbridge_relay::unix_now(),
+            )
+            .with_context(|| format!("reading {}", db.path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<32}  {:>12}  {:<32}  {:>10}  at",
+                    "document", "snapshot seq", "pushed by", "superseded"
+                );
+                for c in list {
+                    println!(
+                        "{:<32}  {:>12}  {:<32}  {:>10}  {}",
+                        c.doc,
+                        c.snapshot_seq,
+                        c.author.as_deref().unwrap_or("-"),
+                        c.superseded,
+                        c.at
+                    );
+                }
+            }
             Ok(())
         }
         Command::Compaction(CompactionCmd::Undo {

@@ -145,6 +145,30 @@ async fn the_undo_command_restores_what_the_last_compaction_superseded() {
     let db = relay.db.to_str().expect("utf-8 path");
     let team_id = team.id.to_hex();
     let x_id = hex::encode(x);
+    // The operator finds them with `compaction list`.
+    let list = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec![
+            "compaction",
+            "list",
+            "--team",
+            &team_id,
+            "--db",
+            db,
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        let (ok, out, err) = relay_cmd(&all);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).expect("json")
+    };
+    let listed = list(&[]);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["doc"], x_id.as_str());
+    assert_eq!(listed[0]["snapshot_seq"], snap);
+    assert_eq!(listed[0]["author"], sup.id.as_str());
+    assert_eq!(listed[0]["superseded"], 3);
+    assert_eq!(listed[1]["doc"], hex::encode(y).as_str());
+    assert!(list(&["--compaction-grace", "0"]).is_empty());
     // Outside the grace (0 seconds here) nothing is undone.
     let (ok, _, err) = relay_cmd(&[
         "compaction",
@@ -196,6 +220,9 @@ async fn the_undo_command_restores_what_the_last_compaction_superseded() {
     want.extend([snap, y_snap]);
     assert_eq!(pulled(&relay, reader).await, want);
     assert_eq!(relay.superseded_envelopes(), 3);
+    let listed = list(&[]);
+    assert_eq!(listed.len(), 1, "only y's compaction is left");
+    assert_eq!(listed[0]["snapshot_seq"], y_snap);
     // They are the envelopes as pushed: signed by their author, and they
     // open with the team key (a device merges them as any other).
     let (pages, _) = c.pull_all(&reader.token, 0, 0).await;

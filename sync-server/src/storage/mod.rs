@@ -240,6 +240,22 @@ pub struct Page {
     pub more: bool,
 }
 
+/// A compaction whose superseded envelopes are still kept, for operators
+/// (`heartbridge-relay compaction list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Compaction {
+    /// The document, 32 hex digits.
+    pub doc: String,
+    /// The snapshot that superseded them, and the device that pushed it
+    /// (32 hex digits; `None` once the snapshot itself was purged).
+    pub snapshot_seq: u64,
+    pub author: Option<String>,
+    /// Envelopes it superseded that are still kept.
+    pub superseded: u64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
 /// What undoing a document's last compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Undone {
@@ -362,6 +378,14 @@ pub trait Storage: Send + Sync + 'static {
     /// were superseded after `superseded_after` (the grace's start): what
     /// it superseded is pulled again; the snapshot stays. `None` if there
     /// is none.
+    /// The team's compactions whose envelopes were superseded after
+    /// `superseded_after` and are still kept, oldest first.
+    fn compactions(
+        &self,
+        team: TeamId,
+        superseded_after: i64,
+    ) -> Result<Vec<Compaction>, StoreError>;
+
     fn undo_compaction(
         &self,
         team: TeamId,

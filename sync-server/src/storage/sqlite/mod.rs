@@ -19,8 +19,8 @@ mod log;
 
 use super::migrations;
 use super::{
-    Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PullQuery, PushJob, Storage,
-    TeamState, TeamSummary, Undone,
+    Compaction, Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PullQuery,
+    PushJob, Storage, TeamState, TeamSummary, Undone,
 };
 use crate::error::{Refusal, StoreError};
 use log::seq_u64;
@@ -581,6 +581,50 @@ impl Storage for SqliteStorage {
             )
             .map_err(StoreError::sqlite("purge superseded envelopes"))?;
         Ok(n as u64)
+    }
+
+    fn compactions(
+        &self,
+        team: TeamId,
+        superseded_after: i64,
+    ) -> Result<Vec<Compaction>, StoreError> {
+        let mut r = self.reader()?;
+        let conn = r.conn();
+        let err = || StoreError::sqlite("list compactions");
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.doc, e.superseded_by, count(*), max(e.superseded_at),
+                        (SELECT s.author_device FROM envelopes s WHERE s.seq = e.superseded_by)
+                 FROM envelopes e
+                 WHERE e.team_id = ?1 AND e.superseded_at IS NOT NULL AND e.superseded_at > ?2
+                 GROUP BY e.doc, e.superseded_by ORDER BY e.superseded_by",
+            )
+            .map_err(err())?;
+        let rows = stmt
+            .query_map(params![team.0, superseded_after], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                ))
+            })
+            .map_err(err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (doc, by, n, at, author) = row.map_err(err())?;
+            out.push(Compaction {
+                doc: hex::encode(id16(doc, "envelopes.doc")?),
+                snapshot_seq: seq_u64(by),
+                author: author
+                    .map(|a| id16(a, "envelopes.author_device").map(hex::encode))
+                    .transpose()?,
+                superseded: seq_u64(n),
+                at,
+            });
+        }
+        Ok(out)
     }
 
     fn undo_compaction(
