@@ -89,6 +89,9 @@ impl Out {
                     }
                     "database_corrupt" => 5,
                     "handbook_format" => 6,
+                    // 7 is left for a wrong PIN or passphrase.
+                    "device_revoked" => 8,
+                    "erased" => 9,
                     _ => 1,
                 };
                 (core.kind(), code)

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use heartbridge_core::proto::{
     open_name, seal_name, EnrollRequest, EnrollResponse, ErrorBody, Invite, InviteRequest,
-    InviteResponse, MembersResponse, Role, Secret, TeamId, SYNC_CONTENT_TYPE,
+    InviteResponse, MembersResponse, RevokeResponse, Role, Secret, TeamId, SYNC_CONTENT_TYPE,
 };
 use heartbridge_core::{Error, PendingEnrollment, Result, Store, Team, Transport, TransportError};
 use serde::Serialize;
@@ -43,6 +43,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The total deadline of one `/v1/sync` request made through
 /// [`BlockingTransport`] unless set otherwise.
 pub const SYNC_DEADLINE: Duration = Duration::from_secs(120);
+/// How long an invite code works unless asked otherwise.
+pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The total deadline of an enrollment, invite or members request.
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -151,6 +153,10 @@ impl HttpTransport {
             key_check: p.key.check_value(),
             name_sealed: enrollment.name_sealed.clone(),
             enrollment_id: Some(p.enrollment_id.clone()),
+            sign_pk: hex::encode(p.public.sign),
+            kx_pk: hex::encode(p.public.kx),
+            epoch: p.epoch,
+            proof: hex::encode(p.proof),
         };
         let resp: EnrollResponse =
             parse(&self.post_json(&p.relay_url, &p.path, None, &req).await?)?;
@@ -160,26 +166,74 @@ impl HttpTransport {
             device_id: resp.device_id,
             token: resp.device_token,
             key: p.key.clone(),
+            epoch: p.epoch,
             role: resp.role,
+            lead_sign_pk: p.lead_sign_pk,
         })
+    }
+
+    /// `GET /v1/roster`: the lead-signed roster the relay holds (served to
+    /// revoked devices too).
+    pub async fn roster(&self, team: &Team) -> TResult<Vec<u8>> {
+        let req = self
+            .client
+            .get(url(&team.relay_url, "/v1/roster"))
+            .bearer_auth(team.token.expose());
+        self.exchange(req, ADMIN_DEADLINE).await
+    }
+
+    /// Asks the relay to refuse `device` from now on (lead only); answers
+    /// the relay's last sequence number at that moment.
+    pub async fn revoke(&self, team: &Team, device: &str) -> Result<u64> {
+        let body = self
+            .post_json(
+                &team.relay_url,
+                &format!("/v1/devices/{device}/revoke"),
+                Some(&team.token),
+                &serde_json::json!({}),
+            )
+            .await?;
+        let r: RevokeResponse = parse(&body)?;
+        Ok(r.cutoff_seq)
     }
 
     /// Creates an invite code for a new device of `role`.
     pub async fn invite(&self, team: &Team, role: Role) -> Result<String> {
-        let req = InviteRequest { role, ttl_secs: 0 };
+        Ok(self.invite_card(team, role, DEFAULT_INVITE_TTL).await?.0)
+    }
+
+    /// Creates an invite code valid for `ttl`; answers the code and when it
+    /// expires (Unix seconds). The code carries the current epoch's key
+    /// only.
+    pub async fn invite_card(
+        &self,
+        team: &Team,
+        role: Role,
+        ttl: Duration,
+    ) -> Result<(String, i64)> {
+        let req = InviteRequest {
+            role,
+            ttl_secs: ttl.as_secs().max(1),
+        };
         let resp: InviteResponse = parse(
             &self
                 .post_json(&team.relay_url, "/v1/invites", Some(&team.token), &req)
                 .await?,
         )?;
-        Ok(Invite {
-            relay: team.relay_url.clone(),
-            team: team.team_id,
-            token: resp.token,
-            key: team.key.clone(),
-            role,
-        }
-        .encode())
+        Ok((
+            Invite {
+                relay: team.relay_url.clone(),
+                team: team.team_id,
+                token: resp.token,
+                key: team.key.clone(),
+                epoch: team.epoch,
+                role,
+                expires_at: resp.expires_at,
+                lead_sign_pk: team.lead_sign_pk,
+            }
+            .encode(),
+            resp.expires_at,
+        ))
     }
 
     /// The team's devices, names opened with the team key.
@@ -425,7 +479,7 @@ fn prepare(
     path: &str,
     team_id: TeamId,
     token: Secret,
-    key: Option<&heartbridge_core::proto::TeamKey>,
+    key: Option<&heartbridge_core::JoinKeys>,
 ) -> Result<Enrollment> {
     let relay = relay.trim().trim_end_matches('/');
     let pending = store.begin_enrollment(relay, &team_id, path, &token, key)?;
@@ -462,13 +516,24 @@ pub fn prepare_claim(store: &mut Store, relay: &str, lead_token: &str) -> Result
 /// the store, or resumes the one already pending for this code.
 pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
     let invite = Invite::decode(code)?;
+    if invite.expires_at < heartbridge_core::now_ms() / 1000 {
+        return Err(Error::Relay {
+            kind: "invite_expired".into(),
+            message: "this invite code has expired: ask for a new one".into(),
+        });
+    }
     prepare(
         store,
         &invite.relay,
         "/v1/join",
         invite.team,
         invite.token.clone(),
-        Some(&invite.key),
+        Some(&heartbridge_core::JoinKeys {
+            key: invite.key.clone(),
+            epoch: invite.epoch,
+            role: invite.role,
+            lead_sign_pk: invite.lead_sign_pk,
+        }),
     )
 }
 
@@ -572,6 +637,24 @@ impl BlockingTransport {
         self.block_on(self.http.invite(&team, role))
     }
 
+    /// On the lead's device: has the relay refuse `device` at once, then
+    /// makes a new key epoch sealed to every remaining member and a signed
+    /// roster recording the revocation, and syncs to hand it over (if that
+    /// sync fails, the next one carries it). Answers the new epoch.
+    pub fn revoke(&mut self, store: &mut Store, device: &str) -> Result<u32> {
+        let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        if store.device_public()?.map(|p| p.sign) != Some(team.lead_sign_pk) {
+            return Err(Error::Relay {
+                kind: "forbidden".into(),
+                message: "only the team's lead device can remove a member".into(),
+            });
+        }
+        let cutoff = self.block_on(self.http.revoke(&team, device))?;
+        let epoch = store.rotate_after_revoke(device, cutoff)?;
+        let _ = store.sync(self, &heartbridge_core::SyncOptions::default(), &mut |_| {});
+        Ok(epoch)
+    }
+
     /// The team's devices.
     pub fn members(&self, store: &Store) -> Result<Vec<MemberView>> {
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
@@ -582,6 +665,9 @@ impl BlockingTransport {
 impl Transport for BlockingTransport {
     fn sync(&mut self, team: &Team, body: Vec<u8>) -> TResult<Vec<u8>> {
         self.rt.block_on(self.http.sync(team, body, self.deadline))
+    }
+    fn roster(&mut self, team: &Team) -> TResult<Vec<u8>> {
+        self.rt.block_on(self.http.roster(team))
     }
 }
 

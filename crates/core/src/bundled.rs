@@ -205,7 +205,9 @@ mod tests {
             device_id: "cd".repeat(16),
             token: Secret::from_string("t".repeat(32)),
             key: TeamKey::from_bytes([7; 32]),
+            epoch: 1,
             role: Role::Volunteer,
+            lead_sign_pk: [0; 32],
         }
     }
 

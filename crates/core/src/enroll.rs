@@ -2,6 +2,7 @@
 //!
 //! Every write here is one `IMMEDIATE` transaction.
 
+use heartbridge_proto::identity::{join_proof, DevicePublic, DeviceSecret};
 use heartbridge_proto::{Role, Secret, TeamId, TeamKey};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -16,8 +17,29 @@ pub struct Team {
     pub team_id: TeamId,
     pub device_id: String,
     pub token: Secret,
+    /// The key of `epoch`, the newest key epoch this device holds: new
+    /// envelopes are sealed under it.
     pub key: TeamKey,
+    pub epoch: u32,
     pub role: Role,
+    /// The lead's public signing key: rosters it signed are trusted.
+    pub lead_sign_pk: [u8; 32],
+}
+
+impl Team {
+    /// The relay's device id of this device, as bytes.
+    pub fn device_bytes(&self) -> Option<[u8; 16]> {
+        heartbridge_proto::identity::device_from_hex(&self.device_id)
+    }
+}
+
+/// What an invite code says about the keys, for a join.
+#[derive(Clone)]
+pub struct JoinKeys {
+    pub key: TeamKey,
+    pub epoch: u32,
+    pub role: Role,
+    pub lead_sign_pk: [u8; 32],
 }
 
 impl std::fmt::Debug for Team {
@@ -37,7 +59,11 @@ impl Store {
         let row = self
             .conn()
             .query_row(
-                "SELECT relay_url, team_id, device_id, device_token, team_key, role FROM team WHERE id = 1",
+                "SELECT t.relay_url, t.team_id, t.device_id, t.device_token,
+                        coalesce(k.key, t.team_key), t.role, coalesce(k.epoch, 1),
+                        coalesce(t.lead_sign_pk, zeroblob(32))
+                 FROM team t LEFT JOIN (SELECT epoch, key FROM epoch_keys ORDER BY epoch DESC LIMIT 1) k
+                 WHERE t.id = 1",
                 [],
                 |r| {
                     Ok((
@@ -47,11 +73,13 @@ impl Store {
                         r.get::<_, String>(3)?,
                         r.get::<_, Vec<u8>>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Vec<u8>>(7)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((relay_url, team_id, device_id, token, key, role)) = row else {
+        let Some((relay_url, team_id, device_id, token, key, role, epoch, lead)) = row else {
             return Ok(None);
         };
         let bad = || Error::DatabaseCorrupt {
@@ -65,7 +93,9 @@ impl Store {
             device_id,
             token: Secret::from_string(token),
             key: TeamKey::from_bytes(key),
+            epoch: u32::try_from(epoch).map_err(|_| bad())?,
             role: role.parse().map_err(|_| bad())?,
+            lead_sign_pk: lead.try_into().map_err(|_| bad())?,
         }))
     }
 
@@ -84,8 +114,10 @@ impl Store {
     /// request needs (relay, team, endpoint path, token, team key) with a
     /// fresh random enrollment id, before anything is sent.
     ///
-    /// `key` is the team key for a join (from the invite code), or `None`
-    /// for a claim: the lead's device then generates the team key here.
+    /// `join` is what the invite code says (team key of its epoch, role,
+    /// the lead's key) for a join, or `None` for a claim: the lead's device
+    /// then generates the team key here and is itself the lead. The
+    /// device's own keys are made here too, the first time.
     ///
     /// If an enrollment for the same team, path and token (and, for a join,
     /// the same key) is pending because its answer was lost, that one is
@@ -100,8 +132,9 @@ impl Store {
         team_id: &TeamId,
         path: &str,
         token: &Secret,
-        key: Option<&TeamKey>,
+        join: Option<&JoinKeys>,
     ) -> Result<PendingEnrollment> {
+        let key = join.map(|j| &j.key);
         let path_on_disk = self.path().to_owned();
         let tx = self
             .conn_mut()
@@ -128,10 +161,16 @@ impl Store {
             None => {
                 let key = key.cloned().unwrap_or_else(TeamKey::generate);
                 let enrollment_id = hex::encode(rand::random::<[u8; 16]>());
+                let me = ensure_device_secret(&tx)?;
+                let (epoch, role, lead) = match join {
+                    Some(j) => (j.epoch, j.role, j.lead_sign_pk),
+                    None => (1, Role::Lead, me.public().sign),
+                };
                 tx.execute(
                     "INSERT OR REPLACE INTO pending_enrollment
-                     (id, enrollment_id, relay_url, team_id, path, token, team_key, created_at)
-                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (id, enrollment_id, relay_url, team_id, path, token, team_key, created_at,
+                      epoch, lead_sign_pk, role)
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         enrollment_id,
                         relay_url,
@@ -139,7 +178,10 @@ impl Store {
                         path,
                         token.expose(),
                         &key.expose()[..],
-                        now_ms()
+                        now_ms(),
+                        epoch,
+                        &lead[..],
+                        role.as_str()
                     ],
                 )?;
             }
@@ -185,6 +227,15 @@ pub struct PendingEnrollment {
     pub token: Secret,
     pub key: TeamKey,
     pub created_at: i64,
+    /// The invite's key epoch (1 for a claim).
+    pub epoch: u32,
+    /// The role the invite names (lead for a claim).
+    pub role: Role,
+    pub lead_sign_pk: [u8; 32],
+    /// This device's public keys, sent with the enrollment.
+    pub public: DevicePublic,
+    /// [`join_proof`] of those keys under `key`.
+    pub proof: [u8; 32],
 }
 
 impl std::fmt::Debug for PendingEnrollment {
@@ -199,6 +250,29 @@ impl std::fmt::Debug for PendingEnrollment {
     }
 }
 
+/// This device's keys, made and stored the first time they are needed.
+pub(crate) fn ensure_device_secret(conn: &Connection) -> Result<DeviceSecret> {
+    if let Some(s) = device_secret(conn)? {
+        return Ok(s);
+    }
+    let s = DeviceSecret::generate();
+    conn.execute(
+        "INSERT INTO device_keys (id, secret, created_at) VALUES (1, ?1, ?2)",
+        params![&s.to_bytes()[..], now_ms()],
+    )?;
+    Ok(s)
+}
+
+/// This device's keys, if made.
+pub(crate) fn device_secret(conn: &Connection) -> Result<Option<DeviceSecret>> {
+    let bytes: Option<zeroize::Zeroizing<Vec<u8>>> = conn
+        .query_row("SELECT secret FROM device_keys WHERE id = 1", [], |r| {
+            r.get::<_, Vec<u8>>(0).map(zeroize::Zeroizing::new)
+        })
+        .optional()?;
+    Ok(bytes.and_then(|b| DeviceSecret::from_bytes(&b)))
+}
+
 fn team_exists(conn: &Connection) -> Result<bool> {
     Ok(conn
         .query_row("SELECT 1 FROM team WHERE id = 1", [], |_| Ok(()))
@@ -211,8 +285,8 @@ fn insert_team(conn: &Connection, team: &Team) -> Result<()> {
         return Err(Error::AlreadyEnrolled);
     }
     conn.execute(
-        "INSERT INTO team (id, relay_url, team_id, device_id, device_token, team_key, role, joined_at)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO team (id, relay_url, team_id, device_id, device_token, team_key, role, joined_at, lead_sign_pk)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             team.relay_url,
             team.team_id.to_hex(),
@@ -220,16 +294,27 @@ fn insert_team(conn: &Connection, team: &Team) -> Result<()> {
             team.token.expose(),
             &team.key.expose()[..],
             team.role.as_str(),
-            now_ms()
+            now_ms(),
+            &team.lead_sign_pk[..]
         ],
     )?;
+    conn.execute(
+        "INSERT OR REPLACE INTO epoch_keys (epoch, key, added_at) VALUES (?1, ?2, ?3)",
+        params![team.epoch, &team.key.expose()[..], now_ms()],
+    )?;
+    let me = ensure_device_secret(conn)?;
+    // The lead's device starts the roster: itself, at epoch 1.
+    if team.lead_sign_pk == me.public().sign {
+        crate::team::start_roster(conn, team, &me)?;
+    }
     Ok(())
 }
 
 fn read_pending(conn: &Connection, path: &std::path::Path) -> Result<Option<PendingEnrollment>> {
     let row = conn
         .query_row(
-            "SELECT enrollment_id, relay_url, team_id, path, token, team_key, created_at
+            "SELECT enrollment_id, relay_url, team_id, path, token, team_key, created_at,
+                    epoch, coalesce(lead_sign_pk, zeroblob(32)), coalesce(role, 'volunteer')
              FROM pending_enrollment WHERE id = 1",
             [],
             |r| {
@@ -241,11 +326,26 @@ fn read_pending(conn: &Connection, path: &std::path::Path) -> Result<Option<Pend
                     r.get::<_, String>(4)?,
                     r.get::<_, Vec<u8>>(5)?,
                     r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Vec<u8>>(8)?,
+                    r.get::<_, String>(9)?,
                 ))
             },
         )
         .optional()?;
-    let Some((enrollment_id, relay_url, team_id, endpoint, token, key, created_at)) = row else {
+    let Some((
+        enrollment_id,
+        relay_url,
+        team_id,
+        endpoint,
+        token,
+        key,
+        created_at,
+        epoch,
+        lead,
+        role,
+    )) = row
+    else {
         return Ok(None);
     };
     let bad = || Error::DatabaseCorrupt {
@@ -253,14 +353,23 @@ fn read_pending(conn: &Connection, path: &std::path::Path) -> Result<Option<Pend
         detail: "pending enrollment unreadable".into(),
     };
     let key: [u8; 32] = key.try_into().map_err(|_| bad())?;
+    let key = TeamKey::from_bytes(key);
+    let team_id = TeamId::from_hex(&team_id).ok_or_else(bad)?;
+    let role: Role = role.parse().map_err(|_| bad())?;
+    let public = device_secret(conn)?.ok_or_else(bad)?.public();
     Ok(Some(PendingEnrollment {
         enrollment_id,
         relay_url,
-        team_id: TeamId::from_hex(&team_id).ok_or_else(bad)?,
+        proof: join_proof(&key, &team_id, &public, role),
+        team_id,
         path: endpoint,
         token: Secret::from_string(token),
-        key: TeamKey::from_bytes(key),
+        key,
         created_at,
+        epoch: u32::try_from(epoch).map_err(|_| bad())?,
+        role,
+        lead_sign_pk: lead.try_into().map_err(|_| bad())?,
+        public,
     }))
 }
 
@@ -282,7 +391,18 @@ mod tests {
             device_id: device.into(),
             token: Secret::from_string("device-token".into()),
             key: p.key.clone(),
+            epoch: p.epoch,
             role: Role::Volunteer,
+            lead_sign_pk: [3; 32],
+        }
+    }
+
+    fn joining(key: &TeamKey) -> JoinKeys {
+        JoinKeys {
+            key: key.clone(),
+            epoch: 1,
+            role: Role::Volunteer,
+            lead_sign_pk: [3; 32],
         }
     }
 
@@ -321,16 +441,22 @@ mod tests {
         // relay refused a mistyped one) it is a new enrollment.
         let key = TeamKey::generate();
         let join = s
-            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&key))
+            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&joining(&key)))
             .expect("join");
         assert_eq!(join.key, key);
         let same = s
-            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&key))
+            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&joining(&key)))
             .expect("join again");
         assert_eq!(same.enrollment_id, join.enrollment_id);
         let right = TeamKey::generate();
         let fixed = s
-            .begin_enrollment("http://b", &team, "/v1/join", &token, Some(&right))
+            .begin_enrollment(
+                "http://b",
+                &team,
+                "/v1/join",
+                &token,
+                Some(&joining(&right)),
+            )
             .expect("join with the right key");
         assert_ne!(fixed.enrollment_id, join.enrollment_id);
         assert_eq!(fixed.key, right);
@@ -355,7 +481,13 @@ mod tests {
         // Enrolled: no new enrollment starts, and a second answer changes
         // nothing.
         assert!(matches!(
-            s.begin_enrollment("http://a", &p.team_id, "/v1/join", &p.token, Some(&p.key)),
+            s.begin_enrollment(
+                "http://a",
+                &p.team_id,
+                "/v1/join",
+                &p.token,
+                Some(&joining(&p.key))
+            ),
             Err(Error::AlreadyEnrolled)
         ));
         assert!(matches!(
@@ -374,7 +506,7 @@ mod tests {
                 &TeamId::random(),
                 "/v1/join",
                 &Secret::from_string("inv".into()),
-                Some(&TeamKey::generate()),
+                Some(&joining(&TeamKey::generate())),
             )
             .expect("begin");
         // Another process enrolled this profile meanwhile.

@@ -94,6 +94,12 @@ pub enum Error {
     #[error("{message}")]
     Relay { kind: String, message: String },
 
+    #[error("the relay says this device was removed from the team, so it stopped syncing; notes stay on this device. If this is a mistake, ask the team's lead")]
+    DeviceRevoked,
+
+    #[error("the team's lead removed this device from the team: its keys and notes were erased from this device")]
+    Erased,
+
     #[error("the relay answered with something this version does not understand ({detail}): update Heartbridge or tell the relay operator")]
     Protocol { detail: String },
 
@@ -152,6 +158,8 @@ impl Error {
             Error::AlreadyEnrolled => "already_enrolled",
             Error::Network { .. } => "network",
             Error::Relay { .. } => "relay",
+            Error::DeviceRevoked => "device_revoked",
+            Error::Erased => "erased",
             Error::Protocol { .. } => "protocol",
             Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",

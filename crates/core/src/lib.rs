@@ -33,10 +33,11 @@ mod projection;
 pub mod search;
 mod store;
 mod sync;
+mod team;
 mod vault;
 
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
-pub use enroll::{PendingEnrollment, Team};
+pub use enroll::{JoinKeys, PendingEnrollment, Team};
 pub use error::{Error, Result};
 pub use handbook::{Handbook, HandbookSource, Section};
 pub use heartbridge_proto as proto;
@@ -49,6 +50,7 @@ pub use sync::{
     Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport,
     TransportError, MAX_PUSH_ENVELOPES, PART_BYTES,
 };
+pub use team::{erase_profile, RosterEntry};
 pub use vault::{testing, KdfParams, Protection, Unlock, DEFAULT_MAX_FAILED, KEYS_FILE};
 
 /// Merge rules and document functions, for tests and tools that work on

@@ -225,6 +225,73 @@ CREATE TABLE pending_enrollment (
     created_at      INTEGER NOT NULL
 );
 "#,
+    // 4: device identities, key epochs, the lead-signed roster (issue 8).
+    r#"
+-- This device's Ed25519 and X25519 seeds (64 bytes). Made once, at the
+-- first enrollment; inside the encrypted database only.
+CREATE TABLE device_keys (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    secret      BLOB NOT NULL CHECK (length(secret) = 64),
+    created_at  INTEGER NOT NULL
+);
+
+-- Every key epoch this device holds; new envelopes are sealed under the
+-- highest, old ones stay readable.
+CREATE TABLE epoch_keys (
+    epoch     INTEGER PRIMARY KEY,
+    key       BLOB NOT NULL CHECK (length(key) = 32),
+    added_at  INTEGER NOT NULL
+);
+INSERT INTO epoch_keys (epoch, key, added_at) SELECT 1, team_key, joined_at FROM team;
+
+-- The lead's public signing key: the team's root of trust.
+ALTER TABLE team ADD COLUMN lead_sign_pk BLOB;
+
+-- The newest roster the lead signed that this device verified. On the
+-- lead's device, `pushed` = 0 while the relay does not hold it yet.
+CREATE TABLE roster (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL,
+    signed   BLOB NOT NULL,
+    pushed   INTEGER NOT NULL
+);
+
+-- Members as the relay registered them (keys and join proofs); trusted
+-- only as far as the roster or a proof allows.
+CREATE TABLE members (
+    device    TEXT PRIMARY KEY,
+    role      TEXT NOT NULL,
+    sign_pk   BLOB NOT NULL,
+    kx_pk     BLOB NOT NULL,
+    epoch     INTEGER NOT NULL,
+    proof     BLOB NOT NULL,
+    revoked   INTEGER NOT NULL,
+    seq       INTEGER NOT NULL
+);
+ALTER TABLE sync_state ADD COLUMN members_seq INTEGER NOT NULL DEFAULT 0;
+-- 'revoked' once the relay answered device_revoked: sync stops.
+ALTER TABLE sync_state ADD COLUMN stopped TEXT;
+
+-- Pulled envelopes this device cannot check or open yet (their author or
+-- their key epoch is not known here yet): kept whole, retried when a
+-- roster, a member or a key arrives.
+CREATE TABLE held_envelopes (
+    seq       INTEGER PRIMARY KEY,
+    doc_id    TEXT NOT NULL,
+    envelope  BLOB NOT NULL,
+    reason    TEXT NOT NULL,
+    at        INTEGER NOT NULL
+);
+
+-- What the invite said, for the enrollment in flight.
+ALTER TABLE pending_enrollment ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE pending_enrollment ADD COLUMN lead_sign_pk BLOB;
+ALTER TABLE pending_enrollment ADD COLUMN role TEXT;
+
+-- The part group id of a large batch, fixed the first time it is planned:
+-- a key rotation between two of its parts must not split the group.
+ALTER TABLE outbox_batches ADD COLUMN grp BLOB;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

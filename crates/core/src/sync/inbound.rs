@@ -8,13 +8,14 @@
 //! the sync with its error, and the cursor does not move past it.
 
 use automerge::ActorId;
-use heartbridge_proto::{Opened, Part, Pulled, TeamId, TeamKey};
+use heartbridge_proto::{Opened, Part, Pulled};
 use rusqlite::{params, Connection};
 
 use super::untag;
 use crate::error::Result;
 use crate::model::{now_ms, DocId, DocKind};
 use crate::store::{apply_remote_in, MergeError, Merged};
+use crate::team::{Trust, Verdict};
 
 /// What became of one pulled envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub(super) enum Outcome {
     /// A part kept until the other parts of its payload arrive.
     PartKept,
     Refused,
+    /// Its author or key epoch is not known here yet: kept whole in
+    /// `held_envelopes` and retried when they arrive.
+    Held,
 }
 
 /// Opens and merges one pulled envelope inside the caller's transaction.
@@ -33,8 +37,7 @@ pub(super) enum Outcome {
 pub(super) fn receive(
     tx: &Connection,
     actor: &ActorId,
-    key: &TeamKey,
-    team: &TeamId,
+    trust: &Trust,
     pulled: &Pulled,
 ) -> Result<Outcome> {
     let env = &pulled.envelope;
@@ -47,7 +50,19 @@ pub(super) fn receive(
         )?;
         Ok(Outcome::Refused)
     };
-    let opened = match env.open(key, team) {
+    let key = match trust.check(env, pulled.seq) {
+        Verdict::Accept(key) => key,
+        Verdict::Refuse(reason) => return refuse(reason),
+        Verdict::Hold(reason) => {
+            tx.execute(
+                "INSERT INTO held_envelopes (seq, doc_id, envelope, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (seq) DO UPDATE SET reason = ?4",
+                params![seq, doc_hex, heartbridge_proto::encode(env), reason, now_ms()],
+            )?;
+            return Ok(Outcome::Held);
+        }
+    };
+    let opened = match env.open(&key, trust.team_id()) {
         Ok(o) => o,
         Err(heartbridge_proto::OpenError::Authentication(_)) => return refuse("unopenable"),
         Err(heartbridge_proto::OpenError::TooLarge(_)) => return refuse("too large"),
@@ -86,6 +101,37 @@ pub(super) fn receive(
             Err(e)
         }
     }
+}
+
+/// Tries every held envelope again, in log order (after the roster, a
+/// member or a key arrived). Each comes back out of `held_envelopes`
+/// unless it still cannot be decided.
+pub(super) fn retry_held(
+    tx: &Connection,
+    actor: &ActorId,
+    trust: &Trust,
+) -> Result<Vec<(Outcome, [u8; 16])>> {
+    let held: Vec<(i64, Vec<u8>)> = {
+        let mut st = tx.prepare("SELECT seq, envelope FROM held_envelopes ORDER BY seq")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for (seq, bytes) in held {
+        tx.execute("DELETE FROM held_envelopes WHERE seq = ?1", [seq])?;
+        let Ok(envelope) =
+            heartbridge_proto::decode::<heartbridge_proto::Envelope>("held envelope", &bytes)
+        else {
+            continue;
+        };
+        let doc = envelope.doc;
+        let pulled = Pulled {
+            seq: seq as u64,
+            envelope,
+        };
+        out.push((receive(tx, actor, trust, &pulled)?, doc));
+    }
+    Ok(out)
 }
 
 enum Gathered {

@@ -67,6 +67,14 @@ impl std::fmt::Debug for TransportError {
 /// Carries one `/v1/sync` request to the relay.
 pub trait Transport {
     fn sync(&mut self, team: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError>;
+
+    /// `GET /v1/roster`: the lead-signed roster the relay holds. A revoked
+    /// device asks for it to learn whether the lead really revoked it.
+    fn roster(&mut self, _team: &Team) -> std::result::Result<Vec<u8>, TransportError> {
+        Err(TransportError::Network(
+            "this transport cannot fetch the roster".into(),
+        ))
+    }
 }
 
 /// Knobs of one sync.
@@ -137,6 +145,10 @@ pub struct SyncReport {
     /// Pulled envelopes kept until their dependencies or other parts
     /// arrive.
     pub waiting: usize,
+    /// Pulled envelopes held until their author or key epoch is known
+    /// here; envelopes held earlier that were applied in this sync count
+    /// in `applied`.
+    pub held: usize,
     /// Network failures retried inside this sync.
     pub retried: usize,
     pub cursor: u64,
@@ -221,6 +233,8 @@ pub struct SyncSession {
 
 struct InFlight {
     cursor: u64,
+    /// The roster version uploaded with this request, if any.
+    roster: Option<u64>,
     /// Bytes of the request body.
     sent: usize,
     planned: Vec<outbound::Planned>,
@@ -315,6 +329,12 @@ impl SyncSession {
             outbound::freeze_snapshot(&tx, &actor, &id, cursor)?;
         }
         let planned = outbound::plan_push(&tx, &self.team, budget)?;
+        let roster = crate::team::roster_to_push(&tx)?;
+        let roster_version = crate::team::roster_version(&tx)?;
+        let members_since: i64 =
+            tx.query_row("SELECT members_seq FROM sync_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
         tx.commit()?;
         let page = match self.opts.page_bytes {
             0 => self.link,
@@ -325,6 +345,9 @@ impl SyncSession {
             cursor,
             push: planned.iter().map(|p| p.envelope.clone()).collect(),
             max_bytes: u32::try_from(page).unwrap_or(u32::MAX),
+            members_since: members_since.max(0) as u64,
+            roster_version: if roster.is_some() { 0 } else { roster_version },
+            roster: roster.as_ref().map(|(_, bytes)| bytes.clone()),
         };
         let body = encode(&request);
         self.report.requests += 1;
@@ -332,6 +355,7 @@ impl SyncSession {
         let sent = body.len();
         self.in_flight = Some(InFlight {
             cursor,
+            roster: roster.map(|(v, _)| v),
             sent,
             planned,
         });
@@ -356,16 +380,24 @@ impl SyncSession {
             Ok(a) => a,
             Err(TransportError::Cut { detail, received }) => {
                 self.report.bytes_received += received.len();
-                let (acked, pull) = heartbridge_proto::decode_response_prefix(&received);
+                let got = heartbridge_proto::decode_response_prefix(&received);
                 let partial = SyncResponse {
                     v: heartbridge_proto::PROTOCOL_VERSION,
-                    cursor: pull.last().map_or(flight.cursor, |p| p.seq),
-                    acked,
-                    pull,
+                    roster: got.roster,
+                    members: got.members,
+                    cursor: got.pulled.last().map_or(flight.cursor, |p| p.seq),
+                    acked: got.acked,
+                    pull: got.pulled,
                     more: true,
                 };
                 check_response(&flight, &partial)?;
                 let progressed = !partial.acked.is_empty() || !partial.pull.is_empty();
+                // A cut answer proves nothing about the roster upload: it
+                // is sent again.
+                let flight = InFlight {
+                    roster: None,
+                    ..flight
+                };
                 if progressed {
                     // Every whole envelope that arrived is kept; the cut
                     // cost only the one it fell in.
@@ -387,6 +419,12 @@ impl SyncSession {
                 self.report.retried += 1;
                 return Ok(());
             }
+            Err(TransportError::Relay { kind, .. }) if kind == "device_revoked" => {
+                // The relay is not trusted to say so: stop syncing and lock,
+                // but erase nothing until the lead's signed record says so.
+                store.stop_sync()?;
+                return Err(Error::DeviceRevoked);
+            }
             Err(TransportError::Relay { kind, message, .. }) => {
                 return Err(Error::Relay { kind, message })
             }
@@ -396,8 +434,11 @@ impl SyncSession {
             detail: e.to_string(),
         })?;
         check_response(&flight, &resp)?;
-        let progressed =
-            !resp.acked.is_empty() || !resp.pull.is_empty() || resp.cursor > flight.cursor;
+        let progressed = !resp.acked.is_empty()
+            || !resp.pull.is_empty()
+            || !resp.members.is_empty()
+            || resp.roster.is_some()
+            || resp.cursor > flight.cursor;
         if resp.more && !progressed {
             return Err(Error::Protocol {
                 detail: "the relay says more is waiting but sent nothing new".into(),
@@ -438,6 +479,31 @@ impl SyncSession {
         let tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Who belongs first: the envelopes below are judged by it.
+        let news = crate::team::take_news(&tx, &self.team, resp.roster.as_deref(), &resp.members)?;
+        if news.revoked_me {
+            tx.commit()?;
+            crate::team::erase_profile(store.path())?;
+            return Err(Error::Erased);
+        }
+        if let Some(v) = flight.roster {
+            crate::team::mark_roster_pushed(&tx, v)?;
+        }
+        let trust = crate::team::Trust::load(&tx, &self.team)?;
+        if news.changed {
+            for (outcome, doc) in inbound::retry_held(&tx, &actor, &trust)? {
+                match outcome {
+                    inbound::Outcome::Changed => {
+                        self.report.applied += 1;
+                        bump(&tx, &hex::encode(doc))?;
+                    }
+                    inbound::Outcome::Unchanged => bump(&tx, &hex::encode(doc))?,
+                    inbound::Outcome::Waiting => self.report.waiting += 1,
+                    inbound::Outcome::Refused => self.report.refused += 1,
+                    inbound::Outcome::PartKept | inbound::Outcome::Held => {}
+                }
+            }
+        }
         for ack in &resp.acked {
             let Some(planned) = outbound::find(&flight.planned, &ack.id) else {
                 continue;
@@ -458,8 +524,7 @@ impl SyncSession {
         }
         for pulled in &resp.pull {
             self.report.envelopes_pulled += 1;
-            let outcome =
-                inbound::receive(&tx, &actor, &self.team.key, &self.team.team_id, pulled)?;
+            let outcome = inbound::receive(&tx, &actor, &trust, pulled)?;
             if outcome != inbound::Outcome::PartKept {
                 self.report.pulled += 1;
             }
@@ -472,6 +537,7 @@ impl SyncSession {
                 inbound::Outcome::Unchanged => bump(&tx, &hex::encode(pulled.envelope.doc))?,
                 inbound::Outcome::Waiting => self.report.waiting += 1,
                 inbound::Outcome::Refused => self.report.refused += 1,
+                inbound::Outcome::Held => self.report.held += 1,
             }
         }
         tx.execute(
@@ -481,6 +547,12 @@ impl SyncSession {
         )?;
         tx.commit()?;
         self.report.cursor = resp.cursor;
+        if news.changed {
+            // A new key epoch seals what is pushed from now on.
+            if let Some(team) = store.team()? {
+                self.team = team;
+            }
+        }
         Ok(())
     }
 
@@ -640,6 +712,9 @@ impl Store {
         opts: &SyncOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<SyncReport> {
+        if self.sync_stopped()? {
+            return Err(self.check_revoked(transport));
+        }
         let mut session = self.sync_session(opts)?;
         let result = (|| {
             while let Some(body) = session.next_request(self)? {
@@ -649,11 +724,33 @@ impl Store {
             }
             Ok(session.report().clone())
         })();
+        if let Err(Error::DeviceRevoked) = &result {
+            return Err(self.check_revoked(transport));
+        }
         if let Err(e) = &result {
             // Recording is best effort: the sync's own error is what matters.
             let _ = self.record_sync_error(e);
         }
         result
+    }
+
+    /// After the relay said this device is revoked: fetches the roster and
+    /// erases the profile if the lead signed the revocation
+    /// ([`Error::Erased`]); otherwise [`Error::DeviceRevoked`] (sync stays
+    /// stopped, nothing is erased on the relay's word alone).
+    pub fn check_revoked(&mut self, transport: &mut dyn Transport) -> Error {
+        let Ok(Some(team)) = self.team() else {
+            return Error::DeviceRevoked;
+        };
+        if let Ok(bytes) = transport.roster(&team) {
+            if let Err(e) = self.take_roster(&bytes) {
+                if matches!(e, Error::Erased) {
+                    return e;
+                }
+            }
+        }
+        let _ = self.record_sync_error(&Error::DeviceRevoked);
+        Error::DeviceRevoked
     }
 }
 

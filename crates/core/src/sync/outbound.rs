@@ -7,7 +7,7 @@
 //! only when the relay has acknowledged every one of its parts, in the
 //! transaction that records the last acknowledgement.
 
-use heartbridge_proto::{ContentId, Envelope, EnvelopeKind, Part};
+use heartbridge_proto::{ContentId, Envelope, EnvelopeKind, Part, Role};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{doc_bytes, tag};
@@ -104,6 +104,7 @@ pub(super) fn freeze_snapshot(
         "SELECT EXISTS (SELECT 1 FROM outbox WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM pending_changes WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM inbound_parts WHERE doc_id = ?1)
+             OR EXISTS (SELECT 1 FROM held_envelopes WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM outbox_batches WHERE doc_id = ?1 AND snapshot_covers IS NOT NULL)",
         [doc.as_str()],
         |r| r.get(0),
@@ -174,6 +175,14 @@ fn acked_parts(conn: &Connection, batch: i64) -> Result<Vec<u32>> {
 /// [`MAX_PUSH_ENVELOPES`]. The last part of a snapshot is the one the relay
 /// compacts on, so it goes only after every other part is acknowledged.
 pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result<Vec<Planned>> {
+    let me = crate::enroll::device_secret(conn)?.ok_or_else(|| Error::Protocol {
+        detail: "this device has no signing key: join the team again".into(),
+    })?;
+    let author = team.device_bytes().ok_or_else(|| Error::Protocol {
+        detail: "this device's id is unreadable".into(),
+    })?;
+    // Only the lead and supervisors may let the relay compact.
+    let may_compact = matches!(team.role, Role::Lead | Role::Supervisor);
     let mut out: Vec<Planned> = Vec::new();
     let mut used = 0usize;
     'batches: for b in batches(conn)? {
@@ -186,7 +195,21 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
             .query_row([b.batch], |r| r.get(0))?;
         let acked = acked_parts(conn, b.batch)?;
         let doc = doc_bytes(&b.doc);
-        let group = (b.parts > 1).then(|| Part::group_id(&team.key, &team.team_id, &doc, &payload));
+        let group = if b.parts > 1 {
+            let fresh = Part::group_id(&team.key, &team.team_id, &doc, &payload);
+            conn.execute(
+                "UPDATE outbox_batches SET grp = ?1 WHERE batch = ?2 AND grp IS NULL",
+                params![&fresh[..], b.batch],
+            )?;
+            let stored: Vec<u8> = conn.query_row(
+                "SELECT grp FROM outbox_batches WHERE batch = ?1",
+                [b.batch],
+                |r| r.get(0),
+            )?;
+            Some(stored.try_into().unwrap_or(fresh))
+        } else {
+            None
+        };
         for index in 0..b.parts {
             if acked.contains(&index) {
                 continue;
@@ -217,6 +240,7 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
             });
             let mut envelope = Envelope::seal_part(
                 &team.key,
+                team.epoch,
                 &team.team_id,
                 doc,
                 kind,
@@ -227,9 +251,10 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
             .map_err(|e| Error::Protocol {
                 detail: e.to_string(),
             })?;
-            if kind == EnvelopeKind::Snapshot {
+            if kind == EnvelopeKind::Snapshot && may_compact {
                 envelope.covers = b.covers.unwrap_or(0).max(0) as u64;
             }
+            envelope.sign(&team.team_id, author, &me);
             used += envelope.wire_size();
             out.push(Planned {
                 envelope,

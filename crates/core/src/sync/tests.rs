@@ -13,23 +13,83 @@ use super::*;
 use crate::model::{Channel, Group, Risk};
 use crate::NewCase;
 
+thread_local! {
+    /// The members the scripted relays of one test announce.
+    static MEMBERS: std::cell::RefCell<Vec<heartbridge_proto::MemberKey>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The author the hand-made envelopes of these tests are signed by.
+fn ghost() -> heartbridge_proto::DeviceSecret {
+    heartbridge_proto::DeviceSecret::from_bytes(&[9; 64]).expect("seed")
+}
+const GHOST: [u8; 16] = [0xee; 16];
+
+fn member(
+    team: &Team,
+    device: [u8; 16],
+    public: heartbridge_proto::DevicePublic,
+) -> heartbridge_proto::MemberKey {
+    let seq = MEMBERS.with(|m| m.borrow().len() as u64 + 1);
+    heartbridge_proto::MemberKey {
+        seq,
+        device,
+        role: Role::Volunteer,
+        public,
+        epoch: 1,
+        proof: heartbridge_proto::identity::join_proof(
+            &team.key,
+            &team.team_id,
+            &public,
+            Role::Volunteer,
+        ),
+        revoked: false,
+    }
+}
+
+fn members_since(team_key_check: &SyncRequest) -> Vec<heartbridge_proto::MemberKey> {
+    MEMBERS.with(|m| {
+        m.borrow()
+            .iter()
+            .filter(|k| k.seq > team_key_check.members_since)
+            .cloned()
+            .collect()
+    })
+}
+
 fn enrolled(dir: &std::path::Path, name: &str, team: &Team) -> Store {
     let mut store =
         Store::init(&dir.join(name), name, &crate::testing::protection()).expect("init");
     let mut mine = team.clone();
-    mine.device_id = name.to_owned();
+    let mut id = [0u8; 16];
+    for (i, b) in name.bytes().take(16).enumerate() {
+        id[i] = b;
+    }
+    mine.device_id = hex::encode(id);
     store.set_team(&mine).expect("team");
+    let public = store.device_public().expect("keys").expect("keys made");
+    MEMBERS.with(|m| {
+        if m.borrow().is_empty() {
+            let g = member(team, GHOST, ghost().public());
+            m.borrow_mut().push(g);
+        }
+        let k = member(team, id, public);
+        m.borrow_mut().push(k);
+    });
     store
 }
 
 fn a_team() -> Team {
+    MEMBERS.with(|m| m.borrow_mut().clear());
     Team {
         relay_url: "http://relay.invalid".into(),
         team_id: TeamId::random(),
         device_id: String::new(),
         token: Secret::from_string("t".into()),
         key: TeamKey::generate(),
+        epoch: 1,
         role: Role::Volunteer,
+        lead_sign_pk: [0; 32],
     }
 }
 
@@ -44,7 +104,9 @@ impl<F: FnMut(SyncRequest) -> SyncResponse> Transport for Scripted<F> {
 
 fn answer(req: &SyncRequest, cursor: u64, pull: Vec<Pulled>, more: bool) -> SyncResponse {
     SyncResponse {
-        v: 1,
+        v: heartbridge_proto::PROTOCOL_VERSION,
+        roster: None,
+        members: members_since(req),
         acked: req
             .push
             .iter()
@@ -61,7 +123,7 @@ fn answer(req: &SyncRequest, cursor: u64, pull: Vec<Pulled>, more: bool) -> Sync
 }
 
 fn sealed(team: &Team, doc: [u8; 16], bytes: &[u8]) -> Envelope {
-    Envelope::seal(
+    let mut e = Envelope::seal(
         &team.key,
         &team.team_id,
         doc,
@@ -69,7 +131,9 @@ fn sealed(team: &Team, doc: [u8; 16], bytes: &[u8]) -> Envelope {
         DocKindTag::Case,
         bytes,
     )
-    .expect("seal")
+    .expect("seal");
+    e.sign(&team.team_id, GHOST, &ghost());
+    e
 }
 
 #[test]
@@ -149,8 +213,10 @@ fn a_relay_that_says_more_but_sends_nothing_ends_the_sync() {
         )
         .expect_err("no progress");
     assert_eq!(err.kind(), "protocol");
+    // The first answer brings the team's members (news); the second brings
+    // nothing at all and ends the sync.
     assert_eq!(
-        calls, 1,
+        calls, 2,
         "the device kept asking a relay that gives nothing"
     );
 }
@@ -229,6 +295,10 @@ struct Log {
 
 impl Log {
     fn handle(&mut self, req: SyncRequest, limit: usize) -> SyncResponse {
+        let req_members = SyncRequest {
+            push: vec![],
+            ..req.clone()
+        };
         let mut acked = Vec::new();
         for env in req.push {
             let seq = match self.entries.iter().find(|(_, e)| e.id == env.id) {
@@ -267,7 +337,9 @@ impl Log {
             cursor = cursor.max(self.next);
         }
         SyncResponse {
-            v: 1,
+            v: heartbridge_proto::PROTOCOL_VERSION,
+            roster: None,
+            members: members_since(&req_members),
             acked,
             pull,
             cursor,
@@ -352,8 +424,9 @@ fn a_part_that_disagrees_with_its_group_is_refused() {
     let mut store = enrolled(dir.path(), "a", &team);
     let group = [5u8; 16];
     let part = |index, count, doc: [u8; 16]| {
-        Envelope::seal_part(
+        let mut e = Envelope::seal_part(
             &team.key,
+            1,
             &team.team_id,
             doc,
             EnvelopeKind::Change,
@@ -365,7 +438,9 @@ fn a_part_that_disagrees_with_its_group_is_refused() {
             }),
             b"slice",
         )
-        .expect("seal")
+        .expect("seal");
+        e.sign(&team.team_id, GHOST, &ghost());
+        e
     };
     let pull = vec![
         Pulled {
