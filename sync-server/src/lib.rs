@@ -39,7 +39,15 @@
 //! committed. One writer thread commits the pushes of many concurrent
 //! requests in one transaction (group commit, see `writer.rs`). A pull
 //! returns, in sequence order, the envelopes other devices wrote past the
-//! device's cursor, bounded in bytes.
+//! device's cursor, bounded in bytes, after the lead-signed roster (when
+//! newer than the device's) and the member entries changed since the
+//! device's member seq.
+//!
+//! The relay reads no envelope, but every pushed one must be authored and
+//! signed by the pushing device's registered Ed25519 key, only a lead or a
+//! supervisor may compact (`covers > 0`), and what a snapshot supersedes is
+//! kept for a grace period ([`Config::compaction_grace`]) so that a
+//! compaction can be undone ([`undo_compaction`]).
 
 mod error;
 mod http;
