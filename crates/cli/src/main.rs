@@ -60,7 +60,12 @@ enum Command {
     Team(TeamCmd),
     /// Join a team with an invite code (creates the profile if needed).
     Join {
-        code: String,
+        /// The invite code. Better left out: then it is read from standard
+        /// input (paste it, or pipe it), so it never lands in shell history.
+        code: Option<String>,
+        /// Read the invite code from this file instead.
+        #[arg(long, conflicts_with = "code")]
+        code_file: Option<PathBuf>,
         /// Your name as your team sees it (needed if the profile is new).
         #[arg(long)]
         name: Option<String>,
@@ -95,9 +100,19 @@ enum TeamCmd {
     Invite {
         #[arg(long, default_value = "volunteer")]
         role: String,
+        /// Hours the code works for.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
     },
     /// The team's devices with role and last sync.
     Members,
+    /// Remove a device from the team (lead only): the relay refuses it at
+    /// once, a new team key is sealed to every other device, and the removed
+    /// device erases itself when it next syncs.
+    Revoke {
+        /// The device id, as `heartbridge team members` shows it.
+        device: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,7 +277,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 || format!("You lead team {}. Invite devices with `heartbridge team invite`.", team.team_id),
             );
         }
-        Command::Team(TeamCmd::Invite { role }) => {
+        Command::Team(TeamCmd::Invite { role, hours }) => {
             let role: heartbridge_core::proto::Role =
                 role.parse()
                     .map_err(|_| heartbridge_core::Error::InvalidValue {
@@ -271,9 +286,21 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                         allowed: "volunteer supervisor lead",
                     })?;
             let store = open(&profile)?;
-            let code = heartbridge_client::invite(&store, role)?;
-            out.print(&json!({"code": code, "role": role}), || {
-                format!("{code}\n\nThis code carries the team key: give it in person, never by an open channel. It works once.")
+            let (code, expires_at) = BlockingTransport::new()?.invite_card(
+                &store,
+                role,
+                std::time::Duration::from_secs(hours.clamp(1, 24 * 30) * 3600),
+            )?;
+            let expires = heartbridge_core::format_ms(expires_at.saturating_mul(1000));
+            out.print(&json!({"code": code, "role": role, "expires_at": expires}), || {
+                format!("{code}\n\nThis code carries the team's current key: give it in person, never by an open channel. It works once, until {expires}.")
+            });
+        }
+        Command::Team(TeamCmd::Revoke { device }) => {
+            let mut store = open(&profile)?;
+            let (epoch, cutoff) = BlockingTransport::new()?.revoke(&mut store, &device)?;
+            out.print(&json!({"device": device, "epoch": epoch, "cutoff_seq": cutoff}), || {
+                format!("Device {device} is removed: the relay refuses it, and the team's new key (epoch {epoch}) goes to every other device at its next sync. The removed device erases its data if it syncs again.")
             });
         }
         Command::Team(TeamCmd::Members) => {
@@ -281,7 +308,25 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             let members = heartbridge_client::members(&store)?;
             out.print(&members, || output::members(&members));
         }
-        Command::Join { code, name } => {
+        Command::Join {
+            code,
+            code_file,
+            name,
+        } => {
+            let code = match (code, code_file) {
+                (Some(c), _) => Zeroizing::new(c),
+                (None, Some(f)) => Zeroizing::new(std::fs::read_to_string(&f).map_err(|e| {
+                    anyhow::anyhow!("cannot read the invite code from {}: {e}", f.display())
+                })?),
+                (None, None) => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("Paste the invite code and press Enter:");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    Zeroizing::new(line)
+                }
+            };
             let mut store = open_or_init(&profile, name.as_deref())?;
             let team = heartbridge_client::join(&mut store, &code)?;
             out.print(
@@ -317,7 +362,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             let v = json!({
                 "name": store.profile().name,
                 "device_id": store.profile().device_id,
-                "team": team.as_ref().map(|t| json!({"team_id": t.team_id.to_hex(), "relay": t.relay_url, "role": t.role})),
+                "team": team.as_ref().map(|t| json!({"team_id": t.team_id.to_hex(), "relay": t.relay_url, "role": t.role, "epoch": t.epoch})),
                 "sync": status,
             });
             out.print(&v, || output::status(&status, team.as_ref()));

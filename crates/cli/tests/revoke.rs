@@ -86,7 +86,18 @@ fn new_case(profile: &Path, alias: &str, note: &str) -> String {
         .as_str()
         .expect("id")
         .to_owned();
-    ok(profile, &["case", "contact", &id, "--text", note]);
+    ok(
+        profile,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "hotline",
+            "--text",
+            note,
+        ],
+    );
     id
 }
 
@@ -250,5 +261,8 @@ fn the_relay_alone_saying_revoked_stops_sync_but_erases_nothing() {
     assert_eq!(aliases(&b), ["B1", "B2"]);
     let (code, _) = fails(&b, &["sync"]);
     assert_eq!(code, 8);
-    assert_eq!(ok(&b, &["status"])["sync"]["last_error_kind"], "device_revoked");
+    assert_eq!(
+        ok(&b, &["status"])["sync"]["last_error_kind"],
+        "device_revoked"
+    );
 }

@@ -637,11 +637,19 @@ impl BlockingTransport {
         self.block_on(self.http.invite(&team, role))
     }
 
+    /// Creates an invite code valid for `ttl`; answers it and its expiry
+    /// (Unix seconds).
+    pub fn invite_card(&self, store: &Store, role: Role, ttl: Duration) -> Result<(String, i64)> {
+        let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.block_on(self.http.invite_card(&team, role, ttl))
+    }
+
     /// On the lead's device: has the relay refuse `device` at once, then
     /// makes a new key epoch sealed to every remaining member and a signed
     /// roster recording the revocation, and syncs to hand it over (if that
-    /// sync fails, the next one carries it). Answers the new epoch.
-    pub fn revoke(&mut self, store: &mut Store, device: &str) -> Result<u32> {
+    /// sync fails, the next one carries it). Answers the new epoch and the
+    /// relay's sequence number at the revocation.
+    pub fn revoke(&mut self, store: &mut Store, device: &str) -> Result<(u32, u64)> {
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
         if store.device_public()?.map(|p| p.sign) != Some(team.lead_sign_pk) {
             return Err(Error::Relay {
@@ -652,7 +660,7 @@ impl BlockingTransport {
         let cutoff = self.block_on(self.http.revoke(&team, device))?;
         let epoch = store.rotate_after_revoke(device, cutoff)?;
         let _ = store.sync(self, &heartbridge_core::SyncOptions::default(), &mut |_| {});
-        Ok(epoch)
+        Ok((epoch, cutoff))
     }
 
     /// The team's devices.
