@@ -52,8 +52,9 @@ impl fmt::Display for DeviceId {
     }
 }
 
-/// An enrolled device, as a bearer token identifies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An enrolled device, as a bearer token identifies it. `Debug` leaves the
+/// key out.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Device {
     pub id: DeviceId,
     pub team: TeamId,
@@ -62,6 +63,18 @@ pub struct Device {
     /// The Ed25519 key its envelopes must verify under; `None` for a device
     /// enrolled before the relay kept keys (it can push nothing).
     pub sign_pk: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("id", &self.id)
+            .field("team", &self.team)
+            .field("role", &self.role)
+            .field("revoked", &self.revoked)
+            .field("has_key", &self.sign_pk.is_some())
+            .finish()
+    }
 }
 
 /// The public keys and join proof a device enrolls with; the relay keeps
