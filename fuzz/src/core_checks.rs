@@ -153,11 +153,11 @@ impl ApplyHarness {
         let store = Store::open(&self.profile, &heartbridge_core::testing::unlock())
             .expect("the profile opens");
         self.check = Some(
-            rusqlite::Connection::open_with_flags(
-                self.profile.join(DB_FILE),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            heartbridge_core::testing::open_raw(
+                &self.profile,
+                &heartbridge_core::testing::unlock(),
             )
-            .expect("a read connection"),
+            .expect("a keyed connection for checks"),
         );
         self.store = Some(store);
     }

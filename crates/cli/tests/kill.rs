@@ -1049,7 +1049,7 @@ impl World {
     fn check_files(&mut self) -> Result<(), String> {
         self.relay.kill();
         for (d, p) in self.profiles.iter().enumerate() {
-            integrity(&p.join("heartbridge.db")).map_err(|e| format!("device {d}: {e}"))?;
+            profile_integrity(p).map_err(|e| format!("device {d}: {e}"))?;
         }
         integrity(&self.relay.db).map_err(|e| format!("relay: {e}"))?;
         let conn = Connection::open_with_flags(&self.relay.db, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -1205,10 +1205,22 @@ fn marker_of(text: &str) -> Option<String> {
     Some(format!("⟦{}⟧", &rest[..end]))
 }
 
+/// `PRAGMA integrity_check` of a device's encrypted database, on a keyed
+/// connection: "ok" or the error.
+fn profile_integrity(dir: &Path) -> Result<(), String> {
+    let conn = heartbridge_core::testing::open_raw(dir, &heartbridge_core::testing::unlock())
+        .map_err(|e| format!("opening {}: {e}", dir.display()))?;
+    integrity_of(&conn, &dir.join("heartbridge.db"))
+}
+
 /// `PRAGMA integrity_check` on a read-only connection: "ok" or the error.
 fn integrity(path: &Path) -> Result<(), String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    integrity_of(&conn, path)
+}
+
+fn integrity_of(conn: &Connection, path: &Path) -> Result<(), String> {
     let mut stmt = conn
         .prepare("PRAGMA integrity_check")
         .map_err(|e| e.to_string())?;

@@ -275,7 +275,7 @@ fn a_first_sync_over_a_link_that_keeps_dropping_completes_with_plain_retries() {
     )
     .expect("link");
     // The volunteer's device reaches the relay only through the link.
-    rusqlite::Connection::open(vol.join("heartbridge.db"))
+    heartbridge_core::testing::open_raw(&vol, &heartbridge_core::testing::unlock())
         .expect("open profile")
         .execute("UPDATE team SET relay_url = ?1", [link.url()])
         .expect("route through the link");

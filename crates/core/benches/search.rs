@@ -66,7 +66,11 @@ fn main() {
     store.import_handbooks(&[dir]).expect("import");
     let import = t.elapsed();
 
-    let conn = rusqlite::Connection::open(store.path()).expect("open");
+    let conn = heartbridge_core::testing::open_raw(
+        store.path().parent().expect("profile dir"),
+        &heartbridge_core::testing::unlock(),
+    )
+    .expect("open");
     let index_bytes: i64 = conn
         .query_row(
             "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sections_fts%'",

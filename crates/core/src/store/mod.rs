@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::error::{Error, Result};
 use crate::model::{now_ms, DocId, DocKind};
-use crate::vault::{Protection, Unlock};
+use crate::vault::{self, Dek, KeysFile, Protection, Unlock, KEYS_FILE};
 
 /// The database file inside a profile directory.
 pub const DB_FILE: &str = "heartbridge.db";
@@ -106,6 +106,39 @@ fn corrupt(path: &Path, e: &rusqlite::Error) -> Error {
     }
 }
 
+/// Keys a connection: the first statement on it, before anything reads
+/// the file. Then reads the schema, so a wrong key fails here
+/// (`WrongKey`), never later as "corrupt".
+fn key_conn(conn: &Connection, path: &Path, dek: &Dek) -> Result<()> {
+    conn.execute_batch(&format!("PRAGMA key = \"{}\";", dek.pragma().as_str()))
+        .map_err(|e| corrupt(path, &e))?;
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            Err(Error::WrongKey {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => Err(corrupt(path, &e)),
+    }
+}
+
+/// Owner-only permissions on the profile directory and its files
+/// (umask-independent; SQLite gives `-wal`/`-shm` the database's mode,
+/// set here too in case they predate it).
+fn restrict(dir: &Path, path: &Path) -> Result<()> {
+    vault::set_mode(dir, 0o700)?;
+    vault::set_mode(path, 0o600)?;
+    for s in SIDE_SUFFIXES {
+        vault::set_mode(&side_file(path, s), 0o600)?;
+    }
+    vault::set_mode(&dir.join(KEYS_FILE), 0o600)
+}
+
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -120,6 +153,10 @@ const SIDE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// Files a profile being created is built in, beside `DB_FILE`; renamed
 /// into place only once complete.
 const INIT_PREFIX: &str = "heartbridge.db.init-";
+
+/// The encrypted copy a plaintext profile is exported into, beside
+/// `DB_FILE`; renamed over it only once complete and its key is on disk.
+const ENC_PREFIX: &str = "heartbridge.db.enc-";
 
 fn side_file(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -142,6 +179,9 @@ enum Header {
     Foreign,
     /// Not a SQLite database, or a truncated one.
     Damaged(&'static str),
+    /// 100 bytes or more that are not a plain SQLite header: a SQLCipher
+    /// database (its header is ciphertext), or a damaged file.
+    Opaque,
 }
 
 fn read_header(path: &Path) -> Result<Header> {
@@ -170,7 +210,7 @@ fn read_header(path: &Path) -> Result<Header> {
     } else if n < buf.len() {
         Header::Damaged("truncated header")
     } else if &buf[..16] != b"SQLite format 3\0" {
-        Header::Damaged("not a SQLite database file")
+        Header::Opaque
     } else if i32::from_be_bytes([buf[68], buf[69], buf[70], buf[71]]) != APPLICATION_ID {
         Header::Foreign
     } else {
@@ -217,7 +257,7 @@ fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
 /// never writes the database or its WAL and fails, untouched, on a hot
 /// rollback journal; SQLite may create or refresh the `-shm` index of our
 /// own file so as to read its WAL alongside a running writer.
-fn probe(dir: &Path, path: &Path) -> Result<bool> {
+fn probe(dir: &Path, path: &Path, dek: Option<&Dek>) -> Result<bool> {
     let quiet = || !side_file(path, "-wal").exists() && !side_file(path, "-journal").exists();
     #[cfg(unix)]
     if quiet() {
@@ -227,7 +267,7 @@ fn probe(dir: &Path, path: &Path) -> Result<bool> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let result = Connection::open_with_flags(immutable_uri(path), flags)
             .map_err(|e| corrupt(path, &e))
-            .and_then(|conn| probe_on(&conn, dir, path));
+            .and_then(|conn| probe_on(&conn, dir, path, dek));
         // Someone opened the profile meanwhile (a checkpoint may have
         // changed pages under the check): ask again, with locks.
         if quiet() && stamp(path) == before {
@@ -236,10 +276,13 @@ fn probe(dir: &Path, path: &Path) -> Result<bool> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, &e))?;
-    probe_on(&conn, dir, path)
+    probe_on(&conn, dir, path, dek)
 }
 
-fn probe_on(conn: &Connection, dir: &Path, path: &Path) -> Result<bool> {
+fn probe_on(conn: &Connection, dir: &Path, path: &Path, dek: Option<&Dek>) -> Result<bool> {
+    if let Some(dek) = dek {
+        key_conn(conn, path, dek)?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -280,16 +323,7 @@ fn probe_on(conn: &Connection, dir: &Path, path: &Path) -> Result<bool> {
     Ok(n == 1)
 }
 
-/// Writes the directory entry changes of `dir` to disk.
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
+use vault::sync_dir;
 
 /// The points of `Store::init` after which a test stops, as a crash there
 /// would.
@@ -307,6 +341,8 @@ pub(crate) enum InitStep {
     Closed,
     /// File fsynced.
     Synced,
+    /// Keys file written (encrypted profiles).
+    KeysWritten,
     /// Linked into place as `DB_FILE`.
     Linked,
     /// Temporary name removed.
@@ -314,13 +350,14 @@ pub(crate) enum InitStep {
 }
 
 #[cfg(test)]
-pub(crate) const INIT_STEPS: [InitStep; 8] = [
+pub(crate) const INIT_STEPS: [InitStep; 9] = [
     InitStep::Created,
     InitStep::Configured,
     InitStep::Migrated,
     InitStep::ProfileWritten,
     InitStep::Closed,
     InitStep::Synced,
+    InitStep::KeysWritten,
     InitStep::Linked,
     InitStep::TempRemoved,
 ];
@@ -342,7 +379,11 @@ fn insert_profile(conn: &mut Connection, name: &str) -> Result<()> {
 /// a `DB_FILE` that holds nothing.
 fn is_init_leftover(name: &str) -> bool {
     name.starts_with(INIT_PREFIX)
+        || name.starts_with(ENC_PREFIX)
         || name == DB_FILE
+        || name == KEYS_FILE
+        || name == "heartbridge.keys.tmp"
+        || name == vault::ERASED_FILE
         || SIDE_SUFFIXES
             .iter()
             .any(|s| name.strip_suffix(s) == Some(DB_FILE))
@@ -377,18 +418,162 @@ fn unlock_for(protection: &Protection) -> Unlock {
     }
 }
 
+/// How the store learns the free space of a directory (injected in tests).
+pub(crate) type FreeSpace = fn(&Path) -> std::io::Result<u64>;
+
+fn fs_free_space(dir: &Path) -> std::io::Result<u64> {
+    fs4::available_space(dir)
+}
+
+/// The protection a plaintext profile gets when it is opened with `unlock`
+/// (default limits and cost).
+fn protection_for(unlock: &Unlock) -> Protection {
+    match unlock {
+        Unlock::Pin(pin) => Protection::pin(pin.as_str()),
+        Unlock::KeyStore => Protection::keystore(),
+    }
+}
+
+/// The points of an encryption of a plaintext profile after which a test
+/// stops, as a crash there would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EncryptStep {
+    /// The encrypted copy is complete and fsynced.
+    Exported,
+    /// The keys file is beside the still-plaintext database.
+    KeysWritten,
+    /// The copy replaced the database.
+    Renamed,
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Encrypts the plaintext profile database `path` (already probed: ours)
+/// with `dek`: `sqlcipher_export` into `ENC_PREFIX*` in one transaction,
+/// fsync, the keys file (`keys`, unless it is already on disk), then a
+/// rename over `DB_FILE`, the old side files removed, the directory
+/// fsynced. A crash leaves the plaintext profile (no keys file: it is
+/// encrypted again on the next open) or the plaintext profile with its keys
+/// file (the next open finishes), or the encrypted one. Nothing is touched
+/// when the disk has less than twice the database's size free.
+fn encrypt_plaintext(
+    dir: &Path,
+    path: &Path,
+    dek: &Dek,
+    keys: Option<&KeysFile>,
+    free_space: FreeSpace,
+    crash_at: Option<EncryptStep>,
+) -> Result<()> {
+    let crash = |step| crash_at == Some(step);
+    // Copies an interrupted run left go first: they count as free space.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(ENC_PREFIX) {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+    }
+    let size = file_len(path) + file_len(&side_file(path, "-wal"));
+    let free = free_space(dir).map_err(io_err(dir))?;
+    let needed = size.saturating_mul(2);
+    if free < needed {
+        return Err(Error::NoSpace { needed, free });
+    }
+    restrict(dir, path)?;
+    let tmp = dir.join(format!(
+        "{ENC_PREFIX}{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    drop(vault::create_private(&tmp)?);
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| corrupt(path, &e))?;
+    configure(&conn)?;
+    let tmp_str = tmp.to_str().ok_or_else(|| Error::InvalidValue {
+        field: "profile directory",
+        value: "(not UTF-8)".into(),
+        allowed: "a UTF-8 path",
+    })?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS enc KEY ?2",
+        params![tmp_str, dek.pragma().as_str()],
+    )?;
+    let user_version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.query_row("SELECT sqlcipher_export('enc')", [], |_| Ok(()))?;
+        tx.execute_batch(&format!(
+            "PRAGMA enc.user_version = {user_version}; PRAGMA enc.application_id = {APPLICATION_ID};"
+        ))?;
+        tx.commit()?;
+    }
+    conn.execute_batch("DETACH DATABASE enc")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| e)?;
+    if file_len(&side_file(path, "-wal")) > 0 {
+        return Err(Error::DatabaseCorrupt {
+            path: path.to_owned(),
+            detail: "write-ahead log not checkpointed".into(),
+        });
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    if crash(EncryptStep::Exported) {
+        return Ok(());
+    }
+    if let Some(keys) = keys {
+        keys.write(dir)?;
+    }
+    if crash(EncryptStep::KeysWritten) {
+        return Ok(());
+    }
+    // The plaintext side files go before the rename: a WAL of the old file
+    // must never meet the new one. (It was checkpointed and is empty.)
+    for s in SIDE_SUFFIXES {
+        remove_if_exists(&side_file(path, s))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)?;
+    if crash(EncryptStep::Renamed) {
+        return Ok(());
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Creates a new profile in `dir` (created if needed; it must be empty
-    /// or hold nothing but what an interrupted `init` left).
+    /// Creates a new profile in `dir` (created if needed, mode 0700; it
+    /// must be empty or hold nothing but what an interrupted `init` left),
+    /// encrypted with a new random key that `protection` wraps in the keys
+    /// file (`KEYS_FILE`).
     ///
     /// The database is built under a temporary name in `dir`, checkpointed
-    /// and fsynced, then linked into place as `DB_FILE` (never replacing
-    /// one) and the directory fsynced: a crash anywhere leaves either no
-    /// profile (the next `init` removes the leftovers and starts again) or
-    /// a complete one. A Heartbridge database without its profile row (an
-    /// older `init` interrupted) is finished in place.
+    /// and fsynced, its keys file written, then it is linked into place as
+    /// `DB_FILE` (never replacing one) and the directory fsynced: a crash
+    /// anywhere leaves either no profile (the next `init` removes the
+    /// leftovers and starts again) or a complete one. A Heartbridge
+    /// database without its profile row (an older `init` interrupted) is
+    /// finished in place and encrypted.
     pub fn init(dir: &Path, name: &str, protection: &Protection) -> Result<Store> {
         Store::init_until(dir, name, protection, None)?.ok_or(Error::Empty { what: "profile" })
+    }
+
+    /// An unencrypted profile, as made before issue 8 (tests of the
+    /// migration only).
+    pub(crate) fn init_plaintext(dir: &Path, name: &str) -> Result<Store> {
+        Store::init_inner(dir, name, None, None)?.ok_or(Error::Empty { what: "profile" })
     }
 
     /// `init`, stopping as a crash would right after `crash_at` (tests
@@ -399,15 +584,38 @@ impl Store {
         protection: &Protection,
         crash_at: Option<InitStep>,
     ) -> Result<Option<Store>> {
+        Store::init_inner(dir, name, Some(protection), crash_at)
+    }
+
+    fn init_inner(
+        dir: &Path,
+        name: &str,
+        protection: Option<&Protection>,
+        crash_at: Option<InitStep>,
+    ) -> Result<Option<Store>> {
         let name = name.trim();
         if name.is_empty() {
             return Err(Error::Empty { what: "name" });
         }
+        if let Some(p) = protection {
+            if p.pin.as_ref().is_some_and(|pin| pin.is_empty()) {
+                return Err(Error::Empty {
+                    what: "the PIN or passphrase",
+                });
+            }
+        }
         let path = dir.join(DB_FILE);
+        let has_keys = file_len(&dir.join(KEYS_FILE)) > 0;
         match read_header(&path)? {
             Header::Absent | Header::Empty => {}
+            Header::Ours if has_keys => {
+                // A migration waits to be finished: the profile exists.
+                return Err(Error::ProfileExists {
+                    path: dir.to_owned(),
+                });
+            }
             Header::Ours => {
-                if probe(dir, &path)? {
+                if probe(dir, &path, None)? {
                     remove_init_leftovers(dir, false)?;
                     return Err(Error::ProfileExists {
                         path: dir.to_owned(),
@@ -422,11 +630,28 @@ impl Store {
                 migrations::migrate(&mut conn, &path)?;
                 insert_profile(&mut conn, name)?;
                 drop(conn);
-                return Store::open(dir, &unlock_for(protection)).map(Some);
+                return match protection {
+                    Some(p) => {
+                        Store::open_inner(dir, &unlock_for(p), Some(p), fs_free_space).map(Some)
+                    }
+                    None => Store::open_plain(dir, &path).map(Some),
+                };
+            }
+            Header::Opaque if has_keys => {
+                remove_init_leftovers(dir, false)?;
+                return Err(Error::ProfileExists {
+                    path: dir.to_owned(),
+                })
             }
             Header::Foreign => {
                 return Err(Error::ProfileForeign {
                     path: dir.to_owned(),
+                })
+            }
+            Header::Opaque => {
+                return Err(Error::DatabaseCorrupt {
+                    path,
+                    detail: "not a SQLite database file".into(),
                 })
             }
             Header::Damaged(detail) => {
@@ -448,6 +673,7 @@ impl Store {
             }
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        vault::set_mode(dir, 0o700)?;
         remove_init_leftovers(dir, true)?;
 
         let tmp = dir.join(format!(
@@ -458,7 +684,14 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // Owner-only before SQLite writes a byte (its -wal and -shm take
+        // this mode).
+        drop(vault::create_private(&tmp)?);
         let mut conn = Connection::open_with_flags(&tmp, flags)?;
+        let dek = protection.map(|_| Dek::random());
+        if let Some(dek) = &dek {
+            key_conn(&conn, &tmp, dek)?;
+        }
         if crash(InitStep::Created) {
             // Leave it open, as a killed process would.
             std::mem::forget(conn);
@@ -501,6 +734,14 @@ impl Store {
         if crash(InitStep::Synced) {
             return Ok(None);
         }
+        // The keys file before the database: a database is never in place
+        // without the key that opens it.
+        if let (Some(p), Some(dek)) = (protection, &dek) {
+            KeysFile::new(p, dek)?.write(dir)?;
+        }
+        if crash(InitStep::KeysWritten) {
+            return Ok(None);
+        }
         // A link never replaces a profile another process just created.
         match std::fs::hard_link(&tmp, &path) {
             Ok(()) => {}
@@ -531,23 +772,69 @@ impl Store {
                 sync_dir(parent)?;
             }
         }
-        Store::open(dir, &unlock_for(protection)).map(Some)
+        match &dek {
+            Some(dek) => Store::open_keyed(dir, &path, dek).map(Some),
+            None => Store::open_plain(dir, &path).map(Some),
+        }
     }
 
-    /// Opens the profile in `dir`. Refuses, without writing a byte, a
-    /// missing profile, a database that is not Heartbridge's, and a damaged
-    /// file: the header is read with plain file I/O and the rest is checked
-    /// on a connection that cannot write (see `probe`) before a read-write
-    /// connection, WAL mode or migrations touch the file.
+    /// Opens the profile in `dir` with `unlock`.
+    ///
+    /// Refuses, without writing a byte to the database, a missing profile,
+    /// a database that is not Heartbridge's, and a damaged file. A profile
+    /// with a keys file: the key is unwrapped (a wrong PIN is counted
+    /// durably before it is checked and reported with the tries left; the
+    /// last allowed wrong PIN erases the profile), then the database is
+    /// checked on a keyed connection that cannot write (see `probe`)
+    /// before a read-write connection, WAL mode or migrations touch it. A
+    /// plaintext profile from before encryption is encrypted first, under
+    /// the PIN given (or the key store), default limits.
     pub fn open(dir: &Path, unlock: &Unlock) -> Result<Store> {
-        let _ = unlock;
+        Store::open_inner(dir, unlock, None, fs_free_space)
+    }
+
+    /// `open`, with the free space read by `free_space` (tests).
+    #[cfg(test)]
+    pub(crate) fn open_with_free_space(
+        dir: &Path,
+        unlock: &Unlock,
+        free_space: FreeSpace,
+    ) -> Result<Store> {
+        Store::open_inner(dir, unlock, None, free_space)
+    }
+
+    /// Encrypts a plaintext profile stopping as a crash would right after
+    /// `step` (tests).
+    #[cfg(test)]
+    pub(crate) fn encrypt_until(dir: &Path, unlock: &Unlock, step: EncryptStep) -> Result<()> {
         let path = dir.join(DB_FILE);
-        match read_header(&path)? {
-            Header::Absent | Header::Empty => {
-                return Err(Error::ProfileMissing {
-                    path: dir.to_owned(),
-                })
-            }
+        assert!(probe(dir, &path, None)?);
+        let dek = Dek::random();
+        let keys = KeysFile::new(
+            &protection_for(unlock).with_kdf(crate::testing::TEST_KDF),
+            &dek,
+        )?;
+        encrypt_plaintext(dir, &path, &dek, Some(&keys), fs_free_space, Some(step))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        unlock: &Unlock,
+        protection: Option<&Protection>,
+        free_space: FreeSpace,
+    ) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        if vault::erased(dir) {
+            // Finish an erase that was interrupted; say what happened.
+            vault::destroy(dir, KeysFile::read(dir).ok().flatten().as_ref())?;
+            return Err(Error::ProfileDestroyed);
+        }
+        let missing = || Error::ProfileMissing {
+            path: dir.to_owned(),
+        };
+        let header = read_header(&path)?;
+        let keys = match header {
+            Header::Absent | Header::Empty => return Err(missing()),
             Header::Foreign => {
                 return Err(Error::ProfileForeign {
                     path: dir.to_owned(),
@@ -559,16 +846,70 @@ impl Store {
                     detail: detail.into(),
                 })
             }
-            Header::Ours => {}
+            Header::Ours | Header::Opaque => KeysFile::read(dir)?,
+        };
+        match (header, keys) {
+            (Header::Opaque, None) => Err(Error::DatabaseCorrupt {
+                path,
+                detail: "not a SQLite database file".into(),
+            }),
+            (Header::Opaque, Some(mut keys)) => {
+                let dek = keys.unlock(dir, unlock)?;
+                Store::open_keyed(dir, &path, &dek)
+            }
+            // A plaintext profile: encrypt it.
+            (_, None) => {
+                if !probe(dir, &path, None)? {
+                    return Err(missing());
+                }
+                let protection = match protection {
+                    Some(p) => p.clone(),
+                    None => protection_for(unlock),
+                };
+                let dek = Dek::random();
+                let keys = KeysFile::new(&protection, &dek)?;
+                encrypt_plaintext(dir, &path, &dek, Some(&keys), free_space, None)?;
+                Store::open_keyed(dir, &path, &dek)
+            }
+            // Keys beside a plaintext database: finish the migration.
+            (_, Some(mut keys)) => {
+                if !probe(dir, &path, None)? {
+                    return Err(missing());
+                }
+                let dek = keys.unlock(dir, unlock)?;
+                encrypt_plaintext(dir, &path, &dek, None, free_space, None)?;
+                Store::open_keyed(dir, &path, &dek)
+            }
         }
-        if !probe(dir, &path)? {
+    }
+
+    fn open_keyed(dir: &Path, path: &Path, dek: &Dek) -> Result<Store> {
+        if !probe(dir, path, Some(dek))? {
             return Err(Error::ProfileMissing {
                 path: dir.to_owned(),
             });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| corrupt(&path, &e))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, &e))?;
+        key_conn(&conn, path, dek)?;
+        Store::finish_open(dir, path, conn)
+    }
+
+    fn open_plain(dir: &Path, path: &Path) -> Result<Store> {
+        if !probe(dir, path, None)? {
+            return Err(Error::ProfileMissing {
+                path: dir.to_owned(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, &e))?;
+        Store::finish_open(dir, path, conn)
+    }
+
+    fn finish_open(dir: &Path, path: &Path, mut conn: Connection) -> Result<Store> {
+        let path = path.to_owned();
         configure(&conn)?;
+        restrict(dir, &path)?;
         migrations::migrate(&mut conn, &path)?;
         let profile = conn
             .query_row(

@@ -341,6 +341,7 @@ fn a_profile_with_a_pending_wal_opens_and_keeps_its_data() {
     let copy = dir.path().join("copy");
     // A crash image: the last writes are only in the WAL, and no -shm.
     crash_image(s.path(), &copy.join(DB_FILE), &["-wal"]);
+    std::fs::copy(dir.path().join("p").join(KEYS_FILE), copy.join(KEYS_FILE)).unwrap();
     drop(s);
     assert!(
         std::fs::metadata(side_file(&copy.join(DB_FILE), "-wal"))
@@ -366,7 +367,11 @@ fn a_damaged_profile_is_refused_and_nothing_is_created_beside_it() {
     let db = s.path().to_owned();
     drop(s);
     let p = dir.path().join("p");
-    assert_eq!(files(&p).len(), 1, "a closed profile is one file");
+    assert_eq!(
+        files(&p).into_keys().collect::<Vec<_>>(),
+        [DB_FILE, KEYS_FILE],
+        "a closed profile is its database and keys file"
+    );
     let mut bytes = std::fs::read(&db).unwrap();
     let pages = bytes.len() / 4096;
     assert!(pages > 8);
@@ -411,7 +416,7 @@ fn init_can_finish_after_a_crash_at_any_step() {
         assert_eq!(store.profile().name, "林老师");
         drop(store);
         let left: Vec<String> = files(&p).into_keys().collect();
-        assert_eq!(left, vec![DB_FILE.to_owned()], "after {step:?}");
+        assert_eq!(left, [DB_FILE, KEYS_FILE], "after {step:?}");
     }
 }
 
@@ -466,7 +471,7 @@ fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
     let (dir, s) = store();
     let src = s.path().to_owned();
     drop(s);
-    let conn = Connection::open(&src).unwrap();
+    let conn = crate::testing::open_raw(src.parent().unwrap(), &crate::testing::unlock()).unwrap();
     conn.execute_batch(
         "PRAGMA journal_mode = DELETE; PRAGMA cache_size = 5;
          CREATE TABLE scratch (x BLOB);
@@ -476,6 +481,7 @@ fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
     .unwrap();
     let p = dir.path().join("image");
     crash_image(&src, &p.join(DB_FILE), &["-journal"]);
+    std::fs::copy(src.with_file_name(KEYS_FILE), p.join(KEYS_FILE)).unwrap();
     drop(conn);
     let before = files(&p);
     assert!(before.contains_key(&format!("{DB_FILE}-journal")));
