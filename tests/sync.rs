@@ -255,8 +255,24 @@ fn compaction_leaves_every_device_unchanged() {
         sync_until_quiet(&mut devs, &[0, 1, 2]);
     }
     let before: Vec<_> = devs.iter().map(|d| d.case(&id)).collect();
+    // A volunteer's snapshot lets the relay drop nothing: only the lead and
+    // supervisors may compact.
     let rows_before = relay.envelope_count();
     devs[1]
+        .sync_with(
+            &mut heartbridge_client::BlockingTransport::default(),
+            &SyncOptions {
+                snapshot_all: true,
+                ..Default::default()
+            },
+        )
+        .expect("snapshot");
+    assert!(
+        relay.envelope_count() > rows_before,
+        "a volunteer's snapshot compacted"
+    );
+    let rows_before = relay.envelope_count();
+    devs[0]
         .sync_with(
             &mut heartbridge_client::BlockingTransport::default(),
             &SyncOptions {

@@ -74,7 +74,7 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
     };
     let (_, mut am) = devs[0].store.load(&id).expect("load").expect("doc");
     let all = am.save_after(&[]);
-    let e1 = Envelope::seal(
+    let mut e1 = Envelope::seal(
         &team0.key,
         &team0.team_id,
         doc,
@@ -83,7 +83,7 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
         &all,
     )
     .expect("seal");
-    let e2 = Envelope::seal(
+    let mut e2 = Envelope::seal(
         &team0.key,
         &team0.team_id,
         doc,
@@ -92,16 +92,21 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
         &all,
     )
     .expect("seal");
+    devs[0].store.sign_envelope(&mut e1).expect("sign");
+    devs[0].store.sign_envelope(&mut e2).expect("sign");
     let mut t = BlockingTransport::default();
     let r1: SyncResponse = decode(
         "resp",
         &t.sync(
             &team0,
             encode(&SyncRequest {
-                v: 1,
+                v: heartbridge_core::proto::PROTOCOL_VERSION,
                 cursor: 0,
                 push: vec![e1],
                 max_bytes: 0,
+                members_since: 0,
+                roster_version: 0,
+                roster: None,
             }),
         )
         .expect("push"),
@@ -112,10 +117,13 @@ fn duplicated_and_replayed_pushes_create_no_duplicates() {
         &t.sync(
             &team0,
             encode(&SyncRequest {
-                v: 1,
+                v: heartbridge_core::proto::PROTOCOL_VERSION,
                 cursor: 0,
                 push: vec![e2],
                 max_bytes: 0,
+                members_since: 0,
+                roster_version: 0,
+                roster: None,
             }),
         )
         .expect("push"),
@@ -253,7 +261,7 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
     .expect("seal");
     let last = tampered.ciphertext.len() - 1;
     tampered.ciphertext[last] ^= 0x40;
-    let wrong_key = Envelope::seal(
+    let mut wrong_key = Envelope::seal(
         &TeamKey::generate(),
         &a.team_id,
         doc,
@@ -262,7 +270,7 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
         &bytes,
     )
     .expect("seal");
-    let cross_team = Envelope::seal(
+    let mut cross_team = Envelope::seal(
         &x.key,
         &x.team_id,
         doc,
@@ -271,7 +279,7 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
         &bytes,
     )
     .expect("seal");
-    let foreign_id = Envelope::seal(
+    let mut foreign_id = Envelope::seal(
         &a.key,
         &TeamId::random(),
         doc,
@@ -280,12 +288,20 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
         &bytes,
     )
     .expect("seal");
+    // Signed by a member: the relay stores them; the devices' AEAD check
+    // refuses them.
+    for e in [&mut tampered, &mut wrong_key, &mut cross_team, &mut foreign_id] {
+        devs[0].store.sign_envelope(e).expect("sign");
+    }
     let mut t = BlockingTransport::default();
     let push = encode(&SyncRequest {
-        v: 1,
+        v: heartbridge_core::proto::PROTOCOL_VERSION,
         cursor: 0,
         push: vec![tampered, wrong_key, cross_team, foreign_id],
         max_bytes: 0,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     });
     t.sync(&a, push)
         .expect("the relay stores what it cannot read");
@@ -321,10 +337,13 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
     match BlockingTransport::default().sync(
         &t,
         encode(&SyncRequest {
-            v: 1,
+            v: heartbridge_core::proto::PROTOCOL_VERSION,
             cursor: 0,
             push: vec![],
             max_bytes: 0,
+            members_since: 0,
+            roster_version: 0,
+            roster: None,
         }),
     ) {
         Err(TransportError::Relay {
@@ -342,15 +361,18 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
     let err = devs[1]
         .sync_with(&mut BlockingTransport::default(), &SyncOptions::default())
         .unwrap_err();
-    assert_eq!(err.kind(), "relay");
+    assert_eq!(err.kind(), "device_revoked");
     let err = heartbridge_client::explain(
         match BlockingTransport::default().sync(
             &devs[1].store.team().expect("t").expect("enrolled"),
             encode(&SyncRequest {
-                v: 1,
+                v: heartbridge_core::proto::PROTOCOL_VERSION,
                 cursor: 0,
                 push: vec![],
                 max_bytes: 0,
+                members_since: 0,
+                roster_version: 0,
+                roster: None,
             }),
         ) {
             Err(e) => e,
@@ -443,7 +465,11 @@ fn a_local_failure_stops_the_sync_without_moving_the_cursor() {
 
     let before = devs[1].store.sync_status().expect("status");
     let db = devs[1].store.path().to_owned();
-    let sql = rusqlite::Connection::open(&db).expect("open b's database");
+    let sql = heartbridge_core::testing::open_raw(
+        db.parent().expect("profile dir"),
+        &heartbridge_core::testing::unlock(),
+    )
+    .expect("open b's database");
     let saved: Vec<u8> = sql
         .query_row(
             "SELECT snapshot FROM documents WHERE id = ?1",

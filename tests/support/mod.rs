@@ -67,10 +67,16 @@ impl Relay {
     }
 
     /// Envelope rows the relay holds.
+    /// Envelopes the relay still serves (what a snapshot superseded is
+    /// kept through the grace period, but served to no one).
     pub fn envelope_count(&self) -> i64 {
         let conn = rusqlite::Connection::open(self.db()).expect("open relay db");
-        conn.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
-            .expect("count")
+        conn.query_row(
+            "SELECT count(*) FROM envelopes WHERE superseded_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count")
     }
 
     /// Every byte of every file in the relay's directory.

@@ -419,6 +419,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Signs an envelope as this device (the sync engine does this for
+    /// every push; tools and tests that craft envelopes use it too).
+    pub fn sign_envelope(&self, env: &mut Envelope) -> Result<()> {
+        let team = self.team()?.ok_or(Error::NotEnrolled)?;
+        let me = device_secret(self.conn())?.ok_or_else(|| bad_row("device keys"))?;
+        let author = team.device_bytes().ok_or_else(|| bad_row("device id"))?;
+        env.sign(&team.team_id, author, &me);
+        Ok(())
+    }
+
     /// This device's public keys, once made (at its first enrollment).
     pub fn device_public(&self) -> Result<Option<DevicePublic>> {
         Ok(device_secret(self.conn())?.map(|s| s.public()))
