@@ -428,6 +428,12 @@ impl KeysFile {
         Ok(Some(keys))
     }
 
+    /// The key-store entry's name, if the key store holds a wrap.
+    #[cfg(test)]
+    pub(crate) fn keystore_entry(&self) -> Option<&str> {
+        self.keystore.as_ref().map(|k| k.entry.as_str())
+    }
+
     /// Writes the file durably (temporary name, fsync, rename, dir fsync).
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("keys file serializes");

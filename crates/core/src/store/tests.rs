@@ -490,3 +490,269 @@ fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
     assert!(err.to_string().contains("rollback journal"), "{err}");
     assert_eq!(files(&p), before, "the file was rolled back");
 }
+
+// At rest: keys, PINs, erase, permissions, encryption of old profiles.
+
+fn pin_store(dir: &Path, max_failed: u32) -> Store {
+    let protection = crate::testing::protection().with_max_failed(max_failed);
+    Store::init(&dir.join("p"), "林老师", &protection).unwrap()
+}
+
+fn note(s: &mut Store, text: &str) -> DocId {
+    let id = new_case(s);
+    s.add_contact(&id, Channel::Hotline, text, Some(10))
+        .unwrap();
+    id
+}
+
+#[test]
+fn a_wrong_pin_opens_nothing_says_the_tries_left_and_a_right_one_resets_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = pin_store(dir.path(), 5);
+    let id = note(&mut s, "考前失眠，担心复读");
+    drop(s);
+    let p = dir.path().join("p");
+    for left in [4, 3] {
+        let err = Store::open(&p, &Unlock::pin("wrong-pin")).unwrap_err();
+        assert_eq!(err.kind(), "wrong_pin");
+        assert!(matches!(err, Error::WrongPin { tries_left } if tries_left == left));
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{left} tries left")), "{msg}");
+        assert!(!msg.contains("考前") && !msg.contains("林老师"), "{msg}");
+    }
+    let s = Store::open(&p, &crate::testing::unlock()).unwrap();
+    assert_eq!(s.case(&id).unwrap().contacts[0].text, "考前失眠，担心复读");
+    drop(s);
+    // The right PIN reset the count: again the full number of tries.
+    let err = Store::open(&p, &Unlock::pin("wrong-pin")).unwrap_err();
+    assert!(matches!(err, Error::WrongPin { tries_left: 4 }), "{err}");
+}
+
+#[test]
+fn too_many_wrong_pins_erase_keys_and_database_and_later_opens_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = pin_store(dir.path(), 3);
+    note(&mut s, "会被抹掉的记录");
+    drop(s);
+    let p = dir.path().join("p");
+    assert!(matches!(
+        Store::open(&p, &Unlock::pin("nope")).unwrap_err(),
+        Error::WrongPin { tries_left: 2 }
+    ));
+    assert!(matches!(
+        Store::open(&p, &Unlock::pin("nope")).unwrap_err(),
+        Error::WrongPin { tries_left: 1 }
+    ));
+    let err = Store::open(&p, &Unlock::pin("nope")).unwrap_err();
+    assert_eq!(err.kind(), "profile_destroyed", "{err}");
+    let left: Vec<String> = files(&p).into_keys().collect();
+    assert_eq!(left, [crate::vault::ERASED_FILE], "only the empty marker");
+    assert!(files(&p)[crate::vault::ERASED_FILE].is_empty());
+    // Even the right PIN finds nothing now.
+    let err = Store::open(&p, &crate::testing::unlock()).unwrap_err();
+    assert_eq!(err.kind(), "profile_destroyed", "{err}");
+    // A new profile can be made in the same place.
+    let s = Store::init(&p, "新的", &crate::testing::protection()).unwrap();
+    assert_eq!(s.list_cases(&Default::default()).unwrap().len(), 0);
+}
+
+#[test]
+fn a_database_does_not_open_without_its_key_nor_with_another_profiles_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Store::init(&dir.path().join("a"), "a", &crate::testing::protection()).unwrap();
+    note(&mut a, "甲的记录");
+    drop(a);
+    drop(Store::init(&dir.path().join("b"), "b", &crate::testing::protection()).unwrap());
+    let a_db = dir.path().join("a").join(DB_FILE);
+    // Plain SQLite (no key) cannot read it.
+    let raw = Connection::open_with_flags(&a_db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let err = raw
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    );
+    drop(raw);
+    // Nor a random key.
+    let raw = Connection::open_with_flags(&a_db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let e = key_conn(&raw, &a_db, &Dek::random()).unwrap_err();
+    assert_eq!(e.kind(), "wrong_key");
+    drop(raw);
+    // b's keys file beside a's database: the same PIN opens b's key, which
+    // is the wrong key for this database — said so, not "corrupt".
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(&a_db, mixed.join(DB_FILE)).unwrap();
+    std::fs::copy(dir.path().join("b").join(KEYS_FILE), mixed.join(KEYS_FILE)).unwrap();
+    let before = std::fs::read(mixed.join(DB_FILE)).unwrap();
+    let err = Store::open(&mixed, &crate::testing::unlock()).unwrap_err();
+    assert_eq!(err.kind(), "wrong_key", "{err}");
+    assert_eq!(std::fs::read(mixed.join(DB_FILE)).unwrap(), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_profile_directory_and_every_file_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = pin_store(dir.path(), 10);
+    note(&mut s, "权限");
+    let p = dir.path().join("p");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&p), 0o700);
+    let names: Vec<String> = files(&p).into_keys().collect();
+    // Open: the database, its -wal and -shm, the keys file.
+    for n in [DB_FILE, KEYS_FILE] {
+        assert!(names.iter().any(|x| x == n), "{names:?}");
+    }
+    assert!(names.iter().any(|n| n.ends_with("-wal")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("-shm")), "{names:?}");
+    for n in &names {
+        assert_eq!(mode(&p.join(n)), 0o600, "{n}");
+    }
+    drop(s);
+    // An old profile with loose modes is tightened when it is opened.
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(p.join(DB_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(&p, &crate::testing::unlock()).unwrap());
+    assert_eq!(mode(&p), 0o700);
+    assert_eq!(mode(&p.join(DB_FILE)), 0o600);
+}
+
+/// A plaintext profile (as made before issue 8) with a few notes.
+fn plaintext_profile(dir: &Path) -> (PathBuf, Vec<(DocId, String)>) {
+    let p = dir.join("old");
+    let mut s = Store::init_plaintext(&p, "老志愿者").unwrap();
+    let notes: Vec<(DocId, String)> = (0..5)
+        .map(|i| {
+            let text = format!("旧记录{i}：需要跟进");
+            (note(&mut s, &text), text)
+        })
+        .collect();
+    drop(s);
+    assert_eq!(read_header(&p.join(DB_FILE)).unwrap(), Header::Ours);
+    (p, notes)
+}
+
+fn assert_notes(s: &Store, notes: &[(DocId, String)]) {
+    for (id, text) in notes {
+        assert_eq!(&s.case(id).unwrap().contacts[0].text, text);
+    }
+}
+
+#[test]
+fn a_plaintext_profile_is_encrypted_when_opened_and_keeps_every_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, notes) = plaintext_profile(dir.path());
+    let s = Store::open(&p, &Unlock::pin("123456")).unwrap();
+    assert_notes(&s, &notes);
+    drop(s);
+    assert_eq!(read_header(&p.join(DB_FILE)).unwrap(), Header::Opaque);
+    let left: Vec<String> = files(&p).into_keys().collect();
+    assert_eq!(left, [DB_FILE, KEYS_FILE]);
+    // From now on the PIN it was opened with is its PIN.
+    assert_eq!(
+        Store::open(&p, &Unlock::pin("654321")).unwrap_err().kind(),
+        "wrong_pin"
+    );
+    assert_notes(&Store::open(&p, &Unlock::pin("123456")).unwrap(), &notes);
+}
+
+#[test]
+fn an_encryption_interrupted_at_any_step_leaves_the_old_profile_or_the_new_one() {
+    for step in [
+        EncryptStep::Exported,
+        EncryptStep::KeysWritten,
+        EncryptStep::Renamed,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, notes) = plaintext_profile(dir.path());
+        Store::encrypt_until(&p, &crate::testing::unlock(), step).unwrap();
+        let s = Store::open(&p, &crate::testing::unlock()).unwrap();
+        assert_notes(&s, &notes);
+        drop(s);
+        let left: Vec<String> = files(&p).into_keys().collect();
+        assert_eq!(left, [DB_FILE, KEYS_FILE], "after {step:?}");
+        assert_eq!(read_header(&p.join(DB_FILE)).unwrap(), Header::Opaque);
+    }
+}
+
+#[test]
+fn without_twice_the_database_free_the_encryption_refuses_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, notes) = plaintext_profile(dir.path());
+    let size = std::fs::metadata(p.join(DB_FILE)).unwrap().len();
+    let before = files(&p);
+    fn little(_: &Path) -> std::io::Result<u64> {
+        Ok(4096)
+    }
+    let err = Store::open_with_free_space(&p, &crate::testing::unlock(), little).unwrap_err();
+    assert_eq!(err.kind(), "no_space", "{err}");
+    match err {
+        Error::NoSpace { needed, free } => {
+            assert_eq!(free, 4096);
+            assert!(needed >= 2 * size);
+        }
+        e => panic!("{e}"),
+    }
+    assert!(err_text_is_clear(
+        &Store::open_with_free_space(&p, &crate::testing::unlock(), little).unwrap_err()
+    ));
+    assert_eq!(
+        files(&p),
+        before,
+        "a refused encryption changed the profile"
+    );
+    // With room it goes through.
+    assert_notes(&Store::open(&p, &crate::testing::unlock()).unwrap(), &notes);
+}
+
+fn err_text_is_clear(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("free") && m.contains("nothing was changed")
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let u = Unlock::pin("913524");
+    let p = Protection::pin("913524");
+    let shown = format!("{u:?} {p:?} {:?}", Dek::random());
+    assert!(!shown.contains("913524"), "{shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+}
+
+#[test]
+fn the_key_store_wraps_the_key_so_a_profile_opens_without_a_pin() {
+    // keyring-core's in-memory mock store stands in for the OS key store
+    // (none on this Linux). Other tests never ask for the key store.
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // Key store only.
+    let p = dir.path().join("ks");
+    let mut s = Store::init(&p, "x", &Protection::keystore()).unwrap();
+    let id = note(&mut s, "钥匙串");
+    drop(s);
+    let keys = std::fs::read_to_string(p.join(KEYS_FILE)).unwrap();
+    assert!(keys.contains("\"keystore\": {"), "{keys}");
+    let s = Store::open(&p, &Unlock::KeyStore).unwrap();
+    assert_eq!(s.case(&id).unwrap().contacts[0].text, "钥匙串");
+    drop(s);
+    // PIN and key store: the PIN's key mixes in the key-store secret, so
+    // the keys file alone (a copy elsewhere) is not enough.
+    let q = dir.path().join("both");
+    let both = crate::testing::protection().with_keystore(true);
+    drop(Store::init(&q, "y", &both).unwrap());
+    drop(Store::open(&q, &crate::testing::unlock()).unwrap());
+    drop(Store::open(&q, &Unlock::KeyStore).unwrap());
+    let file = KeysFile::read(&q).unwrap().unwrap();
+    let entry = file.keystore_entry().unwrap().to_owned();
+    keyring_core::Entry::new("org.heartbridge.profile", &entry)
+        .unwrap()
+        .delete_credential()
+        .unwrap();
+    let err = Store::open(&q, &crate::testing::unlock()).unwrap_err();
+    assert_eq!(err.kind(), "keystore_unavailable", "{err}");
+}
