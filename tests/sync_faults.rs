@@ -290,7 +290,12 @@ fn tampered_wrong_key_and_cross_team_envelopes_are_refused_and_the_rest_applies(
     .expect("seal");
     // Signed by a member: the relay stores them; the devices' AEAD check
     // refuses them.
-    for e in [&mut tampered, &mut wrong_key, &mut cross_team, &mut foreign_id] {
+    for e in [
+        &mut tampered,
+        &mut wrong_key,
+        &mut cross_team,
+        &mut foreign_id,
+    ] {
         devs[0].store.sign_envelope(e).expect("sign");
     }
     let mut t = BlockingTransport::default();
@@ -379,7 +384,8 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
             Ok(_) => panic!("a revoked device synced"),
         },
     );
-    assert!(err.to_string().contains("revoked"), "{err}");
+    assert_eq!(err.kind(), "device_revoked", "{err}");
+    assert!(err.to_string().contains("removed"), "{err}");
     // Nothing local was lost.
     let id = new_case(&mut devs[1].store);
     assert!(devs[1].store.case(&id).is_ok());

@@ -313,6 +313,19 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
             st.waiting
         );
     }
+    if st.held > 0 {
+        let _ = writeln!(
+            s,
+            "Envelopes from teammates this device cannot check yet: {} (kept; they apply once the team's lead confirms their author or key)",
+            st.held
+        );
+    }
+    if st.stopped {
+        let _ = writeln!(
+            s,
+            "Sync is stopped: the relay says this device was removed from the team. Your notes stay here; ask your team's lead."
+        );
+    }
     if st.refused > 0 {
         let reasons: Vec<String> = st
             .refused_by_reason

@@ -423,10 +423,10 @@ pub fn explain(e: TransportError) -> Error {
         TransportError::Network(detail) | TransportError::Cut { detail, .. } => {
             Error::Network { detail }
         }
+        TransportError::Relay { kind, .. } if kind == "device_revoked" => Error::DeviceRevoked,
         TransportError::Relay { kind, message, .. } => {
             let message = match kind.as_str() {
                 "unknown_token" => "the relay does not know this device or code: check the invite code, or ask your team lead for a new one".to_owned(),
-                "revoked" => "this device's access was revoked by the team lead: your data stays on this device; ask your lead".to_owned(),
                 "wrong_key" => "the invite code's team key does not match the team's: the code was mistyped or is from another team; ask for the code again".to_owned(),
                 "invite_expired" => "this invite code has expired: ask your team lead for a new one".to_owned(),
                 "invite_used" => "this invite code was already used: each code enrolls one device; ask for a new one".to_owned(),

@@ -180,6 +180,10 @@ pub struct SyncStatus {
     pub refused_by_reason: Vec<RefusedCount>,
     /// Pulled changes waiting for dependencies not held yet.
     pub waiting: usize,
+    /// Pulled envelopes held until their author or key epoch is known here.
+    pub held: usize,
+    /// Sync stopped because the relay said this device was removed.
+    pub stopped: bool,
     /// Request size learned for this device's link, in bytes.
     pub link_bytes: usize,
 }
@@ -673,6 +677,12 @@ impl Store {
             refused,
             refused_by_reason,
             waiting: self.waiting_changes()?,
+            held: self
+                .conn()
+                .query_row("SELECT count(*) FROM held_envelopes", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as usize,
+            stopped: self.sync_stopped()?,
             link_bytes: self.link_bytes()?,
         })
     }

@@ -537,3 +537,210 @@ proptest! {
         }
     }
 }
+
+/// Automerge bytes of a new case made on a scratch store, and its id.
+fn case_bytes(dir: &std::path::Path, name: &str, alias: &str) -> (DocId, Vec<u8>) {
+    let mut w = Store::init(&dir.join(name), name, &crate::testing::protection()).expect("init");
+    let id = w
+        .new_case(&NewCase {
+            alias: alias.into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    let (_, mut am) = w.load(&id).expect("load").expect("doc");
+    (id, am.save())
+}
+
+fn signed_as(
+    team: &Team,
+    doc: [u8; 16],
+    bytes: &[u8],
+    author: [u8; 16],
+    key: &heartbridge_proto::DeviceSecret,
+) -> Envelope {
+    let mut e = Envelope::seal(
+        &team.key,
+        &team.team_id,
+        doc,
+        EnvelopeKind::Change,
+        DocKindTag::Case,
+        bytes,
+    )
+    .expect("seal");
+    e.sign(&team.team_id, author, key);
+    e
+}
+
+/// Valid AEAD under the team key is not enough: an envelope whose
+/// signature is not its author's is refused, one from an author nobody
+/// vouched for is held (never applied), and only a member's is applied.
+#[test]
+fn forged_envelopes_under_the_team_key_are_never_applied() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let (forged_id, forged) = case_bytes(dir.path(), "w1", "冒名");
+    let (stranger_id, stranger) = case_bytes(dir.path(), "w2", "陌生");
+    let (good_id, good) = case_bytes(dir.path(), "w3", "真的");
+    let impostor = heartbridge_proto::DeviceSecret::generate();
+    let pull = vec![
+        // Claims to be the known member, signed by someone else.
+        Pulled {
+            seq: 1,
+            envelope: signed_as(&team, doc_bytes(&forged_id), &forged, GHOST, &impostor),
+        },
+        // A device no roster and no join proof speaks for.
+        Pulled {
+            seq: 2,
+            envelope: signed_as(
+                &team,
+                doc_bytes(&stranger_id),
+                &stranger,
+                [0x77; 16],
+                &impostor,
+            ),
+        },
+        Pulled {
+            seq: 3,
+            envelope: signed_as(&team, doc_bytes(&good_id), &good, GHOST, &ghost()),
+        },
+    ];
+    let report = store
+        .sync(
+            &mut Scripted(|r| {
+                answer(
+                    &r,
+                    3,
+                    if r.cursor == 0 { pull.clone() } else { vec![] },
+                    false,
+                )
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("sync");
+    assert_eq!(
+        (report.refused, report.held, report.applied),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert!(
+        store.case(&forged_id).is_err(),
+        "a forged envelope was applied"
+    );
+    assert!(
+        store.case(&stranger_id).is_err(),
+        "a stranger's envelope was applied"
+    );
+    assert_eq!(store.case(&good_id).expect("member's case").alias, "真的");
+    let status = store.sync_status().expect("status");
+    assert_eq!((status.held, status.refused), (1, 1));
+    assert_eq!(store.refused().expect("refused")[0].3, "bad signature");
+}
+
+/// After the lead's roster revokes a device, its envelopes count only if
+/// they are older than the revocation: under an earlier epoch and at or
+/// before the relay's sequence number then.
+#[test]
+fn a_revoked_authors_envelopes_count_only_before_the_revocation() {
+    use heartbridge_proto::identity::{Revocation, RosterMember};
+    let dir = tempfile::tempdir().expect("tmp");
+    let lead = heartbridge_proto::DeviceSecret::generate();
+    let mut team = a_team();
+    team.lead_sign_pk = lead.public().sign;
+    let mut store = enrolled(dir.path(), "a", &team);
+    let (before_id, before) = case_bytes(dir.path(), "w1", "之前");
+    let (after_id, after) = case_bytes(dir.path(), "w2", "之后");
+    let roster = heartbridge_proto::Roster {
+        team: team.team_id.0,
+        version: 2,
+        epoch: 2,
+        members: vec![RosterMember {
+            device: GHOST,
+            role: Role::Volunteer,
+            public: ghost().public(),
+            added_at: 0,
+        }],
+        revoked: vec![Revocation {
+            device: GHOST,
+            at: 0,
+            epoch: 2,
+            cutoff_seq: 4,
+        }],
+        keys: vec![],
+    };
+    let signed = heartbridge_proto::SignedRoster::sign(&roster, &lead).to_bytes();
+    // The same roster signed by anyone but the lead changes nothing.
+    let forged_roster = heartbridge_proto::SignedRoster::sign(&roster, &ghost()).to_bytes();
+    let pull = vec![
+        Pulled {
+            seq: 4,
+            envelope: signed_as(&team, doc_bytes(&before_id), &before, GHOST, &ghost()),
+        },
+        Pulled {
+            seq: 5,
+            envelope: signed_as(&team, doc_bytes(&after_id), &after, GHOST, &ghost()),
+        },
+    ];
+    let mut calls = 0;
+    let report = store
+        .sync(
+            &mut Scripted(|r| {
+                calls += 1;
+                let mut a = answer(
+                    &r,
+                    5,
+                    if r.cursor == 0 { pull.clone() } else { vec![] },
+                    false,
+                );
+                a.roster = Some(if calls == 1 {
+                    forged_roster.clone()
+                } else {
+                    signed.clone()
+                });
+                a
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("sync");
+    // The forged roster was ignored: both envelopes applied on the first
+    // answer, before any revocation was known.
+    assert_eq!(report.applied, 2, "{report:?}");
+    assert_eq!(
+        store
+            .roster()
+            .expect("roster")
+            .iter()
+            .filter(|m| m.revoked)
+            .count(),
+        0
+    );
+
+    let dir2 = tempfile::tempdir().expect("tmp");
+    let mut late = enrolled(dir2.path(), "b", &team);
+    let report = late
+        .sync(
+            &mut Scripted(|r| {
+                let mut a = answer(
+                    &r,
+                    5,
+                    if r.cursor == 0 { pull.clone() } else { vec![] },
+                    false,
+                );
+                a.roster = (r.roster_version < 2).then(|| signed.clone());
+                a
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("sync");
+    assert_eq!((report.applied, report.refused), (1, 1), "{report:?}");
+    assert_eq!(late.case(&before_id).expect("before").alias, "之前");
+    assert!(
+        late.case(&after_id).is_err(),
+        "an envelope after the revocation was applied"
+    );
+    assert_eq!(late.refused().expect("refused")[0].3, "revoked author");
+}
