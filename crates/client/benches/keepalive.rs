@@ -34,6 +34,9 @@ fn main() {
         cursor: 0,
         push: vec![],
         max_bytes: 0,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     });
     // A new connection pays its TCP handshake: one round trip.
     let config = Config {

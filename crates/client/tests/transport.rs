@@ -25,6 +25,9 @@ fn pull_all() -> Vec<u8> {
         cursor: 0,
         push: vec![],
         max_bytes: 0,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     })
 }
 

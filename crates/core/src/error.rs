@@ -61,7 +61,7 @@ pub enum Error {
     )]
     WrongPin { tries_left: u32 },
 
-    #[error("this profile was erased after too many wrong PINs: its keys and database are gone from this device; create a new profile or join your team again")]
+    #[error("this profile was erased (after too many wrong PINs, or because the team's lead removed this device): its keys and database are gone from this device; create a new profile or join your team again")]
     ProfileDestroyed,
 
     #[error("this profile is locked: open it with its PIN or passphrase")]

@@ -572,50 +572,10 @@ impl Store {
 
 /// Crypto-erase of a profile: the wrapped database key is overwritten and
 /// deleted first (after that nothing in the directory can be decrypted),
-/// then the database and its side files. `db` is the database file.
+/// with its OS key-store entry, then the database and its side files; a
+/// marker says later what happened. `db` is the database file.
 pub fn erase_profile(db: &Path) -> Result<()> {
     let dir = db.parent().unwrap_or(Path::new("."));
-    destroy_keys(dir)?;
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
-                    path: p.into(),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The file beside the database that holds its wrapped key.
-const KEYS_FILE: &str = "heartbridge.keys";
-
-/// Overwrites the wrapped-key file with random bytes, syncs it, deletes it.
-fn destroy_keys(dir: &Path) -> Result<()> {
-    use std::io::Write;
-    let path = dir.join(KEYS_FILE);
-    let io = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    let len = match std::fs::metadata(&path) {
-        Ok(m) => m.len() as usize,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    let noise: Vec<u8> = (0..len.max(64)).map(|_| rand::random::<u8>()).collect();
-    f.write_all(&noise).and_then(|_| f.sync_all()).map_err(io)?;
-    drop(f);
-    std::fs::remove_file(&path).map_err(io)?;
-    Ok(())
+    let keys = crate::vault::KeysFile::read(dir).ok().flatten();
+    crate::vault::destroy(dir, keys.as_ref())
 }

@@ -512,15 +512,15 @@ mod tests {
         assert!(env.verify(&team, &me.public().sign));
         assert!(!env.verify(&team, &other.public().sign));
         assert!(!env.verify(&TeamId::random(), &me.public().sign));
-        let tweaks: Vec<Box<dyn Fn(&mut Envelope)>> = vec![
-            Box::new(|e| e.covers += 1),
-            Box::new(|e| e.epoch += 1),
-            Box::new(|e| e.author[0] ^= 1),
-            Box::new(|e| e.doc[0] ^= 1),
-            Box::new(|e| e.id.0[0] ^= 1),
-            Box::new(|e| e.nonce[0] ^= 1),
-            Box::new(|e| e.ciphertext[0] ^= 1),
-            Box::new(|e| e.kind = EnvelopeKind::Snapshot),
+        let tweaks: [fn(&mut Envelope); 8] = [
+            |e| e.covers += 1,
+            |e| e.epoch += 1,
+            |e| e.author[0] ^= 1,
+            |e| e.doc[0] ^= 1,
+            |e| e.id.0[0] ^= 1,
+            |e| e.nonce[0] ^= 1,
+            |e| e.ciphertext[0] ^= 1,
+            |e| e.kind = EnvelopeKind::Snapshot,
         ];
         for t in tweaks {
             let mut e = env.clone();
