@@ -510,6 +510,9 @@ fn encrypt_plaintext(
         "ATTACH DATABASE ?1 AS enc KEY ?2",
         params![tmp_str, dek.pragma().as_str()],
     )?;
+    // WAL from the start: switching a database to WAL later writes its
+    // header through a rollback journal, which a kill would leave hot.
+    conn.query_row("PRAGMA enc.journal_mode = WAL", [], |_| Ok(()))?;
     let user_version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -520,6 +523,15 @@ fn encrypt_plaintext(
         tx.commit()?;
     }
     conn.execute_batch("DETACH DATABASE enc")?;
+    for s in SIDE_SUFFIXES {
+        if file_len(&side_file(&tmp, s)) > 0 {
+            return Err(Error::DatabaseCorrupt {
+                path: tmp.clone(),
+                detail: "the encrypted copy was not checkpointed".into(),
+            });
+        }
+        remove_if_exists(&side_file(&tmp, s))?;
+    }
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     conn.close().map_err(|(_, e)| e)?;
     if file_len(&side_file(path, "-wal")) > 0 {
@@ -641,7 +653,7 @@ impl Store {
                 remove_init_leftovers(dir, false)?;
                 return Err(Error::ProfileExists {
                     path: dir.to_owned(),
-                })
+                });
             }
             Header::Foreign => {
                 return Err(Error::ProfileForeign {
