@@ -5,6 +5,7 @@
 
 mod camel;
 mod error;
+mod lock;
 mod render;
 mod shift_ledger;
 mod store_slot;
@@ -19,9 +20,11 @@ use heartbridge_core::{
 };
 use serde_json::{json, Value};
 use tauri::{AppHandle, Manager, State};
+use zeroize::Zeroizing;
 
 use camel::to_ui;
 use error::{ApiError, ApiResult};
+use lock::{Locker, Reason};
 use store_slot::StoreSlot;
 use sync_task::Syncer;
 
@@ -29,6 +32,7 @@ use sync_task::Syncer;
 pub struct AppState {
     store: Arc<StoreSlot>,
     syncer: Arc<Syncer>,
+    locker: Arc<Locker>,
 }
 
 impl AppState {
@@ -113,9 +117,16 @@ fn import_bundled(store: &mut Store) -> Result<(), heartbridge_core::Error> {
     Ok(())
 }
 
+/// Creates the profile on the first run, protected by `pin`.
 #[tauri::command]
-async fn profile_create(state: State<'_, AppState>, name: String) -> ApiResult<Value> {
-    state.store.create_or_open(&name)?;
+async fn profile_create(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    name: String,
+    pin: Option<String>,
+) -> ApiResult<Value> {
+    state.store.create_or_open(&name, pin.map(Zeroizing::new))?;
+    state.locker.created(&app);
     // A standalone profile starts with the bundled handbooks (once, and only
     // if it has none of its own); a profile that joins a team gets the
     // team's from the relay instead.
@@ -142,12 +153,15 @@ fn enrolled(state: &AppState, team: &heartbridge_core::Team) -> ApiResult<Value>
 /// network (unlocked), commit (locked).
 #[tauri::command]
 async fn team_claim(
+    app: AppHandle,
     state: State<'_, AppState>,
     relay_url: String,
     token: String,
     name: String,
+    pin: Option<String>,
 ) -> ApiResult<Value> {
-    state.store.create_or_open(&name)?;
+    state.store.create_or_open(&name, pin.map(Zeroizing::new))?;
+    state.locker.created(&app);
     let enrollment = state.with(|s| heartbridge_client::prepare_claim(s, &relay_url, &token))?;
     let team = state.syncer.http().enroll(&enrollment).await?;
     enrolled(&state, &team)
@@ -156,8 +170,15 @@ async fn team_claim(
 /// Joins a team with an invite code, the store unlocked while the relay
 /// is asked.
 #[tauri::command]
-async fn team_join(state: State<'_, AppState>, code: String, name: String) -> ApiResult<Value> {
-    state.store.create_or_open(&name)?;
+async fn team_join(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    code: String,
+    name: String,
+    pin: Option<String>,
+) -> ApiResult<Value> {
+    state.store.create_or_open(&name, pin.map(Zeroizing::new))?;
+    state.locker.created(&app);
     let enrollment = state.with(|s| heartbridge_client::prepare_join(s, &code))?;
     let team = state.syncer.http().enroll(&enrollment).await?;
     enrolled(&state, &team)
@@ -197,6 +218,48 @@ async fn team_members(state: State<'_, AppState>) -> ApiResult<Value> {
             })
             .collect(),
     ))
+}
+
+/// The lock's state; says nothing about the profile's content.
+#[tauri::command]
+async fn lock_status(state: State<'_, AppState>) -> ApiResult<Value> {
+    state.locker.status(false)
+}
+
+/// Opens the profile with the PIN (Argon2id in core: on a blocking thread).
+/// A wrong PIN comes back as a status with the tries left, not an error.
+#[tauri::command]
+async fn lock_unlock(app: AppHandle, state: State<'_, AppState>, pin: String) -> ApiResult<Value> {
+    let pin = Zeroizing::new(pin);
+    let locker = Arc::clone(&state.locker);
+    tauri::async_runtime::spawn_blocking(move || locker.unlock(&app, pin))
+        .await
+        .map_err(|_| ApiError::new("internal", "the unlock stopped unexpectedly; try again"))?
+}
+
+/// Locks now ("Lock now", the UI's inactivity timer, the page hidden).
+#[tauri::command]
+async fn lock_now(app: AppHandle, state: State<'_, AppState>, reason: String) -> ApiResult<Value> {
+    let reason = Reason::parse(&reason)?;
+    let locker = Arc::clone(&state.locker);
+    tauri::async_runtime::spawn_blocking(move || {
+        locker.lock(&app, reason)?;
+        locker.status(false)
+    })
+    .await
+    .map_err(|_| ApiError::new("internal", "the lock stopped unexpectedly; close the app"))?
+}
+
+/// The inactivity time, in seconds (1 to 60 minutes), kept in the profile.
+#[tauri::command]
+async fn lock_set_timeout(state: State<'_, AppState>, secs: u64) -> ApiResult<Value> {
+    state.locker.set_lock_after(secs)
+}
+
+/// After the profile was erased by too many wrong PINs: back to the first run.
+#[tauri::command]
+async fn lock_forget(state: State<'_, AppState>) -> ApiResult<Value> {
+    state.locker.forget_destroyed()
 }
 
 #[tauri::command]
@@ -426,7 +489,8 @@ async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value
 async fn settings_get(state: State<'_, AppState>) -> ApiResult<Value> {
     let lang = match state.with(|s| s.setting("language")) {
         Ok(l) => l,
-        Err(e) if e.kind == "profile_missing" => None,
+        // Before the first run and while locked the UI keeps the language.
+        Err(e) if e.kind == "profile_missing" || e.kind == "locked" => None,
         Err(e) => return Err(e),
     };
     Ok(json!({"language": lang.unwrap_or_else(|| "zh-CN".into())}))
@@ -441,7 +505,7 @@ async fn settings_set(state: State<'_, AppState>, language: String) -> ApiResult
         ));
     }
     match state.with(|s| s.set_setting("language", &language)) {
-        Err(e) if e.kind == "profile_missing" => Ok(()),
+        Err(e) if e.kind == "profile_missing" || e.kind == "locked" => Ok(()),
         other => other,
     }
 }
@@ -480,13 +544,40 @@ pub fn run() {
                 heartbridge_client::HttpTransport::new()?
             };
             let syncer = Syncer::new(Arc::clone(&store), http);
+            // The profile starts locked: the sync starts after the PIN.
+            let locker = Locker::new(
+                Arc::clone(&store),
+                Arc::clone(&syncer),
+                lock::lock_after_override(),
+            );
             app.manage(AppState {
                 store,
-                syncer: Arc::clone(&syncer),
+                syncer,
+                locker,
             });
-            let handle = app.handle().clone();
-            tauri::async_runtime::spawn(sync_task::background(syncer, handle));
             Ok(())
+        })
+        // The window leaving the screen locks the app: it lost focus (on
+        // the desktop, also when it is minimised or another app is in
+        // front) or, on a phone, the app was paused.
+        .on_window_event(|window, event| {
+            let background = match event {
+                tauri::WindowEvent::Focused(false) => true,
+                #[cfg(mobile)]
+                tauri::WindowEvent::Suspended => true,
+                _ => false,
+            };
+            if background {
+                let app = window.app_handle().clone();
+                if let Some(state) = app.try_state::<AppState>() {
+                    // Off the event loop: closing waits for a store call
+                    // in progress to finish.
+                    let locker = Arc::clone(&state.locker);
+                    tauri::async_runtime::spawn_blocking(move || {
+                        let _ = locker.lock(&app, Reason::Background);
+                    });
+                }
+            }
         })
         .invoke_handler(tauri::generate_handler![
             profile_status,
@@ -495,6 +586,11 @@ pub fn run() {
             team_join,
             team_invite,
             team_members,
+            lock_status,
+            lock_unlock,
+            lock_now,
+            lock_set_timeout,
+            lock_forget,
             handbook_list,
             handbook_get,
             handbook_search,

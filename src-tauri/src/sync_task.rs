@@ -390,6 +390,11 @@ mod tests {
         drop(store);
 
         let slot = Arc::new(StoreSlot::new(profile));
+        // The app starts locked: the PIN opens the store.
+        slot.unlock(zeroize::Zeroizing::new(
+            heartbridge_core::testing::TEST_PIN.to_owned(),
+        ))
+        .unwrap();
         let syncer = Syncer::new(Arc::clone(&slot), HttpTransport::new().unwrap());
         let events = Arc::new(Recorder::default());
         let sync = tokio::spawn({

@@ -9,6 +9,11 @@
 // (starts Xvfb itself when DISPLAY is unset). Saves screenshots of the main
 // screens to docs/screenshots/app-*.png. Last line: "N passed, N failed".
 //
+// The app lock: the PIN is set on the first run (twice), "Lock now" and
+// Ctrl+L lock, a locked page holds none of the profile, a wrong PIN says the
+// tries left, the right one brings the note back, and with `--lock-after 3`
+// the app locks itself when left alone.
+//
 // The relay is stopped and started again (same port, same database) to show
 // what the app says while it cannot be reached: changes wait and are
 // counted, the shift is "not delivered yet", the connection state says so,
@@ -128,7 +133,9 @@ async function waitUntil(fn, what, timeoutMs = 20000) {
 }
 
 function hb(profile, ...args) {
-  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8' });
+  // The CLI's passphrase for its own profiles, and for the app's: the same PIN.
+  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
+  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8', env });
   return JSON.parse(out);
 }
 
@@ -173,6 +180,25 @@ class App {
     mkdirSync(SHOTS, { recursive: true });
     writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
   }
+}
+
+const PIN = '246810';
+
+/** The first run's PIN form: the PIN, again, 下一步. */
+async function setPin(app, pin, again) {
+  await app.fill('设置 PIN 或密码', pin);
+  await app.fill('再输入一次', again);
+  await app.click('button', '下一步');
+}
+
+/** Nothing of the profile is in the page: not in the DOM, its text, inputs, or the title. */
+async function expectNothingShown(app, secrets) {
+  const page = await app.s.exec(
+    `return [document.documentElement.outerHTML, document.body.innerText, document.title,
+             [...document.querySelectorAll('input, textarea')].map((e) => e.value).join(' ')].join('\\n')`,
+  );
+  for (const s of secrets) expect(!page.includes(s), `the locked page still holds “${s}”`);
+  expect(!(await app.s.exec(`return !!document.querySelector('nav, [data-testid=timeline], [data-testid=case-list]')`)), 'the shell is still in the DOM');
 }
 
 async function main() {
@@ -224,15 +250,23 @@ async function main() {
   const base = `http://127.0.0.1:${driverPort}`;
   await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
 
-  const open = async (profile) => (current = new App(await Session.start(base, APP, ['--profile', profile])));
+  const open = async (profile, args = []) => (current = new App(await Session.start(base, APP, ['--profile', profile, ...args])));
   const solo = path.join(work, 'app-solo');
   const note = '第一次来电，刚转学两个月，说同学笑她口音。否认自杀想法。';
 
   // ------------------------------------------------ a standalone profile
   let app = await open(solo);
-  await step('first run: create a profile', async () => {
+  await step('first run: set a PIN (twice), then create the profile', async () => {
     await app.heading('欢迎使用心桥', 30000);
     await app.shot('first-run');
+    // Too short, then two different ones: refused before anything is created.
+    await setPin(app, '12345', '12345');
+    await app.el('[role=alert]', 'PIN 或密码至少要 6 位');
+    await setPin(app, PIN, '135791');
+    await app.el('[role=alert]', '两次输入的不一样');
+    expect(!existsSync(path.join(solo, 'heartbridge.db')), 'a profile was created before the PIN was set');
+    await setPin(app, PIN, PIN);
+    await app.el('[data-testid=pin-done]', 'PIN 已设置');
     await app.fill('你的名字或称呼', '陈静');
     await app.click('button', '开始使用');
     await app.heading('你好，陈静');
@@ -276,9 +310,54 @@ async function main() {
     await app.shot('case');
   });
 
-  await step('restart the app: everything is still there', async () => {
+  await step('lock now: the lock screen shows, the note and the profile leave the DOM, the store is closed', async () => {
+    await app.click('[data-testid=lock-now]');
+    await app.heading('心桥已锁定');
+    await expectNothingShown(app, [note, '小北', '陈静', '第一次来电']);
+    // The back end closed the store: a command that reads it is refused.
+    const kind = await app.s.execAsync(
+      `const done = arguments[arguments.length - 1];
+       window.__TAURI_INTERNALS__.invoke('case_list', {}).then(() => done('read'), (e) => done(e && e.kind));`,
+    );
+    expect(kind === 'locked', `case_list while locked: ${kind}`);
+    await app.shot('locked');
+  });
+
+  await step('a wrong PIN says how many tries are left', async () => {
+    await app.fill('PIN 或密码', '000000');
+    await app.click('button', '解锁');
+    const tries = await app.s.text(await app.el('[data-testid=tries-left]'));
+    expect(tries.includes('还可以再试 9 次'), `tries left: ${tries}`);
+    await expectNothingShown(app, [note, '小北', '陈静']);
+    await app.shot('wrong-pin');
+  });
+
+  await step('the right PIN unlocks, and the note is back', async () => {
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小北', 20000);
+    await app.el('[data-testid=timeline] li', note);
+  });
+
+  await step('Ctrl+L locks too, and unlocking again starts the count afresh', async () => {
+    await app.s.chord('\uE009', 'l');
+    await app.heading('心桥已锁定');
+    await expectNothingShown(app, [note, '小北']);
+    await app.fill('PIN 或密码', '111111');
+    await app.click('button', '解锁');
+    await app.el('[data-testid=tries-left]', '还可以再试 9 次');
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小北', 20000);
+  });
+
+  await step('restart the app: it opens locked, and the PIN opens everything as it was', async () => {
     await app.s.end();
     app = await open(solo);
+    await app.heading('心桥已锁定', 30000);
+    await expectNothingShown(app, [note, '小北', '陈静']);
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
     await app.heading('你好，陈静', 30000);
     await app.nav('个案');
     await app.click('[data-testid=case-list] a', '小北');
@@ -290,6 +369,29 @@ async function main() {
   });
   await app.s.end();
 
+  // The inactivity lock, with the time set short for this run by the flag
+  // (the setting's shortest is 1 minute; the default 5).
+  app = await open(solo, ['--lock-after', '3']);
+  await step('inactivity: with --lock-after 3 the app locks itself when left alone, and drops the note', async () => {
+    await app.heading('心桥已锁定', 30000);
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('你好，陈静', 30000);
+    await app.nav('个案');
+    await app.click('[data-testid=case-list] a', '小北');
+    await app.el('[data-testid=timeline] li', note);
+    // Nothing touches the window now; the lock comes by itself.
+    await app.heading('心桥已锁定', 20000);
+    await app.el('p', '因长时间无操作已自动锁定');
+    await expectNothingShown(app, [note, '小北', '陈静']);
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小北', 20000);
+    await app.nav('设置');
+    await app.el('[data-testid=lock-settings] p', '本次运行由启动参数设为 3 秒');
+  });
+  await app.s.end();
+
   // ------------------------------------------ a team device and the CLI lead
   const code = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
   const member = path.join(work, 'app-member');
@@ -297,6 +399,7 @@ async function main() {
   const marker = `来自应用的记录-${Date.now()}`;
   await step('join the team with an invite code; handbooks arrive by sync', async () => {
     await app.heading('欢迎使用心桥', 30000);
+    await setPin(app, PIN, PIN);
     await app.click('label', '用邀请码加入团队');
     await app.fill('邀请码', code);
     await app.fill('你的名字或称呼', '小王');

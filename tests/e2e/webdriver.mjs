@@ -69,6 +69,25 @@ export class Session {
     await this.cmd('POST', `/element/${el}/value`, { text });
   }
 
+  /** Presses `key` with `modifier` held (W3C actions), e.g. chord('\uE009', 'l') for Ctrl+L. */
+  async chord(modifier, key) {
+    await this.cmd('POST', '/actions', {
+      actions: [
+        {
+          type: 'key',
+          id: 'keyboard',
+          actions: [
+            { type: 'keyDown', value: modifier },
+            { type: 'keyDown', value: key },
+            { type: 'keyUp', value: key },
+            { type: 'keyUp', value: modifier },
+          ],
+        },
+      ],
+    });
+    await this.cmd('DELETE', '/actions').catch(() => {});
+  }
+
   async text(el) {
     return this.cmd('GET', `/element/${el}/text`);
   }
