@@ -12,7 +12,8 @@
 // The app lock: the PIN is set on the first run (twice), "Lock now" and
 // Ctrl+L lock, a locked page holds none of the profile, a wrong PIN says the
 // tries left, the right one brings the note back, and with `--lock-after 3`
-// the app locks itself when left alone.
+// the app locks itself when left alone, and the window losing the X focus
+// (moved by tests/e2e/xfocus.py: Xvfb has no window manager) locks it too.
 //
 // The relay is stopped and started again (same port, same database) to show
 // what the app says while it cannot be reached: changes wait and are
@@ -517,6 +518,25 @@ async function main() {
     await app.el('[data-testid=connection]', '无法连接中继服务器');
     await clearView({ top: false });
     await app.shot('home-relay-down');
+  });
+
+  await step('the window losing the focus (another window in front) locks the app at once', async () => {
+    // Xvfb has no window manager: the focus is moved as one would move it.
+    const focus = (how) => execFileSync('python3', [path.join(ROOT, 'tests', 'e2e', 'xfocus.py'), how], { encoding: 'utf8' });
+    await app.heading('你好，小王');
+    focus('in');
+    // Give the window the focus first; it must still be unlocked then.
+    await app.heading('你好，小王');
+    focus('out');
+    await app.heading('心桥已锁定', 20000);
+    await app.el('p', '窗口离开屏幕时已自动锁定');
+    // The page itself stayed visible: the lock came from the window's focus event.
+    expect((await app.s.exec('return document.visibilityState')) === 'visible', 'the page was hidden');
+    await expectNothingShown(app, [marker, offlineNote, '小王', '阿杰']);
+    focus('in');
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('你好，小王', 20000);
   });
   await app.s.end();
   await stop(driver);
