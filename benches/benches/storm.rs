@@ -52,9 +52,9 @@ use heartbridge_benches::{
 };
 use heartbridge_core::{Channel, Group, NewCase, Risk};
 use heartbridge_proto::{
-    decode, encode, seal_name, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
-    InviteRequest, InviteResponse, Role, Secret, SyncRequest, SyncResponse, TeamId, TeamKey,
-    PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
+    decode, encode, identity::join_proof, seal_name, DeviceSecret, DocKindTag, EnrollRequest,
+    EnrollResponse, Envelope, EnvelopeKind, InviteRequest, InviteResponse, Role, Secret,
+    SyncRequest, SyncResponse, TeamId, TeamKey, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
 };
 use hyper::body::Bytes;
 use rand::{Rng, SeedableRng};
@@ -113,31 +113,76 @@ async fn post_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&answer).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Claims a team and enrolls `size - 1` volunteers; returns the tokens.
+/// An enrolled device's credentials: its bearer token, the relay's id of
+/// it (the `author` of its envelopes) and its keys.
+struct Enrolled {
+    token: Arc<str>,
+    id: [u8; 16],
+    secret: DeviceSecret,
+}
+
+impl Enrolled {
+    fn new(r: EnrollResponse, secret: DeviceSecret) -> Self {
+        Enrolled {
+            token: Arc::from(r.device_token.expose()),
+            id: device_id(&r.device_id),
+            secret,
+        }
+    }
+}
+
+/// The relay's 32-hex-digit device id as bytes.
+fn device_id(hex: &str) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    assert_eq!(hex.len(), 32, "device id");
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex device id");
+    }
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An enrollment as a device sends it: fresh Ed25519 and X25519 keys and
+/// the join proof under the team key (epoch 1).
+fn enroll_request(
+    team: &TeamId,
+    key: &TeamKey,
+    token: Secret,
+    name: &str,
+    role: Role,
+) -> (EnrollRequest, DeviceSecret) {
+    let secret = DeviceSecret::generate();
+    let public = secret.public();
+    let req = EnrollRequest {
+        team_id: team.to_hex(),
+        token,
+        key_check: key.check_value(),
+        name_sealed: seal_name(key, team, name),
+        enrollment_id: None,
+        sign_pk: hex(&public.sign),
+        kx_pk: hex(&public.kx),
+        epoch: 1,
+        proof: hex(&join_proof(key, team, &public, role)),
+    };
+    (req, secret)
+}
+
+/// Claims a team and enrolls `size - 1` volunteers, each with its own keys.
 async fn enroll_team(
     addr: SocketAddr,
     team: TeamId,
     key: TeamKey,
     lead_secret: Secret,
     size: usize,
-) -> Vec<Arc<str>> {
+) -> Vec<Enrolled> {
     let mut conn = Conn::connect(addr).await.expect("connect for enrollment");
-    let enroll = |token: Secret, name: String| EnrollRequest {
-        team_id: team.to_hex(),
-        token,
-        key_check: key.check_value(),
-        name_sealed: seal_name(&key, &team, &name),
-        enrollment_id: None,
-    };
-    let lead: EnrollResponse = post_json(
-        &mut conn,
-        "/v1/claim",
-        None,
-        &enroll(lead_secret, "组长".into()),
-    )
-    .await;
+    let (req, secret) = enroll_request(&team, &key, lead_secret, "组长", Role::Lead);
+    let lead: EnrollResponse = post_json(&mut conn, "/v1/claim", None, &req).await;
     let lead_token = lead.device_token.expose().to_owned();
-    let mut tokens = vec![Arc::from(lead_token.as_str())];
+    let mut devices = vec![Enrolled::new(lead, secret)];
     for i in 1..size {
         let invite: InviteResponse = post_json(
             &mut conn,
@@ -149,16 +194,17 @@ async fn enroll_team(
             },
         )
         .await;
-        let joined: EnrollResponse = post_json(
-            &mut conn,
-            "/v1/join",
-            None,
-            &enroll(invite.token, format!("志愿者{i}")),
-        )
-        .await;
-        tokens.push(Arc::from(joined.device_token.expose()));
+        let (req, secret) = enroll_request(
+            &team,
+            &key,
+            invite.token,
+            &format!("志愿者{i}"),
+            Role::Volunteer,
+        );
+        let joined: EnrollResponse = post_json(&mut conn, "/v1/join", None, &req).await;
+        devices.push(Enrolled::new(joined, secret));
     }
-    tokens
+    devices
 }
 
 /// Commits like the device's store does and appends the change's bytes.
@@ -250,18 +296,19 @@ fn build_documents(devices: usize, docs: usize, paragraphs: &[String]) -> Vec<Ve
     })
 }
 
-/// A device's documents sealed with its team key: its first request body
-/// and the sealed bytes.
+/// A device's documents sealed with its team key and signed with its
+/// device key: its first request body and the sealed bytes.
 fn seal_device(
     team: &TeamId,
     key: &TeamKey,
+    device: &Enrolled,
     documents: &[Vec<u8>],
     max_bytes: u32,
 ) -> (Bytes, usize) {
     let push: Vec<Envelope> = documents
         .iter()
         .map(|bytes| {
-            Envelope::seal(
+            let mut env = Envelope::seal(
                 key,
                 team,
                 rand::random(),
@@ -269,15 +316,22 @@ fn seal_device(
                 DocKindTag::Case,
                 bytes,
             )
-            .expect("seal")
+            .expect("seal");
+            env.sign(team, device.id, &device.secret);
+            env
         })
         .collect();
     let sealed = push.iter().map(|e| e.ciphertext.len()).sum();
+    // A device's first sync asks for every member's keys (it needs them to
+    // check what it pulls) and for the roster.
     let body = encode(&SyncRequest {
         v: PROTOCOL_VERSION,
         cursor: 0,
         push,
         max_bytes,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     });
     (Bytes::from(body), sealed)
 }
@@ -306,6 +360,7 @@ async fn device_sync(
         out.connect = t0.elapsed();
         let mut body = device.body;
         let mut first = true;
+        let mut members_since = 0;
         loop {
             out.requests += 1;
             let (status, answer) = conn
@@ -330,6 +385,7 @@ async fn device_sync(
                 first = false;
             }
             out.pulled += resp.pull.len();
+            members_since = resp.members.last().map_or(members_since, |m| m.seq);
             if !resp.more || !pull {
                 break;
             }
@@ -338,6 +394,10 @@ async fn device_sync(
                 cursor: resp.cursor,
                 push: Vec::new(),
                 max_bytes: 0,
+                members_since,
+                // No roster is ever uploaded in the storm.
+                roster_version: 0,
+                roster: None,
             }));
         }
         out.done = t0.elapsed();
@@ -356,7 +416,9 @@ async fn device_sync(
 /// jobs or 32 MB each), then every device pulls its team's log to the end
 /// in 256 KB pages, on one thread. Says how much of the storm is SQLite.
 fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> String {
-    use heartbridge_relay::{DeviceId, Enrollment, NewInvite, PushJob, SqliteStorage, Storage};
+    use heartbridge_relay::{
+        DeviceId, DeviceKeys, Enrollment, NewInvite, PullQuery, PushJob, SqliteStorage, Storage,
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = SqliteStorage::open(&dir.path().join("alone.db")).expect("open storage");
     let now = heartbridge_core::now_ms() / 1000;
@@ -368,6 +430,15 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
         enrollment_id: None,
         device: DeviceId::random(),
         device_token_hash: Secret::generate().hash(),
+        keys: {
+            let public = DeviceSecret::generate().public();
+            DeviceKeys {
+                sign_pk: public.sign,
+                kx_pk: public.kx,
+                epoch: 1,
+                proof: [0; 32],
+            }
+        },
         now,
     };
     let mut leads = Vec::new();
@@ -407,6 +478,7 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
             team: d.team,
             device: d.id,
             envelopes: decode::<SyncRequest>("body", body).expect("body").push,
+            roster: None,
             now,
         })
         .collect();
@@ -434,11 +506,19 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
     let t = Instant::now();
     let (mut pages, mut pulled, mut pulled_bytes) = (0, 0, 0);
     for d in &devices {
-        let mut cursor = 0;
+        let (mut cursor, mut members_since) = (0, 0);
         loop {
             let page = storage
-                .pull(d.team, d.id, cursor, 256 * 1024)
+                .pull(&PullQuery {
+                    team: d.team,
+                    device: d.id,
+                    cursor,
+                    page_bytes: 256 * 1024,
+                    members_since,
+                    roster_version: 0,
+                })
                 .expect("pull");
+            members_since = page.members.last().map_or(members_since, |m| m.seq);
             pages += 1;
             pulled += page.pull.len();
             pulled_bytes += page
@@ -530,7 +610,7 @@ fn storm(
     // Enrollment, 8 teams at a time.
     let t = Instant::now();
     let addr = relay.addr;
-    let tokens: Vec<(usize, Arc<str>)> = rt.block_on(async {
+    let enrolled: Vec<(usize, Enrolled)> = rt.block_on(async {
         let gate = Arc::new(Semaphore::new(8));
         let mut tasks = Vec::new();
         for (i, (team, key, secret)) in teams.iter().enumerate() {
@@ -543,25 +623,25 @@ fn storm(
         }
         let mut all = Vec::new();
         for (i, task) in tasks.into_iter().enumerate() {
-            for token in task.await.expect("enrollment task") {
-                all.push((i, token));
+            for device in task.await.expect("enrollment task") {
+                all.push((i, device));
             }
         }
         all
     });
-    assert_eq!(tokens.len(), n);
+    assert_eq!(enrolled.len(), n);
     let enroll_took = t.elapsed();
 
-    // Every device's envelopes sealed with its team key, first request
-    // encoded.
+    // Every device's envelopes sealed with its team key and signed with its
+    // device key, first request encoded.
     let t = Instant::now();
-    let built: Vec<(Bytes, usize)> = tokens
+    let built: Vec<(Bytes, usize)> = enrolled
         .iter()
         .enumerate()
-        .map(|(d, (team, _))| {
+        .map(|(d, (team, device))| {
             let (id, key, _) = &teams[*team];
             // Push-only diagnosis: ask for a 1-byte page.
-            seal_device(id, key, &documents[d], if pull { 0 } else { 1 })
+            seal_device(id, key, device, &documents[d], if pull { 0 } else { 1 })
         })
         .collect();
     let seal_took = t.elapsed();
@@ -575,12 +655,15 @@ fn storm(
         sealed / (n * docs),
         body_bytes / n
     ));
-    let team_of: Vec<usize> = tokens.iter().map(|(t, _)| *t).collect();
+    let team_of: Vec<usize> = enrolled.iter().map(|(t, _)| *t).collect();
     let bodies: Vec<Bytes> = built.iter().map(|(b, _)| b.clone()).collect();
-    let devices: Vec<Device> = tokens
+    let devices: Vec<Device> = enrolled
         .into_iter()
         .zip(built)
-        .map(|((_, token), (body, _))| Device { token, body })
+        .map(|((_, device), (body, _))| Device {
+            token: device.token,
+            body,
+        })
         .collect();
 
     let load = wait_for_quiet(
