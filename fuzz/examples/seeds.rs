@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 
 use heartbridge_core::DocKind;
 use heartbridge_fuzz::core_checks::ApplyHarness;
-use heartbridge_fuzz::proto_checks::{fixed_key, fixed_team};
+use heartbridge_fuzz::proto_checks::{fixed_author, fixed_key, fixed_lead, fixed_team};
+use heartbridge_proto::identity::{join_proof, seal_epoch_key, Revocation, RosterMember};
 use heartbridge_proto::{
-    encode, seal_name, Ack, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind,
-    ErrorBody, Invite, InviteRequest, InviteResponse, Member, MembersResponse, Pulled, Role,
-    Secret, SyncRequest, SyncResponse, TeamCreated, TeamId, TeamKey,
+    encode, seal_name, Ack, DeviceSecret, DocKindTag, EnrollRequest, EnrollResponse, Envelope,
+    EnvelopeKind, ErrorBody, Invite, InviteRequest, InviteResponse, Member, MemberKey,
+    MembersResponse, Pulled, Role, Roster, Secret, SignedRoster, SyncRequest, SyncResponse,
+    TeamCreated, TeamId, TeamKey, PROTOCOL_VERSION,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -43,7 +45,9 @@ fn main() {
             .expect("16 bytes")
     };
 
-    // Envelopes sealing real change bytes, as a device pushes them.
+    // Envelopes sealing real change bytes, signed by their author, as a
+    // device pushes them.
+    let (author, author_id) = fixed_author();
     let mut envelopes = Vec::new();
     for (id, _, bytes) in &docs.changes {
         envelopes.push(
@@ -58,6 +62,9 @@ fn main() {
             .expect("seal"),
         );
     }
+    for env in &mut envelopes {
+        env.sign(&team, author_id, &author);
+    }
     for (id, _, bytes) in &docs.saved {
         let mut env = Envelope::seal(
             &key,
@@ -69,16 +76,69 @@ fn main() {
         )
         .expect("seal");
         env.covers = 42;
+        env.sign(&team, author_id, &author);
         envelopes.push(env);
     }
+
+    // The lead's signed roster: the author and a volunteer as members, a
+    // revoked device, the epoch key sealed to both.
+    let lead = fixed_lead();
+    let volunteer = DeviceSecret::generate();
+    let members = [
+        (author_id, Role::Lead, author.public()),
+        ([0x0b; 16], Role::Volunteer, volunteer.public()),
+    ];
+    let roster = Roster {
+        team: team.0,
+        version: 3,
+        epoch: 2,
+        members: members
+            .iter()
+            .map(|&(device, role, public)| RosterMember {
+                device,
+                role,
+                public,
+                added_at: 1_790_000_000,
+            })
+            .collect(),
+        revoked: vec![Revocation {
+            device: [0x0c; 16],
+            at: 1_790_000_500,
+            epoch: 2,
+            cutoff_seq: 77,
+        }],
+        keys: members
+            .iter()
+            .map(|&(device, _, public)| {
+                seal_epoch_key(&team, 2, device, &public.kx, &key).expect("seal the epoch key")
+            })
+            .collect(),
+    };
+    let signed_roster = SignedRoster::sign(&roster, &lead);
+    let member_keys: Vec<MemberKey> = members
+        .iter()
+        .enumerate()
+        .map(|(i, &(device, role, public))| MemberKey {
+            seq: i as u64 + 1,
+            device,
+            role,
+            public,
+            epoch: 1,
+            proof: join_proof(&key, &team, &public, role),
+            revoked: false,
+        })
+        .collect();
 
     // 1. /v1/sync bodies.
     let sync = out.join("sync_body");
     let request = |push: Vec<Envelope>, cursor, max_bytes| SyncRequest {
-        v: 1,
+        v: PROTOCOL_VERSION,
         cursor,
         push,
         max_bytes,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
     };
     write(&sync, "seed-noop", &encode(&request(vec![], 0, 0)));
     write(
@@ -93,9 +153,28 @@ fn main() {
     );
     write(
         &sync,
+        "seed-members-since",
+        &encode(&SyncRequest {
+            members_since: 2,
+            roster_version: 3,
+            ..request(envelopes[..1].to_vec(), 17, 0)
+        }),
+    );
+    write(
+        &sync,
+        "seed-roster-upload",
+        &encode(&SyncRequest {
+            roster: Some(signed_roster.to_bytes()),
+            ..request(vec![], 5, 0)
+        }),
+    );
+    write(
+        &sync,
         "seed-response",
         &encode(&SyncResponse {
-            v: 1,
+            v: PROTOCOL_VERSION,
+            roster: Some(signed_roster.to_bytes()),
+            members: member_keys.clone(),
             acked: envelopes
                 .iter()
                 .enumerate()
@@ -121,12 +200,17 @@ fn main() {
     // 1b. Enrollment and admin JSON bodies, and the relay's answers.
     let admin = out.join("admin_json");
     let json = |v: &dyn erased::Json| v.to_json();
+    let public = volunteer.public();
     let enroll = EnrollRequest {
         team_id: team.to_hex(),
         token: Secret::from_string(format!("{}.{}", team.to_hex(), "c2VjcmV0LXRva2Vu")),
         key_check: key.check_value(),
         name_sealed: seal_name(&key, &team, "林老师"),
         enrollment_id: None,
+        sign_pk: hex::encode(public.sign),
+        kx_pk: hex::encode(public.kx),
+        epoch: 1,
+        proof: hex::encode(join_proof(&key, &team, &public, Role::Volunteer)),
     };
     write(&admin, "seed-enroll", &json(&enroll));
     write(
@@ -242,7 +326,10 @@ fn main() {
             team: TeamId::random(),
             token: Secret::generate(),
             key: TeamKey::generate(),
+            epoch: i as u32 + 1,
             role,
+            expires_at: 1_790_086_400,
+            lead_sign_pk: DeviceSecret::generate().public().sign,
         };
         let code = invite.encode();
         write(
@@ -265,6 +352,47 @@ fn main() {
             &format!("seed-payload-{i}"),
             &with_mode(1, &raw[..raw.len() - 4]),
         );
+    }
+
+    // 3b. Signed rosters and envelope signatures (target `identity`).
+    let id_dir = out.join("identity");
+    let lead_pk = lead.public().sign;
+    let author_pk = author.public().sign;
+    let with_key = |mode: u8, pk: &[u8; 32], bytes: &[u8]| {
+        let mut v = vec![mode];
+        v.extend_from_slice(pk);
+        v.extend_from_slice(bytes);
+        v
+    };
+    write(
+        &id_dir,
+        "seed-roster",
+        &with_key(0, &lead_pk, &signed_roster.to_bytes()),
+    );
+    write(
+        &id_dir,
+        "seed-roster-other-key",
+        &with_key(0, &author_pk, &signed_roster.to_bytes()),
+    );
+    write(&id_dir, "seed-roster-body", &with_mode(1, &signed_roster.body));
+    let empty = Roster {
+        members: vec![],
+        revoked: vec![],
+        keys: vec![],
+        ..roster.clone()
+    };
+    write(
+        &id_dir,
+        "seed-roster-body-empty",
+        &with_mode(1, &SignedRoster::sign(&empty, &lead).body),
+    );
+    for (i, e) in envelopes.iter().enumerate() {
+        write(
+            &id_dir,
+            &format!("seed-signed-{i}"),
+            &with_key(2, &author_pk, &encode(e)),
+        );
+        write(&id_dir, &format!("seed-sign-{i}"), &with_mode(3, &encode(e)));
     }
 
     // 4. Handbooks: the samples as shipped, and with CRLF and a BOM.

@@ -7,8 +7,8 @@ use std::sync::{Mutex, OnceLock};
 
 use heartbridge_fuzz::relay_checks::{check_answer, route, Caller};
 use heartbridge_proto::{
-    seal_name, EnrollRequest, EnrollResponse, InviteRequest, InviteResponse, Role, Secret, TeamId,
-    TeamKey,
+    identity::join_proof, seal_name, DeviceSecret, EnrollRequest, EnrollResponse, InviteRequest,
+    InviteResponse, Role, Secret, TeamId, TeamKey,
 };
 use heartbridge_relay::{Config, RateLimits};
 use http_body_util::{BodyExt, Full};
@@ -117,17 +117,26 @@ impl Harness {
         };
         let team = TeamId::from_hex(&created.team_id).expect("team id");
         let key = TeamKey::generate();
-        let enroll = |token: &Secret, name: &str| EnrollRequest {
-            team_id: team.to_hex(),
-            token: token.clone(),
-            key_check: key.check_value(),
-            name_sealed: seal_name(&key, &team, name),
-            enrollment_id: None,
+        // Each device enrolls with its own keys and the join proof, as a
+        // device does.
+        let enroll = |token: &Secret, name: &str, role: Role| {
+            let public = DeviceSecret::generate().public();
+            EnrollRequest {
+                team_id: team.to_hex(),
+                token: token.clone(),
+                key_check: key.check_value(),
+                name_sealed: seal_name(&key, &team, name),
+                enrollment_id: None,
+                sign_pk: hex::encode(public.sign),
+                kx_pk: hex::encode(public.kx),
+                epoch: 1,
+                proof: hex::encode(join_proof(&key, &team, &public, role)),
+            }
         };
         let lead: EnrollResponse = serde_json::from_slice(&h.json(
             "/v1/claim",
             Caller::Nobody,
-            &enroll(&created.lead_token, "Lead"),
+            &enroll(&created.lead_token, "Lead", Role::Lead),
         ))
         .expect("claimed");
         h.lead = lead.device_token;
@@ -143,7 +152,7 @@ impl Harness {
         let vol: EnrollResponse = serde_json::from_slice(&h.json(
             "/v1/join",
             Caller::Nobody,
-            &enroll(&invite.token, "Volunteer"),
+            &enroll(&invite.token, "Volunteer", Role::Volunteer),
         ))
         .expect("joined");
         h.volunteer = vol.device_token;

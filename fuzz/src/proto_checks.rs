@@ -9,10 +9,11 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use heartbridge_proto::identity::RosterError;
 use heartbridge_proto::{
-    decode, encode, DocKindTag, EnrollRequest, EnrollResponse, Envelope, EnvelopeKind, ErrorBody,
-    Invite, InviteRequest, InviteResponse, MembersResponse, OpenError, Role, SyncRequest,
-    SyncResponse, TeamCreated, TeamId, TeamKey,
+    decode, encode, DeviceSecret, DocKindTag, EnrollRequest, EnrollResponse, Envelope,
+    EnvelopeKind, ErrorBody, Invite, InviteRequest, InviteResponse, MembersResponse, OpenError,
+    Role, SignedRoster, SyncRequest, SyncResponse, TeamCreated, TeamId, TeamKey,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,6 +29,19 @@ pub fn fixed_key() -> TeamKey {
 /// The team every envelope target seals and opens for.
 pub fn fixed_team() -> TeamId {
     TeamId([0x17; 16])
+}
+
+/// The lead's device key every roster target signs and verifies with.
+pub fn fixed_lead() -> DeviceSecret {
+    DeviceSecret::from_bytes(&[0x4c; 64]).expect("64 bytes")
+}
+
+/// The device key and relay id every signing target uses for an author.
+pub fn fixed_author() -> (DeviceSecret, [u8; 16]) {
+    (
+        DeviceSecret::from_bytes(&[0x61; 64]).expect("64 bytes"),
+        [0x0a; 16],
+    )
 }
 
 /// Target `sync_body`: bytes as the relay decodes a `/v1/sync` request body
@@ -213,12 +227,135 @@ pub fn invite(data: &[u8]) {
         let sum = sha2::Sha256::digest(rest);
         bytes.extend_from_slice(&sum[..4]);
         format!(
-            "HB1.{}",
+            "HB2.{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         )
     };
     if let Ok(invite) = Invite::decode(&code) {
         let again = Invite::decode(&invite.encode()).expect("a re-encoded invite decodes");
         assert!(again == invite, "an invite changed through encode/decode");
+    }
+}
+
+/// The label the lead's signature over a roster body starts with (kept in
+/// step with `crates/proto/src/identity.rs`; mode 1 of [`identity`] fails
+/// loudly if it drifts, because then no signature verifies).
+const ROSTER_LABEL: &[u8] = b"heartbridge roster v1";
+
+/// A public key from the first 32 bytes of `data` (zeros if shorter), and
+/// the rest.
+fn split_key(data: &[u8]) -> ([u8; 32], &[u8]) {
+    let mut pk = [0u8; 32];
+    let n = data.len().min(32);
+    pk[..n].copy_from_slice(&data[..n]);
+    (pk, &data[n..])
+}
+
+/// Target `identity`: what a device does with a roster or a signed envelope
+/// it did not make. The first byte picks a mode:
+///
+/// - 0: 32 bytes as the lead's public key (any bytes: small-order, off the
+///   curve), then the rest as a `SignedRoster` as the relay hands it out:
+///   `from_bytes` decodes or refuses; what decodes re-encodes to the same
+///   bytes' value, and `verify` answers for that key and for the fixed
+///   lead's; a roster that verifies belongs to the team it was checked for;
+/// - 1: the rest as a roster *body* the fixed lead really signed (so the
+///   fuzzer reaches the roster decode behind the signature): `verify` never
+///   says `BadSignature`; a roster that decodes is the team's and signs
+///   again to a roster that verifies to the same value; under another team
+///   it is `OtherTeam`, with one signature bit flipped `BadSignature`;
+/// - 2: 32 bytes as an author's public key, then the rest as a postcard
+///   envelope from anyone: `Envelope::verify` answers (true only for a
+///   signature of that key) for that key and for the fixed author's;
+/// - 3: the rest as a postcard envelope, signed by the fixed author: it
+///   verifies, also after encode/decode, and no longer verifies under
+///   another team, another key, or with its covers, author or ciphertext
+///   changed.
+pub fn identity(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let team = fixed_team();
+    let lead_pk = fixed_lead().public().sign;
+    match mode % 4 {
+        0 => {
+            let (pk, bytes) = split_key(rest);
+            let Ok(signed) = SignedRoster::from_bytes(bytes) else {
+                return;
+            };
+            let again = SignedRoster::from_bytes(&signed.to_bytes()).expect("a re-encoded roster decodes");
+            assert!(again == signed, "a roster changed through encode/decode");
+            for key in [pk, lead_pk] {
+                match signed.verify(&key, &team) {
+                    Ok(roster) => assert_eq!(roster.team, team.0, "a roster of another team verified"),
+                    Err(RosterError::TooLarge) => panic!("verify called a decoded roster too large"),
+                    Err(_) => {}
+                }
+            }
+        }
+        1 => {
+            let mut message = ROSTER_LABEL.to_vec();
+            message.extend_from_slice(rest);
+            let signed = SignedRoster {
+                body: rest.to_vec(),
+                sig: fixed_lead().sign(&message),
+            };
+            match signed.verify(&lead_pk, &team) {
+                Err(RosterError::BadSignature) => {
+                    panic!("the lead's signature over a roster failed to verify")
+                }
+                Err(RosterError::TooLarge) => panic!("verify called a roster too large"),
+                Err(_) => {}
+                Ok(roster) => {
+                    assert_eq!(roster.team, team.0, "a roster of another team verified");
+                    let resigned = SignedRoster::sign(&roster, &fixed_lead());
+                    let back = resigned
+                        .verify(&lead_pk, &team)
+                        .expect("a re-signed roster verifies");
+                    assert!(back == roster, "a roster changed through sign/verify");
+                    assert_eq!(
+                        signed.verify(&lead_pk, &TeamId([0x18; 16])),
+                        Err(RosterError::OtherTeam),
+                        "a roster verified for another team"
+                    );
+                }
+            }
+            let mut flipped = signed.clone();
+            flipped.sig[usize::from(rest.first().copied().unwrap_or(0)) % 64] ^= 1;
+            assert_eq!(
+                flipped.verify(&lead_pk, &team),
+                Err(RosterError::BadSignature),
+                "a roster verified with a changed signature"
+            );
+        }
+        2 => {
+            let (pk, bytes) = split_key(rest);
+            if let Ok(env) = decode::<Envelope>("envelope", bytes) {
+                let _ = env.verify(&team, &pk);
+                let _ = env.verify(&team, &fixed_author().0.public().sign);
+            }
+        }
+        _ => {
+            let Ok(mut env) = decode::<Envelope>("envelope", rest) else {
+                return;
+            };
+            let (secret, author) = fixed_author();
+            let pk = secret.public().sign;
+            env.sign(&team, author, &secret);
+            assert!(env.verify(&team, &pk), "a signed envelope failed to verify");
+            let wire: Envelope = decode("envelope", &encode(&env)).expect("an envelope decodes");
+            assert!(wire.verify(&team, &pk), "a signed envelope failed to verify after the wire");
+            assert!(!env.verify(&TeamId([0x18; 16]), &pk), "an envelope verified for another team");
+            assert!(!env.verify(&team, &lead_pk), "an envelope verified under another key");
+            let mut e = env.clone();
+            e.covers = e.covers.wrapping_add(1);
+            assert!(!e.verify(&team, &pk), "an envelope verified with its covers changed");
+            let mut e = env.clone();
+            e.author[0] ^= 1;
+            assert!(!e.verify(&team, &pk), "an envelope verified with its author changed");
+            let mut e = env;
+            e.ciphertext.push(0);
+            assert!(!e.verify(&team, &pk), "an envelope verified with its ciphertext changed");
+        }
     }
 }
