@@ -380,10 +380,12 @@ mod tests {
             .set_team(&Team {
                 relay_url: format!("http://{addr}"),
                 team_id: TeamId::random(),
-                device_id: "d1".into(),
+                device_id: "00112233445566778899aabbccddeeff".into(),
                 token: Secret::generate(),
                 key: TeamKey::generate(),
+                epoch: 1,
                 role: Role::Volunteer,
+                lead_sign_pk: [0; 32],
             })
             .unwrap();
         store.new_case(&case("before")).unwrap();
@@ -391,10 +393,13 @@ mod tests {
 
         let slot = Arc::new(StoreSlot::new(profile));
         // The app starts locked: the PIN opens the store.
-        slot.unlock(zeroize::Zeroizing::new(
-            heartbridge_core::testing::TEST_PIN.to_owned(),
-        ))
-        .unwrap();
+        assert_eq!(
+            slot.unlock(zeroize::Zeroizing::new(
+                heartbridge_core::testing::TEST_PIN.to_owned(),
+            ))
+            .unwrap(),
+            crate::store_slot::Unlocked::Opened
+        );
         let syncer = Syncer::new(Arc::clone(&slot), HttpTransport::new().unwrap());
         let events = Arc::new(Recorder::default());
         let sync = tokio::spawn({
