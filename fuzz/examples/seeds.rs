@@ -374,7 +374,11 @@ fn main() {
         "seed-roster-other-key",
         &with_key(0, &author_pk, &signed_roster.to_bytes()),
     );
-    write(&id_dir, "seed-roster-body", &with_mode(1, &signed_roster.body));
+    write(
+        &id_dir,
+        "seed-roster-body",
+        &with_mode(1, &signed_roster.body),
+    );
     let empty = Roster {
         members: vec![],
         revoked: vec![],
@@ -392,7 +396,11 @@ fn main() {
             &format!("seed-signed-{i}"),
             &with_key(2, &author_pk, &encode(e)),
         );
-        write(&id_dir, &format!("seed-sign-{i}"), &with_mode(3, &encode(e)));
+        write(
+            &id_dir,
+            &format!("seed-sign-{i}"),
+            &with_mode(3, &encode(e)),
+        );
     }
 
     // 4. Handbooks: the samples as shipped, and with CRLF and a BOM.
@@ -446,10 +454,14 @@ fn main() {
         .flat_map(|(_, _, b)| b.clone())
         .collect();
     write(&apply, "seed-concatenated", &with_mode(2, &case_changes));
-    // 6. The relay target: the sync bodies to /v1/sync (mode 0), the admin
+    // 6. The relay target: the sync bodies to /v1/sync (mode 0 as they
+    // are; 4 and 5 re-signed by the volunteer and by the lead), the admin
     // bodies to /v1/join, /v1/invites and /v1/claim (modes 1 to 3).
     let relay = out.join("relay");
-    for (dir, modes) in [("sync_body", &[0u8][..]), ("admin_json", &[1, 2, 3][..])] {
+    for (dir, modes) in [
+        ("sync_body", &[0u8, 4, 5][..]),
+        ("admin_json", &[1, 2, 3][..]),
+    ] {
         let mut files: Vec<_> = std::fs::read_dir(out.join(dir))
             .expect("seed dir")
             .map(|e| e.expect("entry").path())

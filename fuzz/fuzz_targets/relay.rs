@@ -5,7 +5,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use heartbridge_fuzz::relay_checks::{check_answer, route, Caller};
+use heartbridge_fuzz::relay_checks::{check_answer, resign, route, signed_push, Caller};
 use heartbridge_proto::{
     identity::join_proof, seal_name, DeviceSecret, EnrollRequest, EnrollResponse, InviteRequest,
     InviteResponse, Role, Secret, TeamId, TeamKey,
@@ -22,7 +22,18 @@ struct Harness {
     sender: Option<SendRequest<Full<Bytes>>>,
     volunteer: Secret,
     lead: Secret,
+    team: TeamId,
+    /// Each device's relay id and signing keys, for modes 4 and 5.
+    volunteer_keys: ([u8; 16], DeviceSecret),
+    lead_keys: ([u8; 16], DeviceSecret),
     _dir: tempfile::TempDir,
+}
+
+fn device_id(hex_id: &str) -> [u8; 16] {
+    hex::decode(hex_id)
+        .expect("hex device id")
+        .try_into()
+        .expect("16 bytes")
 }
 
 impl Harness {
@@ -113,14 +124,17 @@ impl Harness {
             sender: None,
             volunteer: Secret::from_string(String::new()),
             lead: Secret::from_string(String::new()),
+            team: TeamId::from_hex(&created.team_id).expect("team id"),
+            volunteer_keys: ([0; 16], DeviceSecret::generate()),
+            lead_keys: ([0; 16], DeviceSecret::generate()),
             _dir: dir,
         };
-        let team = TeamId::from_hex(&created.team_id).expect("team id");
+        let team = h.team;
         let key = TeamKey::generate();
         // Each device enrolls with its own keys and the join proof, as a
         // device does.
-        let enroll = |token: &Secret, name: &str, role: Role| {
-            let public = DeviceSecret::generate().public();
+        let enroll = |token: &Secret, name: &str, role: Role, secret: &DeviceSecret| {
+            let public = secret.public();
             EnrollRequest {
                 team_id: team.to_hex(),
                 token: token.clone(),
@@ -136,10 +150,11 @@ impl Harness {
         let lead: EnrollResponse = serde_json::from_slice(&h.json(
             "/v1/claim",
             Caller::Nobody,
-            &enroll(&created.lead_token, "Lead", Role::Lead),
+            &enroll(&created.lead_token, "Lead", Role::Lead, &h.lead_keys.1),
         ))
         .expect("claimed");
         h.lead = lead.device_token;
+        h.lead_keys.0 = device_id(&lead.device_id);
         let invite: InviteResponse = serde_json::from_slice(&h.json(
             "/v1/invites",
             Caller::Lead,
@@ -152,10 +167,16 @@ impl Harness {
         let vol: EnrollResponse = serde_json::from_slice(&h.json(
             "/v1/join",
             Caller::Nobody,
-            &enroll(&invite.token, "Volunteer", Role::Volunteer),
+            &enroll(
+                &invite.token,
+                "Volunteer",
+                Role::Volunteer,
+                &h.volunteer_keys.1,
+            ),
         ))
         .expect("joined");
         h.volunteer = vol.device_token;
+        h.volunteer_keys.0 = device_id(&vol.device_id);
         h
     }
 
@@ -163,6 +184,17 @@ impl Harness {
         let Some((path, caller, ct, body)) = route(data) else {
             return;
         };
+        let resigned = if signed_push(data) {
+            let (author, secret) = if caller == Caller::Lead {
+                &self.lead_keys
+            } else {
+                &self.volunteer_keys
+            };
+            resign(body, &self.team, *author, secret)
+        } else {
+            None
+        };
+        let body = resigned.as_deref().unwrap_or(body);
         // A dropped connection is retried once on a new one; twice is a
         // finding (a handler that panicked or a relay that stopped).
         let (status, answer) = self

@@ -283,12 +283,17 @@ pub fn identity(data: &[u8]) {
             let Ok(signed) = SignedRoster::from_bytes(bytes) else {
                 return;
             };
-            let again = SignedRoster::from_bytes(&signed.to_bytes()).expect("a re-encoded roster decodes");
+            let again =
+                SignedRoster::from_bytes(&signed.to_bytes()).expect("a re-encoded roster decodes");
             assert!(again == signed, "a roster changed through encode/decode");
             for key in [pk, lead_pk] {
                 match signed.verify(&key, &team) {
-                    Ok(roster) => assert_eq!(roster.team, team.0, "a roster of another team verified"),
-                    Err(RosterError::TooLarge) => panic!("verify called a decoded roster too large"),
+                    Ok(roster) => {
+                        assert_eq!(roster.team, team.0, "a roster of another team verified")
+                    }
+                    Err(RosterError::TooLarge) => {
+                        panic!("verify called a decoded roster too large")
+                    }
                     Err(_) => {}
                 }
             }
@@ -344,18 +349,36 @@ pub fn identity(data: &[u8]) {
             env.sign(&team, author, &secret);
             assert!(env.verify(&team, &pk), "a signed envelope failed to verify");
             let wire: Envelope = decode("envelope", &encode(&env)).expect("an envelope decodes");
-            assert!(wire.verify(&team, &pk), "a signed envelope failed to verify after the wire");
-            assert!(!env.verify(&TeamId([0x18; 16]), &pk), "an envelope verified for another team");
-            assert!(!env.verify(&team, &lead_pk), "an envelope verified under another key");
+            assert!(
+                wire.verify(&team, &pk),
+                "a signed envelope failed to verify after the wire"
+            );
+            assert!(
+                !env.verify(&TeamId([0x18; 16]), &pk),
+                "an envelope verified for another team"
+            );
+            assert!(
+                !env.verify(&team, &lead_pk),
+                "an envelope verified under another key"
+            );
             let mut e = env.clone();
             e.covers = e.covers.wrapping_add(1);
-            assert!(!e.verify(&team, &pk), "an envelope verified with its covers changed");
+            assert!(
+                !e.verify(&team, &pk),
+                "an envelope verified with its covers changed"
+            );
             let mut e = env.clone();
             e.author[0] ^= 1;
-            assert!(!e.verify(&team, &pk), "an envelope verified with its author changed");
+            assert!(
+                !e.verify(&team, &pk),
+                "an envelope verified with its author changed"
+            );
             let mut e = env;
             e.ciphertext.push(0);
-            assert!(!e.verify(&team, &pk), "an envelope verified with its ciphertext changed");
+            assert!(
+                !e.verify(&team, &pk),
+                "an envelope verified with its ciphertext changed"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use common::{team_with_volunteers, TestRelay};
 use heartbridge_proto::Role;
 use heartbridge_relay::RateLimits;
-use relay_checks::{check_answer, route, Caller};
+use relay_checks::{check_answer, pushed, resign, route, signed_push, Caller};
 
 /// Every file of the target's corpus (with `corpus`) and crashes, sorted by
 /// name; and how many came from the corpus.
@@ -78,6 +78,7 @@ async fn fuzzed_bodies_get_an_answer_and_the_relay_keeps_syncing_and_enrolling()
     let c = relay.client();
     let (team, lead, vols) = team_with_volunteers(&relay, 1).await;
     let mut refused = 0;
+    let mut signed_stored = 0;
     for (name, input) in &all {
         let Some((path, caller, content_type, body)) = route(input) else {
             continue;
@@ -87,15 +88,30 @@ async fn fuzzed_bodies_get_an_answer_and_the_relay_keeps_syncing_and_enrolling()
             Caller::Volunteer => Some(&vols[0].token),
             Caller::Lead => Some(&lead.token),
         };
-        let a = c
-            .send("POST", path, token, Some(content_type), body.to_vec())
-            .await;
+        // Modes 4 and 5: signed by the pushing device, as the fuzz target does.
+        let body = if signed_push(input) {
+            let by = if caller == Caller::Lead {
+                &lead
+            } else {
+                &vols[0]
+            };
+            resign(body, &team.id, by.device_id(), &by.secret).unwrap_or_else(|| body.to_vec())
+        } else {
+            body.to_vec()
+        };
+        let envelopes = pushed(&body);
+        let a = c.send("POST", path, token, Some(content_type), body).await;
         if std::panic::catch_unwind(|| check_answer(path, a.status, &a.body)).is_err() {
             panic!("fixture {name}: a wrong answer from {path}");
         }
         refused += usize::from(a.status >= 400);
+        signed_stored += usize::from(signed_push(input) && a.status == 200 && envelopes > 0);
     }
     assert!(refused > 0, "some fuzzed bodies must be refused");
+    assert!(
+        signed_stored > 0,
+        "some re-signed pushes of envelopes must be accepted"
+    );
     // The relay still serves a normal sync, and a new device still joins.
     c.sync(&lead.token, 0, vec![], 0).await;
     team.add(&c, &lead, Role::Volunteer, "After the fuzz").await;

@@ -75,6 +75,11 @@ fn invite_codes_from_the_fuzzer_decode_or_are_refused() {
 }
 
 #[test]
+fn rosters_and_envelope_signatures_from_the_fuzzer_verify_or_are_refused() {
+    replay("identity", proto_checks::identity);
+}
+
+#[test]
 fn a_zstd_bomb_from_a_team_member_is_refused_as_too_large() {
     use heartbridge_proto::{EnvelopeKind, OpenError};
     // 65 MiB of zeros packs into a few KB; the envelope authenticates.
