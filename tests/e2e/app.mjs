@@ -321,6 +321,12 @@ async function main() {
        window.__TAURI_INTERNALS__.invoke('case_list', {}).then(() => done('read'), (e) => done(e && e.kind));`,
     );
     expect(kind === 'locked', `case_list while locked: ${kind}`);
+    // On disk the note is only ciphertext, beside the keys file.
+    expect(existsSync(path.join(solo, 'heartbridge.keys')), 'no keys file beside the database');
+    for (const f of readdirSync(solo).filter((f) => f.startsWith('heartbridge.db'))) {
+      const bytes = readFileSync(path.join(solo, f));
+      for (const secret of [note, '小北', '陈静']) expect(!bytes.includes(Buffer.from(secret)), `${f} holds “${secret}” in clear`);
+    }
     await app.shot('locked');
   });
 
@@ -537,6 +543,36 @@ async function main() {
     await app.fill('PIN 或密码', PIN);
     await app.click('button', '解锁');
     await app.heading('你好，小王', 20000);
+  });
+  await app.s.end();
+
+  // ------------------------------------- too many wrong PINs erase a profile
+  const doomed = path.join(work, 'app-doomed');
+  app = await open(doomed);
+  await step('ten wrong PINs in a row erase the profile; the app says so and starts again', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await setPin(app, PIN, PIN);
+    await app.fill('你的名字或称呼', '小李');
+    await app.click('button', '开始使用');
+    await app.heading('你好，小李');
+    await app.click('[data-testid=lock-now]');
+    await app.heading('心桥已锁定');
+    for (let left = 9; left >= 1; left--) {
+      await app.fill('PIN 或密码', `wrong-${left}`);
+      await app.click('button', '解锁');
+      const want = left === 1 ? '这是最后一次机会' : `还可以再试 ${left} 次`;
+      await app.el('[data-testid=tries-left]', want, { timeout: 20000 });
+    }
+    await app.fill('PIN 或密码', 'wrong-0');
+    await app.click('button', '解锁');
+    await app.heading('这台设备上的资料已被清除', 20000);
+    await app.el('[data-testid=destroyed]', '无法恢复');
+    const left = existsSync(doomed) ? readdirSync(doomed).filter((f) => f.startsWith('heartbridge.')) : [];
+    expect(!left.includes('heartbridge.db') && !left.includes('heartbridge.keys'), `left on disk: ${left.join(', ')}`);
+    await app.shot('erased');
+    await app.click('button', '重新开始');
+    await app.heading('欢迎使用心桥');
+    await app.label('设置 PIN 或密码');
   });
   await app.s.end();
   await stop(driver);
