@@ -349,6 +349,36 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_from_before_pins_gets_one_and_is_encrypted_with_its_notes_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p");
+        let mut old = heartbridge_core::testing::init_plaintext(&profile, "陈静").unwrap();
+        old.set_setting("probe", "kept").unwrap();
+        drop(old);
+        let slot = StoreSlot::new(profile.clone());
+        assert_eq!(slot.state().unwrap().0, LockState::NeedsPin);
+        assert_eq!(
+            slot.with(|s| s.setting("probe")).unwrap_err().kind,
+            "locked"
+        );
+        assert_eq!(slot.unlock(pin("12345")).unwrap_err().kind, "pin_too_short");
+        assert_eq!(slot.unlock(pin("246810")).unwrap(), Unlocked::Opened);
+        assert_eq!(
+            slot.with(|s| s.setting("probe")).unwrap().as_deref(),
+            Some("kept")
+        );
+        assert!(profile.join(heartbridge_core::KEYS_FILE).exists());
+        // From now on it is a PIN-protected profile like any other.
+        slot.lock().unwrap();
+        assert_eq!(slot.state().unwrap().0, LockState::Locked);
+        assert_eq!(
+            slot.unlock(pin("135791")).unwrap(),
+            Unlocked::WrongPin { tries_left: 9 }
+        );
+        assert_eq!(slot.unlock(pin("246810")).unwrap(), Unlocked::Opened);
+    }
+
+    #[test]
     fn unlocking_always_checks_the_pin_even_when_the_store_was_open() {
         let dir = tempfile::tempdir().unwrap();
         let slot = StoreSlot::new(dir.path().join("p"));
