@@ -167,6 +167,12 @@ describe('locking drops what the UI holds', () => {
     forgetContent();
   });
 
+  it('a call cut short by the lock leaves no notice on the lock screen', () => {
+    toasts.splice(0, toasts.length);
+    showError({ kind: 'locked', message: 'Heartbridge is locked' });
+    expect(toasts.length).toBe(0);
+  });
+
   it('an unlocked status arms the inactivity timer, which locks', () => {
     vi.useFakeTimers();
     try {

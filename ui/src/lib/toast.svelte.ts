@@ -41,6 +41,8 @@ export function errorText(e: unknown): string {
 }
 
 export function showError(e: unknown): void {
+  // A call cut short by the lock: the lock screen already says so.
+  if (toApiError(e).kind === 'locked') return;
   push({ id: nextId++, kind: 'error', text: errorText(e) }, 12_000);
 }
 
