@@ -250,6 +250,14 @@ async fn lock_now(app: AppHandle, state: State<'_, AppState>, reason: String) ->
     .map_err(|_| ApiError::new("internal", "the lock stopped unexpectedly; close the app"))?
 }
 
+/// The volunteer did something (the UI reports it at most every quarter of
+/// the lock time): the back end's own inactivity check counts from here.
+#[tauri::command]
+async fn lock_activity(state: State<'_, AppState>) -> ApiResult<()> {
+    state.locker.touch();
+    Ok(())
+}
+
 /// The inactivity time, in seconds (1 to 60 minutes), kept in the profile.
 #[tauri::command]
 async fn lock_set_timeout(state: State<'_, AppState>, secs: u64) -> ApiResult<Value> {
@@ -589,6 +597,7 @@ pub fn run() {
             lock_status,
             lock_unlock,
             lock_now,
+            lock_activity,
             lock_set_timeout,
             lock_forget,
             handbook_list,

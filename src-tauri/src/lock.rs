@@ -8,7 +8,9 @@
 //! needed only while the app is unlocked), unless `--lock-after SECS` or
 //! `HEARTBRIDGE_LOCK_AFTER` fixes it for this run (tests, kiosks).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tauri::async_runtime::JoinHandle;
@@ -78,12 +80,34 @@ fn parse_lock_after(mut args: impl Iterator<Item = String>, env: Option<String>)
         .filter(|&s| s >= 1)
 }
 
+/// How much later than the UI's own timer the back end locks by itself
+/// when the UI reported no activity: the UI reports at most every quarter
+/// of the lock time, so the back end never locks before the UI would.
+fn slack(lock_after_secs: u64) -> Duration {
+    Duration::from_secs(lock_after_secs / 4 + 2)
+}
+
+/// Whether `idle` without reported activity is past the lock time.
+fn overdue(idle: Duration, lock_after_secs: u64) -> bool {
+    idle > Duration::from_secs(lock_after_secs) + slack(lock_after_secs)
+}
+
+/// How often the back end's inactivity check runs.
+fn check_every(lock_after_secs: u64) -> Duration {
+    Duration::from_secs((lock_after_secs / 4).clamp(1, 15))
+}
+
 pub struct Locker {
     store: Arc<StoreSlot>,
     syncer: Arc<Syncer>,
-    /// The background sync, while the store is open.
-    sync_task: Mutex<Option<JoinHandle<()>>>,
+    /// While the store is open: the background sync and the inactivity
+    /// check (the back end's own, should the UI's timer not run).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     lock_after_override: Option<u64>,
+    /// The lock time in force, read when the store opens and when set.
+    lock_after_now: AtomicU64,
+    /// The last activity the UI reported (or the unlock).
+    last_activity: Mutex<Instant>,
 }
 
 impl Locker {
@@ -95,8 +119,10 @@ impl Locker {
         Arc::new(Locker {
             store,
             syncer,
-            sync_task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             lock_after_override,
+            lock_after_now: AtomicU64::new(DEFAULT_LOCK_AFTER_SECS),
+            last_activity: Mutex::new(Instant::now()),
         })
     }
 
@@ -132,23 +158,56 @@ impl Locker {
         }))
     }
 
-    /// Starts the background sync (once; again after an unlock).
-    pub fn start_sync(&self, app: &AppHandle) {
-        let Ok(mut task) = self.sync_task.lock() else {
-            return;
-        };
-        if task.is_none() {
-            let syncer = Arc::clone(&self.syncer);
-            *task = Some(tauri::async_runtime::spawn(sync_task::background(
-                syncer,
-                app.clone(),
-            )));
+    /// The UI saw the volunteer do something.
+    pub fn touch(&self) {
+        if let Ok(mut t) = self.last_activity.lock() {
+            *t = Instant::now();
         }
     }
 
-    fn stop_sync(&self) {
-        if let Ok(mut task) = self.sync_task.lock() {
-            if let Some(t) = task.take() {
+    fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Starts the background sync and the inactivity check (once; again
+    /// after an unlock).
+    fn start_tasks(self: &Arc<Self>, app: &AppHandle) {
+        self.lock_after_now
+            .store(self.lock_after(), Ordering::Relaxed);
+        self.touch();
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        if !tasks.is_empty() {
+            return;
+        }
+        let syncer = Arc::clone(&self.syncer);
+        tasks.push(tauri::async_runtime::spawn(sync_task::background(
+            syncer,
+            app.clone(),
+        )));
+        let (me, app) = (Arc::clone(self), app.clone());
+        tasks.push(tauri::async_runtime::spawn(async move {
+            loop {
+                let lock_after = me.lock_after_now.load(Ordering::Relaxed);
+                tokio::time::sleep(check_every(lock_after)).await;
+                if overdue(me.idle_for(), lock_after) {
+                    let (me, app) = (Arc::clone(&me), app.clone());
+                    let _ =
+                        tauri::async_runtime::spawn_blocking(move || me.lock(&app, Reason::Idle))
+                            .await;
+                    return;
+                }
+            }
+        }));
+    }
+
+    fn stop_tasks(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
                 // A sync stopped anywhere resumes from the store's state
                 // (ARCHITECTURE.md: nothing is lost between outbox and relay).
                 t.abort();
@@ -162,7 +221,7 @@ impl Locker {
         if self.store.state()?.0 != LockState::Unlocked {
             return Ok(());
         }
-        self.stop_sync();
+        self.stop_tasks();
         if self.store.lock()? {
             let _ = app.emit("app-locked", reason.as_str());
         }
@@ -170,19 +229,19 @@ impl Locker {
     }
 
     /// Tries the PIN; on success the sync resumes.
-    pub fn unlock(&self, app: &AppHandle, pin: Zeroizing<String>) -> ApiResult<Value> {
+    pub fn unlock(self: &Arc<Self>, app: &AppHandle, pin: Zeroizing<String>) -> ApiResult<Value> {
         // (the store is closed first even if it was open: the PIN is always checked)
-        self.stop_sync();
+        self.stop_tasks();
         let outcome = self.store.unlock(pin)?;
         if outcome == Unlocked::Opened {
-            self.start_sync(app);
+            self.start_tasks(app);
         }
         self.status(matches!(outcome, Unlocked::WrongPin { .. }))
     }
 
     /// The profile was just created (first run): the sync starts.
-    pub fn created(&self, app: &AppHandle) {
-        self.start_sync(app);
+    pub fn created(self: &Arc<Self>, app: &AppHandle) {
+        self.start_tasks(app);
     }
 
     pub fn set_lock_after(&self, secs: u64) -> ApiResult<Value> {
@@ -194,6 +253,8 @@ impl Locker {
         }
         self.store
             .with(|s| s.set_setting(SETTING, &secs.to_string()))?;
+        self.lock_after_now
+            .store(self.lock_after(), Ordering::Relaxed);
         self.status(false)
     }
 
@@ -233,6 +294,26 @@ mod tests {
         );
         assert_eq!(parse_lock_after(args(&["--lock-after", "0"]), None), None);
         assert_eq!(parse_lock_after(args(&["--lock-after"]), None), None);
+    }
+
+    #[test]
+    fn the_back_end_locks_only_after_the_ui_would_have() {
+        // The UI reports activity at most every quarter of the lock time:
+        // the last report may be that much older than the last activity.
+        for lock_after in [3, 60, 300, 3600] {
+            let ui_locks_at = Duration::from_secs(lock_after);
+            let report_gap = Duration::from_secs(lock_after) / 4;
+            assert!(!overdue(ui_locks_at + report_gap, lock_after));
+            assert!(overdue(
+                ui_locks_at + report_gap + Duration::from_secs(3),
+                lock_after
+            ));
+            assert!(check_every(lock_after) >= Duration::from_secs(1));
+            assert!(check_every(lock_after) <= Duration::from_secs(15));
+        }
+        // 5 minutes: locked by the back end at 6 min 17 s without a report.
+        assert!(!overdue(Duration::from_secs(377), 300));
+        assert!(overdue(Duration::from_secs(378), 300));
     }
 
     #[test]

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { render } from 'svelte/server';
 import { createFakeApi } from '../src/lib/api/fake';
 import type { LockStatus } from '../src/lib/api/types';
-import { IdleTimer, watchActivity } from '../src/lib/idle';
+import { IdleTimer, throttle, watchActivity } from '../src/lib/idle';
 import { setLocale } from '../src/lib/i18n/index.svelte';
 import { forgetContent, lock, noteLocked, noteLockStatus, resetLockForTests } from '../src/lib/lock.svelte';
 import { pinProblem } from '../src/lib/pin';
@@ -86,6 +86,16 @@ describe('the inactivity timer', () => {
     t2.activity();
     vi.advanceTimersByTime(10_000);
     expect(other).not.toHaveBeenCalled();
+  });
+});
+
+describe('activity reports to the back end', () => {
+  it('go at most once per interval, the first at once', () => {
+    let t = 0;
+    const sent: number[] = [];
+    const report = throttle(() => sent.push(t), () => 75_000, () => t);
+    for (t = 0; t <= 300_000; t += 1_000) report();
+    expect(sent).toEqual([0, 75_000, 150_000, 225_000, 300_000]);
   });
 });
 

@@ -77,10 +77,25 @@ export class IdleTimer {
 export const ACTIVITY_EVENTS = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart', 'scroll', 'input'] as const;
 
 /** Feeds `timer.activity()` from `target`'s input events; returns the remover. */
-export function watchActivity(target: EventTarget, timer: IdleTimer): () => void {
+export function watchActivity(target: EventTarget, timer: { activity(): void }): () => void {
   const on = () => timer.activity();
   for (const e of ACTIVITY_EVENTS) target.addEventListener(e, on, { capture: true, passive: true });
   return () => {
     for (const e of ACTIVITY_EVENTS) target.removeEventListener(e, on, { capture: true });
+  };
+}
+
+/**
+ * Calls `send` at most once per `everyMs` (the first call at once): the
+ * back end hears of activity often enough, and not on every mouse move.
+ */
+export function throttle(send: () => void, everyMs: () => number, now: () => number = () => Date.now()): () => void {
+  let last = -Infinity;
+  return () => {
+    const t = now();
+    if (t - last >= everyMs()) {
+      last = t;
+      send();
+    }
   };
 }

@@ -4,7 +4,7 @@
 // only, so every screen (and the text it held) leaves the DOM; the shared
 // state below is emptied too, so nothing decrypted stays in the webview.
 import { api, type LockReason, type LockStatus } from './api';
-import { IdleTimer, watchActivity } from './idle';
+import { IdleTimer, throttle, watchActivity } from './idle';
 import { session, shift, sync } from './session.svelte';
 import { toasts } from './toast.svelte';
 
@@ -43,8 +43,22 @@ let unwatch: (() => void) | null = null;
 export function armIdle(target: EventTarget | null = pageTarget()): void {
   const ms = (lock.status?.lockAfterSecs ?? 300) * 1000;
   if (!idle) {
-    idle = new IdleTimer({ timeoutMs: ms, onIdle: () => void lockApp('idle') });
-    unwatch = target ? watchActivity(target, idle) : null;
+    const timer = new IdleTimer({ timeoutMs: ms, onIdle: () => void lockApp('idle') });
+    idle = timer;
+    // The back end keeps its own count (should this timer not run), fed a
+    // quarter of the lock time apart at most.
+    const report = throttle(
+      () => void api.lockActivity().catch(() => {}),
+      () => ((lock.status?.lockAfterSecs ?? 300) * 1000) / 4,
+    );
+    unwatch = target
+      ? watchActivity(target, {
+          activity: () => {
+            timer.activity();
+            if (timer.isRunning) report();
+          },
+        })
+      : null;
   } else {
     idle.setTimeoutMs(ms);
   }

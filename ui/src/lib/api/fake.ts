@@ -549,6 +549,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         }
         return lockStatus();
       }),
+    lockActivity: () => reply(undefined),
     lockSetTimeout: ({ secs }) =>
       guarded(() => {
         requireUnlocked();

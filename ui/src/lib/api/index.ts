@@ -33,6 +33,7 @@ const METHODS = {
   lockStatus: true,
   lockUnlock: true,
   lockNow: true,
+  lockActivity: true,
   lockSetTimeout: true,
   lockForget: true,
   onLocked: true,

@@ -25,6 +25,7 @@ export function createTauriApi(): HeartbridgeApi {
     lockStatus: () => call('lock_status'),
     lockUnlock: (a) => call('lock_unlock', a),
     lockNow: (a) => call('lock_now', a),
+    lockActivity: () => call('lock_activity'),
     lockSetTimeout: (a) => call('lock_set_timeout', a),
     lockForget: () => call('lock_forget'),
     onLocked: (handler) => listen<LockReason>('app-locked', (e) => handler(e.payload)),

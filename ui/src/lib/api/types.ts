@@ -276,6 +276,11 @@ export interface HeartbridgeApi {
   lockUnlock(args: { pin: string }): Promise<LockStatus>;
   /** lock_now: closes the store, drops the key, stops the sync; emits 'app-locked' */
   lockNow(args: { reason: LockReason }): Promise<LockStatus>;
+  /**
+   * lock_activity: the volunteer did something (sent at most every quarter
+   * of the lock time); the back end's own inactivity check counts from it
+   */
+  lockActivity(): Promise<void>;
   /** lock_set_timeout: the inactivity time, in seconds (stored in the profile) */
   lockSetTimeout(args: { secs: number }): Promise<LockStatus>;
   /** lock_forget: after `destroyed`, back to the first run (no profile) */
