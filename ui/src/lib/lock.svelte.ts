@@ -77,6 +77,14 @@ export function noteLocked(reason: LockReason): void {
   if (lock.status && lock.status.state === 'unlocked') {
     lock.status = { ...lock.status, state: 'locked', wrongPin: false, triesLeft: null };
   }
+  // Then as the back end says (a first run whose join failed after the
+  // profile was made is locked too, though the UI never saw it unlocked).
+  void api.lockStatus().then(
+    (s) => {
+      if (s.state !== 'unlocked') lock.status = s;
+    },
+    () => {},
+  );
 }
 
 /** Locks now: the store closes, the key is dropped, the sync stops. */
