@@ -316,6 +316,65 @@ mod tests {
         assert!(overdue(Duration::from_secs(378), 300));
     }
 
+    #[tokio::test]
+    async fn the_lock_status_says_nothing_of_the_profile_and_the_setting_is_kept_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Arc::new(StoreSlot::new(dir.path().join("p")));
+        slot.create_or_open("陈静", Some(Zeroizing::new("246810".into())))
+            .unwrap();
+        let http = heartbridge_client::HttpTransport::new().unwrap();
+        let locker = Locker::new(
+            Arc::clone(&slot),
+            Syncer::new(Arc::clone(&slot), http),
+            None,
+        );
+
+        let v = locker.status(false).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "lockAfterFixed",
+                "lockAfterSecs",
+                "state",
+                "triesLeft",
+                "wrongPin"
+            ]
+        );
+        assert_eq!(v["state"], "unlocked");
+        assert_eq!(v["lockAfterSecs"], 300);
+        assert_eq!(locker.set_lock_after(120).unwrap()["lockAfterSecs"], 120);
+        assert_eq!(locker.set_lock_after(30).unwrap_err().kind, "invalid_input");
+        assert_eq!(
+            locker.set_lock_after(7200).unwrap_err().kind,
+            "invalid_input"
+        );
+
+        slot.lock().unwrap();
+        let v = locker.status(false).unwrap();
+        assert_eq!(v["state"], "locked");
+        assert!(!v.to_string().contains("陈静"));
+        assert_eq!(locker.set_lock_after(600).unwrap_err().kind, "locked");
+        slot.unlock(Zeroizing::new("246810".into())).unwrap();
+        assert_eq!(locker.status(false).unwrap()["lockAfterSecs"], 120);
+
+        // A run with the time fixed by the flag says so, and keeps it.
+        let fixed = Locker::new(
+            Arc::clone(&slot),
+            Syncer::new(
+                Arc::clone(&slot),
+                heartbridge_client::HttpTransport::new().unwrap(),
+            ),
+            Some(3),
+        );
+        let v = fixed.status(false).unwrap();
+        assert_eq!(
+            (v["lockAfterSecs"].as_u64(), v["lockAfterFixed"].as_bool()),
+            (Some(3), Some(true))
+        );
+    }
+
     #[test]
     fn reasons_are_the_uis_words() {
         for r in [Reason::Command, Reason::Idle, Reason::Background] {
