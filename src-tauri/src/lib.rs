@@ -4,6 +4,7 @@
 //! an [`ApiError`] `{kind, message}`.
 
 mod camel;
+mod drafts;
 mod error;
 mod lock;
 mod render;
@@ -67,13 +68,25 @@ fn parse_opt<T: std::str::FromStr<Err = heartbridge_core::Error>>(
     s.filter(|s| !s.is_empty()).map(|s| parse(&s)).transpose()
 }
 
+/// Whether this device is the team's lead: its signing key is the team's
+/// root of trust (the one in every invite code).
+fn is_lead(store: &Store, team: &heartbridge_core::Team) -> Result<bool, heartbridge_core::Error> {
+    Ok(store.device_public()?.map(|p| p.sign) == Some(team.lead_sign_pk))
+}
+
 fn status_of(store: &Store) -> Result<Value, heartbridge_core::Error> {
-    let team = store.team()?;
+    let team = match store.team()? {
+        Some(t) => Some(json!({
+            "teamId": t.team_id.to_hex(), "relayUrl": t.relay_url, "role": t.role,
+            "isLead": is_lead(store, &t)?, "epoch": t.epoch,
+        })),
+        None => None,
+    };
     Ok(json!({
         "initialized": true,
         "name": store.profile().name,
         "deviceId": store.profile().device_id,
-        "team": team.map(|t| json!({"teamId": t.team_id.to_hex(), "relayUrl": t.relay_url, "role": t.role})),
+        "team": team,
     }))
 }
 
@@ -199,8 +212,16 @@ async fn team_invite(state: State<'_, AppState>, role: String) -> ApiResult<Valu
         )
     })?;
     let team = team_of(&state)?;
-    let code = state.syncer.http().invite(&team, role).await?;
-    Ok(json!({ "code": code }))
+    let (code, expires_at) = state
+        .syncer
+        .http()
+        .invite_card(&team, role, heartbridge_client::DEFAULT_INVITE_TTL)
+        .await?;
+    Ok(json!({
+        "code": code,
+        "expiresAt": heartbridge_core::format_ms(expires_at.saturating_mul(1000)),
+        "epoch": team.epoch,
+    }))
 }
 
 #[tauri::command]
@@ -213,11 +234,100 @@ async fn team_members(state: State<'_, AppState>) -> ApiResult<Value> {
             .map(|m| {
                 json!({
                     "deviceId": m.device_id, "name": m.name, "role": m.role, "revoked": m.revoked,
+                    "thisDevice": m.this_device,
                     "lastSyncAt": m.last_sync_at.map(|t| heartbridge_core::format_ms(t * 1000)),
                 })
             })
             .collect(),
     ))
+}
+
+/// On the lead's device: removes another member. The relay refuses that
+/// device at once and answers its last sequence number; this device then
+/// makes a new key epoch sealed to every other member and signs a roster
+/// recording the revocation (`rotate_after_revoke`, under the store lock),
+/// and syncs at once so the roster goes out (if that sync fails, the next
+/// one carries it).
+pub(crate) async fn revoke_member(
+    store: &StoreSlot,
+    syncer: &Arc<Syncer>,
+    events: &impl sync_task::Events,
+    device: &str,
+) -> ApiResult<Value> {
+    let (team, lead) = store.with(|s| {
+        let team = s.team()?.ok_or(heartbridge_core::Error::NotEnrolled)?;
+        let lead = is_lead(s, &team)?;
+        Ok((team, lead))
+    })?;
+    if !lead {
+        return Err(ApiError::new(
+            "forbidden",
+            "only the team's lead device can remove a member",
+        ));
+    }
+    if team.device_id == device {
+        return Err(ApiError::new(
+            "invalid_input",
+            "the lead cannot remove its own device",
+        ));
+    }
+    let cutoff = syncer.http().revoke(&team, device).await?;
+    let epoch = store.with(|s| s.rotate_after_revoke(device, cutoff))?;
+    let sync = syncer.run(events).await;
+    Ok(json!({
+        "deviceId": device,
+        "epoch": epoch,
+        "cutoffSeq": cutoff,
+        "synced": sync.is_ok(),
+        "syncError": sync.err(),
+    }))
+}
+
+#[tauri::command]
+async fn team_revoke(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    device_id: String,
+) -> ApiResult<Value> {
+    revoke_member(&state.store, &state.syncer, &app, &device_id).await
+}
+
+/// Keeps a case form's unsaved draft inside the profile (the UI hands it
+/// over before it locks); `draft` null forgets it.
+#[tauri::command]
+async fn draft_save(
+    state: State<'_, AppState>,
+    case_id: String,
+    form: String,
+    draft: Value,
+) -> ApiResult<()> {
+    state
+        .store
+        .with(|s| Ok(drafts::save(s, &case_id, &form, &draft)))?
+}
+
+/// The case's kept drafts: `{contact, followup}`, each null when none.
+#[tauri::command]
+async fn draft_get(state: State<'_, AppState>, case_id: String) -> ApiResult<Value> {
+    state.store.with(|s| Ok(drafts::get(s, &case_id)))?
+}
+
+#[tauri::command]
+async fn draft_clear(state: State<'_, AppState>, case_id: String, form: String) -> ApiResult<()> {
+    state
+        .store
+        .with(|s| Ok(drafts::clear(s, &case_id, &form)))?
+}
+
+/// A sync the volunteer asked for: when the relay refused this device the
+/// app stops syncing and locks; when the lead's roster had it erased the
+/// UI shows the erased screen.
+async fn sync_followed(app: &AppHandle, state: &AppState) -> ApiResult<Value> {
+    let result = state.syncer.run(app).await;
+    if let Err(e) = &result {
+        state.locker.follow(app, e).await;
+    }
+    Ok(to_ui(&result?))
 }
 
 /// The lock's state; says nothing about the profile's content.
@@ -480,7 +590,7 @@ async fn shift_end(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Valu
         })
         .await?;
     team_of(&state)?;
-    Ok(to_ui(&state.syncer.run(&app).await?))
+    sync_followed(&app, &state).await
 }
 
 #[tauri::command]
@@ -490,7 +600,7 @@ async fn sync_status(state: State<'_, AppState>) -> ApiResult<Value> {
 
 #[tauri::command]
 async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
-    Ok(to_ui(&state.syncer.run(&app).await?))
+    sync_followed(&app, &state).await
 }
 
 #[tauri::command]
@@ -578,11 +688,12 @@ pub fn run() {
             if background {
                 let app = window.app_handle().clone();
                 if let Some(state) = app.try_state::<AppState>() {
-                    // Off the event loop: closing waits for a store call
-                    // in progress to finish.
+                    // Off the event loop: the UI first hands over an
+                    // unsaved draft (`app-locking`), and closing waits for a
+                    // store call in progress to finish.
                     let locker = Arc::clone(&state.locker);
-                    tauri::async_runtime::spawn_blocking(move || {
-                        let _ = locker.lock(&app, Reason::Background);
+                    tauri::async_runtime::spawn(async move {
+                        locker.lock_soon(&app, Reason::Background).await;
                     });
                 }
             }
@@ -594,6 +705,10 @@ pub fn run() {
             team_join,
             team_invite,
             team_members,
+            team_revoke,
+            draft_save,
+            draft_get,
+            draft_clear,
             lock_status,
             lock_unlock,
             lock_now,
@@ -626,3 +741,6 @@ pub fn run() {
         eprintln!("heartbridge-app could not start: {e}");
     }
 }
+
+#[cfg(test)]
+mod team_tests;

@@ -33,6 +33,8 @@ pub enum Reason {
     Command,
     Idle,
     Background,
+    /// The relay refused this device (or the lead's roster had it erased).
+    Revoked,
 }
 
 impl Reason {
@@ -41,9 +43,10 @@ impl Reason {
             "command" => Ok(Reason::Command),
             "idle" => Ok(Reason::Idle),
             "background" => Ok(Reason::Background),
+            "revoked" => Ok(Reason::Revoked),
             _ => Err(ApiError::new(
                 "invalid_input",
-                "reason must be command, idle or background",
+                "reason must be command, idle, background or revoked",
             )),
         }
     }
@@ -53,6 +56,7 @@ impl Reason {
             Reason::Command => "command",
             Reason::Idle => "idle",
             Reason::Background => "background",
+            Reason::Revoked => "revoked",
         }
     }
 }
@@ -92,6 +96,11 @@ fn overdue(idle: Duration, lock_after_secs: u64) -> bool {
     idle > Duration::from_secs(lock_after_secs) + slack(lock_after_secs)
 }
 
+/// How long a lock the back end starts (the window left the screen, the
+/// relay refused this device) waits for the UI to hand over the drafts it
+/// holds and lock itself: the UI is told by `app-locking`.
+pub const UI_GRACE: Duration = Duration::from_millis(500);
+
 /// How often the back end's inactivity check runs.
 fn check_every(lock_after_secs: u64) -> Duration {
     Duration::from_secs((lock_after_secs / 4).clamp(1, 15))
@@ -108,6 +117,8 @@ pub struct Locker {
     lock_after_now: AtomicU64,
     /// The last activity the UI reported (or the unlock).
     last_activity: Mutex<Instant>,
+    /// Signalled whenever the store is closed by a lock.
+    locked: tokio::sync::Notify,
 }
 
 impl Locker {
@@ -123,6 +134,7 @@ impl Locker {
             lock_after_override,
             lock_after_now: AtomicU64::new(DEFAULT_LOCK_AFTER_SECS),
             last_activity: Mutex::new(Instant::now()),
+            locked: tokio::sync::Notify::new(),
         })
     }
 
@@ -140,8 +152,9 @@ impl Locker {
             .unwrap_or(DEFAULT_LOCK_AFTER_SECS)
     }
 
-    /// `{state, triesLeft, wrongPin, lockAfterSecs, lockAfterFixed}`: nothing
-    /// from inside the profile.
+    /// `{state, triesLeft, wrongPin, lockAfterSecs, lockAfterFixed,
+    /// erasedBy}`: nothing from inside the profile (`erasedBy` says why a
+    /// `destroyed` profile was erased: `wrong-pins` or `revoked`).
     pub fn status(&self, wrong_pin: bool) -> ApiResult<Value> {
         let (state, tries_left) = self.store.state()?;
         let lock_after = if state == LockState::Unlocked {
@@ -155,6 +168,7 @@ impl Locker {
             "wrongPin": wrong_pin && state == LockState::Locked,
             "lockAfterSecs": lock_after,
             "lockAfterFixed": self.lock_after_override.is_some(),
+            "erasedBy": self.store.erased_by()?.map(|e| e.as_str()),
         }))
     }
 
@@ -184,11 +198,16 @@ impl Locker {
         if !tasks.is_empty() {
             return;
         }
-        let syncer = Arc::clone(&self.syncer);
-        tasks.push(tauri::async_runtime::spawn(sync_task::background(
-            syncer,
-            app.clone(),
-        )));
+        // A device the relay called revoked syncs no more ("Sync now" still
+        // checks the lead's roster).
+        if !self.syncer.stopped() {
+            let syncer = Arc::clone(&self.syncer);
+            let (me, app) = (Arc::clone(self), app.clone());
+            tasks.push(tauri::async_runtime::spawn(async move {
+                let stop = sync_task::background(syncer, app.clone()).await;
+                me.follow(&app, &stop).await;
+            }));
+        }
         let (me, app) = (Arc::clone(self), app.clone());
         tasks.push(tauri::async_runtime::spawn(async move {
             loop {
@@ -222,10 +241,44 @@ impl Locker {
             return Ok(());
         }
         self.stop_tasks();
-        if self.store.lock()? {
+        let was_open = self.store.lock()?;
+        self.locked.notify_waiters();
+        if was_open {
             let _ = app.emit("app-locked", reason.as_str());
         }
         Ok(())
+    }
+
+    /// A lock the back end starts: the UI is told first (`app-locking`) so
+    /// it can hand over an unsaved draft and lock itself; after
+    /// [`UI_GRACE`] at most the back end locks anyway.
+    pub async fn lock_soon(self: &Arc<Self>, app: &AppHandle, reason: Reason) {
+        if !matches!(self.store.state(), Ok((LockState::Unlocked, _))) {
+            return;
+        }
+        let locked = self.locked.notified();
+        tokio::pin!(locked);
+        locked.as_mut().enable();
+        let _ = app.emit("app-locking", reason.as_str());
+        let _ = tokio::time::timeout(UI_GRACE, locked).await;
+        let (me, app) = (Arc::clone(self), app.clone());
+        let _ = tauri::async_runtime::spawn_blocking(move || me.lock(&app, reason)).await;
+    }
+
+    /// After a sync ended with the relay refusing this device: the sync
+    /// stays stopped and the app locks (the lock screen says why); after the
+    /// lead's roster had the profile erased, the store is gone already and
+    /// the UI shows the erased screen.
+    pub async fn follow(self: &Arc<Self>, app: &AppHandle, e: &ApiError) {
+        match e.kind.as_str() {
+            "device_revoked" => self.lock_soon(app, Reason::Revoked).await,
+            "erased" => {
+                self.stop_tasks();
+                self.locked.notify_waiters();
+                let _ = app.emit("app-locked", Reason::Revoked.as_str());
+            }
+            _ => {}
+        }
     }
 
     /// Tries the PIN; on success the sync resumes.
@@ -335,6 +388,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "erasedBy",
                 "lockAfterFixed",
                 "lockAfterSecs",
                 "state",
@@ -377,7 +431,12 @@ mod tests {
 
     #[test]
     fn reasons_are_the_uis_words() {
-        for r in [Reason::Command, Reason::Idle, Reason::Background] {
+        for r in [
+            Reason::Command,
+            Reason::Idle,
+            Reason::Background,
+            Reason::Revoked,
+        ] {
             assert_eq!(Reason::parse(r.as_str()).unwrap(), r);
         }
         assert_eq!(Reason::parse("later").unwrap_err().kind, "invalid_input");

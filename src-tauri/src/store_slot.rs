@@ -58,12 +58,32 @@ pub enum Unlocked {
     NoProfile,
 }
 
+/// Why the profile was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasedBy {
+    /// Too many wrong PINs.
+    WrongPins,
+    /// The team's lead removed this device (a signed revocation).
+    Revoked,
+}
+
+impl ErasedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasedBy::WrongPins => "wrong-pins",
+            ErasedBy::Revoked => "revoked",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     store: Option<Store>,
     /// Set when this run of the app saw the profile erased; cleared by
     /// `forget_destroyed` (the volunteer starts again).
     destroyed: bool,
+    /// Why it was erased (the lock screen says so).
+    destroyed_by: Option<ErasedBy>,
     /// After a wrong PIN: the tries left, as core counted them.
     tries_left: Option<u32>,
 }
@@ -116,6 +136,28 @@ impl StoreSlot {
         Ok((self.state_of(&inner), inner.tries_left))
     }
 
+    /// Why the profile was erased, when this run saw it erased.
+    pub fn erased_by(&self) -> ApiResult<Option<ErasedBy>> {
+        let inner = self.lock_inner()?;
+        Ok(match self.state_of(&inner) {
+            LockState::Destroyed => inner.destroyed_by,
+            _ => None,
+        })
+    }
+
+    /// Core erased the profile (the lead's signed revocation of this
+    /// device): the store, whose files are gone, is dropped.
+    pub fn erased(&self) -> ApiResult<()> {
+        let mut inner = self.lock_inner()?;
+        let store = inner.store.take();
+        inner.destroyed = true;
+        inner.destroyed_by = Some(ErasedBy::Revoked);
+        inner.tries_left = None;
+        drop(inner);
+        drop(store);
+        Ok(())
+    }
+
     fn state_of(&self, inner: &Inner) -> LockState {
         if inner.store.is_some() {
             return LockState::Unlocked;
@@ -159,6 +201,7 @@ impl StoreSlot {
                 check_new_pin(&pin)?;
                 inner.store = Some(vault::create(&self.profile, name, pin)?);
                 inner.destroyed = false;
+                inner.destroyed_by = None;
                 inner.tries_left = None;
                 Ok(())
             }
@@ -191,6 +234,7 @@ impl StoreSlot {
             }
             Err(vault::OpenError::Destroyed) => {
                 inner.destroyed = true;
+                inner.destroyed_by.get_or_insert(ErasedBy::WrongPins);
                 inner.tries_left = None;
                 Ok(Unlocked::Destroyed)
             }
@@ -213,7 +257,9 @@ impl StoreSlot {
 
     /// After the profile was erased: back to the first run.
     pub fn forget_destroyed(&self) -> ApiResult<()> {
-        self.lock_inner()?.destroyed = false;
+        let mut inner = self.lock_inner()?;
+        inner.destroyed = false;
+        inner.destroyed_by = None;
         Ok(())
     }
 }

@@ -199,7 +199,23 @@ impl Syncer {
         let _guard = self.running.lock().await;
         self.update_link(|l| l.syncing = true);
         self.emit_status(app).await;
-        let result = self.rounds(app).await;
+        // As `Store::sync` does: a device the relay called revoked syncs no
+        // more; asked to, it only checks the lead's roster.
+        let result = match self.on_store(|_, s| s.sync_stopped()).await {
+            Ok(true) => Err(heartbridge_core::Error::DeviceRevoked.into()),
+            Ok(false) => self.rounds(app).await,
+            Err(e) => Err(e),
+        };
+        let result = match result {
+            Err(e) if e.kind == "device_revoked" => Err(self.check_revoked().await),
+            Err(e) if e.kind == "erased" => Err(self.erased(e)),
+            other => other,
+        };
+        if matches!(&result, Err(e) if e.kind == "erased") {
+            self.update_link(|l| l.syncing = false);
+            app.send("sync-status", self.status().await);
+            return result;
+        }
         self.update_link(|l| {
             // A device without a team made no attempt to reach a relay.
             if !matches!(&result, Err(e) if e.kind == "not_enrolled") {
@@ -253,6 +269,41 @@ impl Syncer {
         Ok(session.report().clone())
     }
 
+    /// After the relay said this device is revoked (what
+    /// `Store::check_revoked` does, with the async transport): fetches the
+    /// lead's roster; if it records this device's revocation core erases
+    /// the profile (`erased`), otherwise sync stays stopped
+    /// (`device_revoked`) and nothing is erased on the relay's word.
+    async fn check_revoked(self: &Arc<Self>) -> ApiError {
+        let revoked = || ApiError::from(heartbridge_core::Error::DeviceRevoked);
+        let Ok(Some(team)) = self.on_store(|_, s| s.team()).await else {
+            return revoked();
+        };
+        if let Ok(bytes) = self.http.roster(&team).await {
+            match self.on_store(move |_, s| s.take_roster(&bytes)).await {
+                Err(e) if e.kind == "erased" => return self.erased(e),
+                // A roster that does not check changes nothing.
+                _ => {}
+            }
+        }
+        let _ = self
+            .on_store(|_, s| s.record_sync_error(&heartbridge_core::Error::DeviceRevoked))
+            .await;
+        revoked()
+    }
+
+    /// Core erased the profile: its store is dropped.
+    fn erased(&self, e: ApiError) -> ApiError {
+        let _ = self.store.erased();
+        e
+    }
+
+    /// Whether the relay called this device revoked (the sync stays
+    /// stopped; the background task is not started).
+    pub fn stopped(&self) -> bool {
+        self.store.with(|s| s.sync_stopped()).unwrap_or(false)
+    }
+
     fn status_of(&self, store: &Store) -> heartbridge_core::Result<Value> {
         let st = store.sync_status()?;
         let shift = shift_ledger::delivery(store)?;
@@ -264,6 +315,7 @@ impl Syncer {
             "syncing": link.syncing,
             "refused": st.refused,
             "waiting": st.waiting,
+            "stopped": st.stopped,
             "linkBytes": st.link_bytes,
             "connection": link.json(),
             "shift": shift.map(|d| to_ui(&d)),
@@ -276,7 +328,7 @@ impl Syncer {
             Ok(v) => v,
             Err(_) => json!({
                 "lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": self.link().syncing,
-                "refused": 0, "waiting": 0, "linkBytes": 0, "connection": self.link().json(), "shift": null,
+                "refused": 0, "waiting": 0, "stopped": false, "linkBytes": 0, "connection": self.link().json(), "shift": null,
             }),
         }
     }
@@ -306,17 +358,27 @@ fn recorded<T>(
     session: SyncSession,
     r: heartbridge_core::Result<T>,
 ) -> (SyncSession, ApiResult<T>) {
+    // (Not after an erase: the profile's files are gone; nothing more is
+    // written to them.)
     if let Err(e) = &r {
-        let _ = store.record_sync_error(e);
+        if !matches!(e, heartbridge_core::Error::Erased) {
+            let _ = store.record_sync_error(e);
+        }
     }
     (session, r.map_err(ApiError::from))
 }
 
-/// The background loop; never returns.
-pub async fn background(syncer: Arc<Syncer>, app: AppHandle) {
+/// Why the background loop ended: the relay refused this device
+/// (`device_revoked`, sync stopped) or the lead's roster had it erased
+/// (`erased`).
+pub type Stop = ApiError;
+
+/// The background loop; returns only when this device was revoked.
+pub async fn background(syncer: Arc<Syncer>, app: AppHandle) -> Stop {
     loop {
         let wait = if syncer.enrolled().await {
             match syncer.run(&app).await {
+                Err(e) if e.kind == "device_revoked" || e.kind == "erased" => return e,
                 Err(e) if e.kind == "network" => jitter(backoff(syncer.failures())),
                 // Connected, or refused by the relay (revoked, …): retrying
                 // sooner would not change the answer.
