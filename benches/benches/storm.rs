@@ -10,9 +10,11 @@
 //! sync engine does), once for the largest storm; for each storm, teams of
 //! 10 devices are created with `heartbridge-relay team create --json`,
 //! every device is enrolled through the relay's JSON endpoints (claim for
-//! the lead, invite + join for the nine others), its documents are sealed
-//! with its team's key into one change envelope each and its first request
-//! body is encoded.
+//! the lead, invite + join for the nine others), each with its own keys
+//! (`DeviceSecret`) and the join proof under the team key; its documents are
+//! sealed with its team's key into one change envelope each, signed with its
+//! device key (the relay checks every signature of a push), and its first
+//! request body is encoded.
 //!
 //! Then every device is released at once and does what a device does at
 //! shift end: one `POST /v1/sync` pushing its 20 envelopes with cursor 0,
