@@ -4,6 +4,7 @@
 // only, so every screen (and the text it held) leaves the DOM; the shared
 // state below is emptied too, so nothing decrypted stays in the webview.
 import { api, type LockReason, type LockStatus } from './api';
+import { collectDrafts, saveDrafts } from './drafts';
 import { IdleTimer, throttle, watchActivity } from './idle';
 import { session, shift, sync } from './session.svelte';
 import { toasts } from './toast.svelte';
@@ -87,11 +88,17 @@ export function noteLocked(reason: LockReason): void {
   );
 }
 
-/** Locks now: the store closes, the key is dropped, the sync stops. */
+/**
+ * Locks now: the store closes, the key is dropped, the sync stops. A note
+ * still being typed is read first and handed to the back end, which keeps
+ * it inside the encrypted profile; the form shows it again after the unlock.
+ */
 export async function lockApp(reason: LockReason): Promise<void> {
   if (!isUnlocked()) return;
+  const drafts = collectDrafts();
   // The screen goes first: even if the call fails, no content stays shown.
   noteLocked(reason);
+  await saveDrafts(drafts);
   try {
     lock.status = await api.lockNow({ reason });
   } catch {

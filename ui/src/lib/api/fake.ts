@@ -17,6 +17,8 @@
 import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
 import type {
+  ContactDraft,
+  FollowupDraft,
   ApiError,
   Bookmark,
   Case,
@@ -90,8 +92,8 @@ const MESSAGES = {
   aliasEmpty: { 'zh-CN': '请填写化名或代号。', en: 'Please enter an alias.' },
   textEmpty: { 'zh-CN': '内容不能为空。', en: 'Please write something first.' },
   inviteInvalid: {
-    'zh-CN': '邀请码无法识别，请确认整段都已复制（以 HB1. 开头）。',
-    en: 'This invite code is not valid. Check that the whole code was copied (it starts with HB1.).',
+    'zh-CN': '邀请码无法识别，请确认整段都已复制（以 HB2. 开头）。',
+    en: 'This invite code is not valid. Check that the whole code was copied (it starts with HB2.).',
   },
   relayUrl: {
     'zh-CN': '中继地址应以 https:// 开头。',
@@ -117,6 +119,12 @@ const MESSAGES = {
   pinShort: { 'zh-CN': 'PIN 或密码至少要 6 位。', en: 'The PIN or passphrase needs at least 6 characters.' },
   locked: { 'zh-CN': '心桥已锁定，请先输入 PIN 解锁。', en: 'Heartbridge is locked. Enter your PIN first.' },
   notLocked: { 'zh-CN': '心桥没有锁定。', en: 'Heartbridge is not locked.' },
+  revokeLeadOnly: {
+    'zh-CN': '只有团队的组长设备可以移出成员。',
+    en: "Only the team's lead device can remove a member.",
+  },
+  revokeSelf: { 'zh-CN': '组长不能移出自己的设备。', en: 'The lead cannot remove its own device.' },
+  memberMissing: { 'zh-CN': '团队里没有这台设备。', en: 'No such device in the team.' },
   lockAfterInvalid: { 'zh-CN': '自动锁定时间应为 1 到 60 分钟。', en: 'The lock time must be between 1 and 60 minutes.' },
 } satisfies Record<string, Record<Language, string>>;
 
@@ -168,6 +176,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   const maxFailed = opts.maxFailed ?? 10;
   let lockAfterSetting = 300;
   const lockHandlers = new Set<(r: LockReason) => void>();
+  const lockingHandlers = new Set<(r: LockReason) => void>();
+  // Unsaved drafts of case forms, kept "inside the profile" (key: case id + form).
+  const drafts = new Map<string, ContactDraft | FollowupDraft>();
+  let epoch = 1;
   let sync: SyncStatus = {
     lastSyncedAt: null,
     pending: 0,
@@ -302,6 +314,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       wrongPin,
       lockAfterSecs: opts.lockAfterSecs ?? lockAfterSetting,
       lockAfterFixed: opts.lockAfterSecs !== undefined,
+      erasedBy: state === 'destroyed' ? 'wrong-pins' : null,
     };
   }
   function requirePin(p: string | undefined): string {
@@ -323,7 +336,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       initialized: true,
       name: '陈静',
       deviceId: randomHex(16),
-      team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: 'lead' },
+      team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: 'lead', isLead: true, epoch },
     };
     members = teamMembersFor(profile);
     sync = { ...sync, lastSyncedAt: iso(20 * HOUR), connection: { state: 'connected', since: null, at: iso(20 * HOUR), kind: null } };
@@ -331,7 +344,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   if (opts.ready) setReady();
 
   function teamMembersFor(p: ProfileStatus): Member[] {
-    const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false };
+    const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false, thisDevice: true };
     if (p.team?.role === 'lead' && !opts.ready) return [self];
     const team: Member[] = [
       { deviceId: randomHex(16), name: '周敏', role: 'lead', lastSyncAt: iso(2 * HOUR), revoked: false },
@@ -494,7 +507,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
           initialized: true,
           name: name.trim(),
           deviceId: profile.deviceId ?? randomHex(16),
-          team: { teamId: randomHex(16), relayUrl: relayUrl.trim(), role: 'lead' },
+          team: { teamId: randomHex(16), relayUrl: relayUrl.trim(), role: 'lead', isLead: true, epoch },
         };
         members = teamMembersFor(profile);
         return profile;
@@ -504,14 +517,14 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         requireName(name);
         requireUnlocked();
         const c = code.replace(/\s+/g, '');
-        if (!/^HB1\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
+        if (!/^HB[12]\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
         if (offline) throw error('network', 'network');
         newProfilePin(p);
         profile = {
           initialized: true,
           name: name.trim(),
           deviceId: profile.deviceId ?? randomHex(16),
-          team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: invites.get(c) ?? 'volunteer' },
+          team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: invites.get(c) ?? 'volunteer', isLead: false, epoch },
         };
         members = teamMembersFor(profile);
         incoming += 5;
@@ -569,15 +582,51 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       lockHandlers.add(handler);
       return () => lockHandlers.delete(handler);
     },
+    onLocking: async (handler) => {
+      lockingHandlers.add(handler);
+      return () => lockingHandlers.delete(handler);
+    },
 
     teamInvite: ({ role }) =>
       guarded(() => {
         const mine = profile.team?.role;
         if (!mine) throw error('no-team', 'noTeam');
         if (mine === 'volunteer') throw error('forbidden', 'forbidden');
-        const code = `HB1.${randomBase64Url(150)}`;
+        const code = `HB2.${randomBase64Url(150)}`;
         invites.set(code, role);
-        return { code };
+        return { code, expiresAt: new Date(now().getTime() + DAY).toISOString(), epoch };
+      }),
+    teamRevoke: ({ deviceId }) =>
+      guarded(() => {
+        if (!profile.team) throw error('no-team', 'noTeam');
+        if (!profile.team.isLead) throw error('forbidden', 'revokeLeadOnly');
+        if (deviceId === profile.deviceId) throw error('invalid_input', 'revokeSelf');
+        const m = members.find((x) => x.deviceId === deviceId);
+        if (!m) throw error('not_found', 'memberMissing');
+        if (!m.revoked) {
+          m.revoked = true;
+          epoch += 1;
+          profile = { ...profile, team: { ...profile.team, epoch } };
+        }
+        return { deviceId, epoch, cutoffSeq: cursor, synced: !offline, syncError: offline ? error('network', 'network') : null };
+      }),
+    draftSave: ({ caseId, form, draft }) =>
+      guarded(() => {
+        if (!cases.has(caseId)) throw error('not-found', 'caseMissing');
+        if (draft === null) drafts.delete(`${caseId}:${form}`);
+        else drafts.set(`${caseId}:${form}`, structuredClone(draft));
+      }),
+    draftGet: ({ caseId }) =>
+      guarded(() => {
+        if (!cases.has(caseId)) throw error('not-found', 'caseMissing');
+        return {
+          contact: (drafts.get(`${caseId}:contact`) as ContactDraft | undefined) ?? null,
+          followup: (drafts.get(`${caseId}:followup`) as FollowupDraft | undefined) ?? null,
+        };
+      }),
+    draftClear: ({ caseId, form }) =>
+      guarded(() => {
+        drafts.delete(`${caseId}:${form}`);
       }),
     teamMembers: () =>
       guarded(() => {
@@ -753,7 +802,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   };
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.
-  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked']);
+  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking']);
   const guardedImpl: Record<string, unknown> = {};
   for (const [k, f] of Object.entries(impl)) {
     guardedImpl[k] =

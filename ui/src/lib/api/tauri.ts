@@ -21,6 +21,10 @@ export function createTauriApi(): HeartbridgeApi {
     teamJoin: (a) => call('team_join', a),
     teamInvite: (a) => call('team_invite', a),
     teamMembers: () => call('team_members'),
+    teamRevoke: (a) => call('team_revoke', a),
+    draftSave: (a) => call('draft_save', a),
+    draftGet: (a) => call('draft_get', a),
+    draftClear: (a) => call('draft_clear', a),
 
     lockStatus: () => call('lock_status'),
     lockUnlock: (a) => call('lock_unlock', a),
@@ -29,6 +33,7 @@ export function createTauriApi(): HeartbridgeApi {
     lockSetTimeout: (a) => call('lock_set_timeout', a),
     lockForget: () => call('lock_forget'),
     onLocked: (handler) => listen<LockReason>('app-locked', (e) => handler(e.payload)),
+    onLocking: (handler) => listen<LockReason>('app-locking', (e) => handler(e.payload)),
 
     handbookList: () => call('handbook_list'),
     handbookGet: (a) => call('handbook_get', a),

@@ -43,6 +43,10 @@ export interface TeamInfo {
   teamId: string;
   relayUrl: string;
   role: Role;
+  /** This device is the team's lead (its signing key is the team's root of trust): it may remove members. */
+  isLead?: boolean;
+  /** The team key's epoch (it goes up by one for each member removed). */
+  epoch?: number;
 }
 export interface ProfileStatus {
   initialized: boolean;
@@ -172,6 +176,8 @@ export interface SyncStatus {
   connection: Connection;
   /** null before the first shift on this device. */
   shift: ShiftDelivery | null;
+  /** The relay said this device was removed from the team: syncing stopped. */
+  stopped?: boolean;
 }
 export interface SyncReport {
   /** Envelopes pushed (one per document per request). */
@@ -203,6 +209,40 @@ export interface Member {
   role: Role;
   lastSyncAt: string | null;
   revoked: boolean;
+  /** This device. */
+  thisDevice?: boolean;
+}
+/** team_invite's answer: the code, its expiry (RFC 3339) and the key epoch it carries. */
+export interface InviteCode {
+  code: string;
+  expiresAt: string;
+  epoch: number;
+}
+/** team_revoke's answer. */
+export interface RevokeResult {
+  deviceId: string;
+  /** The new team key's epoch. */
+  epoch: number;
+  /** The relay's last sequence number when it refused the device. */
+  cutoffSeq: number;
+  /** Whether the sync right after it delivered the new roster (else the next sync does). */
+  synced: boolean;
+  syncError: ApiError | null;
+}
+/** The case page's forms that keep an unsaved draft across a lock. */
+export type DraftForm = 'contact' | 'followup';
+export interface ContactDraft {
+  channel: Channel | null;
+  minutes: number | null;
+  text: string;
+}
+export interface FollowupDraft {
+  text: string;
+  due: string;
+}
+export interface CaseDrafts {
+  contact: ContactDraft | null;
+  followup: FollowupDraft | null;
 }
 
 export interface CaseFilter {
@@ -242,13 +282,15 @@ export interface LockStatus {
   lockAfterSecs: number;
   /** Whether `lockAfterSecs` was set for this run (flag or environment) rather than in settings. */
   lockAfterFixed: boolean;
+  /** Why a `destroyed` profile was erased: too many wrong PINs, or the team's lead removed this device. */
+  erasedBy?: 'wrong-pins' | 'revoked' | null;
 }
 /** The shortest PIN or passphrase the app accepts (the back end checks it too). */
 export const MIN_PIN_LENGTH = 6;
 /** The inactivity times settings offers, in minutes. */
 export const LOCK_AFTER_MINUTES: readonly number[] = [1, 2, 5, 10, 15, 30];
 /** Why the app locked: the volunteer's command, inactivity, or the window left the screen. */
-export type LockReason = 'command' | 'idle' | 'background';
+export type LockReason = 'command' | 'idle' | 'background' | 'revoked';
 
 export type Unlisten = () => void;
 
@@ -285,12 +327,26 @@ export interface HeartbridgeApi {
   lockSetTimeout(args: { secs: number }): Promise<LockStatus>;
   /** lock_forget: after `destroyed`, back to the first run (no profile) */
   lockForget(): Promise<LockStatus>;
-  /** event 'app-locked': the back end locked (window in the background, inactivity, command) */
+  /** event 'app-locked': the back end locked (window in the background, inactivity, command, revoked) */
   onLocked(handler: (reason: LockReason) => void): Promise<Unlisten>;
-  /** team_invite */
-  teamInvite(args: { role: Role }): Promise<{ code: string }>;
+  /**
+   * event 'app-locking': the back end is about to lock (the window left the
+   * screen, the relay refused this device); the UI hands over its drafts and
+   * locks itself within half a second, else the back end locks anyway
+   */
+  onLocking(handler: (reason: LockReason) => void): Promise<Unlisten>;
+  /** team_invite: valid 24 hours, once; carries the team's current key */
+  teamInvite(args: { role: Role }): Promise<InviteCode>;
   /** team_members */
   teamMembers(): Promise<Member[]>;
+  /** team_revoke: lead only; the relay refuses the device at once, a new team key goes to the others */
+  teamRevoke(args: { deviceId: string }): Promise<RevokeResult>;
+  /** draft_save: keeps a case form's unsaved draft inside the encrypted profile; null forgets it */
+  draftSave(args: { caseId: string; form: DraftForm; draft: ContactDraft | FollowupDraft | null }): Promise<void>;
+  /** draft_get */
+  draftGet(args: { caseId: string }): Promise<CaseDrafts>;
+  /** draft_clear: the draft was saved as a record */
+  draftClear(args: { caseId: string; form: DraftForm }): Promise<void>;
 
   /** handbook_list */
   handbookList(): Promise<HandbookSummary[]>;

@@ -377,6 +377,28 @@ const en: Record<MessageKey, string> = {
   'error.kind.wrong_pin': 'Wrong PIN.',
   'error.kind.pin_too_short': 'The PIN or passphrase needs at least 6 characters.',
   'error.kind.profile_destroyed': 'The PIN was entered wrongly too many times; the data on this device was erased.',
+  'error.kind.device_revoked': 'The relay says this device was removed from the team, so syncing has stopped; your notes are still on this device. If this is a mistake, contact your team lead.',
+  'error.kind.erased': "The team's lead removed this device from the team; the data on this device was erased.",
+
+  'drafts.restored': 'Your unsaved note was restored',
+
+  'invite.validUntil': 'Valid until {when}',
+  'invite.carriesKey': "This code carries the team's current key and works once; make a new one when it has expired or been used.",
+
+  'members.remove': 'Remove from team',
+  'members.removeLabel': 'Remove {name} from the team',
+  'members.removeTitle': 'Remove “{name}” from the team?',
+  'members.removeWhat': 'The relay refuses this device at once; a new team key reaches every other device at its next sync; the removed device erases its data if it syncs again.',
+  'members.removeConfirm': 'Remove',
+  'members.removeCancel': 'Cancel',
+  'members.removing': 'Removing…',
+  'members.removed': '“{name}” was removed from the team; the new team key went out with the sync.',
+  'members.removedPending': '“{name}” was removed from the team. The new team key has not gone out yet ({reason}); the next sync sends it.',
+
+  'lock.reason.revoked': 'The relay says this device was removed from the team, so syncing has stopped; your notes are still on this device. If this is a mistake, contact your team lead.',
+  'lock.destroyedRevokedTitle': 'This device was removed from the team',
+  'lock.destroyedRevoked': "The team's lead removed this device from the team: the profile on this device and its encryption key were deleted and cannot be recovered. What was already synced is still on your teammates' devices and the relay.",
+  'sync.stopped': 'The relay says this device was removed from the team, so syncing has stopped; your notes are still on this device. If this is a mistake, contact your team lead.',
 };
 
 export default en;

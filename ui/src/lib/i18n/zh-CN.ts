@@ -373,6 +373,28 @@ const zhCN = {
   'error.kind.wrong_pin': 'PIN 不对。',
   'error.kind.pin_too_short': 'PIN 或密码至少要 6 位。',
   'error.kind.profile_destroyed': '连续输错 PIN 的次数太多，这台设备上的资料已被清除。',
+  'error.kind.device_revoked': '中继服务器说此设备已被移出团队，已停止同步；笔记仍在本设备上。如有误，请联系组长。',
+  'error.kind.erased': '团队的组长已将这台设备移出团队，这台设备上的资料已被清除。',
+
+  'drafts.restored': '已恢复未保存的记录',
+
+  'invite.validUntil': '有效期至 {when}',
+  'invite.carriesKey': '这个邀请码带有团队当前的密钥，只能使用一次；过期或用过后请重新生成。',
+
+  'members.remove': '移出团队',
+  'members.removeLabel': '把{name}移出团队',
+  'members.removeTitle': '把“{name}”移出团队？',
+  'members.removeWhat': '中继服务器会立即拒绝这台设备；一把新的团队密钥会在其他每台设备下次同步时送达；被移出的设备如果再次同步，会清除它上面的资料。',
+  'members.removeConfirm': '确认移出',
+  'members.removeCancel': '取消',
+  'members.removing': '正在移出…',
+  'members.removed': '已将“{name}”移出团队，新的团队密钥已随同步发出。',
+  'members.removedPending': '已将“{name}”移出团队。新的团队密钥还没发出（{reason}），下次同步时会自动发出。',
+
+  'lock.reason.revoked': '中继服务器说此设备已被移出团队，已停止同步；笔记仍在本设备上。如有误，请联系组长。',
+  'lock.destroyedRevokedTitle': '这台设备已被移出团队',
+  'lock.destroyedRevoked': '团队的组长已将这台设备移出团队，这台设备上的个人资料和它的加密密钥已被删除，无法恢复。已经同步到团队的内容仍在队友的设备和中继服务器上。',
+  'sync.stopped': '中继服务器说此设备已被移出团队，已停止同步；笔记仍在本设备上。如有误，请联系组长。',
 } satisfies Record<string, string>;
 
 export type MessageKey = keyof typeof zhCN;
