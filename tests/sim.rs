@@ -247,14 +247,17 @@ fn the_invariants_notice_a_change_that_never_left_its_device() {
     );
     let failed = |r: Result<(), String>| r.expect_err("the invariant must notice");
     assert!(failed(check_all(&mut s)).starts_with("outboxes_are_empty"));
-    assert!(
-        failed(every_saved_change_is_on_every_device(&s.devices, &s.saved))
-            .contains("device 0 lacks change")
-    );
-    assert!(failed(devices_hold_identical_documents(&s.devices)).contains("different heads"));
+    let live = s.live();
+    assert!(failed(every_saved_change_is_on_every_device(
+        &live,
+        &s.expected_saved()
+    ))
+    .contains("device 0 lacks change"));
+    assert!(failed(devices_hold_identical_documents(&live)).contains("different heads"));
     let risk = failed(risk_is_the_highest_concurrent_value(
-        &s.devices,
+        &live,
         &s.risk_writes,
+        &Default::default(),
     ));
     assert!(
         risk.contains("device 0 has risk low, the model says high"),
@@ -405,5 +408,259 @@ fn seed_a_twin_snapshot_does_not_delete_the_parts_of_the_first() {
     );
     if let Err(e) = sim::world::run(&h) {
         panic!("{e}");
+    }
+}
+
+/// A fault-free history through both kinds of revocation: device 1 is
+/// revoked with one change acknowledged and one still in its outbox, and
+/// goes on working offline; its sync ends in `device_revoked` while the
+/// relay has only the relay's word, and in the erase once the lead's
+/// roster is there. Device 2 is then revoked with the hand-over sync and
+/// erased at its next sync. The harness checks each of those outcomes;
+/// the invariants check the rest. (A device joining after a rotation is
+/// `seed_a_device_joins_with_an_invite_made_after_a_revocation`.)
+#[test]
+fn a_plain_revocation_history_converges() {
+    let h = quiet(
+        4,
+        vec![
+            Op::NewCase {
+                dev: 1,
+                risk: Risk::Low,
+            },
+            sync(&[1]),
+            // Not acknowledged when device 1 is revoked: not expected.
+            Op::AddContact {
+                dev: 1,
+                case: 0,
+                note: "情绪平稳",
+            },
+            sync(&[0, 2, 3]),
+            // Candidates are devices 1, 2, 3: index 0 is device 1.
+            Op::Revoke {
+                dev: 0,
+                hand_over: false,
+            },
+            // Offline, before it learns: must never appear anywhere.
+            Op::SetRisk {
+                dev: 1,
+                case: 0,
+                risk: Risk::High,
+            },
+            sync(&[1]),
+            // It knows now: this write is not made.
+            Op::SetRisk {
+                dev: 1,
+                case: 0,
+                risk: Risk::Medium,
+            },
+            Op::SetRisk {
+                dev: 3,
+                case: 0,
+                risk: Risk::Medium,
+            },
+            sync(&[0]),
+            sync(&[1]),
+            Op::NewCase {
+                dev: 2,
+                risk: Risk::None,
+            },
+            sync(&[2]),
+            sync(&[0]),
+            // Candidates are devices 2, 3: index 0 is device 2.
+            Op::Revoke {
+                dev: 0,
+                hand_over: true,
+            },
+            sync(&[2]),
+            sync(&[0, 3]),
+        ],
+    );
+    let mut s = sim::world::Sim::new(&h).unwrap_or_else(|e| panic!("{e}"));
+    for (i, op) in h.ops.iter().enumerate() {
+        s.step(op)
+            .unwrap_or_else(|e| panic!("op {i} ({op:?}): {e}"));
+    }
+    s.quiesce().unwrap_or_else(|e| panic!("{e}"));
+    sim::invariants::check_all(&mut s).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.stats.revokes, 2);
+    // Both erased during the history, before the final quiesce.
+    assert_eq!(s.stats.erased, 2);
+    let r1 = &s.revoked[0];
+    assert_eq!((r1.dev, r1.epoch, r1.kept.len()), (1, 2, 1));
+    let r2 = &s.revoked[1];
+    assert_eq!((r2.dev, r2.epoch, r2.kept.len()), (2, 3, 1));
+    // Device 1's case reached the team; its risk is its own "low" and
+    // device 3's "medium", never the "high" it set after its revocation.
+    let case = s.cases[0].clone();
+    for (d, dev) in s.live() {
+        let got = dev.store().case(&case).map(|c| c.risk);
+        assert_eq!(got.ok(), Some(Risk::Medium), "device {d}");
+    }
+}
+
+/// The revocation invariants are not vacuous: told that the revocation
+/// came earlier than it did, they notice the revoked device's changes that
+/// the team holds, and the relay's envelopes of it.
+#[test]
+fn the_revocation_invariants_notice_what_came_after() {
+    use sim::invariants::*;
+    let h = quiet(
+        3,
+        vec![
+            Op::NewCase {
+                dev: 2,
+                risk: Risk::Low,
+            },
+            sync(&[2]),
+            sync(&[0]),
+            Op::Revoke {
+                dev: 1,
+                hand_over: true,
+            },
+        ],
+    );
+    let mut s = sim::world::Sim::new(&h).unwrap_or_else(|e| panic!("{e}"));
+    for op in &h.ops {
+        s.step(op).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(failed(revoked_devices_are_erased(&mut s)).contains("is not erased"));
+    s.quiesce().unwrap_or_else(|e| panic!("{e}"));
+    check_all(&mut s).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.revoked[0].dev, 2);
+    assert_eq!(s.revoked[0].kept.len(), 1);
+
+    let mut earlier = s.revoked.clone();
+    earlier[0].saved_before = 0;
+    earlier[0].cutoff_seq = 0;
+    let live = s.live();
+    assert!(failed(
+        nothing_a_revoked_device_saved_unacknowledged_is_required_and_nothing_after_appears(
+            &live, &s.saved, &earlier,
+        )
+    )
+    .contains("made by revoked device 2 after its revocation"));
+    assert!(failed(
+        the_relay_took_nothing_from_a_revoked_device_after_its_cutoff(&s.relay.db(), &earlier)
+    )
+    .contains("envelopes of device 2 after seq 0"));
+    assert!(failed(key_epochs_agree(&live, 1)).contains("expected 1"));
+}
+
+fn failed(r: Result<(), String>) -> String {
+    r.expect_err("the invariant must notice")
+}
+
+/// Found by `random_histories_converge` (its fixed seed; nearly every
+/// history with a `Join` after a `Revoke` fails so), reduced by hand.
+/// After a revocation the lead's invite code carries the new epoch's key
+/// (as it should: the old one is known to the revoked device), and the
+/// relay refuses the join as `wrong_key`, "the invite code's team key does
+/// not match the team's": it compares the key check sent with the join
+/// against the check value of the team's first key. So no device can join
+/// a team after a revocation. Product bug (relay's join check, or what the
+/// lead registers at rotation); fails until fixed.
+#[test]
+fn seed_a_device_joins_with_an_invite_made_after_a_revocation() {
+    let h = quiet(
+        2,
+        vec![
+            sync(&[0, 1]),
+            Op::Revoke {
+                dev: 0,
+                hand_over: true,
+            },
+            Op::Join,
+            Op::NewCase {
+                dev: 2,
+                risk: Risk::Low,
+            },
+            sync(&[2, 0]),
+        ],
+    );
+    if let Err(e) = sim::world::run(&h) {
+        panic!("{e}");
+    }
+}
+
+/// Found by `random_histories_converge` (its fixed seed: a `Revoke` before
+/// the lead's first sync), reduced by hand. The lead revokes a device it
+/// has not synced with since that device joined (as `heartbridge team
+/// revoke` does: it does not sync first), so the lead holds no member row
+/// for it. `Store::rotate_after_revoke` records the revocation in the new
+/// roster but cannot add the device's keys to its members, so (1) the
+/// lead's own `Store::roster` does not show the device revoked (the check
+/// this test trips first), and (2) the case the device had delivered
+/// before its revocation (acknowledged, seq below the cut-off) is held as
+/// "unknown author" on every other device for good: the device is neither
+/// in the signed roster nor provable by its join proof under the new
+/// epoch. Seen with the first check relaxed: `nothing_is_held: device 0
+/// holds 1 envelopes of an unknown author or key epoch`, and the case is
+/// missing everywhere but on the revoked device. Product bug (core
+/// `rotate_after_revoke`: it needs the device's keys, e.g. from the relay's
+/// member list, before it rotates); fails until fixed.
+#[test]
+fn seed_a_lead_that_never_synced_with_a_device_revokes_it_and_keeps_what_it_delivered() {
+    let h = quiet(
+        3,
+        vec![
+            Op::NewCase {
+                dev: 2,
+                risk: Risk::Low,
+            },
+            sync(&[2]),
+            // Candidates are devices 1 and 2: index 1 is device 2.
+            Op::Revoke {
+                dev: 1,
+                hand_over: true,
+            },
+        ],
+    );
+    if let Err(e) = sim::world::run(&h) {
+        panic!("{e}");
+    }
+}
+
+/// Found by `random_histories_converge` (`PROPTEST_RNG_SEED=777
+/// PROPTEST_CASES=400`, case 207 or 284 depending on the run, with the two
+/// bugs above worked around), diagnosed with a transport that logged each
+/// request, and reduced by hand. A revoked device with a long note in its
+/// outbox syncs on a working connection after the lead's roster reached
+/// the relay. Its push (about 30 KB) is answered 403 `device_revoked`, and
+/// the roster request that follows on the same pooled connection fails
+/// about every other time with `Network("connection closed")`: the relay
+/// answers before reading the body and the connection is closed under the
+/// client. `Store::check_revoked` tries the roster once, so the sync ends
+/// in `device_revoked` and the device keeps its notes until some later
+/// sync. The history runs up to ten times (it fails on the first bad
+/// run). Product bug (relay: drain or refuse the body so the connection
+/// stays usable, or close it explicitly; or client: retry an idempotent
+/// GET on a connection that closed before answering); fails until fixed.
+#[test]
+fn seed_a_revoked_device_with_a_long_note_to_push_erases_itself_at_its_next_sync() {
+    let h = quiet(
+        2,
+        vec![
+            Op::NewCase {
+                dev: 1,
+                risk: Risk::Low,
+            },
+            sync(&[1, 0]),
+            Op::Revoke {
+                dev: 0,
+                hand_over: true,
+            },
+            Op::LongNote {
+                dev: 1,
+                case: 0,
+                kib: 40,
+                seed: 1,
+            },
+        ],
+    );
+    for round in 0..10 {
+        if let Err(e) = sim::world::run(&h) {
+            panic!("run {round}: {e}");
+        }
     }
 }

@@ -86,6 +86,18 @@ pub enum Op {
     Crash {
         dev: u8,
     },
+    /// The lead (device 0, who claimed the team) revokes another device
+    /// not revoked yet (`dev` modulo those), over a working connection:
+    /// the relay refuses it from then on, and the lead makes a new key
+    /// epoch and a signed roster recording the revocation. With
+    /// `hand_over` the lead syncs at once to upload that roster
+    /// (`BlockingTransport::revoke`); without, the upload is left to the
+    /// lead's next sync (as when the hand-over sync fails), which may go
+    /// through the faulty network.
+    Revoke {
+        dev: u8,
+        hand_over: bool,
+    },
 }
 
 /// How a note is rewritten.
@@ -195,19 +207,34 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A whole run of at most `max_ops` operations.
+/// Most revocations in one history: they are rare, so that the rest of a
+/// history stays as rich as before.
+pub const MAX_REVOKES: usize = 2;
+
+/// A whole run of at most `max_ops` operations, with up to
+/// [`MAX_REVOKES`] revocations put in at random places.
 pub fn history(max_ops: usize) -> impl Strategy<Value = History> {
     (
         2..=MAX_DEVICES,
         any::<u64>(),
         0..=3u8,
         prop::collection::vec(op(), 1..=max_ops),
+        prop::collection::vec(
+            (any::<prop::sample::Index>(), dev(), any::<bool>()),
+            0..=MAX_REVOKES,
+        ),
     )
-        .prop_map(|(devices, net_seed, faults, ops)| History {
-            devices,
-            net_seed,
-            faults,
-            ops,
+        .prop_map(|(devices, net_seed, faults, mut ops, revokes)| {
+            for (at, dev, hand_over) in revokes {
+                let i = at.index(ops.len() + 1);
+                ops.insert(i, Op::Revoke { dev, hand_over });
+            }
+            History {
+                devices,
+                net_seed,
+                faults,
+                ops,
+            }
         })
 }
 

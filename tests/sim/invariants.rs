@@ -1,23 +1,45 @@
 //! What must hold once a run has quiesced, one function per property.
 //! Each returns `Err` naming the property and the ids involved (never note
 //! text).
+//!
+//! The properties about all devices hold for the *live* ones: those not
+//! revoked (`Sim::live`, the lead first). A revoked device is not trusted
+//! any more: what it saved that the relay had not acknowledged when it was
+//! revoked is lost by design (`Sim::expected_saved`), and it ends erased.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use automerge::{AutoCommit, ChangeHash};
-use heartbridge_core::{CaseFilter, DocId, Risk, Store};
+use heartbridge_core::{CaseFilter, DocId, Error, Risk, Store, DB_FILE, KEYS_FILE};
 
-use super::world::{Device, RiskWrite, Saved, Sim};
+use super::world::{Device, Revoked, RiskWrite, Saved, Sim};
+
+/// Devices with their indices in the simulation.
+pub type Live<'a> = [(usize, &'a Device)];
 
 /// Every property, in the order a failure is easiest to read.
 pub fn check_all(sim: &mut Sim) -> Result<(), String> {
-    outboxes_are_empty(&sim.devices)?;
-    nothing_was_refused(&sim.devices)?;
-    every_saved_change_is_on_every_device(&sim.devices, &sim.saved)?;
-    devices_hold_identical_documents(&sim.devices)?;
-    risk_is_the_highest_concurrent_value(&sim.devices, &sim.risk_writes)?;
-    case_lists_agree_with_documents(&sim.devices)?;
+    let revoked: BTreeSet<usize> = sim.revoked.iter().map(|r| r.dev).collect();
+    {
+        let live = sim.live();
+        outboxes_are_empty(&live)?;
+        nothing_was_refused(&live)?;
+        nothing_is_held(&live)?;
+        every_saved_change_is_on_every_device(&live, &sim.expected_saved())?;
+        devices_hold_identical_documents(&live)?;
+        risk_is_the_highest_concurrent_value(&live, &sim.risk_writes, &revoked)?;
+        case_lists_agree_with_documents(&live)?;
+        key_epochs_agree(&live, 1 + sim.revoked.len() as u32)?;
+        nothing_a_revoked_device_saved_unacknowledged_is_required_and_nothing_after_appears(
+            &live,
+            &sim.saved,
+            &sim.revoked,
+        )?;
+    }
     relay_holds_no_duplicate_content(&sim.relay.db())?;
+    the_relay_took_nothing_from_a_revoked_device_after_its_cutoff(&sim.relay.db(), &sim.revoked)?;
+    revoked_devices_are_erased(sim)?;
     Ok(())
 }
 
@@ -28,8 +50,8 @@ fn load(store: &Store, dev: usize, doc: &DocId) -> Result<Option<AutoCommit>, St
         .map_err(|e| format!("device {dev}: loading document {doc} failed: {e}"))
 }
 
-pub fn outboxes_are_empty(devices: &[Device]) -> Result<(), String> {
-    for (d, dev) in devices.iter().enumerate() {
+pub fn outboxes_are_empty(devices: &Live) -> Result<(), String> {
+    for &(d, dev) in devices {
         let n = dev.store().outbox_len().map_err(|e| e.to_string())?;
         if n > 0 {
             return Err(format!(
@@ -40,8 +62,8 @@ pub fn outboxes_are_empty(devices: &[Device]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn nothing_was_refused(devices: &[Device]) -> Result<(), String> {
-    for (d, dev) in devices.iter().enumerate() {
+pub fn nothing_was_refused(devices: &Live) -> Result<(), String> {
+    for &(d, dev) in devices {
         let refused = dev.store().refused().map_err(|e| e.to_string())?;
         if let Some((seq, doc, content, reason)) = refused.first() {
             return Err(format!(
@@ -53,15 +75,32 @@ pub fn nothing_was_refused(devices: &[Device]) -> Result<(), String> {
     Ok(())
 }
 
-/// Every change a write reported saved is in that document on every device
-/// (Automerge keeps a change once, so presence is the whole question).
+/// No pulled envelope waits for an author or a key epoch this device does
+/// not know: once the team is quiet, every member is known and every key
+/// held (a device that joined after a rotation got the older keys sealed
+/// to it in the lead's roster).
+pub fn nothing_is_held(devices: &Live) -> Result<(), String> {
+    for &(d, dev) in devices {
+        let held = dev.store().sync_status().map_err(|e| e.to_string())?.held;
+        if held > 0 {
+            return Err(format!(
+                "nothing_is_held: device {d} holds {held} envelopes of an unknown author or key epoch"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every change a write reported saved (and that the team must keep, see
+/// `Sim::expected_saved`) is in that document on every device (Automerge
+/// keeps a change once, so presence is the whole question).
 pub fn every_saved_change_is_on_every_device(
-    devices: &[Device],
-    saved: &[Saved],
+    devices: &Live,
+    saved: &[&Saved],
 ) -> Result<(), String> {
-    for (d, dev) in devices.iter().enumerate() {
+    for &(d, dev) in devices {
         let mut docs: BTreeMap<&DocId, Option<AutoCommit>> = BTreeMap::new();
-        for s in saved {
+        for s in saved.iter().copied() {
             if !docs.contains_key(&s.doc) {
                 docs.insert(&s.doc, load(dev.store(), d, &s.doc)?);
             }
@@ -96,20 +135,21 @@ fn heads_by_doc(
 }
 
 /// Same documents, same Automerge heads, on every device.
-pub fn devices_hold_identical_documents(devices: &[Device]) -> Result<(), String> {
-    let first = heads_by_doc(devices[0].store(), 0)?;
-    for (d, dev) in devices.iter().enumerate().skip(1) {
+pub fn devices_hold_identical_documents(devices: &Live) -> Result<(), String> {
+    let (d0, lead) = devices[0];
+    let first = heads_by_doc(lead.store(), d0)?;
+    for &(d, dev) in devices.iter().skip(1) {
         let here = heads_by_doc(dev.store(), d)?;
         for id in first.keys().chain(here.keys()) {
             match (first.get(id), here.get(id)) {
                 (Some(a), Some(b)) if a == b => {}
                 (Some(_), Some(_)) => {
                     return Err(format!(
-                        "devices_hold_identical_documents: document {id} has different heads on devices 0 and {d}"
+                        "devices_hold_identical_documents: document {id} has different heads on devices {d0} and {d}"
                     ))
                 }
                 (a, _) => {
-                    let (has, lacks) = if a.is_some() { (0, d) } else { (d, 0) };
+                    let (has, lacks) = if a.is_some() { (d0, d) } else { (d, d0) };
                     return Err(format!(
                         "devices_hold_identical_documents: device {has} holds document {id}, device {lacks} does not"
                     ));
@@ -149,22 +189,33 @@ pub fn expected_risk(am: &mut AutoCommit, writes: &[&RiskWrite]) -> Risk {
         .unwrap_or(Risk::None)
 }
 
+/// A revoked device's risk writes count where they reached the team (the
+/// first live device's document says which did); the others' always.
 pub fn risk_is_the_highest_concurrent_value(
-    devices: &[Device],
+    devices: &Live,
     writes: &[RiskWrite],
+    revoked: &BTreeSet<usize>,
 ) -> Result<(), String> {
     let mut by_case: BTreeMap<&DocId, Vec<&RiskWrite>> = BTreeMap::new();
     for w in writes {
         by_case.entry(&w.case).or_default().push(w);
     }
+    let (d0, lead) = devices[0];
     for (case, ws) in by_case {
-        let Some(mut am) = load(devices[0].store(), 0, case)? else {
+        let Some(mut am) = load(lead.store(), d0, case)? else {
+            if ws.iter().all(|w| revoked.contains(&w.dev)) {
+                continue; // a revoked device's case that never reached the team
+            }
             return Err(format!(
-                "risk_is_the_highest_concurrent_value: device 0 lacks case {case}"
+                "risk_is_the_highest_concurrent_value: device {d0} lacks case {case}"
             ));
         };
+        let ws: Vec<&RiskWrite> = ws
+            .into_iter()
+            .filter(|w| !revoked.contains(&w.dev) || am.get_change_by_hash(&w.hash).is_some())
+            .collect();
         let expected = expected_risk(&mut am, &ws);
-        for (d, dev) in devices.iter().enumerate() {
+        for &(d, dev) in devices {
             let got = dev
                 .store()
                 .case(case)
@@ -182,8 +233,8 @@ pub fn risk_is_the_highest_concurrent_value(
 }
 
 /// The case list (a projection) says what the documents say.
-pub fn case_lists_agree_with_documents(devices: &[Device]) -> Result<(), String> {
-    for (d, dev) in devices.iter().enumerate() {
+pub fn case_lists_agree_with_documents(devices: &Live) -> Result<(), String> {
+    for &(d, dev) in devices {
         let store = dev.store();
         for row in store
             .list_cases(&CaseFilter::default())
@@ -238,4 +289,146 @@ pub fn a_crash_loses_no_saved_change(sim: &Sim, dev: usize) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// Every device seals under the lead's key epoch, and the lead's epoch
+/// went up by one for each revocation.
+pub fn key_epochs_agree(devices: &Live, expected: u32) -> Result<(), String> {
+    let (d0, lead) = devices[0];
+    let lead_epoch = lead.store().key_epoch().map_err(|e| e.to_string())?;
+    if lead_epoch != expected {
+        return Err(format!(
+            "key_epochs_agree: the lead (device {d0}) is at key epoch {lead_epoch}, expected {expected}"
+        ));
+    }
+    for &(d, dev) in devices {
+        let e = dev.store().key_epoch().map_err(|e| e.to_string())?;
+        if e != lead_epoch {
+            return Err(format!(
+                "key_epochs_agree: device {d} is at key epoch {e}, the lead at {lead_epoch}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No device holds a change of a revoked device's actor other than one it
+/// saved before its revocation: what it saved afterwards (offline, before
+/// it learned) never appears anywhere, nor does anything else signed by it
+/// under the new epoch. (Its changes saved before the revocation but not
+/// acknowledged may appear, if the relay stored them and only the answer
+/// was lost; they are not required.)
+pub fn nothing_a_revoked_device_saved_unacknowledged_is_required_and_nothing_after_appears(
+    devices: &Live,
+    saved: &[Saved],
+    revoked: &[Revoked],
+) -> Result<(), String> {
+    for r in revoked {
+        let mine = || saved.iter().enumerate().filter(|(_, s)| s.dev == r.dev);
+        let allowed: BTreeSet<ChangeHash> = mine()
+            .filter(|(i, _)| *i < r.saved_before)
+            .map(|(_, s)| s.hash)
+            .collect();
+        let actors: BTreeSet<_> = mine().map(|(_, s)| s.actor.clone()).collect();
+        if actors.is_empty() {
+            continue;
+        }
+        for &(d, dev) in devices {
+            for (id, _) in dev.store().document_ids().map_err(|e| e.to_string())? {
+                let Some(mut am) = load(dev.store(), d, &id)? else {
+                    continue;
+                };
+                for c in am.get_changes(&[]) {
+                    if actors.contains(c.actor_id()) && !allowed.contains(&c.hash()) {
+                        return Err(format!(
+                            "nothing_after_a_revocation_appears: device {d} holds change {} of document {id}, made by revoked device {} after its revocation",
+                            c.hash(),
+                            r.dev
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The relay stored nothing a revoked device pushed after its cut-off, and
+/// nothing of it under the epoch its revocation made (read from the
+/// relay's SQLite file).
+pub fn the_relay_took_nothing_from_a_revoked_device_after_its_cutoff(
+    db: &Path,
+    revoked: &[Revoked],
+) -> Result<(), String> {
+    if revoked.is_empty() {
+        return Ok(());
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("open the relay database: {e}"))?;
+    for r in revoked {
+        let late: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM envelopes WHERE lower(hex(author_device)) = ?1 AND (seq > ?2 OR epoch >= ?3)",
+                rusqlite::params![r.device_id.to_lowercase(), r.cutoff_seq as i64, r.epoch],
+                |row| row.get(0),
+            )
+            .map_err(|e| format!("query the relay database: {e}"))?;
+        if late > 0 {
+            return Err(format!(
+                "the_relay_took_nothing_from_a_revoked_device_after_its_cutoff: {late} envelopes of device {} after seq {} or under epoch {}",
+                r.dev, r.cutoff_seq, r.epoch
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every revoked device synced after the lead's roster reached the relay
+/// (the final quiesce makes sure), so every one erased itself; and the
+/// relay serves that roster, revoking each of them.
+pub fn revoked_devices_are_erased(sim: &mut Sim) -> Result<(), String> {
+    for r in sim.revoked.clone() {
+        if !sim.relay_revokes(&r.device_id)? {
+            return Err(format!(
+                "revoked_devices_are_erased: the relay's roster does not revoke device {}",
+                r.dev
+            ));
+        }
+        let dev = &sim.devices[r.dev];
+        if !r.erased || dev.is_open() {
+            return Err(format!(
+                "revoked_devices_are_erased: device {} synced after the rotation and is not erased",
+                r.dev
+            ));
+        }
+        an_erased_profile_holds_nothing(&dev.profile())
+            .map_err(|e| format!("device {}: {e}", r.dev))?;
+    }
+    Ok(())
+}
+
+/// An erased profile directory holds no database (nor its side files) and
+/// no keys file, and opening it answers that it was destroyed.
+pub fn an_erased_profile_holds_nothing(dir: &Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("list the profile: {e}"))?;
+    for e in entries {
+        let name = e
+            .map_err(|e| format!("list the profile: {e}"))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(DB_FILE) || name == KEYS_FILE {
+            return Err(format!(
+                "an_erased_profile_holds_nothing: {name} is still in the profile after the erase"
+            ));
+        }
+    }
+    match Store::open(dir, &heartbridge_core::testing::unlock()) {
+        Err(Error::ProfileDestroyed) => Ok(()),
+        Err(e) => Err(format!(
+            "an_erased_profile_holds_nothing: opening it answered {e}, not that it was destroyed"
+        )),
+        Ok(_) => Err("an_erased_profile_holds_nothing: it opens".into()),
+    }
 }

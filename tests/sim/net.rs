@@ -28,6 +28,12 @@
 //!   abandoned: every further call fails), and when the sync has returned
 //!   the simulation reopens the store from its files.
 //!
+//! A revoked device's sync also asks for the lead's roster
+//! (`GET /v1/roster`, [`Transport::roster`]) to learn whether the lead
+//! signed its revocation; that request goes through the same network and
+//! suffers the same faults (a late one is simply lost: it changes nothing
+//! on the relay).
+//!
 //! A sync may retry after a failure, so a fault does not have to end it;
 //! a sync that fails with no fault, or succeeds although its device
 //! crashed, is a bug.
@@ -81,11 +87,19 @@ pub struct Outcome {
 
 type Answer = Result<Vec<u8>, TransportError>;
 
+/// What a device asks the relay.
+enum Req {
+    /// `/v1/sync` with this body.
+    Sync(Vec<u8>),
+    /// `GET /v1/roster`.
+    Roster,
+}
+
 enum Event {
     Request {
         dev: usize,
         team: Team,
-        body: Vec<u8>,
+        req: Req,
         reply: mpsc::Sender<Answer>,
     },
     Done {
@@ -100,15 +114,15 @@ struct Link {
     events: mpsc::Sender<Event>,
 }
 
-impl Transport for Link {
-    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Answer {
+impl Link {
+    fn ask(&mut self, team: &Team, req: Req) -> Answer {
         let gone = || TransportError::Network("the simulated network stopped".into());
         let (reply, answer) = mpsc::channel();
         self.events
             .send(Event::Request {
                 dev: self.dev,
                 team: team.clone(),
-                body,
+                req,
                 reply,
             })
             .map_err(|_| gone())?;
@@ -116,11 +130,21 @@ impl Transport for Link {
     }
 }
 
+impl Transport for Link {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Answer {
+        self.ask(team, Req::Sync(body))
+    }
+
+    fn roster(&mut self, team: &Team) -> Answer {
+        self.ask(team, Req::Roster)
+    }
+}
+
 /// A request waiting in the network.
 struct Waiting {
     dev: usize,
     team: Team,
-    body: Vec<u8>,
+    req: Req,
     reply: mpsc::Sender<Answer>,
 }
 
@@ -162,6 +186,51 @@ impl Net {
     fn deliver(&mut self, team: &Team, body: Vec<u8>) -> Answer {
         self.stats.delivered += 1;
         self.relay.sync(team, body)
+    }
+
+    /// What happens to a roster request: it has no effect on the relay,
+    /// so only whether its answer arrives matters.
+    fn carry_roster(&mut self, team: &Team, fault: Option<Fault>) -> Answer {
+        let lost = |what: &str| Err(TransportError::Network(what.into()));
+        let fetch = |net: &mut Net| {
+            net.stats.delivered += 1;
+            net.relay.roster(team)
+        };
+        match fault {
+            None => fetch(self),
+            Some(Fault::DropRequest) => {
+                self.stats.dropped_requests += 1;
+                lost("connection refused")
+            }
+            Some(Fault::DropResponse) => {
+                self.stats.dropped_responses += 1;
+                let _ = fetch(self);
+                lost("connection reset")
+            }
+            Some(Fault::Duplicate) => {
+                self.stats.duplicated += 1;
+                let _ = fetch(self);
+                fetch(self)
+            }
+            Some(Fault::CutResponse) => {
+                self.stats.cut += 1;
+                let mut received = fetch(self)?;
+                let keep = self.rng.random_range(0..received.len().max(1));
+                received.truncate(keep);
+                Err(TransportError::Cut {
+                    detail: "connection reset in the middle of the answer".into(),
+                    received,
+                })
+            }
+            Some(Fault::Late) => {
+                self.stats.late += 1;
+                lost("timed out")
+            }
+            Some(Fault::Crash) => {
+                self.stats.crashes += 1;
+                lost("the device crashed")
+            }
+        }
     }
 
     /// Now and then a late request finally reaches the relay.
@@ -243,12 +312,12 @@ impl Net {
                     Event::Request {
                         dev,
                         team,
-                        body,
+                        req,
                         reply,
                     } => waiting.push(Waiting {
                         dev,
                         team,
-                        body,
+                        req,
                         reply,
                     }),
                     Event::Done { dev, result } => outcomes.push(Outcome {
@@ -300,7 +369,10 @@ impl Net {
                     if let Some(f) = fault {
                         hit.push((w.dev, f));
                     }
-                    self.carry(&w.team, w.body, fault)
+                    match w.req {
+                        Req::Sync(body) => self.carry(&w.team, body, fault),
+                        Req::Roster => self.carry_roster(&w.team, fault),
+                    }
                 };
                 let _ = w.reply.send(answer);
                 // Only that device runs now, until it asks again or ends.

@@ -2,13 +2,15 @@
 //! relay on loopback with its real SQLite file, and the network between
 //! them. [`Sim::step`] runs one operation of a history.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use automerge::ChangeHash;
-use heartbridge_client::BlockingTransport;
-use heartbridge_core::proto::Role;
+use automerge::{ActorId, ChangeHash};
+use heartbridge_client::{BlockingTransport, HttpTransport};
+use heartbridge_core::proto::{Role, SignedRoster};
 use heartbridge_core::{
-    CaseUpdate, Channel, DocId, Group, NewCase, Risk, Store, SyncOptions, Written,
+    CaseUpdate, Channel, DocId, Error, Group, NewCase, Risk, Store, SyncOptions, Transport,
+    TransportError, Written,
 };
 use heartbridge_tests::Relay;
 
@@ -19,7 +21,8 @@ use super::net::{Net, NetStats};
 /// a document (and its snapshot) larger than one request may carry.
 pub const RELAY_MAX_BODY: usize = 128 * 1024;
 
-/// One device: a profile directory and its store (closed while crashed).
+/// One device: a profile directory and its store (closed while crashed,
+/// and for good once the device erased itself after its revocation).
 pub struct Device {
     dir: tempfile::TempDir,
     store: Option<Store>,
@@ -40,8 +43,14 @@ impl Device {
         })
     }
 
-    fn profile(&self) -> PathBuf {
+    pub fn profile(&self) -> PathBuf {
         self.dir.path().join("profile")
+    }
+
+    /// Whether the store is open (it is not once the device erased
+    /// itself).
+    pub fn is_open(&self) -> bool {
+        self.store.is_some()
     }
 
     pub fn store(&self) -> &Store {
@@ -74,14 +83,45 @@ pub struct Saved {
     pub dev: usize,
     pub doc: DocId,
     pub hash: ChangeHash,
+    /// The Automerge actor that made it (the device's).
+    pub actor: ActorId,
+    /// The outbox row the write queued it in (rows are numbered by
+    /// AUTOINCREMENT, so the number is never reused): the relay has
+    /// acknowledged the change once that row is gone.
+    pub outbox_seq: Option<i64>,
 }
 
 /// A write of a case's risk register (case creation included).
 #[derive(Debug, Clone)]
 pub struct RiskWrite {
+    pub dev: usize,
     pub case: DocId,
     pub risk: Risk,
     pub hash: ChangeHash,
+}
+
+/// A device the lead revoked.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub dev: usize,
+    /// Its id at the relay.
+    pub device_id: String,
+    /// The key epoch the revocation made (the first one it does not hold).
+    pub epoch: u32,
+    /// The relay's last sequence number at the revocation.
+    pub cutoff_seq: u64,
+    /// How many changes (of any device) were saved before the revocation:
+    /// `saved[..saved_before]`.
+    pub saved_before: usize,
+    /// Indices into `saved` of this device's changes the others must keep:
+    /// acknowledged by the relay before the revocation (outbox row gone),
+    /// and so were all its earlier changes of the same document (a local
+    /// write depends on the device's previous one, so a change whose
+    /// predecessor never reached the relay cannot be applied anywhere).
+    pub kept: BTreeSet<usize>,
+    /// It synced after the relay had the lead's roster revoking it, and
+    /// erased itself.
+    pub erased: bool,
 }
 
 /// What a run did, for the soak's report.
@@ -92,6 +132,9 @@ pub struct Stats {
     pub syncs: usize,
     pub joins: usize,
     pub crashes: usize,
+    pub revokes: usize,
+    /// Syncs of a revoked device that ended in `Error::Erased`.
+    pub erased: usize,
     pub net: NetStats,
 }
 
@@ -104,7 +147,12 @@ pub struct Sim {
     /// Every change reported saved.
     pub saved: Vec<Saved>,
     pub risk_writes: Vec<RiskWrite>,
+    /// Every revocation, in order.
+    pub revoked: Vec<Revoked>,
     pub stats: Stats,
+    /// A working connection for the lead's revocations and for reading
+    /// the relay's roster (not through the faulty network).
+    admin: BlockingTransport,
 }
 
 fn err(what: &str, dev: usize) -> impl FnOnce(heartbridge_core::Error) -> String + '_ {
@@ -126,7 +174,9 @@ impl Sim {
             cases: Vec::new(),
             saved: Vec::new(),
             risk_writes: Vec::new(),
+            revoked: Vec::new(),
             stats: Stats::default(),
+            admin: BlockingTransport::default(),
         };
         while sim.devices.len() < history.devices.clamp(2, MAX_DEVICES) {
             sim.join()?;
@@ -149,6 +199,193 @@ impl Sim {
 
     fn dev(&self, dev: u8) -> usize {
         usize::from(dev) % self.devices.len()
+    }
+
+    pub fn is_revoked(&self, d: usize) -> bool {
+        self.revoked.iter().any(|r| r.dev == d)
+    }
+
+    /// The devices not revoked, with their indices (the lead first).
+    pub fn live(&self) -> Vec<(usize, &Device)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !self.is_revoked(*d))
+            .collect()
+    }
+
+    /// The changes every device not revoked must hold: every change saved
+    /// on one of them, and those of a revoked device the relay had
+    /// acknowledged before the revocation ([`Revoked::kept`]). A revoked
+    /// device's changes not acknowledged when it was revoked (and all it
+    /// saved afterwards, offline, before it learned of it) are not
+    /// expected anywhere: losing them is by design, since the device is
+    /// not trusted any more once revoked, and the relay takes nothing
+    /// from it after the cut-off.
+    pub fn expected_saved(&self) -> Vec<&Saved> {
+        self.saved
+            .iter()
+            .enumerate()
+            .filter(
+                |(i, s)| match self.revoked.iter().find(|r| r.dev == s.dev) {
+                    None => true,
+                    Some(r) => r.kept.contains(i),
+                },
+            )
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// The device that runs a write op `dev` names, unless it is a revoked
+    /// device that knows it is (its sync stopped, or it erased itself): a
+    /// revoked device goes on working offline only until it learns of it.
+    fn writer(&self, dev: u8) -> Result<Option<usize>, String> {
+        let d = self.dev(dev);
+        if !self.is_revoked(d) {
+            return Ok(Some(d));
+        }
+        let dev = &self.devices[d];
+        if !dev.is_open()
+            || dev
+                .store()
+                .sync_stopped()
+                .map_err(err("read sync state", d))?
+        {
+            return Ok(None);
+        }
+        Ok(Some(d))
+    }
+
+    /// The lead revokes device `d` over a working connection.
+    fn revoke(&mut self, d: usize, hand_over: bool) -> Result<(), String> {
+        let device_id = self.devices[d]
+            .store()
+            .team()
+            .map_err(err("read team", d))?
+            .ok_or_else(|| format!("device {d} has no team"))?
+            .device_id;
+        let waiting: BTreeSet<i64> = self.devices[d]
+            .store()
+            .outbox()
+            .map_err(err("read the outbox", d))?
+            .iter()
+            .map(|o| o.seq)
+            .collect();
+        let mut kept = BTreeSet::new();
+        let mut broken: BTreeSet<&DocId> = BTreeSet::new();
+        for (i, s) in self.saved.iter().enumerate().filter(|(_, s)| s.dev == d) {
+            let acked = s.outbox_seq.is_some_and(|q| !waiting.contains(&q));
+            if acked && !broken.contains(&s.doc) {
+                kept.insert(i);
+            } else {
+                broken.insert(&s.doc);
+            }
+        }
+        let before = self.devices[0]
+            .store()
+            .key_epoch()
+            .map_err(err("key epoch", 0))?;
+        let lead = self.devices[0].store_mut();
+        let (epoch, cutoff_seq) = if hand_over {
+            self.admin
+                .revoke(lead, &device_id)
+                .map_err(err("revoke", 0))?
+        } else {
+            // BlockingTransport::revoke's two steps without its hand-over
+            // sync: as if that sync had failed.
+            let team = lead
+                .team()
+                .map_err(err("read team", 0))?
+                .ok_or("the lead has no team")?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            let http = {
+                let _in = rt.enter();
+                HttpTransport::new().map_err(err("HTTP client", 0))?
+            };
+            let cutoff = rt
+                .block_on(http.revoke(&team, &device_id))
+                .map_err(err("revoke at the relay", 0))?;
+            let epoch = lead
+                .rotate_after_revoke(&device_id, cutoff)
+                .map_err(err("rotate the key", 0))?;
+            (epoch, cutoff)
+        };
+        if epoch != before + 1 || lead.key_epoch().map_err(err("key epoch", 0))? != epoch {
+            return Err(format!(
+                "revoking device {d}: the lead went from key epoch {before} to {epoch}, not one up"
+            ));
+        }
+        let listed = lead
+            .roster()
+            .map_err(err("roster", 0))?
+            .into_iter()
+            .any(|m| m.device_id == device_id && m.revoked);
+        if !listed {
+            return Err(format!(
+                "revoking device {d}: the lead's roster does not show it revoked"
+            ));
+        }
+        self.revoked.push(Revoked {
+            dev: d,
+            device_id: device_id.clone(),
+            epoch,
+            cutoff_seq,
+            saved_before: self.saved.len(),
+            kept,
+            erased: false,
+        });
+        self.stats.revokes += 1;
+        if hand_over && !self.relay_revokes(&device_id)? {
+            return Err(format!(
+                "revoking device {d}: the hand-over sync ran on a working connection, yet the relay's roster does not revoke it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the roster the relay serves, signed by the lead, revokes
+    /// `device_id`.
+    pub fn relay_revokes(&mut self, device_id: &str) -> Result<bool, String> {
+        Ok(self
+            .relay_roster()?
+            .is_some_and(|r| r.revoked.iter().any(|x| hex(&x.device) == device_id)))
+    }
+
+    /// The roster the relay serves, checked against the lead's key (`None`
+    /// before the lead's first upload).
+    pub fn relay_roster(&mut self) -> Result<Option<heartbridge_core::proto::Roster>, String> {
+        let team = self.devices[0]
+            .store()
+            .team()
+            .map_err(err("read team", 0))?
+            .ok_or("the lead has no team")?;
+        let bytes = match Transport::roster(&mut self.admin, &team) {
+            Ok(b) => b,
+            Err(TransportError::Relay { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(format!("reading the relay's roster failed: {e:?}")),
+        };
+        let signed = SignedRoster::from_bytes(&bytes)
+            .map_err(|_| "the relay's roster does not decode".to_owned())?;
+        signed
+            .verify(&team.lead_sign_pk, &team.team_id)
+            .map(Some)
+            .map_err(|_| "the relay's roster is not the lead's".to_owned())
+    }
+
+    /// A revoked device's sync ended in `Error::Erased`: its profile
+    /// directory must hold no database and no keys file, and it stays
+    /// closed.
+    fn erased(&mut self, d: usize) -> Result<(), String> {
+        self.devices[d].store = None;
+        self.stats.erased += 1;
+        if let Some(r) = self.revoked.iter_mut().find(|r| r.dev == d) {
+            r.erased = true;
+        }
+        super::invariants::an_erased_profile_holds_nothing(&self.devices[d].profile())
+            .map_err(|e| format!("device {d}: {e}"))
     }
 
     /// Case `case` (by index), if device `dev` holds it.
@@ -195,10 +432,24 @@ impl Sim {
                 ));
             }
         }
+        let actor = am
+            .get_change_by_hash(&hash)
+            .map(|c| c.actor_id().clone())
+            .ok_or_else(|| format!("device {dev}: its new change {hash} does not load"))?;
+        let outbox_seq = self.devices[dev]
+            .store()
+            .outbox()
+            .map_err(err("read the outbox", dev))?
+            .iter()
+            .filter(|o| o.doc_id == *doc)
+            .map(|o| o.seq)
+            .max();
         self.saved.push(Saved {
             dev,
             doc: doc.clone(),
             hash,
+            actor,
+            outbox_seq,
         });
         self.stats.writes += 1;
         Ok(Some(hash))
@@ -209,7 +460,9 @@ impl Sim {
         self.stats.ops += 1;
         match op {
             Op::NewCase { dev, risk } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let id = self.devices[d]
                     .store_mut()
                     .new_case(&NewCase {
@@ -221,6 +474,7 @@ impl Sim {
                 let hash = self.saved(d, &id, None)?;
                 if let Some(hash) = hash {
                     self.risk_writes.push(RiskWrite {
+                        dev: d,
                         case: id.clone(),
                         risk: *risk,
                         hash,
@@ -229,7 +483,9 @@ impl Sim {
                 self.cases.push(id);
             }
             Op::SetRisk { dev, case, risk } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -245,6 +501,7 @@ impl Sim {
                     .map_err(err("set risk", d))?;
                 if let Some(hash) = self.saved(d, &id, Some(w))? {
                     self.risk_writes.push(RiskWrite {
+                        dev: d,
                         case: id,
                         risk: *risk,
                         hash,
@@ -252,7 +509,9 @@ impl Sim {
                 }
             }
             Op::AddContact { dev, case, note } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -268,7 +527,9 @@ impl Sim {
                 kib,
                 seed,
             } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -284,7 +545,9 @@ impl Sim {
                 contact,
                 edit,
             } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -304,7 +567,9 @@ impl Sim {
                 self.saved(d, &id, Some(w))?;
             }
             Op::SetStatus { dev, case, status } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -326,7 +591,9 @@ impl Sim {
                 tag,
                 remove,
             } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let Some(id) = self.case_on(d, *case)? else {
                     return Ok(());
                 };
@@ -344,7 +611,9 @@ impl Sim {
                 book,
                 revision,
             } => {
-                let d = self.dev(*dev);
+                let Some(d) = self.writer(*dev)? else {
+                    return Ok(());
+                };
                 let file = (
                     PathBuf::from(format!("sim-handbook-{book}.md")),
                     handbook_markdown(*book, *revision).into_bytes(),
@@ -368,7 +637,18 @@ impl Sim {
             Op::Sync(syncs) => self.sync(syncs)?,
             Op::Crash { dev } => {
                 let d = self.dev(*dev);
-                self.crash(d)?;
+                if self.devices[d].is_open() {
+                    self.crash(d)?;
+                }
+            }
+            Op::Revoke { dev, hand_over } => {
+                let candidates: Vec<usize> = (1..self.devices.len())
+                    .filter(|d| !self.is_revoked(*d))
+                    .collect();
+                if !candidates.is_empty() {
+                    let d = candidates[usize::from(*dev) % candidates.len()];
+                    self.revoke(d, *hand_over)?;
+                }
             }
         }
         Ok(())
@@ -387,12 +667,23 @@ impl Sim {
         let mut cfg: Vec<Option<SyncOptions>> = vec![None; self.devices.len()];
         for (dev, c) in syncs {
             let d = self.dev(*dev);
+            if !self.devices[d].is_open() {
+                continue; // erased
+            }
             cfg[d].get_or_insert(SyncOptions {
                 max_push_bytes: c.max_push_bytes,
                 page_bytes: c.page_bytes,
                 snapshot_all: c.snapshot_all,
                 ..SyncOptions::default()
             });
+        }
+        // For each revoked device in this round: did the relay's roster
+        // revoke it before the round?
+        let mut before: Vec<Option<bool>> = vec![None; self.devices.len()];
+        for r in self.revoked.clone() {
+            if cfg[r.dev].is_some() {
+                before[r.dev] = Some(self.relay_revokes(&r.device_id)?);
+            }
         }
         let runs = self
             .devices
@@ -404,17 +695,36 @@ impl Sim {
         self.stats.syncs += outcomes.len();
         for o in outcomes {
             let d = o.dev;
-            match &o.result {
-                Err(panic) => return Err(format!("device {d}: sync panicked: {panic}")),
-                Ok(Err(e)) if o.faults.is_empty() => {
-                    return Err(format!("device {d}: sync failed on a working network: {e}"))
+            if let Err(panic) = &o.result {
+                return Err(format!("device {d}: sync panicked: {panic}"));
+            }
+            if let Some(up_before) = before[d] {
+                let id = self
+                    .revoked
+                    .iter()
+                    .find(|r| r.dev == d)
+                    .map(|r| r.device_id.clone());
+                let up_after = match id {
+                    Some(id) => self.relay_revokes(&id)?,
+                    None => false,
+                };
+                let erased = self.revoked_sync_outcome(&o, up_before, up_after)?;
+                if erased {
+                    self.erased(d)?;
+                    continue;
                 }
-                Ok(Ok(_)) if o.crashed => {
-                    return Err(format!(
+            } else {
+                match &o.result {
+                    Ok(Err(e)) if o.faults.is_empty() => {
+                        return Err(format!("device {d}: sync failed on a working network: {e}"))
+                    }
+                    Ok(Ok(_)) if o.crashed => {
+                        return Err(format!(
                         "device {d}: sync reported success although the device crashed during it"
                     ))
+                    }
+                    _ => {}
                 }
-                Ok(_) => {}
             }
             if o.crashed {
                 self.crash(d)?;
@@ -423,15 +733,60 @@ impl Sim {
         Ok(())
     }
 
-    /// Every device syncs, over a perfect network, until a whole round
-    /// moves nothing and every outbox is empty.
+    /// Judges how a revoked device's sync ended; `true` if it erased
+    /// itself. The relay refuses it, so its sync never succeeds; it ends in
+    /// `Error::Erased` if the relay served the lead's roster revoking it,
+    /// in `Error::DeviceRevoked` if not (the relay's word alone erases
+    /// nothing), and in a network error only if the network failed it.
+    fn revoked_sync_outcome(
+        &self,
+        o: &super::net::Outcome,
+        up_before: bool,
+        up_after: bool,
+    ) -> Result<bool, String> {
+        let d = o.dev;
+        let faulty = !o.faults.is_empty();
+        let Ok(result) = &o.result else {
+            return Ok(false);
+        };
+        match result {
+            Ok(_) => Err(format!(
+                "device {d}: revoked, yet its sync succeeded (faults {:?})",
+                o.faults
+            )),
+            Err(Error::Erased) if up_after => Ok(true),
+            Err(Error::Erased) => Err(format!(
+                "device {d}: erased itself although the relay never served a roster revoking it"
+            )),
+            Err(Error::DeviceRevoked) if up_before && !faulty => Err(format!(
+                "device {d}: the relay serves the lead's roster revoking it, yet its sync on a working network ended in device_revoked, not erased"
+            )),
+            Err(Error::DeviceRevoked) => Ok(false),
+            Err(e) if faulty => {
+                let _ = e;
+                Ok(false)
+            }
+            Err(e) => Err(format!(
+                "device {d}: revoked; its sync on a working network failed with {e}, neither device_revoked nor erased"
+            )),
+        }
+    }
+
+    /// Every device not revoked syncs, over a perfect network, until a
+    /// whole round moves nothing and every outbox is empty; then every
+    /// revoked device not yet erased syncs once and must erase itself (the
+    /// lead's roster has reached the relay by then).
     pub fn quiesce(&mut self) -> Result<(), String> {
         self.net.settle();
         const ROUNDS: usize = 8;
+        let mut quiet = false;
         for _ in 0..ROUNDS {
             let mut moved = 0;
             let mut pending = 0;
             for (d, dev) in self.devices.iter_mut().enumerate() {
+                if self.revoked.iter().any(|r| r.dev == d) {
+                    continue;
+                }
                 let r = dev
                     .store_mut()
                     .sync(
@@ -444,13 +799,59 @@ impl Sim {
                 pending += r.pending;
             }
             if moved == 0 && pending == 0 {
-                return Ok(());
+                quiet = true;
+                break;
             }
         }
-        Err(format!(
-            "quiescence: devices still moved envelopes after {ROUNDS} fault-free rounds"
-        ))
+        if !quiet {
+            return Err(format!(
+                "quiescence: devices still moved envelopes after {ROUNDS} fault-free rounds"
+            ));
+        }
+        for r in self.revoked.clone() {
+            if !self.relay_revokes(&r.device_id)? {
+                return Err(format!(
+                    "quiescence: the lead synced, yet the relay's roster does not revoke device {}",
+                    r.dev
+                ));
+            }
+            if r.erased {
+                continue;
+            }
+            let got = self.devices[r.dev].store_mut().sync(
+                &mut BlockingTransport::default(),
+                &SyncOptions::default(),
+                &mut |_| {},
+            );
+            match got {
+                Err(Error::Erased) => self.erased(r.dev)?,
+                Ok(_) => {
+                    return Err(format!(
+                        "quiescence: revoked device {} synced successfully",
+                        r.dev
+                    ))
+                }
+                Err(e) => {
+                    let files: Vec<String> = std::fs::read_dir(self.devices[r.dev].profile())
+                        .map(|rd| {
+                            rd.filter_map(|e| e.ok())
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "quiescence: revoked device {}'s sync ended in {e}, not erased, although the relay serves the roster revoking it (profile files: {files:?})",
+                        r.dev
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a whole history, then quiesces and checks every invariant.
