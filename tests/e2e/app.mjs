@@ -15,6 +15,12 @@
 // the app locks itself when left alone, and the window losing the X focus
 // (moved by tests/e2e/xfocus.py: Xvfb has no window manager) locks it too.
 //
+// The app as a team's lead (a second team on the same relay): its invite
+// card says until when the code is valid; it removes the CLI member in
+// Settings after a confirmation, and that device erases itself at its next
+// sync. A note typed and not saved survives Ctrl+L and the window losing the
+// focus: it is back in the form after the PIN, and never in the locked DOM.
+//
 // The relay is stopped and started again (same port, same database) to show
 // what the app says while it cannot be reached: changes wait and are
 // counted, the shift is "not delivered yet", the connection state says so,
@@ -543,6 +549,119 @@ async function main() {
     await app.fill('PIN 或密码', PIN);
     await app.click('button', '解锁');
     await app.heading('你好，小王', 20000);
+  });
+  await app.s.end();
+
+  // ------------------------- the app as a team's lead: invite, remove, drafts
+  const created2 = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-app-lead', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  const leadApp = path.join(work, 'app-lead');
+  const cliMember = path.join(work, 'cli-member');
+  let inviteCode = '';
+  app = await open(leadApp);
+  await step('the app claims a team; its invite card says until when the code is valid, and that it carries the key and works once', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await setPin(app, PIN, PIN);
+    await app.click('label', '认领团队（负责人）');
+    await app.fill('中继服务器地址', relayUrl);
+    await app.fill('负责人令牌', created2.lead_token);
+    await app.fill('你的名字或称呼', '周组长');
+    await app.click('button', '认领团队');
+    await app.el('[role=status]', '团队已建立', { timeout: 30000 });
+    await app.click('button', '生成邀请码');
+    const expiry = await app.s.text(await app.el('[data-testid=invite-expiry]', '有效期至', { timeout: 20000 }));
+    // 24 hours from now, in local time: tomorrow's date is in it.
+    const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
+    expect(expiry.includes(`${tomorrow.getMonth() + 1}月${tomorrow.getDate()}日`), `expiry: ${expiry}`);
+    await app.el('[data-testid=invite] p', '只能使用一次');
+    await app.el('[data-testid=invite] p', '带有团队当前的密钥');
+    inviteCode = await app.s.exec(`return document.getElementById('invite-code').value`);
+    expect(/^HB2\./.test(inviteCode), `invite code: ${inviteCode.slice(0, 4)}…`);
+    await app.shot('invite-expiry');
+    await app.click('button', '进入心桥');
+    await app.heading('你好，周组长', 20000);
+  });
+
+  await step('the lead removes a member in Settings after a confirmation; the removed device erases itself at its next sync', async () => {
+    hb(cliMember, 'team', 'join', inviteCode, '--name', '小周');
+    hb(cliMember, 'sync');
+    await app.click('button', '立即同步');
+    await app.el('[data-testid=pending]', '0 条', { timeout: 30000 });
+    await app.nav('设置');
+    await app.heading('设置');
+    await app.el('.members li', '小周', { timeout: 20000 });
+    // Only other members can be removed: the lead's own entry has no button.
+    const buttons = await app.s.exec(`return [...document.querySelectorAll('.members li')].map((li) => [li.querySelector('strong').textContent, !!li.querySelector('button')])`);
+    expect(JSON.stringify(buttons) === JSON.stringify([['周组长', false], ['小周', true]]) || JSON.stringify(buttons) === JSON.stringify([['小周', true], ['周组长', false]]), `members: ${JSON.stringify(buttons)}`);
+    await app.click('button', '把小周移出团队');
+    const ask = await app.s.text(await app.el('[data-testid=remove-confirm]'));
+    for (const words of ['中继服务器会立即拒绝这台设备', '新的团队密钥', '下次同步', '清除它上面的资料']) expect(ask.includes(words), `the confirmation does not say “${words}”: ${ask}`);
+    await app.shot('remove-confirm');
+    await app.click('button', '确认移出');
+    await app.el('[data-testid=removal]', '已将“小周”移出团队，新的团队密钥已随同步发出', { timeout: 30000 });
+    await app.el('.members li.revoked', '已停用', { timeout: 20000 });
+    // The removed device: refused by the relay, then erased on the lead's signed record.
+    let out = '';
+    try {
+      hb(cliMember, 'sync');
+      out = 'synced';
+    } catch (e) {
+      out = String(e.stderr ?? '') + String(e.stdout ?? '');
+    }
+    expect(out !== 'synced', 'the removed device could still sync');
+    const left = existsSync(cliMember) ? readdirSync(cliMember).filter((f) => f === 'heartbridge.db' || f === 'heartbridge.keys') : [];
+    expect(left.length === 0, `the removed device still holds ${left.join(', ')} (${out.slice(0, 200)})`);
+  });
+
+  const draft = `还没写完的记录-${Date.now()}：她说最近睡不着，`;
+  const noteField = () => app.s.waitFor(() => app.s.exec(`return [...document.querySelectorAll('label')].find(l => l.textContent.trim() === '记录')?.control ?? null`), 10000, 'note field');
+  await step('a note still being typed survives Ctrl+L: handed over before the lock, not in the DOM while locked, restored after the PIN', async () => {
+    await app.nav('个案');
+    await app.click('a', '新建个案');
+    await app.fill('化名或代号', '小安');
+    await app.click('button', '建立个案');
+    await app.heading('小安');
+    await app.s.type(await noteField(), draft);
+    await app.s.chord('\uE009', 'l');
+    await app.heading('心桥已锁定');
+    await expectNothingShown(app, [draft, '小安']);
+    for (const f of readdirSync(leadApp).filter((f) => f.startsWith('heartbridge.db'))) {
+      expect(!readFileSync(path.join(leadApp, f)).includes(Buffer.from(draft)), `${f} holds the draft in clear`);
+    }
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小安', 20000);
+    await app.el('[data-testid=draft-restored]', '已恢复未保存的记录', { timeout: 20000 });
+    const value = await app.s.exec('return arguments[0].value', [await noteField()]);
+    expect(value === draft, `the form holds “${value}”`);
+    await app.shot('draft-restored');
+  });
+
+  await step('a draft survives the window losing the focus too; once saved it is no longer offered', async () => {
+    const focus = (how) => execFileSync('python3', [path.join(ROOT, 'tests', 'e2e', 'xfocus.py'), how], { encoding: 'utf8' });
+    focus('in');
+    await app.heading('小安');
+    const more = '第二次说到考试。';
+    await app.s.type(await noteField(), draft + more);
+    focus('out');
+    await app.heading('心桥已锁定', 20000);
+    await expectNothingShown(app, [draft, more, '小安']);
+    focus('in');
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小安', 20000);
+    await app.el('[data-testid=draft-restored]', '已恢复未保存的记录', { timeout: 20000 });
+    const value = await app.s.exec('return arguments[0].value', [await noteField()]);
+    expect(value === draft + more, `the form holds “${value}”`);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=timeline] li', more);
+    await app.s.chord('\uE009', 'l');
+    await app.heading('心桥已锁定');
+    await app.fill('PIN 或密码', PIN);
+    await app.click('button', '解锁');
+    await app.heading('小安', 20000);
+    await app.el('[data-testid=timeline] li', more);
+    expect(!(await app.s.exec(`return !!document.querySelector('[data-testid=draft-restored]')`)), 'a saved note is offered again as a draft');
+    expect((await app.s.exec('return arguments[0].value', [await noteField()])) === '', 'the note field is not empty');
   });
   await app.s.end();
 
