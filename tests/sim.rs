@@ -1,7 +1,14 @@
 //! Proof by simulation: random histories of offline edits, handbook
-//! imports, joins, snapshots, crashes and syncs over a faulty network end
-//! with every device holding the same documents, every saved change, the
-//! risk the merge rule promises, and a relay without duplicates.
+//! imports, joins, snapshots, crashes, revocations and syncs over a faulty
+//! network end with every device not revoked holding the same documents,
+//! every saved change the team must keep, the risk the merge rule
+//! promises, the lead's key epoch, and a relay without duplicates; every
+//! revoked device erased, and nothing it saved after its revocation (or
+//! the relay took after its cut-off) anywhere.
+//!
+//! A history has at most `history::MAX_REVOKES` revocations (most have
+//! none or one), put in among the other operations, so the rest stays as
+//! rich as before.
 //!
 //! CI runs a fixed set of histories (`PROPTEST_CASES` raises the count,
 //! `PROPTEST_RNG_SEED` picks others); `cargo bench -p heartbridge-benches

@@ -7,7 +7,8 @@
 //!   requests and responses, cuts answers and crashes devices, all from
 //!   one seed.
 //! - [`history`]: the operations and their proptest strategies.
-//! - [`invariants`]: what must hold after every run.
+//! - [`invariants`]: what must hold after every run (for the devices not
+//!   revoked, and for the revoked ones and the relay).
 //!
 //! Only the network is seeded; document ids, actor ids and timestamps come
 //! from the core itself and differ between runs of the same history, so a
