@@ -314,10 +314,11 @@ fn a_corrupt_database_is_reported_and_left_as_it_was() {
     let p = profile();
     let id = new_case(&p.path, "小雨", "low");
     let db = p.path.join("heartbridge.db");
-    // Damage the file in the middle, as a failing card would.
+    // Damage the file, as a failing card would: the first page after its
+    // 16-byte salt (SQLCipher's), so it no longer decrypts.
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() > 4096);
-    for b in &mut bytes[..100] {
+    for b in &mut bytes[16..116] {
         *b = 0x5a;
     }
     std::fs::write(&db, &bytes).unwrap();
@@ -518,7 +519,13 @@ fn init_killed_at_any_instant_leaves_nothing_stuck() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, ["heartbridge.db"], "round {round}");
+        let mut left = left;
+        left.sort();
+        assert_eq!(
+            left,
+            ["heartbridge.db", "heartbridge.keys", "heartbridge.lock"],
+            "round {round}"
+        );
     }
     eprintln!(
         "init finished {finished} times ({midway} killed while building), found complete {complete} times"

@@ -129,8 +129,13 @@ impl std::fmt::Debug for Protection {
 /// say so instead of "no profile". Holds nothing.
 pub(crate) const ERASED_FILE: &str = "heartbridge.erased";
 
-/// The keys file's temporary name while it is rewritten.
-const KEYS_TMP: &str = "heartbridge.keys.tmp";
+/// The keys file's temporary names while it is rewritten (a random suffix
+/// each time, so two processes never write the same one).
+pub(crate) const KEYS_TMP_PREFIX: &str = "heartbridge.keys.tmp-";
+
+/// Held (an exclusive lock on it) while a PIN is counted and checked, so
+/// guesses in parallel processes are counted one by one.
+pub(crate) const LOCK_FILE: &str = "heartbridge.lock";
 
 /// The service name of key-store entries.
 const KEYSTORE_SERVICE: &str = "org.heartbridge.profile";
@@ -189,6 +194,10 @@ pub(crate) struct KeysFile {
     failed: u32,
     pin: Option<PinWrap>,
     keystore: Option<KeyStoreWrap>,
+    /// The first 16 bytes of the database (SQLCipher's salt, not secret):
+    /// tells a damaged database from one this key never belonged to.
+    #[serde(default)]
+    db_salt: Option<String>,
 }
 
 fn vault_io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -403,6 +412,7 @@ impl KeysFile {
             max_failed: protection.max_failed.max(1),
             failed: 0,
             pin,
+            db_salt: None,
             keystore: keystore.map(|(entry, secret)| KeyStoreWrap {
                 dek: seal(&secret, dek),
                 entry,
@@ -434,10 +444,28 @@ impl KeysFile {
         self.keystore.as_ref().map(|k| k.entry.as_str())
     }
 
+    /// Records the database's salt (its first 16 bytes).
+    pub(crate) fn set_db_salt(&mut self, salt: [u8; 16]) {
+        self.db_salt = Some(hex::encode(salt));
+    }
+
+    /// The database's salt when the keys were written.
+    pub(crate) fn db_salt(&self) -> Option<[u8; 16]> {
+        let v = hex::decode(self.db_salt.as_deref()?).ok()?;
+        v.try_into().ok()
+    }
+
     /// Writes the file durably (temporary name, fsync, rename, dir fsync).
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("keys file serializes");
-        write_durably(dir, KEYS_FILE, KEYS_TMP, &bytes)
+        let tmp = format!(
+            "{KEYS_TMP_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        );
+        write_durably(dir, KEYS_FILE, &tmp, &bytes)?;
+        // The lock file is part of a protected profile from the start.
+        drop(open_lock(dir)?);
+        Ok(())
     }
 
     /// The DEK for `unlock`. A wrong PIN is counted (durably, before the
@@ -493,6 +521,36 @@ impl KeysFile {
             }
         }
     }
+}
+
+fn open_lock(dir: &Path) -> Result<std::fs::File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(&lock_path).map_err(vault_io(&lock_path))
+}
+
+/// The DEK of the profile in `dir` for `unlock`: the keys file is read
+/// again and checked under an exclusive lock (see `LOCK_FILE`).
+pub(crate) fn unlock_dek(dir: &Path, unlock: &Unlock) -> Result<(Dek, KeysFile)> {
+    use fs4::fs_std::FileExt;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = open_lock(dir)?;
+    lock.lock_exclusive().map_err(vault_io(&lock_path))?;
+    let result = (|| {
+        let mut keys = KeysFile::read(dir)?.ok_or_else(|| Error::ProfileMissing {
+            path: dir.to_owned(),
+        })?;
+        let dek = keys.unlock(dir, unlock)?;
+        Ok((dek, keys))
+    })();
+    let _ = FileExt::unlock(&lock);
+    result
 }
 
 /// Erases the profile in `dir`: a marker first (so an interrupted erase is
@@ -571,10 +629,7 @@ pub mod testing {
     /// database, keyed (counts as an unlock). Tests that inspect or damage
     /// the file only.
     pub fn open_raw(dir: &std::path::Path, unlock: &Unlock) -> crate::Result<rusqlite::Connection> {
-        let mut keys = super::KeysFile::read(dir)?.ok_or_else(|| crate::Error::ProfileMissing {
-            path: dir.to_owned(),
-        })?;
-        let dek = keys.unlock(dir, unlock)?;
+        let (dek, _) = super::unlock_dek(dir, unlock)?;
         let conn = rusqlite::Connection::open(dir.join(crate::DB_FILE))?;
         conn.execute_batch(&format!("PRAGMA key = \"{}\";", dek.pragma().as_str()))?;
         Ok(conn)

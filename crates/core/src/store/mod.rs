@@ -112,6 +112,10 @@ fn corrupt(path: &Path, e: &rusqlite::Error) -> Error {
 fn key_conn(conn: &Connection, path: &Path, dek: &Dek) -> Result<()> {
     conn.execute_batch(&format!("PRAGMA key = \"{}\";", dek.pragma().as_str()))
         .map_err(|e| corrupt(path, &e))?;
+    // SQLCipher would log a failed page check to stderr by itself; errors
+    // are reported through `Error` only.
+    conn.query_row("PRAGMA cipher_log_level = NONE", [], |_| Ok(()))
+        .map_err(|e| corrupt(path, &e))?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     }) {
@@ -382,7 +386,8 @@ fn is_init_leftover(name: &str) -> bool {
         || name.starts_with(ENC_PREFIX)
         || name == DB_FILE
         || name == KEYS_FILE
-        || name == "heartbridge.keys.tmp"
+        || name.starts_with(vault::KEYS_TMP_PREFIX)
+        || name == vault::LOCK_FILE
         || name == vault::ERASED_FILE
         || SIDE_SUFFIXES
             .iter()
@@ -446,6 +451,16 @@ pub(crate) enum EncryptStep {
     Renamed,
 }
 
+/// The first 16 bytes of a database file (SQLCipher's salt).
+fn db_salt(path: &Path) -> Result<[u8; 16]> {
+    use std::io::Read;
+    let mut salt = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .map_err(io_err(path))?;
+    Ok(salt)
+}
+
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -460,7 +475,7 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 
 /// Encrypts the plaintext profile database `path` (already probed: ours)
 /// with `dek`: `sqlcipher_export` into `ENC_PREFIX*` in one transaction,
-/// fsync, the keys file (`keys`, unless it is already on disk), then a
+/// fsync, the keys file (`keys`, with the new salt), then a
 /// rename over `DB_FILE`, the old side files removed, the directory
 /// fsynced. A crash leaves the plaintext profile (no keys file: it is
 /// encrypted again on the next open) or the plaintext profile with its keys
@@ -470,7 +485,7 @@ fn encrypt_plaintext(
     dir: &Path,
     path: &Path,
     dek: &Dek,
-    keys: Option<&KeysFile>,
+    keys: &mut KeysFile,
     free_space: FreeSpace,
     crash_at: Option<EncryptStep>,
 ) -> Result<()> {
@@ -546,9 +561,8 @@ fn encrypt_plaintext(
     if crash(EncryptStep::Exported) {
         return Ok(());
     }
-    if let Some(keys) = keys {
-        keys.write(dir)?;
-    }
+    keys.set_db_salt(db_salt(&tmp)?);
+    keys.write(dir)?;
     if crash(EncryptStep::KeysWritten) {
         return Ok(());
     }
@@ -748,8 +762,12 @@ impl Store {
         }
         // The keys file before the database: a database is never in place
         // without the key that opens it.
+        let mut salt = None;
         if let (Some(p), Some(dek)) = (protection, &dek) {
-            KeysFile::new(p, dek)?.write(dir)?;
+            let mut keys = KeysFile::new(p, dek)?;
+            salt = Some(db_salt(&tmp)?);
+            keys.set_db_salt(db_salt(&tmp)?);
+            keys.write(dir)?;
         }
         if crash(InitStep::KeysWritten) {
             return Ok(None);
@@ -785,7 +803,7 @@ impl Store {
             }
         }
         match &dek {
-            Some(dek) => Store::open_keyed(dir, &path, dek).map(Some),
+            Some(dek) => Store::open_keyed(dir, &path, dek, salt).map(Some),
             None => Store::open_plain(dir, &path).map(Some),
         }
     }
@@ -822,11 +840,11 @@ impl Store {
         let path = dir.join(DB_FILE);
         assert!(probe(dir, &path, None)?);
         let dek = Dek::random();
-        let keys = KeysFile::new(
+        let mut keys = KeysFile::new(
             &protection_for(unlock).with_kdf(crate::testing::TEST_KDF),
             &dek,
         )?;
-        encrypt_plaintext(dir, &path, &dek, Some(&keys), fs_free_space, Some(step))
+        encrypt_plaintext(dir, &path, &dek, &mut keys, fs_free_space, Some(step))
     }
 
     fn open_inner(
@@ -865,9 +883,9 @@ impl Store {
                 path,
                 detail: "not a SQLite database file".into(),
             }),
-            (Header::Opaque, Some(mut keys)) => {
-                let dek = keys.unlock(dir, unlock)?;
-                Store::open_keyed(dir, &path, &dek)
+            (Header::Opaque, Some(_)) => {
+                let (dek, keys) = vault::unlock_dek(dir, unlock)?;
+                Store::open_keyed(dir, &path, &dek, keys.db_salt())
             }
             // A plaintext profile: encrypt it.
             (_, None) => {
@@ -879,24 +897,36 @@ impl Store {
                     None => protection_for(unlock),
                 };
                 let dek = Dek::random();
-                let keys = KeysFile::new(&protection, &dek)?;
-                encrypt_plaintext(dir, &path, &dek, Some(&keys), free_space, None)?;
-                Store::open_keyed(dir, &path, &dek)
+                let mut keys = KeysFile::new(&protection, &dek)?;
+                encrypt_plaintext(dir, &path, &dek, &mut keys, free_space, None)?;
+                Store::open_keyed(dir, &path, &dek, keys.db_salt())
             }
             // Keys beside a plaintext database: finish the migration.
-            (_, Some(mut keys)) => {
+            (_, Some(_)) => {
                 if !probe(dir, &path, None)? {
                     return Err(missing());
                 }
-                let dek = keys.unlock(dir, unlock)?;
-                encrypt_plaintext(dir, &path, &dek, None, free_space, None)?;
-                Store::open_keyed(dir, &path, &dek)
+                let (dek, mut keys) = vault::unlock_dek(dir, unlock)?;
+                encrypt_plaintext(dir, &path, &dek, &mut keys, free_space, None)?;
+                Store::open_keyed(dir, &path, &dek, keys.db_salt())
             }
         }
     }
 
-    fn open_keyed(dir: &Path, path: &Path, dek: &Dek) -> Result<Store> {
-        if !probe(dir, path, Some(dek))? {
+    /// Opens the encrypted database with its key. `salt`: the database's
+    /// first 16 bytes when its keys were written; if they are unchanged
+    /// but the key does not open it, it is damaged, not another database.
+    fn open_keyed(dir: &Path, path: &Path, dek: &Dek, salt: Option<[u8; 16]>) -> Result<Store> {
+        let found = match probe(dir, path, Some(dek)) {
+            Err(Error::WrongKey { .. }) if salt.is_some() && db_salt(path).ok() == salt => {
+                return Err(Error::DatabaseCorrupt {
+                    path: path.to_owned(),
+                    detail: "its first page does not decrypt with the profile's key".into(),
+                })
+            }
+            other => other?,
+        };
+        if !found {
             return Err(Error::ProfileMissing {
                 path: dir.to_owned(),
             });

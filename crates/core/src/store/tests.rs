@@ -369,8 +369,8 @@ fn a_damaged_profile_is_refused_and_nothing_is_created_beside_it() {
     let p = dir.path().join("p");
     assert_eq!(
         files(&p).into_keys().collect::<Vec<_>>(),
-        [DB_FILE, KEYS_FILE],
-        "a closed profile is its database and keys file"
+        [DB_FILE, KEYS_FILE, vault::LOCK_FILE],
+        "a closed profile is its database, keys file and lock file"
     );
     let mut bytes = std::fs::read(&db).unwrap();
     let pages = bytes.len() / 4096;
@@ -416,7 +416,11 @@ fn init_can_finish_after_a_crash_at_any_step() {
         assert_eq!(store.profile().name, "林老师");
         drop(store);
         let left: Vec<String> = files(&p).into_keys().collect();
-        assert_eq!(left, [DB_FILE, KEYS_FILE], "after {step:?}");
+        assert_eq!(
+            left,
+            [DB_FILE, KEYS_FILE, vault::LOCK_FILE],
+            "after {step:?}"
+        );
     }
 }
 
@@ -482,6 +486,11 @@ fn a_profile_of_ours_with_a_hot_rollback_journal_is_refused_untouched() {
     let p = dir.path().join("image");
     crash_image(&src, &p.join(DB_FILE), &["-journal"]);
     std::fs::copy(src.with_file_name(KEYS_FILE), p.join(KEYS_FILE)).unwrap();
+    std::fs::copy(
+        src.with_file_name(vault::LOCK_FILE),
+        p.join(vault::LOCK_FILE),
+    )
+    .unwrap();
     drop(conn);
     let before = files(&p);
     assert!(before.contains_key(&format!("{DB_FILE}-journal")));
@@ -652,7 +661,7 @@ fn a_plaintext_profile_is_encrypted_when_opened_and_keeps_every_note() {
     drop(s);
     assert_eq!(read_header(&p.join(DB_FILE)).unwrap(), Header::Opaque);
     let left: Vec<String> = files(&p).into_keys().collect();
-    assert_eq!(left, [DB_FILE, KEYS_FILE]);
+    assert_eq!(left, [DB_FILE, KEYS_FILE, vault::LOCK_FILE]);
     // From now on the PIN it was opened with is its PIN.
     assert_eq!(
         Store::open(&p, &Unlock::pin("654321")).unwrap_err().kind(),
@@ -675,7 +684,11 @@ fn an_encryption_interrupted_at_any_step_leaves_the_old_profile_or_the_new_one()
         assert_notes(&s, &notes);
         drop(s);
         let left: Vec<String> = files(&p).into_keys().collect();
-        assert_eq!(left, [DB_FILE, KEYS_FILE], "after {step:?}");
+        assert_eq!(
+            left,
+            [DB_FILE, KEYS_FILE, vault::LOCK_FILE],
+            "after {step:?}"
+        );
         assert_eq!(read_header(&p.join(DB_FILE)).unwrap(), Header::Opaque);
     }
 }
