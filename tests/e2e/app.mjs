@@ -566,7 +566,13 @@ async function main() {
     await app.fill('负责人令牌', created2.lead_token);
     await app.fill('你的名字或称呼', '周组长');
     await app.click('button', '认领团队');
-    await app.el('[role=status]', '团队已建立', { timeout: 30000 });
+    // The claim's answer: the team is made, or a notice says why not.
+    const said = await app.s.waitFor(
+      () => app.s.exec(`const s = [...document.querySelectorAll('[role=status], [role=alert], .toasts li')].map((e) => e.textContent.trim()).filter(Boolean).join(' | '); return s || null`),
+      30000,
+      'an answer to the claim',
+    );
+    expect(said.includes('团队已建立'), `the claim: ${said}`);
     await app.click('button', '生成邀请码');
     const expiry = await app.s.text(await app.el('[data-testid=invite-expiry]', '有效期至', { timeout: 20000 }));
     // 24 hours from now, in local time: tomorrow's date is in it.
@@ -582,7 +588,7 @@ async function main() {
   });
 
   await step('the lead removes a member in Settings after a confirmation; the removed device erases itself at its next sync', async () => {
-    hb(cliMember, 'team', 'join', inviteCode, '--name', '小周');
+    hb(cliMember, 'join', inviteCode, '--name', '小周');
     hb(cliMember, 'sync');
     await app.click('button', '立即同步');
     await app.el('[data-testid=pending]', '0 条', { timeout: 30000 });
@@ -631,7 +637,7 @@ async function main() {
     await app.click('button', '解锁');
     await app.heading('小安', 20000);
     await app.el('[data-testid=draft-restored]', '已恢复未保存的记录', { timeout: 20000 });
-    const value = await app.s.exec('return arguments[0].value', [await noteField()]);
+    const value = await app.s.exec(`return document.getElementById('contact-text').value`);
     expect(value === draft, `the form holds “${value}”`);
     await app.shot('draft-restored');
   });
@@ -650,7 +656,7 @@ async function main() {
     await app.click('button', '解锁');
     await app.heading('小安', 20000);
     await app.el('[data-testid=draft-restored]', '已恢复未保存的记录', { timeout: 20000 });
-    const value = await app.s.exec('return arguments[0].value', [await noteField()]);
+    const value = await app.s.exec(`return document.getElementById('contact-text').value`);
     expect(value === draft + more, `the form holds “${value}”`);
     await app.click('button', '保存记录');
     await app.el('[data-testid=timeline] li', more);
@@ -661,7 +667,7 @@ async function main() {
     await app.heading('小安', 20000);
     await app.el('[data-testid=timeline] li', more);
     expect(!(await app.s.exec(`return !!document.querySelector('[data-testid=draft-restored]')`)), 'a saved note is offered again as a draft');
-    expect((await app.s.exec('return arguments[0].value', [await noteField()])) === '', 'the note field is not empty');
+    expect((await app.s.exec(`return document.getElementById('contact-text').value`)) === '', 'the note field is not empty');
   });
   await app.s.end();
 

@@ -255,6 +255,22 @@ async function main() {
       await page.getByTestId('timeline').getByText(note).waitFor();
     });
 
+    await step('lock: a note still being typed is kept across the lock, out of the page while locked, and shown again', async () => {
+      const draft = '还没写完：她说周末不想回家，';
+      // (the form is folded away once the case has a contact)
+      await page.locator('summary').filter({ hasText: '记录一次联系' }).click();
+      await page.getByLabel('记录', { exact: true }).fill(draft);
+      await page.getByRole('button', { name: '立即锁定' }).click();
+      await page.getByRole('heading', { level: 1, name: '心桥已锁定' }).waitFor();
+      expect(!(await page.content()).includes(draft), 'the locked page holds the draft');
+      await page.getByLabel('PIN 或密码').fill(PIN);
+      await page.getByRole('button', { name: '解锁' }).click();
+      await page.getByTestId('draft-restored').filter({ hasText: '已恢复未保存的记录' }).waitFor();
+      expect((await page.getByLabel('记录', { exact: true }).inputValue()) === draft, 'the draft is not back in the form');
+      await shot(page, 'draft-restored');
+      await page.getByLabel('记录', { exact: true }).fill('');
+    });
+
     await step('case: the screening suggests a level', async () => {
       await page.getByRole('button', { name: '做一次筛查' }).click();
       const q = (name) => page.getByRole('group', { name });
@@ -390,11 +406,28 @@ async function main() {
       await d.getByRole('button', { name: '生成邀请码' }).click();
       await d.getByTestId('qr').locator('svg').waitFor();
       const code = await d.getByLabel('邀请码（文字）').inputValue();
-      expect(code.startsWith('HB1.'), `invite code: ${code.slice(0, 12)}`);
+      expect(code.startsWith('HB2.'), `invite code: ${code.slice(0, 12)}`);
+      await d.getByTestId('invite-expiry').filter({ hasText: '有效期至' }).waitFor();
       await d.getByTestId('invite').scrollIntoViewIfNeeded();
       await shot(d, 'desktop-invite');
     });
     await desk.close();
+
+    await step('phone: the lead removes a member after a confirmation that says what happens', async () => {
+      const lp = await (await phoneContext()).newPage();
+      guard(lp, origin);
+      await lp.goto(`${origin}/?ready#/settings`);
+      await lp.getByRole('button', { name: '把王晓移出团队' }).click();
+      const ask = lp.getByTestId('remove-confirm');
+      await ask.filter({ hasText: '中继服务器会立即拒绝这台设备' }).waitFor();
+      expect((await ask.textContent()).includes('清除它上面的资料'), 'the confirmation does not say the device erases its data');
+      await auditLabels(lp, 'remove-confirm');
+      await shot(lp, 'remove-confirm');
+      await lp.getByRole('button', { name: '确认移出' }).click();
+      await lp.getByTestId('removal').filter({ hasText: '已将“王晓”移出团队' }).waitFor();
+      await lp.locator('.members li.revoked').filter({ hasText: '王晓' }).waitFor();
+      await lp.context().close();
+    });
 
     await step('no page errors, console errors or remote requests', async () => {
       expect(problems.length === 0, problems.join('\n'));

@@ -98,12 +98,27 @@ export async function lockApp(reason: LockReason): Promise<void> {
   const drafts = collectDrafts();
   // The screen goes first: even if the call fails, no content stays shown.
   noteLocked(reason);
-  await saveDrafts(drafts);
-  try {
-    lock.status = await api.lockNow({ reason });
-  } catch {
-    // the back end keeps its own state; the next lock_status says it
-  }
+  const done = (async () => {
+    await saveDrafts(drafts);
+    try {
+      lock.status = await api.lockNow({ reason });
+    } catch {
+      // the back end keeps its own state; the next lock_status says it
+    }
+  })();
+  settling = done;
+  await done;
+}
+
+let settling: Promise<void> = Promise.resolve();
+
+/**
+ * Resolves once the last lock the UI started has reached the back end (its
+ * drafts handed over, the store closed): an unlock waits for it, so a PIN
+ * typed at once is not overtaken by that lock.
+ */
+export function lockSettled(): Promise<void> {
+  return settling;
 }
 
 /** The status after an unlock attempt or a new setting; arms the timer when unlocked. */
