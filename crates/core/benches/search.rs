@@ -3,7 +3,8 @@
 //! measures query latency by query length.
 //!
 //! Run: `cargo bench -p heartbridge-core --bench search`
-//! (`HB_BENCH_MB=4` for a bigger corpus). Prints a Markdown table for
+//! (`HB_BENCH_MB=4` for a bigger corpus; `HB_BENCH_PLAINTEXT=1` for an
+//! unencrypted profile). Prints a Markdown table for
 //! BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -56,21 +57,37 @@ fn main() {
         std::fs::write(dir.join(format!("g{n:03}.md")), md).expect("write");
         n += 1;
     }
-    let mut store = Store::init(
-        &work.path().join("p"),
-        "bench",
-        &heartbridge_core::testing::protection(),
-    )
+    // `HB_BENCH_PLAINTEXT=1`: an unencrypted profile (as before issue 8),
+    // the same binary otherwise, to measure what SQLCipher costs.
+    let plaintext = std::env::var("HB_BENCH_PLAINTEXT").is_ok_and(|v| v == "1");
+    let p = work.path().join("p");
+    let mut store = if plaintext {
+        heartbridge_core::testing::init_plaintext(&p, "bench")
+    } else {
+        Store::init(&p, "bench", &heartbridge_core::testing::protection())
+    }
     .expect("init");
+    eprintln!(
+        "profile: {}",
+        if plaintext {
+            "plaintext SQLite"
+        } else {
+            "SQLCipher"
+        }
+    );
     let t = Instant::now();
     store.import_handbooks(&[dir]).expect("import");
     let import = t.elapsed();
 
-    let conn = heartbridge_core::testing::open_raw(
-        store.path().parent().expect("profile dir"),
-        &heartbridge_core::testing::unlock(),
-    )
-    .expect("open");
+    let conn = if plaintext {
+        rusqlite::Connection::open(store.path()).expect("open")
+    } else {
+        heartbridge_core::testing::open_raw(
+            store.path().parent().expect("profile dir"),
+            &heartbridge_core::testing::unlock(),
+        )
+        .expect("open")
+    };
     let index_bytes: i64 = conn
         .query_row(
             "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sections_fts%'",
