@@ -553,6 +553,8 @@ async function main() {
   await app.s.end();
 
   // ------------------------- the app as a team's lead: invite, remove, drafts
+  // (the relay was left stopped above)
+  await startRelay();
   const created2 = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-app-lead', '--db', relayDb, '--json'], { encoding: 'utf8' }));
   const leadApp = path.join(work, 'app-lead');
   const cliMember = path.join(work, 'cli-member');
@@ -568,7 +570,13 @@ async function main() {
     await app.click('button', '认领团队');
     // The claim's answer: the team is made, or a notice says why not.
     const said = await app.s.waitFor(
-      () => app.s.exec(`const s = [...document.querySelectorAll('[role=status], [role=alert], .toasts li')].map((e) => e.textContent.trim()).filter(Boolean).join(' | '); return s || null`),
+      () =>
+        app.s.exec(
+          `const text = (css) => [...document.querySelectorAll(css)].map((e) => e.textContent.trim()).filter(Boolean).join(' | ');
+           const made = text('[role=status]');
+           if (made.includes('团队已建立')) return made;
+           return text('[role=alert], .toasts li') || null;`,
+        ),
       30000,
       'an answer to the claim',
     );
