@@ -7,6 +7,8 @@ import { collectDrafts, contactDraft, followupDraft, registerDraft, resetDraftsF
 import { setLocale } from '../src/lib/i18n/index.svelte';
 import { lock, lockApp, noteLockStatus, resetLockForTests } from '../src/lib/lock.svelte';
 import LockScreen from '../src/screens/LockScreen.svelte';
+import SyncCard from '../src/components/SyncCard.svelte';
+import { sync } from '../src/lib/session.svelte';
 
 const fast = (o: Parameters<typeof createFakeApi>[0] = {}) => createFakeApi({ latencyMs: 0, stepMs: 0, ...o });
 const status = (s: Partial<LockStatus>): LockStatus => ({
@@ -127,5 +129,29 @@ describe('the lock screen after a removal', () => {
     expect(out).toContain('团队的组长已将这台设备移出团队');
     expect(out).not.toContain('连续输错 PIN');
     expect(html(status({ state: 'destroyed', erasedBy: 'wrong-pins' }))).toContain('连续输错 PIN');
+  });
+});
+
+describe('the sync card of a device the relay removed', () => {
+  afterEach(() => {
+    sync.status = null;
+  });
+
+  it('says syncing stopped and the notes are still on this device', () => {
+    setLocale('zh-CN');
+    sync.status = {
+      lastSyncedAt: null,
+      pending: 2,
+      lastError: { kind: 'device_revoked', message: 'x' },
+      syncing: false,
+      connection: { state: 'refused', since: null, at: null, kind: 'device_revoked' },
+      shift: null,
+      stopped: true,
+    };
+    const out = render(SyncCard).body;
+    expect(out).toContain('data-testid="sync-stopped"');
+    expect(out).toContain('已停止同步；笔记仍在本设备上。如有误，请联系组长。');
+    sync.status = { ...sync.status, stopped: false, lastError: null };
+    expect(render(SyncCard).body).not.toContain('sync-stopped');
   });
 });
