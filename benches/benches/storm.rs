@@ -193,6 +193,7 @@ async fn enroll_team(
             &InviteRequest {
                 role: Role::Volunteer,
                 ttl_secs: 0,
+                key_check: None,
             },
         )
         .await;

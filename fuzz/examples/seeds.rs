@@ -113,6 +113,7 @@ fn main() {
                 seal_epoch_key(&team, 2, device, &public.kx, &key).expect("seal the epoch key")
             })
             .collect(),
+        key_checks: vec![(2, key.check_value())],
     };
     let signed_roster = SignedRoster::sign(&roster, &lead);
     let member_keys: Vec<MemberKey> = members
@@ -228,6 +229,7 @@ fn main() {
             &json(&InviteRequest {
                 role,
                 ttl_secs: 3600,
+                key_check: None,
             }),
         );
     }

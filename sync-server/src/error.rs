@@ -85,6 +85,8 @@ pub enum Refusal {
     Used,
     #[error("the invite has expired")]
     Expired,
+    #[error("the invite carries a key older than the team's current one")]
+    Outdated,
     #[error("the key check differs from the team's")]
     WrongKey,
     #[error("the device is not in the caller's team")]
@@ -124,6 +126,7 @@ pub(crate) enum ApiError {
     BadRoster(StatusCode, &'static str),
     WrongKey,
     InviteExpired,
+    InviteOutdated,
     InviteUsed,
     UnknownTeam,
     /// A push of more envelopes than the relay takes at once.
@@ -159,6 +162,7 @@ impl ApiError {
             ApiError::BadRoster(..) => "bad_roster",
             ApiError::WrongKey => "wrong_key",
             ApiError::InviteExpired => "invite_expired",
+            ApiError::InviteOutdated => "invite_outdated",
             ApiError::InviteUsed => "invite_used",
             ApiError::UnknownTeam => "unknown_team",
             ApiError::TooManyEnvelopes(_) => "too_many_envelopes",
@@ -187,7 +191,9 @@ impl ApiError {
             | ApiError::BadSignature(_) => StatusCode::FORBIDDEN,
             ApiError::BadRoster(status, _) => *status,
             ApiError::WrongKey => StatusCode::CONFLICT,
-            ApiError::InviteExpired | ApiError::InviteUsed => StatusCode::GONE,
+            ApiError::InviteExpired | ApiError::InviteOutdated | ApiError::InviteUsed => {
+                StatusCode::GONE
+            }
             ApiError::UnknownTeam | ApiError::NotFound | ApiError::NotFoundWhy(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -214,6 +220,7 @@ impl ApiError {
             ApiError::BadRoster(_, why) => format!("{why}; nothing of this sync was applied"),
             ApiError::WrongKey => "the team key does not match the team's key check: the invite code was mistyped or is for another team; the invite was not used, try again".into(),
             ApiError::InviteExpired => "the invite has expired: ask for a new one".into(),
+            ApiError::InviteOutdated => "this invite code was made before the team's key changed (a member was removed): ask for a new one".into(),
             ApiError::InviteUsed => "the invite was already used: ask for a new one".into(),
             ApiError::UnknownTeam => "no such team at this relay".into(),
             ApiError::TooManyEnvelopes(cap) => format!("the push holds more envelopes than this relay takes in one sync ({cap}): push fewer envelopes per sync; nothing was stored"),
@@ -245,6 +252,7 @@ impl From<StoreError> for ApiError {
                 Refusal::UnknownToken => ApiError::UnknownToken,
                 Refusal::Used => ApiError::InviteUsed,
                 Refusal::Expired => ApiError::InviteExpired,
+                Refusal::Outdated => ApiError::InviteOutdated,
                 Refusal::WrongKey => ApiError::WrongKey,
                 Refusal::NotInTeam => ApiError::Forbidden("that device is not in your team"),
                 Refusal::Revoked => ApiError::DeviceRevoked,

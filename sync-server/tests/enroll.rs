@@ -219,6 +219,7 @@ async fn unknown_tokens_get_401_everywhere() {
         let invite = InviteRequest {
             role: Role::Volunteer,
             ttl_secs: 0,
+            key_check: None,
         };
         c.post_json("/v1/invites", token, &invite)
             .await

@@ -34,6 +34,7 @@ fn roster(
         }],
         revoked,
         keys: vec![],
+        key_checks: vec![],
     };
     SignedRoster::sign(&r, signer).to_bytes()
 }

@@ -308,9 +308,21 @@ impl Sim {
             let cutoff = rt
                 .block_on(http.revoke(&team, &device_id))
                 .map_err(err("revoke at the relay", 0))?;
-            let epoch = lead
-                .rotate_after_revoke(&device_id, cutoff)
-                .map_err(err("rotate the key", 0))?;
+            // As `BlockingTransport::revoke` does: a lead that has not
+            // learned the device's keys syncs first, then rotates.
+            let epoch = match lead.rotate_after_revoke(&device_id, cutoff) {
+                Err(heartbridge_core::Error::NotYetKnown { .. }) => {
+                    lead.sync(
+                        &mut BlockingTransport::default(),
+                        &SyncOptions::default(),
+                        &mut |_| {},
+                    )
+                    .map_err(err("sync to learn the keys", 0))?;
+                    lead.rotate_after_revoke(&device_id, cutoff)
+                }
+                other => other,
+            }
+            .map_err(err("rotate the key", 0))?;
             (epoch, cutoff)
         };
         if epoch != before + 1 || lead.key_epoch().map_err(err("key epoch", 0))? != epoch {

@@ -214,6 +214,7 @@ impl HttpTransport {
         let req = InviteRequest {
             role,
             ttl_secs: ttl.as_secs().max(1),
+            key_check: Some(team.key.check_value()),
         };
         let resp: InviteResponse = parse(
             &self
@@ -429,6 +430,7 @@ pub fn explain(e: TransportError) -> Error {
                 "unknown_token" => "the relay does not know this device or code: check the invite code, or ask your team lead for a new one".to_owned(),
                 "wrong_key" => "the invite code's team key does not match the team's: the code was mistyped or is from another team; ask for the code again".to_owned(),
                 "invite_expired" => "this invite code has expired: ask your team lead for a new one".to_owned(),
+                "invite_outdated" => "this invite code was made before your team's key changed: ask your team lead for a new one".to_owned(),
                 "invite_used" => "this invite code was already used: each code enrolls one device; ask for a new one".to_owned(),
                 "forbidden" => "your role in the team does not allow this".to_owned(),
                 _ => message,
@@ -657,8 +659,19 @@ impl BlockingTransport {
                 message: "only the team's lead device can remove a member".into(),
             });
         }
+        let opts = heartbridge_core::SyncOptions::default();
+        // Learn every member's keys first; the rotation needs the removed
+        // device's (a lead that never synced with it would otherwise
+        // revoke it blind and its earlier notes would be held everywhere).
+        let _ = store.sync(self, &opts, &mut |_| {});
         let cutoff = self.block_on(self.http.revoke(&team, device))?;
-        let epoch = store.rotate_after_revoke(device, cutoff)?;
+        let epoch = match store.rotate_after_revoke(device, cutoff) {
+            Err(Error::NotYetKnown { .. }) => {
+                store.sync(self, &opts, &mut |_| {})?;
+                store.rotate_after_revoke(device, cutoff)?
+            }
+            other => other?,
+        };
         let _ = store.sync(self, &heartbridge_core::SyncOptions::default(), &mut |_| {});
         Ok((epoch, cutoff))
     }

@@ -100,6 +100,11 @@ pub enum Error {
     #[error("the team's lead removed this device from the team: its keys and notes were erased from this device")]
     Erased,
 
+    #[error(
+        "this device has not received {what} from the relay yet: sync, then run the command again"
+    )]
+    NotYetKnown { what: &'static str },
+
     #[error("the relay answered with something this version does not understand ({detail}): update Heartbridge or tell the relay operator")]
     Protocol { detail: String },
 
@@ -160,6 +165,7 @@ impl Error {
             Error::Relay { .. } => "relay",
             Error::DeviceRevoked => "device_revoked",
             Error::Erased => "erased",
+            Error::NotYetKnown { .. } => "not_yet_known",
             Error::Protocol { .. } => "protocol",
             Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",

@@ -140,6 +140,7 @@ pub(crate) fn start_roster(conn: &Connection, team: &Team, me: &DeviceSecret) ->
         }],
         revoked: vec![],
         keys: vec![],
+        key_checks: vec![(team.epoch, team.key.check_value())],
     };
     store_roster(conn, &SignedRoster::sign(&roster, me), 1, false)
 }
@@ -339,24 +340,25 @@ pub(crate) fn take_news(
 }
 
 /// On the lead's device: adds to the roster every member the relay
-/// registered whose join proof checks under the current epoch's key, and
+/// registered whose join proof checks under an epoch key it holds, and
 /// seals to it every key epoch (so it reads the team's history).
 fn fold_members(conn: &Connection, team: &Team, me: &DeviceSecret) -> Result<bool> {
     let Some((mut roster, pushed)) = stored_roster(conn, team)? else {
         return Ok(false);
     };
     let keys = epoch_keys(conn)?;
-    let Some(current) = keys.get(&roster.epoch) else {
-        return Ok(false);
-    };
     let mut added = false;
     let mut rows: Vec<_> = member_rows(conn)?.into_iter().collect();
     rows.sort_by_key(|(d, _)| *d);
     for (device, m) in rows {
+        // A proof under an older epoch is a device that joined before the
+        // relay learned of the rotation (the relay refuses older codes
+        // after it: `invite_outdated`).
         if m.revoked
             || roster.members.iter().any(|x| x.device == device)
-            || m.epoch != roster.epoch
-            || !check_join_proof(current, &team.team_id, &m.public, m.role, &m.proof)
+            || !keys
+                .get(&m.epoch)
+                .is_some_and(|k| check_join_proof(k, &team.team_id, &m.public, m.role, &m.proof))
         {
             continue;
         }
@@ -478,16 +480,20 @@ impl Store {
             return Ok(epoch);
         }
         if !roster.members.iter().any(|m| m.device == target) {
-            // Known to the relay only: keep its keys in the roster so its
-            // earlier envelopes can still be checked.
-            if let Some(m) = member_rows(&tx)?.remove(&target) {
-                roster.members.push(RosterMember {
-                    device: target,
-                    role: m.role,
-                    public: m.public,
-                    added_at: now_ms() / 1000,
+            // Known to the relay only: its keys go into the roster, so the
+            // envelopes it delivered before the revocation are still
+            // checked and kept by every device.
+            let Some(m) = member_rows(&tx)?.remove(&target) else {
+                return Err(Error::NotYetKnown {
+                    what: "the removed device's keys",
                 });
-            }
+            };
+            roster.members.push(RosterMember {
+                device: target,
+                role: m.role,
+                public: m.public,
+                added_at: now_ms() / 1000,
+            });
         }
         let epoch = epoch_keys(&tx)?
             .keys()
@@ -521,6 +527,7 @@ impl Store {
             ));
         }
         roster.keys.extend(sealed);
+        roster.key_checks.push((epoch, key.check_value()));
         roster.version += 1;
         tx.execute(
             "INSERT INTO epoch_keys (epoch, key, added_at) VALUES (?1, ?2, ?3)",

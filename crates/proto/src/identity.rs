@@ -198,6 +198,10 @@ pub struct Roster {
     pub members: Vec<RosterMember>,
     pub revoked: Vec<Revocation>,
     pub keys: Vec<SealedKey>,
+    /// The key check value ([`TeamKey::check_value`]) of every epoch, so
+    /// the relay can tell a joining device with a mistyped key at once,
+    /// whatever epoch its invite carries.
+    pub key_checks: Vec<(u32, String)>,
 }
 
 const ROSTER_LABEL: &[u8] = b"heartbridge roster v1";
@@ -355,6 +359,7 @@ mod tests {
             }],
             revoked: vec![],
             keys: vec![],
+            key_checks: vec![],
         }
     }
 

@@ -234,6 +234,10 @@ pub struct InviteRequest {
     /// Seconds the invite lives; 0 or absent: the relay's default (24 h).
     #[serde(default)]
     pub ttl_secs: u64,
+    /// The key check value of the key the code will carry (the inviter's
+    /// current epoch): the relay checks the joining device against it.
+    #[serde(default)]
+    pub key_check: Option<String>,
 }
 
 /// A one-time invite token; the relay keeps only its hash.

@@ -105,10 +105,22 @@ fn check_roster(
             "the roster's version is not newer than the relay's",
         ));
     }
+    if roster
+        .key_checks
+        .iter()
+        .any(|(_, c)| c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(refused("the roster's key check values are not hex"));
+    }
     Ok(RosterUpload {
         version: roster.version,
         epoch: roster.epoch,
         bytes,
+        key_checks: roster
+            .key_checks
+            .iter()
+            .map(|(e, c)| (*e, c.to_ascii_lowercase()))
+            .collect(),
     })
 }
 

@@ -170,6 +170,17 @@ pub(super) async fn invite(
         created_by: device.id,
         created_at: now,
         expires_at,
+        key_check: match req.key_check.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) if c.len() <= MAX_KEY_CHECK && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(c.to_ascii_lowercase())
+            }
+            Some(_) => {
+                return Err(ApiError::Malformed(
+                    "key_check must be the hex key check value of the code's key".into(),
+                ))
+            }
+        },
     };
     relay.run(move |s| s.create_invite(&invite)).await?;
     Ok(Json(InviteResponse { token, expires_at }))

@@ -110,6 +110,18 @@ ALTER TABLE envelopes ADD COLUMN superseded_by INTEGER;
 ALTER TABLE envelopes ADD COLUMN superseded_at INTEGER;
 CREATE INDEX envelopes_superseded ON envelopes(superseded_at) WHERE superseded_at IS NOT NULL;
 "#,
+    // 4: the key check value of every key epoch, from the lead's roster, so
+    // a join with an invite made after a rotation is checked too.
+    r#"
+CREATE TABLE key_checks (
+    team_id    BLOB NOT NULL REFERENCES teams(id),
+    epoch      INTEGER NOT NULL,
+    key_check  TEXT NOT NULL,
+    PRIMARY KEY (team_id, epoch)
+) WITHOUT ROWID;
+-- The key check value of the key an invite code carries, as its maker said.
+ALTER TABLE invites ADD COLUMN key_check TEXT;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

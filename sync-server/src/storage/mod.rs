@@ -120,6 +120,9 @@ pub struct RosterUpload {
     pub version: u64,
     pub epoch: u32,
     pub bytes: Vec<u8>,
+    /// The key check value of each epoch, as the lead signed them: a join
+    /// with an invite of epoch N is checked against epoch N's.
+    pub key_checks: Vec<(u32, String)>,
 }
 
 impl fmt::Debug for RosterUpload {
@@ -162,6 +165,9 @@ pub struct NewInvite {
     pub created_by: DeviceId,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The key check value of the key the invite code carries, when the
+    /// inviter said (a code made after a key rotation carries a newer key).
+    pub key_check: Option<String>,
 }
 
 /// One sync request's push, committed by the writer together with others.

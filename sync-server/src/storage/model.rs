@@ -104,6 +104,7 @@ fn run(ops: Vec<Op>) {
             created_by: devices[0],
             created_at: now,
             expires_at: now + 10,
+            key_check: None,
         })
         .unwrap();
         devices.push(s.join(&enroll(&token)).unwrap().id);

@@ -84,6 +84,7 @@ pub(crate) fn story(s: &dyn Storage) {
         created_by: lead.id,
         created_at: 102,
         expires_at,
+        key_check: None,
     };
     s.create_invite(&invite("inv-1", 1000)).unwrap();
     s.create_invite(&invite("inv-old", 200)).unwrap();
@@ -312,6 +313,7 @@ pub(crate) fn identity_story(s: &dyn Storage) {
         created_by: by,
         created_at: 102,
         expires_at: 1000,
+        key_check: None,
     };
     s.create_invite(&invite("sup", lead.id)).unwrap();
     let sup_e = enrollment(team, "sup", &check, 103);
@@ -379,6 +381,7 @@ pub(crate) fn identity_story(s: &dyn Storage) {
         version,
         epoch,
         bytes: vec![tag; 10],
+        key_checks: vec![],
     };
     let job = |r: RosterUpload, text: &str| PushJob {
         team,
@@ -473,6 +476,7 @@ pub(crate) fn retry_story(s: &dyn Storage) {
         created_by: lead.id,
         created_at: 104,
         expires_at: 200,
+        key_check: None,
     })
     .unwrap();
     let joined = with_id("inv", &b, 105);

@@ -377,7 +377,11 @@ impl Client {
         self.post_json(
             "/v1/invites",
             Some(token),
-            &InviteRequest { role, ttl_secs },
+            &InviteRequest {
+                role,
+                ttl_secs,
+                key_check: None,
+            },
         )
         .await
     }

@@ -752,11 +752,20 @@ impl Store {
         let Ok(Some(team)) = self.team() else {
             return Error::DeviceRevoked;
         };
-        if let Ok(bytes) = transport.roster(&team) {
-            if let Err(e) = self.take_roster(&bytes) {
-                if matches!(e, Error::Erased) {
-                    return e;
+        // The relay may close the connection it refused the sync on (a
+        // large push it did not read): the roster is asked for again.
+        for _ in 0..3 {
+            match transport.roster(&team) {
+                Ok(bytes) => {
+                    if let Err(e) = self.take_roster(&bytes) {
+                        if matches!(e, Error::Erased) {
+                            return e;
+                        }
+                    }
+                    break;
                 }
+                Err(TransportError::Network(_) | TransportError::Cut { .. }) => continue,
+                Err(TransportError::Relay { .. }) => break,
             }
         }
         let _ = self.record_sync_error(&Error::DeviceRevoked);

@@ -669,6 +669,7 @@ fn a_revoked_authors_envelopes_count_only_before_the_revocation() {
             cutoff_seq: 4,
         }],
         keys: vec![],
+        key_checks: vec![],
     };
     let signed = heartbridge_proto::SignedRoster::sign(&roster, &lead).to_bytes();
     // The same roster signed by anyone but the lead changes nothing.

@@ -36,6 +36,14 @@ fn store_roster(tx: &Connection, job: &PushJob, r: &RosterUpload) -> Result<(), 
         .and_then(|mut s| s.execute(params![r.bytes, seq_i64(r.version), r.epoch, job.team.0]))
         .map_err(StoreError::sqlite("store a roster"))?;
     if changed == 1 {
+        for (epoch, check) in &r.key_checks {
+            tx.prepare_cached(
+                "INSERT INTO key_checks (team_id, epoch, key_check) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (team_id, epoch) DO UPDATE SET key_check = ?3",
+            )
+            .and_then(|mut s| s.execute(params![job.team.0, epoch, check]))
+            .map_err(StoreError::sqlite("store a key check"))?;
+        }
         return Ok(());
     }
     let stored: Option<Vec<u8>> = tx

@@ -392,26 +392,45 @@ impl Storage for SqliteStorage {
     fn join(&self, e: &Enrollment) -> Result<Device, StoreError> {
         let mut conn = self.writer();
         let tx = begin(&mut conn, "begin a join")?;
-        let key_check: Option<Option<String>> = tx
+        let team: Option<(Option<String>, i64)> = tx
             .query_row(
-                "SELECT key_check FROM teams WHERE id = ?1",
+                "SELECT key_check, key_epoch FROM teams WHERE id = ?1",
                 [e.team.0],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(StoreError::sqlite("find a team"))?;
-        let key_check = key_check.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
-        type InviteRow = (String, i64, Option<i64>, Option<Vec<u8>>);
+        let (key_check, key_epoch) = team.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+        // A code made before a rotation carries a key that no longer seals
+        // anything new: refused (a retry of a join that got in is answered
+        // below all the same).
+        let outdated = i64::from(e.keys.epoch) < key_epoch;
+        // An invite made after a key rotation carries that epoch's key: its
+        // check value came with the lead's signed roster.
+        let key_check = if e.keys.epoch <= 1 {
+            key_check
+        } else {
+            tx.query_row(
+                "SELECT key_check FROM key_checks WHERE team_id = ?1 AND epoch = ?2",
+                params![e.team.0, e.keys.epoch],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("find a key check"))?
+        };
+        type InviteRow = (String, i64, Option<i64>, Option<Vec<u8>>, Option<String>);
         let invite: Option<InviteRow> = tx
             .query_row(
-                "SELECT role, expires_at, used_at, used_by FROM invites WHERE token_hash = ?1 AND team_id = ?2",
+                "SELECT role, expires_at, used_at, used_by, key_check FROM invites WHERE token_hash = ?1 AND team_id = ?2",
                 params![e.token_hash, e.team.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(StoreError::sqlite("find an invite"))?;
-        let (role, expires_at, used_at, used_by) =
+        let (role, expires_at, used_at, used_by, invite_check) =
             invite.ok_or(StoreError::Refused(Refusal::UnknownToken))?;
+        // The inviter said which key its code carries.
+        let key_check = invite_check.or(key_check);
         if used_at.is_some() {
             // A retry is answered even after the invite's expiry: the invite
             // was redeemed in time, only the answer was lost.
@@ -422,6 +441,9 @@ impl Storage for SqliteStorage {
         }
         if expires_at <= e.now {
             return Err(StoreError::Refused(Refusal::Expired));
+        }
+        if outdated {
+            return Err(StoreError::Refused(Refusal::Outdated));
         }
         if key_check.as_deref() != Some(e.key_check.as_str()) {
             // Dropping the transaction leaves the invite unused.
@@ -444,8 +466,8 @@ impl Storage for SqliteStorage {
     fn create_invite(&self, i: &NewInvite) -> Result<(), StoreError> {
         self.writer()
             .execute(
-                "INSERT INTO invites (token_hash, team_id, role, created_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![i.token_hash, i.team.0, i.role.as_str(), i.created_by.0, i.created_at, i.expires_at],
+                "INSERT INTO invites (token_hash, team_id, role, created_by, created_at, expires_at, key_check) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![i.token_hash, i.team.0, i.role.as_str(), i.created_by.0, i.created_at, i.expires_at, i.key_check],
             )
             .map_err(StoreError::sqlite("create an invite"))?;
         Ok(())
