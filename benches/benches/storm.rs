@@ -469,6 +469,7 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
                     created_by: leads[t].id,
                     created_at: now,
                     expires_at: now + 3600,
+                    key_check: None,
                 })
                 .expect("invite");
             storage.join(&enrollment(teams[t], &invite)).expect("join")

@@ -99,6 +99,10 @@ fn an_encryption_killed_at_any_instant_leaves_a_working_profile_with_every_note(
         } else {
             span * 2 / 3 + seed % (span / 3 + span / 10)
         });
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "not a wait for a server: the random instant the kill falls on"
+        )]
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
