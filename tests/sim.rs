@@ -566,7 +566,8 @@ fn failed(r: Result<(), String>) -> String {
 /// not match the team's": it compares the key check sent with the join
 /// against the check value of the team's first key. So no device can join
 /// a team after a revocation. Product bug (relay's join check, or what the
-/// lead registers at rotation); fails until fixed.
+/// lead registers at rotation). Fixed: an invite records the key check of
+/// the key its code carries, and the roster carries every epoch's.
 #[test]
 fn seed_a_device_joins_with_an_invite_made_after_a_revocation() {
     let h = quiet(
@@ -605,7 +606,8 @@ fn seed_a_device_joins_with_an_invite_made_after_a_revocation() {
 /// holds 1 envelopes of an unknown author or key epoch`, and the case is
 /// missing everywhere but on the revoked device. Product bug (core
 /// `rotate_after_revoke`: it needs the device's keys, e.g. from the relay's
-/// member list, before it rotates); fails until fixed.
+/// member list, before it rotates). Fixed: the lead syncs first and a rotation
+/// refuses (`NotYetKnown`) until it holds the device's keys.
 #[test]
 fn seed_a_lead_that_never_synced_with_a_device_revokes_it_and_keeps_what_it_delivered() {
     let h = quiet(
@@ -669,5 +671,42 @@ fn seed_a_revoked_device_with_a_long_note_to_push_erases_itself_at_its_next_sync
         if let Err(e) = sim::world::run(&h) {
             panic!("run {round}: {e}");
         }
+    }
+}
+
+/// Found by `random_histories_converge` (`PROPTEST_RNG_SEED=4242
+/// PROPTEST_CASES=300`, case 244). The lead revokes a device without handing
+/// the new roster over (its sync failed), then makes an invite: the code
+/// carries the new epoch's key, the newcomer pushes under it, and the relay
+/// refuses the push ("sealed under key epoch 2, unknown to this relay").
+/// Fixed: a lead whose roster the relay lacks syncs before it invites.
+#[test]
+fn seed_an_invite_made_before_the_rotation_was_handed_over_lets_the_newcomer_push() {
+    let h = quiet(
+        3,
+        vec![
+            sync(&[0]),
+            Op::Revoke {
+                dev: 0,
+                hand_over: false,
+            },
+            Op::NewCase {
+                dev: 0,
+                risk: Risk::None,
+            },
+            Op::Join,
+            Op::NewCase {
+                dev: 3,
+                risk: Risk::None,
+            },
+            sync(&[3]),
+            Op::NewCase {
+                dev: 0,
+                risk: Risk::None,
+            },
+        ],
+    );
+    if let Err(e) = sim::world::run(&h) {
+        panic!("{e}");
     }
 }

@@ -216,8 +216,9 @@ fn a_device_that_joins_last_receives_everything() {
         "snapshots superseded nothing"
     );
 
-    let code = heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Volunteer)
-        .expect("invite");
+    let code =
+        heartbridge_client::invite(&mut devs[0].store, heartbridge_core::proto::Role::Volunteer)
+            .expect("invite");
     let mut late = Device::new("late");
     heartbridge_client::join(&mut late.store, &code).expect("join");
     late.sync();
@@ -356,9 +357,11 @@ fn a_revised_handbook_sends_only_the_difference() {
 fn members_are_listed_with_role_name_and_last_sync_and_roles_are_enforced() {
     let relay = Relay::start();
     let mut devs = team(&relay, &["林老师", "小王"]);
-    let code =
-        heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Supervisor)
-            .expect("invite");
+    let code = heartbridge_client::invite(
+        &mut devs[0].store,
+        heartbridge_core::proto::Role::Supervisor,
+    )
+    .expect("invite");
     let mut sup = Device::new("周督导");
     heartbridge_client::join(&mut sup.store, &code).expect("join");
     // A sync that pushes is answered after its commit, which records the
@@ -381,11 +384,15 @@ fn members_are_listed_with_role_name_and_last_sync_and_roles_are_enforced() {
     assert!(by_name("小王").last_sync_at.is_some());
     assert!(by_name("周督导").this_device && by_name("周督导").last_sync_at.is_none());
     // A volunteer may not invite; a supervisor may invite volunteers only.
-    let e = heartbridge_client::invite(&devs[1].store, heartbridge_core::proto::Role::Volunteer)
-        .unwrap_err();
+    let e =
+        heartbridge_client::invite(&mut devs[1].store, heartbridge_core::proto::Role::Volunteer)
+            .unwrap_err();
     assert!(e.to_string().contains("role"), "{e}");
-    assert!(heartbridge_client::invite(&sup.store, heartbridge_core::proto::Role::Lead).is_err());
     assert!(
-        heartbridge_client::invite(&sup.store, heartbridge_core::proto::Role::Volunteer).is_ok()
+        heartbridge_client::invite(&mut sup.store, heartbridge_core::proto::Role::Lead).is_err()
+    );
+    assert!(
+        heartbridge_client::invite(&mut sup.store, heartbridge_core::proto::Role::Volunteer)
+            .is_ok()
     );
 }

@@ -395,9 +395,10 @@ fn unknown_and_revoked_tokens_get_distinct_errors() {
 #[test]
 fn joining_with_a_damaged_or_wrong_code_is_refused_clearly() {
     let relay = Relay::start();
-    let devs = team(&relay, &["lead"]);
-    let code = heartbridge_client::invite(&devs[0].store, heartbridge_core::proto::Role::Volunteer)
-        .expect("invite");
+    let mut devs = team(&relay, &["lead"]);
+    let code =
+        heartbridge_client::invite(&mut devs[0].store, heartbridge_core::proto::Role::Volunteer)
+            .expect("invite");
     let mut d = heartbridge_tests::Device::new("v");
     let typo = code.replacen('A', "B", 1);
     if typo != code {

@@ -59,7 +59,13 @@ struct Run {
     docs: usize,
 }
 
-fn first_sync(relay: &Relay, lead: &Store, dir: &std::path::Path, name: &str, link: Config) -> Run {
+fn first_sync(
+    relay: &Relay,
+    lead: &mut Store,
+    dir: &std::path::Path,
+    name: &str,
+    link: Config,
+) -> Run {
     let code = heartbridge_client::invite(lead, Role::Volunteer).expect("invite");
     let mut dev = Store::init(
         &dir.join(name),
@@ -142,7 +148,7 @@ fn main() {
 
     let clean = first_sync(
         &relay,
-        &lead,
+        &mut lead,
         dir.path(),
         "clean",
         Config {
@@ -162,7 +168,7 @@ fn main() {
     for seed in 1..=seeds {
         let run = first_sync(
             &relay,
-            &lead,
+            &mut lead,
             dir.path(),
             &format!("cut{seed}"),
             Config {

@@ -141,7 +141,7 @@ fn main() {
     )
     .expect("init a");
     heartbridge_client::claim(&mut a, &url, &lead_token(&delta_team)).expect("claim");
-    let code = heartbridge_client::invite(&a, Role::Volunteer).expect("invite");
+    let code = heartbridge_client::invite(&mut a, Role::Volunteer).expect("invite");
     let mut b = Store::init(
         &work.path().join("b"),
         "王同学",

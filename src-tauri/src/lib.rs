@@ -204,13 +204,18 @@ fn team_of(state: &AppState) -> ApiResult<heartbridge_core::Team> {
 }
 
 #[tauri::command]
-async fn team_invite(state: State<'_, AppState>, role: String) -> ApiResult<Value> {
+async fn team_invite(app: AppHandle, state: State<'_, AppState>, role: String) -> ApiResult<Value> {
     let role: Role = role.parse().map_err(|_| {
         ApiError::new(
             "invalid_input",
             "role must be volunteer, supervisor or lead",
         )
     })?;
+    if state.with(|s| s.roster_unsent())? {
+        // The code carries the newest key epoch: the relay must hold the
+        // roster announcing it before anyone joins with it.
+        state.syncer.run(&app).await?;
+    }
     let team = team_of(&state)?;
     let (code, expires_at) = state
         .syncer
@@ -271,8 +276,17 @@ pub(crate) async fn revoke_member(
             "the lead cannot remove its own device",
         ));
     }
+    // Learn every member's keys first: the rotation keeps the removed
+    // device's, so what it delivered before stays checked everywhere.
+    let _ = syncer.run(events).await;
     let cutoff = syncer.http().revoke(&team, device).await?;
-    let epoch = store.with(|s| s.rotate_after_revoke(device, cutoff))?;
+    let epoch = match store.with(|s| s.rotate_after_revoke(device, cutoff)) {
+        Err(e) if e.kind == "not_yet_known" => {
+            syncer.run(events).await?;
+            store.with(|s| s.rotate_after_revoke(device, cutoff))?
+        }
+        other => other?,
+    };
     let sync = syncer.run(events).await;
     Ok(json!({
         "deviceId": device,

@@ -188,7 +188,7 @@ impl Sim {
     /// A new device joins with an invite from the lead.
     fn join(&mut self) -> Result<(), String> {
         let n = self.devices.len();
-        let code = heartbridge_client::invite(self.devices[0].store(), Role::Volunteer)
+        let code = heartbridge_client::invite(self.devices[0].store_mut(), Role::Volunteer)
             .map_err(err("invite", 0))?;
         let mut d = Device::new(n)?;
         heartbridge_client::join(d.store_mut(), &code).map_err(err("join", n))?;

@@ -157,7 +157,7 @@ pub fn team(relay: &Relay, names: &[&str]) -> Vec<Device> {
         .expect("claim");
     let mut out = vec![lead];
     for name in &names[1..] {
-        let code = heartbridge_client::invite(&out[0].store, Role::Volunteer).expect("invite");
+        let code = heartbridge_client::invite(&mut out[0].store, Role::Volunteer).expect("invite");
         let mut d = Device::new(name);
         heartbridge_client::join(&mut d.store, &code).expect("join");
         out.push(d);

@@ -285,9 +285,9 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                         value: role.chars().take(40).collect(),
                         allowed: "volunteer supervisor lead",
                     })?;
-            let store = open(&profile)?;
+            let mut store = open(&profile)?;
             let (code, expires_at) = BlockingTransport::new()?.invite_card(
-                &store,
+                &mut store,
                 role,
                 std::time::Duration::from_secs(hours.clamp(1, 24 * 30) * 3600),
             )?;

@@ -634,14 +634,23 @@ impl BlockingTransport {
     }
 
     /// Creates an invite code for a new device.
-    pub fn invite(&self, store: &Store, role: Role) -> Result<String> {
-        let team = store.team()?.ok_or(Error::NotEnrolled)?;
-        self.block_on(self.http.invite(&team, role))
+    pub fn invite(&mut self, store: &mut Store, role: Role) -> Result<String> {
+        Ok(self.invite_card(store, role, DEFAULT_INVITE_TTL)?.0)
     }
 
     /// Creates an invite code valid for `ttl`; answers it and its expiry
     /// (Unix seconds).
-    pub fn invite_card(&self, store: &Store, role: Role, ttl: Duration) -> Result<(String, i64)> {
+    pub fn invite_card(
+        &mut self,
+        store: &mut Store,
+        role: Role,
+        ttl: Duration,
+    ) -> Result<(String, i64)> {
+        if store.roster_unsent()? {
+            // The code will carry the newest key epoch: the relay must hold
+            // the roster that announces it before anyone joins with it.
+            store.sync(self, &heartbridge_core::SyncOptions::default(), &mut |_| {})?;
+        }
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
         self.block_on(self.http.invite_card(&team, role, ttl))
     }
@@ -704,7 +713,7 @@ pub fn join(store: &mut Store, code: &str) -> Result<Team> {
 }
 
 /// Creates an invite code for a new device (blocking).
-pub fn invite(store: &Store, role: Role) -> Result<String> {
+pub fn invite(store: &mut Store, role: Role) -> Result<String> {
     BlockingTransport::new()?.invite(store, role)
 }
 

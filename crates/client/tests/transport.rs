@@ -288,7 +288,7 @@ fn a_join_whose_answer_is_lost_resumes_and_makes_one_device() {
     let mut lead = Device::new("林");
     heartbridge_client::claim(&mut lead.store, &link.url(), created.lead_token.expose())
         .expect("claim through the link");
-    let code = heartbridge_client::invite(&lead.store, Role::Volunteer).expect("invite");
+    let code = heartbridge_client::invite(&mut lead.store, Role::Volunteer).expect("invite");
 
     // The relay enrolls the device, but its answer never arrives.
     link.set_config(Config {

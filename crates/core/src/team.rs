@@ -560,6 +560,13 @@ impl Store {
         Ok(())
     }
 
+    /// On the lead's device: whether it holds a roster the relay does not
+    /// have yet (a rotation not handed over). An invite made now would carry
+    /// a key epoch the relay does not know: sync first.
+    pub fn roster_unsent(&self) -> Result<bool> {
+        Ok(roster_to_push(self.conn())?.is_some())
+    }
+
     /// Whether sync stopped because the relay said this device is revoked.
     pub fn sync_stopped(&self) -> Result<bool> {
         let s: Option<String> =
