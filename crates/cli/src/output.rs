@@ -89,7 +89,7 @@ impl Out {
                     }
                     "database_corrupt" => 5,
                     "handbook_format" => 6,
-                    // 7 is left for a wrong PIN or passphrase.
+                    "wrong_pin" | "pin_required" | "wrong_key" => 7,
                     "device_revoked" => 8,
                     "erased" => 9,
                     _ => 1,
