@@ -161,6 +161,7 @@ impl Harness {
             &InviteRequest {
                 role: Role::Volunteer,
                 ttl_secs: 0,
+                key_check: None,
             },
         ))
         .expect("invited");
