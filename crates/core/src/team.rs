@@ -259,12 +259,6 @@ impl Trust {
     pub(crate) fn team_id(&self) -> &heartbridge_proto::TeamId {
         &self.team
     }
-
-    /// The role of a known member.
-    #[allow(dead_code)]
-    pub(crate) fn role(&self, device: &DeviceId) -> Option<Role> {
-        self.known.get(device).map(|k| k.role)
-    }
 }
 
 /// What a response's roster and members changed here.
@@ -312,12 +306,16 @@ pub(crate) fn take_news(
         news.changed = true;
     }
     if let Some(bytes) = roster {
-        let signed = SignedRoster::from_bytes(bytes).map_err(|_| Error::Protocol {
-            detail: "the relay sent a roster this device cannot read".into(),
-        })?;
-        // A roster the lead did not sign is ignored: the relay is not
-        // trusted to say who belongs.
-        if let Ok(r) = signed.verify(&team.lead_sign_pk, &team.team_id) {
+        // A roster that does not read, or that the lead did not sign, is
+        // ignored like any other word of the relay about who belongs: it
+        // must not stop the sync either.
+        let verified = SignedRoster::from_bytes(bytes).ok().and_then(|signed| {
+            Some((
+                signed.verify(&team.lead_sign_pk, &team.team_id).ok()?,
+                signed,
+            ))
+        });
+        if let Some((r, signed)) = verified {
             if r.version > roster_version(conn)? {
                 for k in r.keys.iter().filter(|k| k.device == my_id) {
                     if let Some(key) = open_epoch_key(&team.team_id, &me, k) {
@@ -343,7 +341,7 @@ pub(crate) fn take_news(
 /// registered whose join proof checks under an epoch key it holds, and
 /// seals to it every key epoch (so it reads the team's history).
 fn fold_members(conn: &Connection, team: &Team, me: &DeviceSecret) -> Result<bool> {
-    let Some((mut roster, pushed)) = stored_roster(conn, team)? else {
+    let Some((mut roster, _)) = stored_roster(conn, team)? else {
         return Ok(false);
     };
     let keys = epoch_keys(conn)?;
@@ -384,7 +382,6 @@ fn fold_members(conn: &Connection, team: &Team, me: &DeviceSecret) -> Result<boo
             false,
         )?;
     }
-    let _ = pushed;
     Ok(added)
 }
 
@@ -460,10 +457,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let me = device_secret(&tx)?.ok_or_else(|| bad_row("device keys"))?;
         if team.lead_sign_pk != me.public().sign {
-            return Err(Error::Relay {
-                kind: "forbidden".into(),
-                message: "only the team's lead device can remove a member".into(),
-            });
+            return Err(Error::NotLead);
         }
         fold_members(&tx, &team, &me)?;
         let (mut roster, _) = stored_roster(&tx, &team)?.ok_or_else(|| bad_row("roster"))?;

@@ -745,3 +745,36 @@ fn a_revoked_authors_envelopes_count_only_before_the_revocation() {
     );
     assert_eq!(late.refused().expect("refused")[0].3, "revoked author");
 }
+
+/// A roster that does not even decode is ignored like an unsigned one: the
+/// relay's garbage must not stop every later sync.
+#[test]
+fn an_unreadable_roster_is_ignored_and_the_sync_goes_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut store = enrolled(dir.path(), "a", &team);
+    let (id, bytes) = case_bytes(dir.path(), "w1", "照常");
+    let pull = vec![Pulled {
+        seq: 1,
+        envelope: signed_as(&team, doc_bytes(&id), &bytes, GHOST, &ghost()),
+    }];
+    let report = store
+        .sync(
+            &mut Scripted(|r| {
+                let mut a = answer(
+                    &r,
+                    1,
+                    if r.cursor == 0 { pull.clone() } else { vec![] },
+                    false,
+                );
+                a.roster = Some(vec![0xff; 40]);
+                a
+            }),
+            &SyncOptions::default(),
+            &mut |_| {},
+        )
+        .expect("the sync goes on");
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(store.case(&id).expect("case").alias, "照常");
+    assert!(store.roster().expect("roster").iter().all(|m| !m.signed));
+}
