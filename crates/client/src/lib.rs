@@ -663,10 +663,7 @@ impl BlockingTransport {
     pub fn revoke(&mut self, store: &mut Store, device: &str) -> Result<(u32, u64)> {
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
         if store.device_public()?.map(|p| p.sign) != Some(team.lead_sign_pk) {
-            return Err(Error::Relay {
-                kind: "forbidden".into(),
-                message: "only the team's lead device can remove a member".into(),
-            });
+            return Err(Error::NotLead);
         }
         let opts = heartbridge_core::SyncOptions::default();
         // Learn every member's keys first; the rotation needs the removed

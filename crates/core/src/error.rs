@@ -105,6 +105,9 @@ pub enum Error {
     )]
     NotYetKnown { what: &'static str },
 
+    #[error("only the team's lead device can remove a member")]
+    NotLead,
+
     #[error("the relay answered with something this version does not understand ({detail}): update Heartbridge or tell the relay operator")]
     Protocol { detail: String },
 
@@ -166,6 +169,7 @@ impl Error {
             Error::DeviceRevoked => "device_revoked",
             Error::Erased => "erased",
             Error::NotYetKnown { .. } => "not_yet_known",
+            Error::NotLead => "forbidden",
             Error::Protocol { .. } => "protocol",
             Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",
