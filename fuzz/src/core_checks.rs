@@ -214,7 +214,7 @@ impl ApplyHarness {
             match kind {
                 DocKind::Case => drop(store.case(&id).expect("an applied case reads")),
                 DocKind::Handbook => drop(store.handbook(&id).expect("an applied handbook reads")),
-                DocKind::ShiftReport => {}
+                _ => {}
             }
             store
                 .list_cases(&Default::default())

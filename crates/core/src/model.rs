@@ -95,6 +95,9 @@ vocabulary!(
     Case => "case",
     Handbook => "handbook",
     ShiftReport => "shift-report",
+    TeamSettings => "team-settings",
+    Grants => "grants",
+    Facts => "facts",
 );
 
 /// A document id: 128 random bits, written as 32 lowercase hex digits.

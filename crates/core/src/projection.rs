@@ -19,7 +19,8 @@ pub(crate) fn refresh(
     match kind {
         DocKind::Case => refresh_case(conn, id, doc),
         DocKind::Handbook => refresh_handbook(conn, id, doc),
-        DocKind::ShiftReport => Ok(()),
+        DocKind::ShiftReport | DocKind::Grants | DocKind::Facts => Ok(()),
+        DocKind::TeamSettings => Ok(()),
     }
 }
 

@@ -44,6 +44,13 @@ pub enum DocKindTag {
     Case,
     Handbook,
     ShiftReport,
+    /// The team's settings and duty roster (an Automerge document only the
+    /// lead's changes count in).
+    TeamSettings,
+    /// Case-key grants (not an Automerge document: signed grant records).
+    Grants,
+    /// De-identified statistics facts sealed to the team's oversight key.
+    Facts,
 }
 
 impl DocKindTag {
@@ -52,6 +59,9 @@ impl DocKindTag {
             DocKindTag::Case => 1,
             DocKindTag::Handbook => 2,
             DocKindTag::ShiftReport => 3,
+            DocKindTag::TeamSettings => 4,
+            DocKindTag::Grants => 5,
+            DocKindTag::Facts => 6,
         }
     }
     fn from_byte(b: u8) -> Option<Self> {
@@ -59,6 +69,9 @@ impl DocKindTag {
             1 => Some(DocKindTag::Case),
             2 => Some(DocKindTag::Handbook),
             3 => Some(DocKindTag::ShiftReport),
+            4 => Some(DocKindTag::TeamSettings),
+            5 => Some(DocKindTag::Grants),
+            6 => Some(DocKindTag::Facts),
             _ => None,
         }
     }

@@ -292,6 +292,54 @@ ALTER TABLE pending_enrollment ADD COLUMN role TEXT;
 -- a key rotation between two of its parts must not split the group.
 ALTER TABLE outbox_batches ADD COLUMN grp BLOB;
 "#,
+    // 5: need to know (issue 9): case keys, who was granted what, payloads
+    // sealed under a key this device does not hold (yet).
+    r#"
+-- Keys this device holds: a case's key generations (scope = the case id)
+-- and the team's oversight key (scope 'oversight': an X25519 secret whose
+-- public key is in the team settings; statistics facts are sealed to it).
+CREATE TABLE case_keys (
+    scope       TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    gen         INTEGER NOT NULL,
+    key         BLOB NOT NULL,
+    granted_by  TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (scope, key_id)
+) WITHOUT ROWID;
+
+-- Every grant seen, this device's own and others', without the sealed
+-- keys: which key of which scope a granter gave to which device.
+CREATE TABLE grants (
+    scope       TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    gen         INTEGER NOT NULL,
+    granter     TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    relay_seq   INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (scope, key_id, recipient)
+) WITHOUT ROWID;
+
+-- A whole pulled payload sealed under a key this device does not hold:
+-- kept (the cursor moves past it) and opened when a grant brings the key.
+CREATE TABLE locked_payloads (
+    seq         INTEGER PRIMARY KEY,
+    doc_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX locked_payloads_key ON locked_payloads(scope, key_id);
+"#,
+    // 6: statistics facts (issue 9; owner: facts.rs / stats.rs).
+    "-- slot 6",
+    // 7: supervision projections (issue 9; owner: supervision.rs).
+    "-- slot 7",
+    // 8: the duty roster and shifts on a line (issue 9; owner: duty.rs).
+    "-- slot 8",
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -1220,6 +1220,9 @@ pub(crate) fn kind_noun(kind: DocKind) -> &'static str {
         DocKind::Case => "case",
         DocKind::Handbook => "handbook",
         DocKind::ShiftReport => "shift-report",
+        DocKind::TeamSettings => "team settings",
+        DocKind::Grants => "key grants",
+        DocKind::Facts => "statistics facts",
     }
 }
 

@@ -193,6 +193,9 @@ fn tag(kind: DocKind) -> DocKindTag {
         DocKind::Case => DocKindTag::Case,
         DocKind::Handbook => DocKindTag::Handbook,
         DocKind::ShiftReport => DocKindTag::ShiftReport,
+        DocKind::TeamSettings => DocKindTag::TeamSettings,
+        DocKind::Grants => DocKindTag::Grants,
+        DocKind::Facts => DocKindTag::Facts,
     }
 }
 
@@ -201,6 +204,9 @@ fn untag(tag: DocKindTag) -> DocKind {
         DocKindTag::Case => DocKind::Case,
         DocKindTag::Handbook => DocKind::Handbook,
         DocKindTag::ShiftReport => DocKind::ShiftReport,
+        DocKindTag::TeamSettings => DocKind::TeamSettings,
+        DocKindTag::Grants => DocKind::Grants,
+        DocKindTag::Facts => DocKind::Facts,
     }
 }
 
