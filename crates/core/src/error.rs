@@ -108,6 +108,15 @@ pub enum Error {
     #[error("only the team's lead device can remove a member")]
     NotLead,
 
+    /// A role may not do this (checked on the device before anything is
+    /// written). `needs` names who may, in words a volunteer reads.
+    #[error("this device's role ({role}) may not {action}: ask {needs}")]
+    Forbidden {
+        action: &'static str,
+        role: &'static str,
+        needs: &'static str,
+    },
+
     #[error("the relay answered with something this version does not understand ({detail}): update Heartbridge or tell the relay operator")]
     Protocol { detail: String },
 
@@ -169,7 +178,7 @@ impl Error {
             Error::DeviceRevoked => "device_revoked",
             Error::Erased => "erased",
             Error::NotYetKnown { .. } => "not_yet_known",
-            Error::NotLead => "forbidden",
+            Error::NotLead | Error::Forbidden { .. } => "forbidden",
             Error::Protocol { .. } => "protocol",
             Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",
