@@ -81,7 +81,7 @@ impl DeviceSecret {
     fn signing(&self) -> SigningKey {
         SigningKey::from_bytes(&self.sign)
     }
-    fn kx_pair(
+    pub(crate) fn kx_pair(
         &self,
     ) -> (
         <HpkeKem as hpke::Kem>::PrivateKey,

@@ -20,6 +20,7 @@
 //! ```
 
 mod envelope;
+pub mod case_seal;
 pub mod identity;
 mod invite;
 mod key;
