@@ -335,7 +335,26 @@ CREATE TABLE locked_payloads (
 CREATE INDEX locked_payloads_key ON locked_payloads(scope, key_id);
 "#,
     // 6: statistics facts (issue 9; owner: facts.rs / stats.rs).
-    "-- slot 6",
+    r#"
+-- De-identified events the statistics are computed from (facts.rs): the
+-- fact's random id, its variant, its time (a shift: its start), the case's
+-- random id (none for a shift) and the fact as JSON. Nothing here holds an
+-- alias, a text, a name or a device id.
+CREATE TABLE facts (
+    id       TEXT PRIMARY KEY,
+    t        TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    case_id  TEXT,
+    body     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX facts_at ON facts(at);
+
+-- Facts written on this device that the sync code has not pushed yet.
+CREATE TABLE facts_outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    fact_id  TEXT NOT NULL
+);
+"#,
     // 7: supervision projections (issue 9; owner: supervision.rs).
     "-- slot 7",
     // 8: the duty roster and shifts on a line (issue 9; owner: duty.rs).

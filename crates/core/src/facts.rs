@@ -1,0 +1,363 @@
+//! Statistics facts: what the team's statistics are computed from.
+//!
+//! Cases are readable only by their readers, so the lead cannot count them
+//! from the cases. Every write that matters for statistics also records a
+//! [`Fact`] in the same transaction: de-identified — no alias, no text, no
+//! name, no device id; only the case's random id, times, and vocabulary
+//! values (channel, key group, risk). Facts go into the `facts` table
+//! (keyed by the fact's own random id, so a fact arriving twice is stored
+//! once) and, when written on this device, into `facts_outbox` until the
+//! sync code has pushed them (sealed to the team's oversight key). Devices
+//! holding the oversight key ingest the facts of the others.
+//!
+//! Times are milliseconds since the Unix epoch. Debriefs are never facts.
+
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Channel, Group, Risk};
+
+/// One de-identified event. The JSON spelling (`"t": "case-opened"`, …) is
+/// the wire format between devices: add variants and optional fields only.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum Fact {
+    /// A case was opened, with its key group and risk then.
+    CaseOpened {
+        id: String,
+        case: String,
+        at: i64,
+        group: Group,
+        risk: Risk,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<Channel>,
+    },
+    /// A contact (one 服务人次), with the case's group and risk at the time.
+    Contact {
+        id: String,
+        case: String,
+        at: i64,
+        channel: Channel,
+        #[serde(default)]
+        minutes: Option<i64>,
+        group: Group,
+        risk: Risk,
+    },
+    /// The case's risk was set.
+    RiskSet {
+        id: String,
+        case: String,
+        at: i64,
+        risk: Risk,
+    },
+    /// The case's key group was set.
+    GroupSet {
+        id: String,
+        case: String,
+        at: i64,
+        group: Group,
+    },
+    /// An escalation (risk raised to high or critical); `escalation` is the
+    /// escalation's id in the case.
+    Escalated {
+        id: String,
+        case: String,
+        escalation: String,
+        at: i64,
+        level: Risk,
+    },
+    /// A supervisor's receipt of an escalation (`mode` `app` or `phone`).
+    Receipt {
+        id: String,
+        case: String,
+        escalation: String,
+        at: i64,
+        mode: String,
+    },
+    /// A follow-up task was added; `due` is `YYYY-MM-DD`.
+    FollowupAdded {
+        id: String,
+        case: String,
+        followup: String,
+        at: i64,
+        #[serde(default)]
+        due: Option<String>,
+    },
+    /// A follow-up task was marked done.
+    FollowupDone {
+        id: String,
+        case: String,
+        followup: String,
+        at: i64,
+    },
+    /// A volunteer's shift (on a line of kind `line_kind`), start to end.
+    Shift {
+        id: String,
+        #[serde(default)]
+        line_kind: Option<String>,
+        start: i64,
+        end: i64,
+    },
+}
+
+impl Fact {
+    /// A fresh random fact id (32 hex digits).
+    pub fn new_id() -> String {
+        let b: [u8; 16] = rand::random();
+        hex::encode(b)
+    }
+
+    /// The fact's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Fact::CaseOpened { id, .. }
+            | Fact::Contact { id, .. }
+            | Fact::RiskSet { id, .. }
+            | Fact::GroupSet { id, .. }
+            | Fact::Escalated { id, .. }
+            | Fact::Receipt { id, .. }
+            | Fact::FollowupAdded { id, .. }
+            | Fact::FollowupDone { id, .. }
+            | Fact::Shift { id, .. } => id,
+        }
+    }
+
+    /// When it happened (a shift: its start).
+    pub fn at(&self) -> i64 {
+        match self {
+            Fact::CaseOpened { at, .. }
+            | Fact::Contact { at, .. }
+            | Fact::RiskSet { at, .. }
+            | Fact::GroupSet { at, .. }
+            | Fact::Escalated { at, .. }
+            | Fact::Receipt { at, .. }
+            | Fact::FollowupAdded { at, .. }
+            | Fact::FollowupDone { at, .. } => *at,
+            Fact::Shift { start, .. } => *start,
+        }
+    }
+
+    /// The case it is about (none for a shift).
+    pub fn case(&self) -> Option<&str> {
+        match self {
+            Fact::CaseOpened { case, .. }
+            | Fact::Contact { case, .. }
+            | Fact::RiskSet { case, .. }
+            | Fact::GroupSet { case, .. }
+            | Fact::Escalated { case, .. }
+            | Fact::Receipt { case, .. }
+            | Fact::FollowupAdded { case, .. }
+            | Fact::FollowupDone { case, .. } => Some(case),
+            Fact::Shift { .. } => None,
+        }
+    }
+
+    /// The JSON tag of the variant (`case-opened`, `contact`, …).
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Fact::CaseOpened { .. } => "case-opened",
+            Fact::Contact { .. } => "contact",
+            Fact::RiskSet { .. } => "risk-set",
+            Fact::GroupSet { .. } => "group-set",
+            Fact::Escalated { .. } => "escalated",
+            Fact::Receipt { .. } => "receipt",
+            Fact::FollowupAdded { .. } => "followup-added",
+            Fact::FollowupDone { .. } => "followup-done",
+            Fact::Shift { .. } => "shift",
+        }
+    }
+}
+
+fn body(fact: &Fact) -> String {
+    // A derived Serialize of plain fields cannot fail.
+    serde_json::to_string(fact).unwrap_or_default()
+}
+
+fn insert(conn: &Connection, fact: &Fact) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO facts (id, t, at, case_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![fact.id(), fact.tag(), fact.at(), fact.case(), body(fact)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Records a fact written on this device: into `facts`, and into
+/// `facts_outbox` for the sync code. A fact whose id is already stored is
+/// ignored. Call it inside the transaction of the write it describes.
+pub(crate) fn record_fact_in(conn: &Connection, fact: &Fact) -> Result<()> {
+    if insert(conn, fact)? {
+        conn.execute(
+            "INSERT INTO facts_outbox (fact_id) VALUES (?1)",
+            [fact.id()],
+        )?;
+    }
+    Ok(())
+}
+
+/// This device's facts not pushed yet, oldest first, with their outbox
+/// sequence numbers (for [`mark_sent_in`]).
+#[allow(dead_code)] // until the sync code pushes facts
+pub(crate) fn take_unsent_in(conn: &Connection) -> Result<Vec<(i64, Fact)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.seq, f.body FROM facts_outbox o JOIN facts f ON f.id = o.fact_id ORDER BY o.seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, body) = row?;
+        out.push((seq, parse(body.as_bytes())?));
+    }
+    Ok(out)
+}
+
+/// Drops pushed facts from the outbox (the facts themselves stay).
+#[allow(dead_code)] // until the sync code pushes facts
+pub(crate) fn mark_sent_in(conn: &Connection, seqs: &[i64]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM facts_outbox WHERE seq = ?1")?;
+    for s in seqs {
+        stmt.execute([s])?;
+    }
+    Ok(())
+}
+
+/// Stores facts from other devices (nothing goes to the outbox); returns
+/// how many were new.
+pub(crate) fn ingest_in(conn: &Connection, facts: &[Fact]) -> Result<usize> {
+    let mut n = 0;
+    for f in facts {
+        if insert(conn, f)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Every stored fact, in time order (ties by id).
+pub(crate) fn all_in(conn: &Connection) -> Result<Vec<Fact>> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM facts ORDER BY at, id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(parse(row?.as_bytes())?);
+    }
+    Ok(out)
+}
+
+fn parse(bytes: &[u8]) -> Result<Fact> {
+    serde_json::from_slice(bytes).map_err(|_| Error::Protocol {
+        detail: "a stored statistics fact that does not parse".into(),
+    })
+}
+
+/// Facts as bytes for the wire (a JSON array).
+pub fn encode(facts: &[Fact]) -> Vec<u8> {
+    serde_json::to_vec(facts).unwrap_or_default()
+}
+
+/// Facts from the wire. Bytes that are not a JSON array of facts are an
+/// error (nothing of their content is in it).
+pub fn decode(bytes: &[u8]) -> Result<Vec<Fact>> {
+    serde_json::from_slice(bytes).map_err(|_| Error::Protocol {
+        detail: "statistics facts that do not parse".into(),
+    })
+}
+
+impl crate::Store {
+    /// Stores facts that came from elsewhere (another device's, a file),
+    /// in one `IMMEDIATE` transaction; returns how many were new. Nothing
+    /// goes to the outbox.
+    pub fn ingest_facts(&mut self, facts: &[Fact]) -> Result<usize> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = ingest_in(&tx, facts)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// How many facts this device holds, and how many of its own wait to
+    /// be pushed.
+    pub fn fact_counts(&self) -> Result<(usize, usize)> {
+        let all: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM facts", [], |r| r.get(0))?;
+        let unsent: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM facts_outbox", [], |r| r.get(0))?;
+        Ok((all as usize, unsent as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::testing;
+    use crate::Store;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::init(&dir.path().join("p"), "林老师", &testing::protection()).unwrap();
+        (dir, s)
+    }
+
+    fn contact(id: &str, at: i64) -> Fact {
+        Fact::Contact {
+            id: id.into(),
+            case: "c".repeat(32),
+            at,
+            channel: Channel::Hotline,
+            minutes: Some(20),
+            group: Group::Migrant,
+            risk: Risk::Low,
+        }
+    }
+
+    #[test]
+    fn recorded_facts_wait_in_the_outbox_until_marked_sent_and_are_stored_once() {
+        let (_d, mut s) = store();
+        let tx = s.conn_mut().transaction().unwrap();
+        record_fact_in(&tx, &contact("a1", 10)).unwrap();
+        record_fact_in(&tx, &contact("a1", 10)).unwrap();
+        record_fact_in(&tx, &contact("a2", 20)).unwrap();
+        tx.commit().unwrap();
+        let unsent = take_unsent_in(s.conn()).unwrap();
+        assert_eq!(
+            unsent.iter().map(|(_, f)| f.id()).collect::<Vec<_>>(),
+            ["a1", "a2"]
+        );
+        mark_sent_in(s.conn(), &[unsent[0].0]).unwrap();
+        let left = take_unsent_in(s.conn()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1, contact("a2", 20));
+        assert_eq!(s.fact_counts().unwrap(), (2, 1));
+    }
+
+    #[test]
+    fn ingested_facts_are_deduplicated_and_not_queued() {
+        let (_d, mut s) = store();
+        let facts = vec![contact("b1", 1), contact("b2", 2)];
+        let bytes = encode(&facts);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, facts);
+        assert_eq!(s.ingest_facts(&back).unwrap(), 2);
+        assert_eq!(s.ingest_facts(&back).unwrap(), 0);
+        assert_eq!(s.fact_counts().unwrap(), (2, 0));
+        assert!(decode(b"[{\"t\":\"nope\"}]").is_err());
+    }
+
+    #[test]
+    fn the_wire_spelling_is_tagged_kebab_case() {
+        let json = String::from_utf8(encode(&[Fact::FollowupDone {
+            id: "x".into(),
+            case: "c".into(),
+            followup: "f".into(),
+            at: 5,
+        }]))
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"[{"t":"followup-done","id":"x","case":"c","followup":"f","at":5}]"#
+        );
+    }
+}
