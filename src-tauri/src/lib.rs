@@ -583,7 +583,7 @@ async fn shift_current(state: State<'_, AppState>) -> ApiResult<Value> {
 async fn shift_start(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
     let shift = state
         .write(&app, |s| {
-            let shift = s.start_shift()?;
+            let shift = s.start_shift(None)?;
             shift_ledger::started(s, &shift)?;
             Ok(shift)
         })

@@ -170,7 +170,7 @@ mod tests {
         // Before any shift: nothing to count.
         assert_eq!(delivery(&s).unwrap(), None);
 
-        let shift = s.start_shift().unwrap();
+        let shift = s.start_shift(None).unwrap();
         started(&mut s, &shift).unwrap();
         write(&mut s, |s| {
             s.add_contact(&id, Channel::Hotline, "during", Some(5))
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(s.outbox_len().unwrap(), 1);
 
         // A new shift starts with an empty ledger.
-        let shift = s.start_shift().unwrap();
+        let shift = s.start_shift(None).unwrap();
         started(&mut s, &shift).unwrap();
         let d = delivery(&s).unwrap().unwrap();
         assert_eq!((d.changes, d.delivered, d.ended_at), (0, 0, None));

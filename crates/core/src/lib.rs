@@ -23,6 +23,7 @@
 mod bundled;
 mod case;
 mod docvalue;
+pub mod duty;
 mod enroll;
 mod error;
 pub mod facts;
@@ -39,6 +40,9 @@ mod vault;
 
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
 pub use enroll::{JoinKeys, PendingEnrollment, Team};
+pub use duty::{
+    DutySlot, HandoverNote, Line, LineKind, NewDuty, NewLine, OnCall, TeamSettings,
+};
 pub use error::{Error, Result};
 pub use facts::Fact;
 pub use handbook::{Handbook, HandbookSource, Section};

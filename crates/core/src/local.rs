@@ -4,7 +4,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{format_ms, now_ms, DocId};
+use crate::facts::Fact;
+use crate::model::{format_ms, now_ms, DocId, DocKind};
 use crate::store::Store;
 
 /// A bookmarked handbook section.
@@ -23,6 +24,19 @@ pub struct Shift {
     pub started_at: String,
     /// Contacts logged on this device since the shift started.
     pub contacts: i64,
+    /// The duty line's id, name and kind (`hotline`, `online`, `venue`,
+    /// `on-call`) as they were when the shift started; `None` when the
+    /// shift is on no line.
+    pub line: Option<String>,
+    pub line_name: Option<String>,
+    pub line_kind: Option<String>,
+}
+
+/// A shift row: the shift, its row id and start (ms).
+struct ShiftRow {
+    id: i64,
+    started_ms: i64,
+    shift: Shift,
 }
 
 impl Store {
@@ -83,30 +97,105 @@ impl Store {
 
     /// The open shift, if any.
     pub fn current_shift(&self) -> Result<Option<Shift>> {
-        open_shift(self.conn())
+        Ok(open_shift(self.conn())?.map(|r| r.shift))
     }
 
-    /// Starts a shift (or returns the one already open).
-    pub fn start_shift(&mut self) -> Result<Shift> {
+    /// Starts a shift on a duty line (its id or name, from the team
+    /// settings; `None`: on no line), or returns the one already open.
+    pub fn start_shift(&mut self, line: Option<&str>) -> Result<Shift> {
+        let line = match line.map(str::trim) {
+            None | Some("") => None,
+            Some(l) => Some(self.team_settings()?.find_line(l).cloned().ok_or_else(|| {
+                Error::NotFound {
+                    what: "duty line",
+                    id: l.chars().take(40).collect(),
+                }
+            })?),
+        };
         self.immediate(|tx| {
             if let Some(s) = open_shift(tx)? {
-                return Ok(s);
+                return Ok(s.shift);
             }
-            tx.execute("INSERT INTO shifts (started_at) VALUES (?1)", [now_ms()])?;
-            open_shift(tx)?.ok_or(Error::Empty { what: "shift" })
+            tx.execute(
+                "INSERT INTO shifts (started_at, line, line_name, line_kind) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    now_ms(),
+                    line.as_ref().map(|l| l.id.as_str()),
+                    line.as_ref().map(|l| l.name.as_str()),
+                    line.as_ref().map(|l| l.kind.as_str()),
+                ],
+            )?;
+            Ok(open_shift(tx)?.ok_or(Error::Empty { what: "shift" })?.shift)
         })
     }
 
     /// Ends the open shift; returns it, or `None` if none was open.
     pub fn end_shift(&mut self) -> Result<Option<Shift>> {
-        self.immediate(|tx| {
-            let open = open_shift(tx)?;
-            tx.execute(
-                "UPDATE shifts SET ended_at = ?1 WHERE ended_at IS NULL",
-                [now_ms()],
+        self.end_shift_with_note(None)
+    }
+
+    /// Ends the open shift, leaving `handover` (if not blank) as a note for
+    /// the next shift on the same line, in the line's shift-report
+    /// document (team-wide: no case details there). Records the shift's
+    /// statistics fact. Returns the shift, or `None` if none was open (and
+    /// then nothing is written).
+    pub fn end_shift_with_note(&mut self, handover: Option<&str>) -> Result<Option<Shift>> {
+        let Some(open) = open_shift(self.conn())? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let fact = Fact::Shift {
+            id: Fact::new_id(),
+            line_kind: open.shift.line_kind.clone(),
+            start: open.started_ms,
+            end: now.max(open.started_ms),
+        };
+        let row = open.id;
+        let close = move |conn: &Connection| -> Result<bool> {
+            let n = conn.execute(
+                "UPDATE shifts SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL",
+                params![now, row],
             )?;
-            Ok(open)
-        })
+            if n == 1 {
+                crate::facts::record_fact_in(conn, &fact)?;
+            }
+            Ok(n == 1)
+        };
+        let text = handover.map(str::trim).filter(|t| !t.is_empty());
+        let Some(text) = text else {
+            let closed = self.immediate(|tx| close(tx))?;
+            return Ok(closed.then_some(open.shift));
+        };
+        let line = open.shift.line.clone().unwrap_or_default();
+        let doc_id =
+            crate::duty::shift_report_doc_id(&crate::duty::team_id_in(self.conn())?, &line);
+        let by_device = self.team()?.map(|t| t.device_id).unwrap_or_default();
+        let note = crate::duty::HandoverNote {
+            id: Fact::new_id(),
+            line,
+            at: now,
+            shift_started_at: open.started_ms,
+            by_device,
+            by_name: self.profile().name.clone(),
+            text: text.to_owned(),
+        };
+        self.write_also(
+            &doc_id,
+            DocKind::ShiftReport,
+            true,
+            "handover note",
+            |doc, _| crate::duty::put_handover_note(doc, &note),
+            |conn| {
+                if close(conn)? {
+                    Ok(())
+                } else {
+                    // Another process ended the shift meanwhile: write no
+                    // note for a shift that is no longer this one's.
+                    Err(Error::Busy)
+                }
+            },
+        )?;
+        Ok(Some(open.shift))
     }
 
     /// A device setting.
@@ -130,12 +219,26 @@ impl Store {
     }
 }
 
-fn open_shift(conn: &Connection) -> Result<Option<Shift>> {
+fn open_shift(conn: &Connection) -> Result<Option<ShiftRow>> {
     Ok(conn
         .query_row(
-            "SELECT started_at, contacts FROM shifts WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            "SELECT id, started_at, contacts, line, line_name, line_kind
+             FROM shifts WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
             [],
-            |r| Ok(Shift { started_at: format_ms(r.get(0)?), contacts: r.get(1)? }),
+            |r| {
+                let started_ms: i64 = r.get(1)?;
+                Ok(ShiftRow {
+                    id: r.get(0)?,
+                    started_ms,
+                    shift: Shift {
+                        started_at: format_ms(started_ms),
+                        contacts: r.get(2)?,
+                        line: r.get(3)?,
+                        line_name: r.get(4)?,
+                        line_kind: r.get(5)?,
+                    },
+                })
+            },
         )
         .optional()?)
 }
@@ -158,7 +261,7 @@ mod tests {
             .unwrap();
         s.add_contact(&id, Channel::Hotline, "before the shift", None)
             .unwrap();
-        s.start_shift().unwrap();
+        s.start_shift(None).unwrap();
         s.add_contact(&id, Channel::Hotline, "during", None)
             .unwrap();
         s.add_contact(&id, Channel::Online, "during", None).unwrap();
@@ -200,7 +303,7 @@ mod tests {
                         .unwrap();
                     barrier.wait();
                     // Both start the shift: one opens it, the other joins it.
-                    s.start_shift().unwrap();
+                    s.start_shift(None).unwrap();
                     for i in 0..PER_THREAD {
                         s.add_contact(&id, Channel::Hotline, &format!("n{i}"), None)
                             .unwrap();

@@ -358,7 +358,13 @@ CREATE TABLE facts_outbox (
     // 7: supervision projections (issue 9; owner: supervision.rs).
     "-- slot 7",
     // 8: the duty roster and shifts on a line (issue 9; owner: duty.rs).
-    "-- slot 8",
+    r#"
+-- The line a shift is on (its id, name and kind when it started: the line
+-- may be renamed or removed later).
+ALTER TABLE shifts ADD COLUMN line TEXT;
+ALTER TABLE shifts ADD COLUMN line_name TEXT;
+ALTER TABLE shifts ADD COLUMN line_kind TEXT;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
