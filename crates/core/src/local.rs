@@ -283,6 +283,77 @@ mod tests {
     }
 
     #[test]
+    fn a_shift_on_a_line_ends_with_a_handover_note_and_a_fact() {
+        use crate::{DocKind, LineKind, NewLine};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            Store::init(&dir.path().join("p"), "小李", &crate::testing::protection()).unwrap();
+        let line = s
+            .add_line(&NewLine {
+                name: "热线".into(),
+                kind: Some(LineKind::Hotline),
+                ..NewLine::default()
+            })
+            .unwrap();
+        assert_eq!(
+            s.start_shift(Some("no such line")).unwrap_err().kind(),
+            "not_found"
+        );
+        assert!(s.current_shift().unwrap().is_none());
+        let shift = s.start_shift(Some("热线")).unwrap();
+        assert_eq!(shift.line.as_deref(), Some(line.as_str()));
+        assert_eq!(shift.line_kind.as_deref(), Some("hotline"));
+        // Already open: the same shift, whatever line is asked for.
+        assert_eq!(s.start_shift(None).unwrap(), shift);
+        let outbox = s.outbox_len().unwrap();
+        let ended = s
+            .end_shift_with_note(Some("  3号床的来电者今晚可能再打来  "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ended.line.as_deref(), Some("hotline"));
+        assert!(s.current_shift().unwrap().is_none());
+        // The note went to the line's shift report, queued for the relay.
+        let items = s.outbox().unwrap();
+        assert_eq!(items.len(), outbox + 1);
+        assert_eq!(items.last().unwrap().kind, DocKind::ShiftReport);
+        let notes = s.handover_notes(Some("hotline")).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].text, "3号床的来电者今晚可能再打来");
+        assert_eq!(notes[0].by_name, "小李");
+        assert!(s.handover_notes(None).unwrap().is_empty());
+        // One statistics fact for the shift, with the line's kind.
+        let facts = crate::facts::all_in(s.conn()).unwrap();
+        let shifts: Vec<_> = facts
+            .iter()
+            .filter_map(|f| match f {
+                crate::Fact::Shift {
+                    line_kind,
+                    start,
+                    end,
+                    ..
+                } => Some((line_kind.clone(), *start, *end)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shifts.len(), 1);
+        assert_eq!(shifts[0].0.as_deref(), Some("hotline"));
+        assert!(shifts[0].1 <= shifts[0].2);
+        // Ending again: nothing open, nothing written.
+        let outbox = s.outbox_len().unwrap();
+        assert!(s.end_shift_with_note(Some("x")).unwrap().is_none());
+        assert_eq!(s.outbox_len().unwrap(), outbox);
+        // A shift on no line, ended without a note: a fact, no document.
+        s.start_shift(None).unwrap();
+        let ended = s.end_shift_with_note(Some("   ")).unwrap().unwrap();
+        assert_eq!(ended.line, None);
+        assert_eq!(s.outbox_len().unwrap(), outbox);
+        assert_eq!(
+            crate::facts::all_in(s.conn()).unwrap().len(),
+            facts.len() + 1
+        );
+    }
+
+    #[test]
     fn two_stores_writing_at_once_lose_no_shift_count() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p");
