@@ -91,6 +91,13 @@ pub enum Fact {
         followup: String,
         at: i64,
     },
+    /// A follow-up task marked done was marked not done again.
+    FollowupReopened {
+        id: String,
+        case: String,
+        followup: String,
+        at: i64,
+    },
     /// A volunteer's shift (on a line of kind `line_kind`), start to end.
     Shift {
         id: String,
@@ -119,6 +126,7 @@ impl Fact {
             | Fact::Receipt { id, .. }
             | Fact::FollowupAdded { id, .. }
             | Fact::FollowupDone { id, .. }
+            | Fact::FollowupReopened { id, .. }
             | Fact::Shift { id, .. } => id,
         }
     }
@@ -133,7 +141,8 @@ impl Fact {
             | Fact::Escalated { at, .. }
             | Fact::Receipt { at, .. }
             | Fact::FollowupAdded { at, .. }
-            | Fact::FollowupDone { at, .. } => *at,
+            | Fact::FollowupDone { at, .. }
+            | Fact::FollowupReopened { at, .. } => *at,
             Fact::Shift { start, .. } => *start,
         }
     }
@@ -148,7 +157,8 @@ impl Fact {
             | Fact::Escalated { case, .. }
             | Fact::Receipt { case, .. }
             | Fact::FollowupAdded { case, .. }
-            | Fact::FollowupDone { case, .. } => Some(case),
+            | Fact::FollowupDone { case, .. }
+            | Fact::FollowupReopened { case, .. } => Some(case),
             Fact::Shift { .. } => None,
         }
     }
@@ -164,9 +174,19 @@ impl Fact {
             Fact::Receipt { .. } => "receipt",
             Fact::FollowupAdded { .. } => "followup-added",
             Fact::FollowupDone { .. } => "followup-done",
+            Fact::FollowupReopened { .. } => "followup-reopened",
             Fact::Shift { .. } => "shift",
         }
     }
+}
+
+/// A case document's key group and (effective, highest) risk now, for the
+/// facts of a write.
+pub(crate) fn case_group_risk(doc: &automerge::AutoCommit) -> (Group, Risk) {
+    let group = crate::docvalue::string(doc, &automerge::ROOT, "group")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(Group::Other);
+    (group, crate::case::risk(doc).0)
 }
 
 fn body(fact: &Fact) -> String {

@@ -33,6 +33,7 @@ mod model;
 mod ops;
 mod projection;
 pub mod search;
+pub mod stats;
 mod store;
 mod sync;
 mod team;
@@ -51,6 +52,7 @@ pub use local::{Bookmark, Shift};
 pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
 pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};
 pub use search::Hit;
+pub use stats::{Dim, Measures, Stats, StatsCell, StatsQuery};
 pub use store::{OutboxItem, Profile, Store, Written, DB_FILE};
 pub use sync::{
     Progress, RefusedCount, SyncOptions, SyncReport, SyncSession, SyncStatus, Transport,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::case::{self, Case, HistoryEntry, NewCase};
 use crate::error::{Error, Result};
+use crate::facts::{self, Fact};
 use crate::handbook::{self, Handbook, Section};
 use crate::model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
 use crate::search::{self, Hit};
@@ -88,9 +89,24 @@ impl Store {
     pub fn new_case(&mut self, new: &NewCase) -> Result<DocId> {
         let id = DocId::random();
         let what = format!("case opened (group {}, risk {})", new.group, new.risk);
-        self.write(&id, DocKind::Case, true, &what, |doc, p| {
-            case::create(doc, new, &p.name, now_ms())
-        })?;
+        let at = now_ms();
+        // The statistics fact is written in the case's own transaction.
+        let opened = Fact::CaseOpened {
+            id: Fact::new_id(),
+            case: id.to_string(),
+            at,
+            group: new.group,
+            risk: new.risk,
+            channel: None,
+        };
+        self.write_also(
+            &id,
+            DocKind::Case,
+            true,
+            &what,
+            |doc, p| case::create(doc, new, &p.name, at),
+            |tx| facts::record_fact_in(tx, &opened),
+        )?;
         Ok(id)
     }
 
@@ -109,18 +125,38 @@ impl Store {
         minutes: Option<i64>,
     ) -> Result<String> {
         let what = format!("contact logged ({channel})");
-        // The shift's contact count moves in the contact's own transaction.
+        let at = now_ms();
+        let fact = std::cell::RefCell::new(None);
+        // The shift's contact count and the statistics fact (with the
+        // case's group and risk at this time) move in the contact's own
+        // transaction.
         let (cid, _) = self.write_also(
             id,
             DocKind::Case,
             false,
             &what,
-            |doc, p| case::add_contact(doc, channel, text, minutes, &p.name, now_ms()),
+            |doc, p| {
+                let cid = case::add_contact(doc, channel, text, minutes, &p.name, at)?;
+                let (group, risk) = facts::case_group_risk(doc);
+                *fact.borrow_mut() = Some(Fact::Contact {
+                    id: Fact::new_id(),
+                    case: id.to_string(),
+                    at,
+                    channel,
+                    minutes,
+                    group,
+                    risk,
+                });
+                Ok(cid)
+            },
             |tx| {
                 tx.execute(
                     "UPDATE shifts SET contacts = contacts + 1 WHERE ended_at IS NULL",
                     [],
                 )?;
+                if let Some(f) = fact.borrow().as_ref() {
+                    facts::record_fact_in(tx, f)?;
+                }
                 Ok(())
             },
         )?;
@@ -138,29 +174,83 @@ impl Store {
     /// Changes a case's fields.
     pub fn update_case(&mut self, id: &DocId, u: &CaseUpdate) -> Result<Written> {
         let what = describe(u);
-        let (_, w) = self.write(id, DocKind::Case, false, &what, |doc, _| {
-            if let Some(a) = &u.alias {
-                case::set_alias(doc, a)?;
-            }
-            if let Some(r) = u.risk {
-                case::set_risk(doc, r)?;
-            }
-            if let Some(s) = u.status {
-                case::set_status(doc, s)?;
-            }
-            if let Some(g) = u.group {
-                case::set_group(doc, g)?;
-            }
-            Ok(())
-        })?;
+        let at = now_ms();
+        // Statistics facts for a changed risk or group, in this transaction.
+        let changed = std::cell::RefCell::new(Vec::new());
+        let (_, w) = self.write_also(
+            id,
+            DocKind::Case,
+            false,
+            &what,
+            |doc, _| {
+                let before = facts::case_group_risk(doc);
+                if let Some(a) = &u.alias {
+                    case::set_alias(doc, a)?;
+                }
+                if let Some(r) = u.risk {
+                    case::set_risk(doc, r)?;
+                }
+                if let Some(s) = u.status {
+                    case::set_status(doc, s)?;
+                }
+                if let Some(g) = u.group {
+                    case::set_group(doc, g)?;
+                }
+                let after = facts::case_group_risk(doc);
+                let mut out = changed.borrow_mut();
+                if after.1 != before.1 {
+                    out.push(Fact::RiskSet {
+                        id: Fact::new_id(),
+                        case: id.to_string(),
+                        at,
+                        risk: after.1,
+                    });
+                }
+                if after.0 != before.0 {
+                    out.push(Fact::GroupSet {
+                        id: Fact::new_id(),
+                        case: id.to_string(),
+                        at,
+                        group: after.0,
+                    });
+                }
+                Ok(())
+            },
+            |tx| {
+                for f in changed.borrow().iter() {
+                    facts::record_fact_in(tx, f)?;
+                }
+                Ok(())
+            },
+        )?;
         Ok(w)
     }
 
     /// Adds a follow-up task; returns its id.
     pub fn add_followup(&mut self, id: &DocId, text: &str, due: Option<&str>) -> Result<String> {
-        let (fid, _) = self.write(id, DocKind::Case, false, "follow-up added", |doc, _| {
-            case::add_followup(doc, text, due)
-        })?;
+        let at = now_ms();
+        let fact = std::cell::RefCell::new(None);
+        let (fid, _) = self.write_also(
+            id,
+            DocKind::Case,
+            false,
+            "follow-up added",
+            |doc, _| {
+                let fid = case::add_followup(doc, text, due)?;
+                *fact.borrow_mut() = Some(Fact::FollowupAdded {
+                    id: Fact::new_id(),
+                    case: id.to_string(),
+                    followup: fid.clone(),
+                    at,
+                    due: due.map(str::to_owned),
+                });
+                Ok(fid)
+            },
+            |tx| match fact.borrow().as_ref() {
+                Some(f) => facts::record_fact_in(tx, f),
+                None => Ok(()),
+            },
+        )?;
         Ok(fid)
     }
 
@@ -171,9 +261,31 @@ impl Store {
         } else {
             "follow-up reopened"
         };
-        let (_, w) = self.write(id, DocKind::Case, false, what, |doc, _| {
-            case::set_followup_done(doc, followup, done)
-        })?;
+        // The document changes only when the state does: then a fact.
+        let (fact_id, case_id, at) = (Fact::new_id(), id.to_string(), now_ms());
+        let fact = if done {
+            Fact::FollowupDone {
+                id: fact_id,
+                case: case_id,
+                followup: followup.to_owned(),
+                at,
+            }
+        } else {
+            Fact::FollowupReopened {
+                id: fact_id,
+                case: case_id,
+                followup: followup.to_owned(),
+                at,
+            }
+        };
+        let (_, w) = self.write_also(
+            id,
+            DocKind::Case,
+            false,
+            what,
+            |doc, _| case::set_followup_done(doc, followup, done),
+            |tx| facts::record_fact_in(tx, &fact),
+        )?;
         Ok(w)
     }
 

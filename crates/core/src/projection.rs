@@ -46,6 +46,7 @@ fn refresh_case(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Result<(
             now_ms(),
         ],
     )?;
+    crate::supervision::refresh_columns(conn, id, &c)?;
     Ok(())
 }
 

@@ -21,6 +21,8 @@ use crate::docvalue::{all_strings, boolean, int, object, put_str_if_changed, str
 use crate::error::{Error, Result};
 use crate::model::{format_ms, Channel, Group, Risk, Status};
 
+pub mod supervision;
+
 /// What a new case starts with.
 #[derive(Debug, Clone)]
 pub struct NewCase {
@@ -45,6 +47,30 @@ pub struct Case {
     pub followups: Vec<Followup>,
     pub created_at: String,
     pub created_by: String,
+    /// The creator's device id ("" for a standalone profile).
+    pub created_by_device: String,
+    /// Who carries the case now (the readers follow it).
+    pub assignee_device: String,
+    pub assignee_name: String,
+    /// Every assignment, oldest first; the newest `(at, id)` is in force.
+    pub assignments: Vec<supervision::Assignment>,
+    pub review_state: supervision::ReviewState,
+    pub review_by: String,
+    pub review_by_device: String,
+    pub review_at: Option<String>,
+    /// Supervisors' comments, oldest first.
+    pub comments: Vec<supervision::Comment>,
+    /// Escalations, oldest first.
+    pub escalations: Vec<supervision::Escalation>,
+    /// `""` (never escalated), `awaiting` or `acknowledged`.
+    pub escalation: String,
+    /// True while the newest escalation has no receipt: shown as "not yet
+    /// confirmed by a supervisor".
+    pub awaiting_receipt: bool,
+    /// Debriefs offered after contacts on a high or critical case.
+    pub debriefs: Vec<supervision::Debrief>,
+    /// Notes for the next shift on this case, oldest first.
+    pub handover_notes: Vec<supervision::HandoverNote>,
 }
 
 /// One logged contact.
@@ -58,6 +84,9 @@ pub struct Contact {
     pub minutes: Option<i64>,
     pub text: String,
     pub author: String,
+    /// The writer's device id ("" when written standalone or before
+    /// devices were recorded).
+    pub author_device: String,
 }
 
 /// A follow-up task.
@@ -311,6 +340,7 @@ pub fn read(doc: &AutoCommit, id: &str) -> Case {
                     minutes: int(doc, &c, "minutes"),
                     text: text(doc, &c, "text").unwrap_or_default(),
                     author: string(doc, &c, "author").unwrap_or_default(),
+                    author_device: string(doc, &c, "author_device").unwrap_or_default(),
                 });
             }
         }
@@ -335,6 +365,9 @@ pub fn read(doc: &AutoCommit, id: &str) -> Case {
         .map(|t| doc.keys(&t).collect())
         .unwrap_or_default();
     tags.sort();
+    let sup = supervision::read(doc);
+    let escalation = supervision::escalation_state(&sup.escalations).to_owned();
+    let review = sup.review.clone();
     Case {
         id: id.to_owned(),
         alias: string(doc, &ROOT, "alias").unwrap_or_default(),
@@ -351,6 +384,25 @@ pub fn read(doc: &AutoCommit, id: &str) -> Case {
         followups,
         created_at: format_ms(int(doc, &ROOT, "created_at").unwrap_or(0)),
         created_by: string(doc, &ROOT, "created_by").unwrap_or_default(),
+        created_by_device: sup.created_by_device,
+        assignee_device: sup.assignee_device,
+        assignee_name: sup.assignee_name,
+        assignments: sup.assignments,
+        review_state: review
+            .as_ref()
+            .map_or(supervision::ReviewState::Unreviewed, |r| r.state),
+        review_by: review.as_ref().map(|r| r.by.clone()).unwrap_or_default(),
+        review_by_device: review
+            .as_ref()
+            .map(|r| r.by_device.clone())
+            .unwrap_or_default(),
+        review_at: review.and_then(|r| r.at),
+        comments: sup.comments,
+        escalations: sup.escalations,
+        awaiting_receipt: escalation == "awaiting",
+        escalation,
+        debriefs: sup.debriefs,
+        handover_notes: sup.handover_notes,
     }
 }
 

@@ -356,7 +356,18 @@ CREATE TABLE facts_outbox (
 );
 "#,
     // 7: supervision projections (issue 9; owner: supervision.rs).
-    "-- slot 7",
+    r#"
+ALTER TABLE cases ADD COLUMN review_state TEXT NOT NULL DEFAULT 'unreviewed';
+ALTER TABLE cases ADD COLUMN assignee_device TEXT NOT NULL DEFAULT '';
+ALTER TABLE cases ADD COLUMN assignee_name TEXT NOT NULL DEFAULT '';
+-- '' (never escalated), 'awaiting' (newest escalation without a receipt)
+-- or 'acknowledged'.
+ALTER TABLE cases ADD COLUMN escalation TEXT NOT NULL DEFAULT '';
+ALTER TABLE cases ADD COLUMN escalated_at INTEGER;
+ALTER TABLE cases ADD COLUMN receipt_at INTEGER;
+CREATE INDEX cases_queue ON cases(review_state, created_at);
+CREATE INDEX cases_escalation ON cases(escalation, escalated_at);
+"#,
     // 8: the duty roster and shifts on a line (issue 9; owner: duty.rs).
     r#"
 -- The line a shift is on (its id, name and kind when it started: the line
