@@ -60,14 +60,7 @@ impl Emitted {
         if !sup::escalates(old, new) {
             return Ok(());
         }
-        let esc = sup::escalate(
-            doc,
-            &who.actor,
-            new,
-            who.source,
-            who.on_call.as_ref(),
-            now,
-        )?;
+        let esc = sup::escalate(doc, &who.actor, new, who.source, who.on_call.as_ref(), now)?;
         self.push(Fact::Escalated {
             id: Fact::new_id(),
             case: case_id.to_string(),
@@ -201,7 +194,13 @@ impl Store {
                 what: "instructions",
             });
         }
-        self.write_receipt(id, me, ReceiptMode::App, instructions, "escalation acknowledged")
+        self.write_receipt(
+            id,
+            me,
+            ReceiptMode::App,
+            instructions,
+            "escalation acknowledged",
+        )
     }
 
     /// The volunteer records that the on-call supervisor was reached by
@@ -303,7 +302,12 @@ impl Store {
     }
 
     /// Records a contact's debrief as held or declined (never a statistic).
-    pub fn set_debrief(&mut self, id: &DocId, contact: &str, state: DebriefState) -> Result<String> {
+    pub fn set_debrief(
+        &mut self,
+        id: &DocId,
+        contact: &str,
+        state: DebriefState,
+    ) -> Result<String> {
         if state == DebriefState::Offered {
             return Err(Error::InvalidValue {
                 field: "debrief state",

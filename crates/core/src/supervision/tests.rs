@@ -69,15 +69,20 @@ fn the_queue_lists_unreviewed_cases_high_and_critical_first_then_oldest() {
     case_at(&mut s, "medium-newest", Risk::Medium, 6_000);
     let followup = case_at(&mut s, "high-old-needs-follow-up", Risk::High, 2_000);
     s.review_case(&reviewed, ReviewState::Reviewed).unwrap();
-    s.review_case(&followup, ReviewState::NeedsFollowUp).unwrap();
+    s.review_case(&followup, ReviewState::NeedsFollowUp)
+        .unwrap();
     let q = s.review_queue().unwrap();
     assert_eq!(
         aliases(&q),
-        ["critical-mid", "high-new", "low-old", "none-mid", "medium-newest"]
+        [
+            "critical-mid",
+            "high-new",
+            "low-old",
+            "none-mid",
+            "medium-newest"
+        ]
     );
-    assert!(q
-        .iter()
-        .all(|c| c.review_state == ReviewState::Unreviewed));
+    assert!(q.iter().all(|c| c.review_state == ReviewState::Unreviewed));
     // The reviewed case shows who reviewed it.
     let c = s.case(&reviewed).unwrap();
     assert_eq!(c.review_state, ReviewState::Reviewed);
@@ -97,7 +102,10 @@ fn raising_risk_to_high_or_critical_escalates_and_lowering_or_staying_does_not()
         .unwrap();
     assert!(s.case(&id).unwrap().escalations.is_empty());
     set_risk(&mut s, &id, Risk::Medium);
-    assert!(s.case(&id).unwrap().escalations.is_empty(), "medium is no escalation");
+    assert!(
+        s.case(&id).unwrap().escalations.is_empty(),
+        "medium is no escalation"
+    );
     set_risk(&mut s, &id, Risk::High);
     let c = s.case(&id).unwrap();
     assert_eq!(c.escalations.len(), 1);
@@ -189,11 +197,9 @@ fn a_receipt_clears_awaiting_everywhere_the_case_appears() {
     assert_eq!(s.escalations().unwrap()[0].state, "acknowledged");
     let receipts: i64 = s
         .conn()
-        .query_row(
-            "SELECT count(*) FROM facts WHERE t = 'receipt'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM facts WHERE t = 'receipt'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(receipts, 1);
 }
@@ -223,7 +229,10 @@ fn the_escalations_view_puts_awaiting_first_oldest_first() {
     let mut awaiting = vec![(at(&s, &b), b.to_string()), (at(&s, &c), c.to_string())];
     awaiting.sort();
     let rows = s.escalations().unwrap();
-    let got: Vec<(String, String)> = rows.iter().map(|r| (r.case.clone(), r.state.clone())).collect();
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.case.clone(), r.state.clone()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -244,20 +253,31 @@ fn a_contact_on_a_high_risk_case_offers_a_debrief_and_is_credited_to_its_device(
             risk: Risk::Low,
         })
         .unwrap();
-    let low = s.add_contact(&id, Channel::Hotline, "普通来电", None).unwrap();
+    let low = s
+        .add_contact(&id, Channel::Hotline, "普通来电", None)
+        .unwrap();
     set_risk(&mut s, &id, Risk::High);
-    let high = s.add_contact(&id, Channel::Hotline, "危机来电", Some(40)).unwrap();
+    let high = s
+        .add_contact(&id, Channel::Hotline, "危机来电", Some(40))
+        .unwrap();
     let c = s.case(&id).unwrap();
     assert_eq!(c.debriefs.len(), 1);
     assert_eq!(c.debriefs[0].contact, high);
     assert_eq!(c.debriefs[0].state, DebriefState::Offered);
     s.set_debrief(&id, &high, DebriefState::Declined).unwrap();
-    assert_eq!(s.case(&id).unwrap().debriefs[0].state, DebriefState::Declined);
+    assert_eq!(
+        s.case(&id).unwrap().debriefs[0].state,
+        DebriefState::Declined
+    );
     assert!(s.set_debrief(&id, &low, DebriefState::Offered).is_err());
     // Debriefs are never statistics.
     let n: i64 = s
         .conn()
-        .query_row("SELECT count(*) FROM facts WHERE body LIKE '%debrief%'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM facts WHERE body LIKE '%debrief%'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 0);
 }

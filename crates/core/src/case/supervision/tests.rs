@@ -66,7 +66,14 @@ fn two_supervisors_commenting_at_once_both_comments_survive_in_time_order() {
     let mut b = fork(&mut a);
     comment(&mut a, &actor("bb02", "督导王"), None, "先稳住情绪", 5_000).unwrap();
     a.commit();
-    comment(&mut b, &actor("cc03", "督导李"), None, "记得联系学校", 4_000).unwrap();
+    comment(
+        &mut b,
+        &actor("cc03", "督导李"),
+        None,
+        "记得联系学校",
+        4_000,
+    )
+    .unwrap();
     b.commit();
     let (ab, ba) = merged_both_ways(&mut a, &mut b);
     for doc in [&ab, &ba] {
@@ -74,7 +81,13 @@ fn two_supervisors_commenting_at_once_both_comments_survive_in_time_order() {
         let got: Vec<(&str, &str, &str)> = c
             .comments
             .iter()
-            .map(|c| (c.author_name.as_str(), c.author_device.as_str(), c.text.as_str()))
+            .map(|c| {
+                (
+                    c.author_name.as_str(),
+                    c.author_device.as_str(),
+                    c.text.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -90,12 +103,22 @@ fn two_supervisors_commenting_at_once_both_comments_survive_in_time_order() {
 fn a_comment_on_a_contact_names_it_and_a_missing_contact_is_refused() {
     let mut doc = new_doc(1_000);
     let cid = case::add_contact(&mut doc, Channel::Hotline, "来电", None, "林老师", 2_000).unwrap();
-    comment(&mut doc, &actor("bb02", "督导王"), Some(&cid), "这次处理得好", 3_000).unwrap();
+    comment(
+        &mut doc,
+        &actor("bb02", "督导王"),
+        Some(&cid),
+        "这次处理得好",
+        3_000,
+    )
+    .unwrap();
     let c = case::read(&doc, "c1");
     assert_eq!(c.comments[0].contact.as_deref(), Some(cid.as_str()));
     assert!(matches!(
         comment(&mut doc, &actor("bb02", "督导王"), Some("nope"), "x", 4_000),
-        Err(Error::NotFound { what: "contact", .. })
+        Err(Error::NotFound {
+            what: "contact",
+            ..
+        })
     ));
     assert!(matches!(
         comment(&mut doc, &actor("bb02", "督导王"), None, "  ", 4_000),
@@ -195,9 +218,23 @@ fn concurrent_reassignments_keep_every_entry_and_agree_on_the_assignee() {
 fn concurrent_reassignments_at_the_same_millisecond_are_decided_by_id_the_same_everywhere() {
     let mut a = new_doc(1_000);
     let mut b = fork(&mut a);
-    let ida = assign(&mut a, &actor("bb02", "王"), &actor("dd04", "小张"), "x", 7_000).unwrap();
+    let ida = assign(
+        &mut a,
+        &actor("bb02", "王"),
+        &actor("dd04", "小张"),
+        "x",
+        7_000,
+    )
+    .unwrap();
     a.commit();
-    let idb = assign(&mut b, &actor("cc03", "李"), &actor("ee05", "小刘"), "y", 7_000).unwrap();
+    let idb = assign(
+        &mut b,
+        &actor("cc03", "李"),
+        &actor("ee05", "小刘"),
+        "y",
+        7_000,
+    )
+    .unwrap();
     b.commit();
     let (ab, ba) = merged_both_ways(&mut a, &mut b);
     let expected = if ida > idb { "dd04" } else { "ee05" };
@@ -240,7 +277,10 @@ fn a_receipt_ends_the_wait_and_gives_the_time_to_receipt() {
     )
     .unwrap();
     let c = case::read(&doc, "c1");
-    assert_eq!((c.escalation.as_str(), c.awaiting_receipt), ("awaiting", true));
+    assert_eq!(
+        (c.escalation.as_str(), c.awaiting_receipt),
+        ("awaiting", true)
+    );
     assert_eq!(c.escalations[0].on_call_name, "值班督导");
     assert_eq!(c.escalations[0].source, EscalationSource::Screening);
     let (answered, _) = receipt(
@@ -292,9 +332,18 @@ fn debriefs_show_the_newest_state_of_each_contact() {
 #[test]
 fn a_later_review_replaces_the_one_shown() {
     let mut doc = new_doc(1_000);
-    review(&mut doc, &actor("bb02", "王"), ReviewState::NeedsFollowUp, 2_000).unwrap();
+    review(
+        &mut doc,
+        &actor("bb02", "王"),
+        ReviewState::NeedsFollowUp,
+        2_000,
+    )
+    .unwrap();
     review(&mut doc, &actor("cc03", "李"), ReviewState::Reviewed, 3_000).unwrap();
     let c = case::read(&doc, "c1");
     assert_eq!(c.review_state, ReviewState::Reviewed);
-    assert_eq!((c.review_by.as_str(), c.review_by_device.as_str()), ("李", "cc03"));
+    assert_eq!(
+        (c.review_by.as_str(), c.review_by_device.as_str()),
+        ("李", "cc03")
+    );
 }
