@@ -259,6 +259,24 @@ impl Trust {
     pub(crate) fn team_id(&self) -> &heartbridge_proto::TeamId {
         &self.team
     }
+
+    /// The role of a member this device trusts (revoked members included).
+    pub(crate) fn role_of(&self, device: &DeviceId) -> Option<Role> {
+        self.known.get(device).map(|k| k.role)
+    }
+
+    /// Every member this device trusts and is not revoked: id, role and
+    /// X25519 public key (what case keys are sealed to).
+    pub(crate) fn members(&self) -> Vec<(DeviceId, Role, [u8; 32])> {
+        let mut out: Vec<_> = self
+            .known
+            .iter()
+            .filter(|(_, k)| k.revoked.is_none())
+            .map(|(d, k)| (*d, k.role, k.public.kx))
+            .collect();
+        out.sort_by_key(|(d, _, _)| *d);
+        out
+    }
 }
 
 /// What a response's roster and members changed here.

@@ -1042,35 +1042,12 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (mut doc, is_new) = load_or_new(&tx, id, kind, &self.profile.actor, create)?;
-        let heads = doc.get_heads();
-        let value = f(&mut doc, &self.profile)?;
-        let message = serde_json::json!({ "by": self.profile.name, "what": what }).to_string();
-        let now = now_ms();
-        let opts = automerge::transaction::CommitOptions::default()
-            .with_message(message)
-            .with_time(now / 1000);
-        let Some(hash) = doc.commit_with(opts) else {
-            return Ok((value, Written::Unchanged));
-        };
-        let change = doc.save_after(&heads);
-        if is_new {
-            tx.execute(
-                "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id.as_str(), kind.as_str(), doc.save(), now],
-            )?;
-        } else {
-            append_change(&tx, id, &change, now)?;
+        let (value, written) = write_in(&tx, &self.profile, id, kind, create, what, f)?;
+        if let Written::Changed(_) = written {
+            also(&tx)?;
         }
-        tx.execute(
-            "INSERT INTO outbox (doc_id, kind, bytes, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id.as_str(), kind.as_str(), change, now],
-        )?;
-        crate::projection::refresh(&tx, id, kind, &mut doc)?;
-        compact_if_needed(&tx, id, &mut doc)?;
-        also(&tx)?;
         tx.commit()?;
-        Ok((value, Written::Changed(hash)))
+        Ok((value, written))
     }
 
     /// Merges changes that arrived from elsewhere (a relay, a file) into a
@@ -1314,6 +1291,46 @@ impl From<rusqlite::Error> for MergeError {
     fn from(e: rusqlite::Error) -> Self {
         MergeError::Local(e.into())
     }
+}
+
+/// A local change to a document inside the caller's transaction: the
+/// change is stored, queued in the outbox, and the projections refreshed.
+pub(crate) fn write_in<T>(
+    tx: &Connection,
+    profile: &Profile,
+    id: &DocId,
+    kind: DocKind,
+    create: bool,
+    what: &str,
+    f: impl FnOnce(&mut AutoCommit, &Profile) -> Result<T>,
+) -> Result<(T, Written)> {
+    let (mut doc, is_new) = load_or_new(tx, id, kind, &profile.actor, create)?;
+    let heads = doc.get_heads();
+    let value = f(&mut doc, profile)?;
+    let message = serde_json::json!({ "by": profile.name, "what": what }).to_string();
+    let now = now_ms();
+    let opts = automerge::transaction::CommitOptions::default()
+        .with_message(message)
+        .with_time(now / 1000);
+    let Some(hash) = doc.commit_with(opts) else {
+        return Ok((value, Written::Unchanged));
+    };
+    let change = doc.save_after(&heads);
+    if is_new {
+        tx.execute(
+            "INSERT INTO documents (id, kind, snapshot, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id.as_str(), kind.as_str(), doc.save(), now],
+        )?;
+    } else {
+        append_change(tx, id, &change, now)?;
+    }
+    tx.execute(
+        "INSERT INTO outbox (doc_id, kind, bytes, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), kind.as_str(), change, now],
+    )?;
+    crate::projection::refresh(tx, id, kind, &mut doc)?;
+    compact_if_needed(tx, id, &mut doc)?;
+    Ok((value, Written::Changed(hash)))
 }
 
 /// Merges remote bytes into a document inside the caller's transaction.

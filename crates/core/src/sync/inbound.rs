@@ -12,10 +12,13 @@ use heartbridge_proto::{Opened, Part, Pulled};
 use rusqlite::{params, Connection};
 
 use super::untag;
+use crate::enroll::Team;
 use crate::error::Result;
 use crate::model::{now_ms, DocId, DocKind};
 use crate::store::{apply_remote_in, MergeError, Merged};
+use crate::access::Unsealed;
 use crate::team::{Trust, Verdict};
+use heartbridge_proto::Role;
 
 /// What became of one pulled envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub(super) enum Outcome {
     /// Its author or key epoch is not known here yet: kept whole in
     /// `held_envelopes` and retried when they arrive.
     Held,
+    /// Sealed under a case key (or oversight key) this device was not
+    /// given: kept in `locked_payloads`, opened if a grant brings the key.
+    Locked,
 }
 
 /// Opens and merges one pulled envelope inside the caller's transaction.
@@ -37,6 +43,7 @@ pub(super) enum Outcome {
 pub(super) fn receive(
     tx: &Connection,
     actor: &ActorId,
+    team: &Team,
     trust: &Trust,
     pulled: &Pulled,
 ) -> Result<Outcome> {
@@ -81,9 +88,99 @@ pub(super) fn receive(
             Gathered::Inconsistent => return refuse("inconsistent part"),
         },
     };
+    // The key layer: who may read which case.
+    let payload = match kind {
+        DocKind::Grants => {
+            return match crate::access::receive_grants(tx, trust, team, &env.author, &payload, seq)?
+            {
+                Err(reason) => refuse(reason),
+                Ok(scopes) => unlock(tx, actor, team, &scopes),
+            }
+        }
+        DocKind::Facts => return take_facts(tx, trust.team_id(), &id, &payload, seq),
+        DocKind::Case => match crate::access::unseal_case(tx, trust.team_id(), &id, payload, seq)? {
+            Unsealed::Open(plain) => plain,
+            Unsealed::Locked => return Ok(Outcome::Locked),
+            Unsealed::Refused(reason) => return refuse(reason),
+        },
+        DocKind::TeamSettings if trust.role_of(&env.author) != Some(Role::Lead) => {
+            return refuse("team settings not from the lead")
+        }
+        _ => payload,
+    };
+    merge(tx, actor, &id, kind, &payload, seq)
+}
+
+fn refuse_in(tx: &Connection, seq: i64, doc: &DocId, reason: &str) -> Result<Outcome> {
+    tx.execute(
+        "INSERT INTO refused (seq, doc_id, content_id, reason, at) VALUES (?1, ?2, '', ?3, ?4)",
+        params![seq, doc.as_str(), reason, now_ms()],
+    )?;
+    Ok(Outcome::Refused)
+}
+
+/// Opens facts with the oversight key held here (or keeps them locked)
+/// and takes them in.
+fn take_facts(
+    tx: &Connection,
+    team: &heartbridge_proto::TeamId,
+    id: &DocId,
+    payload: &[u8],
+    seq: i64,
+) -> Result<Outcome> {
+    let lists = match crate::access::open_facts(tx, team, id, payload, seq)? {
+        Err(reason) => return refuse_in(tx, seq, id, reason),
+        Ok(None) => return Ok(Outcome::Locked),
+        Ok(Some(lists)) => lists,
+    };
+    let mut facts = Vec::new();
+    for bytes in lists {
+        match crate::facts::decode(&bytes) {
+            Ok(list) => facts.extend(list),
+            Err(_) => return refuse_in(tx, seq, id, "damaged facts"),
+        }
+    }
+    Ok(if crate::facts::ingest_in(tx, &facts)? > 0 {
+        Outcome::Changed
+    } else {
+        Outcome::Unchanged
+    })
+}
+
+/// After a grant brought keys: opens and merges every payload that waited
+/// for them, in log order.
+fn unlock(tx: &Connection, actor: &ActorId, team: &Team, scopes: &[String]) -> Result<Outcome> {
+    let mut outcome = Outcome::Unchanged;
+    for scope in scopes {
+        for (seq, doc, kind, opened) in crate::access::take_unlocked(tx, &team.team_id, scope)? {
+            let o = match (kind, opened) {
+                (_, Err(reason)) => refuse_in(tx, seq, &doc, reason)?,
+                (DocKind::Facts, Ok(payload)) => {
+                    take_facts(tx, &team.team_id, &doc, &payload, seq)?
+                }
+                (_, Ok(plain)) => merge(tx, actor, &doc, kind, &plain, seq)?,
+            };
+            if o == Outcome::Changed {
+                outcome = Outcome::Changed;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Merges an opened payload into its document; a refused one rolls back
+/// alone and is recorded.
+fn merge(
+    tx: &Connection,
+    actor: &ActorId,
+    id: &DocId,
+    kind: DocKind,
+    payload: &[u8],
+    seq: i64,
+) -> Result<Outcome> {
     // A savepoint per envelope: a refused one rolls back alone.
     tx.execute_batch("SAVEPOINT envelope")?;
-    match apply_remote_in(tx, actor, &id, kind, &payload, seq) {
+    match apply_remote_in(tx, actor, id, kind, payload, seq) {
         Ok(merged) => {
             tx.execute_batch("RELEASE envelope")?;
             Ok(match merged {
@@ -94,7 +191,7 @@ pub(super) fn receive(
         }
         Err(MergeError::Refused(reason)) => {
             tx.execute_batch("ROLLBACK TO envelope; RELEASE envelope")?;
-            refuse(reason)
+            refuse_in(tx, seq, id, reason)
         }
         Err(MergeError::Local(e)) => {
             let _ = tx.execute_batch("ROLLBACK TO envelope; RELEASE envelope");
@@ -109,6 +206,7 @@ pub(super) fn receive(
 pub(super) fn retry_held(
     tx: &Connection,
     actor: &ActorId,
+    team: &Team,
     trust: &Trust,
 ) -> Result<Vec<(Outcome, [u8; 16])>> {
     let held: Vec<(i64, Vec<u8>)> = {
@@ -129,7 +227,7 @@ pub(super) fn retry_held(
             seq: seq as u64,
             envelope,
         };
-        out.push((receive(tx, actor, trust, &pulled)?, doc));
+        out.push((receive(tx, actor, team, trust, &pulled)?, doc));
     }
     Ok(out)
 }

@@ -149,6 +149,9 @@ pub struct SyncReport {
     /// here; envelopes held earlier that were applied in this sync count
     /// in `applied`.
     pub held: usize,
+    /// Pulled payloads of cases this device was not given (sealed under a
+    /// case key it does not hold): kept, opened if a grant arrives.
+    pub locked: usize,
     /// Network failures retried inside this sync.
     pub retried: usize,
     pub cursor: u64,
@@ -182,6 +185,8 @@ pub struct SyncStatus {
     pub waiting: usize,
     /// Pulled envelopes held until their author or key epoch is known here.
     pub held: usize,
+    /// Pulled payloads sealed under a case key this device was not given.
+    pub locked: usize,
     /// Sync stopped because the relay said this device was removed.
     pub stopped: bool,
     /// Request size learned for this device's link, in bytes.
@@ -210,7 +215,7 @@ fn untag(tag: DocKindTag) -> DocKind {
     }
 }
 
-fn doc_bytes(id: &DocId) -> [u8; 16] {
+pub(crate) fn doc_bytes(id: &DocId) -> [u8; 16] {
     let mut out = [0u8; 16];
     if let Ok(v) = hex::decode(id.as_str()) {
         out.copy_from_slice(&v);
@@ -309,6 +314,7 @@ impl SyncSession {
             return Ok(None);
         }
         let actor = store.actor().clone();
+        let profile = store.profile().clone();
         let tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -316,7 +322,16 @@ impl SyncSession {
             r.get(0)
         })?;
         let cursor = cursor.max(0) as u64;
-        outbound::freeze_outbox(&tx)?;
+        {
+            // Who reads which case: keys for new cases, grants to new
+            // readers, rotation away from readers who left; facts sealed
+            // to the oversight key. All of it goes out in this push.
+            crate::access::ensure_oversight(&tx, &self.team, &profile)?;
+            let trust = crate::team::Trust::load(&tx, &self.team)?;
+            crate::access::prepare(&tx, &self.team, &trust, &actor)?;
+            crate::access::queue_facts(&tx, &self.team, &actor)?;
+        }
+        outbound::freeze_outbox(&tx, &self.team)?;
         let budget = self.link.min(self.opts.max_push_bytes.max(1));
         // Superseding snapshots, for documents whose history is long.
         let candidates: Vec<String> = {
@@ -336,7 +351,7 @@ impl SyncSession {
                 continue;
             }
             self.snapshots_made.push(id.clone());
-            outbound::freeze_snapshot(&tx, &actor, &id, cursor)?;
+            outbound::freeze_snapshot(&tx, &self.team, &actor, &id, cursor)?;
         }
         let planned = outbound::plan_push(&tx, &self.team, budget)?;
         let roster = crate::team::roster_to_push(&tx)?;
@@ -501,7 +516,7 @@ impl SyncSession {
         }
         let trust = crate::team::Trust::load(&tx, &self.team)?;
         if news.changed {
-            for (outcome, doc) in inbound::retry_held(&tx, &actor, &trust)? {
+            for (outcome, doc) in inbound::retry_held(&tx, &actor, &self.team, &trust)? {
                 match outcome {
                     inbound::Outcome::Changed => {
                         self.report.applied += 1;
@@ -511,6 +526,7 @@ impl SyncSession {
                     inbound::Outcome::Waiting => self.report.waiting += 1,
                     inbound::Outcome::Refused => self.report.refused += 1,
                     inbound::Outcome::PartKept | inbound::Outcome::Held => {}
+                    inbound::Outcome::Locked => self.report.locked += 1,
                 }
             }
         }
@@ -534,7 +550,7 @@ impl SyncSession {
         }
         for pulled in &resp.pull {
             self.report.envelopes_pulled += 1;
-            let outcome = inbound::receive(&tx, &actor, &trust, pulled)?;
+            let outcome = inbound::receive(&tx, &actor, &self.team, &trust, pulled)?;
             if outcome != inbound::Outcome::PartKept {
                 self.report.pulled += 1;
             }
@@ -548,6 +564,7 @@ impl SyncSession {
                 inbound::Outcome::Waiting => self.report.waiting += 1,
                 inbound::Outcome::Refused => self.report.refused += 1,
                 inbound::Outcome::Held => self.report.held += 1,
+                inbound::Outcome::Locked => self.report.locked += 1,
             }
         }
         tx.execute(
@@ -688,6 +705,7 @@ impl Store {
                 .query_row("SELECT count(*) FROM held_envelopes", [], |r| {
                     r.get::<_, i64>(0)
                 })? as usize,
+            locked: crate::access::locked_count(self.conn())?,
             stopped: self.sync_stopped()?,
             link_bytes: self.link_bytes()?,
         })

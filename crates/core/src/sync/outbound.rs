@@ -43,7 +43,7 @@ struct Batch {
 
 /// Freezes the outbox rows not yet in a batch: one batch per document (up
 /// to [`BATCH_BYTES`], or one larger row alone), in outbox order.
-pub(super) fn freeze_outbox(conn: &Connection) -> Result<()> {
+pub(super) fn freeze_outbox(conn: &Connection, team: &Team) -> Result<()> {
     let rows: Vec<(i64, String, String, Vec<u8>)> = {
         let mut st = conn.prepare_cached(
             "SELECT seq, doc_id, kind, bytes FROM outbox WHERE batch IS NULL ORDER BY seq",
@@ -70,6 +70,15 @@ pub(super) fn freeze_outbox(conn: &Connection) -> Result<()> {
     done.extend(open);
     let now = now_ms();
     for (doc, kind, seqs, payload) in done {
+        // A case's batch is sealed under its case key now, once: a retry
+        // pushes these very bytes.
+        let payload = crate::access::seal_outgoing(
+            conn,
+            team,
+            &DocId::parse(&doc, "document")?,
+            kind.parse()?,
+            payload,
+        )?;
         let parts = part_count(payload.len());
         conn.execute(
             "INSERT INTO outbox_batches (doc_id, kind, snapshot_covers, payload, parts, created_at)
@@ -96,6 +105,7 @@ fn part_count(len: usize) -> u32 {
 /// no snapshot of it is already on its way. Returns whether one was made.
 pub(super) fn freeze_snapshot(
     conn: &Connection,
+    team: &Team,
     actor: &automerge::ActorId,
     doc: &DocId,
     covers: u64,
@@ -105,6 +115,7 @@ pub(super) fn freeze_snapshot(
              OR EXISTS (SELECT 1 FROM pending_changes WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM inbound_parts WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM held_envelopes WHERE doc_id = ?1)
+             OR EXISTS (SELECT 1 FROM locked_payloads WHERE doc_id = ?1)
              OR EXISTS (SELECT 1 FROM outbox_batches WHERE doc_id = ?1 AND snapshot_covers IS NOT NULL)",
         [doc.as_str()],
         |r| r.get(0),
@@ -115,7 +126,12 @@ pub(super) fn freeze_snapshot(
     let Some((kind, mut doc_am)) = load_doc_in(conn, doc, actor)? else {
         return Ok(false);
     };
-    let payload = doc_am.save();
+    // Only the lead's changes count in the team settings: a snapshot by
+    // anyone else would be refused everywhere.
+    if kind == DocKind::TeamSettings && team.role != Role::Lead {
+        return Ok(false);
+    }
+    let payload = crate::access::seal_outgoing(conn, team, doc, kind, doc_am.save())?;
     conn.execute(
         "INSERT INTO outbox_batches (doc_id, kind, snapshot_covers, payload, parts, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -132,10 +148,15 @@ pub(super) fn freeze_snapshot(
 }
 
 fn batches(conn: &Connection) -> Result<Vec<Batch>> {
-    // Changes before snapshots; oldest first.
+    // Changes before snapshots; key grants first (a reader needs the key
+    // before the case), then high and critical cases (an escalation goes
+    // first on every link), then oldest first. The relay sees only the
+    // order.
     let mut st = conn.prepare_cached(
-        "SELECT batch, doc_id, kind, snapshot_covers, parts FROM outbox_batches
-         ORDER BY snapshot_covers IS NOT NULL, batch",
+        "SELECT batch, doc_id, kind, snapshot_covers, parts FROM outbox_batches b
+         ORDER BY snapshot_covers IS NOT NULL, kind <> 'grants',
+             NOT EXISTS (SELECT 1 FROM cases c WHERE c.id = b.doc_id AND c.risk_rank >= 3),
+             batch",
     )?;
     let rows = st.query_map([], |r| {
         Ok((

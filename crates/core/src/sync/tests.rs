@@ -29,20 +29,16 @@ fn member(
     team: &Team,
     device: [u8; 16],
     public: heartbridge_proto::DevicePublic,
+    role: Role,
 ) -> heartbridge_proto::MemberKey {
     let seq = MEMBERS.with(|m| m.borrow().len() as u64 + 1);
     heartbridge_proto::MemberKey {
         seq,
         device,
-        role: Role::Volunteer,
+        role,
         public,
         epoch: 1,
-        proof: heartbridge_proto::identity::join_proof(
-            &team.key,
-            &team.team_id,
-            &public,
-            Role::Volunteer,
-        ),
+        proof: heartbridge_proto::identity::join_proof(&team.key, &team.team_id, &public, role),
         revoked: false,
     }
 }
@@ -58,9 +54,16 @@ fn members_since(team_key_check: &SyncRequest) -> Vec<heartbridge_proto::MemberK
 }
 
 fn enrolled(dir: &std::path::Path, name: &str, team: &Team) -> Store {
+    enrolled_as(dir, name, team, Role::Volunteer)
+}
+
+/// A supervisor reads every case of the team (once a device that holds a
+/// case's key has heard of it and granted it).
+fn enrolled_as(dir: &std::path::Path, name: &str, team: &Team, role: Role) -> Store {
     let mut store =
         Store::init(&dir.join(name), name, &crate::testing::protection()).expect("init");
     let mut mine = team.clone();
+    mine.role = role;
     let mut id = [0u8; 16];
     for (i, b) in name.bytes().take(16).enumerate() {
         id[i] = b;
@@ -70,10 +73,10 @@ fn enrolled(dir: &std::path::Path, name: &str, team: &Team) -> Store {
     let public = store.device_public().expect("keys").expect("keys made");
     MEMBERS.with(|m| {
         if m.borrow().is_empty() {
-            let g = member(team, GHOST, ghost().public());
+            let g = member(team, GHOST, ghost().public(), Role::Volunteer);
             m.borrow_mut().push(g);
         }
-        let k = member(team, id, public);
+        let k = member(team, id, public, role);
         m.borrow_mut().push(k);
     });
     store
@@ -247,10 +250,18 @@ fn a_relay_that_takes_no_push_does_not_make_the_device_loop() {
         )
         .expect("the sync ends");
     assert_eq!(calls, 1);
+    // The case's change and the grant of its key both stay.
     assert_eq!(
-        report.pending, 1,
+        report.pending, 2,
         "an unacknowledged change left the outbox"
     );
+    let kinds: Vec<String> = store
+        .outbox()
+        .expect("outbox")
+        .into_iter()
+        .map(|o| o.kind.as_str().to_owned())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "case"), "{kinds:?}");
 }
 
 #[test]
@@ -382,7 +393,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tmp");
         let team = a_team();
         let mut a = enrolled(dir.path(), "a", &team);
-        let mut b = enrolled(dir.path(), "b", &team);
+        let mut b = enrolled_as(dir.path(), "b", &team, Role::Supervisor);
         let id = a.new_case(&NewCase { alias: "阿明".into(), group: Group::Other, risk: Risk::None }).expect("case");
         let note = long_note(seed, chars);
         a.add_contact(&id, Channel::Hotline, &note, None).expect("contact");
@@ -390,6 +401,8 @@ proptest! {
         let opts = SyncOptions { page_bytes: page as u32, max_push_bytes: page, ..SyncOptions::default() };
         let r = a.sync(&mut Via(&mut log, page), &opts, &mut |_| {}).expect("push");
         prop_assert_eq!(r.pending, 0);
+        // a has heard of supervisor b now: its next sync grants b the key.
+        a.sync(&mut Via(&mut log, page), &opts, &mut |_| {}).expect("grant");
         // Shuffle and duplicate the log before b pulls it.
         let mut x = seed | 1;
         let n = log.entries.len();
@@ -512,7 +525,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tmp");
         let team = a_team();
         let mut a = enrolled(dir.path(), "a", &team);
-        let mut b = enrolled(dir.path(), "b", &team);
+        let mut b = enrolled_as(dir.path(), "b", &team, Role::Supervisor);
         let mut ids = Vec::new();
         for i in 0..cases {
             let id = a.new_case(&NewCase { alias: format!("个案{i}"), group: Group::Other, risk: Risk::Low }).expect("case");
@@ -521,6 +534,7 @@ proptest! {
         }
         let mut log = Log::default();
         a.sync(&mut Via(&mut log, 1 << 20), &SyncOptions::default(), &mut |_| {}).expect("push");
+        a.sync(&mut Via(&mut log, 1 << 20), &SyncOptions::default(), &mut |_| {}).expect("grant");
         let mut t = Cutting { log: &mut log, page: 12_000, keep, whole, calls: 0 };
         let opts = SyncOptions { page_bytes: 12_000, ..SyncOptions::default() };
         let mut done = false;

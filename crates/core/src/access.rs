@@ -1,0 +1,713 @@
+//! Need to know, enforced with keys: who may read which case.
+//!
+//! Every case has its own key (generations 1, 2, …). A case's payloads are
+//! sealed under its newest key inside the team envelope
+//! (`heartbridge_proto::case_seal`), so a member without that key opens
+//! the envelope and finds ciphertext: the payload waits in
+//! `locked_payloads` (the cursor moves past it) and opens the day a grant
+//! brings the key — after a handover, say.
+//!
+//! **Readers** of a case: its assignee (the creator until someone
+//! reassigns it; for a case without one, the device that made its first
+//! key), the supervisors (all of them, or those whose supervisor group
+//! holds the assignee when the team sets groups), and the lead when the
+//! team setting `lead_reads_cases` is on.
+//!
+//! **Grants** give a key, with every older generation, to devices, each
+//! copy sealed to the device's X25519 key; they ride in the team's grants
+//! document. At every sync a device that holds a case's key and may manage
+//! it compares the case's readers with the devices holding the newest key:
+//! a reader missing gets a grant; a holder who is no longer a reader (a
+//! handover, a supervisor group change, the lead setting turned off, a
+//! revoked member) makes a supervisor or the lead rotate: a new generation,
+//! granted to the readers only, seals what is written next. A volunteer
+//! grants only generation 1 of a case it made; a grant from anyone else is
+//! ignored. Concurrent rotations converge: devices seal under the highest
+//! `(generation, key id)` they hold, and the next sync of a manager
+//! repairs any reader set left wrong.
+//!
+//! The team's **oversight key** (an X25519 key pair the lead makes; its
+//! public key is in the team settings) lets every device seal statistics
+//! facts that only the lead and supervisors read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::{ActorId, ObjType, ReadDoc, ROOT};
+use heartbridge_proto::case_seal::{
+    self, case_key_id, facts_key_id, oversight_key_id, oversight_public, CaseKey, Grant,
+    OVERSIGHT_SCOPE,
+};
+use heartbridge_proto::identity::DeviceId;
+use heartbridge_proto::{Role, TeamId};
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::docvalue::{boolean, object, string};
+use crate::enroll::{device_secret, Team};
+use crate::error::{Error, Result};
+use crate::model::{now_ms, DocId, DocKind};
+use crate::team::Trust;
+
+/// The `case_keys`/`grants` scope of the oversight key.
+pub(crate) const OVERSIGHT: &str = "oversight";
+
+fn derived_id(label: &[u8], team: &TeamId) -> DocId {
+    let mut h = Sha256::new();
+    h.update(label);
+    h.update(team.0);
+    let out = h.finalize();
+    DocId::parse(&hex::encode(&out[..16]), "document").expect("32 hex digits")
+}
+
+/// The team's grants document (signed grant records, not Automerge).
+pub fn grants_doc_id(team: &TeamId) -> DocId {
+    derived_id(b"heartbridge grants v1", team)
+}
+
+/// The team's statistics facts document (facts sealed to the oversight key).
+pub fn facts_doc_id(team: &TeamId) -> DocId {
+    derived_id(b"heartbridge facts v1", team)
+}
+
+
+/// What the team settings say about reading.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReadRules {
+    pub lead_reads_cases: bool,
+    /// supervisor device → the volunteer devices it supervises.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+    pub oversight_pk: Option<[u8; 32]>,
+}
+
+pub(crate) fn read_rules(conn: &Connection, actor: &ActorId, team: &TeamId) -> Result<ReadRules> {
+    let Some((DocKind::TeamSettings, doc)) =
+        crate::store::load_doc_in(conn, &crate::duty::settings_doc_id(team), actor)?
+    else {
+        return Ok(ReadRules::default());
+    };
+    let mut groups = BTreeMap::new();
+    if let Some(g) = object(&doc, &ROOT, "supervisor_groups", ObjType::Map) {
+        for sup in doc.keys(&g).collect::<Vec<_>>() {
+            let members = object(&doc, &g, &sup, ObjType::Map)
+                .map(|m| doc.keys(&m).collect::<BTreeSet<_>>())
+                .unwrap_or_default();
+            groups.insert(sup, members);
+        }
+    }
+    let oversight_pk = string(&doc, &ROOT, "oversight_pk")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok());
+    Ok(ReadRules {
+        lead_reads_cases: boolean(&doc, &ROOT, "lead_reads_cases").unwrap_or(false),
+        groups,
+        oversight_pk,
+    })
+}
+
+fn bad_key() -> Error {
+    Error::Protocol {
+        detail: "a stored case key is unreadable".into(),
+    }
+}
+
+/// Every key this device holds for `scope`, oldest generation first.
+pub(crate) fn keys_of(conn: &Connection, scope: &str) -> Result<Vec<(u32, CaseKey)>> {
+    let mut st = conn
+        .prepare_cached("SELECT gen, key FROM case_keys WHERE scope = ?1 ORDER BY gen, key_id")?;
+    let rows = st.query_map([scope], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (g, k) = row?;
+        let k: [u8; 32] = k.try_into().map_err(|_| bad_key())?;
+        out.push((g as u32, CaseKey::from_bytes(k)));
+    }
+    Ok(out)
+}
+
+/// The key new payloads of `scope` are sealed under: the highest
+/// `(generation, key id)` held.
+pub(crate) fn current_key(conn: &Connection, scope: &str) -> Result<Option<(u32, CaseKey)>> {
+    Ok(keys_of(conn, scope)?
+        .into_iter()
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id().cmp(&b.1.id()))))
+}
+
+fn key_by_id(conn: &Connection, scope: &str, id: &[u8; 8]) -> Result<Option<CaseKey>> {
+    let k: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT key FROM case_keys WHERE scope = ?1 AND key_id = ?2",
+            params![scope, &id[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match k {
+        None => Ok(None),
+        Some(k) => Ok(Some(CaseKey::from_bytes(
+            k.try_into().map_err(|_| bad_key())?,
+        ))),
+    }
+}
+
+/// Stores a key; returns whether it is new here.
+fn store_key(
+    conn: &Connection,
+    scope: &str,
+    key_id: &[u8; 8],
+    gen: u32,
+    key: &CaseKey,
+    by: &str,
+) -> Result<bool> {
+    Ok(conn.execute(
+        "INSERT OR IGNORE INTO case_keys (scope, key_id, gen, key, granted_by, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![scope, &key_id[..], gen, &key.expose()[..], by, now_ms()],
+    )? > 0)
+}
+
+fn recipients(conn: &Connection, scope: &str, key_id: &[u8; 8]) -> Result<BTreeSet<String>> {
+    let mut st =
+        conn.prepare_cached("SELECT recipient FROM grants WHERE scope = ?1 AND key_id = ?2")?;
+    let rows = st.query_map(params![scope, &key_id[..]], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// The device that granted the case's first key (first seen wins).
+fn owner(conn: &Connection, scope: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT granter FROM grants WHERE scope = ?1 AND gen = 1 ORDER BY relay_seq, granter LIMIT 1",
+            [scope],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn record_grant(conn: &Connection, g: &Grant, scope: &str, granter: &str, seq: i64) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR IGNORE INTO grants (scope, key_id, gen, granter, recipient, relay_seq, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for t in &g.to {
+        st.execute(params![
+            scope,
+            &g.key_id[..],
+            g.gen,
+            granter,
+            hex::encode(t.device),
+            seq,
+            now_ms()
+        ])?;
+    }
+    Ok(())
+}
+
+fn scope_of(scope: &[u8; 16]) -> String {
+    if *scope == OVERSIGHT_SCOPE {
+        OVERSIGHT.to_owned()
+    } else {
+        hex::encode(scope)
+    }
+}
+
+fn scope_bytes(scope: &str) -> [u8; 16] {
+    if scope == OVERSIGHT {
+        return OVERSIGHT_SCOPE;
+    }
+    hex::decode(scope)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or(OVERSIGHT_SCOPE)
+}
+
+fn queue(conn: &Connection, doc: &DocId, kind: DocKind, bytes: &[u8]) -> Result<()> {
+    conn.execute(
+        "INSERT INTO outbox (doc_id, kind, bytes, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![doc.as_str(), kind.as_str(), bytes, now_ms()],
+    )?;
+    Ok(())
+}
+
+struct Me {
+    id: DeviceId,
+    hex: String,
+    role: Role,
+    kx: [u8; 32],
+}
+
+/// Grants `keys` (all generations of `scope`, the newest being `key_id`
+/// at `gen`) to `to`, records it and queues it for the next push.
+#[allow(clippy::too_many_arguments)]
+fn grant(
+    conn: &Connection,
+    team: &Team,
+    me: &Me,
+    scope: &str,
+    key_id: [u8; 8],
+    gen: u32,
+    keys: &[(u32, CaseKey)],
+    to: &[(DeviceId, [u8; 32])],
+) -> Result<()> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    let g = Grant::make(&team.team_id, scope_bytes(scope), key_id, gen, keys, to);
+    record_grant(conn, &g, scope, &me.hex, 0)?;
+    queue(
+        conn,
+        &grants_doc_id(&team.team_id),
+        DocKind::Grants,
+        &case_seal::frame(&g.to_bytes()),
+    )
+}
+
+/// The devices that should read a case.
+fn readers(
+    conn: &Connection,
+    case: &str,
+    assignee: &str,
+    rules: &ReadRules,
+    members: &[(DeviceId, Role, [u8; 32])],
+    me: &Me,
+) -> Result<BTreeSet<String>> {
+    let carrier = if assignee.is_empty() {
+        owner(conn, case)?.unwrap_or_else(|| me.hex.clone())
+    } else {
+        assignee.to_owned()
+    };
+    let mut out = BTreeSet::new();
+    for (d, role, _) in members {
+        let hex = hex::encode(d);
+        let reads = match role {
+            _ if hex == carrier => true,
+            Role::Supervisor => match rules.groups.get(&hex) {
+                Some(group) if !group.is_empty() => group.contains(&carrier),
+                _ => true,
+            },
+            Role::Lead => rules.lead_reads_cases,
+            Role::Volunteer => false,
+        };
+        if reads {
+            out.insert(hex);
+        }
+    }
+    // The carrier may not be known as a member here yet (it joined since):
+    // it still reads its case.
+    out.insert(carrier);
+    Ok(out)
+}
+
+/// Before a push: every case this device holds gets a key if it has none,
+/// and the keys' holders are brought in line with the readers. The lead
+/// also hands the oversight key to the supervisors. Inside the caller's
+/// transaction; what it grants goes out in the same push, first.
+pub(crate) fn prepare(
+    conn: &Connection,
+    team: &Team,
+    trust: &Trust,
+    actor: &ActorId,
+) -> Result<()> {
+    let (Some(id), Some(secret)) = (team.device_bytes(), device_secret(conn)?) else {
+        return Ok(());
+    };
+    let me = Me {
+        id,
+        hex: team.device_id.clone(),
+        role: team.role,
+        kx: secret.public().kx,
+    };
+    let manager = matches!(me.role, Role::Supervisor | Role::Lead);
+    let rules = read_rules(conn, actor, &team.team_id)?;
+    let members = trust.members();
+    let kx: BTreeMap<String, (DeviceId, [u8; 32])> = members
+        .iter()
+        .map(|(d, _, k)| (hex::encode(d), (*d, *k)))
+        .collect();
+    for (case, assignee) in held_cases(conn)? {
+        let desired = readers(conn, &case, &assignee, &rules, &members, &me)?;
+        let Some((gen, key)) = current_key(conn, &case)? else {
+            // A case without a key: made here, or written before per-case
+            // keys. Its first key goes to its readers.
+            let key = CaseKey::generate();
+            store_key(conn, &case, &key.id(), 1, &key, &me.hex)?;
+            let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
+            grant(conn, team, &me, &case, key.id(), 1, &[(1, key.clone())], &with_me(&me, to))?;
+            continue;
+        };
+        if !desired.contains(&me.hex) {
+            // Not a reader (any more): the supervisors take this device
+            // off the case's key; it manages nothing of it.
+            continue;
+        }
+        let holders = recipients(conn, &case, &key.id())?;
+        let gone: Vec<&String> = holders.difference(&desired).collect();
+        if manager && !gone.is_empty() {
+            // A reader left: what is written next is for the readers only.
+            let fresh = CaseKey::generate();
+            let next = gen + 1;
+            store_key(conn, &case, &fresh.id(), next, &fresh, &me.hex)?;
+            let mut keys = keys_of(conn, &case)?;
+            keys.retain(|(_, k)| k.id() != fresh.id());
+            keys.push((next, fresh.clone()));
+            let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
+            grant(conn, team, &me, &case, fresh.id(), next, &keys, &with_me(&me, to))?;
+            continue;
+        }
+        let may_extend = manager || (gen == 1 && owner(conn, &case)?.as_deref() == Some(&me.hex));
+        if !may_extend {
+            continue;
+        }
+        let missing: Vec<_> = desired
+            .iter()
+            .filter(|d| !holders.contains(*d) && **d != me.hex)
+            .filter_map(|d| kx.get(d).copied())
+            .collect();
+        if !missing.is_empty() {
+            let keys = keys_of(conn, &case)?;
+            grant(conn, team, &me, &case, key.id(), gen, &keys, &missing)?;
+        }
+    }
+    if me.role == Role::Lead {
+        if let Some((gen, secret)) = current_key(conn, OVERSIGHT)? {
+            let kid = oversight_key_id(&oversight_public(&secret));
+            let holders = recipients(conn, OVERSIGHT, &kid)?;
+            let missing: Vec<_> = members
+                .iter()
+                .filter(|(d, role, _)| {
+                    matches!(role, Role::Supervisor) && !holders.contains(&hex::encode(d))
+                })
+                .map(|(d, _, k)| (*d, *k))
+                .collect();
+            if !missing.is_empty() {
+                grant(conn, team, &me, OVERSIGHT, kid, gen, &[(gen, secret)], &missing)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn with_me(me: &Me, mut to: Vec<(DeviceId, [u8; 32])>) -> Vec<(DeviceId, [u8; 32])> {
+    // This device is a recipient of its own grants, so the record of who
+    // holds the key includes it (its copy is never opened).
+    if !to.iter().any(|(d, _)| *d == me.id) {
+        to.push((me.id, me.kx));
+    }
+    to
+}
+
+/// Cases this device holds, with their assignee (`""` if none).
+fn held_cases(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let has_assignee: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('cases') WHERE name = 'assignee_device')",
+        [],
+        |r| r.get(0),
+    )?;
+    let sql = if has_assignee {
+        "SELECT d.id, coalesce(c.assignee_device, '') FROM documents d LEFT JOIN cases c ON c.id = d.id
+         WHERE d.kind = 'case' ORDER BY d.id"
+    } else {
+        "SELECT id, '' FROM documents WHERE kind = 'case' ORDER BY id"
+    };
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Seals a batch's payload for the push: a case's under its newest key;
+/// anything else as it is.
+pub(crate) fn seal_outgoing(
+    conn: &Connection,
+    team: &Team,
+    doc: &DocId,
+    kind: DocKind,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if kind != DocKind::Case {
+        return Ok(payload);
+    }
+    // `prepare` gave every case held here a key, in this transaction.
+    let Some((_, key)) = current_key(conn, doc.as_str())? else {
+        return Err(Error::Protocol {
+            detail: format!("case {doc} has no key to seal it with"),
+        });
+    };
+    Ok(case_seal::seal_case(
+        &key,
+        &team.team_id,
+        &crate::sync::doc_bytes(doc),
+        &payload,
+    ))
+}
+
+/// What became of a pulled payload at the key layer.
+pub(crate) enum Unsealed {
+    /// Open it as usual.
+    Open(Vec<u8>),
+    /// Sealed under a key this device does not hold: kept.
+    Locked,
+    /// Sealed under a key held here, but it does not open: refuse it.
+    Refused(&'static str),
+}
+
+/// Opens a case payload under its case key, or keeps it locked.
+pub(crate) fn unseal_case(
+    conn: &Connection,
+    team: &TeamId,
+    doc: &DocId,
+    payload: Vec<u8>,
+    seq: i64,
+) -> Result<Unsealed> {
+    let Some(kid) = case_key_id(&payload) else {
+        // Written before per-case keys.
+        return Ok(Unsealed::Open(payload));
+    };
+    match key_by_id(conn, doc.as_str(), &kid)? {
+        Some(key) => {
+            match case_seal::open_case(&key, team, &crate::sync::doc_bytes(doc), &payload) {
+                Ok(plain) => Ok(Unsealed::Open(plain)),
+                Err(_) => Ok(Unsealed::Refused("case key does not open it")),
+            }
+        }
+        None => {
+            lock(conn, seq, doc, DocKind::Case, doc.as_str(), &kid, &payload)?;
+            Ok(Unsealed::Locked)
+        }
+    }
+}
+
+fn lock(
+    conn: &Connection,
+    seq: i64,
+    doc: &DocId,
+    kind: DocKind,
+    scope: &str,
+    kid: &[u8; 8],
+    payload: &[u8],
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO locked_payloads (seq, doc_id, kind, scope, key_id, payload, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (seq) DO UPDATE SET payload = ?6",
+        params![seq, doc.as_str(), kind.as_str(), scope, &kid[..], payload, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Takes in the grant records of a pulled grants payload from `author`:
+/// records who holds what, keeps the keys given to this device. Returns the
+/// scopes for which this device learned a key. A grant its author may not
+/// make is ignored.
+pub(crate) fn receive_grants(
+    conn: &Connection,
+    trust: &Trust,
+    team: &Team,
+    author: &DeviceId,
+    payload: &[u8],
+    seq: i64,
+) -> Result<std::result::Result<Vec<String>, &'static str>> {
+    let Some(records) = case_seal::unframe(payload) else {
+        return Ok(Err("damaged grant"));
+    };
+    let me = device_secret(conn)?;
+    let my_id = team.device_bytes();
+    let role = trust.role_of(author);
+    let granter = hex::encode(author);
+    let mut learned = Vec::new();
+    for rec in records {
+        let Some(g) = Grant::from_bytes(rec) else {
+            continue;
+        };
+        let scope = scope_of(&g.scope);
+        let allowed = if scope == OVERSIGHT {
+            role == Some(Role::Lead)
+        } else {
+            matches!(role, Some(Role::Supervisor | Role::Lead))
+                || (g.gen == 1
+                    && owner(conn, &scope)?
+                        .as_deref()
+                        .is_none_or(|o| o == granter))
+        };
+        if !allowed {
+            continue;
+        }
+        record_grant(conn, &g, &scope, &granter, seq)?;
+        let (Some(me), Some(my_id)) = (&me, &my_id) else {
+            continue;
+        };
+        let Some(keys) = g.open_for(&team.team_id, me, my_id) else {
+            continue;
+        };
+        let mut new = false;
+        for (gen, key) in keys {
+            let kid = if scope == OVERSIGHT {
+                oversight_key_id(&oversight_public(&key))
+            } else {
+                key.id()
+            };
+            new |= store_key(conn, &scope, &kid, gen, &key, &granter)?;
+        }
+        if new {
+            learned.push(scope);
+        }
+    }
+    Ok(Ok(learned))
+}
+
+/// The payloads kept locked for `scope` that a key held now opens, in log
+/// order, removed from `locked_payloads`: (relay seq, document, kind,
+/// opened bytes).
+pub(crate) fn take_unlocked(
+    conn: &Connection,
+    team: &TeamId,
+    scope: &str,
+) -> Result<Vec<(i64, DocId, DocKind, std::result::Result<Vec<u8>, &'static str>)>> {
+    let rows: Vec<(i64, String, String, Vec<u8>, Vec<u8>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT seq, doc_id, kind, key_id, payload FROM locked_payloads WHERE scope = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([scope], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for (seq, doc, kind, kid, payload) in rows {
+        let Ok(kid) = <[u8; 8]>::try_from(kid.as_slice()) else {
+            continue;
+        };
+        let Some(key) = key_by_id(conn, scope, &kid)? else {
+            continue;
+        };
+        conn.execute("DELETE FROM locked_payloads WHERE seq = ?1", [seq])?;
+        let doc = DocId::parse(&doc, "document")?;
+        let kind: DocKind = kind.parse()?;
+        let opened = if kind == DocKind::Facts {
+            Ok(payload)
+        } else {
+            case_seal::open_case(&key, team, &crate::sync::doc_bytes(&doc), &payload)
+                .map_err(|_| "case key does not open it")
+        };
+        out.push((seq, doc, kind, opened));
+    }
+    Ok(out)
+}
+
+/// Opens every framed facts record of a pulled facts payload that the
+/// oversight key held here opens; keeps the payload locked if some record
+/// is sealed to an oversight key not held here. Returns the facts' bytes.
+pub(crate) fn open_facts(
+    conn: &Connection,
+    team: &TeamId,
+    doc: &DocId,
+    payload: &[u8],
+    seq: i64,
+) -> Result<std::result::Result<Option<Vec<Vec<u8>>>, &'static str>> {
+    let Some(records) = case_seal::unframe(payload) else {
+        return Ok(Err("damaged facts"));
+    };
+    let held = keys_of(conn, OVERSIGHT)?;
+    let mut out = Vec::new();
+    for rec in records {
+        let Some(kid) = facts_key_id(rec) else {
+            return Ok(Err("damaged facts"));
+        };
+        let Some((_, secret)) = held
+            .iter()
+            .find(|(_, s)| oversight_key_id(&oversight_public(s)) == kid)
+        else {
+            lock(conn, seq, doc, DocKind::Facts, OVERSIGHT, &kid, payload)?;
+            return Ok(Ok(None));
+        };
+        match case_seal::open_facts(secret, team, rec) {
+            Ok(plain) => out.push(plain),
+            Err(_) => return Ok(Err("oversight key does not open it")),
+        }
+    }
+    Ok(Ok(Some(out)))
+}
+
+/// On the lead's device: makes the team's oversight key pair if the team
+/// has none. Returns the public key to write into the team settings, when
+/// it was just made.
+pub(crate) fn make_oversight_key(conn: &Connection, team: &Team) -> Result<Option<[u8; 32]>> {
+    if team.role != Role::Lead || current_key(conn, OVERSIGHT)?.is_some() {
+        return Ok(None);
+    }
+    let secret = CaseKey::generate();
+    let pk = oversight_public(&secret);
+    store_key(
+        conn,
+        OVERSIGHT,
+        &oversight_key_id(&pk),
+        1,
+        &secret,
+        &team.device_id,
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO grants (scope, key_id, gen, granter, recipient, relay_seq, at)
+         VALUES (?1, ?2, 1, ?3, ?3, 0, ?4)",
+        params![OVERSIGHT, &oversight_key_id(&pk)[..], team.device_id, now_ms()],
+    )?;
+    Ok(Some(pk))
+}
+
+/// How many pulled payloads wait for a key this device was not given.
+pub(crate) fn locked_count(conn: &Connection) -> Result<usize> {
+    Ok(conn.query_row("SELECT count(*) FROM locked_payloads", [], |r| {
+        r.get::<_, i64>(0)
+    })? as usize)
+}
+
+/// Seals the facts not sent yet to the team's oversight key and queues
+/// them for the push (they wait while the team has no oversight key).
+pub(crate) fn queue_facts(conn: &Connection, team: &Team, actor: &ActorId) -> Result<()> {
+    let Some(pk) = read_rules(conn, actor, &team.team_id)?.oversight_pk else {
+        return Ok(());
+    };
+    let unsent = crate::facts::take_unsent_in(conn)?;
+    if unsent.is_empty() {
+        return Ok(());
+    }
+    let facts: Vec<crate::facts::Fact> = unsent.iter().map(|(_, f)| f.clone()).collect();
+    let sealed = case_seal::seal_facts(&pk, &team.team_id, &crate::facts::encode(&facts))
+        .ok_or_else(|| Error::Protocol {
+            detail: "the team's oversight key in the team settings is unreadable".into(),
+        })?;
+    queue(
+        conn,
+        &facts_doc_id(&team.team_id),
+        DocKind::Facts,
+        &case_seal::frame(&sealed),
+    )?;
+    let seqs: Vec<i64> = unsent.iter().map(|(s, _)| *s).collect();
+    crate::facts::mark_sent_in(conn, &seqs)
+}
+
+/// On the lead's device, once: makes the oversight key and writes its
+/// public key into the team settings, in the caller's transaction.
+pub(crate) fn ensure_oversight(
+    conn: &Connection,
+    team: &Team,
+    profile: &crate::store::Profile,
+) -> Result<()> {
+    let Some(pk) = make_oversight_key(conn, team)? else {
+        return Ok(());
+    };
+    let hexpk = hex::encode(pk);
+    crate::store::write_in(
+        conn,
+        profile,
+        &crate::duty::settings_doc_id(&team.team_id),
+        DocKind::TeamSettings,
+        true,
+        "oversight key",
+        |doc, _| {
+            use automerge::transaction::Transactable;
+            doc.put(ROOT, "oversight_pk", hexpk.as_str())
+                .map_err(|e| Error::Document {
+                    id: "team settings".into(),
+                    source: Box::new(e),
+                })
+        },
+    )?;
+    Ok(())
+}
