@@ -35,11 +35,16 @@ mod projection;
 pub mod search;
 pub mod stats;
 mod store;
+pub mod supervision;
 mod sync;
 mod team;
 mod vault;
 
 pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
+pub use case::supervision::{
+    Assignment, Comment, Debrief, DebriefState, Escalation, EscalationSource,
+    HandoverNote as CaseHandoverNote, Receipt, ReceiptMode, ReviewState,
+};
 pub use enroll::{JoinKeys, PendingEnrollment, Team};
 pub use duty::{
     DutySlot, HandoverNote, Line, LineKind, NewDuty, NewLine, OnCall, TeamSettings,

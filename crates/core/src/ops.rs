@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 use serde::Serialize;
 
+use crate::case::supervision::EscalationSource;
 use crate::case::{self, Case, HistoryEntry, NewCase};
 use crate::error::{Error, Result};
 use crate::facts::{self, Fact};
 use crate::handbook::{self, Handbook, Section};
-use crate::model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
+use crate::model::{now_ms, Channel, DocId, DocKind, Group, Risk, Status};
 use crate::search::{self, Hit};
 use crate::store::{Store, Written};
 
@@ -25,6 +26,15 @@ pub struct CaseSummary {
     pub contacts: i64,
     pub open_followups: i64,
     pub updated_at: String,
+    /// `unreviewed`, `reviewed` or `needs-follow-up`.
+    pub review_state: crate::case::supervision::ReviewState,
+    pub assignee_device: String,
+    pub assignee_name: String,
+    /// `""` (never escalated), `awaiting` or `acknowledged`.
+    pub escalation: String,
+    /// Shown as "not yet confirmed by a supervisor".
+    pub awaiting_receipt: bool,
+    pub created_at: String,
 }
 
 /// Filters for [`Store::list_cases`].
@@ -99,13 +109,23 @@ impl Store {
             risk: new.risk,
             channel: None,
         };
+        // Supervision: creator, assignee, review; an escalation if it opens
+        // at high or critical.
+        let who = self.who(EscalationSource::Hand, Some(new.risk))?;
+        let emitted = crate::supervision::Emitted::default();
         self.write_also(
             &id,
             DocKind::Case,
             true,
             &what,
-            |doc, p| case::create(doc, new, &p.name, at),
-            |tx| facts::record_fact_in(tx, &opened),
+            |doc, p| {
+                case::create(doc, new, &p.name, at)?;
+                crate::supervision::after_create(doc, &id, &who, new.risk, at, &emitted)
+            },
+            |tx| {
+                facts::record_fact_in(tx, &opened)?;
+                emitted.record(tx)
+            },
         )?;
         Ok(id)
     }
@@ -126,6 +146,7 @@ impl Store {
     ) -> Result<String> {
         let what = format!("contact logged ({channel})");
         let at = now_ms();
+        let me = self.me()?;
         let fact = std::cell::RefCell::new(None);
         // The shift's contact count and the statistics fact (with the
         // case's group and risk at this time) move in the contact's own
@@ -137,6 +158,7 @@ impl Store {
             &what,
             |doc, p| {
                 let cid = case::add_contact(doc, channel, text, minutes, &p.name, at)?;
+                crate::supervision::after_contact(doc, &cid, &me, at)?;
                 let (group, risk) = facts::case_group_risk(doc);
                 *fact.borrow_mut() = Some(Fact::Contact {
                     id: Fact::new_id(),
@@ -173,8 +195,23 @@ impl Store {
 
     /// Changes a case's fields.
     pub fn update_case(&mut self, id: &DocId, u: &CaseUpdate) -> Result<Written> {
+        self.update_case_from(id, u, EscalationSource::Hand)
+    }
+
+    /// [`Store::update_case`], saying where a risk change comes from (the
+    /// app's screening confirm passes `Screening`). Raising risk to high or
+    /// critical (or high to critical) makes an escalation naming the
+    /// supervisor on call now.
+    pub fn update_case_from(
+        &mut self,
+        id: &DocId,
+        u: &CaseUpdate,
+        source: EscalationSource,
+    ) -> Result<Written> {
         let what = describe(u);
         let at = now_ms();
+        let who = self.who(source, u.risk)?;
+        let emitted = crate::supervision::Emitted::default();
         // Statistics facts for a changed risk or group, in this transaction.
         let changed = std::cell::RefCell::new(Vec::new());
         let (_, w) = self.write_also(
@@ -188,7 +225,9 @@ impl Store {
                     case::set_alias(doc, a)?;
                 }
                 if let Some(r) = u.risk {
+                    let old = case::risk(doc).0;
                     case::set_risk(doc, r)?;
+                    emitted.escalate_if_raised(doc, id, &who, old, case::risk(doc).0, at)?;
                 }
                 if let Some(s) = u.status {
                     case::set_status(doc, s)?;
@@ -220,7 +259,7 @@ impl Store {
                 for f in changed.borrow().iter() {
                     facts::record_fact_in(tx, f)?;
                 }
-                Ok(())
+                emitted.record(tx)
             },
         )?;
         Ok(w)
@@ -306,42 +345,19 @@ impl Store {
     /// Cases, highest risk first, then most recently changed.
     pub fn list_cases(&self, f: &CaseFilter) -> Result<Vec<CaseSummary>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT id, alias, grp, risk, status, contacts, open_followups, updated_at FROM cases
+            "SELECT id, alias, grp, risk, status, contacts, open_followups, updated_at,
+                    review_state, assignee_device, assignee_name, escalation, created_at FROM cases
              WHERE (?1 IS NULL OR risk = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR grp = ?3)
              ORDER BY risk_rank DESC, updated_at DESC",
         )?;
-        let rows = stmt.query_map(
-            params![
-                f.risk.map(Risk::as_str),
-                f.status.map(Status::as_str),
-                f.group.map(Group::as_str)
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            },
-        )?;
+        let mut rows = stmt.query(params![
+            f.risk.map(Risk::as_str),
+            f.status.map(Status::as_str),
+            f.group.map(Group::as_str)
+        ])?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, alias, group, risk, status, contacts, open_followups, updated) = row?;
-            out.push(CaseSummary {
-                id,
-                alias,
-                group: group.parse()?,
-                risk: risk.parse()?,
-                status: status.parse()?,
-                contacts,
-                open_followups,
-                updated_at: format_ms(updated),
-            });
+        while let Some(r) = rows.next()? {
+            out.push(crate::supervision::summary_row(r)?);
         }
         Ok(out)
     }
