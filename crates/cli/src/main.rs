@@ -4,6 +4,7 @@
 //! `--json`. Output goes to stdout; errors go to stderr with a message that
 //! says what to do and a non-zero exit code.
 
+mod duty_cli;
 mod output;
 
 use std::io::{IsTerminal, Read};
@@ -81,6 +82,12 @@ enum Command {
     },
     /// Sync state: last sync, changes waiting, last error.
     Status,
+    /// The duty roster (四线值守): the team's lines and who is on duty when.
+    #[command(subcommand)]
+    Duty(duty_cli::DutyCmd),
+    /// Your shift: start it on a line, end it with a handover note.
+    #[command(subcommand)]
+    Shift(duty_cli::ShiftCmd),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +120,8 @@ enum TeamCmd {
         /// The device id, as `heartbridge team members` shows it.
         device: String,
     },
+    /// The team settings: show them, or change them (lead only).
+    Settings(duty_cli::SettingsArgs),
 }
 
 #[derive(Subcommand)]
@@ -303,6 +312,11 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 format!("Device {device} is removed: the relay refuses it, and the team's new key (epoch {epoch}) goes to every other device at its next sync. The removed device erases its data if it syncs again.")
             });
         }
+        Command::Team(TeamCmd::Settings(args)) => {
+            duty_cli::settings(args, &mut open(&profile)?, out)?
+        }
+        Command::Duty(cmd) => duty_cli::duty(cmd, &mut open(&profile)?, out)?,
+        Command::Shift(cmd) => duty_cli::shift(cmd, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Members) => {
             let store = open(&profile)?;
             let members = heartbridge_client::members(&store)?;
