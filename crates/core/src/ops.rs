@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::facts::{self, Fact};
 use crate::handbook::{self, Handbook, Section};
 use crate::model::{now_ms, Channel, DocId, DocKind, Group, Risk, Status};
-use crate::search::{self, Hit};
+use crate::search::{self, Hit, Page};
 use crate::store::{Store, Written};
 
 /// A case in a list: no contact text.
@@ -471,54 +471,105 @@ impl Store {
             })
     }
 
-    /// Searches handbook sections; best first.
+    /// Searches handbook sections; best first. The first `limit` hits of
+    /// [`Store::search_page`].
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        Ok(self.search_page(query, 0, limit)?.hits)
+    }
+
+    /// Searches handbook sections: how many match in all, and `limit` hits
+    /// from `offset`, best first. Only sections with text of their own are
+    /// hits; the headings above a section count as its context.
+    pub fn search_page(&self, query: &str, offset: usize, limit: usize) -> Result<Page> {
         let terms = search::terms(query);
         let Some(fts) = search::fts_query(&terms) else {
-            return Ok(Vec::new());
+            return Ok(Page {
+                total: 0,
+                hits: Vec::new(),
+            });
         };
+        // Rank inside the index alone, then read the few rows of the page:
+        // joining first would carry every match's text through the sort.
         let mut stmt = self.conn().prepare_cached(
-            "SELECT s.handbook_id, h.title, s.idx, s.title, s.body, bm25(sections_fts, 4.0, 1.0) AS rank
-             FROM sections_fts
-             JOIN sections s ON s.rowid = sections_fts.rowid
+            "WITH m AS MATERIALIZED (
+                 SELECT rowid, bm25(sections_fts, ?4, 1.0) AS rank
+                 FROM sections_fts WHERE sections_fts MATCH ?1)
+             SELECT f.rowid, f.rank, f.total, s.handbook_id, h.title, s.idx, s.level, s.title, s.body
+             FROM (SELECT rowid, rank, count(*) OVER () AS total FROM m
+                   ORDER BY rank LIMIT ?2 OFFSET ?3) f
+             JOIN sections s ON s.rowid = f.rowid
              JOIN handbooks h ON h.id = s.handbook_id
-             WHERE sections_fts MATCH ?1
-             ORDER BY rank LIMIT ?2",
+             ORDER BY f.rank",
         )?;
-        let rows = stmt.query_map(params![fts, limit as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, f64>(5)?,
-            ))
-        })?;
+        let rows = stmt.query_map(
+            params![fts, limit as i64, offset as i64, search::TITLE_WEIGHT],
+            |r| {
+                Ok((
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, u8>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            },
+        )?;
+        let mut total = None;
         let mut out = Vec::new();
         for row in rows {
-            let (hid, htitle, idx, stitle, body, rank) = row?;
+            let (rank, n, hid, htitle, idx, level, stitle, body) = row?;
+            total = Some(n as usize);
+            let context = self.section_context(&hid, idx, level)?;
+            let text = search::plain_text(&body);
             out.push(Hit {
                 handbook_id: hid,
                 handbook_title: htitle,
                 section: idx as usize,
-                snippet: section_snippet(&stitle, &body, &terms),
+                title_html: search::mark(&stitle, &terms),
+                context_html: context.iter().map(|c| search::mark(c, &terms)).collect(),
+                snippet: search::snippet(&text, &terms, 90),
                 section_title: stitle,
                 score: -rank,
             });
         }
+        let total = match total {
+            Some(n) => n,
+            None if offset == 0 => 0,
+            None => self.conn().query_row(
+                "SELECT count(*) FROM sections_fts WHERE sections_fts MATCH ?1",
+                [&fts],
+                |r| r.get::<_, i64>(0),
+            )? as usize,
+        };
+        Ok(Page { total, hits: out })
+    }
+
+    /// The headings section `idx` of a handbook sits under, outermost first.
+    fn section_context(&self, handbook: &str, idx: i64, level: u8) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        if level <= 1 {
+            return Ok(out);
+        }
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT level, title FROM sections WHERE handbook_id = ?1 AND idx < ?2 AND level > 0 ORDER BY idx DESC",
+        )?;
+        let mut rows = stmt.query(params![handbook, idx])?;
+        let mut level = level;
+        while let Some(r) = rows.next()? {
+            let l: u8 = r.get(0)?;
+            if l < level {
+                out.push(r.get::<_, String>(1)?);
+                level = l;
+                if level <= 1 {
+                    break;
+                }
+            }
+        }
+        out.reverse();
         Ok(out)
     }
-}
-
-/// The snippet comes from the body where the match is; a section that
-/// matched by its title alone shows the title marked, then its first words.
-fn section_snippet(title: &str, body: &str, terms: &[search::Term]) -> String {
-    let marked = search::snippet(body, terms, 80);
-    if marked.contains("<mark>") || body.is_empty() && title.is_empty() {
-        return marked;
-    }
-    search::snippet(&format!("{title} · {body}"), terms, 80)
 }
 
 fn collect_markdown(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

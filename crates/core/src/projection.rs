@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 use crate::error::Result;
 use crate::model::{now_ms, DocId, DocKind};
-use crate::search::index_text;
+use crate::search;
 use crate::{case, handbook};
 
 pub(crate) fn refresh(
@@ -79,6 +79,7 @@ fn refresh_handbook(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Resu
     )?;
     let mut fts =
         conn.prepare_cached("INSERT INTO sections_fts (rowid, title, body) VALUES (?1, ?2, ?3)")?;
+    let mut rowids = Vec::with_capacity(h.sections.len());
     for s in &h.sections {
         ins.execute(params![
             id.as_str(),
@@ -87,8 +88,11 @@ fn refresh_handbook(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Resu
             s.title,
             s.body
         ])?;
-        let rowid = conn.last_insert_rowid();
-        fts.execute(params![rowid, index_text(&s.title), index_text(&s.body)])?;
+        rowids.push(conn.last_insert_rowid());
+    }
+    // Only sections with text are indexed; headings above are their context.
+    for row in search::index_rows(&h.sections) {
+        fts.execute(params![rowids[row.section], row.title, row.body])?;
     }
     Ok(())
 }

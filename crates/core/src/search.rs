@@ -7,12 +7,28 @@
 //! becomes an FTS5 phrase of single characters, which matches exactly those
 //! characters adjacent, in order. Latin words stay whole words, folded to
 //! lower case by `unicode61`, and match as prefixes. Several terms must all
-//! match. Ranking is FTS5's BM25 with section titles weighted above bodies.
+//! match. Full-width forms (`ＰＦＡ`, `１２０`) are folded to their ASCII
+//! forms in the index, in queries and in snippets alike.
 //!
-//! The FTS table is contentless: it stores only the index; snippets are cut
-//! from the section text in `sections` and marked with `<mark>` here.
+//! What is indexed is a passage a volunteer can read: the rendered text of a
+//! section (no Markdown marks), under its own heading, with the headings it
+//! sits under as context. A section that is only a heading has no row of its
+//! own: its words reach the subsections under it as context, so the hit is
+//! the subsection with text. See [`index_rows`].
+//!
+//! Ranking is FTS5's BM25 with a section's own heading weighted above its
+//! text (see [`TITLE_WEIGHT`]). The FTS table is contentless: it stores only
+//! the index; snippets are cut here from the section's rendered text,
+//! HTML-escaped, every match in `<mark>`, at word boundaries in English and
+//! at punctuation (or a character boundary) in Chinese.
 
 use serde::Serialize;
+
+use crate::handbook::Section;
+
+/// BM25 weight of a section's own heading (FTS column `title`) against its
+/// text and context (column `body`, weight 1).
+pub const TITLE_WEIGHT: f64 = 6.0;
 
 /// Whether `c` is written without spaces between words (Han, kana, Hangul,
 /// CJK compatibility), so that each character is indexed on its own.
@@ -27,10 +43,32 @@ pub fn is_cjk(c: char) -> bool {
     )
 }
 
-/// The text handed to the FTS index: CJK characters spaced apart.
+/// Full-width ASCII forms (U+FF01–U+FF5E) and the ideographic space as
+/// their ASCII forms; everything else unchanged.
+pub fn half_width(c: char) -> char {
+    match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    }
+}
+
+/// The form two characters are compared in: half-width, lower case.
+fn fold(c: char) -> char {
+    let c = half_width(c);
+    if c.is_ascii() {
+        c.to_ascii_lowercase()
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
+/// The text handed to the FTS index: full-width forms folded, CJK
+/// characters spaced apart.
 pub fn index_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 2);
     for c in s.chars() {
+        let c = half_width(c);
         if is_cjk(c) {
             out.push(' ');
             out.push(c);
@@ -38,6 +76,106 @@ pub fn index_text(s: &str) -> String {
         } else {
             out.push(c);
         }
+    }
+    out
+}
+
+/// The text a reader sees in a section's Markdown: no marks, no raw HTML,
+/// blocks and line breaks as single spaces.
+pub fn plain_text(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, TagEnd};
+    let mut opts = Options::empty();
+    opts.insert(Options::ENABLE_TABLES);
+    opts.insert(Options::ENABLE_STRIKETHROUGH);
+    let mut out = String::with_capacity(markdown.len());
+    let space = |out: &mut String| {
+        if !out.is_empty() && !out.ends_with(' ') {
+            out.push(' ');
+        }
+    };
+    for ev in Parser::new_ext(markdown, opts) {
+        match ev {
+            Event::Text(t) | Event::Code(t) => {
+                for c in t.chars() {
+                    if c.is_whitespace() {
+                        space(&mut out);
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+            Event::SoftBreak | Event::HardBreak | Event::Rule => space(&mut out),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::TableCell
+                | TagEnd::TableRow
+                | TagEnd::TableHead
+                | TagEnd::CodeBlock
+                | TagEnd::BlockQuote(_),
+            ) => space(&mut out),
+            _ => {}
+        }
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    out
+}
+
+/// What goes into the FTS index for one section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    /// The section's index in its handbook.
+    pub section: usize,
+    /// The section's own heading (FTS column `title`), as [`index_text`].
+    pub title: String,
+    /// The section's rendered text, then the headings it sits under (FTS
+    /// column `body`), as [`index_text`].
+    pub body: String,
+}
+
+/// The headings a section sits under, outermost first (the handbook's own
+/// title, level 0, is not one of them).
+pub fn context(sections: &[Section], i: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let Some(s) = sections.get(i) else {
+        return out;
+    };
+    let mut level = s.level;
+    for p in sections[..i].iter().rev() {
+        if level <= 1 {
+            break;
+        }
+        if p.level > 0 && p.level < level {
+            out.push(p.title.as_str());
+            level = p.level;
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// The rows to index for a handbook's sections: one per section that has
+/// text of its own. A heading-only section gets none; its heading is
+/// context in the rows of the sections under it.
+pub fn index_rows(sections: &[Section]) -> Vec<IndexRow> {
+    let mut out = Vec::new();
+    for (i, s) in sections.iter().enumerate() {
+        let text = plain_text(&s.body);
+        if text.is_empty() {
+            continue;
+        }
+        let mut body = index_text(&text);
+        for c in context(sections, i) {
+            body.push_str(" \n ");
+            body.push_str(&index_text(c));
+        }
+        out.push(IndexRow {
+            section: s.index,
+            title: index_text(&s.title),
+            body,
+        });
     }
     out
 }
@@ -53,7 +191,8 @@ pub enum Term {
 }
 
 /// Splits a query into terms. Whitespace and punctuation separate terms; a
-/// change between CJK and Latin script does too.
+/// change between CJK and Latin script does too. Full-width letters and
+/// digits are read as their ASCII forms.
 pub fn terms(query: &str) -> Vec<Term> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -68,7 +207,7 @@ pub fn terms(query: &str) -> Vec<Term> {
             });
         }
     };
-    for c in query.chars() {
+    for c in query.chars().map(half_width) {
         if is_cjk(c) {
             if !cur_cjk {
                 flush(&mut cur, false, &mut out);
@@ -86,7 +225,15 @@ pub fn terms(query: &str) -> Vec<Term> {
         }
     }
     flush(&mut cur, cur_cjk, &mut out);
-    out.dedup();
+    let mut seen = Vec::new();
+    out.retain(|t| {
+        if seen.contains(t) {
+            false
+        } else {
+            seen.push(t.clone());
+            true
+        }
+    });
     out
 }
 
@@ -110,21 +257,36 @@ pub fn fts_query(terms: &[Term]) -> Option<String> {
     Some(parts.join(" AND "))
 }
 
-/// A search hit.
+/// A search hit: a section with text of its own.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Hit {
     pub handbook_id: String,
     pub handbook_title: String,
     pub section: usize,
     pub section_title: String,
-    /// Text around the first match, HTML-escaped, matches in `<mark>`.
+    /// The section's heading, HTML-escaped, matches in `<mark>`.
+    pub title_html: String,
+    /// The headings the section sits under, outermost first, HTML-escaped,
+    /// matches in `<mark>`.
+    pub context_html: Vec<String>,
+    /// Plain text from the section, cut around the best match at word or
+    /// punctuation boundaries, HTML-escaped, matches in `<mark>`.
     pub snippet: String,
     /// Higher is better.
     pub score: f64,
 }
 
-fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
+/// One page of results.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Page {
+    /// How many sections match in all.
+    pub total: usize,
+    /// The hits from `offset`, best first.
+    pub hits: Vec<Hit>,
+}
+
+fn escape_into(out: &mut String, chars: &[char]) {
+    for &c in chars {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -136,37 +298,34 @@ fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-fn fold(c: char) -> char {
-    c.to_lowercase().next().unwrap_or(c)
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() && !is_cjk(c)
 }
 
-/// Char positions `[start, end)` where the terms occur in `chars`.
-fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize)> {
+/// Char positions `[start, end)` where the terms occur in `chars`, with the
+/// index of the term.
+fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize, usize)> {
+    let folded: Vec<char> = chars.iter().map(|&c| fold(c)).collect();
     let mut found = Vec::new();
-    for t in terms {
+    for (ti, t) in terms.iter().enumerate() {
         let (needle, word): (Vec<char>, bool) = match t {
-            Term::Cjk(s) => (s.chars().collect(), false),
-            Term::Word(w) => (w.chars().collect(), true),
+            Term::Cjk(s) => (s.chars().map(fold).collect(), false),
+            Term::Word(w) => (w.chars().map(fold).collect(), true),
         };
-        if needle.is_empty() || needle.len() > chars.len() {
+        if needle.is_empty() || needle.len() > folded.len() {
             continue;
         }
         let mut i = 0;
-        while i + needle.len() <= chars.len() {
-            let at_word_start = !word || i == 0 || !chars[i - 1].is_alphanumeric();
-            if at_word_start
-                && chars[i..i + needle.len()]
-                    .iter()
-                    .zip(&needle)
-                    .all(|(a, b)| fold(*a) == *b)
-            {
+        while i + needle.len() <= folded.len() {
+            let at_word_start = !word || i == 0 || !is_word_char(folded[i - 1]);
+            if at_word_start && folded[i..i + needle.len()] == needle[..] {
                 let mut end = i + needle.len();
                 if word {
-                    while end < chars.len() && chars[end].is_alphanumeric() && !is_cjk(chars[end]) {
+                    while end < folded.len() && is_word_char(folded[end]) {
                         end += 1;
                     }
                 }
-                found.push((i, end));
+                found.push((i, end, ti));
                 i = end;
             } else {
                 i += 1;
@@ -175,7 +334,7 @@ fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize)> {
     }
     found.sort_unstable();
     // Drop overlaps, keeping the earlier match.
-    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut out: Vec<(usize, usize, usize)> = Vec::new();
     for m in found {
         if out.last().is_none_or(|l| m.0 >= l.1) {
             out.push(m);
@@ -184,34 +343,153 @@ fn matches(chars: &[char], terms: &[Term]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Cuts a snippet of about `width` characters around the first match in
-/// `text` and marks every match in it.
+/// `text` HTML-escaped with every match of the terms in `<mark>`.
+pub fn mark(text: &str, terms: &[Term]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    marked(&chars, &matches(&chars, terms), 0, chars.len())
+}
+
+fn marked(chars: &[char], ms: &[(usize, usize, usize)], start: usize, end: usize) -> String {
+    let mut out = String::new();
+    let mut pos = start;
+    for &(s, e, _) in ms.iter().filter(|m| m.0 >= start && m.1 <= end) {
+        escape_into(&mut out, &chars[pos..s]);
+        out.push_str("<mark>");
+        escape_into(&mut out, &chars[s..e]);
+        out.push_str("</mark>");
+        pos = e;
+    }
+    escape_into(&mut out, &chars[pos..end]);
+    out
+}
+
+/// Punctuation after which a Chinese or English snippet may start or end.
+fn is_break(c: char) -> bool {
+    matches!(
+        c,
+        '。' | '，'
+            | '、'
+            | '；'
+            | '：'
+            | '！'
+            | '？'
+            | '）'
+            | '」'
+            | '”'
+            | '.'
+            | ','
+            | ';'
+            | ':'
+            | '!'
+            | '?'
+            | ')'
+    )
+}
+
+/// How far (in characters) a cut may move to reach punctuation.
+const SLACK: usize = 12;
+
+/// A start position at or a little after `at` (never past `limit`) where no
+/// word is cut: after punctuation or a space, or before a CJK character.
+fn start_boundary(chars: &[char], at: usize, limit: usize) -> usize {
+    if at == 0 {
+        return 0;
+    }
+    // Punctuation or a space shortly before `at`: start right after it.
+    for i in (at.saturating_sub(SLACK)..at).rev() {
+        if is_break(chars[i]) || chars[i] == ' ' {
+            return i + 1;
+        }
+    }
+    // Otherwise the first place at or after `at` that starts a word.
+    let mut i = at;
+    while i < limit && is_word_char(chars[i]) && i > 0 && is_word_char(chars[i - 1]) {
+        i += 1;
+    }
+    i
+}
+
+/// An end position at or a little before `at` (never before `floor`) where
+/// no word is cut: after punctuation, before a space, or after a CJK
+/// character.
+fn end_boundary(chars: &[char], at: usize, floor: usize) -> usize {
+    if at >= chars.len() {
+        return chars.len();
+    }
+    for i in (at.saturating_sub(SLACK).max(floor)..at).rev() {
+        if is_break(chars[i]) {
+            return i + 1;
+        }
+    }
+    let mut i = at;
+    while i > floor && is_word_char(chars[i]) && is_word_char(chars[i - 1]) {
+        i -= 1;
+    }
+    if i == floor {
+        // One long word: end after it instead.
+        i = at;
+        while i < chars.len() && is_word_char(chars[i]) {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// Cuts a snippet of about `width` characters of `text` (plain text, see
+/// [`plain_text`]) around the place where most of the terms occur close
+/// together, and marks every match in it. Without a match the snippet is the
+/// text's beginning.
 pub fn snippet(text: &str, terms: &[Term], width: usize) -> String {
-    let chars: Vec<char> = text
-        .chars()
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
+    let mut chars: Vec<char> = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_whitespace() { ' ' } else { c };
+        if c == ' ' && chars.last().is_none_or(|&l| l == ' ') {
+            continue;
+        }
+        chars.push(c);
+    }
+    while chars.last() == Some(&' ') {
+        chars.pop();
+    }
     let ms = matches(&chars, terms);
-    let first = ms.first().map_or(0, |m| m.0);
-    // Start a little before the first match, but show a full window when
-    // the text allows it.
-    let start = first
-        .saturating_sub(width / 4)
-        .min(chars.len().saturating_sub(width));
-    let end = (start + width).min(chars.len());
+    // The match that has the most distinct terms within the next
+    // three-quarters of a window (the earliest of equals).
+    let reach = width * 3 / 4;
+    let mut anchor = None;
+    let mut best = 0;
+    for (k, m) in ms.iter().enumerate().take(400) {
+        let mut seen = 0u64;
+        for n in &ms[k..] {
+            if n.0 > m.0 + reach {
+                break;
+            }
+            seen |= 1 << (n.2 % 64);
+        }
+        let distinct = seen.count_ones();
+        if distinct > best {
+            best = distinct;
+            anchor = Some(*m);
+        }
+    }
+    let (start, end) = match anchor {
+        None => (0, end_boundary(&chars, width.min(chars.len()), 0)),
+        Some((s, e, _)) => {
+            let lead = width / 4;
+            // Show a full window when the text allows it.
+            let want = s
+                .saturating_sub(lead)
+                .min(chars.len().saturating_sub(width));
+            let start = start_boundary(&chars, want, s);
+            let end = end_boundary(&chars, (start + width).max(e).min(chars.len()), e);
+            (start, end)
+        }
+    };
     let mut out = String::new();
     if start > 0 {
         out.push('…');
     }
-    let mut pos = start;
-    for &(s, e) in ms.iter().filter(|m| m.0 >= start && m.1 <= end) {
-        escape_into(&mut out, &chars[pos..s].iter().collect::<String>());
-        out.push_str("<mark>");
-        escape_into(&mut out, &chars[s..e].iter().collect::<String>());
-        out.push_str("</mark>");
-        pos = e;
-    }
-    escape_into(&mut out, &chars[pos..end].iter().collect::<String>());
+    let body = marked(&chars, &ms, start, end);
+    out.push_str(body.trim());
     if end < chars.len() {
         out.push('…');
     }
@@ -225,6 +503,7 @@ mod tests {
     #[test]
     fn cjk_is_spaced_and_latin_is_kept() {
         assert_eq!(index_text("心理PFA急救"), " 心  理 PFA 急  救 ");
+        assert_eq!(index_text("ＰＦＡ　１２０"), "PFA 120");
     }
 
     #[test]
@@ -243,6 +522,8 @@ mod tests {
             "\"心 理\" AND \"plan\"*"
         );
         assert_eq!(fts_query(&terms(" \"*) ")), None);
+        assert_eq!(terms("ＰＦＡ，心理"), terms("pfa 心理"));
+        assert_eq!(terms("心理 pfa 心理"), terms("心理 pfa"));
     }
 
     #[test]
@@ -262,5 +543,42 @@ mod tests {
             s.starts_with('…') && s.ends_with('…') && s.contains("<mark>危机</mark>"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn plain_text_has_no_markdown_marks() {
+        let t = plain_text(
+            "**谈论自杀不会**增加风险。\n\n- 一\n- `二`\n\n> 引用\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n[链接](https://x.example) <b>粗</b>",
+        );
+        assert_eq!(t, "谈论自杀不会增加风险。 一 二 引用 a b 1 2 链接 粗");
+    }
+
+    fn sec(index: usize, level: u8, title: &str, body: &str) -> Section {
+        Section {
+            index,
+            level,
+            title: title.into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn heading_only_sections_are_context_not_rows() {
+        let s = vec![
+            sec(0, 0, "手册", "前言。"),
+            sec(1, 2, "第一章 倾听", ""),
+            sec(2, 3, "1.1 复述", "复述来电者的话。"),
+            sec(3, 4, "1.1.1 例子", "例子。"),
+            sec(4, 3, "1.2 沉默", "**沉默**也是回应。"),
+            sec(5, 2, "第二章", "正文。"),
+        ];
+        assert_eq!(context(&s, 3), ["第一章 倾听", "1.1 复述"]);
+        assert_eq!(context(&s, 4), ["第一章 倾听"]);
+        assert!(context(&s, 5).is_empty() && context(&s, 0).is_empty());
+        let rows = index_rows(&s);
+        let idx: Vec<usize> = rows.iter().map(|r| r.section).collect();
+        assert_eq!(idx, [0, 2, 3, 4, 5]);
+        assert!(rows[3].body.contains(" 倾  听 ") && !rows[3].body.contains('*'));
+        assert_eq!(rows[3].title, index_text("1.2 沉默"));
     }
 }
