@@ -6,6 +6,7 @@
 
 mod duty_cli;
 mod output;
+mod supervision_cli;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ enum Command {
     },
     /// Sync state: last sync, changes waiting, last error.
     Status,
+    #[command(flatten)]
+    Supervision(supervision_cli::TopCmd),
     /// The duty roster (四线值守): the team's lines and who is on duty when.
     #[command(subcommand)]
     Duty(duty_cli::DutyCmd),
@@ -228,6 +231,8 @@ enum CaseCmd {
     },
     /// Who changed what, when.
     History { case_id: String },
+    #[command(flatten)]
+    Supervision(supervision_cli::CaseCmd),
 }
 
 fn default_profile() -> PathBuf {
@@ -278,6 +283,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         }
         Command::Handbook(cmd) => handbook(cmd, &mut open(&profile)?, out)?,
         Command::Case(cmd) => case(cmd, &mut open(&profile)?, out)?,
+        Command::Supervision(cmd) => supervision_cli::top(cmd, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Claim { relay, token, name }) => {
             let mut store = open_or_init(&profile, name.as_deref())?;
             let team = heartbridge_client::claim(&mut store, &relay, &token)?;
@@ -561,6 +567,7 @@ fn case(cmd: CaseCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
             let h = store.case_history(&find(store, &case_id)?)?;
             out.print(&h, || output::history(&h));
         }
+        CaseCmd::Supervision(cmd) => supervision_cli::case(cmd, store, out)?,
     }
     Ok(())
 }
