@@ -208,10 +208,8 @@ fn week_axis(p0: Date, p1: Date, off: UtcOffset, (lo, hi): (i64, i64)) -> TimeAx
         let (y, w, _) = start.to_iso_week_date();
         axis.labels.push(format!("{y:04}-W{w:02}"));
         let next = start + Duration::days(7);
-        axis.bounds.push((
-            day_start(start, off).max(lo),
-            day_start(next, off).min(hi),
-        ));
+        axis.bounds
+            .push((day_start(start, off).max(lo), day_start(next, off).min(hi)));
         start = next;
     }
     axis
@@ -224,18 +222,19 @@ fn month_axis(p0: Date, p1: Date, off: UtcOffset, (lo, hi): (i64, i64)) -> TimeA
         bounds: Vec::new(),
     };
     while start <= p1 {
-        axis.labels
-            .push(format!("{:04}-{:02}", start.year(), u8::from(start.month())));
+        axis.labels.push(format!(
+            "{:04}-{:02}",
+            start.year(),
+            u8::from(start.month())
+        ));
         let next = if start.month() == Month::December {
             Date::from_calendar_date(start.year() + 1, Month::January, 1)
         } else {
             Date::from_calendar_date(start.year(), start.month().next(), 1)
         }
         .unwrap_or(p1 + Duration::days(1));
-        axis.bounds.push((
-            day_start(start, off).max(lo),
-            day_start(next, off).min(hi),
-        ));
+        axis.bounds
+            .push((day_start(start, off).max(lo), day_start(next, off).min(hi)));
         start = next;
     }
     axis
@@ -339,8 +338,20 @@ struct Layout {
 impl Layout {
     fn labels(&self, d: Dim) -> Vec<String> {
         let mut v: Vec<String> = match d {
-            Dim::Week => return self.weeks.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
-            Dim::Month => return self.months.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
+            Dim::Week => {
+                return self
+                    .weeks
+                    .as_ref()
+                    .map(|a| a.labels.clone())
+                    .unwrap_or_default()
+            }
+            Dim::Month => {
+                return self
+                    .months
+                    .as_ref()
+                    .map(|a| a.labels.clone())
+                    .unwrap_or_default()
+            }
             Dim::Channel => Channel::ALL.iter().map(|c| c.as_str().to_owned()).collect(),
             Dim::Group => Group::ALL.iter().map(|c| c.as_str().to_owned()).collect(),
             Dim::Risk => Risk::ALL.iter().map(|c| c.as_str().to_owned()).collect(),
@@ -396,13 +407,14 @@ fn check_role(store: &Store) -> Result<()> {
 
 /// The whole computation, on the facts given (time-ordered).
 fn compute<'a>(all: &'a [Fact], q: &StatsQuery, today: Date) -> Result<(Stats, Layout, Cube)> {
-    let off = UtcOffset::from_whole_seconds(q.utc_offset_minutes.saturating_mul(60)).map_err(
-        |_| Error::InvalidValue {
-            field: "UTC offset",
-            value: q.utc_offset_minutes.to_string(),
-            allowed: "minutes from -1439 to 1439",
-        },
-    )?;
+    let off =
+        UtcOffset::from_whole_seconds(q.utc_offset_minutes.saturating_mul(60)).map_err(|_| {
+            Error::InvalidValue {
+                field: "UTC offset",
+                value: q.utc_offset_minutes.to_string(),
+                allowed: "minutes from -1439 to 1439",
+            }
+        })?;
     let p0 = match &q.from {
         Some(s) => parse_date(s, "from")?,
         None => all
@@ -493,7 +505,9 @@ fn compute<'a>(all: &'a [Fact], q: &StatsQuery, today: Date) -> Result<(Stats, L
                 let c = ix(case, &mut cases) as usize;
                 cases[c].risks.push((*at, *level));
             }
-            Fact::GroupSet { case, at, group, .. } => {
+            Fact::GroupSet {
+                case, at, group, ..
+            } => {
                 let c = ix(case, &mut cases) as usize;
                 cases[c].groups.push((*at, *group));
             }
@@ -957,10 +971,8 @@ fn render_csv(stats: &Stats, layout: &Layout, cube: &Cube, k: i64, now: i64) -> 
     let hidden: Vec<HashSet<Vec<u16>>> = count_cols
         .iter()
         .map(|f| {
-            let v: HashMap<Vec<u16>, i64> = measures
-                .iter()
-                .map(|(c, m)| ((*c).clone(), f(m)))
-                .collect();
+            let v: HashMap<Vec<u16>, i64> =
+                measures.iter().map(|(c, m)| ((*c).clone(), f(m))).collect();
             suppress(&sizes, &v, k)
         })
         .collect();

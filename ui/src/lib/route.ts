@@ -21,6 +21,8 @@ export type Route =
   | { name: 'case'; id: string }
   | { name: 'shift' }
   | { name: 'settings' }
+  // U1 (issue 9): the supervisor's queue
+  | { name: 'queue' }
   | { name: 'not-found'; path: string };
 
 export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings';
@@ -68,6 +70,7 @@ export function parseRoute(hash: string): Route {
   }
   if (a === 'shift' && parts.length === 1) return { name: 'shift' };
   if (a === 'settings' && parts.length === 1) return { name: 'settings' };
+  if (a === 'queue' && parts.length === 1) return { name: 'queue' };
   return { name: 'not-found', path: pathPart };
 }
 
@@ -98,6 +101,8 @@ export function href(route: Route): string {
       return '#/shift';
     case 'settings':
       return '#/settings';
+    case 'queue':
+      return '#/queue';
     case 'not-found':
       return `#${route.path}`;
   }
@@ -114,6 +119,7 @@ export function tabOf(route: Route): Tab | null {
     case 'cases':
     case 'case-new':
     case 'case':
+    case 'queue':
       return 'cases';
     case 'shift':
       return 'shift';
@@ -136,4 +142,5 @@ export const to = {
   case: (id: string) => href({ name: 'case', id }),
   shift: () => href({ name: 'shift' }),
   settings: () => href({ name: 'settings' }),
+  queue: () => href({ name: 'queue' }),
 };

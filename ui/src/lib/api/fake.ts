@@ -16,6 +16,7 @@
 
 import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
+import { createSupervisionFake, supervisionDefaults, supervisionSummary } from './fake-supervision';
 import type {
   ContactDraft,
   FollowupDraft,
@@ -64,6 +65,8 @@ export interface FakeOptions {
   maxFailed?: number;
 }
 
+  /** With `ready`: this device's role in the team (default 'lead'); URL `?role=volunteer`. */
+  role?: Role;
 export interface FakeApi extends HeartbridgeApi {
   setOffline(offline: boolean): void;
 }
@@ -80,6 +83,7 @@ export function optionsFromUrl(search: string): FakeOptions {
     maxFailed: p.has('maxFailed') && Number(p.get('maxFailed')) > 0 ? Number(p.get('maxFailed')) : undefined,
   };
 }
+    role: (['volunteer', 'supervisor', 'lead'] as const).find((r) => r === p.get('role')),
 
 // ---- messages the "back end" writes ---------------------------------------
 
@@ -251,6 +255,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       followups: followups.map(([text, dueDays, done]) => ({
         id: randomHex(8),
         text,
+      ...supervisionDefaults(by, ''),
         due: dueDays === null ? null : localDate(new Date(now().getTime() + dueDays * DAY)),
         done,
       })),
@@ -336,7 +341,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       initialized: true,
       name: '陈静',
       deviceId: randomHex(16),
-      team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: 'lead', isLead: true, epoch },
+      team: { teamId: randomHex(16), relayUrl: 'https://relay.heartbridge.example', role: opts.role ?? 'lead', isLead: (opts.role ?? 'lead') === 'lead', epoch },
     };
     members = teamMembersFor(profile);
     sync = { ...sync, lastSyncedAt: iso(20 * HOUR), connection: { state: 'connected', since: null, at: iso(20 * HOUR), kind: null } };
@@ -345,6 +350,18 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
 
   function teamMembersFor(p: ProfileStatus): Member[] {
     const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false, thisDevice: true };
+  // Supervision (issue 9): review, comments, escalations, assignment, debriefs.
+  const sup = createSupervisionFake({
+    cases,
+    getCase,
+    touch,
+    profile: () => profile,
+    members: () => members,
+    language: () => language,
+    iso,
+    randomHex,
+  });
+  sup.seedSamples();
     if (p.team?.role === 'lead' && !opts.ready) return [self];
     const team: Member[] = [
       { deviceId: randomHex(16), name: '周敏', role: 'lead', lastSyncAt: iso(2 * HOUR), revoked: false },
@@ -380,6 +397,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     };
   }
   function requireName(name: string) {
+      ...supervisionSummary(c),
     if (!name.trim()) throw error('invalid', 'nameEmpty');
   }
 
@@ -703,7 +721,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         touch(s, `case opened (group ${group}, risk ${risk})`);
         return { id };
       }),
-    caseUpdate: ({ id, alias, risk, status, group }) =>
+    caseUpdate: ({ id, alias, risk, status, group, source }) =>
       guarded(() => {
         const s = getCase(id);
         const parts: string[] = [];
@@ -711,6 +729,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
           if (!alias.trim()) throw error('invalid', 'aliasEmpty');
           if (alias.trim() !== s.c.alias) parts.push('alias changed');
           s.c.alias = alias.trim();
+          ...supervisionDefaults(me(), profile.deviceId ?? ''),
         }
         if (risk !== undefined && (risk !== s.c.risk || s.c.riskConflict)) {
           parts.push(`risk → ${risk}`);
@@ -720,6 +739,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         if (status !== undefined && status !== s.c.status) {
           parts.push(`status → ${status}`);
           s.c.status = status;
+        const riskBefore = s.c.risk;
         }
         if (group !== undefined && group !== s.c.group) {
           parts.push(`group → ${group}`);
@@ -734,11 +754,14 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         if (!text.trim()) throw error('invalid', 'textEmpty');
         if (minutes !== undefined && (!Number.isInteger(minutes) || minutes < 0 || minutes > 600))
           throw error('invalid', 'minutesInvalid');
-        s.c.contacts.unshift({ id: randomHex(8), at: iso(), channel, minutes: minutes ?? null, text: text.trim(), author: me() });
+        const contactId = randomHex(8);
+        s.c.contacts.unshift({ id: contactId, at: iso(), channel, minutes: minutes ?? null, text: text.trim(), author: me() });
+        sup.contactAdded(s, contactId);
         if (shift) shift = { ...shift, contacts: shift.contacts + 1 };
         touch(s, `contact logged (${channel})`);
         return s.c;
       }),
+        if (risk !== undefined) sup.riskChanged(s, riskBefore, s.c.risk, source ?? 'hand');
     caseAddFollowup: ({ id, text, due }) =>
       guarded(() => {
         const s = getCase(id);
@@ -815,6 +838,19 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
             }
             return (f as (...a: unknown[]) => unknown)(...args);
           };
+
+    // supervision (issue 9, U1): fake-supervision.ts
+    caseReview: (a) => guarded(() => sup.methods.caseReview(a)),
+    caseComment: (a) => guarded(() => sup.methods.caseComment(a)),
+    caseAck: (a) => guarded(() => sup.methods.caseAck(a)),
+    casePhoned: (a) => guarded(() => sup.methods.casePhoned(a)),
+    caseAssign: (a) => guarded(() => sup.methods.caseAssign(a)),
+    caseHandoverNote: (a) => guarded(() => sup.methods.caseHandoverNote(a)),
+    caseDebrief: (a) => guarded(() => sup.methods.caseDebrief(a)),
+    reviewQueue: () => guarded(() => sup.methods.reviewQueue()),
+    escalationsList: () => guarded(() => sup.methods.escalationsList()),
+    onCallNow: () => guarded(() => sup.methods.onCallNow()),
+    caseAssignees: () => guarded(() => sup.methods.caseAssignees()),
   }
   return guardedImpl as unknown as FakeApi;
 }

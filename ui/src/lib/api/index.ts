@@ -76,6 +76,18 @@ export function wrap(load: () => Promise<HeartbridgeApi>): HeartbridgeApi {
       const impl = await load();
       try {
         return await (impl[name] as AnyMethod)(...args);
+  // supervision (issue 9, U1)
+  caseReview: true,
+  caseComment: true,
+  caseAck: true,
+  casePhoned: true,
+  caseAssign: true,
+  caseHandoverNote: true,
+  caseDebrief: true,
+  reviewQueue: true,
+  escalationsList: true,
+  onCallNow: true,
+  caseAssignees: true,
       } catch (e) {
         if (!isApiError(e)) console.error(`api.${name} failed unexpectedly`, e);
         throw toApiError(e);

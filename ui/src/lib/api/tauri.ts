@@ -64,3 +64,16 @@ export function createTauriApi(): HeartbridgeApi {
     onSyncStatus: (handler) => listen<SyncStatus>('sync-status', (e) => handler(e.payload)),
   };
 }
+
+    // supervision (issue 9, U1)
+    caseReview: (a) => call('case_review', a),
+    caseComment: (a) => call('case_comment', a),
+    caseAck: (a) => call('case_ack', a),
+    casePhoned: (a) => call('case_phoned', a),
+    caseAssign: (a) => call('case_assign', a),
+    caseHandoverNote: (a) => call('case_handover_note', a),
+    caseDebrief: (a) => call('case_debrief', a),
+    reviewQueue: () => call('review_queue'),
+    escalationsList: () => call('escalations_list'),
+    onCallNow: () => call('on_call_now'),
+    caseAssignees: () => call('case_assignees'),

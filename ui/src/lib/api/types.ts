@@ -405,3 +405,155 @@ export interface HeartbridgeApi {
 
 /** Which implementation is behind `api`. */
 export type Backend = 'tauri' | 'fake';
+
+// ---- Supervision (issue 9, helper U1): review, comments, escalation with a
+// receipt, assignment and handover, debrief. The interfaces below merge into
+// `Case`, `CaseSummary` and `HeartbridgeApi` above (TypeScript declaration
+// merging), so each part's additions stay in their own block.
+
+/** A supervisor's review of a case; new cases start `unreviewed`. */
+export type ReviewState = 'unreviewed' | 'reviewed' | 'needs-follow-up';
+export const REVIEW_STATES: readonly ReviewState[] = ['unreviewed', 'reviewed', 'needs-follow-up'];
+/** `awaiting`: the newest escalation has no receipt yet; '' when never escalated. */
+export type EscalationState = '' | 'awaiting' | 'acknowledged';
+export type EscalationLevel = 'high' | 'critical';
+/** `app`: a supervisor acknowledged it in the app; `phone`: the volunteer reached the on-call supervisor by phone. */
+export type ReceiptMode = 'app' | 'phone';
+export type DebriefState = 'offered' | 'held' | 'declined';
+
+export interface Receipt {
+  id?: string;
+  byDevice: string;
+  byName: string;
+  at: string;
+  /** What to do (a supervisor's), or the volunteer's note of the call (phone). */
+  instructions: string;
+  mode: ReceiptMode;
+}
+export interface Escalation {
+  id: string;
+  at: string;
+  level: EscalationLevel;
+  byDevice: string;
+  byName: string;
+  source: 'hand' | 'screening';
+  /** The supervisor on call when it was raised (from the duty roster), '' when none. */
+  onCallName: string;
+  onCallDevice: string;
+  /** The first receipt: it ends the wait. */
+  receipt: Receipt | null;
+  /** Every receipt, oldest first (a supervisor may answer after the volunteer recorded a call). */
+  receipts?: Receipt[];
+  msToReceipt?: number | null;
+}
+export interface CaseComment {
+  id: string;
+  authorDevice: string;
+  authorName: string;
+  at: string;
+  /** The contact it is about, or null (or '') for the whole case. */
+  contact: string | null;
+  text: string;
+}
+export interface Assignment {
+  id: string;
+  fromDevice: string;
+  fromName: string;
+  toDevice: string;
+  toName: string;
+  byDevice: string;
+  byName: string;
+  at: string;
+  note: string;
+}
+export interface Debrief {
+  id: string;
+  contact: string;
+  at: string;
+  state: DebriefState;
+  byDevice: string;
+}
+export interface HandoverNote {
+  id: string;
+  at: string;
+  byDevice: string;
+  byName: string;
+  text: string;
+}
+
+export interface Case {
+  createdByDevice: string;
+  assigneeDevice: string;
+  assigneeName: string;
+  assignments: Assignment[];
+  reviewState: ReviewState;
+  reviewBy: string;
+  reviewAt: string | null;
+  comments: CaseComment[];
+  escalations: Escalation[];
+  debriefs: Debrief[];
+  handoverNotes: HandoverNote[];
+  escalation: EscalationState;
+  /** Until a receipt exists: the case shows “未获督导确认” everywhere it appears. */
+  awaitingReceipt: boolean;
+}
+export interface CaseSummary {
+  reviewState: ReviewState;
+  assigneeName: string;
+  escalation: EscalationState;
+  awaitingReceipt: boolean;
+  createdAt: string;
+}
+/** One escalated case in the supervisor's view (its newest escalation): awaiting first (oldest first), then acknowledged. */
+export interface EscalationEntry {
+  /** The case's id. */
+  case: string;
+  alias: string;
+  risk: Risk;
+  assigneeName: string;
+  state: Exclude<EscalationState, ''>;
+  awaitingReceipt: boolean;
+  escalation: Escalation;
+}
+/** Who to call now: the on-call line's person and phone, else the team's on-call phone. */
+export interface OnCall {
+  name: string | null;
+  device: string | null;
+  phone: string | null;
+}
+/** A member a case can be assigned to (from the roster on this device). */
+export interface Assignee {
+  deviceId: string;
+  name: string;
+  role: Role;
+  thisDevice: boolean;
+}
+
+export interface HeartbridgeApi {
+  /** case_review: supervisor or lead */
+  caseReview(args: { id: string; state: Exclude<ReviewState, 'unreviewed'> }): Promise<Case>;
+  /** case_comment: supervisor or lead; `contact` ties it to one contact */
+  caseComment(args: { id: string; text: string; contact?: string }): Promise<Case>;
+  /** case_ack: a supervisor's acknowledgement of the newest escalation, with instructions */
+  caseAck(args: { id: string; instructions: string }): Promise<Case>;
+  /** case_phoned: the volunteer reached the on-call supervisor by phone */
+  casePhoned(args: { id: string; note?: string }): Promise<Case>;
+  /** case_assign: supervisor or lead; `to` is a device id, `toName` the name shown for it */
+  caseAssign(args: { id: string; to: string; toName?: string; note: string }): Promise<Case>;
+  /** case_handover_note: a note for the next shift on this case */
+  caseHandoverNote(args: { id: string; text: string }): Promise<Case>;
+  /** case_debrief: after a contact on a high or critical case */
+  caseDebrief(args: { id: string; contact: string; state: Exclude<DebriefState, 'offered'> }): Promise<Case>;
+  /** review_queue: unreviewed cases, high and critical first, then oldest first */
+  reviewQueue(): Promise<CaseSummary[]>;
+  /** escalations_list: awaiting first (oldest first), then acknowledged */
+  escalationsList(): Promise<EscalationEntry[]>;
+  /** on_call_now: from the team settings and the duty roster, read on this device (no network) */
+  onCallNow(): Promise<OnCall>;
+  /** case_assignees: the team's members on this device's roster */
+  caseAssignees(): Promise<Assignee[]>;
+}
+export interface CaseUpdate {
+  /** With a raise of risk: whether the volunteer set it by hand or confirmed the screening. */
+  source?: 'hand' | 'screening';
+}
