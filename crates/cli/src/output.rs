@@ -320,6 +320,13 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
             st.held
         );
     }
+    if st.locked > 0 {
+        let _ = writeln!(
+            s,
+            "Changes of cases not shared with this device: {} (kept sealed; they open if a supervisor assigns you the case)",
+            st.locked
+        );
+    }
     if st.stopped {
         let _ = writeln!(
             s,

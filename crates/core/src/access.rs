@@ -69,7 +69,6 @@ pub fn facts_doc_id(team: &TeamId) -> DocId {
     derived_id(b"heartbridge facts v1", team)
 }
 
-
 /// What the team settings say about reading.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ReadRules {
@@ -114,7 +113,9 @@ fn bad_key() -> Error {
 pub(crate) fn keys_of(conn: &Connection, scope: &str) -> Result<Vec<(u32, CaseKey)>> {
     let mut st = conn
         .prepare_cached("SELECT gen, key FROM case_keys WHERE scope = ?1 ORDER BY gen, key_id")?;
-    let rows = st.query_map([scope], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = st.query_map([scope], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (g, k) = row?;
@@ -330,7 +331,16 @@ pub(crate) fn prepare(
             let key = CaseKey::generate();
             store_key(conn, &case, &key.id(), 1, &key, &me.hex)?;
             let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
-            grant(conn, team, &me, &case, key.id(), 1, &[(1, key.clone())], &with_me(&me, to))?;
+            grant(
+                conn,
+                team,
+                &me,
+                &case,
+                key.id(),
+                1,
+                &[(1, key.clone())],
+                &with_me(&me, to),
+            )?;
             continue;
         };
         if !desired.contains(&me.hex) {
@@ -349,7 +359,16 @@ pub(crate) fn prepare(
             keys.retain(|(_, k)| k.id() != fresh.id());
             keys.push((next, fresh.clone()));
             let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
-            grant(conn, team, &me, &case, fresh.id(), next, &keys, &with_me(&me, to))?;
+            grant(
+                conn,
+                team,
+                &me,
+                &case,
+                fresh.id(),
+                next,
+                &keys,
+                &with_me(&me, to),
+            )?;
             continue;
         }
         let may_extend = manager || (gen == 1 && owner(conn, &case)?.as_deref() == Some(&me.hex));
@@ -378,7 +397,16 @@ pub(crate) fn prepare(
                 .map(|(d, _, k)| (*d, *k))
                 .collect();
             if !missing.is_empty() {
-                grant(conn, team, &me, OVERSIGHT, kid, gen, &[(gen, secret)], &missing)?;
+                grant(
+                    conn,
+                    team,
+                    &me,
+                    OVERSIGHT,
+                    kid,
+                    gen,
+                    &[(gen, secret)],
+                    &missing,
+                )?;
             }
         }
     }
@@ -487,7 +515,15 @@ fn lock(
         "INSERT INTO locked_payloads (seq, doc_id, kind, scope, key_id, payload, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (seq) DO UPDATE SET payload = ?6",
-        params![seq, doc.as_str(), kind.as_str(), scope, &kid[..], payload, now_ms()],
+        params![
+            seq,
+            doc.as_str(),
+            kind.as_str(),
+            scope,
+            &kid[..],
+            payload,
+            now_ms()
+        ],
     )?;
     Ok(())
 }
@@ -521,10 +557,7 @@ pub(crate) fn receive_grants(
             role == Some(Role::Lead)
         } else {
             matches!(role, Some(Role::Supervisor | Role::Lead))
-                || (g.gen == 1
-                    && owner(conn, &scope)?
-                        .as_deref()
-                        .is_none_or(|o| o == granter))
+                || (g.gen == 1 && owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter))
         };
         if !allowed {
             continue;
@@ -552,6 +585,15 @@ pub(crate) fn receive_grants(
     Ok(Ok(learned))
 }
 
+/// A payload that waited for a key: relay seq, document, kind, and its
+/// opened bytes (or why it did not open).
+pub(crate) type Unlocked = (
+    i64,
+    DocId,
+    DocKind,
+    std::result::Result<Vec<u8>, &'static str>,
+);
+
 /// The payloads kept locked for `scope` that a key held now opens, in log
 /// order, removed from `locked_payloads`: (relay seq, document, kind,
 /// opened bytes).
@@ -559,8 +601,9 @@ pub(crate) fn take_unlocked(
     conn: &Connection,
     team: &TeamId,
     scope: &str,
-) -> Result<Vec<(i64, DocId, DocKind, std::result::Result<Vec<u8>, &'static str>)>> {
-    let rows: Vec<(i64, String, String, Vec<u8>, Vec<u8>)> = {
+) -> Result<Vec<Unlocked>> {
+    type Row = (i64, String, String, Vec<u8>, Vec<u8>);
+    let rows: Vec<Row> = {
         let mut st = conn.prepare_cached(
             "SELECT seq, doc_id, kind, key_id, payload FROM locked_payloads WHERE scope = ?1 ORDER BY seq",
         )?;
@@ -645,16 +688,23 @@ pub(crate) fn make_oversight_key(conn: &Connection, team: &Team) -> Result<Optio
     conn.execute(
         "INSERT OR IGNORE INTO grants (scope, key_id, gen, granter, recipient, relay_seq, at)
          VALUES (?1, ?2, 1, ?3, ?3, 0, ?4)",
-        params![OVERSIGHT, &oversight_key_id(&pk)[..], team.device_id, now_ms()],
+        params![
+            OVERSIGHT,
+            &oversight_key_id(&pk)[..],
+            team.device_id,
+            now_ms()
+        ],
     )?;
     Ok(Some(pk))
 }
 
 /// How many pulled payloads wait for a key this device was not given.
 pub(crate) fn locked_count(conn: &Connection) -> Result<usize> {
-    Ok(conn.query_row("SELECT count(*) FROM locked_payloads", [], |r| {
-        r.get::<_, i64>(0)
-    })? as usize)
+    Ok(
+        conn.query_row("SELECT count(*) FROM locked_payloads", [], |r| {
+            r.get::<_, i64>(0)
+        })? as usize,
+    )
 }
 
 /// Seals the facts not sent yet to the team's oversight key and queues

@@ -12,11 +12,11 @@ use heartbridge_proto::{Opened, Part, Pulled};
 use rusqlite::{params, Connection};
 
 use super::untag;
+use crate::access::Unsealed;
 use crate::enroll::Team;
 use crate::error::Result;
 use crate::model::{now_ms, DocId, DocKind};
 use crate::store::{apply_remote_in, MergeError, Merged};
-use crate::access::Unsealed;
 use crate::team::{Trust, Verdict};
 use heartbridge_proto::Role;
 
@@ -97,12 +97,17 @@ pub(super) fn receive(
                 Ok(scopes) => unlock(tx, actor, team, &scopes),
             }
         }
+        // Facts are for the lead and supervisors: a volunteer never holds
+        // the oversight key, and keeps nothing of them.
+        DocKind::Facts if team.role == Role::Volunteer => return Ok(Outcome::Unchanged),
         DocKind::Facts => return take_facts(tx, trust.team_id(), &id, &payload, seq),
-        DocKind::Case => match crate::access::unseal_case(tx, trust.team_id(), &id, payload, seq)? {
-            Unsealed::Open(plain) => plain,
-            Unsealed::Locked => return Ok(Outcome::Locked),
-            Unsealed::Refused(reason) => return refuse(reason),
-        },
+        DocKind::Case => {
+            match crate::access::unseal_case(tx, trust.team_id(), &id, payload, seq)? {
+                Unsealed::Open(plain) => plain,
+                Unsealed::Locked => return Ok(Outcome::Locked),
+                Unsealed::Refused(reason) => return refuse(reason),
+            }
+        }
         DocKind::TeamSettings if trust.role_of(&env.author) != Some(Role::Lead) => {
             return refuse("team settings not from the lead")
         }

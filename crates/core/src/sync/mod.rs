@@ -516,6 +516,9 @@ impl SyncSession {
         }
         let trust = crate::team::Trust::load(&tx, &self.team)?;
         if news.changed {
+            // Members this device had not heard of may be readers of its
+            // cases: their grants go out in this same sync.
+            crate::access::prepare(&tx, &self.team, &trust, &actor)?;
             for (outcome, doc) in inbound::retry_held(&tx, &actor, &self.team, &trust)? {
                 match outcome {
                     inbound::Outcome::Changed => {

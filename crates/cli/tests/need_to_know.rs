@@ -1,0 +1,250 @@
+//! Need to know, end to end through the real binary and the real relay on
+//! loopback: a volunteer holds the envelopes of a case it was not given but
+//! not the key; it reads the case after a supervisor hands it over; the
+//! volunteer the case was taken from reads nothing written after.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use heartbridge_tests::Relay;
+use serde_json::Value;
+
+const PIN: &str = "need-to-know-pin";
+
+fn hb(profile: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .env("HEARTBRIDGE_PASSPHRASE", PIN)
+        .output()
+        .expect("run heartbridge")
+}
+
+fn ok(profile: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = hb(profile, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn fails(profile: &Path, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = hb(profile, &all);
+    assert!(!out.status.success(), "{args:?} should fail");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn invite(from: &Path, role: &str) -> String {
+    ok(from, &["team", "invite", "--role", role])["code"]
+        .as_str()
+        .expect("code")
+        .to_owned()
+}
+
+/// Joins with the code on standard input, as a volunteer would paste it.
+fn join(code: &str, dir: &Path, name: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg("--profile")
+        .arg(dir)
+        .args(["--json", "join", "--name", name])
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .env("HEARTBRIDGE_PASSPHRASE", PIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run join");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{code}\n").as_bytes())
+        .expect("write code");
+    let out = child.wait_with_output().expect("join ends");
+    assert!(
+        out.status.success(),
+        "join: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["device_id"].as_str().expect("device id").to_owned()
+}
+
+fn new_case(profile: &Path, alias: &str, note: &str) -> String {
+    let id = ok(profile, &["case", "new", "--alias", alias])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ok(
+        profile,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "hotline",
+            "--text",
+            note,
+        ],
+    );
+    id
+}
+
+fn aliases(profile: &Path) -> Vec<String> {
+    let mut v: Vec<String> = ok(profile, &["case", "list"])
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["alias"].as_str().expect("alias").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sync(profile: &Path) -> Value {
+    ok(profile, &["sync"])
+}
+
+fn contacts(profile: &Path, case: &str) -> Option<Vec<String>> {
+    let out = hb(profile, &["--json", "case", "show", case]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    Some(
+        v["contacts"]
+            .as_array()
+            .expect("contacts")
+            .iter()
+            .map(|c| c["text"].as_str().expect("text").to_owned())
+            .collect(),
+    )
+}
+
+fn locked(profile: &Path) -> i64 {
+    ok(profile, &["status"])["sync"]["locked"]
+        .as_i64()
+        .expect("locked count")
+}
+
+#[test]
+fn a_volunteer_reads_only_the_cases_it_was_given_and_nothing_after_it_is_taken_off() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lead, sup, v1, v2) = (
+        dir.path().join("lead"),
+        dir.path().join("sup"),
+        dir.path().join("v1"),
+        dir.path().join("v2"),
+    );
+    let created = relay.create_team("热线组");
+    ok(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+        ],
+    );
+    join(&invite(&lead, "supervisor"), &sup, "周督导");
+    let v1_id = join(&invite(&lead, "volunteer"), &v1, "小白");
+    let v2_id = join(&invite(&lead, "volunteer"), &v2, "小蓝");
+    for p in [&lead, &sup, &v1, &v2] {
+        sync(p);
+    }
+
+    // v1 opens a case and logs a contact; everyone syncs.
+    let case = new_case(&v1, "小林", "第一次来电，说考试压力很大");
+    for p in [&v1, &sup, &v2, &lead] {
+        sync(p);
+    }
+    // The supervisor reads it; v2 holds its envelopes but not the key; the
+    // lead (the team does not let the lead read cases) neither.
+    assert_eq!(
+        contacts(&sup, &case).expect("the supervisor reads the case"),
+        ["第一次来电，说考试压力很大"]
+    );
+    assert_eq!(
+        contacts(&v2, &case),
+        None,
+        "v2 read a case it was not given"
+    );
+    assert!(locked(&v2) >= 1, "v2 holds none of the case's envelopes");
+    assert_eq!(contacts(&lead, &case), None, "the lead read a case");
+    // The relay's copy opens for nobody without the case key: the note is
+    // nowhere in the relay's file.
+    let relay_bytes = std::fs::read(relay.db()).expect("relay db");
+    assert!(!relay_bytes
+        .windows("考试压力".len())
+        .any(|w| w == "考试压力".as_bytes()));
+
+    // The supervisor hands the case to v2.
+    ok(
+        &sup,
+        &[
+            "case",
+            "assign",
+            &case,
+            "--to",
+            &v2_id,
+            "--note",
+            "小白下周请假，交给小蓝跟进",
+        ],
+    );
+    sync(&sup);
+    sync(&v2);
+    assert_eq!(
+        contacts(&v2, &case).expect("v2 reads the case after the handover"),
+        ["第一次来电，说考试压力很大"],
+        "v2 reads the whole history"
+    );
+    assert_eq!(locked(&v2), 0, "everything v2 held opened");
+
+    // v2 writes; v1, taken off the case, syncs and reads nothing new.
+    ok(
+        &v2,
+        &[
+            "case",
+            "contact",
+            &case,
+            "--channel",
+            "online",
+            "--text",
+            "交接后第一次联系，情绪平稳",
+        ],
+    );
+    sync(&v2);
+    sync(&v1);
+    let seen_by_v1 = contacts(&v1, &case).unwrap_or_default();
+    assert!(
+        !seen_by_v1.iter().any(|t| t.contains("交接后")),
+        "v1 read what was written after it was taken off the case: {seen_by_v1:?}"
+    );
+    assert!(
+        locked(&v1) >= 1,
+        "v1 did not receive the new envelopes at all"
+    );
+    // The supervisor reads both contacts; so does v2 after another sync.
+    sync(&sup);
+    let mut both = contacts(&sup, &case).expect("supervisor");
+    both.sort();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_ne!(v1_id, v2_id);
+}
