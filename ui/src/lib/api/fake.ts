@@ -63,10 +63,10 @@ export interface FakeOptions {
   lockAfterSecs?: number;
   /** Wrong PINs in a row before the profile is erased (default 10). */
   maxFailed?: number;
-}
-
   /** With `ready`: this device's role in the team (default 'lead'); URL `?role=volunteer`. */
   role?: Role;
+}
+
 export interface FakeApi extends HeartbridgeApi {
   setOffline(offline: boolean): void;
 }
@@ -81,9 +81,9 @@ export function optionsFromUrl(search: string): FakeOptions {
     locked: p.has('locked'),
     lockAfterSecs: p.has('lockAfter') && Number(p.get('lockAfter')) > 0 ? Number(p.get('lockAfter')) : undefined,
     maxFailed: p.has('maxFailed') && Number(p.get('maxFailed')) > 0 ? Number(p.get('maxFailed')) : undefined,
+    role: (['volunteer', 'supervisor', 'lead'] as const).find((r) => r === p.get('role')),
   };
 }
-    role: (['volunteer', 'supervisor', 'lead'] as const).find((r) => r === p.get('role')),
 
 // ---- messages the "back end" writes ---------------------------------------
 
@@ -252,10 +252,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       contacts: contacts
         .map(([ago, channel, minutes, author, text]) => ({ id: randomHex(8), at: iso(ago), channel, minutes, author, text }))
         .sort((a, b) => b.at.localeCompare(a.at)),
+      ...supervisionDefaults(by, ''),
       followups: followups.map(([text, dueDays, done]) => ({
         id: randomHex(8),
         text,
-      ...supervisionDefaults(by, ''),
         due: dueDays === null ? null : localDate(new Date(now().getTime() + dueDays * DAY)),
         done,
       })),
@@ -347,9 +347,6 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     sync = { ...sync, lastSyncedAt: iso(20 * HOUR), connection: { state: 'connected', since: null, at: iso(20 * HOUR), kind: null } };
   }
   if (opts.ready) setReady();
-
-  function teamMembersFor(p: ProfileStatus): Member[] {
-    const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false, thisDevice: true };
   // Supervision (issue 9): review, comments, escalations, assignment, debriefs.
   const sup = createSupervisionFake({
     cases,
@@ -362,6 +359,9 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     randomHex,
   });
   sup.seedSamples();
+
+  function teamMembersFor(p: ProfileStatus): Member[] {
+    const self: Member = { deviceId: p.deviceId ?? '', name: p.name ?? null, role: p.team?.role ?? 'volunteer', lastSyncAt: null, revoked: false, thisDevice: true };
     if (p.team?.role === 'lead' && !opts.ready) return [self];
     const team: Member[] = [
       { deviceId: randomHex(16), name: '周敏', role: 'lead', lastSyncAt: iso(2 * HOUR), revoked: false },
@@ -394,10 +394,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       contacts: c.contacts.length,
       openFollowups: c.followups.filter((f) => !f.done).length,
       updatedAt: s.updatedAt,
+      ...supervisionSummary(c),
     };
   }
   function requireName(name: string) {
-      ...supervisionSummary(c),
     if (!name.trim()) throw error('invalid', 'nameEmpty');
   }
 
@@ -715,6 +715,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
           followups: [],
           createdAt: iso(),
           createdBy: me(),
+          ...supervisionDefaults(me(), profile.deviceId ?? ''),
         };
         const s: StoredCase = { c, updatedAt: c.createdAt, history: [] };
         cases.set(id, s);
@@ -724,12 +725,12 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     caseUpdate: ({ id, alias, risk, status, group, source }) =>
       guarded(() => {
         const s = getCase(id);
+        const riskBefore = s.c.risk;
         const parts: string[] = [];
         if (alias !== undefined) {
           if (!alias.trim()) throw error('invalid', 'aliasEmpty');
           if (alias.trim() !== s.c.alias) parts.push('alias changed');
           s.c.alias = alias.trim();
-          ...supervisionDefaults(me(), profile.deviceId ?? ''),
         }
         if (risk !== undefined && (risk !== s.c.risk || s.c.riskConflict)) {
           parts.push(`risk → ${risk}`);
@@ -739,12 +740,12 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         if (status !== undefined && status !== s.c.status) {
           parts.push(`status → ${status}`);
           s.c.status = status;
-        const riskBefore = s.c.risk;
         }
         if (group !== undefined && group !== s.c.group) {
           parts.push(`group → ${group}`);
           s.c.group = group;
         }
+        if (risk !== undefined) sup.riskChanged(s, riskBefore, s.c.risk, source ?? 'hand');
         if (parts.length) touch(s, parts.join(', '));
         return s.c;
       }),
@@ -761,7 +762,6 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         touch(s, `contact logged (${channel})`);
         return s.c;
       }),
-        if (risk !== undefined) sup.riskChanged(s, riskBefore, s.c.risk, source ?? 'hand');
     caseAddFollowup: ({ id, text, due }) =>
       guarded(() => {
         const s = getCase(id);
@@ -822,6 +822,19 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       statusHandlers.add(handler);
       return () => statusHandlers.delete(handler);
     },
+
+    // supervision (issue 9, U1): fake-supervision.ts
+    caseReview: (a) => guarded(() => sup.methods.caseReview(a)),
+    caseComment: (a) => guarded(() => sup.methods.caseComment(a)),
+    caseAck: (a) => guarded(() => sup.methods.caseAck(a)),
+    casePhoned: (a) => guarded(() => sup.methods.casePhoned(a)),
+    caseAssign: (a) => guarded(() => sup.methods.caseAssign(a)),
+    caseHandoverNote: (a) => guarded(() => sup.methods.caseHandoverNote(a)),
+    caseDebrief: (a) => guarded(() => sup.methods.caseDebrief(a)),
+    reviewQueue: () => guarded(() => sup.methods.reviewQueue()),
+    escalationsList: () => guarded(() => sup.methods.escalationsList()),
+    onCallNow: () => guarded(() => sup.methods.onCallNow()),
+    caseAssignees: () => guarded(() => sup.methods.caseAssignees()),
   };
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.
@@ -838,19 +851,6 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
             }
             return (f as (...a: unknown[]) => unknown)(...args);
           };
-
-    // supervision (issue 9, U1): fake-supervision.ts
-    caseReview: (a) => guarded(() => sup.methods.caseReview(a)),
-    caseComment: (a) => guarded(() => sup.methods.caseComment(a)),
-    caseAck: (a) => guarded(() => sup.methods.caseAck(a)),
-    casePhoned: (a) => guarded(() => sup.methods.casePhoned(a)),
-    caseAssign: (a) => guarded(() => sup.methods.caseAssign(a)),
-    caseHandoverNote: (a) => guarded(() => sup.methods.caseHandoverNote(a)),
-    caseDebrief: (a) => guarded(() => sup.methods.caseDebrief(a)),
-    reviewQueue: () => guarded(() => sup.methods.reviewQueue()),
-    escalationsList: () => guarded(() => sup.methods.escalationsList()),
-    onCallNow: () => guarded(() => sup.methods.onCallNow()),
-    caseAssignees: () => guarded(() => sup.methods.caseAssignees()),
   }
   return guardedImpl as unknown as FakeApi;
 }

@@ -64,18 +64,6 @@ const METHODS = {
   settingsSet: true,
   onSyncProgress: true,
   onSyncStatus: true,
-} satisfies Record<keyof HeartbridgeApi, true>;
-
-type AnyMethod = (...args: unknown[]) => Promise<unknown>;
-
-/** Wraps an implementation so that every rejection is an `ApiError`. */
-export function wrap(load: () => Promise<HeartbridgeApi>): HeartbridgeApi {
-  const out: Record<string, AnyMethod> = {};
-  for (const name of Object.keys(METHODS) as (keyof HeartbridgeApi)[]) {
-    out[name] = async (...args) => {
-      const impl = await load();
-      try {
-        return await (impl[name] as AnyMethod)(...args);
   // supervision (issue 9, U1)
   caseReview: true,
   caseComment: true,
@@ -88,6 +76,18 @@ export function wrap(load: () => Promise<HeartbridgeApi>): HeartbridgeApi {
   escalationsList: true,
   onCallNow: true,
   caseAssignees: true,
+} satisfies Record<keyof HeartbridgeApi, true>;
+
+type AnyMethod = (...args: unknown[]) => Promise<unknown>;
+
+/** Wraps an implementation so that every rejection is an `ApiError`. */
+export function wrap(load: () => Promise<HeartbridgeApi>): HeartbridgeApi {
+  const out: Record<string, AnyMethod> = {};
+  for (const name of Object.keys(METHODS) as (keyof HeartbridgeApi)[]) {
+    out[name] = async (...args) => {
+      const impl = await load();
+      try {
+        return await (impl[name] as AnyMethod)(...args);
       } catch (e) {
         if (!isApiError(e)) console.error(`api.${name} failed unexpectedly`, e);
         throw toApiError(e);

@@ -62,8 +62,6 @@ export function createTauriApi(): HeartbridgeApi {
 
     onSyncProgress: (handler) => listen<SyncProgress>('sync-progress', (e) => handler(e.payload)),
     onSyncStatus: (handler) => listen<SyncStatus>('sync-status', (e) => handler(e.payload)),
-  };
-}
 
     // supervision (issue 9, U1)
     caseReview: (a) => call('case_review', a),
@@ -77,3 +75,5 @@ export function createTauriApi(): HeartbridgeApi {
     escalationsList: () => call('escalations_list'),
     onCallNow: () => call('on_call_now'),
     caseAssignees: () => call('case_assignees'),
+  };
+}
