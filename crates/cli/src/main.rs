@@ -6,6 +6,7 @@
 
 mod duty_cli;
 mod output;
+mod stats_cli;
 mod supervision_cli;
 
 use std::io::{IsTerminal, Read};
@@ -91,6 +92,8 @@ enum Command {
     /// Your shift: start it on a line, end it with a handover note.
     #[command(subcommand)]
     Shift(duty_cli::ShiftCmd),
+    /// The team's statistics (lead and supervisors): 服务人次, cases, escalations, follow-ups, hours; --csv exports them de-identified.
+    Stats(stats_cli::StatsArgs),
 }
 
 #[derive(Subcommand)]
@@ -323,6 +326,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         }
         Command::Duty(cmd) => duty_cli::duty(cmd, &mut open(&profile)?, out)?,
         Command::Shift(cmd) => duty_cli::shift(cmd, &mut open(&profile)?, out)?,
+        Command::Stats(args) => stats_cli::stats(args, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Members) => {
             let store = open(&profile)?;
             let members = heartbridge_client::members(&store)?;
