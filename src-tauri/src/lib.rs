@@ -11,6 +11,7 @@ mod render;
 mod shift_ledger;
 mod store_slot;
 mod sync_task;
+mod team_cmds;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -580,10 +581,14 @@ async fn shift_current(state: State<'_, AppState>) -> ApiResult<Value> {
 }
 
 #[tauri::command]
-async fn shift_start(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+async fn shift_start(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    line: Option<String>,
+) -> ApiResult<Value> {
     let shift = state
         .write(&app, |s| {
-            let shift = s.start_shift(None)?;
+            let shift = s.start_shift(line.as_deref())?;
             shift_ledger::started(s, &shift)?;
             Ok(shift)
         })
@@ -594,10 +599,16 @@ async fn shift_start(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Va
 /// Ends the shift, then syncs at once. The shift is ended even when the
 /// sync then fails; what of it was delivered is in `sync-status`.
 #[tauri::command]
-async fn shift_end(app: AppHandle, state: State<'_, AppState>) -> ApiResult<Value> {
+async fn shift_end(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    handover: Option<String>,
+) -> ApiResult<Value> {
     state
         .write(&app, |s| {
-            if let Some(shift) = s.end_shift()? {
+            // The handover note goes to the next shift on the same line
+            // (team-wide; the UI asks for no case details in it).
+            if let Some(shift) = s.end_shift_with_note(handover.as_deref())? {
                 shift_ledger::ended(s, &shift)?;
             }
             Ok(())
@@ -749,6 +760,18 @@ pub fn run() {
             sync_now,
             settings_get,
             settings_set,
+            // issue 9, U2: duty roster, team settings, statistics
+            team_cmds::team_settings_get,
+            team_cmds::team_settings_set,
+            team_cmds::team_supervisor_group_set,
+            team_cmds::duty_line_add,
+            team_cmds::duty_line_remove,
+            team_cmds::duty_add,
+            team_cmds::duty_remove,
+            team_cmds::duty_on_call,
+            team_cmds::handover_notes,
+            team_cmds::stats,
+            team_cmds::stats_export,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -1,7 +1,7 @@
 // Hash routes, e.g. `#/handbooks/ID/3`. Pure functions: parse a hash into a
 // Route, and build the hash of a Route. No router dependency.
 
-import { GROUPS, RISKS, STATUSES, type Group, type Risk, type Status } from './api/types';
+import { GROUPS, RISKS, STATUSES, type Group, type Risk, type Role, type Status } from './api/types';
 
 /** A risk filter: one level, or 'high-up' for high and critical together. */
 export type RiskFilter = Risk | 'high-up';
@@ -21,11 +21,15 @@ export type Route =
   | { name: 'case'; id: string }
   | { name: 'shift' }
   | { name: 'settings' }
+  // U2 (issue 9): the duty roster, statistics, team settings
+  | { name: 'duty' }
+  | { name: 'stats' }
+  | { name: 'team-settings' }
   // U1 (issue 9): the supervisor's queue
   | { name: 'queue' }
   | { name: 'not-found'; path: string };
 
-export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings';
+export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings' | 'duty' | 'stats' | 'team';
 
 function oneOf<T extends string>(values: readonly T[], v: string | null): T | null {
   return v !== null && (values as readonly string[]).includes(v) ? (v as T) : null;
@@ -71,6 +75,9 @@ export function parseRoute(hash: string): Route {
   if (a === 'shift' && parts.length === 1) return { name: 'shift' };
   if (a === 'settings' && parts.length === 1) return { name: 'settings' };
   if (a === 'queue' && parts.length === 1) return { name: 'queue' };
+  if (a === 'duty' && parts.length === 1) return { name: 'duty' };
+  if (a === 'stats' && parts.length === 1) return { name: 'stats' };
+  if (a === 'settings' && b === 'team' && parts.length === 2) return { name: 'team-settings' };
   return { name: 'not-found', path: pathPart };
 }
 
@@ -101,6 +108,12 @@ export function href(route: Route): string {
       return '#/shift';
     case 'settings':
       return '#/settings';
+    case 'duty':
+      return '#/duty';
+    case 'stats':
+      return '#/stats';
+    case 'team-settings':
+      return '#/settings/team';
     case 'queue':
       return '#/queue';
     case 'not-found':
@@ -125,6 +138,12 @@ export function tabOf(route: Route): Tab | null {
       return 'shift';
     case 'settings':
       return 'settings';
+    case 'duty':
+      return 'duty';
+    case 'stats':
+      return 'stats';
+    case 'team-settings':
+      return 'team';
     case 'not-found':
       return null;
   }
@@ -143,4 +162,21 @@ export const to = {
   shift: () => href({ name: 'shift' }),
   settings: () => href({ name: 'settings' }),
   queue: () => href({ name: 'queue' }),
+  duty: () => href({ name: 'duty' }),
+  stats: () => href({ name: 'stats' }),
+  teamSettings: () => href({ name: 'team-settings' }),
 };
+
+/**
+ * The team screens a member may open (issue 9, U2): everyone on a team reads
+ * the duty roster; supervisors and the lead see the statistics; only the
+ * lead edits the team settings. Nothing of it without a team.
+ */
+export function teamTabs(team: { role: Role } | null | undefined): Tab[] {
+  if (!team) return [];
+  const tabs: Tab[] = ['duty'];
+  if (team.role === 'lead' || team.role === 'supervisor') tabs.push('stats');
+  if (team.role === 'lead') tabs.push('team');
+  return tabs;
+}
+

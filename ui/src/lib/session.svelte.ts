@@ -101,11 +101,12 @@ export async function syncNow(): Promise<SyncReport | null> {
   }
 }
 
-export async function startShift(): Promise<void> {
+/** Starts a shift, on `line` of the duty roster when one is chosen. */
+export async function startShift(line?: string): Promise<void> {
   shift.busy = 'starting';
   shift.outcome = null;
   try {
-    shift.current = await api.shiftStart();
+    shift.current = await api.shiftStart(line ? { line } : {});
   } catch (e) {
     showError(e);
   } finally {
@@ -115,12 +116,12 @@ export async function startShift(): Promise<void> {
 }
 
 /** Ends the shift and syncs; the receipt or the "not delivered" note stays on the shift card. */
-export async function endShift(): Promise<void> {
+export async function endShift(handover?: string): Promise<void> {
   shift.busy = 'ending';
   shift.outcome = null;
   sync.progress = null;
   try {
-    sync.report = await api.shiftEnd();
+    sync.report = await api.shiftEnd(handover?.trim() ? { handover: handover.trim() } : {});
     shift.outcome = { error: null };
   } catch (e) {
     shift.outcome = { error: toApiError(e) };

@@ -129,6 +129,7 @@ const MESSAGES = {
   },
   revokeSelf: { 'zh-CN': '组长不能移出自己的设备。', en: 'The lead cannot remove its own device.' },
   memberMissing: { 'zh-CN': '团队里没有这台设备。', en: 'No such device in the team.' },
+  lineMissing: { 'zh-CN': '找不到这条值守线路。', en: 'This duty line could not be found.' },
   lockAfterInvalid: { 'zh-CN': '自动锁定时间应为 1 到 60 分钟。', en: 'The lock time must be between 1 and 60 minutes.' },
 } satisfies Record<string, Record<Language, string>>;
 
@@ -493,7 +494,18 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     return v === undefined ? v : structuredClone(v);
   }
 
+  // The duty roster, team settings, shift handovers and statistics (issue 9, U2).
+  const team = createTeamFake({
+    profile: () => profile,
+    members: () => members,
+    language: () => language,
+    now,
+    changed,
+    guarded,
+  });
+
   const impl: FakeApi = {
+    ...team.methods,
     setOffline(v: boolean) {
       offline = v;
     },
@@ -785,17 +797,19 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     caseHistory: ({ id }) => guarded(() => getCase(id).history),
 
     shiftCurrent: () => reply(() => shift),
-    shiftStart: () =>
+    shiftStart: (args = {}) =>
       guarded(() => {
         if (shift) throw error('conflict', 'shiftRunning');
-        shift = { startedAt: iso(), contacts: 0 };
+        if (args.line && !team.hasLine(args.line)) throw error('not-found', 'lineMissing');
+        shift = { startedAt: iso(), contacts: 0, line: args.line ?? null };
         sync = { ...sync, shift: { startedAt: shift.startedAt, endedAt: null, changes: 0, delivered: 0, deliveredAt: null } };
         emitStatus();
         return shift;
       }),
-    shiftEnd: async () => {
+    shiftEnd: async (args = {}) => {
       await sleep(latency);
       if (!shift) throw error('no-shift', 'noShift');
+      team.shiftEnded(shift.line ?? null, args.handover);
       shift = null;
       if (sync.shift) sync = { ...sync, shift: { ...sync.shift, endedAt: iso() } };
       emitStatus();

@@ -62,6 +62,18 @@ const METHODS = {
   syncNow: true,
   settingsGet: true,
   settingsSet: true,
+  // U2 (issue 9)
+  teamSettingsGet: true,
+  teamSettingsSet: true,
+  teamSupervisorGroupSet: true,
+  dutyLineAdd: true,
+  dutyLineRemove: true,
+  dutyAdd: true,
+  dutyRemove: true,
+  dutyOnCall: true,
+  handoverNotes: true,
+  stats: true,
+  statsExport: true,
   onSyncProgress: true,
   onSyncStatus: true,
   // supervision (issue 9, U1)

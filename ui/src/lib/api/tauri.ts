@@ -51,14 +51,27 @@ export function createTauriApi(): HeartbridgeApi {
     caseHistory: (a) => call('case_history', a),
 
     shiftCurrent: () => call('shift_current'),
-    shiftStart: () => call('shift_start'),
-    shiftEnd: () => call('shift_end'),
+    shiftStart: (a) => call('shift_start', { ...a }),
+    shiftEnd: (a) => call('shift_end', { ...a }),
 
     syncStatus: () => call('sync_status'),
     syncNow: () => call('sync_now'),
 
     settingsGet: () => call('settings_get'),
     settingsSet: (a) => call('settings_set', { ...a }),
+
+    // U2 (issue 9)
+    teamSettingsGet: () => call('team_settings_get'),
+    teamSettingsSet: (a) => call('team_settings_set', { ...a }),
+    teamSupervisorGroupSet: (a) => call('team_supervisor_group_set', a),
+    dutyLineAdd: (a) => call('duty_line_add', { ...a }),
+    dutyLineRemove: (a) => call('duty_line_remove', a),
+    dutyAdd: (a) => call('duty_add', a),
+    dutyRemove: (a) => call('duty_remove', a),
+    dutyOnCall: (a) => call('duty_on_call', { ...a }),
+    handoverNotes: (a) => call('handover_notes', { ...a }),
+    stats: (a) => call('stats', { ...a }),
+    statsExport: (a) => call('stats_export', { ...a }),
 
     onSyncProgress: (handler) => listen<SyncProgress>('sync-progress', (e) => handler(e.payload)),
     onSyncStatus: (handler) => listen<SyncStatus>('sync-status', (e) => handler(e.payload)),

@@ -144,6 +144,10 @@ export interface HistoryEntry {
 export interface Shift {
   startedAt: string;
   contacts: number;
+  /** The duty line the shift started on (issue 9: its id, name and kind then), null when none was chosen. */
+  line?: string | null;
+  lineName?: string | null;
+  lineKind?: LineKind | null;
 }
 /**
  * How the last sync attempt went, for "团队已连接" and its opposites:
@@ -292,6 +296,109 @@ export const LOCK_AFTER_MINUTES: readonly number[] = [1, 2, 5, 10, 15, 30];
 /** Why the app locked: the volunteer's command, inactivity, or the window left the screen. */
 export type LockReason = 'command' | 'idle' | 'background' | 'revoked';
 
+// ---- U2 (issue 9): the duty roster, team settings, statistics ----------------
+
+/** A duty line's kind (四线值守: hotline, online, venue, the on-call supervisor). */
+export type LineKind = 'hotline' | 'online' | 'venue' | 'on-call';
+export const LINE_KINDS: readonly LineKind[] = ['hotline', 'online', 'venue', 'on-call'];
+export interface DutyLine {
+  id: string;
+  name: string;
+  kind: LineKind;
+  /** The line's own phone (the on-call line's number, say); null when it has none. */
+  phone: string | null;
+}
+/** Who is on a line when: `from` and `to` are RFC 3339. */
+export interface DutySlot {
+  id: string;
+  line: string;
+  device: string;
+  name: string;
+  from: string;
+  to: string;
+}
+/** The team's settings document: only the lead's device writes it; everyone reads it. */
+export interface TeamSettings {
+  onCallPhone: string;
+  leadReadsCases: boolean;
+  /** Counts from 1 to k are suppressed in exports (and marked on the statistics screen). */
+  suppressionK: number;
+  /** supervisor device → the volunteer devices they supervise; empty = every supervisor supervises everyone. */
+  supervisorGroups: Record<string, string[]>;
+  lines: DutyLine[];
+  /** Sorted by `from`. */
+  duty: DutySlot[];
+}
+export interface TeamSettingsUpdate {
+  onCallPhone?: string;
+  leadReadsCases?: boolean;
+  suppressionK?: number;
+}
+/** A shift-end note for the next shift on the same line (team-wide: no case details). */
+export interface ShiftHandover {
+  id: string;
+  /** The line's id ('' for a shift on no line). */
+  line: string;
+  at: string;
+  byName: string;
+  text: string;
+}
+export type StatsDim = 'channel' | 'group' | 'risk' | 'week' | 'month';
+export const STATS_DIMS: readonly StatsDim[] = ['channel', 'group', 'risk', 'week', 'month'];
+export interface StatsMeasures {
+  /** 服务人次 */
+  contacts: number;
+  distinctCases: number;
+  newCases: number;
+  escalations: number;
+  /** Escalations with a receipt (what the median is taken over). */
+  receipts: number;
+  /** null when no escalation in the period had a receipt. */
+  medianReceiptMinutes: number | null;
+  followupsDone: number;
+  followupsOverdue: number;
+  volunteerHours: number;
+}
+export type StatsMeasure = keyof StatsMeasures;
+export const STATS_MEASURES: readonly StatsMeasure[] = [
+  'contacts',
+  'distinctCases',
+  'newCases',
+  'escalations',
+  'medianReceiptMinutes',
+  'followupsDone',
+  'followupsOverdue',
+  'volunteerHours',
+];
+/** One cell of a breakdown: `key` holds the value of each dimension asked for (a week is `2026-W48`, a month `2026-11`). */
+export interface StatsRow {
+  key: Partial<Record<StatsDim, string>>;
+  measures: StatsMeasures;
+}
+export interface StatsQuery {
+  /** `YYYY-MM-DD`, inclusive; absent = from the first fact. */
+  from?: string;
+  /** `YYYY-MM-DD`, inclusive; absent = up to now. */
+  to?: string;
+  by: StatsDim[];
+  /** Where days begin: minutes east of UTC (480 in China); default 0. */
+  utcOffsetMinutes?: number;
+}
+export interface Stats {
+  from: string | null;
+  to: string | null;
+  generatedAt: string;
+  /** The team's suppression threshold. */
+  k: number;
+  totals: StatsMeasures;
+  rows: StatsRow[];
+}
+/** Where stats_export wrote the de-identified CSV. */
+export interface StatsExport {
+  path: string;
+  bytes: number;
+}
+
 export type Unlisten = () => void;
 
 /**
@@ -378,14 +485,14 @@ export interface HeartbridgeApi {
 
   /** shift_current */
   shiftCurrent(): Promise<Shift | null>;
-  /** shift_start */
-  shiftStart(): Promise<Shift>;
+  /** shift_start: `line` the duty line it starts on (issue 9) */
+  shiftStart(args?: { line?: string }): Promise<Shift>;
   /**
    * shift_end: ends the shift and syncs; rejects with kind 'network' when the
    * relay can't be reached. What of the shift was delivered is in
    * `SyncStatus.shift`, whichever sync delivered it.
    */
-  shiftEnd(): Promise<SyncReport>;
+  shiftEnd(args?: { handover?: string }): Promise<SyncReport>;
 
   /** sync_status */
   syncStatus(): Promise<SyncStatus>;
@@ -396,6 +503,30 @@ export interface HeartbridgeApi {
   settingsGet(): Promise<Settings>;
   /** settings_set */
   settingsSet(args: Settings): Promise<void>;
+
+  // ---- U2 (issue 9): duty roster, team settings, statistics
+  /** team_settings_get: defaults when the team has none yet; everyone on the team reads it */
+  teamSettingsGet(): Promise<TeamSettings>;
+  /** team_settings_set: lead only (kind `forbidden` otherwise) */
+  teamSettingsSet(args: TeamSettingsUpdate): Promise<TeamSettings>;
+  /** team_supervisor_group_set: lead only; an empty list removes the supervisor's group */
+  teamSupervisorGroupSet(args: { supervisor: string; volunteers: string[] }): Promise<TeamSettings>;
+  /** duty_line_add: lead only */
+  dutyLineAdd(args: { name: string; kind: LineKind; phone?: string }): Promise<TeamSettings>;
+  /** duty_line_remove: lead only */
+  dutyLineRemove(args: { id: string }): Promise<TeamSettings>;
+  /** duty_add: lead only; `member` a device id shown as `name`; `from`/`to` Unix ms (`to` excluded) */
+  dutyAdd(args: { line: string; member: string; name: string; from: number; to: number }): Promise<TeamSettings>;
+  /** duty_remove: lead only */
+  dutyRemove(args: { id: string }): Promise<TeamSettings>;
+  /** duty_on_call: who is on call at `at` (Unix ms, default now), from the roster on this device; `OnCall` is U1's type */
+  dutyOnCall(args?: { at?: number }): Promise<OnCall | null>;
+  /** handover_notes: the latest shift-end notes left for `line` (newest first) */
+  handoverNotes(args: { line?: string }): Promise<ShiftHandover[]>;
+  /** stats: supervisors and the lead only (kind `forbidden` for a volunteer) */
+  stats(args: StatsQuery): Promise<Stats>;
+  /** stats_export: writes the de-identified CSV into the profile's export folder */
+  statsExport(args: StatsQuery): Promise<StatsExport>;
 
   /** event 'sync-progress' */
   onSyncProgress(handler: (p: SyncProgress) => void): Promise<Unlisten>;
