@@ -218,14 +218,10 @@ impl Members {
                 return Ok((device, name.unwrap_or_default()));
             }
         }
-        anyhow::bail!(Error::NotFound {
-            what: "team member",
-            id: if hex {
-                who.to_owned()
-            } else {
-                "(name not shown)".into()
-            },
-        })
+        anyhow::bail!(
+            "no member of the team has that {}: run `heartbridge team members` (it needs the relay) and give a device id from it; offline, give the device id and --name",
+            if hex { "device id" } else { "name" }
+        )
     }
 }
 

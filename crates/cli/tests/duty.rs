@@ -180,6 +180,26 @@ fn the_leads_roster_and_settings_reach_a_volunteer_who_may_not_change_them() {
             "2026-12-01T05:00:00Z",
         ],
     );
+    // Someone not in the team is refused, the name not echoed.
+    let unknown = hb(
+        &lead,
+        &[
+            "duty",
+            "add",
+            "--line",
+            "hotline",
+            "--member",
+            "无此人",
+            "--from",
+            "2026-12-01T08:00",
+            "--to",
+            "2026-12-01T09:00",
+        ],
+    );
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("no member of the team has that name"), "{err}");
+    assert!(!err.contains("无此人"), "{err}");
     assert_eq!(
         ok(
             &lead,
