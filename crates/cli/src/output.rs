@@ -202,6 +202,7 @@ pub fn case(c: &Case) -> String {
     if !c.tags.is_empty() {
         let _ = writeln!(s, "  tags: {}", c.tags.join(", "));
     }
+    s.push_str(&crate::supervision_cli::case_lines(c));
     for ct in &c.contacts {
         let mins = ct.minutes.map(|m| format!(", {m} min")).unwrap_or_default();
         let _ = writeln!(
@@ -236,13 +237,18 @@ pub fn cases(list: &[CaseSummary]) -> String {
     for c in list {
         let _ = writeln!(
             s,
-            "{}  {:8} {:8} {:15} {}  ({} contacts)",
+            "{}  {:8} {:8} {:15} {}  ({} contacts){}",
             &c.id[..8],
             c.risk,
             c.status,
             c.group,
             c.alias,
-            c.contacts
+            c.contacts,
+            if c.awaiting_receipt {
+                "  [not yet confirmed by a supervisor]"
+            } else {
+                ""
+            }
         );
     }
     s.trim_end().to_owned()

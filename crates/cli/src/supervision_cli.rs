@@ -172,6 +172,8 @@ fn shown(name: &str, device: &str) -> String {
     let short: String = device.chars().take(8).collect();
     if name.is_empty() {
         format!("device {short}")
+    } else if short.is_empty() {
+        name.to_owned()
     } else {
         format!("{name} ({short})")
     }
@@ -300,4 +302,60 @@ fn escalations(list: &[EscalationRow]) -> String {
         );
     }
     s.trim_end().to_owned()
+}
+
+/// The supervision lines of `case show` (plain text).
+pub fn case_lines(c: &heartbridge_core::Case) -> String {
+    let mut s = String::new();
+    if c.awaiting_receipt {
+        let _ = writeln!(s, "  NOT YET CONFIRMED BY A SUPERVISOR (未获督导确认)");
+    }
+    let _ = writeln!(
+        s,
+        "  carried by {}, review {}{}",
+        shown(&c.assignee_name, &c.assignee_device),
+        c.review_state,
+        if c.review_by.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", c.review_by)
+        }
+    );
+    for e in &c.escalations {
+        let _ = writeln!(s, "  escalated to {} at {} by {}", e.level, e.at, e.by_name);
+        for r in &e.receipts {
+            let how = match r.mode {
+                heartbridge_core::ReceiptMode::App => "acknowledged",
+                heartbridge_core::ReceiptMode::Phone => "reached by phone",
+            };
+            let _ = writeln!(
+                s,
+                "    {how} by {} at {}: {}",
+                r.by_name, r.at, r.instructions
+            );
+        }
+    }
+    for cm in &c.comments {
+        let on = cm
+            .contact
+            .as_deref()
+            .map(|id| format!(" on contact {id}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  comment by {} at {}{}: {}",
+            cm.author_name, cm.at, on, cm.text
+        );
+    }
+    for n in &c.handover_notes {
+        let _ = writeln!(
+            s,
+            "  handover note by {} at {}: {}",
+            n.by_name, n.at, n.text
+        );
+    }
+    for d in &c.debriefs {
+        let _ = writeln!(s, "  debrief of contact {}: {}", d.contact, d.state);
+    }
+    s
 }
