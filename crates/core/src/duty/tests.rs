@@ -301,3 +301,37 @@ fn settings_merge_into_another_device_and_debug_hides_the_phone() {
         "{dbg}"
     );
 }
+
+#[test]
+fn handover_notes_two_devices_wrote_at_once_both_survive_the_merge() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = store(&d1, Some(Role::Volunteer));
+    let mut b = store(&d2, Some(Role::Volunteer));
+    // Each device creates the (same) shift-report document on its own.
+    for (s, note) in [(&mut a, "a 的交接"), (&mut b, "b 的交接")] {
+        s.start_shift(None).unwrap();
+        s.end_shift_with_note(Some(note)).unwrap().unwrap();
+    }
+    let (from_a, from_b) = (a.outbox().unwrap(), b.outbox().unwrap());
+    assert_eq!(from_a[0].doc_id, from_b[0].doc_id);
+    for item in from_b {
+        a.apply_remote(&item.doc_id, item.kind, &item.bytes)
+            .unwrap();
+    }
+    for item in from_a {
+        b.apply_remote(&item.doc_id, item.kind, &item.bytes)
+            .unwrap();
+    }
+    let texts = |s: &Store| {
+        let mut v: Vec<String> = s
+            .handover_notes(None)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.text)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(texts(&a), ["a 的交接", "b 的交接"]);
+    assert_eq!(texts(&a), texts(&b));
+}
