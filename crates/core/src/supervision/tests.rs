@@ -316,3 +316,46 @@ fn a_volunteer_is_refused_review_comment_ack_and_assign_and_nothing_is_written()
     assert_eq!(c.handover_notes[0].text, "明早再回访");
     assert_eq!(c.handover_notes[0].by_device, hex::encode([1u8; 16]));
 }
+
+#[test]
+fn an_escalation_names_the_supervisor_on_call_at_that_time() {
+    use crate::duty::{LineKind, NewDuty, NewLine};
+    let (_d, mut s) = store();
+    let line = s
+        .add_line(&NewLine {
+            id: None,
+            name: "督导值班".into(),
+            kind: Some(LineKind::OnCall),
+            phone: Some("13800000000".into()),
+        })
+        .unwrap();
+    let now = now_ms();
+    s.add_duty(&NewDuty {
+        line: line.clone(),
+        device: hex::encode([9u8; 16]),
+        name: "值班督导周".into(),
+        from: now - 3_600_000,
+        to: now + 3_600_000,
+    })
+    .unwrap();
+    // Someone else on call tomorrow is not named.
+    s.add_duty(&NewDuty {
+        line,
+        device: hex::encode([8u8; 16]),
+        name: "明天的督导".into(),
+        from: now + 86_400_000,
+        to: now + 90_000_000,
+    })
+    .unwrap();
+    let id = s
+        .new_case(&NewCase {
+            alias: "小雨".into(),
+            group: Group::LeftBehind,
+            risk: Risk::Low,
+        })
+        .unwrap();
+    set_risk(&mut s, &id, Risk::High);
+    let e = &s.case(&id).unwrap().escalations[0];
+    assert_eq!(e.on_call_name, "值班督导周");
+    assert_eq!(e.on_call_device, hex::encode([9u8; 16]));
+}
