@@ -380,4 +380,95 @@ mod tests {
             r#"[{"t":"followup-done","id":"x","case":"c","followup":"f","at":5}]"#
         );
     }
+
+    fn unsent(s: &Store) -> Vec<Fact> {
+        take_unsent_in(s.conn())
+            .unwrap()
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| !matches!(f, Fact::Escalated { .. } | Fact::Receipt { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn case_operations_record_their_facts_and_a_write_that_changes_nothing_records_none() {
+        use crate::{CaseUpdate, NewCase};
+        let (_d, mut s) = store();
+        let id = s
+            .new_case(&NewCase {
+                alias: "小雨".into(),
+                group: Group::ExamStress,
+                risk: Risk::Low,
+            })
+            .unwrap();
+        let case = id.to_string();
+        s.add_contact(&id, Channel::Online, "谈到失眠", Some(15))
+            .unwrap();
+        let up = |risk, group| CaseUpdate {
+            risk,
+            group,
+            ..Default::default()
+        };
+        s.update_case(&id, &up(Some(Risk::Medium), Some(Group::Migrant)))
+            .unwrap();
+        // The same values again, and an alias change: no fact.
+        s.update_case(&id, &up(Some(Risk::Medium), Some(Group::Migrant)))
+            .unwrap();
+        s.update_case(
+            &id,
+            &CaseUpdate {
+                alias: Some("小雨2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let f = s.add_followup(&id, "回访", Some("2026-03-01")).unwrap();
+        s.set_followup_done(&id, &f, true).unwrap();
+        s.set_followup_done(&id, &f, true).unwrap();
+        s.set_followup_done(&id, &f, false).unwrap();
+        s.add_contact(&id, Channel::Hotline, "第二次", None)
+            .unwrap();
+
+        let got = unsent(&s);
+        let shape: Vec<String> = got
+            .iter()
+            .map(|f| match f {
+                Fact::CaseOpened { group, risk, .. } => format!("opened {group} {risk}"),
+                Fact::Contact {
+                    channel,
+                    minutes,
+                    group,
+                    risk,
+                    ..
+                } => format!("contact {channel} {minutes:?} {group} {risk}"),
+                Fact::RiskSet { risk, .. } => format!("risk {risk}"),
+                Fact::GroupSet { group, .. } => format!("group {group}"),
+                Fact::FollowupAdded { due, .. } => format!("followup {due:?}"),
+                Fact::FollowupDone { .. } => "done".into(),
+                Fact::FollowupReopened { .. } => "reopened".into(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "opened exam-stress low",
+                "contact online Some(15) exam-stress low",
+                "risk medium",
+                "group migrant",
+                "followup Some(\"2026-03-01\")",
+                "done",
+                "reopened",
+                "contact hotline None migrant medium",
+            ]
+        );
+        assert!(got.iter().all(|f| f.case() == Some(case.as_str())));
+        // The follow-up facts name the follow-up the case holds.
+        assert!(got
+            .iter()
+            .any(|x| matches!(x, Fact::FollowupDone { followup, .. } if *followup == f)));
+        // Times are the writes' own, in order.
+        let times: Vec<i64> = got.iter().map(Fact::at).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    }
 }
