@@ -1,8 +1,9 @@
 //! Devices converge through a real relay on loopback, and the relay never
 //! holds plaintext.
 
+use heartbridge_core::proto::Role;
 use heartbridge_core::{CaseUpdate, Channel, DocKind, Group, NewCase, Risk, Status, SyncOptions};
-use heartbridge_tests::{sync_until_quiet, team, Device, Relay};
+use heartbridge_tests::{sync_until_quiet, team, team_with, Device, Relay};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -216,11 +217,19 @@ fn a_device_that_joins_last_receives_everything() {
         "snapshots superseded nothing"
     );
 
-    let code =
-        heartbridge_client::invite(&mut devs[0].store, heartbridge_core::proto::Role::Volunteer)
-            .expect("invite");
+    // A supervisor: it reads every case of the team.
+    let code = heartbridge_client::invite(
+        &mut devs[0].store,
+        heartbridge_core::proto::Role::Supervisor,
+    )
+    .expect("invite");
     let mut late = Device::new("late");
     heartbridge_client::join(&mut late.store, &code).expect("join");
+    late.sync();
+    // The cases' keys reach a newcomer from a device that holds them: the
+    // lead's next sync grants them, and the newcomer's next sync opens
+    // everything it already received.
+    devs[0].sync();
     late.sync();
     for id in &ids {
         assert_eq!(late.case(id), devs[0].case(id));
@@ -239,8 +248,14 @@ fn a_device_that_joins_last_receives_everything() {
 #[test]
 fn compaction_leaves_every_device_unchanged() {
     let relay = Relay::start();
-    let mut devs = team(&relay, &["lead", "v1", "v2"]);
-    let id = open_case(&mut devs[0], Risk::Low);
+    // v1 is a volunteer: the case is its own, so it reads it; the lead and
+    // the supervisor v2 read every case.
+    let mut devs = team_with(
+        &relay,
+        &["lead", "v1", "v2"],
+        &[Role::Volunteer, Role::Supervisor],
+    );
+    let id = open_case(&mut devs[1], Risk::Low);
     sync_until_quiet(&mut devs, &[0, 1, 2]);
     for round in 0..6 {
         for (i, d) in devs.iter_mut().enumerate() {
@@ -356,7 +371,7 @@ fn a_revised_handbook_sends_only_the_difference() {
 #[test]
 fn members_are_listed_with_role_name_and_last_sync_and_roles_are_enforced() {
     let relay = Relay::start();
-    let mut devs = team(&relay, &["林老师", "小王"]);
+    let mut devs = team_with(&relay, &["林老师", "小王"], &[Role::Volunteer]);
     let code = heartbridge_client::invite(
         &mut devs[0].store,
         heartbridge_core::proto::Role::Supervisor,

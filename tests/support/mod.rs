@@ -149,15 +149,29 @@ impl Device {
     }
 }
 
-/// A team: a lead who claimed it, plus devices who joined by invite.
+/// A team whose every member reads every case: a lead who claimed it and
+/// lets the lead read cases, plus supervisors who joined by invite. (Who
+/// reads which case is tested on its own: `crates/cli/tests/need_to_know.rs`.)
 pub fn team(relay: &Relay, names: &[&str]) -> Vec<Device> {
+    team_with(
+        relay,
+        names,
+        &vec![Role::Supervisor; names.len().saturating_sub(1)],
+    )
+}
+
+/// A team with the lead (who reads cases) and one device per role.
+pub fn team_with(relay: &Relay, names: &[&str], roles: &[Role]) -> Vec<Device> {
     let created = relay.create_team("test team");
     let mut lead = Device::new(names[0]);
     heartbridge_client::claim(&mut lead.store, &relay.url, created.lead_token.expose())
         .expect("claim");
+    lead.store
+        .set_lead_reads_cases(true)
+        .expect("the lead reads cases");
     let mut out = vec![lead];
-    for name in &names[1..] {
-        let code = heartbridge_client::invite(&mut out[0].store, Role::Volunteer).expect("invite");
+    for (name, role) in names[1..].iter().zip(roles) {
+        let code = heartbridge_client::invite(&mut out[0].store, *role).expect("invite");
         let mut d = Device::new(name);
         heartbridge_client::join(&mut d.store, &code).expect("join");
         out.push(d);

@@ -478,7 +478,9 @@ impl SyncSession {
             .planned
             .iter()
             .all(|p| resp.acked.iter().any(|a| a.id == p.envelope.id));
-        let pending_push = !flight.planned.is_empty() && all_taken && has_unsent(store)?;
+        // Rows queued by this very answer (grants to a member it announced)
+        // go out in this sync too.
+        let pending_push = (flight.planned.is_empty() || all_taken) && has_unsent(store)?;
         if !resp.more && !pending_push {
             self.finish(store)?;
         }
