@@ -10,6 +10,7 @@ mod lock;
 mod render;
 mod shift_ledger;
 mod store_slot;
+mod supervision_cmds;
 mod sync_task;
 mod team_cmds;
 
@@ -490,6 +491,8 @@ async fn case_create(
 }
 
 #[tauri::command]
+// The UI's arguments, one each (a Tauri command takes them flat).
+#[allow(clippy::too_many_arguments)]
 async fn case_update(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -498,6 +501,7 @@ async fn case_update(
     risk: Option<String>,
     status: Option<String>,
     group: Option<String>,
+    source: Option<String>,
 ) -> ApiResult<Value> {
     let update = CaseUpdate {
         alias,
@@ -505,10 +509,13 @@ async fn case_update(
         status: parse_opt::<Status>(status)?,
         group: parse_opt(group)?,
     };
+    // A raise to high or critical is an escalation; `screening` when the
+    // volunteer confirmed the screening's level, else by hand.
+    let source = parse_opt(source)?.unwrap_or(heartbridge_core::EscalationSource::Hand);
     state
         .write(&app, |s| {
             let doc = s.resolve(DocKind::Case, &id)?;
-            s.update_case(&doc, &update)?;
+            s.update_case_from(&doc, &update, source)?;
             case_view(s, &id)
         })
         .await
@@ -772,6 +779,18 @@ pub fn run() {
             team_cmds::handover_notes,
             team_cmds::stats,
             team_cmds::stats_export,
+            // issue 9, U1: review, comments, escalation receipts, assignment, debrief, queue
+            supervision_cmds::case_review,
+            supervision_cmds::case_comment,
+            supervision_cmds::case_ack,
+            supervision_cmds::case_phoned,
+            supervision_cmds::case_assign,
+            supervision_cmds::case_handover_note,
+            supervision_cmds::case_debrief,
+            supervision_cmds::review_queue,
+            supervision_cmds::escalations_list,
+            supervision_cmds::on_call_now,
+            supervision_cmds::case_assignees,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {
