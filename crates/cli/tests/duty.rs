@@ -356,3 +356,45 @@ fn a_handover_note_waits_for_the_next_shift_on_that_line_on_another_device() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not saved"));
 }
+
+#[test]
+fn a_volunteers_shift_on_a_line_reaches_the_leads_statistics_as_hours() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lead, vol) = (dir.path().join("lead"), dir.path().join("vol"));
+    let created = relay.create_team("热线组");
+    ok(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+        ],
+    );
+    join(&invite(&lead, "volunteer"), &vol, "小李");
+    ok(&lead, &["duty", "line", "add", "--name", "热线"]);
+    sync(&lead);
+    sync(&vol);
+    ok(&vol, &["shift", "start", "--line", "hotline"]);
+    // The shift lasts at least as long as opening the profile again
+    // (Argon2id) for the next command.
+    ok(&vol, &["shift", "end"]);
+    let before = ok(&lead, &["stats"])["facts"].as_u64().expect("facts");
+    sync(&vol);
+    sync(&lead);
+    let stats = ok(&lead, &["stats"]);
+    assert_eq!(
+        stats["facts"].as_u64().expect("facts"),
+        before + 1,
+        "{stats}"
+    );
+    let hours = stats["total"]["volunteer_hours"].as_f64().expect("hours");
+    assert!(hours > 0.0, "{stats}");
+    // The volunteer may not read the statistics.
+    assert_eq!(fails(&vol, &["stats"]), "forbidden");
+}
