@@ -198,6 +198,44 @@ fn a_volunteer_is_refused_what_only_a_supervisor_may_do_and_nothing_is_written()
 #[test]
 fn an_escalation_made_offline_is_acknowledged_and_the_receipt_reaches_the_volunteer() {
     let t = team();
+    // The lead puts the supervisor on call now; the roster is team-wide.
+    ok(
+        &t.lead,
+        &[
+            "duty",
+            "line",
+            "add",
+            "--name",
+            "督导值班",
+            "--kind",
+            "on-call",
+            "--phone",
+            "13800000000",
+        ],
+    );
+    let now = heartbridge_core::now_ms();
+    let (from, to) = (
+        heartbridge_core::format_ms(now - 3_600_000),
+        heartbridge_core::format_ms(now + 8 * 3_600_000),
+    );
+    ok(
+        &t.lead,
+        &[
+            "duty",
+            "add",
+            "--line",
+            "督导值班",
+            "--member",
+            &t.sup_id,
+            "--name",
+            "王督导",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+    );
+    sync(&t.lead);
     let id = new_case(&t.vol, "小雨", "low");
     let contact = ok(
         &t.vol,
@@ -223,6 +261,11 @@ fn an_escalation_made_offline_is_acknowledged_and_the_receipt_reaches_the_volunt
     assert_eq!(c["awaiting_receipt"], true);
     assert_eq!(c["escalations"][0]["level"], "critical");
     assert_eq!(c["escalations"][0]["by_device"], t.vol_id.as_str());
+    assert_eq!(
+        c["escalations"][0]["on_call_name"], "王督导",
+        "the escalation names the supervisor on call"
+    );
+    assert_eq!(c["escalations"][0]["on_call_device"], t.sup_id.as_str());
     let listed = ok(&t.vol, &["case", "list"]);
     assert_eq!(listed[0]["awaiting_receipt"], true);
 

@@ -347,3 +347,68 @@ fn a_later_review_replaces_the_one_shown() {
         ("李", "cc03")
     );
 }
+
+#[test]
+fn two_supervisors_acknowledging_at_once_both_receipts_survive_and_the_first_ends_the_wait() {
+    let mut a = new_doc(1_000);
+    escalate(
+        &mut a,
+        &actor("aa01", "林老师"),
+        Risk::High,
+        EscalationSource::Hand,
+        None,
+        2_000,
+    )
+    .unwrap();
+    a.commit();
+    let mut b = fork(&mut a);
+    receipt(
+        &mut a,
+        &actor("bb02", "王"),
+        ReceiptMode::App,
+        "先打电话",
+        9_000,
+    )
+    .unwrap();
+    a.commit();
+    receipt(
+        &mut b,
+        &actor("cc03", "李"),
+        ReceiptMode::App,
+        "联系家长",
+        5_000,
+    )
+    .unwrap();
+    b.commit();
+    let (ab, ba) = merged_both_ways(&mut a, &mut b);
+    for doc in [&ab, &ba] {
+        let e = &case::read(doc, "c1").escalations[0];
+        let by: Vec<&str> = e.receipts.iter().map(|r| r.by_name.as_str()).collect();
+        assert_eq!(by, ["李", "王"]);
+        assert_eq!(e.ms_to_receipt, Some(3_000));
+    }
+}
+
+#[test]
+fn concurrent_reviews_converge_on_the_later_one() {
+    let mut a = new_doc(1_000);
+    let mut b = fork(&mut a);
+    review(&mut a, &actor("bb02", "王"), ReviewState::Reviewed, 8_000).unwrap();
+    a.commit();
+    review(
+        &mut b,
+        &actor("cc03", "李"),
+        ReviewState::NeedsFollowUp,
+        6_000,
+    )
+    .unwrap();
+    b.commit();
+    let (ab, ba) = merged_both_ways(&mut a, &mut b);
+    for doc in [&ab, &ba] {
+        let c = case::read(doc, "c1");
+        assert_eq!(
+            (c.review_state, c.review_by.as_str()),
+            (ReviewState::Reviewed, "王")
+        );
+    }
+}
