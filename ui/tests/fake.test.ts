@@ -74,7 +74,7 @@ describe('fake API: handbooks', () => {
   });
 
   it('finds a two-character Chinese word and marks it', async () => {
-    const hits = await fast().handbookSearch({ query: '危机', limit: 20 });
+    const { hits } = await fast().handbookSearch({ query: '危机', limit: 20 });
     expect(hits.length).toBeGreaterThan(0);
     for (const h of hits) expect(h.snippet).toContain('<mark>危机</mark>');
     const scores = hits.map((h) => h.score);
@@ -83,7 +83,9 @@ describe('fake API: handbooks', () => {
 
   it('opens the section a hit names', async () => {
     const api = fast();
-    const [hit] = await api.handbookSearch({ query: '惊恐发作', limit: 1 });
+    const {
+      hits: [hit],
+    } = await api.handbookSearch({ query: '惊恐发作', limit: 1 });
     const book = await api.handbookGet({ id: hit.handbookId });
     expect(book.sections[hit.section].title).toBe(hit.sectionTitle);
   });
@@ -98,8 +100,14 @@ describe('fake API: handbooks', () => {
 
   it('returns nothing for an empty query and honours the limit', async () => {
     const api = fast();
-    expect(await api.handbookSearch({ query: '  ', limit: 10 })).toEqual([]);
-    expect(await api.handbookSearch({ query: '的', limit: 2 })).toHaveLength(2);
+    expect(await api.handbookSearch({ query: '  ', limit: 10 })).toEqual({ total: 0, hits: [] });
+    const first = await api.handbookSearch({ query: '的', limit: 2 });
+    expect(first.hits).toHaveLength(2);
+    // "more" loads the rest: pages from an offset add up to the total, each hit once.
+    const rest = await api.handbookSearch({ query: '的', limit: 1000, offset: 2 });
+    expect(rest.total).toBe(first.total);
+    const keys = [...first.hits, ...rest.hits].map((h) => `${h.handbookId}/${h.section}`);
+    expect(new Set(keys).size).toBe(first.total);
   });
 
   it('toggles a bookmark', async () => {

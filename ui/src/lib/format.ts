@@ -92,3 +92,34 @@ export function isOverdue(due: string | null, now = new Date()): boolean {
   const day = DATE_ONLY.test(due) ? due : localDate(d);
   return day < localDate(now);
 }
+
+/**
+ * A date as a volunteer types it, as `YYYY-MM-DD`, or null: `2026-12-01`,
+ * `2026-12-1`, `2026/12/1`, `2026.12.1`, `2026年12月1日`, full-width digits
+ * too. A date that does not exist (2026-02-30) is null. Empty is ''.
+ */
+export function parseDateInput(typed: string): string | null {
+  const s = typed
+    .replace(/[\uFF10-\uFF19]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0))
+    .replace(/[\uFF0D\uFF0F\uFF0E]/g, '-')
+    .trim();
+  if (s === '') return '';
+  const m = /^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?$/.exec(s);
+  if (!m) return null;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(y, mo - 1, d);
+  if (date.getFullYear() !== y || date.getMonth() !== mo - 1 || date.getDate() !== d) return null;
+  return localDate(date);
+}
+
+/** `YYYY-MM-DD` of the day `days` after `from` (local time). */
+export function addDays(from: Date, days: number): string {
+  return localDate(new Date(from.getFullYear(), from.getMonth(), from.getDate() + days));
+}
+
+/** 2026年12月1日（星期二） / Tuesday 1 December 2026: a due date read back in full. */
+export function formatDateLong(day: string, locale: Locale): string {
+  const d = parseWhen(day);
+  if (!d) return day;
+  return parts(d, locale, { year: 'numeric', month: 'long', day: 'numeric', weekday: 'long' });
+}

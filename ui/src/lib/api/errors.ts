@@ -16,6 +16,6 @@ export function isApiError(e: unknown): e is ApiError {
  * volunteer, so the UI shows its own sentence instead and nothing leaks.
  */
 export function toApiError(e: unknown): ApiError {
-  if (isApiError(e)) return { kind: e.kind, message: e.message };
+  if (isApiError(e)) return typeof e.field === 'string' ? { kind: e.kind, message: e.message, field: e.field } : { kind: e.kind, message: e.message };
   return { kind: 'unexpected', message: '' };
 }

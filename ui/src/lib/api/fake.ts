@@ -682,7 +682,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         if (!h) throw error('not-found', 'handbookMissing');
         return h;
       }),
-    handbookSearch: ({ query, limit }) => reply(() => searchHandbooks(handbooks, query, limit)),
+    handbookSearch: ({ query, limit, offset }) => reply(() => searchHandbooks(handbooks, query, limit, offset ?? 0)),
     bookmarkList: () => reply(() => [...bookmarks].sort((a, b) => b.createdAt.localeCompare(a.createdAt))),
     bookmarkToggle: ({ handbookId, section }) =>
       guarded(() => {

@@ -37,6 +37,8 @@ export const ROLES: readonly Role[] = ['volunteer', 'supervisor', 'lead'];
 export interface ApiError {
   kind: string;
   message: string;
+  /** The form field an `invalid_input` error is about (heartbridge-core's name: `alias`, `contact text`, `minutes`, `follow-up text`, `due date`). */
+  field?: string;
 }
 
 export interface TeamInfo {
@@ -83,9 +85,18 @@ export interface Hit {
   handbookTitle: string;
   section: number;
   sectionTitle: string;
-  /** HTML-escaped text with the matches in `<mark>`. */
+  /** The section's heading, HTML-escaped, the matches in `<mark>`. */
+  titleHtml: string;
+  /** The headings the section sits under, outermost first, escaped and marked. */
+  contextHtml: string[];
+  /** Plain text from the section, HTML-escaped, the matches in `<mark>`. */
   snippet: string;
   score: number;
+}
+/** handbook_search: how many sections match in all, and one page of them. */
+export interface SearchPage {
+  total: number;
+  hits: Hit[];
 }
 export interface Bookmark {
   handbookId: string;
@@ -460,7 +471,7 @@ export interface HeartbridgeApi {
   /** handbook_get */
   handbookGet(args: { id: string }): Promise<HandbookView>;
   /** handbook_search */
-  handbookSearch(args: { query: string; limit: number }): Promise<Hit[]>;
+  handbookSearch(args: { query: string; limit: number; offset?: number }): Promise<SearchPage>;
   /** bookmark_list */
   bookmarkList(): Promise<Bookmark[]>;
   /** bookmark_toggle: resolves true when the section is now bookmarked */
