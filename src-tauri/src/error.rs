@@ -8,6 +8,11 @@ use serde::Serialize;
 pub struct ApiError {
     pub kind: String,
     pub message: String,
+    /// For `invalid_input`: the field the error is about (core's name, e.g.
+    /// `alias`, `contact text`, `minutes`), so a form can mark it. Absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -15,6 +20,7 @@ impl ApiError {
         ApiError {
             kind: kind.to_owned(),
             message: message.into(),
+            field: None,
         }
     }
 
@@ -35,9 +41,15 @@ impl From<heartbridge_core::Error> for ApiError {
             heartbridge_core::Error::Relay { kind, .. } => kind.clone(),
             other => other.kind().to_owned(),
         };
+        let field = match &e {
+            heartbridge_core::Error::Empty { what } => Some((*what).to_owned()),
+            heartbridge_core::Error::InvalidValue { field, .. } => Some((*field).to_owned()),
+            _ => None,
+        };
         ApiError {
             kind,
             message: e.to_string(),
+            field,
         }
     }
 }
@@ -64,5 +76,22 @@ mod tests {
         }
         .into();
         assert_eq!(e.kind, "network");
+    }
+
+    #[test]
+    fn an_invalid_field_is_named() {
+        let e: ApiError = heartbridge_core::Error::Empty { what: "alias" }.into();
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["field"].as_str()),
+            (Some("invalid_input"), Some("alias"))
+        );
+        let e: ApiError = heartbridge_core::Error::InvalidValue {
+            field: "minutes",
+            value: "-5".into(),
+            allowed: "a whole number from 0 to 1440",
+        }
+        .into();
+        assert_eq!(e.field.as_deref(), Some("minutes"));
     }
 }

@@ -422,10 +422,12 @@ async fn handbook_search(
     state: State<'_, AppState>,
     query: String,
     limit: Option<usize>,
+    offset: Option<usize>,
 ) -> ApiResult<Value> {
-    Ok(to_ui(
-        &state.with(|s| s.search(&query, limit.unwrap_or(20)))?,
-    ))
+    // `{total, hits}`: how many sections match, and one page of them.
+    Ok(to_ui(&state.with(|s| {
+        s.search_page(&query, offset.unwrap_or(0), limit.unwrap_or(20))
+    })?))
 }
 
 #[tauri::command]
