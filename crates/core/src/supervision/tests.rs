@@ -226,7 +226,7 @@ fn the_escalations_view_puts_awaiting_first_oldest_first() {
     // Escalation times can tie within a millisecond: order by the stored
     // times, as the view does.
     let at = |s: &Store, id: &DocId| s.case(id).unwrap().escalations[0].at_ms;
-    let mut awaiting = vec![(at(&s, &b), b.to_string()), (at(&s, &c), c.to_string())];
+    let mut awaiting = [(at(&s, &b), b.to_string()), (at(&s, &c), c.to_string())];
     awaiting.sort();
     let rows = s.escalations().unwrap();
     let got: Vec<(String, String)> = rows
