@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { build, preview } from 'vite';
+import { supervisionWalk } from './supervision.mjs';
 
 const UI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHOTS = path.resolve(UI, '..', 'docs', 'screenshots');
@@ -428,6 +429,9 @@ async function main() {
       await lp.locator('.members li.revoked').filter({ hasText: '王晓' }).waitFor();
       await lp.context().close();
     });
+
+    // issue 9, U1: the supervisor's queue, escalation and receipt (ui/e2e/supervision.mjs)
+    await supervisionWalk({ origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT });
 
     await step('no page errors, console errors or remote requests', async () => {
       expect(problems.length === 0, problems.join('\n'));
