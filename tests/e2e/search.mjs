@@ -1,0 +1,366 @@
+// End to end (issue 12): searching the handbooks and the forms' errors in
+// the real built app, in a real WebKit window through tauri-driver and
+// WebKitWebDriver, on a standalone profile (the bundled handbooks).
+//
+//   node tests/e2e/search.mjs
+//
+// Needs target/debug/heartbridge-app built and `tauri-driver` on PATH;
+// starts Xvfb itself when DISPLAY is unset. Steps: search 倾听, the first
+// hit is a passage with text (not a chapter heading) and opens at body
+// text; the reader's back link returns to the same search at the same
+// scroll position; "more" loads the rest of 自杀's hits until the count
+// says; an empty alias, an empty note and −5 minutes name and mark their
+// fields and keep everything typed (the contact form stays open). Saves
+// docs/screenshots/ui-search.png, ui-search-en.png, ui-form-error.png and
+// ui-form-error-en.png at the app's phone width (420 px). Last line:
+// "N passed, N failed".
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Session } from './webdriver.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const APP = path.join(ROOT, 'target', 'debug', 'heartbridge-app');
+const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
+const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-search-'));
+const children = [];
+const PIN = '246810';
+
+let passed = 0;
+let failed = 0;
+let app = null;
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    try {
+      writeFileSync(path.join(work, 'failure.png'), await app.s.screenshot());
+      console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
+    } catch {
+      /* no window */
+    }
+    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
+    throw e;
+  }
+}
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, args) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  child.log = () => log;
+  children.push(child);
+  return child;
+}
+
+function descendants(pid) {
+  const out = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      for (const k of kids) out.push(...descendants(k), k);
+    }
+  } catch {
+    /* gone already */
+  }
+  return out;
+}
+
+/** Stops a child we started (and what it started), by pid. */
+async function stop(child, timeoutMs = 10000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  for (const pid of descendants(child.pid)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone already */
+    }
+  }
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitUntil(fn, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      if (await fn()) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+// Elements are found by their accessible text, as a person would.
+const FIND = `
+  const [css, text, exact] = arguments;
+  const visible = (e) => e.getClientRects().length > 0;
+  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
+  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
+const LABEL = `
+  const [text] = arguments;
+  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
+  return l ? (l.control || null) : null;`;
+
+class App {
+  constructor(s) {
+    this.s = s;
+  }
+  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
+    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
+  }
+  label(text) {
+    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
+  }
+  async click(css, text, opts) {
+    await this.s.click(await this.el(css, text, opts));
+  }
+  async fill(labelText, value) {
+    await this.s.type(await this.label(labelText), value);
+  }
+  heading(text, timeout) {
+    return this.el('h1', text, { timeout });
+  }
+  async nav(text) {
+    await this.click('nav a', text);
+  }
+  /** The page's value of `js` (an expression). */
+  val(js, args = []) {
+    return this.s.exec(`return (${js});`, args);
+  }
+  async shot(name) {
+    // Notices closed; a phone-width window never scrolls sideways.
+    await this.s.exec(`document.querySelectorAll('.toasts button.close').forEach((b) => b.click());`);
+    const [sw, cw] = await this.val('[document.documentElement.scrollWidth, document.documentElement.clientWidth]');
+    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
+    mkdirSync(SHOTS, { recursive: true });
+    writeFileSync(path.join(SHOTS, `${name}.png`), await this.s.screenshot());
+  }
+}
+
+const hitCount = (a) => a.val(`document.querySelectorAll('[data-testid=hits] [data-testid=hit]').length`);
+const statusText = (a) => a.val(`document.querySelector('p.status')?.textContent.trim() ?? ''`);
+
+/** Searches `query` on the handbooks screen and waits for the hits. */
+async function search(a, query) {
+  const input = await a.el('input[type=search]');
+  await a.s.type(input, query);
+  // The hits of this query (not the previous one's): the first hit has it marked.
+  await a.s.waitFor(
+    () => a.val(`[...(document.querySelector('[data-testid=hits] [data-testid=hit]')?.querySelectorAll('mark') ?? [])].some((m) => m.textContent.toLowerCase() === arguments[0])`, [query.toLowerCase()]),
+    15000,
+    `hits for ${query}`,
+  );
+}
+
+async function main() {
+  expect(existsSync(APP), `missing ${APP}: cargo build -p heartbridge-app first`);
+  if (!process.env.DISPLAY) {
+    const d = `:${80 + Math.floor(Math.random() * 9)}`;
+    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
+    process.env.DISPLAY = d;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
+  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
+  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
+  const base = `http://127.0.0.1:${driverPort}`;
+  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
+  app = new App(await Session.start(base, APP, ['--profile', path.join(work, 'profile')]));
+
+  await step('first run: a PIN and a standalone profile', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await app.fill('设置 PIN 或密码', PIN);
+    await app.fill('再输入一次', PIN);
+    await app.click('button', '下一步');
+    await app.el('[data-testid=pin-done]', 'PIN 已设置');
+    await app.fill('你的名字或称呼', '陈静');
+    await app.click('button', '开始使用');
+    await app.heading('你好，陈静');
+  });
+
+  let first = null;
+  await step('search 倾听: the first hit is a passage with text, grouped by handbook, every match marked', async () => {
+    await app.nav('手册');
+    await app.heading('手册');
+    await app.el('a', '青少年心理支持热线工作守则');
+    await search(app, '倾听');
+    first = await app.val(`(() => {
+      const a = document.querySelector('[data-testid=hits] [data-testid=hit]');
+      return { title: a.querySelector('.hit-title').textContent.trim(), snippet: a.querySelector('.snippet').textContent.trim(),
+               groups: [...document.querySelectorAll('[data-testid=hits] .group-title')].map((h) => h.textContent.trim()) };
+    })()`);
+    // 积极倾听的核心技术 and 接近与倾听 are chapter headings with no text of their own.
+    expect(!['积极倾听的核心技术', '接近与倾听：如何开始一次支持性对话'].includes(first.title), `a heading-only hit: ${first.title}`);
+    expect(first.snippet.length > 20 && !/\*\*|##|·\s*$/.test(first.snippet), `snippet ${JSON.stringify(first.snippet)}`);
+    expect(first.groups.length >= 2 && new Set(first.groups).size === first.groups.length, `groups ${JSON.stringify(first.groups)}`);
+    const marks = await app.val(`[...document.querySelectorAll('[data-testid=hits] .snippet mark')].map((m) => m.textContent)`);
+    expect(marks.length > 0 && marks.every((m) => m === '倾听'), `marks ${JSON.stringify(marks)}`);
+    expect(/找到 \d+ 处/.test(await statusText(app)), `status ${await statusText(app)}`);
+    await app.shot('ui-search');
+  });
+
+  await step('open the first hit: the section shows its body text', async () => {
+    await app.click('[data-testid=hits] [data-testid=hit]', first.title);
+    await app.heading(first.title);
+    const body = await app.s.text(await app.el('[data-testid=section-html]'));
+    expect(body.trim().length > 40, `the section shows ${body.length} characters`);
+    expect(body.replace(/\s+/g, ' ').includes(first.snippet.replace(/^…|…$/g, '').slice(0, 12)), 'the body is not the text the snippet showed');
+  });
+
+  await step('back to the library keeps the search and the scroll position', async () => {
+    await app.click('[data-testid=reader-back]', '倾听');
+    await app.heading('手册');
+    await app.s.waitFor(async () => (await app.val(`document.querySelector('input[type=search]').value`)) === '倾听' && (await hitCount(app)) > 0, 10000, 'the search back');
+    // Scroll down, open a hit further down, come back: the list is where it was.
+    const y = await app.val(`(() => { const hits = document.querySelectorAll('[data-testid=hits] [data-testid=hit]'); const h = hits[Math.min(6, hits.length - 1)]; h.scrollIntoView({ block: 'center' }); return window.scrollY; })()`);
+    expect(y > 200, `the list is too short to scroll (${y})`);
+    const title = await app.val(`(() => { const hits = document.querySelectorAll('[data-testid=hits] [data-testid=hit]'); const h = hits[Math.min(6, hits.length - 1)]; h.click(); return h.querySelector('.hit-title').textContent.trim(); })()`);
+    await app.heading(title);
+    await app.click('[data-testid=reader-back]', '倾听');
+    await app.heading('手册');
+    await app.s.waitFor(async () => Math.abs((await app.val('window.scrollY')) - y) < 40, 10000, `scrollY back at ${y}`);
+  });
+
+  await step('"more" loads the rest of the hits until the count says', async () => {
+    await search(app, '自杀');
+    const total = Number((await statusText(app)).match(/找到 (\d+) 处/)?.[1]);
+    expect(total > 20, `自杀: ${total} hits`);
+    expect((await hitCount(app)) === 20, `first page ${await hitCount(app)}`);
+    let n = 20;
+    while (n < total) {
+      await app.click('[data-testid=more]', '再显示');
+      await app.s.waitFor(async () => (await hitCount(app)) > n, 10000, 'more hits');
+      n = await hitCount(app);
+    }
+    expect(n === total, `${n} hits shown of ${total}`);
+    expect(!(await app.val(`!!document.querySelector('[data-testid=more]')`)), '"more" is still offered');
+  });
+
+  const fieldState = (id) =>
+    app.val(`(() => { const e = document.getElementById(arguments[0]); const d = (e.getAttribute('aria-describedby') || '').split(' ').map((i) => document.getElementById(i)?.textContent.trim() ?? '').join(' ');
+      return { invalid: e.getAttribute('aria-invalid'), value: e.value, described: d, focused: document.activeElement === e }; })()`, [id]);
+
+  await step('an empty alias is named and marked; the case is not created', async () => {
+    await app.nav('个案');
+    await app.click('a', '新建个案');
+    await app.heading('新建个案');
+    await app.click('button', '建立个案');
+    const alert = await app.s.text(await app.el('[data-testid=form-alert]'));
+    expect(alert.includes('化名或代号'), `the form's alert: ${alert}`);
+    const f = await fieldState('case-alias');
+    expect(f.invalid === 'true' && f.described.includes('请填写化名或代号') && f.focused, `alias field ${JSON.stringify(f)}`);
+    await app.heading('新建个案');
+    await app.fill('化名或代号', '小北');
+    await app.s.waitFor(async () => (await fieldState('case-alias')).invalid === null, 5000, 'the mark to go');
+    await app.click('button', '建立个案');
+    await app.heading('小北');
+  });
+
+  await step('a contact with −5 minutes and then an empty note: each field named, the text kept, the form open', async () => {
+    const note = '来电者说最近睡不着，想聊聊考试的压力。';
+    await app.fill('时长（分钟）', '-5');
+    await app.s.type(await app.s.waitFor(() => app.s.exec(`return [...document.querySelectorAll('label')].find(l => l.textContent.trim() === '记录' && l.getClientRects().length > 0)?.control ?? null`), 10000, 'note field'), note);
+    await app.click('button', '保存记录');
+    const alert = await app.s.text(await app.el('[data-testid=form-alert]'));
+    expect(alert.includes('时长（分钟）') && !alert.includes('记录，'), `alert ${alert}`);
+    let m = await fieldState('contact-minutes');
+    expect(m.invalid === 'true' && m.described.includes('0 到 1440') && m.value === '-5', `minutes ${JSON.stringify(m)}`);
+    const t = await fieldState('contact-text');
+    expect(t.value === note && t.invalid === null, `note ${JSON.stringify(t)}`);
+    await app.shot('ui-form-error');
+    // Nothing was saved.
+    expect(!(await app.val(`!!document.querySelector('[data-testid=timeline]')`)), 'a contact was saved');
+    await app.fill('时长（分钟）', '20');
+    await app.s.type(await app.label('记录'), ' ');
+    await app.click('button', '保存记录');
+    m = await fieldState('contact-text');
+    expect(m.invalid === 'true' && m.described.includes('不能为空'), `empty note ${JSON.stringify(m)}`);
+    expect((await fieldState('contact-minutes')).value === '20', 'the minutes were lost');
+    expect(await app.val(`document.querySelector('details.add').open`), 'the contact form folded');
+    await app.s.type(await app.label('记录'), note);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=timeline] li', note);
+  });
+
+  await step('in English: search results and a form error', async () => {
+    await app.nav('设置');
+    await app.heading('设置');
+    await app.click('label', 'English');
+    await app.heading('Settings');
+    await app.nav('Handbooks');
+    await app.heading('Handbooks');
+    await search(app, 'listening');
+    const hit = await app.val(`document.querySelector('[data-testid=hits] [data-testid=hit] .hit-title').textContent.trim()`);
+    expect(hit !== 'Core Active Listening Skills', `a heading-only hit: ${hit}`);
+    expect(/^\d+ results?/.test(await statusText(app)), `status ${await statusText(app)}`);
+    await app.shot('ui-search-en');
+    // The snippet is the section's own text, cut between words.
+    const snippet = await app.val(`document.querySelector('[data-testid=hits] [data-testid=hit] .snippet').textContent.trim()`);
+    await app.click('[data-testid=hits] [data-testid=hit]', hit);
+    await app.heading(hit);
+    const body = (await app.s.text(await app.el('[data-testid=section-html]'))).replace(/\s+/g, ' ');
+    const inner = snippet.replace(/^…|…$/g, '').trim();
+    const at = body.indexOf(inner);
+    expect(at >= 0, `the snippet ${JSON.stringify(snippet)} is not the section's text`);
+    const word = /[A-Za-z0-9]/;
+    expect(!(at > 0 && word.test(body[at - 1]) && word.test(inner[0])), `starts mid-word: ${snippet}`);
+    const after = body[at + inner.length] ?? '';
+    expect(!(word.test(after) && word.test(inner.at(-1))), `ends mid-word: ${snippet}`);
+    await app.nav('Cases');
+    await app.click('a', 'New case');
+    await app.heading('New case');
+    await app.click('button', 'Create case');
+    const alert = await app.s.text(await app.el('[data-testid=form-alert]'));
+    expect(alert.includes('Alias'), `the form's alert: ${alert}`);
+    const f = await fieldState('case-alias');
+    expect(f.invalid === 'true' && f.described.includes('Enter an alias'), `alias ${JSON.stringify(f)}`);
+    await app.shot('ui-form-error-en');
+  });
+}
+
+try {
+  await main();
+} catch {
+  /* counted */
+} finally {
+  await app?.s.end();
+  for (const c of [...children].reverse()) await stop(c);
+  console.log(`search e2e: ${passed} passed, ${failed} failed`);
+  process.exitCode = failed > 0 ? 1 : 0;
+}
