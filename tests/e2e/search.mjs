@@ -11,8 +11,8 @@
 // scroll position; "more" loads the rest of 自杀's hits until the count
 // says; an empty alias, an empty note and −5 minutes name and mark their
 // fields and keep everything typed (the contact form stays open). Saves
-// docs/screenshots/ui-search.png, ui-search-en.png, ui-form-error.png and
-// ui-form-error-en.png at the app's phone width (420 px). Last line:
+// docs/screenshots/ui-search-zh.png, ui-search-en.png, ui-form-error-zh.png and
+// ui-form-error-en.png (ui-search.png is the Chromium walk's) at the app's phone width (420 px). Last line:
 // "N passed, N failed".
 
 import { spawn } from 'node:child_process';
@@ -232,7 +232,7 @@ async function main() {
     const marks = await app.val(`[...document.querySelectorAll('[data-testid=hits] .snippet mark')].map((m) => m.textContent)`);
     expect(marks.length > 0 && marks.every((m) => m === '倾听'), `marks ${JSON.stringify(marks)}`);
     expect(/找到 \d+ 处/.test(await statusText(app)), `status ${await statusText(app)}`);
-    await app.shot('ui-search');
+    await app.shot('ui-search-zh');
   });
 
   await step('open the first hit: the section shows its body text', async () => {
@@ -303,7 +303,7 @@ async function main() {
     expect(m.invalid === 'true' && m.described.includes('0 到 1440') && m.value === '-5', `minutes ${JSON.stringify(m)}`);
     const t = await fieldState('contact-text');
     expect(t.value === note && t.invalid === null, `note ${JSON.stringify(t)}`);
-    await app.shot('ui-form-error');
+    await app.shot('ui-form-error-zh');
     // Nothing was saved.
     expect(!(await app.val(`!!document.querySelector('[data-testid=timeline]')`)), 'a contact was saved');
     await app.fill('时长（分钟）', '20');
