@@ -520,8 +520,11 @@ impl World {
                 "team", "claim", "--relay", &url, "--token", &token, "--name", NAMES[0],
             ],
         )?;
+        // Every device writes into every case: the lead reads cases and the
+        // others are supervisors (who reads what is tested in need_to_know.rs).
+        world.ok(0, &["team", "settings", "--lead-reads-cases", "true"])?;
         for (i, name) in NAMES.iter().enumerate().skip(1) {
-            let invite = world.ok(0, &["team", "invite", "--role", "volunteer"])?;
+            let invite = world.ok(0, &["team", "invite", "--role", "supervisor"])?;
             let code = invite["code"].as_str().ok_or("no invite code")?.to_owned();
             world.ok(i, &["join", &code, "--name", name])?;
         }
