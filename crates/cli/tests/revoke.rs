@@ -140,7 +140,11 @@ fn a_revoked_device_reads_nothing_new_wipes_itself_and_the_others_converge() {
             "林老师",
         ],
     );
-    let _b_id = join(&invite(&lead, "volunteer"), &b, "小白");
+    // Everyone here reads every case (the lead by the team setting, b and
+    // c as supervisors), so convergence means every alias everywhere; who
+    // reads what is tested in need_to_know.rs.
+    ok(&lead, &["team", "settings", "--lead-reads-cases", "true"]);
+    let _b_id = join(&invite(&lead, "supervisor"), &b, "小白");
     let c_id = join(&invite(&lead, "supervisor"), &c, "小陈");
     // An invite the lead makes now, before any rotation, leaks later.
     let old_code = invite(&lead, "volunteer");
