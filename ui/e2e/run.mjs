@@ -430,6 +430,153 @@ async function main() {
       await lp.context().close();
     });
 
+    // ------------------------------- issue 9 (U2): duty roster, team settings, statistics
+    const teamPage = async (query, hash, locale = 'zh-CN') => {
+      const c = await phoneContext();
+      c.setDefaultTimeout(TIMEOUT);
+      if (locale !== 'zh-CN') await c.addInitScript((l) => localStorage.setItem('heartbridge.locale', l), locale);
+      const p = await c.newPage();
+      guard(p, origin);
+      await p.goto(`${origin}/?ready${query}${hash}`);
+      return p;
+    };
+    const closeNotices = async (p) => {
+      for (const close of await p.getByRole('button', { name: /关闭提示|Dismiss/ }).all()) await close.click().catch(() => {});
+    };
+    const noSideways = async (p, where) => {
+      const [sw, cw] = await p.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      expect(sw <= cw, `${where}: the page is ${sw}px wide in a ${cw}px window`);
+    };
+
+    await step('duty roster (lead, phone): who is on now, the on-call supervisor’s phone, and a slot added through the form', async () => {
+      const p = await teamPage('', '#/duty');
+      await p.getByRole('heading', { level: 1, name: '值守表' }).waitFor();
+      await p.getByTestId('on-call').getByText('林老师').waitFor();
+      expect((await p.getByTestId('on-call').getByRole('link').getAttribute('href')) === 'tel:13800138000', 'the on-call phone is not a tel: link');
+      await p.getByTestId('duty-now').getByText('心理援助热线').waitFor();
+      await auditLabels(p, 'duty');
+      await noSideways(p, 'duty');
+      await shot(p, 'duty');
+      await p.locator('#slot-line').selectOption({ label: '学校驻点' });
+      await p.getByLabel('成员').selectOption({ label: '王晓 · 志愿者' });
+      await p.getByLabel('开始').fill('22:00');
+      await p.getByLabel('结束').fill('02:00');
+      await p.getByRole('button', { name: '加入值守表' }).click();
+      await p.getByRole('status').filter({ hasText: '已保存在本设备' }).first().waitFor();
+      const slot = p.getByTestId('duty-slots').getByRole('listitem').filter({ hasText: '22:00–02:00' });
+      await slot.filter({ hasText: '王晓' }).filter({ hasText: '学校驻点' }).waitFor();
+      await closeNotices(p);
+      await slot.scrollIntoViewIfNeeded();
+      await shot(p, 'duty-added');
+      await p.context().close();
+    });
+
+    await step('team settings (lead, phone): the on-call phone, the threshold and a supervisor group are saved', async () => {
+      const p = await teamPage('', '#/settings');
+      await p.getByTestId('to-team-settings').click();
+      await p.getByRole('heading', { level: 1, name: '团队设置' }).waitFor();
+      await p.getByLabel('值班督导电话').fill('400-161-9995');
+      await p.getByLabel('统计抑制阈值').fill('3');
+      await p.getByRole('button', { name: '保存', exact: true }).click();
+      await p.getByRole('status').filter({ hasText: '已保存在本设备' }).first().waitFor();
+      await p.getByText('1 到 3 之间的数不显示').waitFor();
+      const group = p.getByTestId('supervisor-group').filter({ hasText: '林老师' });
+      await group.getByLabel('王晓').check();
+      await group.getByRole('button', { name: '保存林老师的分组' }).click();
+      await group.getByText('负责 1 位志愿者').waitFor();
+      await closeNotices(p);
+      await auditLabels(p, 'team settings');
+      await noSideways(p, 'team settings');
+      await p.evaluate(() => window.scrollTo(0, 0));
+      await shot(p, 'team-settings');
+      await p.context().close();
+    });
+
+    await step('statistics (lead, phone): totals, a bar chart by channel and by key group, the suppression legend, the CSV export', async () => {
+      const p = await teamPage('', '#/stats');
+      await p.getByRole('heading', { level: 1, name: '统计' }).waitFor();
+      const totals = p.getByTestId('stats-totals');
+      await totals.getByText('服务人次').waitFor();
+      const contacts = Number((await totals.locator('[data-measure=contacts] dd').textContent()).replace(/,/g, ''));
+      expect(contacts > 5, `contacts total: ${contacts}`);
+      const bars = p.getByTestId('stats-chart').getByRole('listitem');
+      await bars.filter({ hasText: '热线' }).waitFor();
+      expect((await p.getByTestId('stats-chart').locator('rect.fill').count()) > 0, 'no bar drawn');
+      await noSideways(p, 'stats');
+      await auditLabels(p, 'stats');
+      await shot(p, 'stats');
+      await p.getByLabel('分组方式').selectOption('group');
+      await bars.filter({ hasText: '留守儿童' }).waitFor();
+      await p.getByLabel('图表指标').selectOption('escalations');
+      await p.getByRole('heading', { name: '升级上报（按重点群体）' }).waitFor();
+      const values = await p.getByTestId('stats-chart').locator('.value').allTextContents();
+      expect(values.some((v) => v === '≤5'), `no suppressed cell among ${JSON.stringify(values)}`);
+      await p.getByTestId('stats-legend').getByText('为保护当事人不显示具体数字').waitFor();
+      await p.getByTestId('stats-chart').scrollIntoViewIfNeeded();
+      await shot(p, 'stats-suppressed');
+      await p.getByRole('button', { name: '导出 CSV' }).click();
+      await p.getByTestId('stats-exported').filter({ hasText: /exports\/heartbridge-stats-.*\.csv/ }).waitFor();
+      await p.context().close();
+    });
+
+    await step('shift on a line: the last shift’s handover shows, the note for the next shift warns the whole team reads it', async () => {
+      const p = await teamPage('&role=volunteer', '#/shift');
+      await p.getByLabel('这一班在哪条线路').selectOption({ label: '心理援助热线' });
+      await p.getByTestId('handover-notes').getByText('转介电话已更新').waitFor();
+      await p.getByRole('button', { name: '开始值班' }).click();
+      await p.getByTestId('shift-running-line').filter({ hasText: '本班在“心理援助热线”值守' }).waitFor();
+      await p.getByText('整个团队都能看到这段留言：请不要写个案细节').waitFor();
+      await p.getByLabel('给下一班的交接留言').fill('21 点后来电多，记得提前喝水。');
+      await auditLabels(p, 'shift line');
+      await noSideways(p, 'shift line');
+      await shot(p, 'duty-shift');
+      await p.getByRole('button', { name: '结束值班并同步' }).click();
+      await p.getByTestId('receipt').waitFor();
+      await p.getByLabel('这一班在哪条线路').selectOption({ label: '心理援助热线' });
+      await p.getByTestId('handover-notes').getByRole('listitem').first().filter({ hasText: '21 点后来电多' }).waitFor();
+      await p.context().close();
+    });
+
+    await step('a volunteer reads the roster only and has no statistics', async () => {
+      const p = await teamPage('&role=volunteer', '#/duty');
+      await p.getByRole('heading', { level: 1, name: '值守表' }).waitFor();
+      await p.getByText('值守表由团队负责人编辑').waitFor();
+      await p.getByTestId('duty-slots').first().waitFor();
+      expect((await p.getByRole('button', { name: '加入值守表' }).count()) === 0, 'a volunteer sees the form');
+      expect((await p.getByRole('button', { name: /^移除/ }).count()) === 0, 'a volunteer sees remove buttons');
+      const nav = p.getByRole('navigation', { name: '主导航' });
+      expect((await nav.getByRole('link', { name: '统计' }).count()) === 0, 'a volunteer has a statistics tab');
+      await shot(p, 'duty-volunteer');
+      await p.goto(`${origin}/?ready&role=volunteer#/stats`);
+      await p.getByTestId('stats-forbidden').filter({ hasText: '只有督导和团队负责人可以查看统计' }).waitFor();
+      await p.context().close();
+    });
+
+    await step('in English at phone width: the roster, the statistics and the team settings', async () => {
+      const p = await teamPage('', '#/duty', 'en');
+      await p.getByRole('heading', { level: 1, name: 'Duty roster' }).waitFor();
+      await p.getByTestId('on-call').getByText('Supervisor on call now').waitFor();
+      const nav = p.getByRole('navigation', { name: 'Main navigation' });
+      for (const label of ['Home', 'Handbooks', 'Cases', 'Shift', 'Stats', 'Settings']) await nav.getByRole('link', { name: label }).waitFor();
+      await noSideways(p, 'duty (en)');
+      await shot(p, 'duty-en');
+      await nav.getByRole('link', { name: 'Stats' }).click();
+      await p.getByRole('heading', { level: 1, name: 'Statistics' }).waitFor();
+      await p.getByTestId('stats-totals').getByText('Contacts (服务人次)').waitFor();
+      await p.getByTestId('stats-chart').getByText('Hotline').waitFor();
+      await p.getByLabel('Break down by').selectOption('week');
+      await p.getByTestId('stats-chart').getByText(/^Week \d+, \d{4}$/).first().waitFor();
+      await auditLabels(p, 'stats (en)');
+      await noSideways(p, 'stats (en)');
+      await shot(p, 'stats-en');
+      await p.goto(`${origin}/?ready#/settings/team`);
+      await p.getByRole('heading', { level: 1, name: 'Team settings' }).waitFor();
+      await p.getByLabel('On-call supervisor phone').waitFor();
+      await noSideways(p, 'team settings (en)');
+      await shot(p, 'team-settings-en');
+      await p.context().close();
+    });
+
     // issue 9, U1: the supervisor's queue, escalation and receipt (ui/e2e/supervision.mjs)
     await supervisionWalk({ origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT });
 

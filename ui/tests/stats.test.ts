@@ -11,6 +11,7 @@ import {
   measureCells,
   periodLabel,
   rangeLabel,
+  sortRows,
   suppressColumn,
   totalCell,
 } from '../src/lib/stats';
@@ -63,8 +64,11 @@ describe('suppression on the statistics screen', () => {
       row({ channel: 'in-person' }, { escalations: 9, receipts: 3, medianReceiptMinutes: 25, volunteerHours: 1 }),
       row({ channel: 'unknown' }, { escalations: 30, receipts: 30, medianReceiptMinutes: 12, volunteerHours: 0 }),
     ];
-    // online: 2 escalations (primary); in-person: 9 escalations hidden as the secondary cell; 3 receipts anyway
-    expect(measureCells(rows, 'medianReceiptMinutes', 5).map((c) => c.mark)).toEqual([null, 'primary', 'primary', null]);
+    // online: 2 escalations (hidden); in-person: 9 escalations hidden as the secondary cell, and 3 receipts anyway.
+    // A hidden median is marked "*", not "≤5", which would read as minutes.
+    const median = measureCells(rows, 'medianReceiptMinutes', 5);
+    expect(median.map((c) => c.mark)).toEqual([null, 'secondary', 'secondary', null]);
+    expect(median.map((c) => cellText('medianReceiptMinutes', c, 5, 'en'))).toEqual(['18 min', '*', '*', '12 min']);
     expect(measureCells(rows, 'volunteerHours', 5).slice(0, 2)).toEqual([
       { value: 3, mark: null },
       { value: 2.5, mark: null },
@@ -75,6 +79,17 @@ describe('suppression on the statistics screen', () => {
   it('hides a small total too', () => {
     expect(totalCell({ ...zero, escalations: 4 }, 'escalations', 5).mark).toBe('primary');
     expect(totalCell({ ...zero, contacts: 64 }, 'contacts', 5)).toEqual({ value: 64, mark: null });
+  });
+});
+
+describe('row order', () => {
+  it('follows the vocabulary for channel, group and risk, time for weeks; unknown last', () => {
+    const rows = ['unknown', 'online', 'hotline', 'in-person'].map((c) => row({ channel: c }, {}));
+    expect(sortRows(rows, 'channel').map((r) => r.key.channel)).toEqual(['hotline', 'in-person', 'online', 'unknown']);
+    const risks = ['low', 'critical', 'none', 'high'].map((r) => row({ risk: r }, {}));
+    expect(sortRows(risks, 'risk').map((r) => r.key.risk)).toEqual(['critical', 'high', 'low', 'none']);
+    const weeks = ['2026-W10', '2025-W52', '2026-W02'].map((w) => row({ week: w }, {}));
+    expect(sortRows(weeks, 'week').map((r) => r.key.week)).toEqual(['2025-W52', '2026-W02', '2026-W10']);
   });
 });
 

@@ -179,4 +179,3 @@ export function teamTabs(team: { role: Role } | null | undefined): Tab[] {
   if (team.role === 'lead') tabs.push('team');
   return tabs;
 }
-

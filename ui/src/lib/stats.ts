@@ -10,7 +10,7 @@
 
 import type { Locale } from './format';
 import { translate } from './i18n/translate';
-import type { StatsDim, StatsMeasure, StatsMeasures, StatsRow } from './api/types';
+import { CHANNELS, GROUPS, RISKS, type StatsDim, type StatsMeasure, type StatsMeasures, type StatsRow } from './api/types';
 
 export type Mark = 'primary' | 'secondary' | null;
 export interface Cell {
@@ -54,7 +54,8 @@ export function suppressColumn(values: readonly (number | null)[], k: number): C
  * A measure's cells for each row of a breakdown. Counts are suppressed as
  * above; the median time to receipt is hidden (primary) wherever the
  * escalations are hidden or it stands on 1..k receipts, since it would
- * describe one person's answer; hours are shown as they are.
+ * describe one person's answer (marked "*": it is not a count, so "≤k"
+ * would misread as minutes); hours are shown as they are.
  */
 export function measureCells(rows: readonly StatsRow[], measure: StatsMeasure, k: number): Cell[] {
   const values = rows.map((r) => r.measures[measure]);
@@ -69,11 +70,32 @@ export function measureCells(rows: readonly StatsRow[], measure: StatsMeasure, k
       value: r.measures.medianReceiptMinutes,
       mark:
         r.measures.medianReceiptMinutes !== null && (escalations[i].mark !== null || primary(r.measures.receipts, k))
-          ? 'primary'
+          ? 'secondary'
           : null,
     }));
   }
   return values.map((value) => ({ value, mark: null }));
+}
+
+/**
+ * The rows of a breakdown by `dim` in reading order: channels, groups and
+ * risks in the vocabulary's order (risk from critical down), weeks and
+ * months in time order; anything unknown last.
+ */
+export function sortRows(rows: readonly StatsRow[], dim: StatsDim): StatsRow[] {
+  const order: readonly string[] | null =
+    dim === 'channel' ? CHANNELS : dim === 'group' ? GROUPS : dim === 'risk' ? [...RISKS].reverse() : null;
+  const rank = (v: string | undefined) => {
+    if (v === undefined || v === '' || v === 'unknown') return [2, ''] as const;
+    if (!order) return [0, v] as const;
+    const i = order.indexOf(v);
+    return i < 0 ? ([1, v] as const) : ([0, String(i).padStart(3, '0')] as const);
+  };
+  return [...rows].sort((a, b) => {
+    const [ra, sa] = rank(a.key[dim]);
+    const [rb, sb] = rank(b.key[dim]);
+    return ra - rb || sa.localeCompare(sb);
+  });
 }
 
 /** A total (no breakdown beside it): counts from 1 to k are hidden. */

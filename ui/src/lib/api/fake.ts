@@ -16,6 +16,7 @@
 
 import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
+import { createTeamFake } from './fake-team';
 import { createSupervisionFake, supervisionDefaults, supervisionSummary } from './fake-supervision';
 import type {
   ContactDraft,
