@@ -34,17 +34,6 @@ fn ok(profile: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
 
-fn fails(profile: &Path, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = hb(profile, &all);
-    assert!(!out.status.success(), "{args:?} should fail");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn invite(from: &Path, role: &str) -> String {
     ok(from, &["team", "invite", "--role", role])["code"]
         .as_str()
@@ -100,17 +89,6 @@ fn new_case(profile: &Path, alias: &str, note: &str) -> String {
         ],
     );
     id
-}
-
-fn aliases(profile: &Path) -> Vec<String> {
-    let mut v: Vec<String> = ok(profile, &["case", "list"])
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|c| c["alias"].as_str().expect("alias").to_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn sync(profile: &Path) -> Value {
