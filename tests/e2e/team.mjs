@@ -13,7 +13,9 @@
 // slot's person as the supervisor on call, and opens the statistics screen
 // with the counts the volunteer made (from de-identified facts: the lead
 // cannot read the volunteer's cases). The volunteer's next sync brings the
-// roster and the settings. Screenshots: docs/screenshots/app-{team-settings,duty,stats}.png.
+// roster and the settings. The CSV export lands in the profile's export folder
+// without an alias, a note or a name. Screenshots:
+// docs/screenshots/app-{team-settings,duty,stats}.png.
 // Last line: "team-e2e: N passed, N failed".
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -304,6 +306,18 @@ async function main() {
     expect((await bar('热线')).endsWith('*'), `hotline bar: ${await bar('热线')}`);
     await app.el('[data-testid=stats-legend]', '为保护当事人不显示具体数字');
     await app.shot('stats');
+  });
+
+  await step('statistics: “导出 CSV” writes the de-identified CSV into the profile’s export folder', async () => {
+    await app.click('button', '导出 CSV');
+    const said = await app.s.text(await app.el('[data-testid=stats-exported]', 'heartbridge-stats-', 20000));
+    const file = said.split('\n').map((l) => l.trim()).find((l) => l.endsWith('.csv'));
+    expect(file && file.startsWith(path.join(lead, 'exports')), `the export says ${said}`);
+    const csv = readFileSync(file, 'utf8');
+    const [first, header] = csv.split('\n');
+    expect(first.startsWith('# heartbridge statistics') && first.includes('k=2'), `first line: ${first}`);
+    expect(header.startsWith('week,month,channel,group,risk,'), `header: ${header}`);
+    for (const secret of ['小北', '小南', '小东', '小王', '周组长', '第一次来电', '线上回访']) expect(!csv.includes(secret), `the CSV holds “${secret}”`);
   });
 
   await app.s.end();
