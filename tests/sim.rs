@@ -77,6 +77,7 @@ fn quiet(devices: usize, ops: Vec<Op>) -> History {
         devices,
         net_seed: 0,
         faults: 0,
+        volunteers: 0,
         ops,
     }
 }
@@ -158,7 +159,7 @@ fn a_plain_history_converges() {
             },
             Op::Crash { dev: 1 },
             snapshot(0),
-            Op::Join,
+            Op::Join { volunteer: false },
             sync(&[0, 1, 2, 3]),
         ],
     );
@@ -208,6 +209,7 @@ fn a_hostile_network_is_survived() {
         devices: 3,
         net_seed: 7,
         faults: 3,
+        volunteers: 0,
         ops,
     };
     let stats = sim::world::run(&h).unwrap_or_else(|e| panic!("{e}"));
@@ -255,16 +257,19 @@ fn the_invariants_notice_a_change_that_never_left_its_device() {
     let failed = |r: Result<(), String>| r.expect_err("the invariant must notice");
     assert!(failed(check_all(&mut s)).starts_with("outboxes_are_empty"));
     let live = s.live();
+    let readers = s.readers().unwrap_or_else(|e| panic!("{e}"));
     assert!(failed(every_saved_change_is_on_every_device(
         &live,
-        &s.expected_saved()
+        &s.expected_saved(),
+        &readers,
     ))
     .contains("device 0 lacks change"));
-    assert!(failed(devices_hold_identical_documents(&live)).contains("different heads"));
+    assert!(failed(devices_hold_identical_documents(&live, &readers)).contains("different heads"));
     let risk = failed(risk_is_the_highest_concurrent_value(
         &live,
         &s.risk_writes,
         &Default::default(),
+        &readers,
     ));
     assert!(
         risk.contains("device 0 has risk low, the model says high"),
@@ -308,7 +313,7 @@ fn seed_a_late_joiner_keeps_a_change_whose_parent_a_snapshot_compacted() {
             },
             sync(&[1]),
             snapshot(0),
-            Op::Join,
+            Op::Join { volunteer: false },
             sync(&[2]),
         ],
     );
@@ -409,7 +414,7 @@ fn seed_a_twin_snapshot_does_not_delete_the_parts_of_the_first() {
             snapshot(1),
             sync(&[2]),
             snapshot(2),
-            Op::Join,
+            Op::Join { volunteer: false },
             sync(&[3]),
         ],
     );
@@ -578,7 +583,7 @@ fn seed_a_device_joins_with_an_invite_made_after_a_revocation() {
                 dev: 0,
                 hand_over: true,
             },
-            Op::Join,
+            Op::Join { volunteer: false },
             Op::NewCase {
                 dev: 2,
                 risk: Risk::Low,
@@ -694,7 +699,7 @@ fn seed_an_invite_made_before_the_rotation_was_handed_over_lets_the_newcomer_pus
                 dev: 0,
                 risk: Risk::None,
             },
-            Op::Join,
+            Op::Join { volunteer: false },
             Op::NewCase {
                 dev: 3,
                 risk: Risk::None,

@@ -18,6 +18,11 @@ pub struct History {
     pub net_seed: u64,
     /// How hostile the network is, 0 (perfect) to 3.
     pub faults: u8,
+    /// Which of the first `devices` join as volunteers (bit `i` for
+    /// device `i`; bit 0, the lead, is ignored): a volunteer reads only
+    /// the cases it carries. The others join as supervisors and, with the
+    /// lead (`lead_reads_cases` is on from the start), read every case.
+    pub volunteers: u8,
     pub ops: Vec<Op>,
 }
 
@@ -78,8 +83,21 @@ pub enum Op {
         book: u8,
         revision: u8,
     },
-    /// A new device enrolls and will pull from cursor 0 at its first sync.
-    Join,
+    /// A new device enrolls (as a volunteer, or else as a supervisor) and
+    /// will pull from cursor 0 at its first sync.
+    Join {
+        volunteer: bool,
+    },
+    /// Device `dev` hands case `case` to another device (`to` modulo the
+    /// devices other than the lead) with `Store::assign_case`. A
+    /// supervisor or the lead may; a volunteer is refused (`Forbidden`,
+    /// nothing written). Skipped if `dev` does not hold the case or does
+    /// not know the other device yet.
+    Assign {
+        dev: u8,
+        case: u8,
+        to: u8,
+    },
     /// These devices sync at the same time through the faulty network.
     Sync(Vec<(u8, SyncCfg)>),
     /// A device's process dies between two steps; its store is reopened.
@@ -201,7 +219,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (dev(), any::<u8>(), prop::sample::select(TAGS), any::<bool>())
             .prop_map(|(dev, case, tag, remove)| Op::Tag { dev, case, tag, remove }),
         2 => (dev(), 0..3u8, 0..4u8).prop_map(|(dev, book, revision)| Op::ImportHandbook { dev, book, revision }),
-        1 => Just(Op::Join),
+        1 => any::<bool>().prop_map(|volunteer| Op::Join { volunteer }),
+        2 => (dev(), any::<u8>(), any::<u8>()).prop_map(|(dev, case, to)| Op::Assign { dev, case, to }),
         6 => prop::collection::vec((dev(), sync_cfg()), 1..=MAX_DEVICES).prop_map(Op::Sync),
         1 => dev().prop_map(|dev| Op::Crash { dev }),
     ]
@@ -218,24 +237,28 @@ pub fn history(max_ops: usize) -> impl Strategy<Value = History> {
         2..=MAX_DEVICES,
         any::<u64>(),
         0..=3u8,
+        any::<u8>(),
         prop::collection::vec(op(), 1..=max_ops),
         prop::collection::vec(
             (any::<prop::sample::Index>(), dev(), any::<bool>()),
             0..=MAX_REVOKES,
         ),
     )
-        .prop_map(|(devices, net_seed, faults, mut ops, revokes)| {
-            for (at, dev, hand_over) in revokes {
-                let i = at.index(ops.len() + 1);
-                ops.insert(i, Op::Revoke { dev, hand_over });
-            }
-            History {
-                devices,
-                net_seed,
-                faults,
-                ops,
-            }
-        })
+        .prop_map(
+            |(devices, net_seed, faults, volunteers, mut ops, revokes)| {
+                for (at, dev, hand_over) in revokes {
+                    let i = at.index(ops.len() + 1);
+                    ops.insert(i, Op::Revoke { dev, hand_over });
+                }
+                History {
+                    devices,
+                    net_seed,
+                    faults,
+                    volunteers,
+                    ops,
+                }
+            },
+        )
 }
 
 /// Revision `revision` of sample handbook `book`: Markdown with front

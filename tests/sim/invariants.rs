@@ -6,6 +6,13 @@
 //! revoked (`Sim::live`, the lead first). A revoked device is not trusted
 //! any more: what it saved that the relay had not acknowledged when it was
 //! revoked is lost by design (`Sim::expected_saved`), and it ends erased.
+//!
+//! A case must be on its readers only (`Sim::readers`: its assignee, the
+//! supervisors, the lead): the properties about every device's documents
+//! hold, for a case, among its readers; a volunteer who never read it
+//! holds no trace of it, one taken off it holds nothing written after its
+//! writer had seen the handover, and nothing a device could read waits
+//! locked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,17 +25,29 @@ use super::world::{Device, Revoked, RiskWrite, Saved, Sim};
 /// Devices with their indices in the simulation.
 pub type Live<'a> = [(usize, &'a Device)];
 
+/// The devices that must read each case (`Sim::readers`); a document not
+/// listed is for every device.
+pub type Readers = BTreeMap<DocId, BTreeSet<usize>>;
+
+fn must_read(readers: &Readers, doc: &DocId, dev: usize) -> bool {
+    readers.get(doc).is_none_or(|r| r.contains(&dev))
+}
+
 /// Every property, in the order a failure is easiest to read.
 pub fn check_all(sim: &mut Sim) -> Result<(), String> {
     let revoked: BTreeSet<usize> = sim.revoked.iter().map(|r| r.dev).collect();
+    let readers = sim.readers()?;
     {
         let live = sim.live();
         outboxes_are_empty(&live)?;
         nothing_was_refused(&live)?;
         nothing_is_held(&live)?;
-        every_saved_change_is_on_every_device(&live, &sim.expected_saved())?;
-        devices_hold_identical_documents(&live)?;
-        risk_is_the_highest_concurrent_value(&live, &sim.risk_writes, &revoked)?;
+        every_saved_change_is_on_every_device(&live, &sim.expected_saved(), &readers)?;
+        devices_hold_identical_documents(&live, &readers)?;
+        risk_is_the_highest_concurrent_value(&live, &sim.risk_writes, &revoked, &readers)?;
+        a_volunteer_never_on_a_case_holds_no_trace_of_it(sim, &readers)?;
+        a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover(sim, &readers)?;
+        nothing_readable_is_locked(&live, &readers)?;
         case_lists_agree_with_documents(&live)?;
         key_epochs_agree(&live, 1 + sim.revoked.len() as u32)?;
         nothing_a_revoked_device_saved_unacknowledged_is_required_and_nothing_after_appears(
@@ -92,15 +111,20 @@ pub fn nothing_is_held(devices: &Live) -> Result<(), String> {
 }
 
 /// Every change a write reported saved (and that the team must keep, see
-/// `Sim::expected_saved`) is in that document on every device (Automerge
-/// keeps a change once, so presence is the whole question).
+/// `Sim::expected_saved`) is in that document on every device that must
+/// read it (Automerge keeps a change once, so presence is the whole
+/// question).
 pub fn every_saved_change_is_on_every_device(
     devices: &Live,
     saved: &[&Saved],
+    readers: &Readers,
 ) -> Result<(), String> {
     for &(d, dev) in devices {
         let mut docs: BTreeMap<&DocId, Option<AutoCommit>> = BTreeMap::new();
         for s in saved.iter().copied() {
+            if !must_read(readers, &s.doc, d) {
+                continue;
+            }
             if !docs.contains_key(&s.doc) {
                 docs.insert(&s.doc, load(dev.store(), d, &s.doc)?);
             }
@@ -134,22 +158,32 @@ fn heads_by_doc(
     Ok(out)
 }
 
-/// Same documents, same Automerge heads, on every device.
-pub fn devices_hold_identical_documents(devices: &Live) -> Result<(), String> {
-    let (d0, lead) = devices[0];
-    let first = heads_by_doc(lead.store(), d0)?;
-    for &(d, dev) in devices.iter().skip(1) {
-        let here = heads_by_doc(dev.store(), d)?;
-        for id in first.keys().chain(here.keys()) {
-            match (first.get(id), here.get(id)) {
+/// Same documents, same Automerge heads, on every device that must read
+/// them (a case: on its readers).
+pub fn devices_hold_identical_documents(devices: &Live, readers: &Readers) -> Result<(), String> {
+    let all: Vec<(usize, BTreeMap<DocId, BTreeSet<ChangeHash>>)> = devices
+        .iter()
+        .map(|&(d, dev)| heads_by_doc(dev.store(), d).map(|h| (d, h)))
+        .collect::<Result<_, _>>()?;
+    let ids: BTreeSet<&DocId> = all.iter().flat_map(|(_, h)| h.keys()).collect();
+    for id in ids {
+        let mut first: Option<(usize, Option<&BTreeSet<ChangeHash>>)> = None;
+        for (d, heads) in all.iter().filter(|(d, _)| must_read(readers, id, *d)) {
+            let here = heads.get(id);
+            let Some((d0, there)) = first else {
+                first = Some((*d, here));
+                continue;
+            };
+            match (there, here) {
                 (Some(a), Some(b)) if a == b => {}
+                (None, None) => {}
                 (Some(_), Some(_)) => {
                     return Err(format!(
                         "devices_hold_identical_documents: document {id} has different heads on devices {d0} and {d}"
                     ))
                 }
                 (a, _) => {
-                    let (has, lacks) = if a.is_some() { (d0, d) } else { (d, d0) };
+                    let (has, lacks) = if a.is_some() { (d0, *d) } else { (*d, d0) };
                     return Err(format!(
                         "devices_hold_identical_documents: device {has} holds document {id}, device {lacks} does not"
                     ));
@@ -195,6 +229,7 @@ pub fn risk_is_the_highest_concurrent_value(
     devices: &Live,
     writes: &[RiskWrite],
     revoked: &BTreeSet<usize>,
+    readers: &Readers,
 ) -> Result<(), String> {
     let mut by_case: BTreeMap<&DocId, Vec<&RiskWrite>> = BTreeMap::new();
     for w in writes {
@@ -215,7 +250,7 @@ pub fn risk_is_the_highest_concurrent_value(
             .filter(|w| !revoked.contains(&w.dev) || am.get_change_by_hash(&w.hash).is_some())
             .collect();
         let expected = expected_risk(&mut am, &ws);
-        for &(d, dev) in devices {
+        for &(d, dev) in devices.iter().filter(|(d, _)| must_read(readers, case, *d)) {
             let got = dev
                 .store()
                 .case(case)
@@ -431,4 +466,181 @@ pub fn an_erased_profile_holds_nothing(dir: &Path) -> Result<(), String> {
         )),
         Ok(_) => Err("an_erased_profile_holds_nothing: it opens".into()),
     }
+}
+
+/// A raw connection to a device's database: its `cases` table and its
+/// `locked_payloads`, which no API lists row by row.
+fn raw(d: usize, dev: &Device) -> Result<rusqlite::Connection, String> {
+    heartbridge_core::testing::open_raw(&dev.profile(), &heartbridge_core::testing::unlock())
+        .map_err(|e| format!("device {d}: opening its database raw failed: {e}"))
+}
+
+fn case_rows(conn: &rusqlite::Connection, d: usize, id: &DocId) -> Result<i64, String> {
+    conn.query_row(
+        "SELECT count(*) FROM cases WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(|e| format!("device {d}: query its cases table: {e}"))
+}
+
+/// Whether device `d` ever carried case `id` in the model: it made it, or
+/// some `assign_case` handed it to it.
+fn ever_carried(sim: &Sim, id: &DocId, d: usize) -> bool {
+    sim.creators.get(id) == Some(&d) || sim.assigned.iter().any(|(c, t)| c == id && *t == d)
+}
+
+/// A volunteer that never read a case (never made it, never had it
+/// assigned) holds no trace of it: `Store::case` answers not found, no
+/// document, no row in its `cases` table, nothing in its case list.
+pub fn a_volunteer_never_on_a_case_holds_no_trace_of_it(
+    sim: &Sim,
+    readers: &Readers,
+) -> Result<(), String> {
+    for (d, dev) in sim.live() {
+        if !dev.is_volunteer() {
+            continue;
+        }
+        let store = dev.store();
+        let conn = raw(d, dev)?;
+        let listed: BTreeSet<String> = store
+            .list_cases(&CaseFilter::default())
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        for id in &sim.cases {
+            if must_read(readers, id, d) || ever_carried(sim, id, d) {
+                continue;
+            }
+            let what = match store.case(id) {
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => Some(format!("reading it failed with {e}, not not-found")),
+                Ok(_) => Some("reads it".to_owned()),
+            }
+            .or_else(|| match store.load(id) {
+                Ok(None) => None,
+                Ok(Some(_)) => Some("holds its document".to_owned()),
+                Err(e) => Some(format!("loading it failed with {e}")),
+            })
+            .or_else(|| match case_rows(&conn, d, id) {
+                Ok(0) => None,
+                Ok(n) => Some(format!("has {n} rows of it in its cases table")),
+                Err(e) => Some(e),
+            })
+            .or_else(|| listed.contains(id.as_str()).then(|| "lists it".to_owned()));
+            if let Some(what) = what {
+                return Err(format!(
+                    "a_volunteer_never_on_a_case_holds_no_trace_of_it: volunteer device {d} never carried case {id}, yet {what}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A volunteer taken off a case (it carried it once, and is not a reader
+/// now) holds no change of the case whose writer had, when writing, seen
+/// every assignment of the case to this volunteer and a newer one to
+/// someone else: such a change is pushed under a key the supervisors made
+/// for the readers after the handover. (Its own changes it keeps, and
+/// changes written before the writer saw the handover may have reached
+/// it.)
+pub fn a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover(
+    sim: &Sim,
+    readers: &Readers,
+) -> Result<(), String> {
+    let lead = sim.devices[0].store();
+    for (d, dev) in sim.live() {
+        if !dev.is_volunteer() {
+            continue;
+        }
+        for id in &sim.cases {
+            if must_read(readers, id, d) || !ever_carried(sim, id, d) {
+                continue;
+            }
+            let Ok(final_case) = lead.case(id) else {
+                continue; // the lead lacks it: other invariants say so
+            };
+            let to_me: BTreeSet<&String> = final_case
+                .assignments
+                .iter()
+                .filter(|a| a.to_device == dev.device_id)
+                .map(|a| &a.id)
+                .collect();
+            if to_me.is_empty() && sim.creators.get(id) != Some(&d) {
+                continue; // the assignment to it never reached the team
+            }
+            let after: Vec<&Saved> = sim
+                .expected_saved()
+                .into_iter()
+                .filter(|s| s.doc == *id && s.dev != d)
+                .filter(|s| {
+                    s.view.as_ref().is_some_and(|v| {
+                        v.assignee != dev.device_id
+                            && to_me.iter().all(|a| v.assignments.contains(*a))
+                    })
+                })
+                .collect();
+            if after.is_empty() {
+                continue;
+            }
+            let Some(mut am) = load(dev.store(), d, id)? else {
+                continue;
+            };
+            for s in after {
+                if am.get_change_by_hash(&s.hash).is_some() {
+                    return Err(format!(
+                        "a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover: volunteer device {d}, taken off case {id}, holds change {} that device {} wrote after it had seen the handover",
+                        s.hash, s.dev
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Nothing a device could read waits in `locked_payloads`: no row is
+/// sealed under a key it holds, no row is of a case it reads, and
+/// `sync_status().locked` counts exactly those rows.
+pub fn nothing_readable_is_locked(devices: &Live, readers: &Readers) -> Result<(), String> {
+    for &(d, dev) in devices {
+        let conn = raw(d, dev)?;
+        let rows: Vec<(String, String, bool)> = {
+            let mut st = conn
+                .prepare(
+                    "SELECT l.doc_id, l.scope, EXISTS (SELECT 1 FROM case_keys k WHERE k.scope = l.scope AND k.key_id = l.key_id)
+                     FROM locked_payloads l ORDER BY l.seq",
+                )
+                .map_err(|e| format!("device {d}: query locked_payloads: {e}"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| format!("device {d}: query locked_payloads: {e}"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| format!("device {d}: query locked_payloads: {e}"))?
+        };
+        for (doc, scope, key_held) in &rows {
+            if *key_held {
+                return Err(format!(
+                    "nothing_readable_is_locked: device {d} keeps a payload of {doc} (scope {scope}) locked although it holds the key it is sealed under"
+                ));
+            }
+            if let Ok(id) = DocId::parse(doc, "case") {
+                if readers.get(&id).is_some_and(|r| r.contains(&d)) {
+                    return Err(format!(
+                        "nothing_readable_is_locked: device {d} reads case {id}, yet a payload of it waits locked for a key it was not given"
+                    ));
+                }
+            }
+        }
+        let counted = dev.store().sync_status().map_err(|e| e.to_string())?.locked;
+        if counted != rows.len() {
+            return Err(format!(
+                "nothing_readable_is_locked: device {d}'s status counts {counted} locked payloads, its table holds {}",
+                rows.len()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -2,15 +2,15 @@
 //! relay on loopback with its real SQLite file, and the network between
 //! them. [`Sim::step`] runs one operation of a history.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use automerge::{ActorId, ChangeHash};
 use heartbridge_client::{BlockingTransport, HttpTransport};
 use heartbridge_core::proto::{Role, SignedRoster};
 use heartbridge_core::{
-    CaseUpdate, Channel, DocId, Error, Group, NewCase, Risk, Store, SyncOptions, Transport,
-    TransportError, Written,
+    CaseUpdate, Channel, DocId, DocKind, Error, Group, NewCase, Risk, Store, SyncOptions,
+    Transport, TransportError, Written,
 };
 use heartbridge_tests::Relay;
 
@@ -26,6 +26,10 @@ pub const RELAY_MAX_BODY: usize = 128 * 1024;
 pub struct Device {
     dir: tempfile::TempDir,
     store: Option<Store>,
+    /// The role it joined with (the lead claimed the team).
+    pub role: Role,
+    /// Its id in the team (hex), once enrolled.
+    pub device_id: String,
 }
 
 impl Device {
@@ -40,7 +44,25 @@ impl Device {
         Ok(Device {
             dir,
             store: Some(store),
+            role: Role::Volunteer,
+            device_id: String::new(),
         })
+    }
+
+    /// Records the role and team id the device enrolled with.
+    fn enrolled(&mut self, role: Role) -> Result<(), String> {
+        self.role = role;
+        self.device_id = self
+            .store()
+            .team()
+            .map_err(|e| format!("read team: {e}"))?
+            .ok_or("no team after enrolling")?
+            .device_id;
+        Ok(())
+    }
+
+    pub fn is_volunteer(&self) -> bool {
+        self.role == Role::Volunteer
     }
 
     pub fn profile(&self) -> PathBuf {
@@ -89,6 +111,18 @@ pub struct Saved {
     /// AUTOINCREMENT, so the number is never reused): the relay has
     /// acknowledged the change once that row is gone.
     pub outbox_seq: Option<i64>,
+    /// For a change of a case: who the writer's copy said carries the
+    /// case right after the write, and which assignments it held.
+    pub view: Option<CaseView>,
+}
+
+/// What a device's copy of a case said about its assignment.
+#[derive(Debug, Clone)]
+pub struct CaseView {
+    /// The assignee's device id.
+    pub assignee: String,
+    /// The ids of the assignments the copy holds.
+    pub assignments: BTreeSet<String>,
 }
 
 /// A write of a case's risk register (case creation included).
@@ -135,6 +169,10 @@ pub struct Stats {
     pub revokes: usize,
     /// Syncs of a revoked device that ended in `Error::Erased`.
     pub erased: usize,
+    /// Cases handed to another device (`Store::assign_case` succeeded).
+    pub assigns: usize,
+    /// Volunteers' attempts to assign, refused as they must be.
+    pub refused_assigns: usize,
     pub net: NetStats,
 }
 
@@ -144,6 +182,10 @@ pub struct Sim {
     pub net: Net,
     /// Every case ever created, in order (ops name them by index).
     pub cases: Vec<DocId>,
+    /// The device that created each case.
+    pub creators: BTreeMap<DocId, usize>,
+    /// Every successful `assign_case`: case, and the device it went to.
+    pub assigned: Vec<(DocId, usize)>,
     /// Every change reported saved.
     pub saved: Vec<Saved>,
     pub risk_writes: Vec<RiskWrite>,
@@ -160,38 +202,87 @@ fn err(what: &str, dev: usize) -> impl FnOnce(heartbridge_core::Error) -> String
 }
 
 impl Sim {
-    /// A relay with one team: device 0 claimed it, the others joined.
+    /// A relay with one team: device 0 claimed it and turned on
+    /// `lead_reads_cases` (through the real setter, before any case), the
+    /// others joined, as supervisors or (those `history.volunteers`
+    /// names) as volunteers.
     pub fn new(history: &History) -> Result<Sim, String> {
         let relay = Relay::start_with(|c| c.max_body_bytes = RELAY_MAX_BODY);
         let created = relay.create_team("sim team");
         let mut lead = Device::new(0)?;
         heartbridge_client::claim(lead.store_mut(), &relay.url, created.lead_token.expose())
             .map_err(err("claim", 0))?;
+        lead.enrolled(Role::Lead)
+            .map_err(|e| format!("device 0: {e}"))?;
         let mut sim = Sim {
             relay,
             devices: vec![lead],
             net: Net::new(history.net_seed, history.faults),
             cases: Vec::new(),
+            creators: BTreeMap::new(),
+            assigned: Vec::new(),
             saved: Vec::new(),
             risk_writes: Vec::new(),
             revoked: Vec::new(),
             stats: Stats::default(),
             admin: BlockingTransport::default(),
         };
+        let w = sim.devices[0]
+            .store_mut()
+            .set_lead_reads_cases(true)
+            .map_err(err("turn on lead_reads_cases", 0))?;
+        let settings = heartbridge_core::duty::settings_doc_id(&sim.team()?.team_id);
+        if sim.saved(0, &settings, Some(w))?.is_none() {
+            return Err("device 0: turning on lead_reads_cases changed nothing".into());
+        }
+        // The setting is in force before any case: at the relay, and on
+        // every device enrolled before the history (each syncs once).
+        sim.setup_sync(0)?;
         while sim.devices.len() < history.devices.clamp(2, MAX_DEVICES) {
-            sim.join()?;
+            let volunteer = history.volunteers & (1 << sim.devices.len()) != 0;
+            sim.join(volunteer)?;
+            sim.setup_sync(sim.devices.len() - 1)?;
         }
         sim.stats.joins = 0;
         Ok(sim)
     }
 
+    /// Device `d` syncs over a working connection while the team is set
+    /// up.
+    fn setup_sync(&mut self, d: usize) -> Result<(), String> {
+        self.devices[d]
+            .store_mut()
+            .sync(
+                &mut BlockingTransport::default(),
+                &SyncOptions::default(),
+                &mut |_| {},
+            )
+            .map_err(err("sync while setting up the team", d))?;
+        Ok(())
+    }
+
+    /// The lead's team.
+    fn team(&self) -> Result<heartbridge_core::Team, String> {
+        self.devices[0]
+            .store()
+            .team()
+            .map_err(err("read team", 0))?
+            .ok_or_else(|| "the lead has no team".to_owned())
+    }
+
     /// A new device joins with an invite from the lead.
-    fn join(&mut self) -> Result<(), String> {
+    fn join(&mut self, volunteer: bool) -> Result<(), String> {
         let n = self.devices.len();
-        let code = heartbridge_client::invite(self.devices[0].store_mut(), Role::Volunteer)
+        let role = if volunteer {
+            Role::Volunteer
+        } else {
+            Role::Supervisor
+        };
+        let code = heartbridge_client::invite(self.devices[0].store_mut(), role)
             .map_err(err("invite", 0))?;
         let mut d = Device::new(n)?;
         heartbridge_client::join(d.store_mut(), &code).map_err(err("join", n))?;
+        d.enrolled(role).map_err(|e| format!("device {n}: {e}"))?;
         self.devices.push(d);
         self.stats.joins += 1;
         Ok(())
@@ -425,7 +516,7 @@ impl Sim {
         if written == Some(Written::Unchanged) {
             return Ok(None);
         }
-        let (_, mut am) = self.devices[dev]
+        let (kind, mut am) = self.devices[dev]
             .store()
             .load(doc)
             .map_err(err("load", dev))?
@@ -456,12 +547,25 @@ impl Sim {
             .filter(|o| o.doc_id == *doc)
             .map(|o| o.seq)
             .max();
+        let view = if kind == DocKind::Case {
+            let c = self.devices[dev]
+                .store()
+                .case(doc)
+                .map_err(err("read the case just written", dev))?;
+            Some(CaseView {
+                assignee: c.assignee_device,
+                assignments: c.assignments.into_iter().map(|a| a.id).collect(),
+            })
+        } else {
+            None
+        };
         self.saved.push(Saved {
             dev,
             doc: doc.clone(),
             hash,
             actor,
             outbox_seq,
+            view,
         });
         self.stats.writes += 1;
         Ok(Some(hash))
@@ -492,6 +596,7 @@ impl Sim {
                         hash,
                     });
                 }
+                self.creators.insert(id.clone(), d);
                 self.cases.push(id);
             }
             Op::SetRisk { dev, case, risk } => {
@@ -641,11 +746,12 @@ impl Sim {
                     }
                 }
             }
-            Op::Join => {
+            Op::Join { volunteer } => {
                 if self.devices.len() < MAX_DEVICES {
-                    self.join()?;
+                    self.join(*volunteer)?;
                 }
             }
+            Op::Assign { dev, case, to } => self.assign(*dev, *case, *to)?,
             Op::Sync(syncs) => self.sync(syncs)?,
             Op::Crash { dev } => {
                 let d = self.dev(*dev);
@@ -664,6 +770,101 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// `Op::Assign`: a supervisor or the lead hands a case to another
+    /// device; a volunteer is refused before anything is written.
+    fn assign(&mut self, dev: u8, case: u8, to: u8) -> Result<(), String> {
+        let Some(d) = self.writer(dev)? else {
+            return Ok(());
+        };
+        if self.cases.is_empty() {
+            return Ok(());
+        }
+        let t = 1 + usize::from(to) % (self.devices.len() - 1);
+        let (to_id, to_name) = (self.devices[t].device_id.clone(), format!("volunteer {t}"));
+        let note = "交接：请继续跟进";
+        if self.devices[d].is_volunteer() {
+            let id = self.cases[usize::from(case) % self.cases.len()].clone();
+            let store = self.devices[d].store_mut();
+            let before = store.outbox_len().map_err(err("outbox", d))?;
+            match store.assign_case(&id, &to_id, &to_name, note) {
+                Err(Error::Forbidden { .. }) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "device {d}: a volunteer's assign_case failed with {e}, not forbidden"
+                    ))
+                }
+                Ok(_) => return Err(format!("device {d}: a volunteer assigned a case")),
+            }
+            if store.outbox_len().map_err(err("outbox", d))? != before {
+                return Err(format!(
+                    "device {d}: a volunteer's refused assign_case queued something"
+                ));
+            }
+            self.stats.refused_assigns += 1;
+            return Ok(());
+        }
+        let Some(id) = self.case_on(d, case)? else {
+            return Ok(());
+        };
+        let known = self.devices[d]
+            .store()
+            .roster()
+            .map_err(err("roster", d))?
+            .into_iter()
+            .any(|m| m.device_id == to_id && !m.revoked);
+        match self.devices[d]
+            .store_mut()
+            .assign_case(&id, &to_id, &to_name, note)
+        {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) if !known => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "device {d}: assigning a case to device {t} failed: {e}"
+                ))
+            }
+        }
+        if !known {
+            return Err(format!(
+                "device {d}: assigned a case to device {t}, which its roster does not list"
+            ));
+        }
+        self.saved(d, &id, None)?;
+        self.assigned.push((id, t));
+        self.stats.assigns += 1;
+        Ok(())
+    }
+
+    /// The live devices that must read each case (`None`: every one),
+    /// by the rule of `access.rs`, from the assignee in the lead's copy:
+    /// the assignee, every supervisor (the sim sets no supervisor groups)
+    /// and the lead (`lead_reads_cases` is on).
+    pub fn readers(&self) -> Result<BTreeMap<DocId, BTreeSet<usize>>, String> {
+        let lead = self.devices[0].store();
+        let mut out = BTreeMap::new();
+        for id in &self.cases {
+            let assignee = match lead.case(id) {
+                Ok(c) => Some(c.assignee_device),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(format!("device 0: reading case {id}: {e}")),
+            };
+            let set = self
+                .live()
+                .into_iter()
+                .filter(|(d, dev)| match &assignee {
+                    _ if !dev.is_volunteer() => true,
+                    Some(a) => *a == dev.device_id,
+                    // The lead lacks it (an invariant says so): judge by
+                    // who made it.
+                    None => self.creators.get(id) == Some(d),
+                })
+                .map(|(d, _)| d)
+                .collect();
+            out.insert(id.clone(), set);
+        }
+        Ok(out)
     }
 
     fn crash(&mut self, d: usize) -> Result<(), String> {
