@@ -183,3 +183,170 @@ fn bad_dimensions_dates_and_thresholds_are_refused_clearly() {
     assert_eq!(out["utc_offset_minutes"], 480);
     assert_eq!(out["total"]["contacts"], 0);
 }
+
+// ---------------------------------------------------------------------------
+// A team against the real relay: the lead counts a volunteer's work from the
+// facts it pushed, the export holds nobody's words, the volunteer is refused.
+
+const PIN: &str = heartbridge_core::testing::TEST_PIN;
+
+fn join(code: &str, dir: &Path, name: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heartbridge"))
+        .arg("--profile")
+        .arg(dir)
+        .args(["--json", "join", "--name", name])
+        .env_remove("HEARTBRIDGE_PROFILE")
+        .env("HEARTBRIDGE_PASSPHRASE", PIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run join");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{code}\n").as_bytes())
+        .expect("write code");
+    let out = child.wait_with_output().expect("join ends");
+    assert!(
+        out.status.success(),
+        "join: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["device_id"].as_str().expect("device id").to_owned()
+}
+
+fn invite(lead: &Path, role: &str) -> String {
+    json(lead, &["team", "invite", "--role", role])["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_lead_counts_a_volunteers_synced_work_and_a_volunteer_is_refused() {
+    let relay = heartbridge_tests::Relay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lead, sup, vol) = (
+        dir.path().join("lead"),
+        dir.path().join("sup"),
+        dir.path().join("vol"),
+    );
+    let names = ["林组长Q1", "王督导Q2", "小白志愿者Q3"];
+    let created = relay.create_team("热线组");
+    let v = json(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            names[0],
+        ],
+    );
+    let lead_id = v["device_id"].as_str().unwrap().to_owned();
+    let sup_id = join(&invite(&lead, "supervisor"), &sup, names[1]);
+    let vol_id = join(&invite(&lead, "volunteer"), &vol, names[2]);
+    for d in [&lead, &sup, &vol] {
+        json(d, &["sync"]);
+    }
+
+    let alias = "独特别名小雨K9";
+    let notes = ["第一次来电独特笔记A7", "she mentioned the bridge B8"];
+    let task = "周五回访独特任务C6";
+    let instructions = "今晚再打一次独特指示D5";
+    let id = json(
+        &vol,
+        &[
+            "case", "new", "--alias", alias, "--group", "migrant", "--risk", "low",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(
+        &vol,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "hotline",
+            "--text",
+            notes[0],
+        ],
+    );
+    json(&vol, &["case", "set", &id, "--risk", "high"]);
+    json(
+        &vol,
+        &[
+            "case",
+            "contact",
+            &id,
+            "--channel",
+            "online",
+            "--text",
+            notes[1],
+        ],
+    );
+    json(&vol, &["case", "followup", &id, "--text", task]);
+    json(&vol, &["sync"]);
+    json(&sup, &["sync"]);
+    json(&sup, &["case", "ack", &id, "--instructions", instructions]);
+    json(&sup, &["sync"]);
+    json(&lead, &["sync"]);
+
+    // The volunteer's device holds facts but may not see statistics.
+    for args in [&["stats"][..], &["stats", "--csv"][..]] {
+        let out = hb(&vol, &[&["--json"][..], args].concat());
+        assert!(!out.status.success(), "{args:?}");
+        let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(err["error"], "forbidden", "{args:?}");
+    }
+
+    // The lead counts the volunteer's work and the supervisor's receipt.
+    let st = json(&lead, &["stats", "--by", "channel"]);
+    let t = &st["total"];
+    assert_eq!(
+        (
+            &t["contacts"],
+            &t["cases"],
+            &t["new_cases"],
+            &t["escalations"],
+            &t["receipts"]
+        ),
+        (&2.into(), &1.into(), &1.into(), &1.into(), &1.into()),
+        "{st}"
+    );
+    let csv = ok(
+        &lead,
+        &[
+            "stats",
+            "--csv",
+            "--k",
+            "1",
+            "--by",
+            "channel,group,risk,week,month",
+        ],
+    );
+    // k = 1: the two contacts are shown, every count of 1 is hidden.
+    let total = csv.lines().last().unwrap();
+    assert_eq!(total, "all,all,all,all,all,2,*,*,*,*,0,0,0.0");
+    let everything = [csv, st.to_string()].join("\n");
+    for secret in [alias, notes[0], notes[1], task, instructions]
+        .into_iter()
+        .chain(names)
+        .chain([lead_id.as_str(), sup_id.as_str(), vol_id.as_str()])
+    {
+        assert!(
+            !everything.contains(secret),
+            "the lead's statistics hold {secret:?}"
+        );
+    }
+}
