@@ -49,6 +49,8 @@ export const shift = $state<{
 }>({ loaded: false, current: null, busy: null, outcome: null });
 
 let listening = false;
+/** `sync-status` events seen: a polled status that an event overtook is stale. */
+let statusEvents = 0;
 
 /** Follows the sync events (once) and reads the sync status and shift (again after an unlock). */
 export async function startListening(): Promise<void> {
@@ -56,6 +58,7 @@ export async function startListening(): Promise<void> {
     listening = true;
     // While locked (no profile in the UI) the events are not kept.
     await api.onSyncStatus((s) => {
+      statusEvents++;
       if (session.profile) noteStatus(s);
     });
     await api.onSyncProgress((p) => {
@@ -66,8 +69,12 @@ export async function startListening(): Promise<void> {
 }
 
 export async function refreshSync(): Promise<void> {
+  const seen = statusEvents;
   try {
-    noteStatus(await api.syncStatus());
+    const s = await api.syncStatus();
+    // An event that arrived meanwhile is newer than this answer (else a
+    // sync that ended while it was on its way would stay "syncing").
+    if (statusEvents === seen) noteStatus(s);
   } catch (e) {
     showError(e);
   }

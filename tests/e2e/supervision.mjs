@@ -1,0 +1,374 @@
+// End to end, supervision (issue 9): the real built app in a real WebKit
+// window as a team's supervisor, driven through tauri-driver, with a real
+// relay on loopback and the `heartbridge` CLI as the lead and a volunteer.
+//
+//   node tests/e2e/supervision.mjs
+//
+// A CLI lead claims a team and invites a supervisor (the app joins with the
+// code) and a volunteer (the CLI). The volunteer opens a case, and while the
+// relay is down raises it to high: an escalation, awaiting a receipt; the
+// relay comes back and the volunteer syncs (its shift's end). In the app the
+// supervisor syncs, finds the escalation at the top of the queue marked
+// 未获督导确认, reviews the case and acknowledges it with instructions, and
+// syncs. The volunteer syncs, and `case show --json` carries the receipt
+// (who, when, the instructions) and no longer awaits.
+//
+// Needs target/debug/{heartbridge-app,heartbridge,heartbridge-relay} built
+// (the app after `npm run build` in ui/), `tauri-driver` on PATH and a
+// display (starts Xvfb itself when DISPLAY is unset). Screenshots:
+// docs/screenshots/app-queue.png, app-ack.png. Last line: "N passed, N failed".
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Session } from './webdriver.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'target', 'debug');
+const APP = path.join(BIN, 'heartbridge-app');
+const HB = path.join(BIN, 'heartbridge');
+const RELAY = path.join(BIN, 'heartbridge-relay');
+const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const PIN = '246810';
+const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-sup-'));
+const children = [];
+
+let passed = 0;
+let failed = 0;
+let current = null;
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    if (current) {
+      try {
+        writeFileSync(path.join(work, 'failure.png'), await current.s.screenshot());
+        console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
+      } catch {
+        /* no window */
+      }
+    }
+    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
+    throw e;
+  }
+}
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  child.log = () => log;
+  children.push(child);
+  return child;
+}
+
+/** The processes started by `pid`, and theirs (Linux /proc). */
+function descendants(pid) {
+  const out = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      for (const k of kids) out.push(...descendants(k), k);
+    }
+  } catch {
+    /* gone already */
+  }
+  return out;
+}
+
+/** Stops a child we started (and what it started), by pid; resolves when it has exited. */
+async function stop(child, timeoutMs = 10000) {
+  const i = children.indexOf(child);
+  if (i >= 0) children.splice(i, 1);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  for (const pid of descendants(child.pid)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone already */
+    }
+  }
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitUntil(fn, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      if (await fn()) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The CLI on one of its profiles, `--json`. */
+function hb(profile, ...args) {
+  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
+  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8', env });
+  return JSON.parse(out);
+}
+
+// ---------------------------------------------------------------- UI helpers
+// Elements are found by their accessible text, as a person would.
+const FIND = `
+  const [css, text, exact] = arguments;
+  const visible = (e) => e.getClientRects().length > 0;
+  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
+  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
+const LABEL = `
+  const [text] = arguments;
+  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
+  return l ? (l.control || null) : null;`;
+
+class App {
+  constructor(s) {
+    this.s = s;
+  }
+  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
+    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
+  }
+  label(text) {
+    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
+  }
+  async click(css, text, opts) {
+    await this.s.click(await this.el(css, text, opts));
+  }
+  async fill(labelText, value) {
+    await this.s.type(await this.label(labelText), value);
+  }
+  async heading(text, timeout) {
+    return this.el('h1', text, { timeout });
+  }
+  async nav(text) {
+    await this.click('nav a', text);
+  }
+  /** Closes the notices (they cover the bottom of a phone screen), then saves app-NAME.png. */
+  async shot(name, scrollTo = null) {
+    await this.s.exec(
+      `document.querySelectorAll('.toasts button.close').forEach((b) => b.click());
+       const el = arguments[0] && document.querySelector(arguments[0]);
+       if (el) el.scrollIntoView({ block: 'start' }); else window.scrollTo(0, 0);`,
+      [scrollTo],
+    );
+    await this.s.execAsync(`const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done()));`);
+    const [sw, cw] = await this.s.exec('return [document.documentElement.scrollWidth, document.documentElement.clientWidth]');
+    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
+    mkdirSync(SHOTS, { recursive: true });
+    writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
+  }
+}
+
+async function main() {
+  for (const b of [APP, HB, RELAY]) expect(existsSync(b), `missing ${b}: build the workspace first`);
+
+  if (!process.env.DISPLAY) {
+    // A display nobody else's Xvfb holds (other test runs may share this machine).
+    const free = [...Array(40).keys()].map((i) => 60 + i).filter((n) => !existsSync(`/tmp/.X11-unix/X${n}`) && !existsSync(`/tmp/.X${n}-lock`));
+    expect(free.length > 0, 'no free X display');
+    const d = `:${free[Math.floor(Math.random() * free.length)]}`;
+    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
+    process.env.DISPLAY = d;
+    await waitUntil(() => existsSync(`/tmp/.X11-unix/X${d.slice(1)}`), 'Xvfb', 10000);
+  }
+  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
+  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
+  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+
+  // A relay and a team: the lead is the CLI.
+  const relayPort = await freePort();
+  const relayUrl = `http://127.0.0.1:${relayPort}`;
+  const relayDb = path.join(work, 'relay.db');
+  let relay = null;
+  const startRelay = async () => {
+    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
+    await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
+  };
+  const stopRelay = async () => {
+    await stop(relay);
+    await waitUntil(
+      async () => {
+        try {
+          await fetch(`${relayUrl}/healthz`);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      'the relay to stop answering',
+    );
+  };
+  await startRelay();
+  const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-supervision', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  const lead = path.join(work, 'lead');
+  const vol = path.join(work, 'volunteer');
+  hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林组长');
+  hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks'));
+  hb(lead, 'sync');
+  const supCode = hb(lead, 'team', 'invite', '--role', 'supervisor').code;
+  const volCode = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
+  hb(vol, 'join', volCode, '--name', '小白');
+
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
+  const base = `http://127.0.0.1:${driverPort}`;
+  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
+
+  const profile = path.join(work, 'app-supervisor');
+  const app = (current = new App(await Session.start(base, APP, ['--profile', profile])));
+  // "Sync now" on Home, and wait for that sync to finish: the last sync's
+  // time (to the millisecond) changes and nothing waits to be sent.
+  const lastSynced = () =>
+    app.s.exec(`const p = document.querySelector('[data-testid=pending]');
+      const t = p && p.closest('dl').querySelector('time[datetime]');
+      return t ? t.getAttribute('datetime') : '';`);
+  const syncNow = async () => {
+    await app.nav('首页');
+    await app.heading('你好，王督导');
+    await app.el('[data-testid=pending]');
+    // (a background sync may be running: its button says so until it ends)
+    const button = await app.el('button', '立即同步', { exact: true, timeout: 60000 });
+    const before = await lastSynced();
+    await app.s.click(button);
+    await waitUntil(async () => (await lastSynced()) !== before, 'the sync to finish', 30000);
+    await app.el('[data-testid=pending]', '0 条', { timeout: 30000 });
+  };
+
+  await step('the app joins the team as a supervisor with the invite code', async () => {
+    await app.heading('欢迎使用心桥', 30000);
+    await app.fill('设置 PIN 或密码', PIN);
+    await app.fill('再输入一次', PIN);
+    await app.click('button', '下一步');
+    await app.click('label', '用邀请码加入团队');
+    await app.fill('邀请码', supCode);
+    await app.fill('你的名字或称呼', '王督导');
+    await app.click('button', '加入团队');
+    await app.heading('你好，王督导', 30000);
+    const role = (await app.s.text(await app.el('[data-testid=team-state]'))).trim();
+    expect(role.includes('督导'), `team state: ${role}`);
+    // Everyone learns everyone (the roster), so the volunteer's case key reaches the supervisor.
+    await syncNow();
+    hb(lead, 'sync');
+    hb(vol, 'sync');
+    await syncNow();
+  });
+
+  let caseId = '';
+  await step('the CLI volunteer opens a case, then raises it to high while the relay is down, and syncs when it is back', async () => {
+    caseId = hb(vol, 'case', 'new', '--alias', '小雨', '--risk', 'low').id;
+    hb(vol, 'case', 'contact', caseId, '--channel', 'hotline', '--text', '第一次来电，说最近睡不着。');
+    hb(vol, 'sync');
+    await stopRelay();
+    hb(vol, 'case', 'set', caseId, '--risk', 'high');
+    const c = hb(vol, 'case', 'show', caseId);
+    expect(c.escalation === 'awaiting' && c.awaiting_receipt === true, `after the raise: ${c.escalation} ${c.awaiting_receipt}`);
+    expect(c.escalations.length === 1 && c.escalations[0].level === 'high' && c.escalations[0].receipt === null, 'no escalation awaiting');
+    const offline = (() => {
+      try {
+        execFileSync(HB, ['--profile', vol, '--json', 'sync'], { encoding: 'utf8', stdio: 'pipe', env: { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN } });
+        return 'synced';
+      } catch (e) {
+        return JSON.parse(String(e.stdout || e.stderr || '{}').trim().split('\n').pop() || '{}').error ?? String(e.status);
+      }
+    })();
+    expect(offline === 'network', `the volunteer's sync with the relay down: ${offline}`);
+    expect(hb(vol, 'status').sync.pending > 0, 'the raise is not waiting to be sent');
+    await startRelay();
+    hb(vol, 'sync');
+    expect(hb(vol, 'status').sync.pending === 0, 'the raise was not delivered');
+  });
+
+  await step('the supervisor syncs: the escalation is at the top of the queue, 未获督导确认', async () => {
+    await syncNow();
+    await app.click('[data-testid=home-queue]', '督导队列', { timeout: 20000 });
+    await app.heading('督导队列');
+    const top = await app.s.text(await app.el('[data-testid=queue-escalations] a', null, { timeout: 20000 }));
+    expect(top.includes('小雨') && top.includes('未获督导确认') && top.includes('小白'), `top of the queue: ${top}`);
+    expect(/已等待 \d+ 分钟/.test(top), `no waiting time: ${top}`);
+    await app.shot('queue');
+  });
+
+  const instructions = '今晚每小时回拨一次，明早我联系班主任；她若提到农药，立即拨打 120。';
+  await step('the supervisor reviews the case and acknowledges the escalation with instructions', async () => {
+    await app.click('[data-testid=queue-escalations] a', '小雨');
+    await app.heading('小雨');
+    await app.el('[data-testid=escalation-panel]', '已升级，等待督导确认');
+    await app.click('button', '标记为已审阅');
+    await app.el('[data-testid=review-state]', '王督导 于');
+    await app.fill('给志愿者的指示', instructions);
+    await app.click('button', '确认并发送指示');
+    const receipt = await app.s.text(await app.el('[data-testid=receipt]', '确认', { timeout: 20000 }));
+    expect(/王督导 于 \d\d:\d\d 确认（升级后 \d+ 分钟）/.test(receipt), `receipt: ${receipt}`);
+    expect(receipt.includes(instructions), `instructions missing: ${receipt}`);
+    expect(!(await app.s.exec(`return !!document.querySelector('[data-testid=escalation-panel]')`)), 'the panel stayed after the receipt');
+    await app.shot('ack');
+    await syncNow();
+  });
+
+  await step('the CLI volunteer syncs: the case carries the receipt (who, when, instructions) and no longer awaits', async () => {
+    hb(vol, 'sync');
+    const c = hb(vol, 'case', 'show', caseId);
+    expect(c.escalation === 'acknowledged' && c.awaiting_receipt === false, `after the receipt: ${c.escalation} ${c.awaiting_receipt}`);
+    const r = c.escalations[c.escalations.length - 1].receipt;
+    expect(r && r.by_name === '王督导' && r.mode === 'app', `receipt: ${JSON.stringify(r && { by: r.by_name, mode: r.mode })}`);
+    expect(r.instructions === instructions, 'the instructions did not arrive intact');
+    expect(Number.isFinite(Date.parse(r.at)) && Date.parse(r.at) >= Date.parse(c.escalations[0].at), `receipt time: ${r.at}`);
+    expect(c.review_state === 'reviewed' && c.review_by === '王督导', `review: ${c.review_state} by ${c.review_by}`);
+    const listed = hb(vol, 'case', 'list').find((x) => x.id === caseId);
+    expect(listed && listed.awaiting_receipt === false, 'the list still says awaiting');
+  });
+
+  await app.s.end();
+  await stop(driver);
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  if (failed === 0) {
+    failed++;
+    console.log(`  ✗ setup: ${e?.stack ?? e}`);
+  }
+  for (const c of children) {
+    const log = c.log?.() ?? '';
+    if (log) console.log(`--- ${c.spawnargs[0]} log (tail)\n${log.slice(-2000)}`);
+  }
+} finally {
+  // WebKitWebDriver outlives tauri-driver: `stop` ends what each child started first, by pid.
+  for (const c of [...children].reverse()) await stop(c, 3000);
+}
+console.log(`supervision-e2e: ${passed} passed, ${failed} failed`);
+process.exit(code || (failed ? 1 : 0));
