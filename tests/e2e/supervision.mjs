@@ -320,7 +320,8 @@ async function main() {
   });
 
   const instructions = '今晚每小时回拨一次，明早我联系班主任；她若提到农药，立即拨打 120。';
-  await step('the supervisor reviews the case and acknowledges the escalation with instructions', async () => {
+  const comment = '问到了具体计划，也确认了手段，判断准确。';
+  await step('the supervisor reviews the case, acknowledges the escalation with instructions and comments', async () => {
     await app.click('[data-testid=queue-escalations] a', '小雨');
     await app.heading('小雨');
     await app.el('[data-testid=escalation-panel]', '已升级，等待督导确认');
@@ -333,10 +334,13 @@ async function main() {
     expect(receipt.includes(instructions), `instructions missing: ${receipt}`);
     expect(!(await app.s.exec(`return !!document.querySelector('[data-testid=escalation-panel]')`)), 'the panel stayed after the receipt');
     await app.shot('ack');
+    await app.fill('写一条意见', comment);
+    await app.click('button', '添加意见');
+    await app.el('[data-testid=comments] li', comment);
     await syncNow();
   });
 
-  await step('the CLI volunteer syncs: the case carries the receipt (who, when, instructions) and no longer awaits', async () => {
+  await step('the CLI volunteer syncs: the case carries the receipt (who, when, instructions) and the comment, and no longer awaits', async () => {
     hb(vol, 'sync');
     const c = hb(vol, 'case', 'show', caseId);
     expect(c.escalation === 'acknowledged' && c.awaiting_receipt === false, `after the receipt: ${c.escalation} ${c.awaiting_receipt}`);
@@ -345,6 +349,8 @@ async function main() {
     expect(r.instructions === instructions, 'the instructions did not arrive intact');
     expect(Number.isFinite(Date.parse(r.at)) && Date.parse(r.at) >= Date.parse(c.escalations[0].at), `receipt time: ${r.at}`);
     expect(c.review_state === 'reviewed' && c.review_by === '王督导', `review: ${c.review_state} by ${c.review_by}`);
+    const said = c.comments.find((x) => x.text === comment);
+    expect(said && said.author_name === '王督导', 'the supervisor’s comment did not reach the volunteer');
     const listed = hb(vol, 'case', 'list').find((x) => x.id === caseId);
     expect(listed && listed.awaiting_receipt === false, 'the list still says awaiting');
   });
