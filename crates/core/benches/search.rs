@@ -120,9 +120,14 @@ fn main() {
             .prepare("INSERT INTO f (title, body) VALUES (?1, ?2)")
             .expect("prep");
         for (title, body) in &rows {
+            // What the projection indexes: the rendered text, no Markdown.
+            let text = heartbridge_core::search::plain_text(body);
+            if text.is_empty() {
+                continue;
+            }
             ins.execute([
                 heartbridge_core::search::index_text(title),
-                heartbridge_core::search::index_text(body),
+                heartbridge_core::search::index_text(&text),
             ])
             .expect("insert");
         }
@@ -194,21 +199,23 @@ fn main() {
         index_bytes as f64 / text_bytes as f64
     );
     println!();
-    println!("| query length | queries | runs | hits/query (median) | p50 | p99 |");
+    println!("| query length | queries | runs | matching sections/query (median) | p50 | p99 |");
     println!("|---|---|---|---|---|---|");
     for (label, qs) in queries {
         // Warm up once.
         for q in qs {
-            store.search(q, 10).expect("search");
+            store.search_page(q, 0, 10).expect("search");
         }
         let mut times = Vec::new();
         let mut hits = Vec::new();
         for _ in 0..50 {
             for q in qs {
                 let t = Instant::now();
-                let h = store.search(q, 10).expect("search");
+                // One page of 10 hits and the total, as the app asks.
+                let page = store.search_page(q, 0, 10).expect("search");
                 times.push(t.elapsed());
-                hits.push(h.len());
+                assert!(page.hits.len() <= 10);
+                hits.push(page.total);
             }
         }
         times.sort();
@@ -220,6 +227,145 @@ fn main() {
             hits[hits.len() / 2],
             percentile(&times, 0.5).as_secs_f64() * 1000.0,
             percentile(&times, 0.99).as_secs_f64() * 1000.0
+        );
+    }
+
+    // Where the time goes: the parts of a search on the same connection
+    // (`HB_BENCH_PARTS=0` to skip). p99 over the same runs.
+    if std::env::var("HB_BENCH_PARTS").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let parts: [(&str, &str); 4] = [
+        (
+            "count only",
+            "SELECT count(*) FROM sections_fts WHERE sections_fts MATCH ?1",
+        ),
+        (
+            "BM25 top 10, no join",
+            "SELECT rowid FROM sections_fts WHERE sections_fts MATCH ?1 ORDER BY bm25(sections_fts, 6.0, 1.0) LIMIT 10",
+        ),
+        (
+            "BM25 top 10 + a window count over materialised matches (a first try, dropped)",
+            "WITH m AS MATERIALIZED (SELECT rowid, bm25(sections_fts, 6.0, 1.0) AS rank FROM sections_fts WHERE sections_fts MATCH ?1) SELECT rowid, count(*) OVER () FROM m ORDER BY rank LIMIT 10",
+        ),
+        (
+            "before issue 12: join, then sort every match with its text",
+            "SELECT s.handbook_id, h.title, s.idx, s.title, s.body, bm25(sections_fts, 4.0, 1.0) AS rank FROM sections_fts JOIN sections s ON s.rowid = sections_fts.rowid JOIN handbooks h ON h.id = s.handbook_id WHERE sections_fts MATCH ?1 ORDER BY rank LIMIT 10",
+        ),
+    ];
+    println!();
+    println!("| part | 1 character p50 / p99 | 2 characters | 3 characters | 4+ characters |");
+    println!("|---|---|---|---|---|");
+    for (name, sql) in parts {
+        let mut st = conn.prepare(sql).expect("prepare");
+        let mut cells = Vec::new();
+        for (_, qs) in queries {
+            let mut times = Vec::new();
+            for round in 0..11 {
+                for q in qs {
+                    let fts =
+                        heartbridge_core::search::fts_query(&heartbridge_core::search::terms(q))
+                            .expect("query");
+                    let t = Instant::now();
+                    let n = st.query_map([&fts], |_| Ok(())).expect("query").count();
+                    // The first round warms the cache.
+                    if round > 0 {
+                        times.push(t.elapsed());
+                    }
+                    std::hint::black_box(n);
+                }
+            }
+            times.sort();
+            cells.push(format!(
+                "{:.2} / {:.2} ms",
+                percentile(&times, 0.5).as_secs_f64() * 1000.0,
+                percentile(&times, 0.99).as_secs_f64() * 1000.0
+            ));
+        }
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+
+    // The work per page of 10 hits, after the index: reading the rows, the
+    // headings above each hit, and the plain text and snippet of each.
+    let mut top = conn
+        .prepare("SELECT rowid FROM sections_fts WHERE sections_fts MATCH ?1 ORDER BY bm25(sections_fts, 6.0, 1.0) LIMIT 10")
+        .expect("prepare");
+    let mut row = conn
+        .prepare("SELECT s.handbook_id, s.idx, s.level, s.body, h.title, s.rowid FROM sections s JOIN handbooks h ON h.id = s.handbook_id WHERE s.rowid = ?1")
+        .expect("prepare");
+    let mut above = conn
+        .prepare("SELECT level, title, handbook_id = ?3 FROM sections WHERE rowid < ?1 AND rowid >= ?1 - ?2 ORDER BY rowid DESC")
+        .expect("prepare");
+    let (mut t_rows, mut t_above, mut t_snip) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, qs) in queries {
+        for round in 0..11 {
+            for q in qs {
+                let ts = heartbridge_core::search::terms(q);
+                let fts = heartbridge_core::search::fts_query(&ts).expect("query");
+                let ids: Vec<i64> = top
+                    .query_map([&fts], |r| r.get(0))
+                    .expect("top")
+                    .collect::<Result<_, _>>()
+                    .expect("ids");
+                let t = Instant::now();
+                let rows: Vec<(String, i64, u8, String, i64)> = ids
+                    .iter()
+                    .map(|id| {
+                        row.query_row([id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(5)?))
+                        })
+                        .expect("row")
+                    })
+                    .collect();
+                let a = t.elapsed();
+                let t = Instant::now();
+                // (as Store::section_context: a range of rowids, nearest first)
+                for (hid, idx, level, _, rowid) in &rows {
+                    let mut l = *level;
+                    let mut it = above
+                        .query(rusqlite::params![rowid, idx, hid])
+                        .expect("above");
+                    while let Some(r) = it.next().expect("next") {
+                        if !r.get::<_, bool>(2).expect("same") {
+                            break;
+                        }
+                        let lv: u8 = r.get(0).expect("level");
+                        if lv > 0 && lv < l {
+                            l = lv;
+                            if l <= 1 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let b = t.elapsed();
+                let t = Instant::now();
+                for (_, _, _, body, _) in &rows {
+                    let text = heartbridge_core::search::plain_text(body);
+                    std::hint::black_box(heartbridge_core::search::snippet(&text, &ts, 90));
+                }
+                let c = t.elapsed();
+                if round > 0 {
+                    t_rows.push(a);
+                    t_above.push(b);
+                    t_snip.push(c);
+                }
+            }
+        }
+    }
+    println!();
+    println!("| per page of 10 hits (all query lengths) | p50 | p99 |");
+    println!("|---|---|---|");
+    for (name, mut v) in [
+        ("read the 10 rows (section, handbook title)", t_rows),
+        ("headings above each hit", t_above),
+        ("plain text and snippet of each", t_snip),
+    ] {
+        v.sort();
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms |",
+            percentile(&v, 0.5).as_secs_f64() * 1000.0,
+            percentile(&v, 0.99).as_secs_f64() * 1000.0
         );
     }
 }

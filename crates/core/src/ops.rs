@@ -490,12 +490,22 @@ impl Store {
         };
         // Rank inside the index alone, then read the few rows of the page:
         // joining first would carry every match's text through the sort.
+        // The total is a count of its own (cheaper than materialising the
+        // matches for a window count).
+        let total: i64 = self
+            .conn()
+            .prepare_cached("SELECT count(*) FROM sections_fts WHERE sections_fts MATCH ?1")?
+            .query_row([&fts], |r| r.get(0))?;
+        if total == 0 || offset >= total as usize {
+            return Ok(Page {
+                total: total as usize,
+                hits: Vec::new(),
+            });
+        }
         let mut stmt = self.conn().prepare_cached(
-            "WITH m AS MATERIALIZED (
-                 SELECT rowid, bm25(sections_fts, ?4, 1.0) AS rank
-                 FROM sections_fts WHERE sections_fts MATCH ?1)
-             SELECT f.rowid, f.rank, f.total, s.handbook_id, h.title, s.idx, s.level, s.title, s.body
-             FROM (SELECT rowid, rank, count(*) OVER () AS total FROM m
+            "SELECT f.rank, s.handbook_id, h.title, s.idx, s.level, s.title, s.body, f.rowid
+             FROM (SELECT rowid, bm25(sections_fts, ?4, 1.0) AS rank
+                   FROM sections_fts WHERE sections_fts MATCH ?1
                    ORDER BY rank LIMIT ?2 OFFSET ?3) f
              JOIN sections s ON s.rowid = f.rowid
              JOIN handbooks h ON h.id = s.handbook_id
@@ -505,23 +515,21 @@ impl Store {
             params![fts, limit as i64, offset as i64, search::TITLE_WEIGHT],
             |r| {
                 Ok((
-                    r.get::<_, f64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, u8>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
+                    r.get::<_, f64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, u8>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?,
                 ))
             },
         )?;
-        let mut total = None;
         let mut out = Vec::new();
         for row in rows {
-            let (rank, n, hid, htitle, idx, level, stitle, body) = row?;
-            total = Some(n as usize);
-            let context = self.section_context(&hid, idx, level)?;
+            let (rank, hid, htitle, idx, level, stitle, body, rowid) = row?;
+            let context = self.section_context(&hid, rowid, idx, level)?;
             let text = search::plain_text(&body);
             out.push(Hit {
                 handbook_id: hid,
@@ -534,32 +542,39 @@ impl Store {
                 score: -rank,
             });
         }
-        let total = match total {
-            Some(n) => n,
-            None if offset == 0 => 0,
-            None => self.conn().query_row(
-                "SELECT count(*) FROM sections_fts WHERE sections_fts MATCH ?1",
-                [&fts],
-                |r| r.get::<_, i64>(0),
-            )? as usize,
-        };
-        Ok(Page { total, hits: out })
+        Ok(Page {
+            total: total as usize,
+            hits: out,
+        })
     }
 
     /// The headings section `idx` of a handbook sits under, outermost first.
-    fn section_context(&self, handbook: &str, idx: i64, level: u8) -> Result<Vec<String>> {
+    /// A handbook's sections are inserted together, in order, so the rows
+    /// before it are the `idx` rowids just below its own: read them as a
+    /// range of the table (no index lookup per row), nearest first.
+    fn section_context(
+        &self,
+        handbook: &str,
+        rowid: i64,
+        idx: i64,
+        level: u8,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         if level <= 1 {
             return Ok(out);
         }
         let mut stmt = self.conn().prepare_cached(
-            "SELECT level, title FROM sections WHERE handbook_id = ?1 AND idx < ?2 AND level > 0 ORDER BY idx DESC",
+            "SELECT level, title, handbook_id = ?3 FROM sections
+             WHERE rowid < ?1 AND rowid >= ?1 - ?2 ORDER BY rowid DESC",
         )?;
-        let mut rows = stmt.query(params![handbook, idx])?;
+        let mut rows = stmt.query(params![rowid, idx, handbook])?;
         let mut level = level;
         while let Some(r) = rows.next()? {
+            if !r.get::<_, bool>(2)? {
+                break;
+            }
             let l: u8 = r.get(0)?;
-            if l < level {
+            if l > 0 && l < level {
                 out.push(r.get::<_, String>(1)?);
                 level = l;
                 if level <= 1 {
