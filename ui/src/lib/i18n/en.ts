@@ -618,6 +618,7 @@ const en: Record<MessageKey, string> = {
   'date.nextWeek': 'In a week',
   'contacts.expand': 'Show the whole note ({n} characters)',
   'contacts.collapse': 'Show less',
+  'reader.chapterContents': 'In this chapter',
 };
 
 export default en;

@@ -614,6 +614,7 @@ const zhCN = {
   'date.nextWeek': '一周后',
   'contacts.expand': '展开全文（{n} 字）',
   'contacts.collapse': '收起',
+  'reader.chapterContents': '本章内容',
 } satisfies Record<string, string>;
 
 export type MessageKey = keyof typeof zhCN;
