@@ -41,15 +41,13 @@ mod sync;
 mod team;
 mod vault;
 
-pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
 pub use case::supervision::{
     Assignment, Comment, Debrief, DebriefState, Escalation, EscalationSource,
     HandoverNote as CaseHandoverNote, Receipt, ReceiptMode, ReviewState,
 };
+pub use case::{Case, Contact, Followup, HistoryEntry, NewCase};
+pub use duty::{DutySlot, HandoverNote, Line, LineKind, NewDuty, NewLine, OnCall, TeamSettings};
 pub use enroll::{JoinKeys, PendingEnrollment, Team};
-pub use duty::{
-    DutySlot, HandoverNote, Line, LineKind, NewDuty, NewLine, OnCall, TeamSettings,
-};
 pub use error::{Error, Result};
 pub use facts::Fact;
 pub use handbook::{Handbook, HandbookSource, Section};

@@ -19,8 +19,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod envelope;
 pub mod case_seal;
+mod envelope;
 pub mod identity;
 mod invite;
 mod key;
