@@ -11,7 +11,11 @@
 // supervisor syncs, finds the escalation at the top of the queue marked
 // 未获督导确认, reviews the case and acknowledges it with instructions, and
 // syncs. The volunteer syncs, and `case show --json` carries the receipt
-// (who, when, the instructions) and no longer awaits.
+// (who, when, the instructions) and the comment, and no longer awaits. The
+// escalation names the supervisor the lead put on call (duty roster), and
+// the app's panel gives that line's phone as a tel: link. Last, the
+// supervisor hands the case to a second CLI volunteer with a note: that
+// device reads the case after its sync, with the whole assignment history.
 //
 // Needs target/debug/{heartbridge-app,heartbridge,heartbridge-relay} built
 // (the app after `npm run build` in ui/), `tauri-driver` on PATH and a
@@ -232,12 +236,14 @@ async function main() {
   const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-supervision', '--db', relayDb, '--json'], { encoding: 'utf8' }));
   const lead = path.join(work, 'lead');
   const vol = path.join(work, 'volunteer');
+  const vol2 = path.join(work, 'volunteer-2');
   hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林组长');
   hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks'));
   hb(lead, 'sync');
   const supCode = hb(lead, 'team', 'invite', '--role', 'supervisor').code;
   const volCode = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
   hb(vol, 'join', volCode, '--name', '小白');
+  hb(vol2, 'join', hb(lead, 'team', 'invite', '--role', 'volunteer').code, '--name', '小陈');
 
   const driverPort = await freePort();
   const nativePort = await freePort();
@@ -277,10 +283,15 @@ async function main() {
     await app.heading('你好，王督导', 30000);
     const role = (await app.s.text(await app.el('[data-testid=team-state]'))).trim();
     expect(role.includes('督导'), `team state: ${role}`);
+    // The lead puts the app's supervisor on call now, on a line with its phone.
+    hb(lead, 'duty', 'line', 'add', '--name', '督导值班', '--kind', 'on-call', '--phone', '13800000000');
+    const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    hb(lead, 'duty', 'add', '--line', '督导值班', '--member', '王督导', '--from', iso(Date.now() - 3600_000), '--to', iso(Date.now() + 8 * 3600_000));
     // Everyone learns everyone (the roster), so the volunteer's case key reaches the supervisor.
     await syncNow();
     hb(lead, 'sync');
     hb(vol, 'sync');
+    hb(vol2, 'sync');
     await syncNow();
   });
 
@@ -294,6 +305,7 @@ async function main() {
     const c = hb(vol, 'case', 'show', caseId);
     expect(c.escalation === 'awaiting' && c.awaiting_receipt === true, `after the raise: ${c.escalation} ${c.awaiting_receipt}`);
     expect(c.escalations.length === 1 && c.escalations[0].level === 'high' && c.escalations[0].receipt === null, 'no escalation awaiting');
+    expect(c.escalations[0].on_call_name === '王督导', `the escalation names ${c.escalations[0].on_call_name || 'nobody'} on call`);
     const offline = (() => {
       try {
         execFileSync(HB, ['--profile', vol, '--json', 'sync'], { encoding: 'utf8', stdio: 'pipe', env: { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN } });
@@ -325,6 +337,10 @@ async function main() {
     await app.click('[data-testid=queue-escalations] a', '小雨');
     await app.heading('小雨');
     await app.el('[data-testid=escalation-panel]', '已升级，等待督导确认');
+    // The panel gives the on-call line's phone from the duty roster, read on this device.
+    await app.el('[data-testid=on-call]', '值班督导：王督导');
+    const tel = await app.s.exec(`return document.querySelector('[data-testid=on-call-phone]').getAttribute('href')`);
+    expect(tel === 'tel:13800000000', `on-call phone link: ${tel}`);
     await app.click('button', '标记为已审阅');
     await app.el('[data-testid=review-state]', '王督导 于');
     await app.fill('给志愿者的指示', instructions);
@@ -353,6 +369,32 @@ async function main() {
     expect(said && said.author_name === '王督导', 'the supervisor’s comment did not reach the volunteer');
     const listed = hb(vol, 'case', 'list').find((x) => x.id === caseId);
     expect(listed && listed.awaiting_receipt === false, 'the list still says awaiting');
+  });
+
+  await step('the supervisor hands the case to another volunteer with a note; that device reads it after its sync', async () => {
+    await app.nav('个案');
+    await app.click('[data-testid=case-list] a', '小雨', { timeout: 20000 });
+    await app.heading('小雨');
+    const select = { 'element-6066-11e4-a52e-4f735466cecf': await app.label('转交给') };
+    await app.s.waitFor(
+      () => app.s.exec(`return [...arguments[0].options].some((o) => o.textContent.includes('小陈')) || null`, [select]),
+      20000,
+      'the member list',
+    );
+    await app.s.exec(
+      `const s = arguments[0]; s.value = [...s.options].find((o) => o.textContent.includes('小陈')).value; s.dispatchEvent(new Event('change', { bubbles: true }));`,
+      [select],
+    );
+    await app.fill('交接说明', '小白这周下班早，由小陈接着每天回访。');
+    await app.click('button', '转交个案');
+    await app.el('[data-testid=assignee]', '当前由 小陈 负责', { timeout: 20000 });
+    await syncNow();
+    hb(vol2, 'sync');
+    const c = hb(vol2, 'case', 'show', caseId);
+    expect(c.assignee_name === '小陈', `assignee on the new device: ${c.assignee_name}`);
+    const a = c.assignments[c.assignments.length - 1];
+    expect(a.from_name === '小白' && a.to_name === '小陈' && a.by_name === '王督导' && a.note.includes('由小陈接着每天回访'), 'the assignment history is not complete');
+    expect(c.contacts.some((x) => x.author === '小白'), 'the first contact is no longer credited to its writer');
   });
 
   await app.s.end();
