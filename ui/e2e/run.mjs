@@ -578,7 +578,7 @@ async function main() {
     });
 
     // issue 9, U1: the supervisor's queue, escalation and receipt (ui/e2e/supervision.mjs)
-    await supervisionWalk({ origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT });
+    await supervisionWalk({ browser, origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT });
 
     await step('no page errors, console errors or remote requests', async () => {
       expect(problems.length === 0, problems.join('\n'));

@@ -10,7 +10,7 @@
 
 /** Runs the steps; `t` carries the walk's helpers (run.mjs). */
 export async function supervisionWalk(t) {
-  const { origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT } = t;
+  const { browser, origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT } = t;
 
   const open = async (query, { en = false } = {}) => {
     const ctx = await phoneContext();
@@ -258,4 +258,25 @@ export async function supervisionWalk(t) {
     await shot(volEn, 'receipt-en');
   });
   await volEn.context().close();
+
+  // ------------------------------------------------------------- desktop
+  const desk = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  desk.setDefaultTimeout(TIMEOUT);
+  const d = await desk.newPage();
+  guard(d, origin);
+  await step('desktop: a supervisor reaches the queue from the sidebar; a volunteer has no such entry', async () => {
+    await d.goto(`${origin}/?ready&role=supervisor`);
+    await d.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '督导队列' }).click();
+    await d.getByRole('heading', { level: 1, name: '督导队列' }).waitFor();
+    await d.getByTestId('queue-escalations').getByRole('link').first().waitFor();
+    expect(
+      (await d.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '督导队列' }).getAttribute('aria-current')) === 'page',
+      'the sidebar does not mark the queue as the current page',
+    );
+    await shot(d, 'desktop-queue');
+    await d.goto(`${origin}/?ready&role=volunteer&v`);
+    await d.getByRole('heading', { level: 1, name: '你好，陈静' }).waitFor();
+    expect((await d.getByRole('navigation', { name: '主导航' }).getByRole('link', { name: '督导队列' }).count()) === 0, 'a volunteer has the queue in the sidebar');
+  });
+  await desk.close();
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createFakeApi } from '../src/lib/api/fake';
 import type { CaseSummary, EscalationEntry, HandbookView, Receipt } from '../src/lib/api/types';
 import { translate, type MessageKey, type Params } from '../src/lib/i18n/translate';
+import { href, parseRoute, tabOf } from '../src/lib/route';
 import {
   canSupervise,
   findCrisisSection,
@@ -54,6 +55,15 @@ function entry(caseId: string, at: string, awaiting: boolean): EscalationEntry {
     },
   };
 }
+
+describe('the queue route', () => {
+  it('parses, builds and has its own tab', () => {
+    expect(parseRoute('#/queue')).toEqual({ name: 'queue' });
+    expect(href({ name: 'queue' })).toBe('#/queue');
+    expect(tabOf(parseRoute('#/queue'))).toBe('queue');
+    expect(parseRoute('#/queue/x').name).toBe('not-found');
+  });
+});
 
 describe('canSupervise', () => {
   it('lets supervisors, the lead and a standalone profile review; not a volunteer', () => {

@@ -29,7 +29,7 @@ export type Route =
   | { name: 'queue' }
   | { name: 'not-found'; path: string };
 
-export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings' | 'duty' | 'stats' | 'team';
+export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings' | 'duty' | 'stats' | 'team' | 'queue';
 
 function oneOf<T extends string>(values: readonly T[], v: string | null): T | null {
   return v !== null && (values as readonly string[]).includes(v) ? (v as T) : null;
@@ -132,8 +132,9 @@ export function tabOf(route: Route): Tab | null {
     case 'cases':
     case 'case-new':
     case 'case':
-    case 'queue':
       return 'cases';
+    case 'queue':
+      return 'queue';
     case 'shift':
       return 'shift';
     case 'settings':

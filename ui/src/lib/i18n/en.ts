@@ -401,6 +401,7 @@ const en: Record<MessageKey, string> = {
   'sync.stopped': 'The relay says this device was removed from the team, so syncing has stopped; your notes are still on this device. If this is a mistake, contact your team lead.',
   // ---- supervision (issue 9, U1): review, comments, escalation and receipt, assignment, debrief, queue
   'sup.awaiting': 'Not yet confirmed by a supervisor',
+  'nav.queue': 'Supervision queue',
   'sup.someone': '(unnamed)',
   'sup.review.title': 'Supervision review',
   'sup.review.state.unreviewed': 'Not reviewed',

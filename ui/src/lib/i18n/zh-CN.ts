@@ -397,6 +397,7 @@ const zhCN = {
   'sync.stopped': '中继服务器说此设备已被移出团队，已停止同步；笔记仍在本设备上。如有误，请联系组长。',
   // ---- supervision (issue 9, U1): review, comments, escalation and receipt, assignment, debrief, queue
   'sup.awaiting': '未获督导确认',
+  'nav.queue': '督导队列',
   'sup.someone': '（未署名）',
   'sup.review.title': '督导审阅',
   'sup.review.state.unreviewed': '未审阅',
