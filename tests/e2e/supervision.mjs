@@ -16,6 +16,12 @@
 // the app's panel gives that line's phone as a tel: link. Last, the
 // supervisor hands the case to a second CLI volunteer with a note: that
 // device reads the case after its sync, with the whole assignment history.
+// Then the app as a volunteer, with the relay down: a raise by the screening
+// opens the panel (the on-call phone from the duty roster, the crisis
+// protocol at its escalation section in the reader), and “已电话联系值班督导”
+// is the volunteer's own receipt, in the store with the raise's source.
+// Screenshots also app-escalation.png, app-escalation-protocol.png,
+// app-receipt-phone.png.
 //
 // Needs target/debug/{heartbridge-app,heartbridge,heartbridge-relay} built
 // (the app after `npm run build` in ui/), `tauri-driver` on PATH and a
@@ -398,6 +404,80 @@ async function main() {
   });
 
   await app.s.end();
+
+  // ------------------------------------- the app as a volunteer, offline
+  const volProfile = path.join(work, 'app-volunteer');
+  const volApp = (current = new App(await Session.start(base, APP, ['--profile', volProfile])));
+  const volCode2 = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
+  let ownCase = '';
+  await step('a volunteer in the app raises a case to high by the screening with the relay down: the panel gives the on-call phone and the crisis protocol', async () => {
+    await volApp.heading('欢迎使用心桥', 30000);
+    await volApp.fill('设置 PIN 或密码', PIN);
+    await volApp.fill('再输入一次', PIN);
+    await volApp.click('button', '下一步');
+    await volApp.click('label', '用邀请码加入团队');
+    await volApp.fill('邀请码', volCode2);
+    await volApp.fill('你的名字或称呼', '小周');
+    await volApp.click('button', '加入团队');
+    await volApp.heading('你好，小周', 30000);
+    // The team's handbooks and duty roster arrive by sync.
+    await volApp.nav('手册');
+    await volApp.el('a', '危机风险评估与转介规程', { timeout: 30000 });
+    await volApp.nav('个案');
+    await volApp.click('a', '新建个案');
+    await volApp.fill('化名或代号', '阿明');
+    await volApp.click('button', '建立个案');
+    await volApp.heading('阿明');
+    ownCase = await volApp.s.exec(`return decodeURIComponent(location.hash.split('/')[2] || '')`);
+    // what a volunteer may not do is not there
+    for (const text of ['标记为已审阅', '确认并发送指示', '转交个案', '添加意见'])
+      expect(!(await volApp.s.exec(FIND, ['button', text, false])), `a volunteer is offered “${text}”`);
+    await stopRelay();
+    await volApp.click('button', '做一次筛查');
+    const answer = async (legend, choice) => {
+      const label = await volApp.s.waitFor(
+        () =>
+          volApp.s.exec(
+            `const [legend, choice] = arguments;
+             const f = [...document.querySelectorAll('fieldset')].find((f) => f.querySelector('legend')?.textContent.trim().startsWith(legend));
+             return f ? [...f.querySelectorAll('label')].find((l) => l.textContent.trim() === choice) || null : null;`,
+            [legend, choice],
+          ),
+        15000,
+        `the answer ${choice} to ${legend}`,
+      );
+      await volApp.s.click(label);
+    };
+    for (const [q, a] of [['自杀想法', '是'], ['具体计划', '是'], ['可用手段', '是'], ['时间', '否'], ['既往尝试', '否'], ['自伤行为', '否'], ['保护因素', '是']]) await answer(q, a);
+    await volApp.click('button', '确认风险等级');
+    await volApp.el('[data-testid=escalation-panel]', '已升级，等待督导确认', { timeout: 20000 });
+    await volApp.el('[data-testid=on-call]', '值班督导：王督导');
+    const tel = await volApp.s.exec(`return document.querySelector('[data-testid=on-call-phone]').getAttribute('href')`);
+    expect(tel === 'tel:13800000000', `on-call phone link: ${tel}`);
+    await volApp.el('.case-head [data-testid=awaiting]', '未获督导确认');
+    await volApp.shot('escalation', '[data-testid=escalation-panel]');
+    await volApp.click('[data-testid=crisis-protocol]', '打开危机处置规程');
+    await volApp.heading('九、升级链条与紧急处置', 20000);
+    await volApp.shot('escalation-protocol');
+    await volApp.s.exec('history.back()');
+    await volApp.heading('阿明', 20000);
+  });
+
+  await step('offline, “已电话联系值班督导” is the volunteer’s own receipt; the store has it and the raise, from the screening', async () => {
+    await volApp.fill('通话要点', '王督导让我陪他联系班主任。');
+    await volApp.click('button', '已电话联系值班督导');
+    const said = await volApp.s.text(await volApp.el('[data-testid=receipt]', '已电话联系值班督导', { timeout: 20000 }));
+    expect(/小周 于 \d\d:\d\d 记录：已电话联系值班督导/.test(said), `receipt: ${said}`);
+    expect(!(await volApp.s.exec(`return !!document.querySelector('.case-head [data-testid=awaiting]')`)), 'the case still says 未获督导确认');
+    await volApp.shot('receipt-phone', '[data-testid=receipts]');
+    const c = hb(volProfile, 'case', 'show', ownCase);
+    const e = c.escalations[0];
+    expect(e && e.source === 'screening' && e.level === 'high' && e.on_call_name === '王督导', `escalation: ${JSON.stringify(e && { source: e.source, level: e.level, on_call: e.on_call_name })}`);
+    expect(e.receipt && e.receipt.mode === 'phone' && e.receipt.by_name === '小周' && e.receipt.instructions === '王督导让我陪他联系班主任。', 'the phone receipt is not in the store');
+    expect(c.awaiting_receipt === false, 'the store still says awaiting');
+    await startRelay();
+  });
+  await volApp.s.end();
   await stop(driver);
 }
 
