@@ -43,6 +43,8 @@ const HB = path.join(BIN, 'heartbridge');
 const RELAY = path.join(BIN, 'heartbridge-relay');
 const SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const PIN = '246810';
+// Starting the app through WebKitWebDriver takes seconds; on a loaded 2-core machine, more.
+const SESSION_START_MS = 120_000;
 const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-sup-'));
 const children = [];
 
@@ -258,7 +260,7 @@ async function main() {
   await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
 
   const profile = path.join(work, 'app-supervisor');
-  const app = (current = new App(await Session.start(base, APP, ['--profile', profile])));
+  const app = (current = new App(await Session.start(base, APP, ['--profile', profile], SESSION_START_MS)));
   // "Sync now" on Home, and wait for that sync to finish: the last sync's
   // time (to the millisecond) changes and nothing waits to be sent.
   const lastSynced = () =>
@@ -407,7 +409,7 @@ async function main() {
 
   // ------------------------------------- the app as a volunteer, offline
   const volProfile = path.join(work, 'app-volunteer');
-  const volApp = (current = new App(await Session.start(base, APP, ['--profile', volProfile])));
+  const volApp = (current = new App(await Session.start(base, APP, ['--profile', volProfile], SESSION_START_MS)));
   const volCode2 = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
   let ownCase = '';
   await step('a volunteer in the app raises a case to high by the screening with the relay down: the panel gives the on-call phone and the crisis protocol', async () => {
