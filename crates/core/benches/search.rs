@@ -235,6 +235,16 @@ fn main() {
     if std::env::var("HB_BENCH_PARTS").is_ok_and(|v| v == "0") {
         return;
     }
+    // `HB_BENCH_CACHE_MB=N`: this connection's page cache (SQLite's
+    // default is 2 MB), to see what decrypting index pages again costs.
+    if let Some(mb) = std::env::var("HB_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        conn.pragma_update(None, "cache_size", -mb * 1024)
+            .expect("cache_size");
+        println!("parts below with a {mb} MB page cache");
+    }
     let parts: [(&str, &str); 4] = [
         (
             "count only",

@@ -148,6 +148,12 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Up to 32 MB of decrypted pages kept (SQLite's default is 2 MB): a
+    // search reads the posting lists of common characters again and again,
+    // and every page read from outside the cache is decrypted and its HMAC
+    // checked (BENCHMARKS.md, search at 50 MB). Freed when the store is
+    // dropped at the lock.
+    conn.pragma_update(None, "cache_size", -32 * 1024)?;
     Ok(())
 }
 
