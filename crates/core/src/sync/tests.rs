@@ -792,3 +792,97 @@ fn an_unreadable_roster_is_ignored_and_the_sync_goes_on() {
     assert_eq!(store.case(&id).expect("case").alias, "照常");
     assert!(store.roster().expect("roster").iter().all(|m| !m.signed));
 }
+
+/// A volunteer who is not a reader of a case cannot take it over: a key
+/// grant it makes for another's case (a new generation, or a first key
+/// for a case that has an owner) is ignored, and the owner goes on sealing
+/// under its own key.
+#[test]
+fn a_volunteers_grant_for_a_case_it_does_not_own_is_ignored() {
+    use heartbridge_proto::case_seal::{frame, CaseKey, Grant};
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut a = enrolled(dir.path(), "a", &team);
+    let mut c = enrolled(dir.path(), "c", &team);
+    let id = a
+        .new_case(&NewCase {
+            alias: "阿明".into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    let mut log = Log::default();
+    let opts = SyncOptions::default();
+    a.sync(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a pushes");
+    c.sync(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("c pulls");
+    assert!(c.case(&id).is_err(), "c read a case it was not given");
+    let (gen, owner_key) = crate::access::current_key(a.conn(), id.as_str())
+        .expect("keys")
+        .expect("a holds its case's key");
+    assert_eq!(gen, 1);
+    // c grants a a key of its own making, as generation 2 and as a
+    // competing generation 1, and pushes the grants signed as itself.
+    let a_dev = a.team().expect("team").expect("team").device_bytes().expect("id");
+    let a_kx = a.device_public().expect("keys").expect("keys").kx;
+    let evil = CaseKey::generate();
+    let mut payload = Vec::new();
+    for g in [2u32, 1] {
+        let grant = Grant::make(
+            &team.team_id,
+            doc_bytes(&id),
+            evil.id(),
+            g,
+            &[(g, evil.clone())],
+            &[(a_dev, a_kx)],
+        );
+        payload.extend(frame(&grant.to_bytes()));
+    }
+    c.conn()
+        .execute(
+            "INSERT INTO outbox (doc_id, kind, bytes, created_at) VALUES (?1, 'grants', ?2, 0)",
+            rusqlite::params![
+                crate::access::grants_doc_id(&team.team_id).as_str(),
+                payload
+            ],
+        )
+        .expect("queue the forged grants");
+    c.sync(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("c pushes");
+    a.sync(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a pulls");
+    let (gen, now) = crate::access::current_key(a.conn(), id.as_str())
+        .expect("keys")
+        .expect("key");
+    assert_eq!((gen, now.id()), (1, owner_key.id()), "c's key took over");
+    let from_c: i64 = a
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM grants WHERE granter = ?1",
+            [c.team().expect("team").expect("team").device_id],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(from_c, 0, "a recorded a grant c may not make");
+    // A damaged grants payload is refused, not a failed sync.
+    let mut bad = Envelope::seal_part(
+        &team.key,
+        1,
+        &team.team_id,
+        doc_bytes(&crate::access::grants_doc_id(&team.team_id)),
+        EnvelopeKind::Change,
+        DocKindTag::Grants,
+        None,
+        &[0, 0, 0, 9, 1],
+    )
+    .expect("seal");
+    c.sign_envelope(&mut bad).expect("sign");
+    log.next += 1;
+    let n = log.next;
+    log.entries.push((n, bad));
+    let r = a
+        .sync(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a syncs on");
+    assert_eq!(r.refused, 1, "{r:?}");
+}
