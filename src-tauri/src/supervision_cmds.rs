@@ -165,17 +165,19 @@ pub async fn escalations_list(state: State<'_, AppState>) -> ApiResult<Value> {
 /// alone; nulls without a team or settings.
 #[tauri::command]
 pub async fn on_call_now(state: State<'_, AppState>) -> ApiResult<Value> {
-    state.with(|s| {
-        if s.team()?.is_none() {
-            return Ok(json!({"name": null, "device": null, "phone": null}));
-        }
-        if let Some(o) = s.on_call_at(now_ms())? {
-            return Ok(json!({"name": o.name, "device": o.device, "phone": o.phone}));
-        }
-        let phone = s.team_settings()?.on_call_phone;
-        let phone = (!phone.trim().is_empty()).then_some(phone);
-        Ok(json!({"name": null, "device": null, "phone": phone}))
-    })
+    state.with(|s| on_call_view(s, now_ms()))
+}
+
+fn on_call_view(s: &Store, at: i64) -> Result<Value, heartbridge_core::Error> {
+    if s.team()?.is_none() {
+        return Ok(json!({"name": null, "device": null, "phone": null}));
+    }
+    if let Some(o) = s.on_call_at(at)? {
+        return Ok(json!({"name": o.name, "device": o.device, "phone": o.phone}));
+    }
+    let phone = s.team_settings()?.on_call_phone;
+    let phone = (!phone.trim().is_empty()).then_some(phone);
+    Ok(json!({"name": null, "device": null, "phone": phone}))
 }
 
 /// The members a case can be handed to: this device's roster (not the
@@ -232,4 +234,78 @@ pub async fn case_assignees(state: State<'_, AppState>) -> ApiResult<Value> {
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use heartbridge_core::{NewDuty, NewLine};
+    use heartbridge_tests::{sync_until_quiet, team, Device, Relay};
+
+    use super::*;
+
+    fn device_id(d: &Device) -> String {
+        d.store.team().unwrap().unwrap().device_id
+    }
+
+    /// What the escalation panel shows, as a volunteer's device reads it
+    /// after a sync: nothing without a team; the team's on-call phone while
+    /// nobody is on duty; the on-call line's person and phone during a slot.
+    #[test]
+    fn the_panel_gets_the_on_call_person_and_phone_from_the_synced_settings() {
+        let alone = Device::new("独自");
+        assert_eq!(
+            on_call_view(&alone.store, now_ms()).unwrap(),
+            json!({"name": null, "device": null, "phone": null})
+        );
+
+        let relay = Relay::start();
+        let mut devices = team(&relay, &["林组长", "王督导", "小白"]);
+        sync_until_quiet(&mut devices, &[1, 2, 0, 1, 2]);
+        assert_eq!(
+            on_call_view(&devices[2].store, now_ms()).unwrap(),
+            json!({"name": null, "device": null, "phone": null}),
+            "no settings yet"
+        );
+
+        devices[0].store.set_on_call_phone("010-6000 1234").unwrap();
+        sync_until_quiet(&mut devices, &[0, 2]);
+        assert_eq!(
+            on_call_view(&devices[2].store, now_ms()).unwrap(),
+            json!({"name": null, "device": null, "phone": "010-6000 1234"}),
+            "nobody on duty: the team's on-call phone"
+        );
+
+        let sup = device_id(&devices[1]);
+        let now = now_ms();
+        devices[0]
+            .store
+            .add_line(&NewLine {
+                id: None,
+                name: "督导值班".into(),
+                kind: Some(heartbridge_core::LineKind::OnCall),
+                phone: Some("13800000000".into()),
+            })
+            .unwrap();
+        devices[0]
+            .store
+            .add_duty(&NewDuty {
+                line: "督导值班".into(),
+                device: sup.clone(),
+                name: "王督导".into(),
+                from: now - 3_600_000,
+                to: now + 3_600_000,
+            })
+            .unwrap();
+        sync_until_quiet(&mut devices, &[0, 2]);
+        assert_eq!(
+            on_call_view(&devices[2].store, now).unwrap(),
+            json!({"name": "王督导", "device": sup, "phone": "13800000000"}),
+            "during the slot: the on-call line's person and phone"
+        );
+        assert_eq!(
+            on_call_view(&devices[2].store, now + 2 * 3_600_000).unwrap()["phone"],
+            "010-6000 1234",
+            "after the slot: the team's on-call phone again"
+        );
+    }
 }
