@@ -335,7 +335,7 @@ async function main() {
     await app.heading('督导队列');
     const top = await app.s.text(await app.el('[data-testid=queue-escalations] a', null, { timeout: 20000 }));
     expect(top.includes('小雨') && top.includes('未获督导确认') && top.includes('小白'), `top of the queue: ${top}`);
-    expect(/已等待 \d+ 分钟/.test(top), `no waiting time: ${top}`);
+    expect(/已等待 (\d+ 小时 )?\d+ 分钟/.test(top), `no waiting time: ${top}`);
     await app.shot('queue');
   });
 

@@ -37,7 +37,7 @@ export async function supervisionWalk(t) {
     await top.waitFor();
     const text = await top.textContent();
     expect(text.includes('小雨') && text.includes('未获督导确认'), `top of the queue: ${text}`);
-    expect(/已等待 \d+ 分钟/.test(text), `no waiting time: ${text}`);
+    expect(/已等待 (\d+ 小时 )?\d+ 分钟/.test(text), `no waiting time: ${text}`);
     const review = await sup.getByTestId('queue-review').getByRole('link').allTextContents();
     expect(review.length > 0 && !review.some((r) => r.includes('小雨')), `cases to review: ${JSON.stringify(review)}`);
     // high and critical first among the cases to review
@@ -114,7 +114,7 @@ export async function supervisionWalk(t) {
   await step('supervision (English): the queue and the acknowledgement', async () => {
     await supEn.getByRole('heading', { level: 1, name: 'Supervision queue' }).waitFor();
     const top = await supEn.getByTestId('queue-escalations').getByRole('link').first().textContent();
-    expect(top.includes('Not yet confirmed by a supervisor') && /Waiting for \d+ minutes?/.test(top), `top: ${top}`);
+    expect(top.includes('Not yet confirmed by a supervisor') && /Waiting for (\d+ minutes?|\d+ h \d+ min)/.test(top), `top: ${top}`);
     await auditLabels(supEn, 'queue (en)');
     await shot(supEn, 'queue-en');
     await supEn.getByTestId('queue-escalations').getByRole('link').first().click();

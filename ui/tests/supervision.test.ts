@@ -8,6 +8,7 @@ import {
   findCrisisSection,
   latestEscalation,
   minutesBetween,
+  waitingMessage,
   queueView,
   receiptMessage,
   telHref,
@@ -117,6 +118,18 @@ describe('receiptMessage', () => {
   it('says the on-call supervisor was reached by phone when the volunteer recorded it', () => {
     const m = receiptMessage(r('phone'), '2026-12-01T14:00:00Z', hhmm);
     expect(zh(m.key, m.params)).toBe('林老师 于 14:05 记录：已电话联系值班督导（升级后 5 分钟）');
+  });
+  it('says how long an escalation has waited: minutes, then hours and minutes', () => {
+    const say = (n: number, tr = zh) => {
+      const m = waitingMessage(n);
+      return tr(m.key, m.params);
+    };
+    expect(say(0)).toBe('已等待 0 分钟');
+    expect(say(59)).toBe('已等待 59 分钟');
+    expect(say(60)).toBe('已等待 1 小时 0 分钟');
+    expect(say(175)).toBe('已等待 2 小时 55 分钟');
+    expect(say(1, en)).toBe('Waiting for 1 minute');
+    expect(say(175, en)).toBe('Waiting for 2 h 55 min');
   });
   it('never counts negative minutes', () => {
     expect(minutesBetween('2026-12-01T14:00:00Z', '2026-12-01T13:00:00Z')).toBe(0);

@@ -34,6 +34,14 @@ export function latestEscalation(c: Pick<Case, 'escalations'>): Escalation | nul
   return best;
 }
 
+/** How long an escalation has waited, in words: minutes under an hour, then hours and minutes. */
+export function waitingMessage(minutes: number): Message {
+  const n = Math.max(0, Math.floor(minutes));
+  return n < 60
+    ? { key: 'sup.queue.waiting', params: { n } }
+    : { key: 'sup.queue.waitingHours', params: { h: Math.floor(n / 60), m: n % 60 } };
+}
+
 /** Whole minutes from `from` to `to` (RFC 3339), never negative. */
 export function minutesBetween(from: string, to: string): number {
   const ms = new Date(to).getTime() - new Date(from).getTime();

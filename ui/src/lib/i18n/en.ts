@@ -470,6 +470,7 @@ const en: Record<MessageKey, string> = {
   'sup.queue.awaiting': 'Escalations awaiting confirmation',
   'sup.queue.awaitingNone': 'No escalation is waiting.',
   'sup.queue.waiting': 'Waiting for {n} minute|Waiting for {n} minutes',
+  'sup.queue.waitingHours': 'Waiting for {h} h {m} min',
   'sup.queue.toReview': 'Cases to review',
   'sup.queue.reviewNone': 'No case is waiting for review.',
   'sup.queue.opened': 'opened {when}',

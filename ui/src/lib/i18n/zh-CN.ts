@@ -466,6 +466,7 @@ const zhCN = {
   'sup.queue.awaiting': '等待督导确认的升级',
   'sup.queue.awaitingNone': '没有等待确认的升级。',
   'sup.queue.waiting': '已等待 {n} 分钟',
+  'sup.queue.waitingHours': '已等待 {h} 小时 {m} 分钟',
   'sup.queue.toReview': '待审阅的个案',
   'sup.queue.reviewNone': '没有待审阅的个案。',
   'sup.queue.opened': '{when}建立',
