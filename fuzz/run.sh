@@ -9,7 +9,8 @@
 #                                    corpus of every target (or of TARGET)
 #   bash fuzz/run.sh build [TARGET]  build the instrumented target(s) only
 #
-# Targets: sync_body admin_json envelope invite identity handbook apply_remote relay.
+# Targets: sync_body admin_json envelope invite identity case_seal handbook apply_remote
+# relay.
 # One fuzzer at a time, at nice 10 (the machine is shared). New inputs go
 # to fuzz/target/work/TARGET, then `-merge=1` minimises them together with
 # fuzz/corpus/TARGET into a new fuzz/corpus/TARGET. Crashes, timeouts and
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_DIR=$PWD
-TARGETS=(sync_body admin_json envelope invite identity handbook apply_remote relay)
+TARGETS=(sync_body admin_json envelope invite identity case_seal handbook apply_remote relay)
 export CARGO_TARGET_DIR="$FUZZ_DIR/target"
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 # The coverage instrumentation cargo-fuzz would ask rustc for; every flag

@@ -10,7 +10,14 @@ use std::path::{Path, PathBuf};
 
 use heartbridge_core::DocKind;
 use heartbridge_fuzz::core_checks::ApplyHarness;
-use heartbridge_fuzz::proto_checks::{fixed_author, fixed_key, fixed_lead, fixed_team};
+use heartbridge_fuzz::proto_checks::{
+    fixed_author, fixed_case_doc, fixed_case_key, fixed_devices, fixed_key, fixed_lead,
+    fixed_oversight, fixed_team,
+};
+use heartbridge_proto::case_seal::{
+    frame, oversight_key_id, oversight_public, seal_case, seal_facts, CaseKey, Grant,
+    OVERSIGHT_SCOPE,
+};
 use heartbridge_proto::identity::{join_proof, seal_epoch_key, Revocation, RosterMember};
 use heartbridge_proto::{
     encode, seal_name, Ack, DeviceSecret, DocKindTag, EnrollRequest, EnrollResponse, Envelope,
@@ -404,6 +411,78 @@ fn main() {
             &with_mode(3, &encode(e)),
         );
     }
+
+    // 3c. Need to know (target `case_seal`): real grants, case payloads
+    // and facts made by `heartbridge_proto::case_seal`, with the fixed keys
+    // the target opens with, and batches of them framed.
+    let cs_dir = out.join("case_seal");
+    let devices = fixed_devices();
+    let case_key = fixed_case_key();
+    let older = CaseKey::from_bytes([0xc9; 32]);
+    let grant = Grant::make(
+        &team,
+        fixed_case_doc(),
+        case_key.id(),
+        2,
+        &[(1, older.clone()), (2, case_key.clone())],
+        &[
+            (devices[0].1, devices[0].0.public().kx),
+            (devices[1].1, devices[1].0.public().kx),
+        ],
+    );
+    let oversight_pk = oversight_public(&fixed_oversight());
+    let oversight_grant = Grant::make(
+        &team,
+        OVERSIGHT_SCOPE,
+        oversight_key_id(&oversight_pk),
+        1,
+        &[(1, fixed_oversight())],
+        &[(devices[0].1, devices[0].0.public().kx)],
+    );
+    write(&cs_dir, "seed-grant", &with_mode(1, &grant.to_bytes()));
+    write(
+        &cs_dir,
+        "seed-grant-oversight",
+        &with_mode(1, &oversight_grant.to_bytes()),
+    );
+    // Mode 1's second half reads (generation, recipient key, (gen, key)...).
+    let mut make = 3u32.to_be_bytes().to_vec();
+    make.extend_from_slice(&DeviceSecret::generate().public().kx);
+    for (g, k) in [(1u32, &older), (2, &case_key)] {
+        make.extend_from_slice(&g.to_be_bytes());
+        make.extend_from_slice(k.expose());
+    }
+    write(&cs_dir, "seed-grant-make", &with_mode(1, &make));
+    let mut batch = frame(&grant.to_bytes());
+    batch.extend(frame(&oversight_grant.to_bytes()));
+    batch.extend(frame(b""));
+    write(&cs_dir, "seed-frames-grants", &with_mode(0, &batch));
+    let mut facts_batch = Vec::new();
+    for (i, (id, _, bytes)) in docs.changes.iter().enumerate().take(4) {
+        let sealed = seal_case(&case_key, &team, &fixed_case_doc(), bytes);
+        write(&cs_dir, &format!("seed-case-{i}"), &with_mode(2, &sealed));
+        let mut keyed = case_key.expose().to_vec();
+        keyed.extend_from_slice(bytes);
+        write(
+            &cs_dir,
+            &format!("seed-determinism-{i}"),
+            &with_mode(4, &keyed),
+        );
+        let facts = format!(
+            "[{{\"case\":\"{}\",\"minutes\":{}}}]",
+            id.as_str(),
+            15 * (i + 1)
+        );
+        let sealed = seal_facts(&oversight_pk, &team, facts.as_bytes()).expect("seal facts");
+        write(&cs_dir, &format!("seed-facts-{i}"), &with_mode(3, &sealed));
+        facts_batch.extend(frame(&sealed));
+    }
+    write(&cs_dir, "seed-frames-facts", &with_mode(0, &facts_batch));
+    write(
+        &cs_dir,
+        "seed-case-empty",
+        &with_mode(2, &seal_case(&case_key, &team, &fixed_case_doc(), b"")),
+    );
 
     // 4. Handbooks: the samples as shipped, and with CRLF and a BOM.
     let hb_dir = out.join("handbook");

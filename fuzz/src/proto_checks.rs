@@ -9,9 +9,10 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use heartbridge_proto::case_seal::{self, CaseKey, CaseSealError, Grant};
 use heartbridge_proto::identity::RosterError;
 use heartbridge_proto::{
-    decode, encode, DeviceSecret, DocKindTag, EnrollRequest, EnrollResponse, Envelope,
+    decode, encode, DeviceId, DeviceSecret, DocKindTag, EnrollRequest, EnrollResponse, Envelope,
     EnvelopeKind, ErrorBody, Invite, InviteRequest, InviteResponse, MembersResponse, OpenError,
     Role, SignedRoster, SyncRequest, SyncResponse, TeamCreated, TeamId, TeamKey,
 };
@@ -381,4 +382,461 @@ pub fn identity(data: &[u8]) {
             );
         }
     }
+}
+
+/// The case key target `case_seal` seals and opens case payloads with.
+pub fn fixed_case_key() -> CaseKey {
+    CaseKey::from_bytes([0xca; 32])
+}
+
+/// The case (document id) target `case_seal` seals case payloads for.
+pub fn fixed_case_doc() -> [u8; 16] {
+    [0xd0; 16]
+}
+
+/// The oversight secret target `case_seal` opens facts with.
+pub fn fixed_oversight() -> CaseKey {
+    CaseKey::from_bytes([0x0f; 32])
+}
+
+/// The device (secret, relay id) target `case_seal` opens grants as, and a
+/// second device that is granted the same keys.
+pub fn fixed_devices() -> [(DeviceSecret, DeviceId); 2] {
+    [
+        (
+            DeviceSecret::from_bytes(&[0xde; 64]).expect("64 bytes"),
+            [0xdd; 16],
+        ),
+        (
+            DeviceSecret::from_bytes(&[0x0d; 64]).expect("64 bytes"),
+            [0x0e; 16],
+        ),
+    ]
+}
+
+/// The relay id of the fuzz-chosen recipient of a grant made in mode 1.
+const FUZZ_RECIPIENT: DeviceId = [0xee; 16];
+
+/// What `case_seal::unframe` must accept: a walk over the frames with the
+/// lengths in u64 (so no cast or addition can wrap).
+fn frames_whole(mut b: &[u8]) -> bool {
+    loop {
+        if b.is_empty() {
+            return true;
+        }
+        if b.len() < 4 {
+            return false;
+        }
+        let len = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if ((b.len() - 4) as u64) < len {
+            return false;
+        }
+        b = &b[4 + len as usize..];
+    }
+}
+
+/// Positions to flip one bit at in a sealed payload of `len` bytes: every
+/// byte of the first 64 and the last 32 (header, nonce or `enc`, tag), and
+/// 32 spread over the rest, so a check stays linear in the input.
+fn flip_positions(len: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = (0..len.min(64)).collect();
+    out.extend(len.saturating_sub(32).max(64)..len);
+    if len > 96 {
+        let step = ((len - 96) / 32).max(1);
+        out.extend((64..len - 32).step_by(step));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A few positions in `len` bytes (first, middle, last and two chosen by
+/// `salt`), for checks that cost a scalar multiplication each.
+fn few_positions(len: usize, salt: u8) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let s = usize::from(salt);
+    let mut out = vec![0, len / 2, len - 1, s % len, (s * 31 + 17) % len];
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `bytes` with bit `(pos + salt) % 8` of byte `pos` flipped.
+fn flipped(bytes: &[u8], pos: usize, salt: u8) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[pos] ^= 1 << ((pos + usize::from(salt)) % 8);
+    b
+}
+
+/// The keys of a grant as comparable values (generation, key bytes).
+fn key_list(keys: &[(u32, CaseKey)]) -> Vec<(u32, [u8; 32])> {
+    keys.iter().map(|(g, k)| (*g, *k.expose())).collect()
+}
+
+/// A grant that opened for `me` at `me_id` opens for nobody else and for
+/// nothing else: not with another device's secret, nor for another team,
+/// nor with its generation, scope, key id, or its copy's `enc` or sealed
+/// bytes changed.
+fn grant_opens_only_as_made(g: &Grant, me: &DeviceSecret, me_id: &DeviceId, salt: u8) {
+    let team = fixed_team();
+    let [_, (other, _)] = fixed_devices();
+    if other.public().kx != me.public().kx {
+        assert!(
+            g.open_for(&team, &other, me_id).is_none(),
+            "a grant's copy opened with another device's secret"
+        );
+    }
+    assert!(
+        g.open_for(&TeamId([0x18; 16]), me, me_id).is_none(),
+        "a grant opened for another team"
+    );
+    let mut moved = g.clone();
+    moved.gen = moved.gen.wrapping_add(1);
+    assert!(
+        moved.open_for(&team, me, me_id).is_none(),
+        "a grant opened with its generation changed"
+    );
+    let mut moved = g.clone();
+    moved.scope[usize::from(salt) % 16] ^= 1;
+    assert!(
+        moved.open_for(&team, me, me_id).is_none(),
+        "a grant opened with its scope changed"
+    );
+    let mut moved = g.clone();
+    moved.key_id[usize::from(salt) % 8] ^= 1;
+    assert!(
+        moved.open_for(&team, me, me_id).is_none(),
+        "a grant opened with its key id changed"
+    );
+    let copy =
+        g.to.iter()
+            .position(|t| &t.device == me_id)
+            .expect("a grant that opened has a copy for the device");
+    // HPKE opens cost scalar multiplications: a few positions, not all.
+    for pos in few_positions(32, salt) {
+        let mut moved = g.clone();
+        moved.to[copy].enc = flipped(&g.to[copy].enc, pos, salt)
+            .try_into()
+            .expect("32 bytes");
+        assert!(
+            moved.open_for(&team, me, me_id).is_none(),
+            "a grant opened with its copy's enc changed"
+        );
+    }
+    for pos in few_positions(g.to[copy].sealed.len(), salt) {
+        let mut moved = g.clone();
+        moved.to[copy].sealed = flipped(&g.to[copy].sealed, pos, salt);
+        assert!(
+            moved.open_for(&team, me, me_id).is_none(),
+            "a grant opened with its copy's sealed bytes changed"
+        );
+    }
+}
+
+/// Target `case_seal`: what a device does with the need-to-know payloads
+/// (`heartbridge_proto::case_seal`) it pulls from the relay. The first byte
+/// picks a mode:
+///
+/// - 0: the rest as a batch of framed records: `unframe` never panics,
+///   accepts exactly the batches whose frames are whole, and what it
+///   returns frames back to the same bytes;
+/// - 1: the rest as a `Grant`: `from_bytes` decodes or refuses, what decodes
+///   re-encodes to the same value, and `open_for` the fixed device never
+///   panics and opens only a copy really sealed to that device (not with
+///   another device's secret, not for another team, not with the
+///   generation, scope, key id or copy changed). Then a grant is made with
+///   `Grant::make` from the rest (a generation, a 32-byte recipient key,
+///   then (generation, key) pairs of 36 bytes): it round-trips through
+///   bytes and opens to exactly those keys for each fixed device, and for
+///   nobody else;
+/// - 2: the rest as a sealed case payload: `case_key_id` and `open_case`
+///   with the fixed key never panic, a payload opens only if `seal_case`
+///   makes exactly those bytes from what it opened to (same key, team and
+///   document), and one flipped bit fails; then the rest is sealed with
+///   `seal_case` and must open back only with that key, team and document,
+///   and not with one bit flipped anywhere (header, nonce, ciphertext, tag);
+/// - 3: likewise for facts: `facts_key_id` and `open_facts` with the fixed
+///   oversight secret on the rest; the rest sealed with `seal_facts` to the
+///   fixed oversight key opens back, not for another team or secret nor
+///   with a bit flipped; and 32 bytes of the rest as an oversight public key
+///   (any bytes) that `seal_facts` seals to or refuses;
+/// - 4: 32 bytes as a case key, the rest as a payload: `seal_case` gives the
+///   same bytes twice, other bytes (and another nonce) for another payload,
+///   team or document, and opens back.
+pub fn case_seal(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let team = fixed_team();
+    let salt = rest.first().copied().unwrap_or(0);
+    match mode % 5 {
+        0 => match case_seal::unframe(rest) {
+            Some(records) => {
+                let again: Vec<u8> = records.iter().flat_map(|r| case_seal::frame(r)).collect();
+                assert!(again == rest, "framed records framed back to other bytes");
+            }
+            None => assert!(!frames_whole(rest), "unframe refused whole frames"),
+        },
+        1 => {
+            let devices = fixed_devices();
+            if let Some(g) = Grant::from_bytes(rest) {
+                let back = Grant::from_bytes(&g.to_bytes()).expect("a re-encoded grant decodes");
+                assert!(back == g, "a grant changed through encode/decode");
+                for (me, me_id) in &devices {
+                    if g.open_for(&team, me, me_id).is_some() {
+                        grant_opens_only_as_made(&g, me, me_id, salt);
+                    }
+                    let _ = g.open_for(&team, me, &FUZZ_RECIPIENT);
+                }
+            }
+            make_grant(rest, salt);
+        }
+        2 => {
+            let key = fixed_case_key();
+            let doc = fixed_case_doc();
+            let id = case_seal::case_key_id(rest);
+            assert_eq!(
+                id.is_some(),
+                rest.len() >= 36 && rest.starts_with(b"hbc1"),
+                "case_key_id misread the header"
+            );
+            match case_seal::open_case(&key, &team, &doc, rest) {
+                Ok(plain) => {
+                    assert!(
+                        case_seal::seal_case(&key, &team, &doc, &plain) == rest,
+                        "a case payload opened that seal_case did not make"
+                    );
+                    case_opens_only_as_sealed(&key, &doc, rest, salt);
+                }
+                Err(CaseSealError::Malformed) => {
+                    assert!(
+                        id.is_none(),
+                        "a case payload with a header called malformed"
+                    )
+                }
+                Err(CaseSealError::Authentication) => {
+                    assert!(id.is_some(), "a headerless payload failed authentication")
+                }
+            }
+            let sealed = case_seal::seal_case(&key, &team, &doc, rest);
+            assert!(
+                case_seal::case_key_id(&sealed) == Some(key.id()),
+                "a sealed case payload names another key"
+            );
+            assert!(
+                case_seal::open_case(&key, &team, &doc, &sealed).as_deref() == Ok(rest),
+                "a sealed case payload did not open back to its bytes"
+            );
+            case_opens_only_as_sealed(&key, &doc, &sealed, salt);
+        }
+        3 => {
+            let secret = fixed_oversight();
+            let pk = case_seal::oversight_public(&secret);
+            let key_id = case_seal::oversight_key_id(&pk);
+            let id = case_seal::facts_key_id(rest);
+            assert_eq!(
+                id.is_some(),
+                rest.len() >= 44 && rest.starts_with(b"hbf1"),
+                "facts_key_id misread the header"
+            );
+            match case_seal::open_facts(&secret, &team, rest) {
+                Ok(_) => {
+                    assert!(id == Some(key_id), "facts opened under another key id");
+                    facts_open_only_as_sealed(&secret, rest, salt);
+                }
+                Err(CaseSealError::Malformed) => {}
+                Err(CaseSealError::Authentication) => {
+                    assert!(id.is_some(), "a headerless payload failed authentication")
+                }
+            }
+            let sealed =
+                case_seal::seal_facts(&pk, &team, rest).expect("the oversight key seals facts");
+            assert!(
+                case_seal::facts_key_id(&sealed) == Some(key_id),
+                "sealed facts name another key"
+            );
+            assert!(
+                case_seal::open_facts(&secret, &team, &sealed).as_deref() == Ok(rest),
+                "sealed facts did not open back to their bytes"
+            );
+            facts_open_only_as_sealed(&secret, &sealed, salt);
+            let (any_pk, facts) = split_key(rest);
+            if let Some(sealed) = case_seal::seal_facts(&any_pk, &team, facts) {
+                assert!(
+                    case_seal::facts_key_id(&sealed) == Some(case_seal::oversight_key_id(&any_pk)),
+                    "sealed facts name another key"
+                );
+                if any_pk != pk {
+                    assert!(
+                        case_seal::open_facts(&secret, &team, &sealed).is_err(),
+                        "facts sealed to another key opened"
+                    );
+                }
+            }
+        }
+        _ => {
+            let (kb, payload) = split_key(rest);
+            let key = CaseKey::from_bytes(kb);
+            let doc = fixed_case_doc();
+            let a = case_seal::seal_case(&key, &team, &doc, payload);
+            assert!(
+                case_seal::seal_case(&key, &team, &doc, payload) == a,
+                "sealing the same case payload twice gave other bytes"
+            );
+            assert_eq!(a.len(), 36 + payload.len() + 16, "a sealed payload's size");
+            let mut longer = payload.to_vec();
+            longer.push(salt);
+            let mut others = vec![
+                case_seal::seal_case(&key, &team, &doc, &longer),
+                case_seal::seal_case(&key, &TeamId([0x18; 16]), &doc, payload),
+                case_seal::seal_case(&key, &team, &[0xd1; 16], payload),
+            ];
+            if !payload.is_empty() {
+                let pos = usize::from(salt) % payload.len();
+                others.push(case_seal::seal_case(
+                    &key,
+                    &team,
+                    &doc,
+                    &flipped(payload, pos, salt),
+                ));
+            }
+            for b in &others {
+                assert!(b[12..36] != a[12..36], "two case payloads share a nonce");
+            }
+            assert!(
+                case_seal::open_case(&key, &team, &doc, &a).as_deref() == Ok(payload),
+                "a sealed case payload did not open back to its bytes"
+            );
+        }
+    }
+}
+
+/// A case payload that opens with `key` for the fixed team and `doc` does
+/// not open with another key, team or document, nor with one bit flipped.
+fn case_opens_only_as_sealed(key: &CaseKey, doc: &[u8; 16], sealed: &[u8], salt: u8) {
+    let team = fixed_team();
+    assert!(
+        case_seal::open_case(&CaseKey::from_bytes([0xcb; 32]), &team, doc, sealed).is_err(),
+        "a case payload opened with another key"
+    );
+    assert!(
+        case_seal::open_case(key, &TeamId([0x18; 16]), doc, sealed).is_err(),
+        "a case payload opened for another team"
+    );
+    let mut other_doc = *doc;
+    other_doc[0] ^= 1;
+    assert!(
+        case_seal::open_case(key, &team, &other_doc, sealed).is_err(),
+        "a case payload opened for another document"
+    );
+    for pos in flip_positions(sealed.len()) {
+        assert!(
+            case_seal::open_case(key, &team, doc, &flipped(sealed, pos, salt)).is_err(),
+            "a case payload opened with one bit flipped"
+        );
+    }
+}
+
+/// Facts that open with `secret` for the fixed team do not open with
+/// another secret or team, nor with one bit flipped.
+fn facts_open_only_as_sealed(secret: &CaseKey, sealed: &[u8], salt: u8) {
+    let team = fixed_team();
+    assert!(
+        case_seal::open_facts(&CaseKey::from_bytes([0x10; 32]), &team, sealed).is_err(),
+        "facts opened with another oversight secret"
+    );
+    assert!(
+        case_seal::open_facts(secret, &TeamId([0x18; 16]), sealed).is_err(),
+        "facts opened for another team"
+    );
+    // Each region: magic, key id, enc, ciphertext and tag (HPKE opens
+    // cost scalar multiplications, so one position in each, not all).
+    let s = usize::from(salt);
+    let mut positions = vec![s % 4, 4 + s % 8, 12 + s % 32, sealed.len() - 1];
+    if sealed.len() > 44 {
+        positions.push(44 + s % (sealed.len() - 44));
+    }
+    for pos in positions {
+        assert!(
+            case_seal::open_facts(secret, &team, &flipped(sealed, pos, salt)).is_err(),
+            "facts opened with one bit flipped"
+        );
+    }
+}
+
+/// Mode 1's second half: a grant made with `Grant::make` from fuzz-chosen
+/// generations and keys, to the two fixed devices and one recipient key
+/// chosen by the fuzzer (any 32 bytes; one that does not parse is left
+/// out).
+fn make_grant(rest: &[u8], salt: u8) {
+    let team = fixed_team();
+    let mut head = [0u8; 36];
+    let n = rest.len().min(36);
+    head[..n].copy_from_slice(&rest[..n]);
+    let gen = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let any_kx: [u8; 32] = head[4..].try_into().expect("32 bytes");
+    let keys: Vec<(u32, CaseKey)> = rest[n..]
+        .chunks(36)
+        .map(|c| {
+            let mut b = [0u8; 36];
+            b[..c.len()].copy_from_slice(c);
+            (
+                u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                CaseKey::from_bytes(b[4..].try_into().expect("32 bytes")),
+            )
+        })
+        .collect();
+    let scope = if gen & 1 == 0 {
+        fixed_case_doc()
+    } else {
+        case_seal::OVERSIGHT_SCOPE
+    };
+    let key_id = keys.last().map(|(_, k)| k.id()).unwrap_or([0; 8]);
+    let devices = fixed_devices();
+    let recipients = [
+        (devices[0].1, devices[0].0.public().kx),
+        (FUZZ_RECIPIENT, any_kx),
+        (devices[1].1, devices[1].0.public().kx),
+    ];
+    let g = Grant::make(&team, scope, key_id, gen, &keys, &recipients);
+    assert!(
+        g.scope == scope && g.key_id == key_id && g.gen == gen,
+        "a grant names another scope, key or generation"
+    );
+    assert!(
+        g.to.len() >= 2 && g.to.len() <= 3,
+        "a grant lost a device or gained one"
+    );
+    assert!(
+        g.to.iter()
+            .all(|t| recipients.iter().any(|(id, _)| *id == t.device)),
+        "a grant has a copy for a device it was not made for"
+    );
+    let back = Grant::from_bytes(&g.to_bytes()).expect("a made grant decodes");
+    assert!(back == g, "a made grant changed through encode/decode");
+    let want = key_list(&keys);
+    for (me, me_id) in &devices {
+        let got = back
+            .open_for(&team, me, me_id)
+            .expect("a grant opens for its recipient");
+        assert!(key_list(&got) == want, "a grant opened to other keys");
+        if any_kx != me.public().kx {
+            assert!(
+                back.open_for(&team, me, &FUZZ_RECIPIENT).is_none(),
+                "a device opened another recipient's copy"
+            );
+        }
+    }
+    grant_opens_only_as_made(&back, &devices[0].0, &devices[0].1, salt);
+    let [(a, _), (_, id_b)] = &devices;
+    assert!(
+        back.open_for(&team, a, id_b).is_none(),
+        "a device opened another device's copy"
+    );
+    assert!(
+        back.open_for(&team, a, &[0x77; 16]).is_none(),
+        "a device not granted opened a grant"
+    );
 }

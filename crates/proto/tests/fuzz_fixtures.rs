@@ -80,6 +80,11 @@ fn rosters_and_envelope_signatures_from_the_fuzzer_verify_or_are_refused() {
 }
 
 #[test]
+fn grants_framed_records_and_sealed_case_payloads_from_the_fuzzer_open_only_as_sealed() {
+    replay("case_seal", proto_checks::case_seal);
+}
+
+#[test]
 fn a_zstd_bomb_from_a_team_member_is_refused_as_too_large() {
     use heartbridge_proto::{EnvelopeKind, OpenError};
     // 65 MiB of zeros packs into a few KB; the envelope authenticates.
