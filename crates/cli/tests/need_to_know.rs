@@ -274,7 +274,15 @@ fn an_escalation_made_offline_goes_first_in_the_next_push() {
     ok(&v, &["case", "set", &first, "--risk", "high"]);
     ok(
         &v,
-        &["case", "contact", &third, "--channel", "online", "--text", "又来了消息"],
+        &[
+            "case",
+            "contact",
+            &third,
+            "--channel",
+            "online",
+            "--text",
+            "又来了消息",
+        ],
     );
     sync(&v);
     let order = relay_order(&relay, &[&first, &second, &third]);
@@ -287,4 +295,65 @@ fn an_escalation_made_offline_goes_first_in_the_next_push() {
     let last_first = order.iter().rposition(|d| *d == first).expect("first");
     let first_other = order.iter().position(|d| *d != first).expect("others");
     assert!(last_first < first_other, "{order:?}");
+}
+
+#[test]
+fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |n: &str| dir.path().join(n);
+    let (lead, s1, s2, v1, v2) = (p("lead"), p("s1"), p("s2"), p("v1"), p("v2"));
+    let created = relay.create_team("热线组");
+    ok(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+        ],
+    );
+    let s1_id = join(&invite(&lead, "supervisor"), &s1, "周督导");
+    join(&invite(&lead, "supervisor"), &s2, "吴督导");
+    let v1_id = join(&invite(&lead, "volunteer"), &v1, "小白");
+    let v2_id = join(&invite(&lead, "volunteer"), &v2, "小蓝");
+    sync(&lead);
+    // s1 supervises v1 only; s2 has no group and supervises everyone.
+    ok(
+        &lead,
+        &["team", "settings", "--supervisor-group", &format!("{s1_id}={v1_id}")],
+    );
+    for d in [&lead, &s1, &s2, &v1, &v2] {
+        sync(d);
+    }
+    let c1 = new_case(&v1, "小林", "v1 的个案");
+    let c2 = new_case(&v2, "小周", "v2 的个案");
+    for d in [&v1, &v2, &s1, &s2, &v1, &v2, &s1, &s2] {
+        sync(d);
+    }
+    assert!(contacts(&s1, &c1).is_some(), "s1 does not read its supervisee's case");
+    assert_eq!(contacts(&s1, &c2), None, "s1 read a case outside its group");
+    assert!(contacts(&s2, &c1).is_some() && contacts(&s2, &c2).is_some());
+
+    // v2 joins s1's group: s1 is given v2's case at the next syncs.
+    ok(
+        &lead,
+        &[
+            "team",
+            "settings",
+            "--supervisor-group",
+            &format!("{s1_id}={v1_id},{v2_id}"),
+        ],
+    );
+    for d in [&lead, &v2, &s2, &s1] {
+        sync(d);
+    }
+    assert_eq!(
+        contacts(&s1, &c2).expect("s1 reads v2's case once v2 is in its group"),
+        ["v2 的个案"]
+    );
 }

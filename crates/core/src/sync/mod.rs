@@ -518,9 +518,6 @@ impl SyncSession {
         }
         let trust = crate::team::Trust::load(&tx, &self.team)?;
         if news.changed {
-            // Members this device had not heard of may be readers of its
-            // cases: their grants go out in this same sync.
-            crate::access::prepare(&tx, &self.team, &trust, &actor)?;
             for (outcome, doc) in inbound::retry_held(&tx, &actor, &self.team, &trust)? {
                 match outcome {
                     inbound::Outcome::Changed => {
@@ -572,6 +569,10 @@ impl SyncSession {
                 inbound::Outcome::Locked => self.report.locked += 1,
             }
         }
+        // What this answer brought may change who reads which case (a
+        // member heard of, a reassignment, the settings' groups): the
+        // grants that follow go out in this same sync.
+        crate::access::prepare(&tx, &self.team, &trust, &actor)?;
         tx.execute(
             "UPDATE sync_state SET cursor = ?1, last_synced_at = ?2, last_error_kind = NULL,
                  last_error = NULL, link_bytes = ?3 WHERE id = 1",
