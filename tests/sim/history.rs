@@ -220,7 +220,7 @@ pub fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(dev, case, tag, remove)| Op::Tag { dev, case, tag, remove }),
         2 => (dev(), 0..3u8, 0..4u8).prop_map(|(dev, book, revision)| Op::ImportHandbook { dev, book, revision }),
         1 => any::<bool>().prop_map(|volunteer| Op::Join { volunteer }),
-        2 => (dev(), any::<u8>(), any::<u8>()).prop_map(|(dev, case, to)| Op::Assign { dev, case, to }),
+        3 => (dev(), any::<u8>(), any::<u8>()).prop_map(|(dev, case, to)| Op::Assign { dev, case, to }),
         6 => prop::collection::vec((dev(), sync_cfg()), 1..=MAX_DEVICES).prop_map(Op::Sync),
         1 => dev().prop_map(|dev| Op::Crash { dev }),
     ]
@@ -259,6 +259,71 @@ pub fn history(max_ops: usize) -> impl Strategy<Value = History> {
                 }
             },
         )
+}
+
+/// Histories aimed at need to know: [`history`]'s, with three devices or
+/// more of which device 1 (and maybe others) is a volunteer, one to four
+/// cases opened (one by device 1) and synced by every device before the
+/// rest, and two to eight more handovers (by the lead or a supervisor, half
+/// of them to a volunteer) put in among the operations.
+pub fn need_to_know_history(max_ops: usize) -> impl Strategy<Value = History> {
+    (
+        history(max_ops),
+        3..=MAX_DEVICES,
+        any::<u8>(),
+        prop::collection::vec((dev(), risk()), 0..=3),
+        prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                dev(),
+                any::<u8>(),
+                any::<u8>(),
+            ),
+            2..=8,
+        ),
+    )
+        .prop_map(|(mut h, devices, volunteers, makers, assigns)| {
+            h.devices = devices;
+            h.volunteers = volunteers | 0b10;
+            // By the lead or a supervisor, to a volunteer or anyone.
+            let is_volunteer = |d: usize| d > 0 && h.volunteers & (1 << d) != 0;
+            let managers: Vec<u8> = (0..devices)
+                .filter(|d| !is_volunteer(*d))
+                .map(|d| d as u8)
+                .collect();
+            let volunteers: Vec<u8> = (1..devices)
+                .filter(|d| is_volunteer(*d))
+                .map(|d| d as u8 - 1)
+                .collect();
+            for (at, dev, case, to) in assigns {
+                let i = at.index(h.ops.len() + 1);
+                let dev = managers[usize::from(dev) % managers.len()];
+                let to = if to % 2 == 0 {
+                    volunteers[usize::from(to / 2) % volunteers.len()]
+                } else {
+                    to / 2
+                };
+                h.ops.insert(i, Op::Assign { dev, case, to });
+            }
+            let mut prefix = vec![Op::NewCase {
+                dev: 1,
+                risk: Risk::Low,
+            }];
+            prefix.extend(
+                makers
+                    .into_iter()
+                    .map(|(dev, risk)| Op::NewCase { dev, risk }),
+            );
+            let all = SyncCfg {
+                page_bytes: 0,
+                max_push_bytes: 512 * 1024,
+                snapshot_all: false,
+            };
+            prefix.push(Op::Sync((0..devices as u8).map(|d| (d, all)).collect()));
+            prefix.append(&mut h.ops);
+            h.ops = prefix;
+            h
+        })
 }
 
 /// Revision `revision` of sample handbook `book`: Markdown with front
