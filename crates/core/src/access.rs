@@ -326,8 +326,13 @@ pub(crate) fn prepare(
     for (case, assignee) in held_cases(conn)? {
         let desired = readers(conn, &case, &assignee, &rules, &members, &me)?;
         let Some((gen, key)) = current_key(conn, &case)? else {
-            // A case without a key: made here, or written before per-case
-            // keys. Its first key goes to its readers.
+            // A case without a key: made here, or received as written
+            // before per-case keys. Only a supervisor or the lead keys the
+            // latter (their grants count everywhere, so first keys they
+            // make concurrently converge); a volunteer writes it as before.
+            if is_legacy(conn, &case)? && !manager {
+                continue;
+            }
             let key = CaseKey::generate();
             store_key(conn, &case, &key.id(), 1, &key, &me.hex)?;
             let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
@@ -422,6 +427,14 @@ fn with_me(me: &Me, mut to: Vec<(DeviceId, [u8; 32])>) -> Vec<(DeviceId, [u8; 32
     to
 }
 
+fn is_legacy(conn: &Connection, case: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM legacy_cases WHERE doc_id = ?1)",
+        [case],
+        |r| r.get(0),
+    )?)
+}
+
 /// Cases this device holds, with their assignee (`""` if none).
 fn held_cases(conn: &Connection) -> Result<Vec<(String, String)>> {
     let has_assignee: bool = conn.query_row(
@@ -452,8 +465,13 @@ pub(crate) fn seal_outgoing(
     if kind != DocKind::Case {
         return Ok(payload);
     }
-    // `prepare` gave every case held here a key, in this transaction.
+    // `prepare` gave every case held here a key, in this transaction,
+    // except a case received as written before per-case keys, on a
+    // volunteer's device: it stays as readable as it already is.
     let Some((_, key)) = current_key(conn, doc.as_str())? else {
+        if is_legacy(conn, doc.as_str())? {
+            return Ok(payload);
+        }
         return Err(Error::Protocol {
             detail: format!("case {doc} has no key to seal it with"),
         });
@@ -486,6 +504,10 @@ pub(crate) fn unseal_case(
 ) -> Result<Unsealed> {
     let Some(kid) = case_key_id(&payload) else {
         // Written before per-case keys.
+        conn.execute(
+            "INSERT OR IGNORE INTO legacy_cases (doc_id, at) VALUES (?1, ?2)",
+            params![doc.as_str(), now_ms()],
+        )?;
         return Ok(Unsealed::Open(payload));
     };
     match key_by_id(conn, doc.as_str(), &kid)? {

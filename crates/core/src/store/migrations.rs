@@ -376,6 +376,15 @@ ALTER TABLE shifts ADD COLUMN line TEXT;
 ALTER TABLE shifts ADD COLUMN line_name TEXT;
 ALTER TABLE shifts ADD COLUMN line_kind TEXT;
 "#,
+    // 9: cases received in plaintext, written before per-case keys (issue 9):
+    // only a supervisor or the lead gives such a case its first key, so two
+    // volunteers never make competing first keys for one case.
+    r#"
+CREATE TABLE legacy_cases (
+    doc_id      TEXT PRIMARY KEY,
+    at          INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
