@@ -845,3 +845,194 @@ fn seed_a_supervisor_behind_on_a_case_does_not_give_its_new_key_back_to_the_volu
         panic!("{e}");
     }
 }
+
+/// A fault-free need-to-know history: volunteer 1 opens a case, which
+/// volunteer 3 never sees; the lead hands it to volunteer 3, who then
+/// reads all of it; supervisor 2 writes after the handover, which
+/// volunteer 1 (taken off) never gets, while what volunteer 1 writes
+/// after, offline, still reaches the readers. The invariants check all of
+/// that; the asserts below check it again through the API.
+#[test]
+fn a_plain_need_to_know_history_keeps_each_case_to_its_readers() {
+    let h = History {
+        devices: 4,
+        net_seed: 0,
+        faults: 0,
+        // Devices 1 and 3 are volunteers, 2 a supervisor.
+        volunteers: 0b1010,
+        ops: vec![
+            Op::NewCase {
+                dev: 1,
+                risk: Risk::Low,
+            },
+            Op::AddContact {
+                dev: 1,
+                case: 0,
+                note: "情绪平稳",
+            },
+            sync(&[1]),
+            sync(&[0, 2, 3]),
+            // A volunteer may not hand a case over.
+            Op::Assign {
+                dev: 1,
+                case: 0,
+                to: 2,
+            },
+        ],
+    };
+    let mut s = sim::world::Sim::new(&h).unwrap_or_else(|e| panic!("{e}"));
+    let step = |s: &mut sim::world::Sim, op: Op| s.step(&op).unwrap_or_else(|e| panic!("{e}"));
+    for op in &h.ops {
+        step(&mut s, op.clone());
+    }
+    let case = s.cases[0].clone();
+    let not_found = |s: &sim::world::Sim, d: usize| {
+        matches!(
+            s.devices[d].store().case(&case),
+            Err(heartbridge_core::Error::NotFound { .. })
+        )
+    };
+    assert!(not_found(&s, 3), "volunteer 3 reads a case it never had");
+    assert!(s.devices[3].store().sync_status().unwrap().locked > 0);
+    for d in [0, 2] {
+        assert_eq!(s.devices[d].store().case(&case).unwrap().contacts.len(), 1);
+    }
+    // The lead hands it to volunteer 3 (others than the lead: 1, 2, 3).
+    step(
+        &mut s,
+        Op::Assign {
+            dev: 0,
+            case: 0,
+            to: 2,
+        },
+    );
+    step(&mut s, sync(&[0]));
+    step(&mut s, sync(&[3, 2]));
+    let on3 = s.devices[3].store().case(&case).unwrap();
+    assert_eq!(on3.assignee_device, s.devices[3].device_id);
+    assert_eq!(on3.contacts.len(), 1);
+    assert_eq!(s.devices[3].store().sync_status().unwrap().locked, 0);
+    // Written after the handover: not for volunteer 1.
+    step(
+        &mut s,
+        Op::AddContact {
+            dev: 2,
+            case: 0,
+            note: "约好周五再联系",
+        },
+    );
+    // Volunteer 1 does not know yet, and writes too.
+    step(
+        &mut s,
+        Op::AddContact {
+            dev: 1,
+            case: 0,
+            note: "slept badly",
+        },
+    );
+    step(&mut s, sync(&[2]));
+    step(&mut s, sync(&[1]));
+    s.quiesce().unwrap_or_else(|e| panic!("{e}"));
+    sim::invariants::check_all(&mut s).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((s.stats.assigns, s.stats.refused_assigns), (1, 1));
+    for d in [0, 2, 3] {
+        let c = s.devices[d].store().case(&case).unwrap();
+        assert_eq!(c.contacts.len(), 3, "device {d}");
+    }
+    let on1 = s.devices[1].store().case(&case).unwrap();
+    assert_eq!(
+        on1.contacts.len(),
+        2,
+        "volunteer 1 got a contact written after the handover"
+    );
+    assert_eq!(on1.assignee_device, s.devices[1].device_id);
+    assert!(s.devices[1].store().sync_status().unwrap().locked > 0);
+}
+
+/// The need-to-know invariants are not vacuous: told the wrong readers,
+/// that a volunteer never carried a case it did, or that a change it
+/// holds came after its handover, they notice.
+#[test]
+fn the_need_to_know_invariants_notice_a_case_where_it_does_not_belong() {
+    use sim::invariants::*;
+    let h = History {
+        devices: 4,
+        net_seed: 0,
+        faults: 0,
+        // Devices 1 and 3 are volunteers, 2 a supervisor.
+        volunteers: 0b1010,
+        ops: vec![
+            Op::NewCase {
+                dev: 1,
+                risk: Risk::Low,
+            },
+            sync(&[1]),
+            sync(&[0]),
+            Op::AddContact {
+                dev: 0,
+                case: 0,
+                note: "ok",
+            },
+            sync(&[0]),
+            sync(&[1]),
+            // To device 3.
+            Op::Assign {
+                dev: 0,
+                case: 0,
+                to: 2,
+            },
+            sync(&[0]),
+            Op::AddContact {
+                dev: 0,
+                case: 0,
+                note: "情绪平稳",
+            },
+        ],
+    };
+    let mut s = sim::world::Sim::new(&h).unwrap_or_else(|e| panic!("{e}"));
+    for op in &h.ops {
+        s.step(op).unwrap_or_else(|e| panic!("{e}"));
+    }
+    s.quiesce().unwrap_or_else(|e| panic!("{e}"));
+    check_all(&mut s).unwrap_or_else(|e| panic!("{e}"));
+    let case = s.cases[0].clone();
+    let readers = s.readers().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(readers[&case], [0, 2, 3].into_iter().collect());
+
+    // Volunteer 3 reads it: told it never carried it, the invariant sees
+    // the case on it.
+    let mut wrong = readers.clone();
+    if let Some(r) = wrong.get_mut(&case) {
+        r.remove(&3);
+    }
+    let assigned = std::mem::take(&mut s.assigned);
+    assert!(
+        failed(a_volunteer_never_on_a_case_holds_no_trace_of_it(&s, &wrong))
+            .contains("volunteer device 3 never carried case")
+    );
+    s.assigned = assigned;
+
+    // Volunteer 1 was taken off: told it reads the case, the lock
+    // invariant sees its locked payloads of it.
+    let mut wrong = readers.clone();
+    if let Some(r) = wrong.get_mut(&case) {
+        r.insert(1);
+    }
+    assert!(failed(nothing_readable_is_locked(&s.live(), &wrong)).contains("device 1 reads case"));
+
+    // Volunteer 1 holds the lead's first contact, written before the
+    // handover: told the lead wrote it after, the invariant notices.
+    let first = s
+        .saved
+        .iter()
+        .position(|w| w.dev == 0 && w.doc == case)
+        .expect("the lead's first contact");
+    let to3 = s.devices[3].device_id.clone();
+    if let Some(v) = s.saved[first].view.as_mut() {
+        v.assignee = to3;
+    }
+    assert!(failed(
+        a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover(&s, &readers)
+    )
+    .contains("volunteer device 1, taken off case"));
+}
