@@ -248,6 +248,9 @@ async function main() {
   const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e', '--db', relayDb, '--json'], { encoding: 'utf8' }));
   const lead = path.join(work, 'lead');
   hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林老师');
+  // This walk has the lead read the volunteer's cases (the team setting;
+  // by default a lead sees statistics only: tests/e2e/team.mjs).
+  hb(lead, 'team', 'settings', '--lead-reads-cases', 'true');
   hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks'));
   hb(lead, 'sync');
 

@@ -1168,7 +1168,13 @@ impl Store {
     pub fn outbox_len(&self) -> Result<usize> {
         let n: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+            .query_row(
+                // Key grants and statistics facts are bookkeeping the sync
+                // makes, not changes the volunteer made: not counted.
+                "SELECT count(*) FROM outbox WHERE kind NOT IN ('grants', 'facts')",
+                [],
+                |r| r.get(0),
+            )?;
         Ok(n as usize)
     }
 
