@@ -591,14 +591,41 @@ pub fn a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover(
             for s in after {
                 if am.get_change_by_hash(&s.hash).is_some() {
                     return Err(format!(
-                        "a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover: volunteer device {d}, taken off case {id}, holds change {} that device {} wrote after it had seen the handover",
-                        s.hash, s.dev
+                        "a_volunteer_taken_off_a_case_holds_nothing_written_after_the_handover: volunteer device {d}, taken off case {id}, holds change {} that device {} wrote after it had seen the handover (its keys of the case, generation by granting device: {})",
+                        s.hash,
+                        s.dev,
+                        key_generations(sim, d, dev, id)?
                     ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The generations of a case's key device `d` holds, each with the device
+/// that granted it (for a failure's message: ids only).
+fn key_generations(sim: &Sim, d: usize, dev: &Device, id: &DocId) -> Result<String, String> {
+    let conn = raw(d, dev)?;
+    let mut st = conn
+        .prepare("SELECT gen, granted_by FROM case_keys WHERE scope = ?1 ORDER BY gen")
+        .map_err(|e| format!("device {d}: query case_keys: {e}"))?;
+    let rows = st
+        .query_map([id.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(|e| format!("device {d}: query case_keys: {e}"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (gen, by) = row.map_err(|e| format!("device {d}: query case_keys: {e}"))?;
+        let by = sim
+            .devices
+            .iter()
+            .position(|x| x.device_id == by)
+            .map_or_else(|| "?".to_owned(), |i| i.to_string());
+        out.push(format!("{gen} by {by}"));
+    }
+    Ok(out.join(", "))
 }
 
 /// Nothing a device could read waits in `locked_payloads`: no row is
