@@ -10,7 +10,8 @@
 // text; the reader's back link returns to the same search at the same
 // scroll position; "more" loads the rest of 自杀's hits until the count
 // says; an empty alias, an empty note and −5 minutes name and mark their
-// fields and keep everything typed (the contact form stays open). Saves
+// fields and keep everything typed (the contact form stays open);
+// confirming a risk level keeps the page at the risk card. Saves
 // docs/screenshots/ui-search-zh.png, ui-search-en.png, ui-form-error-zh.png and
 // ui-form-error-en.png (ui-search.png is the Chromium walk's) at the app's phone width (420 px). Last line:
 // "N passed, N failed".
@@ -316,6 +317,48 @@ async function main() {
     await app.s.type(await app.label('记录'), note);
     await app.click('button', '保存记录');
     await app.el('[data-testid=timeline] li', note);
+  });
+
+  await step('a due date in month/day/year is named; year-month-day is read back in Chinese; a long note folds', async () => {
+    const task = '周五回电确认考试后的情况';
+    await app.fill('要做什么', task);
+    await app.fill('截止日期', '12/01/2026');
+    await app.click('button', '添加跟进');
+    const due = await fieldState('fu-due');
+    expect(due.invalid === 'true' && due.described.includes('年-月-日') && due.value === '12/01/2026', `due ${JSON.stringify(due)}`);
+    expect((await fieldState('fu-text')).value === task, 'the task was lost');
+    await app.fill('截止日期', '2026-12-1');
+    await app.el('#fu-due-hint', '即 2026年12月1日');
+    await app.click('button', '添加跟进');
+    await app.el('.items li', task);
+    await app.el('.items li', '截止');
+    // A 5,000-character note folds in the timeline.
+    const long = '长'.repeat(4990) + '记录的最后一句。';
+    // (the form folded after the last save, on a case that has contacts now)
+    await app.click('summary', '记录一次联系');
+    // (set through the page: typing 5,000 characters over WebDriver takes minutes)
+    await app.s.exec(`const e = arguments[0]; e.value = arguments[1]; e.dispatchEvent(new Event('input', { bubbles: true }));`, [
+      { [ELEMENT]: await app.label('记录') },
+      long,
+    ]);
+    await app.click('button', '保存记录');
+    await app.el('[data-testid=note-folded]');
+    const shown = await app.val(`document.querySelector('[data-testid=note-folded]').textContent.length`);
+    expect(shown < 400, `the folded note shows ${shown} characters`);
+    await app.click('button', '展开全文');
+    await app.el('[data-testid=timeline] li', '记录的最后一句。');
+  });
+
+  await step('confirming a risk level keeps the page at the risk card', async () => {
+    await app.click('button', '做一次筛查');
+    await app.click('label', '否');
+    const confirm = await app.el('button', '确认风险等级');
+    await app.s.click(confirm);
+    await app.el('[role=status], .toast', '风险等级已更新');
+    const where = await app.val(`(() => { const l = document.querySelector('[data-testid=risk-level]'); const r = l.getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, h: window.innerHeight, focused: document.activeElement === l }; })()`);
+    expect(where.top >= 0 && where.bottom <= where.h && where.focused, `the risk level is not where the volunteer is: ${JSON.stringify(where)}`);
+    expect(!(await app.val(`!!document.querySelector('form.screening')`)), 'the screening is still open');
   });
 
   await step('in English: search results and a form error', async () => {
