@@ -319,3 +319,42 @@ fn the_lead_reads_nothing_written_after_it_turned_lead_reads_cases_off() {
         "the lead read a note written after it turned lead_reads_cases off: {seen:?}"
     );
 }
+
+/// Finding 5. The threat model says the readers are "the supervisors
+/// (those whose supervisor group holds the assignee, when the team sets
+/// groups)". `access::readers` instead lets every supervisor who has no
+/// group of its own read every case (`_ => true`): the team sets S1={V1};
+/// S2, in no group, reads V1's case.
+#[test]
+fn when_the_team_sets_supervisor_groups_a_supervisor_outside_them_reads_no_case() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let [lead, s1, s2, v1] = ["lead", "s1", "s2", "v1"].map(|n| dir.path().join(n));
+    claim(&relay, &lead);
+    let s1_id = join(&invite(&lead, "supervisor"), &s1, "周督导");
+    join(&invite(&lead, "supervisor"), &s2, "吴督导");
+    let v1_id = join(&invite(&lead, "volunteer"), &v1, "小白");
+    settle(&[&lead, &s1, &s2, &v1], 1);
+    ok(
+        &lead,
+        &[
+            "team",
+            "settings",
+            "--supervisor-group",
+            &format!("{s1_id}={v1_id}"),
+        ],
+    );
+    settle(&[&lead, &s1, &s2, &v1], 1);
+    let case = new_case(&v1, "小林", "第一次来电，说考试压力很大");
+    settle(&[&v1, &s1, &s2], 2);
+    assert_eq!(
+        contacts(&s1, &case),
+        Some(sorted(&["第一次来电，说考试压力很大"])),
+        "V1's supervisor reads the case"
+    );
+    assert_eq!(
+        contacts(&s2, &case),
+        None,
+        "a supervisor outside the team's supervisor groups read a case of a grouped volunteer"
+    );
+}
