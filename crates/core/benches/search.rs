@@ -17,6 +17,50 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// `HB_BENCH_BIGRAMS=1`: the tokens of a CJK bigram index, for comparison
+/// only (not what the store indexes): every run of CJK characters as its
+/// overlapping pairs and its last character ("心理学" → "心理 理学 学").
+fn bigram_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    let chars: Vec<char> = s
+        .chars()
+        .map(heartbridge_core::search::half_width)
+        .collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if heartbridge_core::search::is_cjk(chars[i]) {
+            let start = i;
+            while i < chars.len() && heartbridge_core::search::is_cjk(chars[i]) {
+                i += 1;
+            }
+            for k in start..i {
+                out.push(' ');
+                out.push(chars[k]);
+                if k + 1 < i {
+                    out.push(chars[k + 1]);
+                }
+            }
+            out.push(' ');
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The MATCH expression of a CJK query for the bigram index.
+fn bigram_query(q: &str) -> String {
+    let c: Vec<char> = q.chars().collect();
+    match c.len() {
+        1 => format!("\"{}\"*", c[0]),
+        _ => {
+            let pairs: Vec<String> = c.windows(2).map(|w| w.iter().collect()).collect();
+            format!("\"{}\"", pairs.join(" "))
+        }
+    }
+}
+
 fn main() {
     let target_mb: f64 = std::env::var("HB_BENCH_MB")
         .ok()
@@ -377,5 +421,88 @@ fn main() {
             percentile(&v, 0.5).as_secs_f64() * 1000.0,
             percentile(&v, 0.99).as_secs_f64() * 1000.0
         );
+    }
+
+    // `HB_BENCH_BIGRAMS=1`: the same rows into a unigram table (as the store)
+    // and a bigram table in one plaintext database, BM25 top 10 and count.
+    if std::env::var("HB_BENCH_BIGRAMS").is_ok_and(|v| v == "1") {
+        fresh
+            .execute_batch("CREATE VIRTUAL TABLE b USING fts5(title, body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');")
+            .expect("create");
+        let tx = fresh.unchecked_transaction().expect("tx");
+        {
+            let mut ins = tx
+                .prepare("INSERT INTO b (title, body) VALUES (?1, ?2)")
+                .expect("prep");
+            for (title, body) in &rows {
+                let text = heartbridge_core::search::plain_text(body);
+                if text.is_empty() {
+                    continue;
+                }
+                ins.execute([bigram_text(title), bigram_text(&text)])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+        let size = |name: &str| -> f64 {
+            fresh
+                .query_row(
+                    &format!("SELECT sum(pgsize) FROM dbstat WHERE name LIKE '{name}%'"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .expect("dbstat") as f64
+                / 1048576.0
+        };
+        println!();
+        println!(
+            "bigram comparison (plaintext): unigram index {:.2} MB, bigram index {:.2} MB",
+            size("f"),
+            size("b")
+        );
+        println!("| index | 1 character p50 / p99 | 2 characters | 3 characters | 4+ characters |");
+        println!("|---|---|---|---|---|");
+        for (name, table) in [("unigrams (as the store)", "f"), ("bigrams", "b")] {
+            let mut top = fresh
+                .prepare(&format!("SELECT rowid FROM {table} WHERE {table} MATCH ?1 ORDER BY bm25({table}, 6.0, 1.0) LIMIT 10"))
+                .expect("prepare");
+            let mut count = fresh
+                .prepare(&format!(
+                    "SELECT count(*) FROM {table} WHERE {table} MATCH ?1"
+                ))
+                .expect("prepare");
+            let mut cells = Vec::new();
+            for (_, qs) in queries {
+                let mut times = Vec::new();
+                let mut totals = Vec::new();
+                for round in 0..11 {
+                    for q in qs {
+                        let m = if table == "f" {
+                            heartbridge_core::search::fts_query(&heartbridge_core::search::terms(q))
+                                .expect("query")
+                        } else {
+                            bigram_query(q)
+                        };
+                        let t = Instant::now();
+                        let n: i64 = count.query_row([&m], |r| r.get(0)).expect("count");
+                        let k = top.query_map([&m], |_| Ok(())).expect("top").count();
+                        if round > 0 {
+                            times.push(t.elapsed());
+                        } else {
+                            totals.push(n);
+                        }
+                        std::hint::black_box(k);
+                    }
+                }
+                times.sort();
+                cells.push(format!(
+                    "{:.2} / {:.2} ms (Σ {} matches)",
+                    percentile(&times, 0.5).as_secs_f64() * 1000.0,
+                    percentile(&times, 0.99).as_secs_f64() * 1000.0,
+                    totals.iter().sum::<i64>()
+                ));
+            }
+            println!("| {name} | {} |", cells.join(" | "));
+        }
     }
 }
