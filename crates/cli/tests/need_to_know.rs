@@ -318,14 +318,21 @@ fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
         ],
     );
     let s1_id = join(&invite(&lead, "supervisor"), &s1, "周督导");
-    join(&invite(&lead, "supervisor"), &s2, "吴督导");
+    let s2_id = join(&invite(&lead, "supervisor"), &s2, "吴督导");
     let v1_id = join(&invite(&lead, "volunteer"), &v1, "小白");
     let v2_id = join(&invite(&lead, "volunteer"), &v2, "小蓝");
     sync(&lead);
-    // s1 supervises v1 only; s2 has no group and supervises everyone.
+    // s1 supervises v1, s2 supervises v2.
     ok(
         &lead,
-        &["team", "settings", "--supervisor-group", &format!("{s1_id}={v1_id}")],
+        &[
+            "team",
+            "settings",
+            "--supervisor-group",
+            &format!("{s1_id}={v1_id}"),
+            "--supervisor-group",
+            &format!("{s2_id}={v2_id}"),
+        ],
     );
     for d in [&lead, &s1, &s2, &v1, &v2] {
         sync(d);
@@ -335,11 +342,15 @@ fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
     for d in [&v1, &v2, &s1, &s2, &v1, &v2, &s1, &s2] {
         sync(d);
     }
-    assert!(contacts(&s1, &c1).is_some(), "s1 does not read its supervisee's case");
+    assert!(
+        contacts(&s1, &c1).is_some(),
+        "s1 does not read its supervisee's case"
+    );
+    assert!(contacts(&s2, &c2).is_some(), "s2 does not read its supervisee's case");
     assert_eq!(contacts(&s1, &c2), None, "s1 read a case outside its group");
-    assert!(contacts(&s2, &c1).is_some() && contacts(&s2, &c2).is_some());
+    assert_eq!(contacts(&s2, &c1), None, "s2 read a case outside its group");
 
-    // v2 joins s1's group: s1 is given v2's case at the next syncs.
+    // v2 joins s1's group too: s1 is given v2's case at the next syncs.
     ok(
         &lead,
         &[
@@ -349,7 +360,7 @@ fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
             &format!("{s1_id}={v1_id},{v2_id}"),
         ],
     );
-    for d in [&lead, &v2, &s2, &s1] {
+    for d in [&lead, &v2, &s2, &s1, &v2, &s1] {
         sync(d);
     }
     assert_eq!(

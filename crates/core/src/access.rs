@@ -9,9 +9,10 @@
 //!
 //! **Readers** of a case: its assignee (the creator until someone
 //! reassigns it; for a case without one, the device that made its first
-//! key), the supervisors (all of them, or those whose supervisor group
-//! holds the assignee when the team sets groups), and the lead when the
-//! team setting `lead_reads_cases` is on.
+//! key), the supervisors (all of them; when the team sets supervisor
+//! groups, those whose group holds the assignee — or all of them if the
+//! assignee is in no group), and the lead when the team setting
+//! `lead_reads_cases` is on.
 //!
 //! **Grants** give a key, with every older generation, to devices, each
 //! copy sealed to the device's X25519 key; they ride in the team's grants
@@ -126,11 +127,48 @@ pub(crate) fn keys_of(conn: &Connection, scope: &str) -> Result<Vec<(u32, CaseKe
 }
 
 /// The key new payloads of `scope` are sealed under: the highest
-/// `(generation, key id)` held.
+/// `(generation, key id)` held whose grant this device accepted (a key
+/// slipped into a copy under a made-up generation is never sealed under).
 pub(crate) fn current_key(conn: &Connection, scope: &str) -> Result<Option<(u32, CaseKey)>> {
-    Ok(keys_of(conn, scope)?
-        .into_iter()
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id().cmp(&b.1.id()))))
+    let mut best: Option<(u32, CaseKey)> = None;
+    for (_, k) in keys_of(conn, scope)? {
+        let Some(gen) = granted_gen(conn, scope, &k.id())? else {
+            continue;
+        };
+        let better = match &best {
+            None => true,
+            Some((g, b)) => (gen, k.id()) > (*g, b.id()),
+        };
+        if better {
+            best = Some((gen, k));
+        }
+    }
+    Ok(best)
+}
+
+/// The generation of key `id` of `scope` as the grants this device
+/// accepted name it; `None` if no accepted grant names it.
+fn granted_gen(conn: &Connection, scope: &str, id: &[u8; 8]) -> Result<Option<u32>> {
+    Ok(conn
+        .query_row(
+            "SELECT min(gen) FROM grants WHERE scope = ?1 AND key_id = ?2",
+            params![scope, &id[..]],
+            |r| r.get::<_, Option<i64>>(0),
+        )?
+        .map(|g| g as u32))
+}
+
+/// The newest key of `scope` any accepted grant names, held here or not:
+/// (key id, generation).
+fn latest_granted(conn: &Connection, scope: &str) -> Result<Option<([u8; 8], u32)>> {
+    let row: Option<(Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT key_id, gen FROM grants WHERE scope = ?1 ORDER BY gen DESC, key_id DESC LIMIT 1",
+            [scope],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(k, g)| Some((k.try_into().ok()?, g as u32))))
 }
 
 fn key_by_id(conn: &Connection, scope: &str, id: &[u8; 8]) -> Result<Option<CaseKey>> {
@@ -275,15 +313,19 @@ fn readers(
     } else {
         assignee.to_owned()
     };
+    // With supervisor groups, a supervisor reads the cases its group's
+    // volunteers carry, and every supervisor reads those of a volunteer in
+    // no group (no case goes unsupervised); without groups, everyone's.
+    let grouped: BTreeSet<&String> = rules.groups.values().flatten().collect();
     let mut out = BTreeSet::new();
     for (d, role, _) in members {
         let hex = hex::encode(d);
         let reads = match role {
             _ if hex == carrier => true,
-            Role::Supervisor => match rules.groups.get(&hex) {
-                Some(group) if !group.is_empty() => group.contains(&carrier),
-                _ => true,
-            },
+            Role::Supervisor => {
+                !grouped.contains(&carrier)
+                    || rules.groups.get(&hex).is_some_and(|g| g.contains(&carrier))
+            }
             Role::Lead => rules.lead_reads_cases,
             Role::Volunteer => false,
         };
@@ -348,42 +390,42 @@ pub(crate) fn prepare(
             )?;
             continue;
         };
-        if !desired.contains(&me.hex) {
-            // Not a reader (any more): the supervisors take this device
-            // off the case's key; it manages nothing of it.
+        // Only a device holding the newest key the team granted manages
+        // the case: one taken off it (a newer generation names others)
+        // may have a stale view of it and does nothing.
+        if latest_granted(conn, &case)?.is_some_and(|(id, _)| id != key.id()) {
             continue;
         }
+        let reads = desired.contains(&me.hex);
         let holders = recipients(conn, &case, &key.id())?;
-        let gone: Vec<&String> = holders.difference(&desired).collect();
-        if manager && !gone.is_empty() {
-            // A reader left: what is written next is for the readers only.
+        let gone = holders.iter().any(|h| !desired.contains(h));
+        let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
+        if manager && gone {
+            // A holder is no longer a reader (this device, maybe): what is
+            // written next is for the readers only. The readers get every
+            // generation; this device keeps the new one only if it reads.
             let fresh = CaseKey::generate();
             let next = gen + 1;
-            store_key(conn, &case, &fresh.id(), next, &fresh, &me.hex)?;
             let mut keys = keys_of(conn, &case)?;
-            keys.retain(|(_, k)| k.id() != fresh.id());
             keys.push((next, fresh.clone()));
-            let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
-            grant(
-                conn,
-                team,
-                &me,
-                &case,
-                fresh.id(),
-                next,
-                &keys,
-                &with_me(&me, to),
-            )?;
+            let to = if reads {
+                store_key(conn, &case, &fresh.id(), next, &fresh, &me.hex)?;
+                with_me(&me, to)
+            } else {
+                to.into_iter().filter(|(d, _)| *d != me.id).collect()
+            };
+            grant(conn, team, &me, &case, fresh.id(), next, &keys, &to)?;
             continue;
         }
-        let may_extend = manager || (gen == 1 && owner(conn, &case)?.as_deref() == Some(&me.hex));
-        if !may_extend {
+        // A reader missing gets the key from any device that holds it and
+        // reads (a copy of a key a supervisor, the lead or the creator
+        // made counts everywhere), or from a manager that holds it.
+        if !(reads || manager) {
             continue;
         }
-        let missing: Vec<_> = desired
-            .iter()
-            .filter(|d| !holders.contains(*d) && **d != me.hex)
-            .filter_map(|d| kx.get(d).copied())
+        let missing: Vec<_> = to
+            .into_iter()
+            .filter(|(d, _)| !holders.contains(&hex::encode(d)) && *d != me.id)
             .collect();
         if !missing.is_empty() {
             let keys = keys_of(conn, &case)?;
@@ -567,44 +609,112 @@ pub(crate) fn receive_grants(
     };
     let me = device_secret(conn)?;
     let my_id = team.device_bytes();
-    let role = trust.role_of(author);
     let granter = hex::encode(author);
     let mut learned = Vec::new();
+    let mut progress = false;
     for rec in records {
         let Some(g) = Grant::from_bytes(rec) else {
             continue;
         };
-        let scope = scope_of(&g.scope);
-        let allowed = if scope == OVERSIGHT {
-            role == Some(Role::Lead)
-        } else {
-            matches!(role, Some(Role::Supervisor | Role::Lead))
-                || (g.gen == 1 && owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter))
-        };
-        if !allowed {
-            continue;
-        }
-        record_grant(conn, &g, &scope, &granter, seq)?;
-        let (Some(me), Some(my_id)) = (&me, &my_id) else {
-            continue;
-        };
-        let Some(keys) = g.open_for(&team.team_id, me, my_id) else {
-            continue;
-        };
-        let mut new = false;
-        for (gen, key) in keys {
-            let kid = if scope == OVERSIGHT {
-                oversight_key_id(&oversight_public(&key))
-            } else {
-                key.id()
-            };
-            new |= store_key(conn, &scope, &kid, gen, &key, &granter)?;
-        }
-        if new {
-            learned.push(scope);
+        match take_grant(conn, trust, team, &me, &my_id, &granter, &g, seq)? {
+            None => {
+                // Not provable yet: a copy of a key whose first grant has
+                // not arrived here (it may be held for its epoch). Kept and
+                // tried again whenever a grant is accepted.
+                conn.execute(
+                    "INSERT INTO waiting_grants (seq, granter, record, at) VALUES (?1, ?2, ?3, ?4)",
+                    params![seq, granter, rec, now_ms()],
+                )?;
+            }
+            Some(scope) => {
+                progress = true;
+                if let Some(scope) = scope {
+                    learned.push(scope);
+                }
+            }
         }
     }
+    while progress {
+        progress = false;
+        let waiting: Vec<(i64, i64, String, Vec<u8>)> = {
+            let mut st = conn.prepare_cached(
+                "SELECT id, seq, granter, record FROM waiting_grants ORDER BY seq, id",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        for (id, wseq, who, rec) in waiting {
+            let Some(g) = Grant::from_bytes(&rec) else {
+                conn.execute("DELETE FROM waiting_grants WHERE id = ?1", [id])?;
+                continue;
+            };
+            if let Some(scope) = take_grant(conn, trust, team, &me, &my_id, &who, &g, wseq)? {
+                conn.execute("DELETE FROM waiting_grants WHERE id = ?1", [id])?;
+                progress = true;
+                if let Some(scope) = scope {
+                    learned.push(scope);
+                }
+            }
+        }
+    }
+    learned.sort();
+    learned.dedup();
     Ok(Ok(learned))
+}
+
+/// Takes in one grant record from `granter` if it may make it: `None` if
+/// not (yet); else the scope when this device learned a key by it.
+#[allow(clippy::too_many_arguments)]
+fn take_grant(
+    conn: &Connection,
+    trust: &Trust,
+    team: &Team,
+    me: &Option<heartbridge_proto::DeviceSecret>,
+    my_id: &Option<DeviceId>,
+    granter: &str,
+    g: &Grant,
+    seq: i64,
+) -> Result<Option<Option<String>>> {
+    let role = heartbridge_proto::identity::device_from_hex(granter).and_then(|d| trust.role_of(&d));
+    let scope = scope_of(&g.scope);
+    let allowed = if scope == OVERSIGHT {
+        role == Some(Role::Lead)
+    } else {
+        // From a supervisor or the lead; for a case's first key, from the
+        // device that made it (the first one seen); or as a copy of a key
+        // such a grant already named (a reader passing the key on to a
+        // reader who lacks it).
+        matches!(role, Some(Role::Supervisor | Role::Lead))
+            || (g.gen == 1 && owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter))
+            || granted_gen(conn, &scope, &g.key_id)? == Some(g.gen)
+    };
+    if !allowed {
+        return Ok(None);
+    }
+    record_grant(conn, g, &scope, granter, seq)?;
+    let (Some(me), Some(my_id)) = (me, my_id) else {
+        return Ok(Some(None));
+    };
+    let Some(keys) = g.open_for(&team.team_id, me, my_id) else {
+        return Ok(Some(None));
+    };
+    let mut new = false;
+    for (gen, key) in keys {
+        let kid = if scope == OVERSIGHT {
+            oversight_key_id(&oversight_public(&key))
+        } else {
+            key.id()
+        };
+        // Only keys an accepted grant names, at the generation it names.
+        let Some(named) = granted_gen(conn, &scope, &kid)? else {
+            continue;
+        };
+        if named != gen && scope != OVERSIGHT {
+            continue;
+        }
+        new |= store_key(conn, &scope, &kid, named, &key, granter)?;
+    }
+    Ok(Some(new.then_some(scope)))
 }
 
 /// A payload that waited for a key: relay seq, document, kind, and its

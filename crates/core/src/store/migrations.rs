@@ -385,6 +385,17 @@ CREATE TABLE legacy_cases (
     at          INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 10: key grants that cannot be proven yet (a copy of a key whose first
+    // grant has not arrived here): tried again whenever a grant is accepted.
+    r#"
+CREATE TABLE waiting_grants (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER NOT NULL,
+    granter     TEXT NOT NULL,
+    record      BLOB NOT NULL,
+    at          INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
