@@ -132,18 +132,28 @@ pub(crate) fn keys_of(conn: &Connection, scope: &str) -> Result<Vec<(u32, CaseKe
 pub(crate) fn current_key(conn: &Connection, scope: &str) -> Result<Option<(u32, CaseKey)>> {
     let mut best: Option<(u32, CaseKey)> = None;
     for (_, k) in keys_of(conn, scope)? {
-        let Some(gen) = granted_gen(conn, scope, &k.id())? else {
+        let Some(gen) = granted_gen(conn, scope, &key_name(scope, &k))? else {
             continue;
         };
         let better = match &best {
             None => true,
-            Some((g, b)) => (gen, k.id()) > (*g, b.id()),
+            Some((g, b)) => (gen, key_name(scope, &k)) > (*g, key_name(scope, b)),
         };
         if better {
             best = Some((gen, k));
         }
     }
     Ok(best)
+}
+
+/// The name grants give a key of `scope`: a case key's id, or for the
+/// oversight secret the id of its public key (what writers of facts name).
+fn key_name(scope: &str, key: &CaseKey) -> [u8; 8] {
+    if scope == OVERSIGHT {
+        oversight_key_id(&oversight_public(key))
+    } else {
+        key.id()
+    }
 }
 
 /// The generation of key `id` of `scope` as the grants this device
@@ -203,11 +213,37 @@ fn store_key(
     )? > 0)
 }
 
-fn recipients(conn: &Connection, scope: &str, key_id: &[u8; 8]) -> Result<BTreeSet<String>> {
-    let mut st =
-        conn.prepare_cached("SELECT recipient FROM grants WHERE scope = ?1 AND key_id = ?2")?;
-    let rows = st.query_map(params![scope, &key_id[..]], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+/// The devices that hold key `key_id` of `scope`, as far as grants from
+/// devices that may make them say: supervisors, the lead, the case's
+/// owner, and this device. A copy passed on by another reader is not
+/// counted (anyone who sees a key's id could list a reader in one without
+/// giving it the key, and the managers would then never grant it).
+fn recipients(
+    conn: &Connection,
+    trust: &Trust,
+    me: &str,
+    scope: &str,
+    key_id: &[u8; 8],
+) -> Result<BTreeSet<String>> {
+    let owner = owner(conn, scope)?;
+    let mut st = conn
+        .prepare_cached("SELECT granter, recipient FROM grants WHERE scope = ?1 AND key_id = ?2")?;
+    let rows = st.query_map(params![scope, &key_id[..]], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = BTreeSet::new();
+    for row in rows {
+        let (granter, recipient) = row?;
+        let counts = granter == me
+            || owner.as_deref() == Some(granter.as_str())
+            || heartbridge_proto::identity::device_from_hex(&granter)
+                .and_then(|d| trust.role_of(&d))
+                .is_some_and(|r| matches!(r, Role::Supervisor | Role::Lead));
+        if counts {
+            out.insert(recipient);
+        }
+    }
+    Ok(out)
 }
 
 /// The device that granted the case's first key (first seen wins).
@@ -290,6 +326,10 @@ fn grant(
         return Ok(());
     }
     let g = Grant::make(&team.team_id, scope_bytes(scope), key_id, gen, keys, to);
+    if g.to.is_empty() {
+        // No recipient's key would take a copy: nothing to send.
+        return Ok(());
+    }
     record_grant(conn, &g, scope, &me.hex, 0)?;
     queue(
         conn,
@@ -397,15 +437,17 @@ pub(crate) fn prepare(
             continue;
         }
         let reads = desired.contains(&me.hex);
-        let holders = recipients(conn, &case, &key.id())?;
+        let holders = recipients(conn, trust, &me.hex, &case, &key.id())?;
         let gone = holders.iter().any(|h| !desired.contains(h));
         let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
         if manager && gone {
             // A holder is no longer a reader (this device, maybe): what is
             // written next is for the readers only. The readers get every
             // generation; this device keeps the new one only if it reads.
+            let Some(next) = gen.checked_add(1) else {
+                continue;
+            };
             let fresh = CaseKey::generate();
-            let next = gen + 1;
             let mut keys = keys_of(conn, &case)?;
             keys.push((next, fresh.clone()));
             let to = if reads {
@@ -435,7 +477,7 @@ pub(crate) fn prepare(
     if me.role == Role::Lead {
         if let Some((gen, secret)) = current_key(conn, OVERSIGHT)? {
             let kid = oversight_key_id(&oversight_public(&secret));
-            let holders = recipients(conn, OVERSIGHT, &kid)?;
+            let holders = recipients(conn, trust, &me.hex, OVERSIGHT, &kid)?;
             let missing: Vec<_> = members
                 .iter()
                 .filter(|(d, role, _)| {
@@ -684,18 +726,36 @@ fn take_grant(
         // device that made it (the first one seen); or as a copy of a key
         // such a grant already named (a reader passing the key on to a
         // reader who lacks it).
-        matches!(role, Some(Role::Supervisor | Role::Lead))
-            || (g.gen == 1 && owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter))
-            || granted_gen(conn, &scope, &g.key_id)? == Some(g.gen)
+        let manager = matches!(role, Some(Role::Supervisor | Role::Lead));
+        // A first key of a case from before per-case keys comes from a
+        // manager only (its id is known to every member).
+        let first = g.gen == 1
+            && !is_legacy(conn, &scope)?
+            && owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter);
+        let copy = granted_gen(conn, &scope, &g.key_id)? == Some(g.gen);
+        manager || first || copy
     };
     if !allowed {
         return Ok(None);
     }
-    record_grant(conn, g, &scope, granter, seq)?;
-    let (Some(me), Some(my_id)) = (me, my_id) else {
-        return Ok(Some(None));
+    let trusted = scope == OVERSIGHT
+        || matches!(role, Some(Role::Supervisor | Role::Lead))
+        || owner(conn, &scope)?.as_deref().is_none_or(|o| o == granter);
+    let mine = match (me, my_id) {
+        (Some(me), Some(my_id)) => g.open_for(&team.team_id, me, my_id),
+        _ => None,
     };
-    let Some(keys) = g.open_for(&team.team_id, me, my_id) else {
+    // A copy passed on by a reader counts only if it holds the very key it
+    // names (so its granter really held it).
+    if !trusted {
+        if let Some(keys) = &mine {
+            if !keys.iter().any(|(_, k)| k.id() == g.key_id) {
+                return Ok(Some(None));
+            }
+        }
+    }
+    record_grant(conn, g, &scope, granter, seq)?;
+    let Some(keys) = mine else {
         return Ok(Some(None));
     };
     let mut new = false;
@@ -705,14 +765,12 @@ fn take_grant(
         } else {
             key.id()
         };
-        // Only keys an accepted grant names, at the generation it names.
-        let Some(named) = granted_gen(conn, &scope, &kid)? else {
-            continue;
-        };
-        if named != gen && scope != OVERSIGHT {
-            continue;
-        }
-        new |= store_key(conn, &scope, &kid, named, &key, granter)?;
+        // Every generation in the copy is kept for opening (an older one
+        // whose own grant is still held here opens the history); only a
+        // key an accepted grant names is ever sealed under
+        // (`current_key`), at the generation that grant names.
+        let gen = granted_gen(conn, &scope, &kid)?.unwrap_or(gen);
+        new |= store_key(conn, &scope, &kid, gen, &key, granter)?;
     }
     Ok(Some(new.then_some(scope)))
 }
