@@ -10,6 +10,8 @@ export interface SearchMemory {
   loaded: number;
   /** window.scrollY when a hit was opened. */
   scrollY: number;
+  /** The handbook of the hit opened: the reader offers the way back to the results only there. */
+  handbookId: string;
 }
 
 let memory: SearchMemory | null = null;
