@@ -387,8 +387,9 @@ pub(crate) fn prepare(
     conn: &Connection,
     team: &Team,
     trust: &Trust,
-    actor: &ActorId,
+    profile: &crate::store::Profile,
 ) -> Result<()> {
+    let actor = profile.actor();
     let (Some(id), Some(secret)) = (team.device_bytes(), device_secret(conn)?) else {
         return Ok(());
     };
@@ -405,7 +406,7 @@ pub(crate) fn prepare(
         .iter()
         .map(|(d, _, k)| (hex::encode(d), (*d, *k)))
         .collect();
-    for (case, assignee) in held_cases(conn)? {
+    for (case, assignee, seen_gen) in held_cases(conn)? {
         let desired = readers(conn, &case, &assignee, &rules, &members, &me)?;
         let Some((gen, key)) = current_key(conn, &case)? else {
             // A case without a key: made here, or received as written
@@ -436,6 +437,13 @@ pub(crate) fn prepare(
         if latest_granted(conn, &case)?.is_some_and(|(id, _)| id != key.id()) {
             continue;
         }
+        // Holding a rotated key is not enough: the rotation's reason (a
+        // handover, say) is sealed under it and may not have arrived yet.
+        // Until the document says it reached this generation, this
+        // device's view of the readers may be stale: it does nothing.
+        if gen > 1 && seen_gen < gen {
+            continue;
+        }
         let reads = desired.contains(&me.hex);
         let holders = recipients(conn, trust, &me.hex, &case, &key.id())?;
         let gone = holders.iter().any(|h| !desired.contains(h));
@@ -457,6 +465,16 @@ pub(crate) fn prepare(
                 to.into_iter().filter(|(d, _)| *d != me.id).collect()
             };
             grant(conn, team, &me, &case, fresh.id(), next, &keys, &to)?;
+            // The document records the rotation, in this same push, so a
+            // device that holds the new key knows when its view caught up.
+            let id = DocId::parse(&case, "case")?;
+            crate::store::write_in(conn, profile, &id, DocKind::Case, false, "case key rotated", |doc, _| {
+                use automerge::transaction::Transactable;
+                doc.put(ROOT, "key_gen", i64::from(next)).map_err(|e| Error::Document {
+                    id: "case".into(),
+                    source: Box::new(e),
+                })
+            })?;
             continue;
         }
         // A reader missing gets the key from any device that holds it and
@@ -520,21 +538,36 @@ fn is_legacy(conn: &Connection, case: &str) -> Result<bool> {
 }
 
 /// Cases this device holds, with their assignee (`""` if none).
-fn held_cases(conn: &Connection) -> Result<Vec<(String, String)>> {
-    let has_assignee: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('cases') WHERE name = 'assignee_device')",
-        [],
-        |r| r.get(0),
+fn held_cases(conn: &Connection) -> Result<Vec<(String, String, u32)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT d.id, coalesce(c.assignee_device, ''), coalesce(c.key_gen, 0)
+         FROM documents d LEFT JOIN cases c ON c.id = d.id
+         WHERE d.kind = 'case' ORDER BY d.id",
     )?;
-    let sql = if has_assignee {
-        "SELECT d.id, coalesce(c.assignee_device, '') FROM documents d LEFT JOIN cases c ON c.id = d.id
-         WHERE d.kind = 'case' ORDER BY d.id"
-    } else {
-        "SELECT id, '' FROM documents WHERE kind = 'case' ORDER BY id"
-    };
-    let mut st = conn.prepare_cached(sql)?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u32))
+    })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// The key generation a case's document says it was rotated to: the
+/// highest of the values devices wrote (`key_gen`, written by the device
+/// that rotates, in the same push as the grant).
+pub(crate) fn doc_key_gen(doc: &automerge::AutoCommit) -> u32 {
+    doc.get_all(ROOT, "key_gen")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(v, _)| match v {
+            automerge::Value::Scalar(s) => match s.as_ref() {
+                automerge::ScalarValue::Int(i) => Some(*i),
+                automerge::ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// Seals a batch's payload for the push: a case's under its newest key;

@@ -47,6 +47,10 @@ fn refresh_case(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Result<(
         ],
     )?;
     crate::supervision::refresh_columns(conn, id, &c)?;
+    conn.execute(
+        "UPDATE cases SET key_gen = ?2 WHERE id = ?1",
+        params![id.as_str(), crate::access::doc_key_gen(doc)],
+    )?;
     Ok(())
 }
 

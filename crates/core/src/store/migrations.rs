@@ -396,6 +396,12 @@ CREATE TABLE waiting_grants (
     at          INTEGER NOT NULL
 );
 "#,
+    // 11: the key generation a case's document says it was rotated to
+    // (issue 9): a device holding a newer key than its view of the case
+    // manages none of it until the view catches up.
+    r#"
+ALTER TABLE cases ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

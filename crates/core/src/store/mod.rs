@@ -34,6 +34,13 @@ pub struct Profile {
     actor: ActorId,
 }
 
+impl Profile {
+    /// The Automerge actor of this device's writes.
+    pub(crate) fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+}
+
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Profile")
@@ -1166,15 +1173,13 @@ impl Store {
 
     /// How many local changes wait for a relay.
     pub fn outbox_len(&self) -> Result<usize> {
-        let n: i64 = self
-            .conn
-            .query_row(
-                // Key grants and statistics facts are bookkeeping the sync
-                // makes, not changes the volunteer made: not counted.
-                "SELECT count(*) FROM outbox WHERE kind NOT IN ('grants', 'facts')",
-                [],
-                |r| r.get(0),
-            )?;
+        let n: i64 = self.conn.query_row(
+            // Key grants and statistics facts are bookkeeping the sync
+            // makes, not changes the volunteer made: not counted.
+            "SELECT count(*) FROM outbox WHERE kind NOT IN ('grants', 'facts')",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n as usize)
     }
 

@@ -328,7 +328,7 @@ impl SyncSession {
             // to the oversight key. All of it goes out in this push.
             crate::access::ensure_oversight(&tx, &self.team, &profile)?;
             let trust = crate::team::Trust::load(&tx, &self.team)?;
-            crate::access::prepare(&tx, &self.team, &trust, &actor)?;
+            crate::access::prepare(&tx, &self.team, &trust, &profile)?;
             crate::access::queue_facts(&tx, &self.team, &actor)?;
         }
         outbound::freeze_outbox(&tx, &self.team)?;
@@ -502,6 +502,7 @@ impl SyncSession {
 
     fn apply(&mut self, store: &mut Store, flight: &InFlight, resp: &SyncResponse) -> Result<()> {
         let actor = store.actor().clone();
+        let profile = store.profile().clone();
         let link = self.link;
         let tx = store
             .conn_mut()
@@ -572,7 +573,7 @@ impl SyncSession {
         // What this answer brought may change who reads which case (a
         // member heard of, a reassignment, the settings' groups): the
         // grants that follow go out in this same sync.
-        crate::access::prepare(&tx, &self.team, &trust, &actor)?;
+        crate::access::prepare(&tx, &self.team, &trust, &profile)?;
         tx.execute(
             "UPDATE sync_state SET cursor = ?1, last_synced_at = ?2, last_error_kind = NULL,
                  last_error = NULL, link_bytes = ?3 WHERE id = 1",
