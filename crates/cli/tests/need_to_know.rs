@@ -368,3 +368,54 @@ fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
         ["v2 的个案"]
     );
 }
+
+/// A supervisor's grant to a device that a reader had already passed the
+/// key on to was lost behind the reader's record, so the supervisor made
+/// it again at every request: its sync ran to the request limit (found by
+/// the simulation's run time).
+#[test]
+fn a_key_passed_on_by_a_reader_does_not_make_a_supervisor_grant_forever() {
+    let relay = Relay::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |n: &str| dir.path().join(n);
+    let (lead, s1, s2, v1, v2) = (p("lead"), p("s1"), p("s2"), p("v1"), p("v2"));
+    let created = relay.create_team("热线组");
+    ok(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &relay.url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+        ],
+    );
+    join(&invite(&lead, "supervisor"), &s1, "周督导");
+    join(&invite(&lead, "volunteer"), &v1, "小白");
+    let v2_id = join(&invite(&lead, "volunteer"), &v2, "小蓝");
+    for d in [&lead, &s1, &v1, &v2] {
+        sync(d);
+    }
+    let case = new_case(&v1, "小林", "第一次来电");
+    sync(&v1);
+    sync(&s1);
+    ok(
+        &s1,
+        &["case", "assign", &case, "--to", &v2_id, "--note", "交给小蓝"],
+    );
+    sync(&s1);
+    sync(&v2);
+    // A second supervisor joins; the assignee passes the key on first.
+    join(&invite(&lead, "supervisor"), &s2, "吴督导");
+    sync(&lead);
+    sync(&v2);
+    for d in [&s1, &s2, &s1, &v2] {
+        let r = sync(d);
+        let requests = r["requests"].as_i64().expect("requests");
+        assert!(requests < 10, "a sync took {requests} requests: {r}");
+    }
+    assert!(contacts(&s2, &case).is_some(), "s2 does not read the case");
+}

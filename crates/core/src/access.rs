@@ -390,18 +390,27 @@ pub(crate) fn prepare(
     profile: &crate::store::Profile,
 ) -> Result<()> {
     let actor = profile.actor();
-    let (Some(id), Some(secret)) = (team.device_bytes(), device_secret(conn)?) else {
+    let Some(id) = team.device_bytes() else {
         return Ok(());
+    };
+    let members = trust.members();
+    // This device's own X25519 key: from the members it trusts when it is
+    // among them (a scalar multiplication saved on every request).
+    let kx = match members.iter().find(|(d, _, _)| *d == id) {
+        Some((_, _, kx)) => *kx,
+        None => match device_secret(conn)? {
+            Some(secret) => secret.public().kx,
+            None => return Ok(()),
+        },
     };
     let me = Me {
         id,
         hex: team.device_id.clone(),
         role: team.role,
-        kx: secret.public().kx,
+        kx,
     };
     let manager = matches!(me.role, Role::Supervisor | Role::Lead);
     let rules = read_rules(conn, actor, &team.team_id)?;
-    let members = trust.members();
     let kx: BTreeMap<String, (DeviceId, [u8; 32])> = members
         .iter()
         .map(|(d, _, k)| (hex::encode(d), (*d, *k)))

@@ -402,6 +402,24 @@ CREATE TABLE waiting_grants (
     r#"
 ALTER TABLE cases ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 12: a grant row per granter (issue 9): with one row per recipient, a
+    // copy passed on by a reader hid the manager's own grant to the same
+    // device, which the manager then made again at every request.
+    r#"
+CREATE TABLE grants_by_granter (
+    scope       TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    gen         INTEGER NOT NULL,
+    granter     TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    relay_seq   INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (scope, key_id, recipient, granter)
+) WITHOUT ROWID;
+INSERT INTO grants_by_granter SELECT scope, key_id, gen, granter, recipient, relay_seq, at FROM grants;
+DROP TABLE grants;
+ALTER TABLE grants_by_granter RENAME TO grants;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -824,7 +824,12 @@ fn a_volunteers_grant_for_a_case_it_does_not_own_is_ignored() {
     assert_eq!(gen, 1);
     // c grants a a key of its own making, as generation 2 and as a
     // competing generation 1, and pushes the grants signed as itself.
-    let a_dev = a.team().expect("team").expect("team").device_bytes().expect("id");
+    let a_dev = a
+        .team()
+        .expect("team")
+        .expect("team")
+        .device_bytes()
+        .expect("id");
     let a_kx = a.device_public().expect("keys").expect("keys").kx;
     let evil = CaseKey::generate();
     let mut payload = Vec::new();
