@@ -346,7 +346,10 @@ fn with_supervisor_groups_a_supervisor_reads_only_its_supervisees_cases() {
         contacts(&s1, &c1).is_some(),
         "s1 does not read its supervisee's case"
     );
-    assert!(contacts(&s2, &c2).is_some(), "s2 does not read its supervisee's case");
+    assert!(
+        contacts(&s2, &c2).is_some(),
+        "s2 does not read its supervisee's case"
+    );
     assert_eq!(contacts(&s1, &c2), None, "s1 read a case outside its group");
     assert_eq!(contacts(&s2, &c1), None, "s2 read a case outside its group");
 
@@ -404,7 +407,15 @@ fn a_key_passed_on_by_a_reader_does_not_make_a_supervisor_grant_forever() {
     sync(&s1);
     ok(
         &s1,
-        &["case", "assign", &case, "--to", &v2_id, "--note", "交给小蓝"],
+        &[
+            "case",
+            "assign",
+            &case,
+            "--to",
+            &v2_id,
+            "--note",
+            "交给小蓝",
+        ],
     );
     sync(&s1);
     sync(&v2);

@@ -477,13 +477,22 @@ pub(crate) fn prepare(
             // The document records the rotation, in this same push, so a
             // device that holds the new key knows when its view caught up.
             let id = DocId::parse(&case, "case")?;
-            crate::store::write_in(conn, profile, &id, DocKind::Case, false, "case key rotated", |doc, _| {
-                use automerge::transaction::Transactable;
-                doc.put(ROOT, "key_gen", i64::from(next)).map_err(|e| Error::Document {
-                    id: "case".into(),
-                    source: Box::new(e),
-                })
-            })?;
+            crate::store::write_in(
+                conn,
+                profile,
+                &id,
+                DocKind::Case,
+                false,
+                "case key rotated",
+                |doc, _| {
+                    use automerge::transaction::Transactable;
+                    doc.put(ROOT, "key_gen", i64::from(next))
+                        .map_err(|e| Error::Document {
+                            id: "case".into(),
+                            source: Box::new(e),
+                        })
+                },
+            )?;
             continue;
         }
         // A reader missing gets the key from any device that holds it and
@@ -759,7 +768,8 @@ fn take_grant(
     g: &Grant,
     seq: i64,
 ) -> Result<Option<Option<String>>> {
-    let role = heartbridge_proto::identity::device_from_hex(granter).and_then(|d| trust.role_of(&d));
+    let role =
+        heartbridge_proto::identity::device_from_hex(granter).and_then(|d| trust.role_of(&d));
     let scope = scope_of(&g.scope);
     let allowed = if scope == OVERSIGHT {
         role == Some(Role::Lead)
