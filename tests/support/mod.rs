@@ -66,6 +66,17 @@ impl Relay {
         heartbridge_relay::create_team(&self.db(), name).expect("team create")
     }
 
+    /// Envelopes the relay still serves of one document.
+    pub fn envelope_count_of(&self, doc: &heartbridge_core::DocId) -> i64 {
+        let conn = rusqlite::Connection::open(self.db()).expect("open relay db");
+        conn.query_row(
+            "SELECT count(*) FROM envelopes WHERE superseded_at IS NULL AND lower(hex(doc)) = ?1",
+            [doc.as_str()],
+            |r| r.get(0),
+        )
+        .expect("count")
+    }
+
     /// Envelope rows the relay holds.
     /// Envelopes the relay still serves (what a snapshot superseded is
     /// kept through the grace period, but served to no one).
