@@ -464,9 +464,10 @@ async function main() {
       await p.getByRole('button', { name: '加入值守表' }).click();
       await p.getByRole('status').filter({ hasText: '已保存在本设备' }).first().waitFor();
       const slot = p.getByTestId('duty-slots').getByRole('listitem').filter({ hasText: '22:00–02:00' });
-      await slot.filter({ hasText: '王晓' }).filter({ hasText: '学校驻点' }).waitFor();
+      // A night slot (22:00–02:00) is listed under both days it spans.
+      await slot.filter({ hasText: '王晓' }).filter({ hasText: '学校驻点' }).first().waitFor();
       await closeNotices(p);
-      await slot.scrollIntoViewIfNeeded();
+      await slot.first().scrollIntoViewIfNeeded();
       await shot(p, 'duty-added');
       await p.context().close();
     });
