@@ -573,7 +573,10 @@ impl SyncSession {
         // What this answer brought may change who reads which case (a
         // member heard of, a reassignment, the settings' groups): the
         // grants that follow go out in this same sync.
-        crate::access::prepare(&tx, &self.team, &trust, &profile)?;
+        // (Only an answer that brought something can change that.)
+        if news.changed || !resp.pull.is_empty() {
+            crate::access::prepare(&tx, &self.team, &trust, &profile)?;
+        }
         tx.execute(
             "UPDATE sync_state SET cursor = ?1, last_synced_at = ?2, last_error_kind = NULL,
                  last_error = NULL, link_bytes = ?3 WHERE id = 1",
