@@ -301,7 +301,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                     .map_err(|_| heartbridge_core::Error::InvalidValue {
                         field: "role",
                         value: role.chars().take(40).collect(),
-                        allowed: "volunteer supervisor lead",
+                        allowed: "volunteer supervisor lead relay",
                     })?;
             let mut store = open(&profile)?;
             let (code, expires_at) = BlockingTransport::new()?.invite_card(
@@ -311,7 +311,11 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
             )?;
             let expires = heartbridge_core::format_ms(expires_at.saturating_mul(1000));
             out.print(&json!({"code": code, "role": role, "expires_at": expires}), || {
-                format!("{code}\n\nThis code carries the team's current key: give it in person, never by an open channel. It works once, until {expires}.")
+                if role.holds_team_key() {
+                    format!("{code}\n\nThis code carries the team's current key: give it in person, never by an open channel. It works once, until {expires}.")
+                } else {
+                    format!("{code}\n\nA venue relay code: it carries no team key. Enroll the relay with `heartbridge-relay venue join --db PATH` (code on standard input). It works once, until {expires}.")
+                }
             });
         }
         Command::Team(TeamCmd::Revoke { device }) => {

@@ -211,10 +211,11 @@ impl HttpTransport {
         role: Role,
         ttl: Duration,
     ) -> Result<(String, i64)> {
+        let key_check = team.key.check_value();
         let req = InviteRequest {
             role,
             ttl_secs: ttl.as_secs().max(1),
-            key_check: Some(team.key.check_value()),
+            key_check: Some(key_check.clone()),
         };
         let resp: InviteResponse = parse(
             &self
@@ -226,11 +227,15 @@ impl HttpTransport {
                 relay: team.relay_url.clone(),
                 team: team.team_id,
                 token: resp.token,
-                key: team.key.clone(),
+                // A venue relay never holds the team key: its code carries
+                // only the key's check value.
+                key: role.holds_team_key().then(|| team.key.clone()),
+                key_check,
                 epoch: team.epoch,
                 role,
                 expires_at: resp.expires_at,
                 lead_sign_pk: team.lead_sign_pk,
+                pin: None,
             }
             .encode(),
             resp.expires_at,
@@ -531,7 +536,7 @@ pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
         invite.team,
         invite.token.clone(),
         Some(&heartbridge_core::JoinKeys {
-            key: invite.key.clone(),
+            key: invite.device_key()?.clone(),
             epoch: invite.epoch,
             role: invite.role,
             lead_sign_pk: invite.lead_sign_pk,

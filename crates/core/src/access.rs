@@ -361,6 +361,8 @@ fn readers(
     for (d, role, _) in members {
         let hex = hex::encode(d);
         let reads = match role {
+            // A venue relay holds no key: never a reader.
+            Role::Relay => false,
             _ if hex == carrier => true,
             Role::Supervisor => {
                 !grouped.contains(&carrier)

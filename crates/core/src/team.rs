@@ -242,6 +242,11 @@ impl Trust {
         let Some(k) = self.known.get(&env.author) else {
             return Verdict::Hold("unknown author");
         };
+        // A venue relay carries envelopes; it never writes one (it holds no
+        // key): an envelope in its name is not the team's.
+        if k.role == Role::Relay {
+            return Verdict::Refuse("relay author");
+        }
         if let Some(r) = &k.revoked {
             if env.epoch >= r.epoch || seq > r.cutoff_seq {
                 return Verdict::Refuse("revoked author");
@@ -271,7 +276,7 @@ impl Trust {
         let mut out: Vec<_> = self
             .known
             .iter()
-            .filter(|(_, k)| k.revoked.is_none())
+            .filter(|(_, k)| k.revoked.is_none() && k.role != Role::Relay)
             .map(|(d, k)| (*d, k.role, k.public.kx))
             .collect();
         out.sort_by_key(|(d, _, _)| *d);
@@ -370,17 +375,25 @@ fn fold_members(conn: &Connection, team: &Team, me: &DeviceSecret) -> Result<boo
         // A proof under an older epoch is a device that joined before the
         // relay learned of the rotation (the relay refuses older codes
         // after it: `invite_outdated`).
+        // A venue relay (role relay) holds no key, so it can make no proof:
+        // the roster lists it as the relay registered it (the lead invited
+        // it), and no epoch key is sealed to it. Devices never accept an
+        // envelope in its name (`Trust::check`).
+        let relay = m.role == Role::Relay;
         if m.revoked
             || roster.members.iter().any(|x| x.device == device)
-            || !keys
-                .get(&m.epoch)
-                .is_some_and(|k| check_join_proof(k, &team.team_id, &m.public, m.role, &m.proof))
+            || (!relay
+                && !keys.get(&m.epoch).is_some_and(|k| {
+                    check_join_proof(k, &team.team_id, &m.public, m.role, &m.proof)
+                }))
         {
             continue;
         }
-        for (epoch, key) in &keys {
-            if let Some(s) = seal_epoch_key(&team.team_id, *epoch, device, &m.public.kx, key) {
-                roster.keys.push(s);
+        if !relay {
+            for (epoch, key) in &keys {
+                if let Some(s) = seal_epoch_key(&team.team_id, *epoch, device, &m.public.kx, key) {
+                    roster.keys.push(s);
+                }
             }
         }
         roster.members.push(RosterMember {
@@ -527,7 +540,8 @@ impl Store {
         let my_id = team.device_bytes().unwrap_or_default();
         let mut sealed = Vec::new();
         for m in &roster.members {
-            if m.device == my_id || revoked.contains(&m.device) {
+            // A venue relay never gets a key.
+            if m.device == my_id || revoked.contains(&m.device) || m.role == Role::Relay {
                 continue;
             }
             sealed.extend(seal_epoch_key(

@@ -138,7 +138,8 @@ pub(crate) fn may_invite(inviter: Role, invited: Role) -> bool {
     match inviter {
         Role::Lead => true,
         Role::Supervisor => invited == Role::Volunteer,
-        Role::Volunteer => false,
+        // A venue relay carries envelopes; it enrolls nobody.
+        Role::Volunteer | Role::Relay => false,
     }
 }
 
@@ -250,6 +251,9 @@ mod tests {
             assert!(!may_invite(Volunteer, r));
         }
         assert!(may_invite(Supervisor, Volunteer));
+        assert!(may_invite(Lead, Relay));
+        assert!(!may_invite(Supervisor, Relay));
+        assert!(!may_invite(Relay, Volunteer));
         assert!(!may_invite(Supervisor, Supervisor));
         assert!(!may_invite(Supervisor, Lead));
     }

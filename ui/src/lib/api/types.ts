@@ -17,7 +17,7 @@ export type Group =
   | 'event-volunteer'
   | 'other';
 export type Channel = 'hotline' | 'in-person' | 'online';
-export type Role = 'volunteer' | 'supervisor' | 'lead';
+export type Role = 'volunteer' | 'supervisor' | 'lead' | 'relay';
 export type Language = 'zh-CN' | 'en';
 
 export const RISKS: readonly Risk[] = ['none', 'low', 'medium', 'high', 'critical'];

@@ -83,6 +83,7 @@ const en: Record<MessageKey, string> = {
   'role.volunteer': 'Volunteer',
   'role.supervisor': 'Supervisor',
   'role.lead': 'Team lead',
+  'role.relay': 'Venue relay',
 
   'firstRun.title': 'Welcome to Heartbridge',
   'firstRun.intro':

@@ -84,6 +84,7 @@ const zhCN = {
   'role.volunteer': '志愿者',
   'role.supervisor': '督导',
   'role.lead': '团队负责人',
+  'role.relay': '中继',
 
   'firstRun.title': '欢迎使用心桥',
   'firstRun.intro': '手册和个案记录都保存在这台设备上，没有网络也能用；有网络时，经团队的中继服务器加密同步。',
