@@ -122,6 +122,52 @@ CREATE TABLE key_checks (
 -- The key check value of the key an invite code carries, as its maker said.
 ALTER TABLE invites ADD COLUMN key_check TEXT;
 "#,
+    // 5: venue relays. The role `relay` for devices and invites: the CHECK
+    // constraints are loosened in place (SQLite's documented writable_schema
+    // procedure for a change every stored row already satisfies; the table
+    // made and dropped after it bumps the schema cookie). At a venue relay:
+    // its own enrollment upstream (`venue`), and which of its envelopes the
+    // upstream relay holds, under which upstream seq (`venue_upstream`;
+    // acknowledged after a forward, or pulled from upstream).
+    r#"
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master
+   SET sql = replace(sql, 'CHECK (role IN (''volunteer'', ''supervisor'', ''lead''))',
+                          'CHECK (role IN (''volunteer'', ''supervisor'', ''lead'', ''relay''))')
+ WHERE type = 'table' AND name IN ('devices', 'invites');
+PRAGMA writable_schema = OFF;
+CREATE TABLE venue_schema_bump (x INTEGER);
+DROP TABLE venue_schema_bump;
+
+CREATE TABLE venue (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    team_id          BLOB NOT NULL CHECK (length(team_id) = 16),
+    upstream         TEXT NOT NULL,
+    device_id        BLOB NOT NULL CHECK (length(device_id) = 16),
+    -- The relay's own device secret (DeviceSecret::to_bytes: it signs its
+    -- requests upstream; it never holds a team key).
+    secret           BLOB NOT NULL,
+    enrollment_id    TEXT NOT NULL,
+    -- The upstream device token (NULL until enrolled; or given by a file).
+    token            TEXT,
+    key_check        TEXT NOT NULL,
+    epoch            INTEGER NOT NULL,
+    lead_sign_pk     BLOB NOT NULL CHECK (length(lead_sign_pk) = 32),
+    invite_token     TEXT NOT NULL,
+    -- Upstream pull cursor, member seq and roster version mirrored.
+    upstream_cursor  INTEGER NOT NULL DEFAULT 0,
+    members_since    INTEGER NOT NULL DEFAULT 0,
+    roster_version   INTEGER NOT NULL DEFAULT 0,
+    -- Every local envelope with seq <= this was forwarded and answered.
+    forwarded_seq    INTEGER NOT NULL DEFAULT 0,
+    joined_at        INTEGER NOT NULL
+);
+CREATE TABLE venue_upstream (
+    seq           INTEGER PRIMARY KEY,
+    upstream_seq  INTEGER NOT NULL,
+    at            INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.
@@ -320,5 +366,46 @@ mod tests {
             migrate(&mut conn, &path),
             Err(StoreError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn migration_5_lets_devices_and_invites_have_the_relay_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        migrate_with(&mut conn, &path, &MIGRATIONS[..4]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO teams (id, name, lead_token_hash, created_at) VALUES (x'00000000000000000000000000000001', 't', 'h', 1);
+             INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at)
+                 VALUES (x'00000000000000000000000000000002', x'00000000000000000000000000000001', 'lead', '', 'a', 1);",
+        )
+        .unwrap();
+        let relay = "INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at)
+             VALUES (x'00000000000000000000000000000003', x'00000000000000000000000000000001', 'relay', '', 'b', 1)";
+        assert!(conn.execute_batch(relay).is_err());
+        migrate(&mut conn, &path).unwrap();
+        conn.execute_batch(relay).unwrap();
+        assert!(conn
+            .execute_batch("INSERT INTO devices (id, team_id, role, name_sealed, token_hash, enrolled_at)
+                 VALUES (x'00000000000000000000000000000004', x'00000000000000000000000000000001', 'boss', '', 'c', 1)")
+            .is_err());
+        conn.execute_batch(
+            "INSERT INTO invites (token_hash, team_id, role, created_by, created_at, expires_at)
+                 VALUES ('i', x'00000000000000000000000000000001', 'relay', x'00000000000000000000000000000002', 1, 2)",
+        )
+        .unwrap();
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let fk: Vec<String> = conn
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(fk.is_empty());
     }
 }
