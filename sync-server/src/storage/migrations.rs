@@ -124,8 +124,8 @@ ALTER TABLE invites ADD COLUMN key_check TEXT;
 "#,
     // 5: venue relays. The role `relay` for devices and invites: the CHECK
     // constraints are loosened in place (SQLite's documented writable_schema
-    // procedure for a change every stored row already satisfies; the table
-    // made and dropped after it bumps the schema cookie). At a venue relay:
+    // procedure for a change every stored row already satisfies;
+    // `migrate_with` bumps the schema cookie after it). At a venue relay:
     // its own enrollment upstream (`venue`), and which of its envelopes the
     // upstream relay holds, under which upstream seq (`venue_upstream`;
     // acknowledged after a forward, or pulled from upstream).
@@ -136,8 +136,6 @@ UPDATE sqlite_master
                           'CHECK (role IN (''volunteer'', ''supervisor'', ''lead'', ''relay''))')
  WHERE type = 'table' AND name IN ('devices', 'invites');
 PRAGMA writable_schema = OFF;
-CREATE TABLE venue_schema_bump (x INTEGER);
-DROP TABLE venue_schema_bump;
 
 CREATE TABLE venue (
     id               INTEGER PRIMARY KEY CHECK (id = 1),
@@ -203,6 +201,18 @@ fn migrate_with(
         }
         tx.execute_batch(sql)
             .map_err(StoreError::sqlite("apply a migration"))?;
+        if sql.contains("PRAGMA writable_schema = ON") {
+            // An edit of the schema text: make every connection (this one
+            // too) parse the schema again.
+            let cookie: i64 = tx
+                .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                .map_err(StoreError::sqlite("read the schema cookie"))?;
+            tx.execute_batch(&format!(
+                "PRAGMA writable_schema = ON; PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;",
+                cookie + 1
+            ))
+            .map_err(StoreError::sqlite("bump the schema cookie"))?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(StoreError::sqlite("bump the schema version"))?;
         tx.commit()
