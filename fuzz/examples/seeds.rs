@@ -202,6 +202,7 @@ fn main() {
                 .collect(),
             cursor: 12,
             more: true,
+            refused: vec![],
         }),
     );
 

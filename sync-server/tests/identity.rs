@@ -85,20 +85,24 @@ async fn a_push_whose_author_is_another_device_is_refused() {
     let c = relay.client();
     let (team, _lead, vols) = team_with_volunteers(&relay, 2).await;
     let (a, b) = (&vols[0], &vols[1]);
-    // B's own, properly signed envelope, replayed by A.
-    let bs = team.change(b, doc(), b"written by B");
-    // A's signature, but naming B as the author.
+    // A's signature, but naming B as the author: refused alone (a carried
+    // envelope is checked under its author's key), nothing stored.
     let mut named_b = team.seal_change(doc(), b"A pretending to be B");
     named_b.sign(&team.id, b.device_id(), &a.secret);
-    for bad in [bs.clone(), named_b] {
-        let e = c
-            .sync_raw(&a.token, encode(&request(0, vec![bad], 0)))
-            .await
-            .error(403, "bad_signature");
-        assert!(e.message.contains("another device"), "{}", e.message);
-    }
+    let answer = c.sync(&a.token, 0, vec![named_b.clone()], 0).await;
+    assert!(answer.acked.is_empty());
+    assert_eq!(answer.refused.len(), 1);
+    assert_eq!(
+        (answer.refused[0].id, answer.refused[0].reason.as_str()),
+        (named_b.id, "bad_signature")
+    );
     assert_eq!(relay.stored_envelopes(), 0);
-    // B may push it.
+    // B's own, properly signed envelope, carried by A: stored under B.
+    let bs = team.change(b, doc(), b"written by B");
+    let answer = c.sync(&a.token, 0, vec![bs.clone()], 0).await;
+    assert!(answer.refused.is_empty());
+    assert_eq!(relay.stored_envelopes(), 1);
+    // B pushing it itself is a duplicate.
     c.sync(&b.token, 0, vec![bs], 0).await;
     assert_eq!(relay.stored_envelopes(), 1);
 }
@@ -119,16 +123,23 @@ async fn a_bearer_token_alone_can_write_nothing() {
     wipe.kind = heartbridge_proto::EnvelopeKind::Snapshot;
     wipe.covers = u64::MAX;
     wipe.author = lead.device_id();
-    for (token, bad) in [
-        (&me.token, unsigned.clone()),
-        (&me.token, no_sig),
-        (&lead.token, unsigned),
-        (&lead.token, wipe),
-    ] {
+    // The pusher's own: the whole push is refused.
+    for (token, bad) in [(&me.token, no_sig), (&lead.token, wipe)] {
         c.sync_raw(token, encode(&request(0, vec![bad], 0)))
             .await
             .error(403, "bad_signature");
     }
+    // No author (or another's, unsigned): refused alone, as a carried
+    // envelope no member signed.
+    for token in [&me.token, &lead.token] {
+        let answer = c.sync(token, 0, vec![unsigned.clone()], 0).await;
+        assert!(answer.acked.is_empty());
+        assert_eq!(answer.refused.len(), 1);
+    }
+    let mut lead_unsigned = team.seal_change(doc(), b"the lead's, unsigned");
+    lead_unsigned.author = lead.device_id();
+    let answer = c.sync(&me.token, 0, vec![lead_unsigned], 0).await;
+    assert_eq!(answer.refused[0].reason, "bad_signature");
     assert_eq!(relay.stored_envelopes(), 0);
     assert_eq!(relay.superseded_envelopes(), 0);
     // The token still reads: a pull-only sync is fine.

@@ -44,6 +44,7 @@ impl Transport for Memory {
             acked,
             pull,
             more: false,
+            refused: vec![],
         }))
     }
 }

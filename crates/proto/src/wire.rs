@@ -85,6 +85,47 @@ pub struct SyncResponse {
     pub cursor: u64,
     /// More envelopes wait past this page: sync again.
     pub more: bool,
+    /// Carried envelopes of this push (authored by another member) that
+    /// the relay refused one by one, with why; the rest of the push is
+    /// stored. Last field, and read as empty when absent: an older relay's
+    /// answer ends before it, and an older device stops reading before it.
+    /// Fields added later go after it, read the same way.
+    #[serde(default, deserialize_with = "trailing")]
+    pub refused: Vec<Refused>,
+}
+
+/// A carried envelope the relay did not store, and why
+/// ([`Refused::reason`] is a stable kind, see [`REFUSED_REASONS`]). A device
+/// drops it from its outbox: pushing it again gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub id: ContentId,
+    pub reason: String,
+}
+
+/// The kinds of [`Refused::reason`]: `unknown_author` (its author is no
+/// member of the team), `author_revoked` (its author was revoked and the
+/// relay did not hold it: it would lie past the cut-off), `bad_signature`
+/// (not signed by its author's registered key, or altered since),
+/// `forbidden` (`covers > 0` from a volunteer's envelope), `malformed`
+/// (empty, or under a key epoch the team's roster has not reached).
+pub const REFUSED_REASONS: [&str; 5] = [
+    "unknown_author",
+    "author_revoked",
+    "bad_signature",
+    "forbidden",
+    "malformed",
+];
+
+/// A trailing field of a postcard body: absent (the body ended) reads as
+/// the default. Postcard has no field tags, so only the last fields of a
+/// body can be optional this way.
+fn trailing<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(T::deserialize(d).unwrap_or_default())
 }
 
 /// What arrived whole of a sync response cut off on the way.
@@ -317,9 +358,55 @@ mod tests {
             pull: vec![],
             cursor: 123_456,
             more: false,
+            refused: vec![],
         };
-        assert!(encode(&resp).len() < 10);
+        // Nine bytes, and one for the empty list of refusals.
+        assert!(encode(&resp).len() <= 10);
         assert!(decode::<SyncRequest>("sync request", b"\x01\xff").is_err());
+    }
+
+    #[test]
+    fn an_answer_without_refusals_still_reads_both_ways() {
+        let mut resp = SyncResponse {
+            v: crate::PROTOCOL_VERSION,
+            roster: None,
+            members: vec![],
+            acked: vec![Ack {
+                id: ContentId([7; 16]),
+                seq: 3,
+            }],
+            pull: vec![],
+            cursor: 9,
+            more: false,
+            refused: vec![],
+        };
+        // An older relay's answer: the same bytes without the last field.
+        let full = encode(&resp);
+        let old = &full[..full.len() - 1];
+        assert_eq!(decode::<SyncResponse>("sync response", old).unwrap(), resp);
+        // An older device reads a newer answer and ignores the refusals.
+        resp.refused.push(Refused {
+            id: ContentId([8; 16]),
+            reason: "author_revoked".into(),
+        });
+        let bytes = encode(&resp);
+        assert_eq!(
+            decode::<SyncResponse>("sync response", &bytes).unwrap(),
+            resp
+        );
+        #[derive(Deserialize, PartialEq, Debug)]
+        struct Older {
+            v: u8,
+            #[serde(with = "opt_bytes")]
+            roster: Option<Vec<u8>>,
+            members: Vec<MemberKey>,
+            acked: Vec<Ack>,
+            pull: Vec<Pulled>,
+            cursor: u64,
+            more: bool,
+        }
+        let older: Older = decode("sync response", &bytes).unwrap();
+        assert_eq!((older.acked, older.cursor), (resp.acked, 9));
     }
 
     #[test]
@@ -361,6 +448,7 @@ mod tests {
             pull: pull.clone(),
             cursor: 5,
             more: false,
+            refused: vec![],
         });
         let mut last = (0, 0);
         for cut in 0..=body.len() {

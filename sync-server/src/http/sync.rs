@@ -9,9 +9,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use heartbridge_proto::identity::MAX_ROSTER_BYTES;
+use std::collections::HashMap;
+
 use heartbridge_proto::{
-    decode, encode, Ack, Envelope, Role, SignedRoster, SyncRequest, SyncResponse, PROTOCOL_VERSION,
-    SYNC_CONTENT_TYPE,
+    decode, encode, Ack, Envelope, Refused, Role, SignedRoster, SyncRequest, SyncResponse,
+    PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
 };
 
 use super::{content_length, require_content_type, BodyReader, Caller, NoteSlot, Relay};
@@ -27,50 +29,83 @@ const KNOWN_VERSIONS: std::ops::RangeInclusive<u8> = 1..=9;
 /// blocking thread rather than on the async runtime.
 const VERIFY_INLINE: usize = 8;
 
-/// Refuses a push holding an envelope the relay must not store: empty, under
-/// an epoch the team's roster has not reached, not authored by `device`,
+/// Refuses a push holding an envelope of the pushing device that the relay
+/// must not store: empty, under an epoch the team's roster has not reached,
 /// not signed by its registered key, or compacting (`covers > 0`) from a
 /// volunteer. Checked for the whole push before anything is queued, so a
-/// bad push stores nothing.
-fn check_push(push: &[Envelope], device: &Device, epoch: u32) -> Result<(), ApiError> {
+/// bad envelope of the device's own stores nothing.
+///
+/// Envelopes authored by another member (carried: a bundle imported, a
+/// venue relay forwarding) are checked one by one under their author's
+/// entry (`authors`, looked up by the caller; `None`: no member of the
+/// team) by the same rules, the `covers` rule on the author's role; a bad
+/// one is refused alone and listed in the answer, the rest is stored. A
+/// revoked author's envelope passes here and is decided in the push's
+/// transaction (stored only if the relay already holds it).
+fn check_push(
+    push: Vec<Envelope>,
+    device: &Device,
+    epoch: u32,
+    authors: &HashMap<[u8; 16], Option<Device>>,
+) -> Result<(Vec<Envelope>, Vec<Refused>), ApiError> {
+    let mut refused = Vec::new();
+    let mut kept = Vec::with_capacity(push.len());
     for env in push {
-        if env.ciphertext.is_empty() {
-            return Err(ApiError::Malformed(format!(
-                "envelope {} has an empty ciphertext",
-                env.id.to_hex()
-            )));
-        }
-        if env.epoch == 0 || env.epoch > epoch {
-            return Err(ApiError::Malformed(format!(
-                "envelope {} is sealed under key epoch {}, unknown to this relay (the team's roster is at epoch {epoch})",
-                env.id.to_hex(),
-                env.epoch
-            )));
-        }
-        if env.author != device.id.0 {
-            return Err(ApiError::BadSignature(format!(
-                "envelope {} names another device as its author: a device pushes only envelopes it signed itself",
-                env.id.to_hex()
-            )));
+        let own = env.author == device.id.0;
+        let author = if own {
+            device
+        } else {
+            match authors.get(&env.author).and_then(Option::as_ref) {
+                Some(author) => author,
+                None => {
+                    refused.push(Refused {
+                        id: env.id,
+                        reason: "unknown_author".into(),
+                    });
+                    continue;
+                }
+            }
+        };
+        match check_envelope(&env, author, epoch) {
+            Ok(()) => kept.push(env),
+            Err(e) if own => return Err(e),
+            Err(e) => refused.push(Refused {
+                id: env.id,
+                reason: e.kind().to_owned(),
+            }),
         }
     }
-    let Some(sign_pk) = device.sign_pk else {
+    Ok((kept, refused))
+}
+
+/// One envelope's checks under its author's entry.
+fn check_envelope(env: &Envelope, author: &Device, epoch: u32) -> Result<(), ApiError> {
+    if env.ciphertext.is_empty() {
+        return Err(ApiError::Malformed(format!(
+            "envelope {} has an empty ciphertext",
+            env.id.to_hex()
+        )));
+    }
+    if env.epoch == 0 || env.epoch > epoch {
+        return Err(ApiError::Malformed(format!(
+            "envelope {} is sealed under key epoch {}, unknown to this relay (the team's roster is at epoch {epoch})",
+            env.id.to_hex(),
+            env.epoch
+        )));
+    }
+    let Some(sign_pk) = author.sign_pk else {
         return Err(ApiError::BadSignature(
             "this device enrolled without a signing key, so the relay accepts no envelope from it: enroll it again".into(),
         ));
     };
-    for env in push {
-        if !env.verify(&device.team, &sign_pk) {
-            return Err(ApiError::BadSignature(format!(
-                "envelope {} is not signed by this device's registered key, or was altered after signing",
-                env.id.to_hex()
-            )));
-        }
+    if !env.verify(&author.team, &sign_pk) {
+        return Err(ApiError::BadSignature(format!(
+            "envelope {} is not signed by its author's registered key, or was altered after signing",
+            env.id.to_hex()
+        )));
     }
-    if device.role == Role::Volunteer {
-        if let Some(env) = push.iter().find(|e| e.covers > 0) {
-            return Err(ApiError::CoversForbidden(env.id.to_hex()));
-        }
+    if author.role == Role::Volunteer && env.covers > 0 {
+        return Err(ApiError::CoversForbidden(env.id.to_hex()));
     }
     Ok(())
 }
@@ -133,11 +168,21 @@ fn page_limit(asked: u32, relay_limit: u64) -> u64 {
 }
 
 /// Bytes of a sync response besides its pulled envelopes: the version, the
-/// acks, the pull's length prefix, the cursor and `more`, each at its
+/// acks, the pull's length prefix, the cursor, `more` and the refusals, each at its
 /// largest encoding where it is not known yet.
-fn response_overhead(acked: &[Ack]) -> u64 {
+fn response_overhead(acked: &[Ack], refused: &[Refused]) -> u64 {
     let acks: u64 = acked.iter().map(|a| 16 + varint_len(a.seq)).sum();
-    1 + varint_len(acked.len() as u64) + acks + 5 + 10 + 1
+    let refusals: u64 = refused
+        .iter()
+        .map(|r| 16 + varint_len(r.reason.len() as u64) + r.reason.len() as u64)
+        .sum();
+    1 + varint_len(acked.len() as u64)
+        + acks
+        + 5
+        + 10
+        + 1
+        + varint_len(refused.len() as u64)
+        + refusals
 }
 
 pub(super) async fn sync(
@@ -211,6 +256,7 @@ pub(super) async fn sync(
     // refused), then every envelope, before anything is queued.
     let mut upload = None;
     let mut push = push;
+    let mut refused = Vec::new();
     if pushed > 0 || roster.is_some() {
         let team = device.team;
         let state = relay
@@ -223,15 +269,24 @@ pub(super) async fn sync(
             epoch = epoch.max(checked.epoch);
             upload = Some(checked);
         }
-        push = if pushed < VERIFY_INLINE {
-            check_push(&push, &device, epoch)?;
-            push
+        // The entries of the carried envelopes' authors, each looked up once.
+        let mut authors: HashMap<[u8; 16], Option<Device>> = HashMap::new();
+        for env in &push {
+            if env.author != device.id.0 && !authors.contains_key(&env.author) {
+                let author = env.author;
+                let found = relay.run(move |s| s.team_device(team, author)).await?;
+                authors.insert(author, found);
+            }
+        }
+        let checked = if pushed < VERIFY_INLINE {
+            check_push(push, &device, epoch, &authors)?
         } else {
             // Ed25519 checks of a large push take milliseconds of CPU.
-            tokio::task::spawn_blocking(move || check_push(&push, &device, epoch).map(|()| push))
+            tokio::task::spawn_blocking(move || check_push(push, &device, epoch, &authors))
                 .await
                 .map_err(|_| ApiError::Fault("checking a push's signatures panicked"))??
         };
+        (push, refused) = checked;
     }
     // A roster just stored is not sent back to the device that sent it.
     let roster_version = roster_version.max(upload.as_ref().map_or(0, |u| u.version));
@@ -245,12 +300,27 @@ pub(super) async fn sync(
         roster: upload,
         now: relay.clock.now(),
     };
-    let acked = if must_wait {
+    let mut acked = if must_wait {
         relay.writer.push(job).await?
     } else {
         relay.writer.touch(job).await?;
         Vec::new()
     };
+    // A carried envelope whose author is revoked and which the relay did
+    // not hold was not stored (ack seq 0, see `PushJob::envelopes`).
+    acked.retain(|a| {
+        if a.seq == 0 {
+            refused.push(Refused {
+                id: a.id,
+                reason: "author_revoked".into(),
+            });
+        }
+        a.seq != 0
+    });
+    if !refused.is_empty() {
+        // A count, never an id: which envelopes a device carries is its own.
+        tracing::info!(team = %device.team.to_hex(), refused = refused.len(), "carried envelopes refused");
+    }
     drop(admitted);
 
     // 2. Pull, in one read transaction: the roster, the member changes and
@@ -261,7 +331,7 @@ pub(super) async fn sync(
         device: device.id,
         cursor,
         page_bytes: page_limit(max_bytes, relay.page_bytes)
-            .saturating_sub(response_overhead(&acked)),
+            .saturating_sub(response_overhead(&acked, &refused)),
         members_since,
         roster_version,
     };
@@ -276,6 +346,7 @@ pub(super) async fn sync(
         pull: page.pull,
         cursor: page.cursor,
         more: page.more,
+        refused,
     });
     relay
         .metrics
@@ -362,8 +433,9 @@ mod tests {
                 pull,
                 cursor: u64::MAX,
                 more: true,
+                refused: vec![],
             });
-            assert!(body.len() as u64 <= response_overhead(&acked) + entries);
+            assert!(body.len() as u64 <= response_overhead(&acked, &[]) + entries);
         }
     }
 
@@ -389,6 +461,10 @@ mod tests {
         env
     }
 
+    fn none() -> HashMap<[u8; 16], Option<Device>> {
+        HashMap::new()
+    }
+
     #[test]
     fn only_signed_envelopes_of_the_device_and_known_epochs_pass() {
         let team = TeamId::random();
@@ -401,11 +477,11 @@ mod tests {
             sign_pk: Some(secret.public().sign),
         };
         let env = signed(&team, &me, &secret, 0);
-        assert!(check_push(std::slice::from_ref(&env), &me, 1).is_ok());
+        assert!(check_push(vec![env.clone()], &me, 1, &none()).is_ok());
         let mut empty = env.clone();
         empty.ciphertext.clear();
         assert!(matches!(
-            check_push(&[env.clone(), empty], &me, 1),
+            check_push(vec![env.clone(), empty], &me, 1, &none()),
             Err(ApiError::Malformed(_))
         ));
         // Epochs: 0 never, a later one only once the roster reached it.
@@ -413,45 +489,78 @@ mod tests {
         future.epoch = 2;
         future.sign(&team, me.id.0, &secret);
         assert!(matches!(
-            check_push(std::slice::from_ref(&future), &me, 1),
+            check_push(vec![future.clone()], &me, 1, &none()),
             Err(ApiError::Malformed(_))
         ));
-        assert!(check_push(std::slice::from_ref(&future), &me, 2).is_ok());
+        assert!(check_push(vec![future.clone()], &me, 2, &none()).is_ok());
         // Altered after signing, signed by another key, another author.
         let mut altered = env.clone();
         altered.covers = 5;
         let other = DeviceSecret::generate();
         let mut forged = env.clone();
         forged.sign(&team, me.id.0, &other);
-        let mut theirs = env.clone();
-        theirs.sign(&team, [9; 16], &secret);
         let mut other_team = env.clone();
         other_team.sign(&TeamId::random(), me.id.0, &secret);
-        for bad in [altered, forged, theirs, other_team] {
+        for bad in [altered, forged, other_team] {
             assert!(matches!(
-                check_push(&[env.clone(), bad], &me, 1),
+                check_push(vec![env.clone(), bad], &me, 1, &none()),
                 Err(ApiError::BadSignature(_))
             ));
         }
+        // Another member's envelope (carried): checked alone under its
+        // author's entry; refused alone, with why.
+        let theirs_secret = DeviceSecret::generate();
+        let them = Device {
+            id: DeviceId([9; 16]),
+            role: Role::Volunteer,
+            sign_pk: Some(theirs_secret.public().sign),
+            ..me
+        };
+        let mut theirs = env.clone();
+        theirs.sign(&team, them.id.0, &theirs_secret);
+        let theirs_compacting = signed(&team, &them, &theirs_secret, 3);
+        let mut theirs_forged = theirs.clone();
+        theirs_forged.sign(&team, them.id.0, &secret);
+        let mut stranger = env.clone();
+        stranger.sign(&team, [8; 16], &secret);
+        let known: HashMap<[u8; 16], Option<Device>> = [(them.id.0, Some(them)), ([8; 16], None)]
+            .into_iter()
+            .collect();
+        let (kept, refused) = check_push(
+            vec![
+                env.clone(),
+                theirs.clone(),
+                theirs_compacting,
+                theirs_forged,
+                stranger,
+            ],
+            &me,
+            1,
+            &known,
+        )
+        .unwrap();
+        assert_eq!(kept, vec![env.clone(), theirs]);
+        let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons, ["forbidden", "bad_signature", "unknown_author"]);
         // No registered key: nothing passes.
         let keyless = Device {
             sign_pk: None,
             ..me
         };
         assert!(matches!(
-            check_push(std::slice::from_ref(&env), &keyless, 1),
+            check_push(vec![env.clone()], &keyless, 1, &none()),
             Err(ApiError::BadSignature(_))
         ));
         // covers > 0: a supervisor or lead only.
         let compacting = signed(&team, &me, &secret, 7);
-        assert!(check_push(std::slice::from_ref(&compacting), &me, 1).is_ok());
+        assert!(check_push(vec![compacting.clone()], &me, 1, &none()).is_ok());
         let volunteer = Device {
             role: Role::Volunteer,
             ..me
         };
-        assert!(check_push(std::slice::from_ref(&env), &volunteer, 1).is_ok());
+        assert!(check_push(vec![env.clone()], &volunteer, 1, &none()).is_ok());
         assert!(matches!(
-            check_push(&[compacting], &volunteer, 1),
+            check_push(vec![compacting], &volunteer, 1, &none()),
             Err(ApiError::CoversForbidden(_))
         ));
     }

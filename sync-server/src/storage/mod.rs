@@ -175,8 +175,13 @@ pub struct NewInvite {
 pub struct PushJob {
     pub team: TeamId,
     pub device: DeviceId,
-    /// Validated already: non-empty ciphertext, known epoch, authored and
-    /// signed by `device`, `covers` only from a lead or supervisor.
+    /// Validated already: non-empty ciphertext, known epoch, signed by its
+    /// author's registered key, `covers` only from a lead's or
+    /// supervisor's envelope. The author is `device` or, for a carried
+    /// envelope, another member of the team: one whose author is revoked
+    /// when the job commits is stored only if the relay already holds it
+    /// (a duplicate); otherwise its ack has `seq` 0 (refused: it would lie
+    /// past its author's cut-off) and the rest of the job is stored.
     pub envelopes: Vec<Envelope>,
     /// A roster the lead's device uploads with this sync, stored before
     /// the envelopes in the same savepoint.
@@ -329,6 +334,11 @@ pub trait Storage: Send + Sync + 'static {
     /// The device holding the token with this hash, revoked or not.
     fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError>;
 
+    /// A device of `team` by its id, revoked or not; `None` if the team has
+    /// no such device. The relay checks a carried envelope (pushed by
+    /// another member) under its author's entry.
+    fn team_device(&self, team: TeamId, device: [u8; 16]) -> Result<Option<Device>, StoreError>;
+
     /// Redeems the team's one-time lead token: sets the team's key check,
     /// enrolls the device as lead and keeps its signing key as the team's
     /// roster key. Refusals: unknown team, unknown token, used.
@@ -472,10 +482,12 @@ mod tests {
                 pull: vec![],
                 cursor: 0,
                 more: false,
+                refused: vec![],
             };
-            // version, then the delta, then acks, pull, cursor, more (1 each).
+            // version, then the delta, then acks, pull, cursor, more,
+            // refused (1 each).
             assert_eq!(
-                1 + delta_wire_len(roster.as_deref(), &members) + 4,
+                1 + delta_wire_len(roster.as_deref(), &members) + 5,
                 encode(&resp).len() as u64
             );
         }

@@ -240,7 +240,10 @@ fn push(
         .commit(&[PushJob {
             team,
             device: devices[dev],
-            envelopes: vec![env.clone()],
+            envelopes: vec![Envelope {
+                author: devices[dev].0,
+                ..env.clone()
+            }],
             roster: None,
             now,
         }])

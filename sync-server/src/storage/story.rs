@@ -49,6 +49,18 @@ fn pull(s: &dyn Storage, team: TeamId, device: DeviceId, cursor: u64, page_bytes
 }
 
 /// Runs the story against an empty storage.
+/// The envelopes as authored by `device` (the storage stores each under
+/// its author; one authored by another member is carried).
+fn by(device: DeviceId, envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    envelopes
+        .into_iter()
+        .map(|e| Envelope {
+            author: device.0,
+            ..e
+        })
+        .collect()
+}
+
 pub(crate) fn story(s: &dyn Storage) {
     let key = TeamKey::generate();
     let check = key.check_value();
@@ -119,7 +131,7 @@ pub(crate) fn story(s: &dyn Storage) {
     let job = |device: DeviceId, envelopes: Vec<Envelope>| PushJob {
         team,
         device,
-        envelopes,
+        envelopes: by(device, envelopes),
         roster: None,
         now: 110,
     };
@@ -386,15 +398,18 @@ pub(crate) fn identity_story(s: &dyn Storage) {
     let job = |r: RosterUpload, text: &str| PushJob {
         team,
         device: lead.id,
-        envelopes: vec![Envelope::seal(
-            &key,
-            &team,
-            [5; 16],
-            EnvelopeKind::Change,
-            DocKindTag::Case,
-            text.as_bytes(),
-        )
-        .unwrap()],
+        envelopes: by(
+            lead.id,
+            vec![Envelope::seal(
+                &key,
+                &team,
+                [5; 16],
+                EnvelopeKind::Change,
+                DocKindTag::Case,
+                text.as_bytes(),
+            )
+            .unwrap()],
+        ),
         roster: Some(r),
         now: 110,
     };

@@ -122,6 +122,7 @@ fn answer(req: &SyncRequest, cursor: u64, pull: Vec<Pulled>, more: bool) -> Sync
         pull,
         cursor,
         more,
+        refused: vec![],
     }
 }
 
@@ -355,6 +356,7 @@ impl Log {
             pull,
             cursor,
             more,
+            refused: vec![],
         }
     }
 }

@@ -96,8 +96,30 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
              WHERE team_id = ?1 AND doc = ?2 AND seq <= ?3 AND superseded_at IS NULL",
         )
         .map_err(StoreError::sqlite("compact a document"))?;
+    let mut author_revoked = tx
+        .prepare_cached("SELECT revoked FROM devices WHERE id = ?1 AND team_id = ?2")
+        .map_err(StoreError::sqlite("check a carried envelope's author"))?;
     let mut acks = Vec::with_capacity(job.envelopes.len());
     for env in &job.envelopes {
+        if env.author != job.device.0 {
+            // A carried envelope: its author revoked since the check (or
+            // before it) is stored only if the relay already holds it.
+            let revoked: Option<bool> = author_revoked
+                .query_row(params![env.author, job.team.0], |r| r.get(0))
+                .optional()
+                .map_err(StoreError::sqlite("check a carried envelope's author"))?;
+            if revoked != Some(false) {
+                let held: Option<i64> = existing
+                    .query_row(params![job.team.0, env.id.0], |r| r.get(0))
+                    .optional()
+                    .map_err(StoreError::sqlite("find a stored envelope"))?;
+                acks.push(Ack {
+                    id: env.id,
+                    seq: held.map_or(0, seq_u64),
+                });
+                continue;
+            }
+        }
         let inserted: Option<i64> = insert
             .query_row(
                 params![
@@ -105,7 +127,7 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
                     env.doc,
                     kind_code(env.kind),
                     env.id.0,
-                    job.device.0,
+                    env.author,
                     env.epoch,
                     seq_i64(env.covers),
                     env.nonce,

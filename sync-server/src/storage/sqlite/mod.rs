@@ -324,6 +324,36 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
+    fn team_device(&self, team: TeamId, device: [u8; 16]) -> Result<Option<Device>, StoreError> {
+        let mut r = self.reader()?;
+        let row = r
+            .conn()
+            .prepare_cached(
+                "SELECT role, revoked, sign_pk FROM devices WHERE id = ?1 AND team_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![device, team.0], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(StoreError::sqlite("look up a team's device"))?;
+        row.map(|(role, revoked, sign_pk)| {
+            Ok(Device {
+                id: DeviceId(device),
+                team,
+                role: role_from(&role)?,
+                revoked,
+                sign_pk: opt_key32(sign_pk, "devices.sign_pk")?,
+            })
+        })
+        .transpose()
+    }
+
     fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
         let mut r = self.reader()?;
         let row = r
