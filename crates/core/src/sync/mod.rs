@@ -414,6 +414,7 @@ impl SyncSession {
                     acked: got.acked,
                     pull: got.pulled,
                     more: true,
+                    refused: vec![],
                 };
                 check_response(&flight, &partial)?;
                 let progressed = !partial.acked.is_empty() || !partial.pull.is_empty();
