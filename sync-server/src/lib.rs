@@ -49,11 +49,13 @@
 //! kept for a grace period ([`Config::compaction_grace`]) so that a
 //! compaction can be undone ([`undo_compaction`]).
 
+pub mod advertise;
 mod error;
 mod http;
 mod metrics;
 mod server;
 mod storage;
+pub mod tls;
 mod writer;
 
 use std::fmt;
@@ -226,6 +228,10 @@ pub struct Config {
     /// at startup).
     pub purge_interval: Duration,
     pub clock: Clock,
+    /// Serve HTTPS with this certificate (see [`tls`]); `None`: plain HTTP
+    /// (behind a TLS-terminating proxy, or on loopback in tests). The
+    /// metrics listener stays plain.
+    pub tls: Option<tls::Tls>,
 }
 
 impl Config {
@@ -245,6 +251,7 @@ impl Config {
             push_budget_bytes: DEFAULT_PUSH_BUDGET_BYTES,
             compaction_grace: DEFAULT_COMPACTION_GRACE,
             purge_interval: DEFAULT_PURGE_INTERVAL,
+            tls: None,
             clock: Clock::system(),
         }
     }
@@ -368,6 +375,7 @@ async fn run(
         listener,
         http::router(Arc::clone(&relay)),
         config.header_timeout,
+        config.tls.as_ref().map(tls::Tls::acceptor),
         stopping.clone(),
     );
     match metrics_listener {
@@ -376,6 +384,7 @@ async fn run(
                 m,
                 http::metrics_router(Arc::clone(&relay)),
                 config.header_timeout,
+                None,
                 stopping,
             );
             tokio::join!(api, monitoring);

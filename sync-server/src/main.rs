@@ -105,6 +105,23 @@ enum Command {
         /// Log one JSON object per line instead of text.
         #[arg(long = "log-json", env = "HEARTBRIDGE_RELAY_LOG_JSON")]
         log_json: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Announce this relay on the local network (mDNS/DNS-SD,
+        /// _heartbridge._tcp.local.) with its team's tag and certificate
+        /// fingerprint: for a venue relay serving one team.
+        #[arg(long, env = "HEARTBRIDGE_RELAY_ADVERTISE")]
+        advertise: bool,
+    },
+    /// Print the fingerprint devices pin (sha256:<base64url>) of the
+    /// certificate `serve` uses: the self-signed one kept next to --db, or
+    /// the file given with --tls-cert.
+    Fingerprint {
+        #[command(flatten)]
+        db: Db,
+        /// A PEM certificate file (its first certificate is the leaf).
+        #[arg(long = "tls-cert", env = "HEARTBRIDGE_RELAY_TLS_CERT")]
+        cert: Option<PathBuf>,
     },
     /// Teams: create, list.
     #[command(subcommand)]
@@ -115,6 +132,25 @@ enum Command {
     /// Compactions: list, undo.
     #[command(subcommand)]
     Compaction(CompactionCmd),
+}
+
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS with a self-signed certificate generated once and kept
+    /// next to the database (<db>.tls-cert.pem, <db>.tls-key.pem); devices
+    /// pin its fingerprint (`heartbridge-relay fingerprint`).
+    #[arg(long = "tls-self-signed", env = "HEARTBRIDGE_RELAY_TLS_SELF_SIGNED", conflicts_with_all = ["cert", "key"])]
+    self_signed: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(
+        long = "tls-cert",
+        env = "HEARTBRIDGE_RELAY_TLS_CERT",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", env = "HEARTBRIDGE_RELAY_TLS_KEY", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -207,8 +243,17 @@ fn main() -> anyhow::Result<()> {
             metrics_token_file,
             grace,
             log_json,
+            tls,
+            advertise,
         } => {
             init_logging(log_json);
+            let tls = if tls.self_signed {
+                Some(heartbridge_relay::tls::Tls::self_signed(&db.path)?)
+            } else if let (Some(cert), Some(key)) = (tls.cert, tls.key) {
+                Some(heartbridge_relay::tls::Tls::from_files(&cert, &key)?)
+            } else {
+                None
+            };
             let metrics_token_hash = match metrics_token_file {
                 Some(path) => Some(read_token(&path)?.hash()),
                 None => None,
@@ -227,13 +272,31 @@ fn main() -> anyhow::Result<()> {
                 },
                 metrics_token_hash,
                 compaction_grace: Duration::from_secs(grace.secs),
+                tls,
                 ..Config::new(db.path)
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(listen, metrics_listen, config))
+                .block_on(serve(listen, metrics_listen, config, advertise))
+        }
+        Command::Fingerprint { db, cert } => {
+            let fp = match cert {
+                Some(cert) => heartbridge_relay::tls::fingerprint_of_file(&cert)?,
+                None => {
+                    let (cert, _) = heartbridge_relay::tls::self_signed_paths(&db.path);
+                    anyhow::ensure!(
+                        cert.exists(),
+                        "no self-signed certificate next to {} yet: start the relay once with `serve --tls-self-signed --db {}`",
+                        db.path.display(),
+                        db.path.display()
+                    );
+                    heartbridge_relay::tls::fingerprint_of_file(&cert)?
+                }
+            };
+            println!("{fp}");
+            Ok(())
         }
         Command::Team(TeamCmd::Create { name, db, json }) => {
             anyhow::ensure!(!name.trim().is_empty(), "the team name is empty");
@@ -378,9 +441,15 @@ async fn serve(
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
     config: Config,
+    advertise: bool,
 ) -> anyhow::Result<()> {
     let listener = bind(listen).with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let _advertiser = if advertise {
+        Some(announce(&config, addr.port())?)
+    } else {
+        None
+    };
     let metrics_listener = match metrics_listen {
         Some(m) => Some(bind(m).with_context(|| format!("listening for metrics on {m}"))?),
         None => None,
@@ -399,9 +468,22 @@ async fn serve(
         auth_fail_rate_token = r.auth_fail_per_token,
         metrics_token = config.metrics_token_hash.is_some(),
         compaction_grace_s = config.compaction_grace.as_secs(),
+        tls = config.tls.is_some(),
         "starting"
     );
-    eprintln!("listening on {addr}");
+    match &config.tls {
+        Some(tls) => {
+            // The fingerprint is public (devices pin it); the key never leaves
+            // its file.
+            tracing::info!(fingerprint = %tls.fingerprint(), "serving HTTPS");
+            eprintln!("listening on {addr}");
+            eprintln!(
+                "serving HTTPS; certificate fingerprint: {}",
+                tls.fingerprint()
+            );
+        }
+        None => eprintln!("listening on {addr}"),
+    }
     match metrics_listener {
         Some(m) => {
             let maddr = m
@@ -415,6 +497,30 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--advertise`: the team is the one team this relay's database serves.
+fn announce(
+    config: &Config,
+    port: u16,
+) -> anyhow::Result<heartbridge_relay::advertise::Advertiser> {
+    let teams = heartbridge_relay::list_teams(&config.db_path)
+        .with_context(|| format!("reading {}", config.db_path.display()))?;
+    let [team] = &teams[..] else {
+        anyhow::bail!(
+            "--advertise is for a venue relay serving one team; {} serves {}: leave --advertise out",
+            config.db_path.display(),
+            teams.len()
+        );
+    };
+    let team = heartbridge_proto::TeamId::from_hex(&team.team_id).context("reading the team id")?;
+    let fp = config.tls.as_ref().map(|t| t.fingerprint());
+    let adv = heartbridge_relay::advertise::Advertiser::start(&team, fp.as_deref(), port)?;
+    tracing::info!(
+        service = heartbridge_relay::advertise::SERVICE_TYPE,
+        "announced on the local network"
+    );
+    Ok(adv)
 }
 
 /// Connections the kernel may hold before the relay accepts them (capped by

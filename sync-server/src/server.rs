@@ -5,6 +5,10 @@
 //! `axum::serve` has no header read timeout, so a client sending its
 //! headers a byte a minute would hold its connection for ever; this loop is
 //! the same as `axum::serve`'s otherwise.
+//!
+//! With TLS (`crate::tls`) each accepted connection first completes its
+//! handshake, which must end within the header timeout too, in its own
+//! task, so a slow handshake never holds up the accept loop.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -28,6 +33,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -53,17 +59,64 @@ pub(crate) async fn run(
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(req)
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                // A header timeout, a reset, a malformed head: the
-                // connection is gone; nothing in the error is the client's.
-                tracing::debug!(error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        // A header timeout, a reset, a malformed head: the
+                        // connection is gone; nothing in the error is the client's.
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                let http = http.clone();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                // A client that does not trust the certificate
+                                // (a pin mismatch) ends here, before any request.
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    serve_one(watcher, &http, stream, service).await;
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+async fn serve_one<I, S>(
+    watcher: hyper_util::server::graceful::Watcher,
+    http: &http1::Builder,
+    stream: I,
+    service: S,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if let Err(e) = watcher
+        .watch(http.serve_connection(TokioIo::new(stream), service))
+        .await
+    {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Completes once `stopping` is true (or its sender is gone).

@@ -6,6 +6,7 @@
 
 mod duty_cli;
 mod output;
+mod relays_cli;
 mod stats_cli;
 mod supervision_cli;
 
@@ -108,6 +109,11 @@ enum TeamCmd {
         /// Your name (needed if the profile is new).
         #[arg(long)]
         name: Option<String>,
+        /// The relay's certificate fingerprint when it serves a self-signed
+        /// certificate (`heartbridge-relay fingerprint`); it goes into every
+        /// invite code.
+        #[arg(long)]
+        pin: Option<String>,
     },
     /// Print an invite code for a new device.
     Invite {
@@ -128,6 +134,9 @@ enum TeamCmd {
     },
     /// The team settings: show them, or change them (lead only).
     Settings(duty_cli::SettingsArgs),
+    /// The relays this device knows: list, add, remove.
+    #[command(subcommand)]
+    Relays(relays_cli::RelaysCmd),
 }
 
 #[derive(Subcommand)]
@@ -287,9 +296,24 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         Command::Handbook(cmd) => handbook(cmd, &mut open(&profile)?, out)?,
         Command::Case(cmd) => case(cmd, &mut open(&profile)?, out)?,
         Command::Supervision(cmd) => supervision_cli::top(cmd, &mut open(&profile)?, out)?,
-        Command::Team(TeamCmd::Claim { relay, token, name }) => {
+        Command::Team(TeamCmd::Claim {
+            relay,
+            token,
+            name,
+            pin,
+        }) => {
+            let pin = match pin.as_deref() {
+                None => None,
+                Some(p) => Some(heartbridge_core::proto::CertPin::parse(p).ok_or(
+                    heartbridge_core::Error::InvalidValue {
+                        field: "pin",
+                        value: p.chars().take(60).collect(),
+                        allowed: "sha256: and 43 characters, as `heartbridge-relay fingerprint` prints it",
+                    },
+                )?),
+            };
             let mut store = open_or_init(&profile, name.as_deref())?;
-            let team = heartbridge_client::claim(&mut store, &relay, &token)?;
+            let team = BlockingTransport::new()?.claim_pinned(&mut store, &relay, &token, pin)?;
             out.print(
                 &json!({"team_id": team.team_id.to_hex(), "device_id": team.device_id, "role": team.role}),
                 || format!("You lead team {}. Invite devices with `heartbridge team invite`.", team.team_id),
@@ -325,6 +349,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 format!("Device {device} is removed: the relay refuses it, and the team's new key (epoch {epoch}) goes to every other device at its next sync. The removed device erases its data if it syncs again.")
             });
         }
+        Command::Team(TeamCmd::Relays(cmd)) => relays_cli::relays(cmd, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Settings(args)) => {
             duty_cli::settings(args, &mut open(&profile)?, out)?
         }

@@ -86,7 +86,7 @@ fn claim_invite_join_sync_status_and_members() {
 
     let invite = ok(&lead, &["team", "invite", "--role", "volunteer"]);
     let code = invite["code"].as_str().expect("code");
-    assert!(code.starts_with("HB2.") && !code.contains(char::is_whitespace));
+    assert!(code.starts_with("HB3.") && !code.contains(char::is_whitespace));
     let joined = ok(&vol, &["join", code, "--name", "小王"]);
     assert_eq!(joined["role"], "volunteer");
     let pulled = ok(&vol, &["sync"]);

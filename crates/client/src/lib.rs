@@ -24,16 +24,33 @@
 //! Nothing here logs, and no error message carries a token, a key or a
 //! device name: network failures are reported as short kind words
 //! ("timed out", "connection reset", ...).
+//!
+//! Trust in a relay ([`RelayTrust`], registered per relay URL with
+//! [`HttpTransport::trust_relay`], or by the core's sync through
+//! [`Transport::use_relay`]): a relay with a certificate pin is reached
+//! only if it presents exactly that certificate ([`pin`]); one without is
+//! checked against the Mozilla roots. Plain `http://` to an address that
+//! is not loopback is refused before anything is sent
+//! (`insecure_relay`) unless the entry allows it, so a bearer token never
+//! crosses venue Wi-Fi in clear.
 
+pub mod discover;
+pub mod pin;
+
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use heartbridge_core::proto::CertPin;
 use heartbridge_core::proto::{
     open_name, seal_name, EnrollRequest, EnrollResponse, ErrorBody, Invite, InviteRequest,
     InviteResponse, MembersResponse, RevokeResponse, Role, Secret, TeamId, SYNC_CONTENT_TYPE,
 };
-use heartbridge_core::{Error, PendingEnrollment, Result, Store, Team, Transport, TransportError};
+use heartbridge_core::{
+    Error, PendingEnrollment, RelayEntry, Result, Store, Team, Transport, TransportError,
+};
+pub use pin::RelayTrust;
 use serde::Serialize;
 
 /// Largest response body accepted (64 MiB), enforced while it streams in.
@@ -55,20 +72,62 @@ fn net(detail: &str) -> TransportError {
 }
 
 /// rustls with the ring provider and the Mozilla roots (webpki-roots): the
-/// same trust on every platform, no system store needed.
-fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// same trust on every platform, no system store needed. With a pin, the
+/// pinned certificate and nothing else.
+fn tls_config(pin: Option<CertPin>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3");
+    let mut config = match pin {
+        None => builder
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth(),
+        Some(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(pin::PinnedVerifier::new(pin, provider)))
+            .with_no_client_auth(),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
+}
+
+fn build_client(tls: rustls::ClientConfig) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .http1_only()
+        .connect_timeout(CONNECT_TIMEOUT)
+        // Below the relay's idle keep-alive limit (its header timeout,
+        // 30 s), so a pooled connection is never one it just closed.
+        .pool_idle_timeout(Duration::from_secs(20))
+        .tcp_nodelay(true)
+        // A relay never redirects; a redirect is a misconfiguration and
+        // must not carry a token elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|_| Error::Network {
+            detail: "the HTTP client could not be set up".into(),
+        })
+}
+
+/// The refusal of a pinned relay that presented another certificate.
+fn pin_mismatch() -> TransportError {
+    TransportError::Relay {
+        status: 0,
+        kind: "relay_certificate_mismatch".into(),
+        message: "this relay's certificate is not the one in your invite code or relay entry, so nothing was sent to it: someone may be imitating the relay, or it was set up again. Check the fingerprint with your team lead (heartbridge-relay fingerprint) and ask for a new invite code or correct the relay entry (heartbridge team relays)".into(),
+    }
+}
+
+/// The refusal of a plain-HTTP relay off loopback.
+fn insecure_relay() -> TransportError {
+    TransportError::Relay {
+        status: 0,
+        kind: "insecure_relay".into(),
+        message: "this relay address is plain http:// on the network, so the device's token would cross it unencrypted; nothing was sent. Use the relay's https:// address (with its fingerprint), or, only on a network you trust, add the relay with --insecure-http".into(),
+    }
 }
 
 /// The relay protocol over HTTP(S), async. Cloning is cheap and shares the
@@ -77,6 +136,10 @@ fn tls_config() -> rustls::ClientConfig {
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
+    /// One client per pinned certificate, made on first use.
+    pinned: Arc<Mutex<HashMap<CertPin, reqwest::Client>>>,
+    /// What each relay URL (without a trailing `/`) is trusted by.
+    trust: Arc<Mutex<HashMap<String, RelayTrust>>>,
     max_response: usize,
 }
 
@@ -98,25 +161,53 @@ impl std::fmt::Debug for HttpTransport {
 
 impl HttpTransport {
     pub fn new() -> Result<HttpTransport> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config())
-            .http1_only()
-            .connect_timeout(CONNECT_TIMEOUT)
-            // Below the relay's idle keep-alive limit (its header timeout,
-            // 30 s), so a pooled connection is never one it just closed.
-            .pool_idle_timeout(Duration::from_secs(20))
-            .tcp_nodelay(true)
-            // A relay never redirects; a redirect is a misconfiguration and
-            // must not carry a token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| Error::Network {
-                detail: "the HTTP client could not be set up".into(),
-            })?;
         Ok(HttpTransport {
-            client,
+            client: build_client(tls_config(None))?,
+            pinned: Arc::default(),
+            trust: Arc::default(),
             max_response: MAX_RESPONSE,
         })
+    }
+
+    /// From now on, reach the relay at `url` by `trust` (its pin, or the
+    /// web's authorities; plain `http://` off loopback only if allowed).
+    pub fn trust_relay(&self, url: &str, trust: RelayTrust) {
+        let mut map = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(relay_key(url), trust);
+    }
+
+    /// Trusts every relay entry as it says (the store's [`Store::relays`]).
+    pub fn trust_relays(&self, entries: &[RelayEntry]) {
+        for e in entries {
+            self.trust_relay(&e.url, entry_trust(e));
+        }
+    }
+
+    /// What the relay at `url` is trusted by (the default: no pin, no
+    /// plain HTTP off loopback).
+    pub fn relay_trust(&self, url: &str) -> RelayTrust {
+        let map = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&relay_key(url)).cloned().unwrap_or_default()
+    }
+
+    /// The client for a relay: refuses plain HTTP off loopback unless
+    /// allowed; a pinned relay gets its own client.
+    fn client_for(&self, base: &str) -> TResult<reqwest::Client> {
+        let trust = self.relay_trust(base);
+        if pin::is_insecure_http(base) && !trust.allow_insecure_http {
+            return Err(insecure_relay());
+        }
+        let Some(pin) = trust.pin else {
+            return Ok(self.client.clone());
+        };
+        let mut map = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&pin) {
+            return Ok(c.clone());
+        }
+        let client = build_client(tls_config(Some(pin)))
+            .map_err(|_| net("the HTTP client could not be set up"))?;
+        map.insert(pin, client.clone());
+        Ok(client)
     }
 
     /// A smaller (or larger) response limit than [`MAX_RESPONSE`].
@@ -132,7 +223,7 @@ impl HttpTransport {
     /// error is [`TransportError::Relay`].
     pub async fn sync(&self, team: &Team, body: Vec<u8>, deadline: Duration) -> TResult<Vec<u8>> {
         let req = self
-            .client
+            .client_for(&team.relay_url)?
             .post(url(&team.relay_url, "/v1/sync"))
             .bearer_auth(team.token.expose())
             .header(reqwest::header::CONTENT_TYPE, SYNC_CONTENT_TYPE)
@@ -147,6 +238,7 @@ impl HttpTransport {
     /// answer gives back the same device.
     pub async fn enroll(&self, enrollment: &Enrollment) -> Result<Team> {
         let p = &enrollment.pending;
+        self.trust_relay(&p.relay_url, enrollment.trust.clone());
         let req = EnrollRequest {
             team_id: p.team_id.to_hex(),
             token: p.token.clone(),
@@ -176,7 +268,7 @@ impl HttpTransport {
     /// revoked devices too).
     pub async fn roster(&self, team: &Team) -> TResult<Vec<u8>> {
         let req = self
-            .client
+            .client_for(&team.relay_url)?
             .get(url(&team.relay_url, "/v1/roster"))
             .bearer_auth(team.token.expose());
         self.exchange(req, ADMIN_DEADLINE).await
@@ -235,7 +327,8 @@ impl HttpTransport {
                 role,
                 expires_at: resp.expires_at,
                 lead_sign_pk: team.lead_sign_pk,
-                pin: None,
+                // The pin this device trusts the team's relay by, if any.
+                pin: self.relay_trust(&team.relay_url).pin.map(|p| p.to_string()),
             }
             .encode(),
             resp.expires_at,
@@ -245,7 +338,8 @@ impl HttpTransport {
     /// The team's devices, names opened with the team key.
     pub async fn members(&self, team: &Team) -> Result<Vec<MemberView>> {
         let req = self
-            .client
+            .client_for(&team.relay_url)
+            .map_err(explain)?
             .get(url(&team.relay_url, "/v1/members"))
             .bearer_auth(team.token.expose());
         let body = self.exchange(req, ADMIN_DEADLINE).await.map_err(explain)?;
@@ -275,7 +369,8 @@ impl HttpTransport {
             detail: e.to_string(),
         })?;
         let mut req = self
-            .client
+            .client_for(base)
+            .map_err(explain)?
             .post(url(base, path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -356,6 +451,17 @@ async fn read_limited(
     Ok(out)
 }
 
+fn entry_trust(e: &RelayEntry) -> RelayTrust {
+    RelayTrust {
+        pin: e.cert_pin(),
+        allow_insecure_http: e.insecure,
+    }
+}
+
+fn relay_key(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
+}
+
 fn url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
@@ -376,6 +482,16 @@ fn io_word(kind: std::io::ErrorKind) -> Option<&'static str> {
     })
 }
 
+/// The rustls error in `e`, also inside an `io::Error` (whose `source`
+/// skips the error it wraps).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
+}
+
 /// A failure in a few words of what happened. Built only from error kinds,
 /// never from error text (which would carry the URL).
 fn network(e: &reqwest::Error) -> TransportError {
@@ -393,7 +509,14 @@ fn network(e: &reqwest::Error) -> TransportError {
             closed |= h.is_incomplete_message() || h.is_closed() || h.is_canceled();
             timeout |= h.is_timeout();
         }
-        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) =
+            rustls_error(s)
+        {
+            if o.0.downcast_ref::<pin::PinMismatch>().is_some() {
+                return pin_mismatch();
+            }
+        }
+        if let Some(t) = rustls_error(s) {
             tls = Some(match t {
                 rustls::Error::InvalidCertificate(_) => "the relay's certificate is not trusted",
                 _ => "TLS handshake failed",
@@ -457,6 +580,8 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 pub struct Enrollment {
     pending: PendingEnrollment,
     name_sealed: String,
+    /// The relay's pin from the invite code (none for a claim).
+    trust: RelayTrust,
 }
 
 impl Enrollment {
@@ -469,6 +594,16 @@ impl Enrollment {
     }
     pub fn relay_url(&self) -> &str {
         &self.pending.relay_url
+    }
+    /// The relay's certificate pin from the invite code, if any.
+    pub fn pin(&self) -> Option<CertPin> {
+        self.trust.pin
+    }
+    /// Reach a claim's relay by this pin (a relay serving a self-signed
+    /// certificate: `heartbridge-relay fingerprint`).
+    pub fn with_pin(mut self, pin: Option<CertPin>) -> Enrollment {
+        self.trust.pin = pin;
+        self
     }
 }
 
@@ -494,6 +629,7 @@ fn prepare(
     Ok(Enrollment {
         pending,
         name_sealed,
+        trust: RelayTrust::default(),
     })
 }
 
@@ -529,7 +665,14 @@ pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
             message: "this invite code has expired: ask for a new one".into(),
         });
     }
-    prepare(
+    let pin = match invite.pin.as_deref() {
+        None => None,
+        Some(p) => Some(
+            CertPin::parse(p)
+                .ok_or(Error::Invite(heartbridge_core::proto::InviteError::Damaged))?,
+        ),
+    };
+    let e = prepare(
         store,
         &invite.relay,
         "/v1/join",
@@ -541,7 +684,17 @@ pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
             role: invite.role,
             lead_sign_pk: invite.lead_sign_pk,
         }),
-    )
+    )?;
+    // The team's relay entry, with the pin the code carries: every later
+    // request to it is pinned.
+    let pin_text = pin.map(|p| p.to_string());
+    store.add_relay(
+        e.relay_url(),
+        pin_text.as_deref(),
+        heartbridge_core::RelayKind::Central,
+        false,
+    )?;
+    Ok(e.with_pin(pin))
 }
 
 /// Step 3 of an enrollment: stores the membership [`HttpTransport::enroll`]
@@ -623,7 +776,28 @@ impl BlockingTransport {
     /// Claims a team as its lead: prepare, send, commit. Run again after a
     /// lost answer, it resumes the same enrollment.
     pub fn claim(&self, store: &mut Store, relay: &str, lead_token: &str) -> Result<Team> {
-        let e = prepare_claim(store, relay, lead_token)?;
+        self.claim_pinned(store, relay, lead_token, None)
+    }
+
+    /// [`BlockingTransport::claim`] of a relay reached by its certificate
+    /// pin (a relay serving a self-signed certificate); the pin is kept in
+    /// the team's relay entry and goes into the invite codes this device
+    /// makes.
+    pub fn claim_pinned(
+        &self,
+        store: &mut Store,
+        relay: &str,
+        lead_token: &str,
+        pin: Option<CertPin>,
+    ) -> Result<Team> {
+        let e = prepare_claim(store, relay, lead_token)?.with_pin(pin);
+        let pin_text = pin.map(|p| p.to_string());
+        store.add_relay(
+            e.relay_url(),
+            pin_text.as_deref(),
+            heartbridge_core::RelayKind::Central,
+            false,
+        )?;
         let team = self.block_on(self.http.enroll(&e))?;
         commit_enrollment(store, &team)?;
         Ok(team)
@@ -657,6 +831,7 @@ impl BlockingTransport {
             store.sync(self, &heartbridge_core::SyncOptions::default(), &mut |_| {})?;
         }
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.http.trust_relays(&store.relays()?);
         self.block_on(self.http.invite_card(&team, role, ttl))
     }
 
@@ -667,6 +842,7 @@ impl BlockingTransport {
     /// relay's sequence number at the revocation.
     pub fn revoke(&mut self, store: &mut Store, device: &str) -> Result<(u32, u64)> {
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.http.trust_relays(&store.relays()?);
         if store.device_public()?.map(|p| p.sign) != Some(team.lead_sign_pk) {
             return Err(Error::NotLead);
         }
@@ -690,6 +866,7 @@ impl BlockingTransport {
     /// The team's devices.
     pub fn members(&self, store: &Store) -> Result<Vec<MemberView>> {
         let team = store.team()?.ok_or(Error::NotEnrolled)?;
+        self.http.trust_relays(&store.relays()?);
         self.block_on(self.http.members(&team))
     }
 }
@@ -700,6 +877,9 @@ impl Transport for BlockingTransport {
     }
     fn roster(&mut self, team: &Team) -> TResult<Vec<u8>> {
         self.rt.block_on(self.http.roster(team))
+    }
+    fn use_relay(&mut self, relay: &RelayEntry) {
+        self.http.trust_relay(&relay.url, entry_trust(relay));
     }
 }
 

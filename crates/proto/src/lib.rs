@@ -24,6 +24,7 @@ mod envelope;
 pub mod identity;
 mod invite;
 mod key;
+mod pin;
 mod wire;
 
 pub use envelope::{
@@ -33,6 +34,7 @@ pub use envelope::{
 pub use identity::{DeviceId, DevicePublic, DeviceSecret, Roster, SignedRoster};
 pub use invite::{Invite, InviteError, Role};
 pub use key::{Secret, TeamId, TeamKey};
+pub use pin::{team_tag, CertPin, PIN_PREFIX};
 pub use wire::*;
 
 /// The protocol version spoken by this crate.

@@ -420,6 +420,22 @@ INSERT INTO grants_by_granter SELECT scope, key_id, gen, granter, recipient, rel
 DROP TABLE grants;
 ALTER TABLE grants_by_granter RENAME TO grants;
 "#,
+    // 13: the relays a device knows (issue 10), each with its own envelope
+    // cursor; sync_state.cursor is the active relay's (NULL: the team's).
+    r#"
+CREATE TABLE relays (
+    url         TEXT PRIMARY KEY,
+    pin         TEXT,
+    kind        TEXT NOT NULL CHECK (kind IN ('central', 'venue')),
+    label       TEXT,
+    insecure    INTEGER NOT NULL DEFAULT 0,
+    added_at    INTEGER NOT NULL,
+    last_ok_at  INTEGER,
+    last_rtt_ms INTEGER,
+    cursor      INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+ALTER TABLE sync_state ADD COLUMN active_relay TEXT;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

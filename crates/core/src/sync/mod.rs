@@ -75,6 +75,11 @@ pub trait Transport {
             "this transport cannot fetch the roster".into(),
         ))
     }
+
+    /// Called by [`Store::sync`] before it talks to `relay` (the `Team` of
+    /// the calls that follow carries its URL): a transport that speaks TLS
+    /// learns the relay's certificate pin and whether plain HTTP is allowed.
+    fn use_relay(&mut self, _relay: &crate::relays::RelayEntry) {}
 }
 
 /// Knobs of one sync.
@@ -646,7 +651,12 @@ fn has_unsent(store: &Store) -> Result<bool> {
 impl Store {
     /// Starts a sync with the team's relay.
     pub fn sync_session(&self, opts: &SyncOptions) -> Result<SyncSession> {
-        let team = self.team()?.ok_or(Error::NotEnrolled)?;
+        let mut team = self.team()?.ok_or(Error::NotEnrolled)?;
+        // The relay whose cursor is the engine's (issue 10: each relay
+        // keeps its own).
+        if let Some(url) = self.active_relay_url()? {
+            team.relay_url = url;
+        }
         Ok(SyncSession {
             team,
             opts: opts.clone(),
@@ -751,7 +761,9 @@ impl Store {
     /// Reports progress after every round. On failure the error is
     /// recorded for the status screen and everything already acknowledged
     /// or applied stays done.
-    pub fn sync(
+    /// One sync with the active relay ([`Store::select_relay`]);
+    /// [`Store::sync`] picks the relay and falls over.
+    pub fn sync_active(
         &mut self,
         transport: &mut dyn Transport,
         opts: &SyncOptions,

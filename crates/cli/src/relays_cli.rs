@@ -1,0 +1,104 @@
+//! `heartbridge team relays …`: the relays this device knows (issue 10).
+//! The team's own relay (from the invite code) is always listed and cannot
+//! be removed; a venue relay (`--venue`) is tried first by `heartbridge
+//! sync`, which falls over to the next relay when one does not answer.
+
+use std::fmt::Write as _;
+
+use clap::Subcommand;
+use heartbridge_core::{format_ms, RelayEntry, RelayKind, Store};
+use serde_json::json;
+
+use crate::output::Out;
+
+#[derive(Subcommand)]
+pub enum RelaysCmd {
+    /// The relays this device knows, in the order a sync tries them.
+    List,
+    /// Add a relay address (or change the fingerprint or kind of one).
+    Add {
+        /// https://HOST:PORT (http:// only on this computer, or with --insecure-http).
+        url: String,
+        /// The relay's certificate fingerprint (sha256:…, as
+        /// `heartbridge-relay fingerprint` prints it): only that certificate
+        /// is accepted.
+        #[arg(long)]
+        pin: Option<String>,
+        /// A venue relay inside a closed-loop venue: tried first.
+        #[arg(long)]
+        venue: bool,
+        /// Allow plain http:// to this address on the network: the device's
+        /// token crosses it unencrypted. Only on a network you trust.
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Forget a relay address (not the team's own relay).
+    Remove { url: String },
+}
+
+fn human(list: &[RelayEntry]) -> String {
+    let mut s = String::new();
+    for e in list {
+        let mut notes = vec![e.kind.as_str().to_owned()];
+        if e.team_relay {
+            notes.push("team relay".into());
+        }
+        if e.active {
+            notes.push("last used".into());
+        }
+        if e.insecure {
+            notes.push("plain http allowed".into());
+        }
+        let _ = writeln!(s, "{}  ({})", e.url, notes.join(", "));
+        let _ = writeln!(
+            s,
+            "    fingerprint: {}",
+            e.pin.as_deref().unwrap_or("none (checked by the web's authorities)")
+        );
+        match (e.last_ok_at, e.last_rtt_ms) {
+            (Some(at), Some(rtt)) => {
+                let _ = writeln!(s, "    last answered {} in {rtt} ms", format_ms(at));
+            }
+            _ => {
+                let _ = writeln!(s, "    not synced with yet");
+            }
+        }
+    }
+    s
+}
+
+pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()> {
+    match cmd {
+        RelaysCmd::List => {
+            let list = store.relay_order()?;
+            out.print(&list, || human(&list));
+        }
+        RelaysCmd::Add {
+            url,
+            pin,
+            venue,
+            insecure_http,
+        } => {
+            let kind = if venue {
+                RelayKind::Venue
+            } else {
+                RelayKind::Central
+            };
+            let e = store.add_relay(&url, pin.as_deref(), kind, insecure_http)?;
+            out.print(&e, || {
+                let mut s = format!("Added {} ({}).", e.url, e.kind.as_str());
+                if e.pin.is_none() && e.url.starts_with("https://") {
+                    s.push_str(" No fingerprint: its certificate must be signed by a public authority.");
+                }
+                s
+            });
+        }
+        RelaysCmd::Remove { url } => {
+            store.remove_relay(&url)?;
+            out.print(&json!({"removed": url.trim()}), || {
+                format!("Removed {}.", url.trim())
+            });
+        }
+    }
+    Ok(())
+}

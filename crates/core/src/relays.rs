@@ -1,0 +1,376 @@
+//! The relays a device knows (issue 10): the team's own relay (from the
+//! invite code; always an entry, cannot be removed), other addresses of
+//! the central relay, and venue relays on a local network. Each entry
+//! keeps its certificate pin (or none), whether plain `http://` off
+//! loopback is allowed, when it last answered and how fast, and **its own
+//! envelope cursor**: a relay's sequence numbers are its own, so a cursor
+//! at relay A is never used at relay B.
+//!
+//! `sync_state.cursor` is the cursor of the *active* relay
+//! (`sync_state.active_relay`, NULL for the team's relay), so the sync
+//! engine reads and moves one cursor as before; [`Store::select_relay`]
+//! switches in one transaction, parking the active relay's cursor in its
+//! entry and loading the new one's. [`Store::sync`] picks the relay: venue
+//! entries first, then by the last measured round trip, and falls over to
+//! the next on a network failure (never on a refusal: a revoked device, a
+//! wrong certificate, a refused push stop there).
+
+use std::time::Instant;
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::proto::CertPin;
+use crate::sync::{Progress, SyncOptions, SyncReport, Transport, TransportError};
+use crate::{now_ms, Error, Result, Store, Team};
+
+/// What a relay entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayKind {
+    /// The team's central relay (or another address of it).
+    Central,
+    /// A venue relay inside a closed-loop venue; tried first.
+    Venue,
+}
+
+impl RelayKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayKind::Central => "central",
+            RelayKind::Venue => "venue",
+        }
+    }
+    fn parse(s: &str) -> RelayKind {
+        if s == "venue" {
+            RelayKind::Venue
+        } else {
+            RelayKind::Central
+        }
+    }
+}
+
+/// One relay the device knows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RelayEntry {
+    pub url: String,
+    /// `sha256:<base64url>` of the leaf certificate, when pinned.
+    pub pin: Option<String>,
+    pub kind: RelayKind,
+    pub label: Option<String>,
+    /// Plain `http://` off loopback allowed (the volunteer said so).
+    pub insecure: bool,
+    pub added_at: i64,
+    pub last_ok_at: Option<i64>,
+    pub last_rtt_ms: Option<i64>,
+    /// The team's own relay, from the invite: cannot be removed.
+    pub team_relay: bool,
+    /// The relay whose cursor the sync engine uses now.
+    pub active: bool,
+}
+
+impl RelayEntry {
+    /// The pin, parsed.
+    pub fn cert_pin(&self) -> Option<CertPin> {
+        self.pin.as_deref().and_then(CertPin::parse)
+    }
+}
+
+/// A relay URL as entries key it: trimmed, without a trailing `/`.
+pub fn normalize_relay_url(url: &str) -> Result<String> {
+    let u = url.trim().trim_end_matches('/');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(u.to_owned()),
+        _ => Err(Error::InvalidValue {
+            field: "relay address",
+            value: u.chars().take(80).collect(),
+            allowed: "an address starting with https:// (or http:// on this computer)",
+        }),
+    }
+}
+
+fn check_pin(pin: Option<&str>) -> Result<Option<String>> {
+    match pin {
+        None => Ok(None),
+        Some(p) => match CertPin::parse(p) {
+            Some(pin) => Ok(Some(pin.to_string())),
+            None => Err(Error::InvalidValue {
+                field: "fingerprint",
+                value: p.chars().take(80).collect(),
+                allowed: "sha256: followed by 43 characters, as `heartbridge-relay fingerprint` prints it",
+            }),
+        },
+    }
+}
+
+const COLUMNS: &str = "url, pin, kind, label, insecure, added_at, last_ok_at, last_rtt_ms";
+
+fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelayEntry> {
+    Ok(RelayEntry {
+        url: r.get(0)?,
+        pin: r.get(1)?,
+        kind: RelayKind::parse(&r.get::<_, String>(2)?),
+        label: r.get(3)?,
+        insecure: r.get::<_, i64>(4)? != 0,
+        added_at: r.get(5)?,
+        last_ok_at: r.get(6)?,
+        last_rtt_ms: r.get(7)?,
+        team_relay: false,
+        active: false,
+    })
+}
+
+impl Store {
+    /// Every relay this device knows, the team's relay first, then in the
+    /// order they were added.
+    pub fn relays(&self) -> Result<Vec<RelayEntry>> {
+        let team_url = self.team()?.map(|t| t.relay_url);
+        let active = self.active_relay_url()?;
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {COLUMNS} FROM relays ORDER BY added_at, url"
+        ))?;
+        let mut list: Vec<RelayEntry> = stmt
+            .query_map([], row_entry)?
+            .collect::<rusqlite::Result<_>>()?;
+        if let Some(team_url) = &team_url {
+            if !list.iter().any(|e| &e.url == team_url) {
+                list.push(RelayEntry {
+                    url: team_url.clone(),
+                    pin: None,
+                    kind: RelayKind::Central,
+                    label: None,
+                    insecure: false,
+                    added_at: 0,
+                    last_ok_at: None,
+                    last_rtt_ms: None,
+                    team_relay: true,
+                    active: false,
+                });
+            }
+        }
+        for e in &mut list {
+            e.team_relay = team_url.as_deref() == Some(e.url.as_str());
+            e.active = active.as_deref() == Some(e.url.as_str());
+        }
+        list.sort_by_key(|e| !e.team_relay);
+        Ok(list)
+    }
+
+    /// Adds a relay (or updates the pin, kind and insecure flag of one
+    /// already known). The pin is checked for its form; the address must
+    /// start with `https://` or `http://`.
+    pub fn add_relay(
+        &mut self,
+        url: &str,
+        pin: Option<&str>,
+        kind: RelayKind,
+        insecure: bool,
+    ) -> Result<RelayEntry> {
+        let url = normalize_relay_url(url)?;
+        let pin = check_pin(pin)?;
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO relays (url, pin, kind, insecure, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (url) DO UPDATE SET pin = excluded.pin, kind = excluded.kind,
+                 insecure = excluded.insecure",
+            params![url, pin, kind.as_str(), insecure as i64, now_ms()],
+        )?;
+        tx.commit()?;
+        self.relays()?
+            .into_iter()
+            .find(|e| e.url == url)
+            .ok_or(Error::NotFound {
+                what: "relay",
+                id: url,
+            })
+    }
+
+    /// Removes a relay entry and the cursor kept for it. The team's own
+    /// relay cannot be removed. Removing the active relay makes the team's
+    /// relay active again.
+    pub fn remove_relay(&mut self, url: &str) -> Result<()> {
+        let url = normalize_relay_url(url)?;
+        let team_url = self.team()?.map(|t| t.relay_url);
+        if team_url.as_deref() == Some(url.as_str()) {
+            return Err(Error::Relay {
+                kind: "central_relay".into(),
+                message: "this is your team's own relay (from the invite code): it cannot be removed; add another address instead".into(),
+            });
+        }
+        if self.active_relay_url()?.as_deref() == Some(url.as_str()) {
+            if let Some(t) = &team_url {
+                self.select_relay(t)?;
+            }
+        }
+        let n = self
+            .conn()
+            .execute("DELETE FROM relays WHERE url = ?1", [&url])?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                what: "relay",
+                id: url,
+            });
+        }
+        Ok(())
+    }
+
+    /// The relay whose cursor `sync_state.cursor` is: the team's relay
+    /// unless another was selected.
+    pub fn active_relay_url(&self) -> Result<Option<String>> {
+        let active: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT active_relay FROM sync_state WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        match active {
+            Some(a) => Ok(Some(a)),
+            None => Ok(self.team()?.map(|t| t.relay_url)),
+        }
+    }
+
+    /// Makes `url` the relay the next sync session talks to, in one
+    /// transaction: the active relay's envelope cursor is parked in its
+    /// entry, the one kept for `url` (0 the first time) becomes the
+    /// engine's cursor.
+    pub fn select_relay(&mut self, url: &str) -> Result<()> {
+        let url = normalize_relay_url(url)?;
+        let team_url = self.team()?.ok_or(Error::NotEnrolled)?.relay_url;
+        let current = self.active_relay_url()?.unwrap_or_else(|| team_url.clone());
+        if current == url {
+            return Ok(());
+        }
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let known: bool = tx
+            .query_row("SELECT 1 FROM relays WHERE url = ?1", [&url], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !known && url != team_url {
+            return Err(Error::NotFound {
+                what: "relay",
+                id: url,
+            });
+        }
+        let cursor: i64 = tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+        // Park the current cursor (the team's relay gets its entry now if
+        // it had none).
+        for u in [&current, &url] {
+            tx.execute(
+                "INSERT INTO relays (url, kind, added_at) VALUES (?1, 'central', ?2)
+                 ON CONFLICT (url) DO NOTHING",
+                params![u, now_ms()],
+            )?;
+        }
+        tx.execute(
+            "UPDATE relays SET cursor = ?2 WHERE url = ?1",
+            params![current, cursor],
+        )?;
+        let next: i64 = tx.query_row("SELECT cursor FROM relays WHERE url = ?1", [&url], |r| {
+            r.get(0)
+        })?;
+        let active = (url != team_url).then_some(url.as_str());
+        tx.execute(
+            "UPDATE sync_state SET cursor = ?1, active_relay = ?2 WHERE id = 1",
+            params![next, active],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that `url` answered a sync, with the round trip of its first
+    /// request.
+    pub fn record_relay_ok(&mut self, url: &str, rtt_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO relays (url, kind, added_at, last_ok_at, last_rtt_ms)
+             VALUES (?1, 'central', ?2, ?2, ?3)
+             ON CONFLICT (url) DO UPDATE SET last_ok_at = ?2, last_rtt_ms = ?3",
+            params![url, now_ms(), rtt_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The order a sync tries relays in: venue entries first, then the
+    /// others, each by the last measured round trip (unmeasured last; the
+    /// team's relay first among equals).
+    pub fn relay_order(&self) -> Result<Vec<RelayEntry>> {
+        let mut list = self.relays()?;
+        list.sort_by_key(|e| {
+            (
+                e.kind != RelayKind::Venue,
+                e.last_rtt_ms.is_none(),
+                e.last_rtt_ms.unwrap_or(0),
+                !e.team_relay,
+            )
+        });
+        Ok(list)
+    }
+
+    /// Syncs with the first relay of [`Store::relay_order`] that answers:
+    /// a network failure (connect refused, timed out, cut before an
+    /// answer) moves on to the next; any refusal or device error is
+    /// returned at once. Each relay keeps its own cursor.
+    pub fn sync(
+        &mut self,
+        transport: &mut dyn Transport,
+        opts: &SyncOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<SyncReport> {
+        let order = match self.team()? {
+            Some(_) => self.relay_order()?,
+            None => return Err(Error::NotEnrolled),
+        };
+        let mut last = None;
+        for entry in &order {
+            transport.use_relay(entry);
+            self.select_relay(&entry.url)?;
+            let mut timed = Timed {
+                inner: transport,
+                first: None,
+            };
+            match self.sync_active(&mut timed, opts, progress) {
+                Ok(report) => {
+                    let rtt = timed.first.unwrap_or(0);
+                    self.record_relay_ok(&entry.url, rtt)?;
+                    return Ok(report);
+                }
+                Err(e @ Error::Network { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(Error::NotEnrolled))
+    }
+}
+
+/// Measures the first request's round trip.
+struct Timed<'a> {
+    inner: &'a mut dyn Transport,
+    first: Option<i64>,
+}
+
+impl Transport for Timed<'_> {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        let start = Instant::now();
+        let r = self.inner.sync(team, body);
+        if self.first.is_none() && r.is_ok() {
+            self.first = Some(start.elapsed().as_millis() as i64);
+        }
+        r
+    }
+    fn roster(&mut self, team: &Team) -> std::result::Result<Vec<u8>, TransportError> {
+        self.inner.roster(team)
+    }
+    fn use_relay(&mut self, relay: &RelayEntry) {
+        self.inner.use_relay(relay)
+    }
+}
