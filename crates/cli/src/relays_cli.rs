@@ -34,6 +34,17 @@ pub enum RelaysCmd {
     },
     /// Forget a relay address (not the team's own relay).
     Remove { url: String },
+    /// Look for venue relays on the local network (mDNS) and list them,
+    /// marking this team's; nothing is added unless --add is given.
+    Discover {
+        /// How long to listen.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Add the relays of this team that were found (as venue relays,
+        /// pinned to the announced fingerprint).
+        #[arg(long)]
+        add: bool,
+    },
 }
 
 fn human(list: &[RelayEntry]) -> String {
@@ -53,7 +64,9 @@ fn human(list: &[RelayEntry]) -> String {
         let _ = writeln!(
             s,
             "    fingerprint: {}",
-            e.pin.as_deref().unwrap_or("none (checked by the web's authorities)")
+            e.pin
+                .as_deref()
+                .unwrap_or("none (checked by the web's authorities)")
         );
         match (e.last_ok_at, e.last_rtt_ms) {
             (Some(at), Some(rtt)) => {
@@ -88,7 +101,44 @@ pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
             out.print(&e, || {
                 let mut s = format!("Added {} ({}).", e.url, e.kind.as_str());
                 if e.pin.is_none() && e.url.starts_with("https://") {
-                    s.push_str(" No fingerprint: its certificate must be signed by a public authority.");
+                    s.push_str(
+                        " No fingerprint: its certificate must be signed by a public authority.",
+                    );
+                }
+                s
+            });
+        }
+        RelaysCmd::Discover { seconds, add } => {
+            let team = store.team()?.map(|t| t.team_id);
+            let found = heartbridge_client::discover::discover(
+                std::time::Duration::from_secs(seconds.clamp(1, 60)),
+                team.as_ref(),
+            )?;
+            let mut added = Vec::new();
+            if add {
+                for f in found.iter().filter(|f| f.this_team) {
+                    added.push(store.add_relay(
+                        &f.url,
+                        f.pin.as_deref(),
+                        RelayKind::Venue,
+                        false,
+                    )?);
+                }
+            }
+            out.print(&json!({"found": found, "added": added}), || {
+                let mut s = String::new();
+                if found.is_empty() {
+                    let _ = writeln!(s, "No relay answered on the local network in {seconds} s.");
+                }
+                for f in &found {
+                    let whose = if f.this_team { "this team's venue relay" } else { "another team's relay" };
+                    let _ = writeln!(s, "{}  ({whose})", f.url);
+                    let _ = writeln!(s, "    fingerprint: {}", f.pin.as_deref().unwrap_or("none (plain http)"));
+                }
+                if add {
+                    let _ = writeln!(s, "Added {} relay(s) of this team.", added.len());
+                } else if found.iter().any(|f| f.this_team) {
+                    let _ = writeln!(s, "Check the fingerprint with your team lead, then run again with --add to use it.");
                 }
                 s
             });

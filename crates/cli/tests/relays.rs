@@ -63,6 +63,7 @@ fn urls(list: &Value) -> Vec<String> {
 /// port again.
 struct RelayProc {
     db: PathBuf,
+    args: Vec<String>,
     addr: Option<SocketAddr>,
     child: Option<Child>,
     url: String,
@@ -83,8 +84,13 @@ fn relay_bin() -> PathBuf {
 
 impl RelayProc {
     fn start(db: PathBuf) -> RelayProc {
+        RelayProc::start_with(db, &[])
+    }
+
+    fn start_with(db: PathBuf, args: &[&str]) -> RelayProc {
         let mut r = RelayProc {
             db,
+            args: args.iter().map(|a| a.to_string()).collect(),
             addr: None,
             child: None,
             url: String::new(),
@@ -100,6 +106,7 @@ impl RelayProc {
         let mut child = Command::new(relay_bin())
             .args(["serve", "--listen", &listen, "--db"])
             .arg(&self.db)
+            .args(&self.args)
             .env("HEARTBRIDGE_RELAY_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -212,7 +219,15 @@ fn relays_are_listed_added_and_removed_and_sync_falls_over_with_a_cursor_per_rel
         .to_owned();
     ok(
         &lead,
-        &["case", "contact", &c1, "--channel", "hotline", "--text", "第一次来电"],
+        &[
+            "case",
+            "contact",
+            &c1,
+            "--channel",
+            "hotline",
+            "--text",
+            "第一次来电",
+        ],
     );
     ok(&lead, &["sync"]);
     pulled(&sup);
@@ -264,7 +279,10 @@ fn relays_are_listed_added_and_removed_and_sync_falls_over_with_a_cursor_per_rel
     // A is back, the lead writes c2 through it, and B goes down.
     a.restart();
     let a_before = a.envelope_count();
-    let c2 = ok(&lead, &["case", "new", "--alias", "小林", "--risk", "medium"])["id"]
+    let c2 = ok(
+        &lead,
+        &["case", "new", "--alias", "小林", "--risk", "medium"],
+    )["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -289,5 +307,75 @@ fn relays_are_listed_added_and_removed_and_sync_falls_over_with_a_cursor_per_rel
         assert!(e["last_ok_at"].is_i64(), "{list}");
     }
     ok(&sup, &["team", "relays", "remove", &b.url]);
-    assert_eq!(urls(&ok(&sup, &["team", "relays", "list"])), vec![a.url.clone()]);
+    assert_eq!(
+        urls(&ok(&sup, &["team", "relays", "list"])),
+        vec![a.url.clone()]
+    );
+}
+
+#[test]
+fn a_venue_relay_announced_on_the_local_network_is_listed_and_added_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("venue.db");
+    let created = heartbridge_relay::create_team(&db, "会场组").unwrap();
+    let venue = RelayProc::start_with(db.clone(), &["--tls-self-signed", "--advertise"]);
+    let port = venue.addr.unwrap().port();
+    let fp = Command::new(relay_bin())
+        .args(["fingerprint", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(fp.status.success());
+    let fp = String::from_utf8(fp.stdout).unwrap().trim().to_owned();
+    assert!(fp.starts_with("sha256:"), "{fp}");
+
+    // A device of that team, enrolled over HTTPS by the pin.
+    let lead = dir.path().join("lead");
+    let url = format!("https://127.0.0.1:{port}");
+    ok(
+        &lead,
+        &[
+            "team",
+            "claim",
+            "--relay",
+            &url,
+            "--token",
+            created.lead_token.expose(),
+            "--name",
+            "林老师",
+            "--pin",
+            &fp,
+        ],
+    );
+
+    // Discovery lists it, marked as this team's, with the announced
+    // fingerprint, and adds nothing.
+    let seen = ok(&lead, &["team", "relays", "discover", "--seconds", "3"]);
+    let found = seen["found"].as_array().expect("found");
+    let mine = found
+        .iter()
+        .find(|f| f["url"].as_str().unwrap().ends_with(&format!(":{port}")))
+        .unwrap_or_else(|| panic!("the venue relay was not heard: {seen}"));
+    assert_eq!(mine["this_team"], true);
+    assert_eq!(mine["pin"], fp.as_str());
+    assert!(mine["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(seen["added"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        ok(&lead, &["team", "relays", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // With --add it becomes a venue entry pinned to that fingerprint.
+    let seen = ok(
+        &lead,
+        &["team", "relays", "discover", "--seconds", "3", "--add"],
+    );
+    assert!(!seen["added"].as_array().unwrap().is_empty(), "{seen}");
+    let list = ok(&lead, &["team", "relays", "list"]);
+    let venue_entry = &list[0];
+    assert_eq!(venue_entry["kind"], "venue", "{list}");
+    assert_eq!(venue_entry["pin"], fp.as_str());
 }
