@@ -410,7 +410,7 @@ fn joining_with_a_damaged_or_wrong_code_is_refused_clearly() {
     }
     // Right token, wrong key: the relay's key check refuses and the invite stays usable.
     let mut inv = heartbridge_core::proto::Invite::decode(&code).expect("decode");
-    inv.key = TeamKey::generate();
+    inv.key = Some(TeamKey::generate());
     let e = heartbridge_client::join(&mut d.store, &inv.encode()).unwrap_err();
     assert!(e.to_string().contains("does not match"), "{e}");
     heartbridge_client::join(&mut d.store, &code).expect("the right code still works");

@@ -335,11 +335,13 @@ fn main() {
             relay: ["http://127.0.0.1:7070", "https://relay.example.org/hb", ""][i].into(),
             team: TeamId::random(),
             token: Secret::generate(),
-            key: TeamKey::generate(),
+            key: Some(TeamKey::generate()),
+            key_check: String::new(),
             epoch: i as u32 + 1,
             role,
             expires_at: 1_790_086_400,
             lead_sign_pk: DeviceSecret::generate().public().sign,
+            pin: None,
         };
         let code = invite.encode();
         write(

@@ -29,6 +29,8 @@ pub enum RelayError {
     UnknownDevice(String),
     #[error("{1} is not a {0} id (32 hex digits)")]
     BadId(&'static str, String),
+    #[error("venue relay: {0}")]
+    Venue(#[source] crate::venue::VenueError),
 }
 
 /// A failure of the storage backend.
@@ -112,6 +114,9 @@ pub(crate) enum ApiError {
     Version(u8),
     TooLarge(usize),
     UnknownToken,
+    /// A signed request (`HB-Sig`, at a venue relay) that does not hold:
+    /// 401 `bad_request_signature`, with why (no value from the request).
+    BadRequestSignature(&'static str),
     /// The device was revoked: 403 `device_revoked`, not retryable.
     DeviceRevoked,
     Forbidden(&'static str),
@@ -156,6 +161,7 @@ impl ApiError {
             ApiError::Version(_) => "version",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnknownToken => "unknown_token",
+            ApiError::BadRequestSignature(_) => "bad_request_signature",
             ApiError::DeviceRevoked => "device_revoked",
             ApiError::Forbidden(_) | ApiError::CoversForbidden(_) => "forbidden",
             ApiError::BadSignature(_) => "bad_signature",
@@ -184,7 +190,7 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) | ApiError::Version(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnknownToken => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownToken | ApiError::BadRequestSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::DeviceRevoked
             | ApiError::Forbidden(_)
             | ApiError::CoversForbidden(_)
@@ -213,6 +219,7 @@ impl ApiError {
             ApiError::Version(v) => format!("protocol version {v} is not spoken here; this relay speaks version {}: update the app", heartbridge_proto::PROTOCOL_VERSION),
             ApiError::TooLarge(limit) => format!("the request body is larger than this relay accepts ({limit} bytes): push fewer envelopes per sync"),
             ApiError::UnknownToken => "the token is not known to this relay: check the invite code or enroll again".into(),
+            ApiError::BadRequestSignature(why) => (*why).into(),
             ApiError::DeviceRevoked => "this device has been revoked by the team lead: it can no longer sync, invite or list members (do not retry); GET /v1/roster still answers".into(),
             ApiError::Forbidden(why) => (*why).into(),
             ApiError::CoversForbidden(id) => format!("envelope {id} carries covers > 0, which makes the relay supersede its document's earlier envelopes: only a lead or supervisor may compact a document (push it with covers 0); nothing of this push was stored"),

@@ -56,6 +56,7 @@ mod metrics;
 mod server;
 mod storage;
 pub mod tls;
+pub mod venue;
 mod writer;
 
 use std::fmt;
@@ -232,6 +233,10 @@ pub struct Config {
     /// (behind a TLS-terminating proxy, or on loopback in tests). The
     /// metrics listener stays plain.
     pub tls: Option<tls::Tls>,
+    /// Run as a venue relay: forward to the upstream relay this database
+    /// was enrolled at (`heartbridge-relay venue join`), mirror the team
+    /// from it, and take devices' signed requests (see [`venue`]).
+    pub venue: Option<venue::VenueConfig>,
 }
 
 impl Config {
@@ -252,6 +257,7 @@ impl Config {
             compaction_grace: DEFAULT_COMPACTION_GRACE,
             purge_interval: DEFAULT_PURGE_INTERVAL,
             tls: None,
+            venue: None,
             clock: Clock::system(),
         }
     }
@@ -316,6 +322,19 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let metrics = Arc::new(metrics::Metrics::default());
+    // A venue relay: its enrollment upstream must be there before it serves.
+    let forwarder = match &config.venue {
+        Some(v) => {
+            let (path, v) = (config.db_path.clone(), v.clone());
+            let f = tokio::task::spawn_blocking(move || venue::Forwarder::open(&path, v))
+                .await
+                .map_err(|_| StoreError::Panicked)?
+                .map_err(RelayError::Venue)?;
+            let team = f.team().await.map_err(RelayError::Venue)?;
+            Some((Arc::new(f), team))
+        }
+        None => None,
+    };
     let (writer, writer_thread) =
         writer::start(Arc::clone(&storage), Arc::clone(&metrics)).map_err(RelayError::Writer)?;
     let relay = Arc::new(http::Relay {
@@ -334,6 +353,11 @@ async fn run(
         limits: http::Limits::new(config.rate_limits),
         metrics_token_hash: config.metrics_token_hash,
         clock: config.clock.clone(),
+        signed: forwarder.as_ref().map(|(f, team)| http::SignedAuth {
+            team: *team,
+            relay_id: f.config().relay_id.clone(),
+        }),
+        venue: forwarder.as_ref().map(|(f, _)| Arc::clone(f)),
     });
     let (stop, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -371,6 +395,7 @@ async fn run(
             }
         })
     };
+    let forwarding = forwarder.map(|(f, _)| tokio::spawn(f.run(stopping.clone())));
     let api = server::run(
         listener,
         http::router(Arc::clone(&relay)),
@@ -393,6 +418,12 @@ async fn run(
     }
     sweeper.abort();
     purger.abort();
+    if let Some(f) = forwarding {
+        // A round stopped at an await: its answer is taken in one
+        // transaction or not at all, and sent again after a restart.
+        f.abort();
+        let _ = f.await;
+    }
     // An aborted purge ends at its next await; its transaction either
     // committed or rolled back.
     let _ = purger.await;

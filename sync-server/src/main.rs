@@ -107,12 +107,17 @@ enum Command {
         log_json: bool,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        venue: VenueArgs,
         /// Announce this relay on the local network (mDNS/DNS-SD,
         /// _heartbridge._tcp.local.) with its team's tag and certificate
         /// fingerprint: for a venue relay serving one team.
         #[arg(long, env = "HEARTBRIDGE_RELAY_ADVERTISE")]
         advertise: bool,
     },
+    /// A venue relay: enroll it at the upstream relay.
+    #[command(subcommand)]
+    Venue(VenueCmd),
     /// Print the fingerprint devices pin (sha256:<base64url>) of the
     /// certificate `serve` uses: the self-signed one kept next to --db, or
     /// the file given with --tls-cert.
@@ -151,6 +156,48 @@ struct TlsArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long = "tls-key", env = "HEARTBRIDGE_RELAY_TLS_KEY", requires = "cert")]
     key: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct VenueArgs {
+    /// Run as a venue relay forwarding to this upstream (central) relay;
+    /// the database must have been enrolled with `venue join` (this URL
+    /// overrides the one of the invite).
+    #[arg(long = "upstream", env = "HEARTBRIDGE_RELAY_UPSTREAM")]
+    upstream: Option<String>,
+    /// A file holding the relay's upstream device token (default: the one
+    /// `venue join` stored in the database).
+    #[arg(
+        long = "upstream-token",
+        env = "HEARTBRIDGE_RELAY_UPSTREAM_TOKEN_FILE",
+        requires = "upstream"
+    )]
+    upstream_token: Option<PathBuf>,
+    /// The address devices use for this relay, which their signed requests
+    /// name (default: http://<listen>); with TLS its certificate
+    /// fingerprint is used instead.
+    #[arg(long = "public-url", env = "HEARTBRIDGE_RELAY_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum VenueCmd {
+    /// Enroll this relay (database --db) at the upstream relay with a
+    /// relay invite code (`heartbridge team invite --role relay` on the
+    /// lead's device; read from standard input when not given). The code
+    /// carries no team key; the relay's own device keys and upstream token
+    /// are kept in the database.
+    Join {
+        code: Option<String>,
+        #[command(flatten)]
+        db: Db,
+        /// The upstream relay's URL, if not the one in the code.
+        #[arg(long = "upstream", env = "HEARTBRIDGE_RELAY_UPSTREAM")]
+        upstream: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +291,7 @@ fn main() -> anyhow::Result<()> {
             grace,
             log_json,
             tls,
+            venue,
             advertise,
         } => {
             init_logging(log_json);
@@ -272,6 +320,26 @@ fn main() -> anyhow::Result<()> {
                 },
                 metrics_token_hash,
                 compaction_grace: Duration::from_secs(grace.secs),
+                venue: match &venue.upstream {
+                    Some(upstream) => {
+                        let relay_id = match &tls {
+                            Some(t) => t.fingerprint(),
+                            None => venue
+                                .public_url
+                                .clone()
+                                .unwrap_or_else(|| format!("http://{listen}"))
+                                .trim_end_matches('/')
+                                .to_owned(),
+                        };
+                        let mut v = heartbridge_relay::venue::VenueConfig::new(relay_id);
+                        v.upstream = Some(upstream.trim_end_matches('/').to_owned());
+                        if let Some(path) = &venue.upstream_token {
+                            v.token = Some(read_secret_file(path, "upstream token")?);
+                        }
+                        Some(v)
+                    }
+                    None => None,
+                },
                 tls,
                 ..Config::new(db.path)
             };
@@ -280,6 +348,50 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?
                 .block_on(serve(listen, metrics_listen, config, advertise))
+        }
+        Command::Venue(VenueCmd::Join {
+            code,
+            db,
+            upstream,
+            json,
+        }) => {
+            init_logging(false);
+            let code = match code {
+                Some(c) => c,
+                None => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                        .context("reading the invite code from standard input")?;
+                    s
+                }
+            };
+            let joined = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(heartbridge_relay::venue::join(
+                    &db.path,
+                    &code,
+                    upstream.as_deref(),
+                ))
+                .with_context(|| format!("enrolling the venue relay of {}", db.path.display()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"team_id": joined.team_id, "device_id": joined.device_id, "upstream": joined.upstream, "already": joined.already})
+                );
+            } else {
+                println!(
+                    "Venue relay {} of team {} enrolled at {}{}. Serve it with `heartbridge-relay serve --db {} --upstream {}`.",
+                    joined.device_id,
+                    joined.team_id,
+                    joined.upstream,
+                    if joined.already { " (already)" } else { "" },
+                    db.path.display(),
+                    joined.upstream
+                );
+            }
+            Ok(())
         }
         Command::Fingerprint { db, cert } => {
             let fp = match cert {
@@ -425,6 +537,18 @@ fn init_logging(json: bool) {
 
 /// Reads the metrics bearer token from a file (surrounding whitespace
 /// aside); never prints it.
+fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the {what} file {} is empty",
+        path.display()
+    );
+    Ok(Secret::from_string(token.to_owned()))
+}
+
 fn read_token(path: &std::path::Path) -> anyhow::Result<Secret> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the metrics token file {}", path.display()))?;

@@ -36,6 +36,7 @@
 
 pub mod discover;
 pub mod pin;
+mod venue;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -140,6 +141,8 @@ pub struct HttpTransport {
     pinned: Arc<Mutex<HashMap<CertPin, reqwest::Client>>>,
     /// What each relay URL (without a trailing `/`) is trusted by.
     trust: Arc<Mutex<HashMap<String, RelayTrust>>>,
+    /// Venue relays and this device's key for signing requests to them.
+    signing: Arc<venue::Signing>,
     max_response: usize,
 }
 
@@ -165,6 +168,7 @@ impl HttpTransport {
             client: build_client(tls_config(None))?,
             pinned: Arc::default(),
             trust: Arc::default(),
+            signing: Arc::default(),
             max_response: MAX_RESPONSE,
         })
     }
@@ -225,10 +229,32 @@ impl HttpTransport {
         let req = self
             .client_for(&team.relay_url)?
             .post(url(&team.relay_url, "/v1/sync"))
-            .bearer_auth(team.token.expose())
-            .header(reqwest::header::CONTENT_TYPE, SYNC_CONTENT_TYPE)
-            .body(body);
-        self.exchange(req, deadline).await
+            .header(reqwest::header::CONTENT_TYPE, SYNC_CONTENT_TYPE);
+        // A venue relay gets the device's signature, never its token.
+        let req = match self
+            .signing
+            .authorization(&team.relay_url, "POST", "/v1/sync", &body)?
+        {
+            Some(sig) => req.header(reqwest::header::AUTHORIZATION, sig),
+            None => req.bearer_auth(team.token.expose()),
+        };
+        self.exchange(req.body(body), deadline).await
+    }
+
+    /// The device's signing key, for venue relays ([`Store::request_signer`]).
+    pub fn set_signer(&self, device_hex: &str, secret: heartbridge_core::proto::DeviceSecret) {
+        self.signing.set_signer(device_hex, secret);
+    }
+
+    /// `url` is a venue relay: requests to it are signed for `relay_id`
+    /// (its certificate pin when it has one, else its URL).
+    pub fn venue_relay(&self, url: &str, relay_id: &str) {
+        self.signing.venue(url, relay_id);
+    }
+
+    /// Whether `url` was registered as a venue relay.
+    pub fn is_venue_relay(&self, url: &str) -> bool {
+        self.signing.is_venue(url)
     }
 
     /// Sends a prepared enrollment ([`prepare_claim`], [`prepare_join`]) to
@@ -880,6 +906,10 @@ impl Transport for BlockingTransport {
     }
     fn use_relay(&mut self, relay: &RelayEntry) {
         self.http.trust_relay(&relay.url, entry_trust(relay));
+        if relay.kind == heartbridge_core::RelayKind::Venue {
+            let id = relay.pin.clone().unwrap_or_else(|| relay_key(&relay.url));
+            self.http.venue_relay(&relay.url, &id);
+        }
     }
 }
 

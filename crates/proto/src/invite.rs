@@ -208,6 +208,10 @@ impl Invite {
         }
         if !v3 {
             let w: WireV2 = postcard::from_bytes(payload).map_err(|_| InviteError::Damaged)?;
+            // HB2 knew no relay role.
+            if w.role == Role::Relay {
+                return Err(InviteError::Damaged);
+            }
             let key = TeamKey::from_bytes(w.key);
             return Ok(Invite {
                 relay: w.relay,

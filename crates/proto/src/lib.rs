@@ -25,6 +25,8 @@ pub mod identity;
 mod invite;
 mod key;
 mod pin;
+pub mod reqsig;
+pub mod venue_wire;
 mod wire;
 
 pub use envelope::{

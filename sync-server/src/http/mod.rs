@@ -58,6 +58,21 @@ pub(crate) struct Relay {
     pub(crate) limits: Limits,
     pub(crate) metrics_token_hash: Option<String>,
     pub(crate) clock: Clock,
+    /// Signed requests (`HB-Sig`) are taken for this team under this relay
+    /// id: a venue relay's devices never show it a bearer token.
+    pub(crate) signed: Option<SignedAuth>,
+    /// At a venue relay: its forwarder, whose rows answer the devices'
+    /// two-level receipts.
+    pub(crate) venue: Option<Arc<crate::venue::Forwarder>>,
+}
+
+/// What a relay that takes signed requests checks them against.
+#[derive(Debug, Clone)]
+pub(crate) struct SignedAuth {
+    pub(crate) team: TeamId,
+    /// The relay's certificate fingerprint when it serves TLS, else its URL
+    /// as the devices know it.
+    pub(crate) relay_id: String,
 }
 
 impl Relay {
@@ -97,6 +112,10 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
         routes = routes.route("/metrics", get(metrics));
     }
     routes
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&relay),
+            signed_request,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&relay), observe))
         .layer(middleware::map_response(json_errors))
         .with_state(relay)
@@ -258,6 +277,102 @@ async fn observe(State(relay): State<Arc<Relay>>, mut req: Request, next: Next) 
     resp
 }
 
+/// The device whose signature (`HB-Sig`) a request carries, checked by
+/// [`signed_request`] before any handler runs.
+#[derive(Clone)]
+struct SignedCaller(Device);
+
+/// Checks a request signed by a device (`Authorization: HB-Sig …`, see
+/// [`heartbridge_proto::reqsig`]): reads its body (within the body limit
+/// and timeout; the signature covers its hash), looks the device up in the
+/// relay's team, verifies the signature under its registered key for this
+/// relay's id, method, path and time, and leaves the device for [`Caller`].
+/// Bearer requests pass untouched. A relay without [`Relay::signed`]
+/// refuses signed requests.
+async fn signed_request(State(relay): State<Arc<Relay>>, req: Request, next: Next) -> Response {
+    let Some(cred) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            v.trim_start()
+                .get(..heartbridge_proto::reqsig::SCHEME.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(heartbridge_proto::reqsig::SCHEME))
+        })
+        .map(heartbridge_proto::reqsig::parse)
+    else {
+        return next.run(req).await;
+    };
+    match check_signed(&relay, cred, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check_signed(
+    relay: &Arc<Relay>,
+    cred: Option<heartbridge_proto::reqsig::SignedCredential>,
+    req: Request,
+) -> Result<Request, ApiError> {
+    let Some(auth) = relay.signed.clone() else {
+        return Err(ApiError::BadRequestSignature(
+            "this relay takes bearer tokens, not signed requests",
+        ));
+    };
+    let cred = cred.ok_or(ApiError::BadRequestSignature(
+        "the HB-Sig credential is malformed: device-hex.unix-secs.base64url-signature",
+    ))?;
+    let ip = client_ip(req.extensions());
+    let (mut parts, body) = req.into_parts();
+    content_length(&parts.headers, relay.max_body)?;
+    let bytes = BodyReader::new(body, relay.max_body, relay.body_timeout)
+        .read(None)
+        .await?
+        .ok_or(ApiError::Timeout)?;
+    let (team, id) = (auth.team, cred.device);
+    let device = relay.run(move |s| s.team_device(team, id)).await?;
+    let Some(device) = device else {
+        return Err(relay.limits.auth_failed(ip, None));
+    };
+    let Some(sign_pk) = device.sign_pk else {
+        return Err(relay.limits.auth_failed(ip, None));
+    };
+    let now = relay.clock.now();
+    if (now - cred.secs).abs() > heartbridge_proto::reqsig::MAX_SKEW_SECS {
+        return Err(ApiError::BadRequestSignature(
+            "the signed request's time is more than 5 minutes from the relay's clock: set this device's clock (or the relay's) right and sync again",
+        ));
+    }
+    let path = parts.uri.path().to_owned();
+    if !cred.verify(
+        &sign_pk,
+        &auth.relay_id,
+        now,
+        parts.method.as_str(),
+        &path,
+        &bytes,
+    ) {
+        // Counted like a failed token (per address), so guessing is slow.
+        if let ApiError::RateLimited(s) = relay.limits.auth_failed(ip, None) {
+            return Err(ApiError::RateLimited(s));
+        }
+        return Err(ApiError::BadRequestSignature(
+            "the request's signature does not hold for this relay: the device signed it for another relay address, or it was altered on the way",
+        ));
+    }
+    if let Some(slot) = parts.extensions.get::<NoteSlot>() {
+        slot.update(|n| {
+            n.team = Some(device.team);
+            n.device = Some(device.id);
+        });
+    }
+    parts.extensions.insert(SignedCaller(device));
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
 /// The device a bearer token identifies; refuses unknown ones, and revoked
 /// ones with 403 `device_revoked`. Looked up on every request, so a
 /// revocation holds from the next one.
@@ -281,6 +396,9 @@ pub(crate) struct AnyCaller(pub(crate) Device);
 impl FromRequestParts<Arc<Relay>> for AnyCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, relay: &Arc<Relay>) -> Result<Self, ApiError> {
+        if let Some(SignedCaller(device)) = parts.extensions.get::<SignedCaller>() {
+            return Ok(AnyCaller(device.clone()));
+        }
         let ip = client_ip(&parts.extensions);
         let Some(token) = bearer(&parts.headers) else {
             return Err(relay.limits.auth_failed(ip, None));

@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use heartbridge_proto::identity::MAX_ROSTER_BYTES;
 use std::collections::HashMap;
 
+use heartbridge_proto::venue_wire::{decode_request, encode_response, ResponseExt, VenueReceipts};
 use heartbridge_proto::{
-    decode, encode, Ack, Envelope, Refused, Role, SignedRoster, SyncRequest, SyncResponse,
-    PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
+    Ack, Envelope, Refused, Role, SignedRoster, SyncRequest, SyncResponse, PROTOCOL_VERSION,
+    SYNC_CONTENT_TYPE,
 };
 
 use super::{content_length, require_content_type, BodyReader, Caller, NoteSlot, Relay};
@@ -107,6 +108,12 @@ fn check_envelope(env: &Envelope, author: &Device, epoch: u32) -> Result<(), Api
     if author.role == Role::Volunteer && env.covers > 0 {
         return Err(ApiError::CoversForbidden(env.id.to_hex()));
     }
+    if author.role == Role::Relay {
+        return Err(ApiError::BadSignature(format!(
+            "envelope {} is in a venue relay's name: a relay carries envelopes and writes none",
+            env.id.to_hex()
+        )));
+    }
     Ok(())
 }
 
@@ -121,6 +128,9 @@ fn check_roster(
 ) -> Result<RosterUpload, ApiError> {
     let lead = match (team.lead_sign_pk, device.sign_pk) {
         (Some(lead), Some(mine)) if lead == mine => lead,
+        // A venue relay carries the roster the lead uploaded there; the
+        // lead's signature is checked below all the same.
+        (Some(lead), Some(_)) if device.role == Role::Relay => lead,
         _ => {
             return Err(ApiError::BadRoster(
                 StatusCode::FORBIDDEN,
@@ -223,7 +233,7 @@ pub(super) async fn sync(
     drop(reader);
     let bytes_in = bytes.len();
     note.update(|n| n.bytes_in = bytes_in);
-    let req: SyncRequest = decode("sync request", &bytes).map_err(|e| {
+    let (req, ext) = decode_request(&bytes).map_err(|e| {
         // The version is the body's first byte (postcard writes a u8 as is):
         // another version's body is told apart even if the rest differs.
         match bytes.first() {
@@ -337,17 +347,40 @@ pub(super) async fn sync(
     };
     let page = relay.run(move |s| s.pull(&query)).await?;
 
+    // A venue relay's receipts: which of the device's envelopes (those it
+    // waits for and those just pushed) the central relay has acknowledged.
+    let receipts = match &relay.venue {
+        Some(venue) => {
+            let mut ids = ext.central_wait;
+            ids.truncate(relay.max_push_envelopes.max(1) * 16);
+            ids.extend(acked.iter().map(|a| a.id));
+            let (db, team) = (std::sync::Arc::clone(&venue.db), device.team);
+            let found = relay
+                .run(move |_| Ok((db.upstream_acked(team, &ids)?, db.backlog(team)?)))
+                .await?;
+            ResponseExt {
+                venue: Some(VenueReceipts {
+                    central: found.0,
+                    backlog: found.1,
+                }),
+            }
+        }
+        None => ResponseExt::default(),
+    };
     let pulled = page.pull.len();
-    let body = encode(&SyncResponse {
-        v: PROTOCOL_VERSION,
-        roster: page.roster,
-        members: page.members,
-        acked,
-        pull: page.pull,
-        cursor: page.cursor,
-        more: page.more,
-        refused,
-    });
+    let body = encode_response(
+        &SyncResponse {
+            v: PROTOCOL_VERSION,
+            roster: page.roster,
+            members: page.members,
+            acked,
+            pull: page.pull,
+            cursor: page.cursor,
+            more: page.more,
+            refused,
+        },
+        &receipts,
+    );
     relay
         .metrics
         .sync_traffic(pushed, pulled, bytes_in, body.len());
