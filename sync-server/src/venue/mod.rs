@@ -158,7 +158,9 @@ async fn answer(resp: reqwest::Response) -> Result<Vec<u8>, VenueError> {
     let e: Option<ErrorBody> = serde_json::from_slice(&body).ok();
     Err(VenueError::Upstream {
         status,
-        kind: e.as_ref().map_or_else(|| "unknown".into(), |e| e.error.clone()),
+        kind: e
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |e| e.error.clone()),
         message: e.map_or_else(String::new, |e| e.message),
     })
 }
@@ -395,9 +397,9 @@ impl Forwarder {
             Ok(body) => body,
             // The upstream relay holds a newer roster than the one the lead
             // uploaded here: it is not sent again (the newer one comes down).
-            Err(VenueError::Upstream { status: 409, kind, .. })
-                if kind == "bad_roster" && uploaded.is_some() =>
-            {
+            Err(VenueError::Upstream {
+                status: 409, kind, ..
+            }) if kind == "bad_roster" && uploaded.is_some() => {
                 let db = Arc::clone(&self.db);
                 let v = uploaded.unwrap_or(0);
                 tokio::task::spawn_blocking(move || db.roster_forwarded(v))

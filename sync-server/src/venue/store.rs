@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use heartbridge_proto::{
-    Ack, ContentId, DeviceSecret, Envelope, EnvelopeKind, MemberKey, Pulled, Refused,
-    SignedRoster, TeamId,
+    Ack, ContentId, DeviceSecret, Envelope, EnvelopeKind, MemberKey, Pulled, Refused, SignedRoster,
+    TeamId,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -300,9 +300,7 @@ impl VenueDb {
                     nonce: nonce.try_into().map_err(|_| bad("envelopes.nonce"))?,
                     ciphertext: ct,
                     author: author.try_into().map_err(|_| bad("envelopes.author"))?,
-                    sig: sig
-                        .and_then(|s| s.try_into().ok())
-                        .unwrap_or([0; 64]),
+                    sig: sig.and_then(|s| s.try_into().ok()).unwrap_or([0; 64]),
                 },
             });
         }
@@ -505,7 +503,12 @@ impl VenueDb {
         tx.execute(
             "UPDATE venue SET upstream_cursor = max(upstream_cursor, ?1), members_since = ?2,
                  roster_version = ?3, forwarded_seq = max(forwarded_seq, ?4) WHERE id = 1",
-            params![i(cursor), i(members_since), i(roster_version), i(sent_through)],
+            params![
+                i(cursor),
+                i(members_since),
+                i(roster_version),
+                i(sent_through)
+            ],
         )
         .map_err(err("move the venue cursors"))?;
         tx.commit().map_err(err("commit an upstream answer"))?;
