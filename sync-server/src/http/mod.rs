@@ -397,7 +397,7 @@ impl FromRequestParts<Arc<Relay>> for AnyCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, relay: &Arc<Relay>) -> Result<Self, ApiError> {
         if let Some(SignedCaller(device)) = parts.extensions.get::<SignedCaller>() {
-            return Ok(AnyCaller(device.clone()));
+            return Ok(AnyCaller(*device));
         }
         let ip = client_ip(&parts.extensions);
         let Some(token) = bearer(&parts.headers) else {

@@ -430,6 +430,7 @@ pub(super) async fn put_roster(
 mod tests {
     use super::*;
     use crate::storage::DeviceId;
+    use heartbridge_proto::encode;
     use heartbridge_proto::{DeviceSecret, DocKindTag, EnvelopeKind, TeamId, TeamKey};
 
     #[test]
