@@ -7,6 +7,7 @@ mod camel;
 mod drafts;
 mod error;
 mod lock;
+mod relay_cmds;
 mod render;
 mod shift_ledger;
 mod store_slot;
@@ -200,6 +201,11 @@ async fn team_join(
 }
 
 fn team_of(state: &AppState) -> ApiResult<heartbridge_core::Team> {
+    // Requests to the team's relay go by its pin (issue 10).
+    state
+        .syncer
+        .http()
+        .trust_relays(&state.with(|s| s.relays())?);
     Ok(state
         .with(|s| s.team())?
         .ok_or(heartbridge_core::Error::NotEnrolled)?)
@@ -793,6 +799,11 @@ pub fn run() {
             supervision_cmds::escalations_list,
             supervision_cmds::on_call_now,
             supervision_cmds::case_assignees,
+            // issue 10: the relays this device knows, venue relay discovery
+            relay_cmds::relay_list,
+            relay_cmds::relay_add,
+            relay_cmds::relay_remove,
+            relay_cmds::relay_discover,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

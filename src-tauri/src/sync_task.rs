@@ -229,7 +229,40 @@ impl Syncer {
         result
     }
 
+    /// What `Store::sync` does (issue 10): the relays in order (venue
+    /// entries first, then by round trip), each trusted by its pin and with
+    /// its own cursor; a network failure moves on to the next, anything
+    /// else ends the sync.
     async fn rounds(self: &Arc<Self>, app: &impl Events) -> ApiResult<SyncReport> {
+        let order = self.on_store(|_, s| s.relay_order()).await?;
+        self.http.trust_relays(&order);
+        let mut last = None;
+        for entry in order {
+            let url = entry.url.clone();
+            self.on_store(move |_, s| s.select_relay(&url)).await?;
+            let started = std::time::Instant::now();
+            match self.rounds_active(app).await {
+                Err(e) if e.kind == "network" => last = Some(e),
+                Ok(report) => {
+                    let rtt =
+                        started.elapsed().as_millis() as i64 / (report.requests.max(1) as i64);
+                    let url = entry.url.clone();
+                    let _ = self
+                        .on_store(move |_, s| s.record_relay_ok(&url, rtt))
+                        .await;
+                    return Ok(report);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            // Not enrolled: the session says so.
+            None => self.rounds_active(app).await,
+        }
+    }
+
+    async fn rounds_active(self: &Arc<Self>, app: &impl Events) -> ApiResult<SyncReport> {
         let mut session = self
             .on_store(|_, s| {
                 let session = s.sync_session(&SyncOptions::default())?;

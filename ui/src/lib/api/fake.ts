@@ -17,6 +17,7 @@
 import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
 import { createTeamFake } from './fake-team';
+import { createRelaysFake } from './fake-relays';
 import { createSupervisionFake, supervisionDefaults, supervisionSummary } from './fake-supervision';
 import type {
   ContactDraft,
@@ -496,6 +497,9 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   }
 
   // The duty roster, team settings, shift handovers and statistics (issue 9, U2).
+  // The relays this device knows (issue 10).
+  const relays = createRelaysFake({ profile: () => profile, language: () => language, now: () => now().getTime() });
+
   const team = createTeamFake({
     profile: () => profile,
     members: () => members,
@@ -850,6 +854,12 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     escalationsList: () => guarded(() => sup.methods.escalationsList()),
     onCallNow: () => guarded(() => sup.methods.onCallNow()),
     caseAssignees: () => guarded(() => sup.methods.caseAssignees()),
+
+    // relays (issue 10): fake-relays.ts
+    relayList: () => guarded(() => relays.relayList()),
+    relayAdd: (a) => guarded(() => relays.relayAdd(a)),
+    relayRemove: (a) => guarded(() => relays.relayRemove(a)),
+    relayDiscover: () => guarded(() => relays.relayDiscover()),
   };
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.

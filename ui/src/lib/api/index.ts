@@ -88,6 +88,11 @@ const METHODS = {
   escalationsList: true,
   onCallNow: true,
   caseAssignees: true,
+  // relays (issue 10)
+  relayList: true,
+  relayAdd: true,
+  relayRemove: true,
+  relayDiscover: true,
 } satisfies Record<keyof HeartbridgeApi, true>;
 
 type AnyMethod = (...args: unknown[]) => Promise<unknown>;

@@ -87,6 +87,10 @@ export function createTauriApi(): HeartbridgeApi {
     reviewQueue: () => call('review_queue'),
     escalationsList: () => call('escalations_list'),
     onCallNow: () => call('on_call_now'),
+    relayList: () => call('relay_list'),
+    relayAdd: (a) => call('relay_add', a),
+    relayRemove: (a) => call('relay_remove', a),
+    relayDiscover: (a) => call('relay_discover', a),
     caseAssignees: () => call('case_assignees'),
   };
 }

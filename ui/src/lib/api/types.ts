@@ -699,3 +699,43 @@ export interface CaseUpdate {
   /** With a raise of risk: whether the volunteer set it by hand or confirmed the screening. */
   source?: 'hand' | 'screening';
 }
+
+// issue 10: the relays this device knows, and venue relays heard on the
+// local network (relay_cmds.rs).
+export type RelayKind = 'central' | 'venue';
+
+export interface RelayEntry {
+  url: string;
+  /** `sha256:` + base64url of the relay's certificate; null: checked by public authorities */
+  pin: string | null;
+  kind: RelayKind;
+  label: string | null;
+  insecure: boolean;
+  addedAt: number;
+  lastOkAt: number | null;
+  lastRttMs: number | null;
+  /** the team's own relay (from the invite): cannot be removed */
+  teamRelay: boolean;
+  /** the relay the last sync used */
+  active: boolean;
+}
+
+export interface FoundRelay {
+  instance: string;
+  url: string;
+  pin: string | null;
+  teamTag: string | null;
+  /** announced with this device's team's tag */
+  thisTeam: boolean;
+}
+
+export interface HeartbridgeApi {
+  /** relay_list: in the order a sync tries them (venue first, then by round trip) */
+  relayList(): Promise<RelayEntry[]>;
+  /** relay_add: the list afterwards */
+  relayAdd(args: { url: string; pin?: string; venue: boolean }): Promise<RelayEntry[]>;
+  /** relay_remove: not the team's relay (`central_relay`); the list afterwards */
+  relayRemove(args: { url: string }): Promise<RelayEntry[]>;
+  /** relay_discover: listens on the local network (mDNS) for a few seconds; adds nothing */
+  relayDiscover(args: { seconds?: number }): Promise<FoundRelay[]>;
+}
