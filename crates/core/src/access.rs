@@ -476,6 +476,19 @@ pub(crate) fn prepare(
                 to.into_iter().filter(|(d, _)| *d != me.id).collect()
             };
             grant(conn, team, &me, &case, fresh.id(), next, &keys, &to)?;
+            // A reader new to the case (the one it was handed to) is
+            // recorded as holding the older generations too.
+            let fresh_holders: BTreeSet<String> = to.iter().map(|(d, _)| hex::encode(d)).collect();
+            give_lacking(
+                conn,
+                trust,
+                team,
+                &me,
+                &case,
+                &keys,
+                &to,
+                (fresh.id(), &fresh_holders),
+            )?;
             // The document records the rotation, in this same push, so a
             // device that holds the new key knows when its view caught up.
             let id = DocId::parse(&case, "case")?;
@@ -503,14 +516,17 @@ pub(crate) fn prepare(
         if !(reads || manager) {
             continue;
         }
-        let missing: Vec<_> = to
-            .into_iter()
-            .filter(|(d, _)| !holders.contains(&hex::encode(d)) && *d != me.id)
-            .collect();
-        if !missing.is_empty() {
-            let keys = keys_of(conn, &case)?;
-            grant(conn, team, &me, &case, key.id(), gen, &keys, &missing)?;
-        }
+        let keys = keys_of(conn, &case)?;
+        give_lacking(
+            conn,
+            trust,
+            team,
+            &me,
+            &case,
+            &keys,
+            &to,
+            (key.id(), &holders),
+        )?;
     }
     if me.role == Role::Lead {
         if let Some((gen, secret)) = current_key(conn, OVERSIGHT)? {
@@ -535,6 +551,45 @@ pub(crate) fn prepare(
                     &missing,
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Gives each reader in `to` every key of `case` held here that no grant
+/// records it as holding (`known`: a key whose holders the caller already
+/// has), in one grant per key naming it and carrying every generation
+/// held, so that the grants record exactly who holds what. A reader may
+/// hold the current key and lack another: two managers that rotated at
+/// once made two keys of one generation, and what was written under the
+/// one not current here opens only with it.
+#[allow(clippy::too_many_arguments)]
+fn give_lacking(
+    conn: &Connection,
+    trust: &Trust,
+    team: &Team,
+    me: &Me,
+    case: &str,
+    keys: &[(u32, CaseKey)],
+    to: &[(DeviceId, [u8; 32])],
+    known: ([u8; 8], &BTreeSet<String>),
+) -> Result<()> {
+    for (g, k) in keys {
+        let id = k.id();
+        let found;
+        let holders = if id == known.0 {
+            known.1
+        } else {
+            found = recipients(conn, trust, &me.hex, case, &id)?;
+            &found
+        };
+        let lacking: Vec<_> = to
+            .iter()
+            .filter(|(d, _)| *d != me.id && !holders.contains(&hex::encode(d)))
+            .copied()
+            .collect();
+        if !lacking.is_empty() {
+            grant(conn, team, me, case, id, *g, keys, &lacking)?;
         }
     }
     Ok(())
