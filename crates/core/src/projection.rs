@@ -98,5 +98,6 @@ fn refresh_handbook(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Resu
     for row in search::index_rows(&h.sections) {
         fts.execute(params![rowids[row.section], row.title, row.body])?;
     }
+    search::mark_indexed(conn, id.as_str())?;
     Ok(())
 }

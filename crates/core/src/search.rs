@@ -22,9 +22,12 @@
 //! HTML-escaped, every match in `<mark>`, at word boundaries in English and
 //! at punctuation (or a character boundary) in Chinese.
 
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::handbook::Section;
+use crate::model::{DocId, DocKind};
 
 /// BM25 weight of a section's own heading (FTS column `title`) against its
 /// text and context (column `body`, weight 1).
@@ -272,7 +275,9 @@ pub struct Hit {
     /// Plain text from the section, cut around the best match at word or
     /// punctuation boundaries, HTML-escaped, matches in `<mark>`.
     pub snippet: String,
-    /// Higher is better.
+    /// BM25 (higher is better) among the hits of its tier: with more than
+    /// [`TIERED_ABOVE`] matches, hits whose own heading matches come first
+    /// (see [`page`]). The order of the hits is the ranking.
     pub score: f64,
 }
 
@@ -494,6 +499,232 @@ pub fn snippet(text: &str, terms: &[Term], width: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// Matches above which a page is ranked in two tiers: the sections whose
+/// own heading matches the query, then the others (each by BM25). FTS5
+/// scores every match before it can sort (a lookup of the row's size per
+/// match, about 0.4 µs); a query matching tens of thousands of sections
+/// (的, 志愿者 in a 50 MB library) took 25–35 ms for BM25 alone. Ranking
+/// the heading matches alone scores far fewer rows, and the rest are
+/// scored only when a page reaches past them. Below this many matches (any
+/// library of a few handbooks) BM25 ranks all matches at once, as the
+/// heading's weight ([`TITLE_WEIGHT`]) already puts heading matches first
+/// nearly always (BENCHMARKS.md, search at 50 MB).
+pub const TIERED_ABOVE: usize = 2000;
+
+/// What [`index_rows`] puts into the index, as a version: a handbook
+/// indexed by an older version (or never) is indexed again when the store
+/// opens ([`stale_handbooks`]). Bump it whenever `index_rows`,
+/// [`index_text`] or the FTS table's tokens change.
+/// 1: raw Markdown, one row per section (before issue 12, never recorded);
+/// 2: rendered text, heading-only sections as context (issue 12).
+pub const INDEXER_VERSION: i64 = 2;
+
+/// The `settings` key holding the indexer version a handbook was indexed
+/// with, followed by the handbook's id.
+pub(crate) const INDEXED_KEY: &str = "search.indexed:";
+
+/// Records that `handbook`'s rows in the index were just written by this
+/// indexer version (called by the handbook projection, in its
+/// transaction).
+pub(crate) fn mark_indexed(conn: &Connection, handbook: &str) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1 || ?2, ?3)")?
+        .execute(params![INDEXED_KEY, handbook, INDEXER_VERSION.to_string()])?;
+    Ok(())
+}
+
+/// Handbooks whose index rows are missing or were written by another
+/// indexer version: one query over the handbooks (a profile holds a few
+/// dozen at most). In the order their sections were written, so that
+/// indexing them again keeps that order (BM25 ties go by rowid).
+pub(crate) fn stale_handbooks(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT h.id FROM handbooks h LEFT JOIN settings s ON s.key = ?1 || h.id
+         WHERE s.value IS NOT ?2
+         ORDER BY (SELECT rowid FROM sections x WHERE x.handbook_id = h.id AND x.idx = 0), h.id",
+    )?;
+    let rows = st.query_map(params![INDEXED_KEY, INDEXER_VERSION.to_string()], |r| {
+        r.get::<_, String>(0)
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+impl crate::Store {
+    /// Indexes again every handbook whose index is missing or older than
+    /// [`INDEXER_VERSION`] (a profile upgraded from an older version), from
+    /// its document, in one transaction. Called when the store opens;
+    /// returns how many were indexed (0 after one query when none is
+    /// stale).
+    pub(crate) fn refresh_search_index(&mut self) -> Result<usize> {
+        if stale_handbooks(self.conn())?.is_empty() {
+            return Ok(0);
+        }
+        let actor = self.actor().clone();
+        self.immediate(|tx| {
+            let mut n = 0;
+            for id in stale_handbooks(tx)? {
+                let Ok(doc_id) = DocId::parse(&id, "handbook") else {
+                    continue;
+                };
+                if let Some((DocKind::Handbook, mut doc)) =
+                    crate::store::load_doc_in(tx, &doc_id, &actor)?
+                {
+                    crate::projection::refresh(tx, &doc_id, DocKind::Handbook, &mut doc)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+}
+
+/// The rowids and BM25 ranks (lower is better) of `limit` matches of the
+/// MATCH expression `fts` from `offset`, best first.
+fn ranked(conn: &Connection, fts: &str, offset: usize, limit: usize) -> Result<Vec<(i64, f64)>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT rowid, bm25(sections_fts, ?4, 1.0) AS rank FROM sections_fts
+         WHERE sections_fts MATCH ?1 ORDER BY rank LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = st.query_map(
+        params![fts, limit as i64, offset as i64, TITLE_WEIGHT],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+fn count(conn: &Connection, fts: &str) -> Result<usize> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM sections_fts WHERE sections_fts MATCH ?1")?
+        .query_row([fts], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+/// The rowids and ranks of the page: all matches by BM25 when there are
+/// at most [`TIERED_ABOVE`], else the heading matches first.
+fn page_rows(
+    conn: &Connection,
+    fts: &str,
+    total: usize,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<(i64, f64)>> {
+    if total <= TIERED_ABOVE {
+        return ranked(conn, fts, offset, limit);
+    }
+    let heading = format!("{{title}} : ({fts})");
+    let mut out = ranked(conn, &heading, offset, limit)?;
+    if out.len() == limit {
+        return Ok(out);
+    }
+    // Fewer than a page: the heading matches end on this page (or before).
+    let in_heading = if out.is_empty() {
+        count(conn, &heading)?
+    } else {
+        offset + out.len()
+    };
+    let rest = format!("({fts}) NOT {heading}");
+    out.extend(ranked(
+        conn,
+        &rest,
+        offset.saturating_sub(in_heading),
+        limit - out.len(),
+    )?);
+    Ok(out)
+}
+
+/// Searches handbook sections: how many match in all, and `limit` hits
+/// from `offset`, best first (see [`crate::Store::search_page`]).
+pub(crate) fn page(conn: &Connection, query: &str, offset: usize, limit: usize) -> Result<Page> {
+    let terms = terms(query);
+    let Some(fts) = fts_query(&terms) else {
+        return Ok(Page {
+            total: 0,
+            hits: Vec::new(),
+        });
+    };
+    // Rank inside the index alone, then read the few rows of the page:
+    // joining first would carry every match's text through the sort. The
+    // total is a count of its own (cheaper than materialising the matches
+    // for a window count).
+    let total = count(conn, &fts)?;
+    if total == 0 || offset >= total {
+        return Ok(Page {
+            total,
+            hits: Vec::new(),
+        });
+    }
+    let mut row = conn.prepare_cached(
+        "SELECT s.handbook_id, h.title, s.idx, s.level, s.title, s.body
+         FROM sections s JOIN handbooks h ON h.id = s.handbook_id WHERE s.rowid = ?1",
+    )?;
+    let mut out = Vec::new();
+    for (rowid, rank) in page_rows(conn, &fts, total, offset, limit)? {
+        let (hid, htitle, idx, level, stitle, body) = row.query_row([rowid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, u8>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let context = section_context(conn, &hid, rowid, idx, level)?;
+        let text = plain_text(&body);
+        out.push(Hit {
+            handbook_id: hid,
+            handbook_title: htitle,
+            section: idx as usize,
+            title_html: mark(&stitle, &terms),
+            context_html: context.iter().map(|c| mark(c, &terms)).collect(),
+            snippet: snippet(&text, &terms, 90),
+            section_title: stitle,
+            score: -rank,
+        });
+    }
+    Ok(Page { total, hits: out })
+}
+
+/// The headings section `idx` of a handbook sits under, outermost first.
+/// A handbook's sections are inserted together, in order, so the rows
+/// before it are the `idx` rowids just below its own: read them as a
+/// range of the table (no index lookup per row), nearest first.
+fn section_context(
+    conn: &Connection,
+    handbook: &str,
+    rowid: i64,
+    idx: i64,
+    level: u8,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if level <= 1 {
+        return Ok(out);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT level, title, handbook_id = ?3 FROM sections
+         WHERE rowid < ?1 AND rowid >= ?1 - ?2 ORDER BY rowid DESC",
+    )?;
+    let mut rows = stmt.query(params![rowid, idx, handbook])?;
+    let mut level = level;
+    while let Some(r) = rows.next()? {
+        if !r.get::<_, bool>(2)? {
+            break;
+        }
+        let l: u8 = r.get(0)?;
+        if l > 0 && l < level {
+            out.push(r.get::<_, String>(1)?);
+            level = l;
+            if level <= 1 {
+                break;
+            }
+        }
+    }
+    out.reverse();
+    Ok(out)
 }
 
 #[cfg(test)]

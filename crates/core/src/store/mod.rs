@@ -986,7 +986,7 @@ impl Store {
             path: path.clone(),
             detail: "bad actor id".into(),
         })?;
-        Ok(Store {
+        let mut store = Store {
             conn,
             path,
             profile: Profile {
@@ -994,7 +994,11 @@ impl Store {
                 device_id: profile.1,
                 actor: ActorId::from(actor),
             },
-        })
+        };
+        // A profile upgraded from an older version searches with the
+        // current index at once (one query when nothing is stale).
+        store.refresh_search_index()?;
+        Ok(store)
     }
 
     /// Who this device is.
