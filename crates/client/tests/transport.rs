@@ -271,7 +271,7 @@ fn unreachable_relays_are_named_in_a_few_words() {
         "connection refused"
     );
     // `.invalid` never resolves (RFC 6761).
-    lead.relay_url = "http://relay.invalid".into();
+    lead.relay_url = "https://relay.invalid".into();
     let detail = network_detail(t.sync(&lead, pull_all()));
     assert_eq!(detail, "relay host not found");
     lead.relay_url = "relay-without-scheme".into();
