@@ -4,6 +4,7 @@
 //! `--json`. Output goes to stdout; errors go to stderr with a message that
 //! says what to do and a non-zero exit code.
 
+mod bundle_cli;
 mod duty_cli;
 mod output;
 mod relays_cli;
@@ -95,6 +96,9 @@ enum Command {
     Shift(duty_cli::ShiftCmd),
     /// The team's statistics (lead and supervisors): 服务人次, cases, escalations, follow-ups, hours; --csv exports them de-identified.
     Stats(stats_cli::StatsArgs),
+    /// Carry changes without a network: export them to a file (or QR codes), import them on another device.
+    #[command(subcommand)]
+    Bundle(bundle_cli::BundleCmd),
 }
 
 #[derive(Subcommand)]
@@ -356,6 +360,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         Command::Duty(cmd) => duty_cli::duty(cmd, &mut open(&profile)?, out)?,
         Command::Shift(cmd) => duty_cli::shift(cmd, &mut open(&profile)?, out)?,
         Command::Stats(args) => stats_cli::stats(args, &mut open(&profile)?, out)?,
+        Command::Bundle(cmd) => bundle_cli::bundle(cmd, &mut open(&profile)?, out)?,
         Command::Team(TeamCmd::Members) => {
             let store = open(&profile)?;
             let members = heartbridge_client::members(&store)?;

@@ -126,6 +126,12 @@ pub enum Error {
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
 
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+
+    #[error(transparent)]
+    Qr(#[from] crate::bundle::qr::QrError),
+
     #[error("document {id} could not be read: {source}")]
     Document {
         id: String,
@@ -183,6 +189,8 @@ impl Error {
             Error::Invite(_) => "invite",
             Error::Sqlite(_) => "database",
             Error::Document { .. } => "document",
+            Error::Bundle(_) => "bundle",
+            Error::Qr(_) => "qr",
         }
     }
 }

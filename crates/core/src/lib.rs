@@ -21,6 +21,7 @@
 //! ```
 
 mod access;
+pub mod bundle;
 mod bundled;
 mod case;
 mod docvalue;

@@ -265,6 +265,14 @@ impl Trust {
         &self.team
     }
 
+    /// A member's signing key, and whether the lead revoked it, if this
+    /// device trusts it (a bundle's trailer is checked under it).
+    pub(crate) fn signer(&self, device: &DeviceId) -> Option<([u8; 32], bool)> {
+        self.known
+            .get(device)
+            .map(|k| (k.public.sign, k.revoked.is_some()))
+    }
+
     /// The role of a member this device trusts (revoked members included).
     pub(crate) fn role_of(&self, device: &DeviceId) -> Option<Role> {
         self.known.get(device).map(|k| k.role)

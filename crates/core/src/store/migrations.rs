@@ -436,6 +436,44 @@ CREATE TABLE relays (
 ) WITHOUT ROWID;
 ALTER TABLE sync_state ADD COLUMN active_relay TEXT;
 "#,
+    // 14: sneakernet bundles (issue 10). `carried`: other members'
+    // envelopes this device imported from a bundle and pushes for them
+    // (its row id also gives the envelope its place among pulled ones,
+    // see bundle.rs); `bundle_seen`: content ids already imported (a
+    // bundle imported again is a no-op); `bundle_exported`: content ids
+    // written by `bundle export --since last`, not repeated next time.
+    r#"
+CREATE TABLE carried (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_id  BLOB NOT NULL UNIQUE,
+    doc_id      TEXT NOT NULL,
+    envelope    BLOB NOT NULL,
+    added_at    INTEGER NOT NULL
+);
+CREATE TABLE bundle_seen (
+    content_id  BLOB PRIMARY KEY,
+    at          INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE bundle_exported (
+    content_id  BLOB PRIMARY KEY,
+    at          INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    // 15: two-level receipts (issue 10): the parts of outbox batches a
+    // venue relay acknowledged (level 1), with their content ids, which the
+    // venue relay's answers later confirm as at the central relay (level
+    // 2, the batch then leaves as after a central acknowledgement).
+    r#"
+CREATE TABLE outbox_venue_acked (
+    batch   INTEGER NOT NULL REFERENCES outbox_batches(batch) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    id      BLOB NOT NULL,
+    relay   TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (batch, idx)
+) WITHOUT ROWID;
+CREATE INDEX outbox_venue_acked_id ON outbox_venue_acked(id);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -22,7 +22,7 @@ use heartbridge_proto::Role;
 
 /// What became of one pulled envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     Changed,
     Unchanged,
     /// Kept until its dependencies arrive.
@@ -40,7 +40,7 @@ pub(super) enum Outcome {
 
 /// Opens and merges one pulled envelope inside the caller's transaction.
 /// `Err` only for a local failure: the caller rolls back and stops.
-pub(super) fn receive(
+pub(crate) fn receive(
     tx: &Connection,
     actor: &ActorId,
     team: &Team,

@@ -9,8 +9,8 @@
 //! only in the transaction that records its acknowledgement, and the cursor
 //! moves only with the envelopes it covers applied.
 
-mod inbound;
-mod outbound;
+pub(crate) mod inbound;
+pub(crate) mod outbound;
 
 use heartbridge_proto::{decode, encode, DocKindTag, SyncRequest, SyncResponse};
 use rusqlite::{params, TransactionBehavior};
@@ -159,6 +159,11 @@ pub struct SyncReport {
     pub locked: usize,
     /// Network failures retried inside this sync.
     pub retried: usize,
+    /// Carried envelopes (other members', imported from a bundle) the
+    /// relay refused (author revoked or unknown, bad signature): dropped
+    /// from this device's queue, since pushing them again gets the same
+    /// answer. A count; which ones is not logged.
+    pub carried_refused: usize,
     pub cursor: u64,
     pub requests: usize,
     pub bytes_sent: usize,
@@ -483,7 +488,10 @@ impl SyncSession {
         let all_taken = flight
             .planned
             .iter()
-            .all(|p| resp.acked.iter().any(|a| a.id == p.envelope.id));
+            .all(|p| {
+                resp.acked.iter().any(|a| a.id == p.envelope.id)
+                    || resp.refused.iter().any(|r| r.id == p.envelope.id)
+            });
         // Rows queued by this very answer (grants to a member it announced)
         // go out in this sync too.
         let pending_push = (flight.planned.is_empty() || all_taken) && has_unsent(store)?;
@@ -555,6 +563,15 @@ impl SyncSession {
                     self.report.pushed += 1;
                     tx.execute("DELETE FROM doc_sync WHERE doc_id = ?1", [doc.as_str()])?;
                 }
+                outbound::AckOutcome::Carried => {}
+            }
+        }
+        for refused in &resp.refused {
+            let Some(planned) = outbound::find(&flight.planned, &refused.id) else {
+                continue;
+            };
+            if outbound::drop_refused(&tx, planned)? {
+                self.report.carried_refused += 1;
             }
         }
         for pulled in &resp.pull {
@@ -642,7 +659,8 @@ fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
 /// Whether anything of the outbox or a snapshot still waits to be pushed.
 fn has_unsent(store: &Store) -> Result<bool> {
     Ok(store.conn().query_row(
-        "SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM outbox_batches)",
+        "SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM outbox_batches)
+             OR EXISTS (SELECT 1 FROM carried)",
         [],
         |r| r.get(0),
     )?)

@@ -25,12 +25,21 @@ const BATCH_BYTES: usize = 256 * 1024;
 pub const MAX_PUSH_ENVELOPES: usize = 256;
 
 /// One envelope planned for a push, and what it stands for locally.
-pub(super) struct Planned {
+pub(crate) struct Planned {
     pub envelope: Envelope,
+    /// The outbox batch, or for a carried envelope (another member's,
+    /// imported from a bundle) minus its `carried` row id.
     pub batch: i64,
     pub index: u32,
     /// The part group, for a batch in parts.
     pub group: Option<[u8; 16]>,
+}
+
+impl Planned {
+    /// The `carried` row this envelope stands for, if it is carried.
+    pub(crate) fn carried(&self) -> Option<i64> {
+        (self.batch < 0).then_some(-self.batch)
+    }
 }
 
 struct Batch {
@@ -43,7 +52,7 @@ struct Batch {
 
 /// Freezes the outbox rows not yet in a batch: one batch per document (up
 /// to [`BATCH_BYTES`], or one larger row alone), in outbox order.
-pub(super) fn freeze_outbox(conn: &Connection, team: &Team) -> Result<()> {
+pub(crate) fn freeze_outbox(conn: &Connection, team: &Team) -> Result<()> {
     let rows: Vec<(i64, String, String, Vec<u8>)> = {
         let mut st = conn.prepare_cached(
             "SELECT seq, doc_id, kind, bytes FROM outbox WHERE batch IS NULL ORDER BY seq",
@@ -196,6 +205,60 @@ fn acked_parts(conn: &Connection, batch: i64) -> Result<Vec<u32>> {
 /// [`MAX_PUSH_ENVELOPES`]. The last part of a snapshot is the one the relay
 /// compacts on, so it goes only after every other part is acknowledged.
 pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result<Vec<Planned>> {
+    let mut out = plan(conn, team, budget, MAX_PUSH_ENVELOPES, true, None)?;
+    // Then what this device carries for others (a bundle it imported):
+    // high and critical cases first, as far as this device can tell.
+    let mut used: usize = out.iter().map(|p| p.envelope.wire_size()).sum();
+    for (row, envelope) in carried(conn, None)? {
+        if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
+            break;
+        }
+        used += envelope.wire_size();
+        out.push(Planned {
+            envelope,
+            batch: -row,
+            index: 0,
+            group: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The envelopes this device carries for other members (`carried`), high
+/// and critical cases first (as far as this device can read them), then in
+/// the order they came; only `doc`'s if given.
+pub(crate) fn carried(conn: &Connection, doc: Option<&str>) -> Result<Vec<(i64, Envelope)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.id, r.envelope FROM carried r
+         WHERE ?1 IS NULL OR r.doc_id = ?1
+         ORDER BY NOT EXISTS (SELECT 1 FROM cases c WHERE c.id = r.doc_id AND c.risk_rank >= 3), r.id",
+    )?;
+    let rows = st.query_map([doc], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, bytes) = row?;
+        let envelope: Envelope =
+            heartbridge_proto::decode("carried envelope", &bytes).map_err(|e| Error::Protocol {
+                detail: e.to_string(),
+            })?;
+        out.push((id, envelope));
+    }
+    Ok(out)
+}
+
+/// Seals every envelope of the outbox not yet acknowledged, as a push
+/// would (the same content ids), within `budget` bytes and `max`
+/// envelopes; snapshots only if `snapshots`, and only `doc`'s batches (and
+/// the key grants) if given.
+pub(crate) fn plan(
+    conn: &Connection,
+    team: &Team,
+    budget: usize,
+    max: usize,
+    snapshots: bool,
+    doc_only: Option<&DocId>,
+) -> Result<Vec<Planned>> {
+    let grants = crate::access::grants_doc_id(&team.team_id);
     let me = crate::enroll::device_secret(conn)?.ok_or_else(|| Error::Protocol {
         detail: "this device has no signing key: join the team again".into(),
     })?;
@@ -207,8 +270,13 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
     let mut out: Vec<Planned> = Vec::new();
     let mut used = 0usize;
     'batches: for b in batches(conn)? {
-        if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
+        if !out.is_empty() && (used >= budget || out.len() >= max) {
             break;
+        }
+        if (!snapshots && b.covers.is_some())
+            || doc_only.is_some_and(|d| *d != b.doc && b.doc != grants)
+        {
+            continue;
         }
         // Only the batches this push reaches are read and hashed.
         let payload: Vec<u8> = conn
@@ -240,7 +308,7 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
                 // Final part of a snapshot waits for the others.
                 continue;
             }
-            if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
+            if !out.is_empty() && (used >= budget || out.len() >= max) {
                 break 'batches;
             }
             let start = index as usize * PART_BYTES;
@@ -296,10 +364,31 @@ pub(super) enum AckOutcome {
     Changes(usize),
     /// A snapshot of this document is complete.
     Snapshot(DocId),
+    /// A carried envelope (another member's) is at the relay.
+    Carried,
+}
+
+/// The relay refused one planned envelope of another member's (its author
+/// revoked, unknown there, or its signature or role wrong): pushing it
+/// again gets the same answer, so it is carried no more. Returns whether
+/// it was a carried one (a refusal of this device's own is not dropped).
+pub(super) fn drop_refused(conn: &Connection, planned: &Planned) -> Result<bool> {
+    match planned.carried() {
+        Some(row) => {
+            conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Records the relay's acknowledgement of one planned envelope.
 pub(super) fn record_ack(conn: &Connection, planned: &Planned) -> Result<AckOutcome> {
+    if let Some(row) = planned.carried() {
+        // Another member's envelope, now at the relay: carried no more.
+        conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
+        return Ok(AckOutcome::Carried);
+    }
     conn.execute(
         "INSERT INTO outbox_parts_acked (batch, idx) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![planned.batch, planned.index],
