@@ -621,12 +621,17 @@ fn page_rows(
         return Ok(out);
     }
     // Fewer than a page: the heading matches end on this page (or before).
-    let in_heading = if out.is_empty() {
-        count(conn, &heading)?
-    } else {
+    let in_heading = if !out.is_empty() || offset == 0 {
         offset + out.len()
+    } else {
+        count(conn, &heading)?
     };
-    let rest = format!("({fts}) NOT {heading}");
+    // With no heading match the rest is every match (no NOT to evaluate).
+    let rest = if in_heading == 0 {
+        fts.to_owned()
+    } else {
+        format!("({fts}) NOT {heading}")
+    };
     out.extend(ranked(
         conn,
         &rest,

@@ -46,21 +46,7 @@ fn a_common_word_puts_heading_matches_first_and_pages_add_up() {
         .all(|h| h.section_title.starts_with("潮汐")));
 
     // Pages of 7 cross the boundary between the tiers at 23.
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.search_page("潮汐", offset, 7).expect("page");
-        assert_eq!(page.total, sections);
-        if page.hits.is_empty() {
-            break;
-        }
-        for h in page.hits {
-            assert!(seen.insert(h.section), "section {} twice", h.section);
-            order.push(h.section_title);
-        }
-        offset += 7;
-    }
+    let order = all_pages(&store, "潮汐", 7);
     assert_eq!(order.len(), sections);
     let headed = order.iter().filter(|t| t.starts_with("潮汐")).count();
     assert_eq!(headed, in_heading);
@@ -69,4 +55,33 @@ fn a_common_word_puts_heading_matches_first_and_pages_add_up() {
     let rest = store.search_page("潮汐", in_heading, 1).expect("rest");
     let s = rest.hits[0].snippet.clone();
     assert!(!s.contains('浪'), "{s}");
+
+    // 浪 is in no heading (and in more than TIERED_ABOVE texts): one tier.
+    let waves = all_pages(&store, "浪", 9);
+    assert!(waves.len() > TIERED_ABOVE);
+    let page = store.search_page("浪", 0, 10).expect("search");
+    assert_eq!(page.total, waves.len());
+}
+
+/// The section headings of every hit of `query`, page after page of
+/// `limit`; fails if a section comes twice or a page's total differs.
+fn all_pages(store: &Store, query: &str, limit: usize) -> Vec<String> {
+    let total = store.search_page(query, 0, 1).expect("search").total;
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.search_page(query, offset, limit).expect("page");
+        assert_eq!(page.total, total);
+        if page.hits.is_empty() {
+            break;
+        }
+        for h in page.hits {
+            assert!(seen.insert(h.section), "section {} twice", h.section);
+            order.push(h.section_title);
+        }
+        offset += limit;
+    }
+    assert_eq!(order.len(), total);
+    order
 }
