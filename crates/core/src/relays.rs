@@ -374,3 +374,142 @@ impl Transport for Timed<'_> {
         self.inner.use_relay(relay)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use heartbridge_proto::{Role, Secret, TeamId, TeamKey};
+
+    use super::*;
+
+    const TEAM_URL: &str = "https://central.example:7443";
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        let mut s = Store::init(
+            &dir.path().join("p"),
+            "林老师",
+            &crate::testing::protection(),
+        )
+        .unwrap();
+        s.set_team(&Team {
+            relay_url: TEAM_URL.into(),
+            team_id: TeamId::from_hex(&"ab".repeat(16)).unwrap(),
+            device_id: "cd".repeat(16),
+            token: Secret::from_string("t".repeat(32)),
+            key: TeamKey::from_bytes([7; 32]),
+            epoch: 1,
+            role: Role::Volunteer,
+            lead_sign_pk: [0; 32],
+        })
+        .unwrap();
+        s
+    }
+
+    fn set_cursor(s: &Store, c: i64) {
+        s.conn()
+            .execute("UPDATE sync_state SET cursor = ?1 WHERE id = 1", [c])
+            .unwrap();
+    }
+
+    fn cursor(s: &Store) -> i64 {
+        s.conn()
+            .query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    fn urls(list: &[RelayEntry]) -> Vec<&str> {
+        list.iter().map(|e| e.url.as_str()).collect()
+    }
+
+    #[test]
+    fn venue_first_then_by_round_trip_unmeasured_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let pin = CertPin::of_der(b"venue").to_string();
+        s.add_relay("https://mirror.example/", None, RelayKind::Central, false)
+            .unwrap();
+        s.add_relay("https://10.0.0.2:7443", Some(&pin), RelayKind::Venue, false)
+            .unwrap();
+        // Nothing measured: venue, then the team's relay, then the other.
+        assert_eq!(
+            urls(&s.relay_order().unwrap()),
+            ["https://10.0.0.2:7443", TEAM_URL, "https://mirror.example"]
+        );
+        s.record_relay_ok("https://mirror.example", 40).unwrap();
+        s.record_relay_ok(TEAM_URL, 300).unwrap();
+        let order = s.relay_order().unwrap();
+        assert_eq!(
+            urls(&order),
+            ["https://10.0.0.2:7443", "https://mirror.example", TEAM_URL]
+        );
+        assert_eq!(order[0].pin.as_deref(), Some(pin.as_str()));
+        assert!(order[2].team_relay && !order[1].team_relay);
+    }
+
+    #[test]
+    fn each_relay_keeps_its_own_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let venue = "https://10.0.0.2:7443";
+        s.add_relay(venue, None, RelayKind::Venue, false).unwrap();
+        set_cursor(&s, 5);
+        s.select_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 0, "a relay never synced with starts at 0");
+        assert_eq!(
+            s.sync_session(&SyncOptions::default())
+                .unwrap()
+                .team()
+                .relay_url,
+            venue
+        );
+        set_cursor(&s, 7);
+        s.select_relay(TEAM_URL).unwrap();
+        assert_eq!(cursor(&s), 5);
+        assert_eq!(
+            s.sync_session(&SyncOptions::default())
+                .unwrap()
+                .team()
+                .relay_url,
+            TEAM_URL
+        );
+        s.select_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 7);
+        // Selecting the active relay again changes nothing.
+        s.select_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 7);
+        // Removing the active relay goes back to the team's, with its cursor.
+        s.remove_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 5);
+        assert_eq!(s.active_relay_url().unwrap().as_deref(), Some(TEAM_URL));
+        assert!(s.select_relay(venue).is_err(), "an unknown relay");
+    }
+
+    #[test]
+    fn the_team_relay_stays_and_bad_entries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let e = s.remove_relay(TEAM_URL).unwrap_err();
+        assert!(e.to_string().contains("cannot be removed"), "{e}");
+        assert_eq!(urls(&s.relays().unwrap()), [TEAM_URL]);
+        assert!(s
+            .add_relay("relay.local:7443", None, RelayKind::Venue, false)
+            .is_err());
+        let e = s
+            .add_relay(
+                "https://x.example",
+                Some("sha256:short"),
+                RelayKind::Venue,
+                false,
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("heartbridge-relay fingerprint"),
+            "{e}"
+        );
+        assert!(matches!(
+            s.remove_relay("https://never.example"),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
