@@ -206,9 +206,11 @@ impl Store {
                 self.select_relay(t)?;
             }
         }
-        let n = self
-            .conn()
-            .execute("DELETE FROM relays WHERE url = ?1", [&url])?;
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM relays WHERE url = ?1", [&url])?;
+        tx.commit()?;
         if n == 0 {
             return Err(Error::NotFound {
                 what: "relay",
@@ -291,12 +293,16 @@ impl Store {
     /// Records that `url` answered a sync, with the round trip of its first
     /// request.
     pub fn record_relay_ok(&mut self, url: &str, rtt_ms: i64) -> Result<()> {
-        self.conn().execute(
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO relays (url, kind, added_at, last_ok_at, last_rtt_ms)
              VALUES (?1, 'central', ?2, ?2, ?3)
              ON CONFLICT (url) DO UPDATE SET last_ok_at = ?2, last_rtt_ms = ?3",
             params![url, now_ms(), rtt_ms],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
