@@ -403,7 +403,13 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                 ..SyncOptions::default()
             };
             let human = !cli.json;
-            let report = store.sync(&mut BlockingTransport::default(), &opts, &mut |p| {
+            let mut transport = BlockingTransport::default();
+            // At a venue relay the device signs its requests instead of
+            // showing its token.
+            if let Ok((device, secret)) = store.request_signer() {
+                transport.http().set_signer(&device, secret);
+            }
+            let report = store.sync(&mut transport, &opts, &mut |p| {
                 if human {
                     eprintln!(
                         "sync: {} requests, {} sent, {} received, {} waiting",

@@ -291,6 +291,13 @@ pub fn sync(r: &SyncReport) -> String {
     if r.refused > 0 {
         let _ = write!(s, "\n{} envelope(s) from the relay did not open with this team's key and were set aside, not applied.", r.refused);
     }
+    if r.venue_acked > 0 || r.central_confirmed > 0 {
+        let _ = write!(
+            s,
+            "\nVenue relay: {} envelope(s) now held there (level 1), {} confirmed at the central relay (level 2).",
+            r.venue_acked, r.central_confirmed
+        );
+    }
     if r.pending > 0 {
         let _ = write!(
             s,
@@ -312,6 +319,14 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
         st.last_synced_at.as_deref().unwrap_or("never")
     );
     let _ = writeln!(s, "Changes waiting: {}", st.pending);
+    if st.at_venue > 0 {
+        // 在会场中继 N 条 · 已到中心: the rest of what left this device.
+        let _ = writeln!(
+            s,
+            "Of them at a venue relay, not yet confirmed at the central relay: {} (they leave this device once the central relay has them)",
+            st.at_venue
+        );
+    }
     if st.waiting > 0 {
         let _ = writeln!(
             s,

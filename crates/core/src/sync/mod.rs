@@ -11,8 +11,9 @@
 
 pub(crate) mod inbound;
 pub(crate) mod outbound;
+mod venue;
 
-use heartbridge_proto::{decode, encode, DocKindTag, SyncRequest, SyncResponse};
+use heartbridge_proto::{DocKindTag, SyncRequest, SyncResponse};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
@@ -159,6 +160,11 @@ pub struct SyncReport {
     pub locked: usize,
     /// Network failures retried inside this sync.
     pub retried: usize,
+    /// Envelopes a venue relay acknowledged (level 1): kept in the outbox
+    /// until the central relay has them.
+    pub venue_acked: usize,
+    /// Envelopes a venue relay said the central relay now holds (level 2).
+    pub central_confirmed: usize,
     /// Carried envelopes (other members', imported from a bundle) the
     /// relay refused (author revoked or unknown, bad signature): dropped
     /// from this device's queue, since pushing them again gets the same
@@ -201,6 +207,9 @@ pub struct SyncStatus {
     pub stopped: bool,
     /// Request size learned for this device's link, in bytes.
     pub link_bytes: usize,
+    /// Of the changes waiting, those a venue relay holds (level 1): the
+    /// central relay has not confirmed them yet.
+    pub at_venue: usize,
 }
 
 fn tag(kind: DocKind) -> DocKindTag {
@@ -254,6 +263,9 @@ pub struct SyncSession {
     failures: usize,
     snapshots_made: Vec<DocId>,
     done: bool,
+    /// The relay talked to answered as a venue relay (its acknowledgements
+    /// are level 1).
+    at_venue: bool,
 }
 
 struct InFlight {
@@ -370,6 +382,9 @@ impl SyncSession {
             tx.query_row("SELECT members_seq FROM sync_state WHERE id = 1", [], |r| {
                 r.get(0)
             })?;
+        // Parts this relay (a venue relay) holds: has the central relay
+        // got them yet?
+        let central_wait = venue::waiting_ids(&tx, &self.team.relay_url)?;
         tx.commit()?;
         let page = match self.opts.page_bytes {
             0 => self.link,
@@ -384,7 +399,10 @@ impl SyncSession {
             roster_version: if roster.is_some() { 0 } else { roster_version },
             roster: roster.as_ref().map(|(_, bytes)| bytes.clone()),
         };
-        let body = encode(&request);
+        let body = heartbridge_proto::venue_wire::encode_request(
+            &request,
+            &heartbridge_proto::venue_wire::RequestExt { central_wait },
+        );
         self.report.requests += 1;
         self.report.bytes_sent += body.len();
         let sent = body.len();
@@ -436,8 +454,10 @@ impl SyncSession {
                 };
                 if progressed {
                     // Every whole envelope that arrived is kept; the cut
-                    // cost only the one it fell in.
-                    self.apply(store, &flight, &partial)?;
+                    // cost only the one it fell in. (A cut answer carries
+                    // no receipts: a venue relay's acks stay level 1.)
+                    let venue = self.at_venue.then(Default::default);
+                    self.apply(store, &flight, &partial, venue.as_ref())?;
                     self.failures = 0;
                     self.report.retried += 1;
                     return Ok(());
@@ -466,9 +486,12 @@ impl SyncSession {
             }
         };
         self.report.bytes_received += answer.len();
-        let resp: SyncResponse = decode("sync response", &answer).map_err(|e| Error::Protocol {
-            detail: e.to_string(),
+        let (resp, ext) = heartbridge_proto::venue_wire::decode_response(&answer).map_err(|e| {
+            Error::Protocol {
+                detail: e.to_string(),
+            }
         })?;
+        self.at_venue = ext.venue.is_some();
         check_response(&flight, &resp)?;
         let progressed = !resp.acked.is_empty()
             || !resp.pull.is_empty()
@@ -482,19 +505,17 @@ impl SyncSession {
         }
         self.failures = 0;
         self.link = (self.link + self.link / 2).min(LINK_MAX);
-        self.apply(store, &flight, &resp)?;
+        self.apply(store, &flight, &resp, ext.venue.as_ref())?;
         // Push on while every envelope of this round was taken; a relay that
         // takes none (or some) of a push ends the sync rather than looping.
-        let all_taken = flight
-            .planned
-            .iter()
-            .all(|p| {
-                resp.acked.iter().any(|a| a.id == p.envelope.id)
-                    || resp.refused.iter().any(|r| r.id == p.envelope.id)
-            });
+        let all_taken = flight.planned.iter().all(|p| {
+            resp.acked.iter().any(|a| a.id == p.envelope.id)
+                || resp.refused.iter().any(|r| r.id == p.envelope.id)
+        });
         // Rows queued by this very answer (grants to a member it announced)
         // go out in this sync too.
-        let pending_push = (flight.planned.is_empty() || all_taken) && has_unsent(store)?;
+        let pending_push =
+            (flight.planned.is_empty() || all_taken) && has_unsent(store, &self.team.relay_url)?;
         if !resp.more && !pending_push {
             self.finish(store)?;
         }
@@ -514,7 +535,13 @@ impl SyncSession {
         Ok(())
     }
 
-    fn apply(&mut self, store: &mut Store, flight: &InFlight, resp: &SyncResponse) -> Result<()> {
+    fn apply(
+        &mut self,
+        store: &mut Store,
+        flight: &InFlight,
+        resp: &SyncResponse,
+        venue: Option<&heartbridge_proto::venue_wire::VenueReceipts>,
+    ) -> Result<()> {
         let actor = store.actor().clone();
         let profile = store.profile().clone();
         let link = self.link;
@@ -552,6 +579,13 @@ impl SyncSession {
                 continue;
             };
             self.report.envelopes_pushed += 1;
+            if venue.is_some() && planned.carried().is_none() {
+                // Level 1: at the venue relay, still in the outbox until
+                // the central relay has it.
+                venue::record_venue_ack(&tx, planned, &self.team.relay_url)?;
+                self.report.venue_acked += 1;
+                continue;
+            }
             match outbound::record_ack(&tx, planned)? {
                 outbound::AckOutcome::Part => {}
                 outbound::AckOutcome::Changes(rows) => {
@@ -564,6 +598,23 @@ impl SyncSession {
                     tx.execute("DELETE FROM doc_sync WHERE doc_id = ?1", [doc.as_str()])?;
                 }
                 outbound::AckOutcome::Carried => {}
+            }
+        }
+        // Level 2, by the venue relay's word: the central relay holds these.
+        for id in venue.map(|v| v.central.as_slice()).unwrap_or_default() {
+            let Some((outcome, doc)) = venue::record_central(&tx, id)? else {
+                continue;
+            };
+            self.report.central_confirmed += 1;
+            match outcome {
+                outbound::AckOutcome::Changes(rows) => {
+                    self.report.changes_delivered += rows;
+                    bump(&tx, &hex::encode(doc))?;
+                }
+                outbound::AckOutcome::Snapshot(doc) => {
+                    tx.execute("DELETE FROM doc_sync WHERE doc_id = ?1", [doc.as_str()])?;
+                }
+                outbound::AckOutcome::Part | outbound::AckOutcome::Carried => {}
             }
         }
         for refused in &resp.refused {
@@ -657,11 +708,18 @@ fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
 }
 
 /// Whether anything of the outbox or a snapshot still waits to be pushed.
-fn has_unsent(store: &Store) -> Result<bool> {
+/// Whether something waits to be pushed to `relay`: outbox rows not yet
+/// in a batch, a batch with a part neither acknowledged nor held by this
+/// relay (a venue relay keeps its level-1 parts), or a carried envelope.
+fn has_unsent(store: &Store, relay: &str) -> Result<bool> {
     Ok(store.conn().query_row(
-        "SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM outbox_batches)
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE batch IS NULL)
+             OR EXISTS (SELECT 1 FROM outbox_batches b
+                        WHERE (SELECT count(*) FROM outbox_parts_acked a WHERE a.batch = b.batch)
+                            + (SELECT count(*) FROM outbox_venue_acked v WHERE v.batch = b.batch AND v.relay = ?1)
+                            < b.parts)
              OR EXISTS (SELECT 1 FROM carried)",
-        [],
+        [relay],
         |r| r.get(0),
     )?)
 }
@@ -680,6 +738,7 @@ impl Store {
             opts: opts.clone(),
             report: SyncReport::default(),
             in_flight: None,
+            at_venue: false,
             link: self.link_bytes()?,
             failures: 0,
             snapshots_made: Vec::new(),
@@ -747,6 +806,7 @@ impl Store {
             locked: crate::access::locked_count(self.conn())?,
             stopped: self.sync_stopped()?,
             link_bytes: self.link_bytes()?,
+            at_venue: self.receipt_levels()?.at_venue,
         })
     }
 

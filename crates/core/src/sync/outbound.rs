@@ -233,7 +233,9 @@ pub(crate) fn carried(conn: &Connection, doc: Option<&str>) -> Result<Vec<(i64, 
          WHERE ?1 IS NULL OR r.doc_id = ?1
          ORDER BY NOT EXISTS (SELECT 1 FROM cases c WHERE c.id = r.doc_id AND c.risk_rank >= 3), r.id",
     )?;
-    let rows = st.query_map([doc], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = st.query_map([doc], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, bytes) = row?;
@@ -282,7 +284,14 @@ pub(crate) fn plan(
         let payload: Vec<u8> = conn
             .prepare_cached("SELECT payload FROM outbox_batches WHERE batch = ?1")?
             .query_row([b.batch], |r| r.get(0))?;
-        let acked = acked_parts(conn, b.batch)?;
+        let mut acked = acked_parts(conn, b.batch)?;
+        // Parts the relay talked to (a venue relay) already acknowledged
+        // wait there for the central relay: not pushed to it again.
+        acked.extend(super::venue::venue_acked_parts(
+            conn,
+            b.batch,
+            &team.relay_url,
+        )?);
         let doc = doc_bytes(&b.doc);
         let group = if b.parts > 1 {
             let fresh = Part::group_id(&team.key, &team.team_id, &doc, &payload);
@@ -389,8 +398,30 @@ pub(super) fn record_ack(conn: &Connection, planned: &Planned) -> Result<AckOutc
         conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
         return Ok(AckOutcome::Carried);
     }
+    record_part(conn, planned.batch, planned.index, planned.group)
+}
+
+/// Records that the central relay holds part `index` of `batch` (pushed
+/// to it, or confirmed by a venue relay's answer); the batch leaves once
+/// every part is there.
+pub(super) fn record_part(
+    conn: &Connection,
+    batch: i64,
+    index: u32,
+    group: Option<[u8; 16]>,
+) -> Result<AckOutcome> {
+    let planned = PartRef {
+        batch,
+        index,
+        group,
+    };
     conn.execute(
         "INSERT INTO outbox_parts_acked (batch, idx) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![planned.batch, planned.index],
+    )?;
+    // At the central relay now: no longer waiting at a venue relay.
+    conn.execute(
+        "DELETE FROM outbox_venue_acked WHERE batch = ?1 AND idx = ?2",
         params![planned.batch, planned.index],
     )?;
     let row: Option<(i64, Option<i64>, String)> = conn
@@ -435,6 +466,12 @@ pub(super) fn record_ack(conn: &Connection, planned: &Planned) -> Result<AckOutc
         Some(_) => AckOutcome::Snapshot(doc),
         None => AckOutcome::Changes(rows),
     })
+}
+
+struct PartRef {
+    batch: i64,
+    index: u32,
+    group: Option<[u8; 16]>,
 }
 
 /// Content ids planned in one push, to match acknowledgements.

@@ -1,0 +1,656 @@
+//! A venue relay inside a closed loop: three devices sync with it over the
+//! "local network" (loopback), its uplink to the central relay runs
+//! through the link emulator and is cut and restored, the lead stays
+//! outside at the central relay, devices move between the venue and the
+//! central relay mid-shift, the venue relay restarts mid-forward. Every
+//! change arrives everywhere exactly once, and the venue relay's files hold
+//! no note text and no team key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use heartbridge_client::BlockingTransport;
+use heartbridge_core::proto::Role;
+use heartbridge_core::{
+    CaseFilter, Channel, DocId, Group, NewCase, RelayKind, Risk, SyncOptions, SyncReport, Team,
+    Transport, TransportError,
+};
+use heartbridge_relay::venue::VenueConfig;
+use heartbridge_tests::{team_with, Device, Relay};
+use linkem::{BackgroundLink, Cut, Direction, End, Offset};
+
+const CANARY: &str = "CANARY-venue-5d1e-会场测试标记";
+
+/// A venue relay on 127.0.0.1, serving its own database, forwarding to
+/// `upstream`. Stops gracefully when dropped; `restart` serves the same
+/// database on the same address again.
+struct Venue {
+    url: String,
+    dir: PathBuf,
+    upstream: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Venue {
+    fn db(dir: &Path) -> PathBuf {
+        dir.join("venue.db")
+    }
+
+    fn join(dir: &Path, code: &str, upstream: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let joined = rt
+            .block_on(heartbridge_relay::venue::join(
+                &Venue::db(dir),
+                code,
+                Some(upstream),
+            ))
+            .expect("venue join");
+        assert!(!joined.already);
+    }
+
+    fn start(dir: &Path, upstream: &str, addr: Option<std::net::SocketAddr>) -> Venue {
+        let listener =
+            std::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut config = heartbridge_relay::Config::new(Venue::db(dir));
+        let mut v = VenueConfig::new(url.clone());
+        v.upstream = Some(upstream.to_owned());
+        v.poll = Duration::from_millis(30);
+        v.backoff_min = Duration::from_millis(30);
+        v.backoff_max = Duration::from_millis(300);
+        v.request_timeout = Duration::from_secs(10);
+        config.venue = Some(v);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                ready_tx.send(()).expect("ready");
+                heartbridge_relay::serve(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("venue relay ran");
+            });
+        });
+        ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("venue relay started");
+        Venue {
+            url,
+            dir: dir.to_owned(),
+            upstream: upstream.to_owned(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("venue relay thread");
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let addr = self.url.trim_start_matches("http://").parse().ok();
+        let mut again = Venue::start(&self.dir, &self.upstream, addr);
+        self.stop = again.stop.take();
+        self.thread = again.thread.take();
+    }
+
+    fn conn(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(Venue::db(&self.dir)).expect("open venue db")
+    }
+
+    /// Envelopes stored here not yet answered by the central relay.
+    fn backlog(&self) -> i64 {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM envelopes e WHERE NOT EXISTS (SELECT 1 FROM venue_upstream v WHERE v.seq = e.seq)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("backlog")
+    }
+
+    fn wait_forwarded(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.backlog() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the venue relay did not forward its log within 20 s ({} left)",
+                self.backlog()
+            );
+            std::thread::yield_now();
+            wait_a_moment();
+        }
+    }
+}
+
+impl Drop for Venue {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Lets another thread run (a condition is polled around it, with a
+/// deadline; nothing waits for a fixed time to pass).
+fn wait_a_moment() {
+    let (_tx, rx) = mpsc::channel::<()>();
+    let _ = rx.recv_timeout(Duration::from_millis(10));
+}
+
+/// Content ids a relay database holds, and how many rows each has.
+fn content_ids(db: &Path) -> BTreeMap<Vec<u8>, i64> {
+    let conn = rusqlite::Connection::open(db).expect("open relay db");
+    let mut st = conn
+        .prepare("SELECT content_id, count(*) FROM envelopes WHERE covers = 0 GROUP BY content_id")
+        .expect("prepare");
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn sync_at(d: &mut Device, url: &str) -> heartbridge_core::Result<SyncReport> {
+    sync_at_with(d, url, &mut BlockingTransport::default())
+}
+
+fn sync_at_with(
+    d: &mut Device,
+    url: &str,
+    t: &mut BlockingTransport,
+) -> heartbridge_core::Result<SyncReport> {
+    let entry = d
+        .store
+        .relays()?
+        .into_iter()
+        .find(|e| e.url == url.trim_end_matches('/'))
+        .expect("relay entry");
+    let (dev, secret) = d.store.request_signer()?;
+    t.http().set_signer(&dev, secret);
+    t.use_relay(&entry);
+    d.store.select_relay(url)?;
+    d.store.sync_active(t, &SyncOptions::default(), &mut |_| {})
+}
+
+/// A transport that fails (as a dropped link) after `n` requests.
+struct DropsAfter {
+    inner: BlockingTransport,
+    n: usize,
+}
+impl Transport for DropsAfter {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        if self.n == 0 {
+            return Err(TransportError::Network("connection reset".into()));
+        }
+        self.n -= 1;
+        self.inner.sync(team, body)
+    }
+    fn use_relay(&mut self, relay: &heartbridge_core::RelayEntry) {
+        self.inner.use_relay(relay)
+    }
+}
+
+fn new_case(d: &mut Device, risk: Risk, note: &str) -> DocId {
+    let id = d
+        .store
+        .new_case(&NewCase {
+            alias: format!("{} 的个案", d.name),
+            group: Group::Hardship,
+            risk,
+        })
+        .expect("case");
+    d.store
+        .add_contact(&id, Channel::Hotline, note, Some(10))
+        .expect("contact");
+    id
+}
+
+/// Case id → sorted heads, for every case a device holds.
+fn heads(d: &Device) -> BTreeMap<String, Vec<String>> {
+    d.store
+        .list_cases(&CaseFilter::default())
+        .expect("cases")
+        .into_iter()
+        .map(|c| {
+            let id = DocId::parse(&c.id, "case").expect("id");
+            let (_, mut am) = d.store.load(&id).expect("load").expect("doc");
+            let mut h: Vec<String> = am.get_heads().iter().map(|h| h.to_string()).collect();
+            h.sort();
+            (c.id, h)
+        })
+        .collect()
+}
+
+struct Loop {
+    central: Relay,
+    uplink: BackgroundLink,
+    venue: Venue,
+    _venue_dir: tempfile::TempDir,
+    /// The lead (outside) and three volunteers' devices (inside).
+    devs: Vec<Device>,
+}
+
+fn uplink_cut(link: &BackgroundLink) {
+    link.set_config(linkem::Config {
+        cut: Some(Cut {
+            counted: Direction::Both,
+            at: Offset::At(0),
+            end: End::Reset,
+        }),
+        ..Default::default()
+    });
+    link.reset_all();
+}
+
+fn uplink_restore(link: &BackgroundLink) {
+    link.set_config(linkem::Config::default());
+}
+
+fn the_loop() -> Loop {
+    let central = Relay::start();
+    // Supervisors read every case, so every device is a reader of all.
+    let mut devs = team_with(
+        &central,
+        &["组长", "志愿者甲", "志愿者乙", "志愿者丙"],
+        &[Role::Supervisor, Role::Supervisor, Role::Supervisor],
+    );
+    let code = heartbridge_client::invite(&mut devs[0].store, Role::Relay).expect("relay invite");
+    let central_addr = central
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let uplink = BackgroundLink::loopback(central_addr, linkem::Config::default()).expect("link");
+    let venue_dir = tempfile::tempdir().expect("tmp");
+    Venue::join(venue_dir.path(), &code, &uplink.url());
+    let venue = Venue::start(venue_dir.path(), &uplink.url(), None);
+    // Everybody syncs once at the central relay (the lead folds the relay
+    // into the roster), then the venue's devices learn the venue relay.
+    for d in devs.iter_mut() {
+        sync_at(d, &central.url).expect("first sync");
+    }
+    sync_at(&mut devs[0], &central.url).expect("lead again");
+    for d in devs[1..].iter_mut() {
+        d.store
+            .add_relay(&venue.url, None, RelayKind::Venue, false)
+            .expect("add venue relay");
+    }
+    Loop {
+        central,
+        uplink,
+        venue,
+        _venue_dir: venue_dir,
+        devs,
+    }
+}
+
+/// Syncs everyone until nothing moves: the volunteers at `at[i]`, the lead
+/// at the central relay, the venue forwarding in between.
+fn settle(l: &mut Loop, at: &[bool; 3]) {
+    for _ in 0..12 {
+        let mut moved = 0;
+        l.venue.wait_forwarded();
+        let r = sync_at(&mut l.devs[0], &l.central.url).expect("lead sync");
+        moved += r.pulled + r.pushed;
+        for (i, venue) in at.iter().enumerate() {
+            let url = if *venue {
+                l.venue.url.clone()
+            } else {
+                l.central.url.clone()
+            };
+            let r = sync_at(&mut l.devs[i + 1], &url).expect("device sync");
+            moved += r.pulled + r.pushed;
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+    panic!("the team did not settle in 12 rounds");
+}
+
+fn assert_converged(l: &Loop, cases: &BTreeSet<String>) {
+    let all: Vec<_> = l.devs.iter().map(heads).collect();
+    let ids: BTreeSet<String> = all[0].keys().cloned().collect();
+    assert_eq!(&ids, cases, "the lead holds every case, no more");
+    for (i, h) in all.iter().enumerate() {
+        assert_eq!(h, &all[0], "device {i} differs from the lead");
+    }
+    for d in &l.devs {
+        assert_eq!(
+            d.store.outbox_len().expect("outbox"),
+            0,
+            "{} still waits",
+            d.name
+        );
+    }
+    // Each envelope once at each relay, and the same ones at both (but the
+    // snapshots, which compact at their own relay only).
+    let central = content_ids(&l.central.db());
+    let venue = content_ids(&Venue::db(&l.venue.dir));
+    assert!(central.values().all(|n| *n == 1));
+    assert!(venue.values().all(|n| *n == 1));
+    let c: BTreeSet<_> = central.keys().collect();
+    let v: BTreeSet<_> = venue.keys().collect();
+    assert_eq!(
+        c, v,
+        "the venue relay and the central relay hold the same envelopes"
+    );
+}
+
+fn assert_no_plaintext(l: &Loop) {
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("canary".into(), CANARY.as_bytes().to_vec()),
+        ("canary prefix".into(), b"CANARY-venue".to_vec()),
+        ("canary chinese".into(), "会场测试标记".as_bytes().to_vec()),
+        ("device name".into(), "志愿者甲".as_bytes().to_vec()),
+    ];
+    for d in &l.devs {
+        let team = d.store.team().expect("team").expect("enrolled");
+        needles.push((format!("{} team key", d.name), team.key.expose().to_vec()));
+        needles.push((
+            format!("{} device token", d.name),
+            team.token.expose().as_bytes().to_vec(),
+        ));
+    }
+    let files: Vec<_> = std::fs::read_dir(&l.venue.dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(files.iter().any(|p| p.ends_with("venue.db")));
+    for path in files {
+        let bytes = std::fs::read(&path).expect("read");
+        for (what, needle) in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_venue_relay_carries_a_shift_out_and_in_exactly_once() {
+    let mut l = the_loop();
+    let mut cases = BTreeSet::new();
+
+    // The uplink is down: the volunteers sync at the venue relay only.
+    uplink_cut(&l.uplink);
+    let mut own = Vec::new();
+    for i in 1..=3 {
+        let id = new_case(&mut l.devs[i], Risk::High, &format!("{CANARY} 第{i}条"));
+        cases.insert(id.as_str().to_owned());
+        own.push(id.clone());
+        let r = sync_at(&mut l.devs[i], &l.venue.url.clone()).expect("sync at the venue");
+        // Level 1 only: at the venue relay, still waiting for the centre.
+        assert!(r.venue_acked > 0 && r.central_confirmed == 0, "{r:?}");
+        assert!(l.devs[i].store.outbox_len().expect("outbox") > 0);
+    }
+    // Inside the loop they already see each other's cases.
+    sync_at(&mut l.devs[1], &l.venue.url.clone()).expect("sync at the venue");
+    assert_eq!(heads(&l.devs[1]).len(), 3);
+    assert!(l.venue.backlog() >= 3, "nothing could go up yet");
+    // The lead writes outside meanwhile.
+    let lead_case = new_case(&mut l.devs[0], Risk::Low, &format!("{CANARY} 组长"));
+    cases.insert(lead_case.as_str().to_owned());
+    sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead sync");
+
+    // The venue relay restarts with its backlog; then the uplink returns.
+    l.venue.restart();
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    let r = sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead sync");
+    assert!(r.pulled >= 3, "the lead got the venue's cases: {r:?}");
+    // Level 2: the venue relay tells its devices the centre has them.
+    let r = sync_at(&mut l.devs[2], &l.venue.url.clone()).expect("sync at the venue");
+    assert!(r.central_confirmed > 0, "{r:?}");
+    assert_eq!(l.devs[2].store.outbox_len().expect("outbox"), 0);
+
+    // Mid-shift, volunteer 1 walks out and syncs at the central relay,
+    // volunteer 2 stays, volunteer 3 comes back in after a change outside.
+    l.devs[1]
+        .store
+        .add_contact(&own[0], Channel::Online, &format!("{CANARY} 外面"), None)
+        .expect("contact");
+    sync_at(&mut l.devs[1], &l.central.url.clone()).expect("outside");
+    // The lead's case came down into the loop.
+    sync_at(&mut l.devs[3], &l.venue.url.clone()).expect("inside");
+    assert!(heads(&l.devs[3]).contains_key(lead_case.as_str()));
+    l.devs[3]
+        .store
+        .add_contact(
+            &lead_case,
+            Channel::Hotline,
+            &format!("{CANARY} 里面"),
+            None,
+        )
+        .expect("contact");
+    settle(&mut l, &[false, true, true]);
+    settle(&mut l, &[true, false, true]);
+    assert_converged(&l, &cases);
+    assert_no_plaintext(&l);
+}
+
+#[test]
+fn a_device_that_moves_relays_mid_sync_loses_and_doubles_nothing() {
+    let mut l = the_loop();
+    let mut cases = BTreeSet::new();
+    // Enough changes for several requests (the learned link size starts at
+    // 64 KiB; each note is ~20 KB of text).
+    let big: String = "很长的记录。".repeat(1200);
+    for n in 0..8 {
+        let id = new_case(&mut l.devs[1], Risk::Medium, &format!("{CANARY} {n} {big}"));
+        cases.insert(id.as_str().to_owned());
+    }
+    // The venue link drops after the first request, mid-push.
+    let mut t = DropsAfter {
+        inner: BlockingTransport::default(),
+        n: 1,
+    };
+    let venue_url = l.venue.url.clone();
+    let entry = l.devs[1]
+        .store
+        .relays()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.url == venue_url)
+        .unwrap();
+    let (dev, secret) = l.devs[1].store.request_signer().unwrap();
+    t.inner.http().set_signer(&dev, secret);
+    t.use_relay(&entry);
+    l.devs[1].store.select_relay(&venue_url).unwrap();
+    let failed = l.devs[1]
+        .store
+        .sync_active(&mut t, &SyncOptions::default(), &mut |_| {});
+    assert!(failed.is_err(), "the dropped link ends the sync");
+    // It walks out and syncs at the central relay.
+    sync_at(&mut l.devs[1], &l.central.url.clone()).expect("central");
+    settle(&mut l, &[false, true, true]);
+    assert_converged(&l, &cases);
+}
+
+/// One step of a shift in the loop.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Volunteer `0..3` writes a note on its own case.
+    Write(usize),
+    /// Volunteer `0..3` syncs at the venue relay.
+    AtVenue(usize),
+    /// Volunteer `0..3` (or the lead, 3) syncs at the central relay.
+    AtCentral(usize),
+    Cut,
+    Restore,
+    Restart,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize).prop_map(Step::Write),
+        3 => (0..3usize).prop_map(Step::AtVenue),
+        2 => (0..4usize).prop_map(Step::AtCentral),
+        1 => Just(Step::Cut),
+        1 => Just(Step::Restore),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// Runs `steps`, then lets everyone settle (the uplink back, the
+/// volunteers at the venue, then two of them outside) and checks: every
+/// device holds every case with the same heads, nothing waits, each
+/// envelope once at each relay and the same ones at both, no plaintext in
+/// the venue relay's files.
+fn run_steps(steps: &[Step]) {
+    let mut l = the_loop();
+    let mut cases = BTreeSet::new();
+    let mut own = Vec::new();
+    for i in 1..=3 {
+        let id = new_case(&mut l.devs[i], Risk::Low, &format!("{CANARY} 开始{i}"));
+        cases.insert(id.as_str().to_owned());
+        own.push(id);
+    }
+    let venue_url = l.venue.url.clone();
+    let central_url = l.central.url.clone();
+    for (n, s) in steps.iter().enumerate() {
+        match s {
+            Step::Write(i) => {
+                l.devs[i + 1]
+                    .store
+                    .add_contact(&own[*i], Channel::Hotline, &format!("{CANARY} {n}"), None)
+                    .expect("write");
+            }
+            Step::AtVenue(i) => {
+                sync_at(&mut l.devs[i + 1], &venue_url).expect("sync at the venue");
+            }
+            Step::AtCentral(i) => {
+                let d = if *i == 3 { 0 } else { i + 1 };
+                sync_at(&mut l.devs[d], &central_url).expect("sync at the centre");
+            }
+            Step::Cut => uplink_cut(&l.uplink),
+            Step::Restore => uplink_restore(&l.uplink),
+            Step::Restart => l.venue.restart(),
+        }
+    }
+    uplink_restore(&l.uplink);
+    settle(&mut l, &[true, true, true]);
+    settle(&mut l, &[false, true, false]);
+    assert_converged(&l, &cases);
+    assert_no_plaintext(&l);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 8,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn any_order_of_syncs_cuts_and_restarts_converges_exactly_once(
+        steps in proptest::collection::vec(step(), 3..14)
+    ) {
+        run_steps(&steps);
+    }
+}
+
+#[test]
+fn a_restart_while_cut_then_a_move_outside_converges() {
+    run_steps(&[
+        Step::Write(0),
+        Step::Cut,
+        Step::AtVenue(0),
+        Step::Restart,
+        Step::Write(0),
+        Step::AtCentral(0),
+        Step::Restore,
+        Step::AtVenue(1),
+    ]);
+}
+
+/// What the relay at `url` answers a minimal sync request sent with `t`.
+fn answer(d: &Device, url: &str, t: &mut BlockingTransport) -> Result<Vec<u8>, TransportError> {
+    let mut team = d.store.team().expect("team").expect("enrolled");
+    team.relay_url = url.to_owned();
+    let body = heartbridge_core::proto::encode(&heartbridge_core::proto::SyncRequest {
+        v: heartbridge_core::proto::PROTOCOL_VERSION,
+        cursor: 0,
+        push: vec![],
+        max_bytes: 0,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
+    });
+    t.sync(&team, body)
+}
+
+fn refusal(r: Result<Vec<u8>, TransportError>) -> (u16, String) {
+    match r {
+        Err(TransportError::Relay { status, kind, .. }) => (status, kind),
+        other => panic!("expected a refusal, got {:?}", other.map(|b| b.len())),
+    }
+}
+
+#[test]
+fn a_venue_relay_takes_signatures_not_tokens() {
+    let l = the_loop();
+    let d = &l.devs[1];
+    let (dev, secret) = d.store.request_signer().expect("signer");
+    // Signed for the venue relay's id: answered.
+    let mut t = BlockingTransport::default();
+    t.http().set_signer(&dev, secret.clone());
+    t.http().venue_relay(&l.venue.url, &l.venue.url);
+    answer(d, &l.venue.url, &mut t).expect("a signed request is answered");
+    // The device's token at the venue relay: unknown there (it never
+    // learns one).
+    let mut plain = BlockingTransport::default();
+    assert_eq!(
+        refusal(answer(d, &l.venue.url, &mut plain)),
+        (401, "unknown_token".into())
+    );
+    // Signed for another relay's id: refused.
+    let mut other = BlockingTransport::default();
+    other.http().set_signer(&dev, secret.clone());
+    other
+        .http()
+        .venue_relay(&l.venue.url, "http://another.venue:7070");
+    assert_eq!(
+        refusal(answer(d, &l.venue.url, &mut other)),
+        (401, "bad_request_signature".into())
+    );
+    // The central relay takes no signed request: a signature made for a
+    // venue relay is worth nothing there.
+    let mut at_central = BlockingTransport::default();
+    at_central.http().set_signer(&dev, secret);
+    at_central.http().venue_relay(&l.central.url, &l.venue.url);
+    assert_eq!(
+        refusal(answer(d, &l.central.url, &mut at_central)),
+        (401, "bad_request_signature".into())
+    );
+    // A venue entry with no signing key sends nothing.
+    let mut unsigned = BlockingTransport::default();
+    unsigned.http().venue_relay(&l.venue.url, &l.venue.url);
+    assert_eq!(
+        refusal(answer(d, &l.venue.url, &mut unsigned)),
+        (0, "no_signer".into())
+    );
+}
