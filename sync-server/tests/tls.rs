@@ -24,13 +24,19 @@ struct Running {
 }
 
 fn start(db: &Path, addr: SocketAddr, tls: Tls) -> (Running, SocketAddr) {
+    start_with(
+        Config {
+            tls: Some(tls),
+            ..Config::new(db)
+        },
+        addr,
+    )
+}
+
+fn start_with(config: Config, addr: SocketAddr) -> (Running, SocketAddr) {
     let listener = std::net::TcpListener::bind(addr).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
-    let config = Config {
-        tls: Some(tls),
-        ..Config::new(db)
-    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -246,11 +252,15 @@ fn a_pinned_device_enrolls_and_syncs_an_imposter_is_refused_and_a_restart_keeps_
     wait_for(|| *fake.failed_handshakes.lock().unwrap() >= 1);
     assert!(fake.received.lock().unwrap().is_empty());
 
-    // A venue entry pointing at the imposter with the relay's pin: the sync
-    // tries it first, is refused, and does not fall over to the real relay
-    // (a refusal is not a network failure); still nothing reached it.
-    sup.add_relay(&fake.url, Some(&fingerprint), RelayKind::Venue, false)
+    // An entry pointing at the imposter with the relay's pin, measured the
+    // fastest: the sync tries it first, is refused, and does not fall over
+    // to the real relay (a refusal is not a network failure); still nothing
+    // reached it.
+    sup.add_relay(&fake.url, Some(&fingerprint), RelayKind::Central, false)
         .unwrap();
+    sup.record_relay_ok(&fake.url, 1).unwrap();
+    sup.record_relay_ok(&url, 50).unwrap();
+    assert_eq!(sup.relay_order().unwrap()[0].url, fake.url);
     let err = sup
         .sync(&mut BlockingTransport::new().unwrap(), &opts(), &mut |_| {})
         .expect_err("a pin mismatch stops the sync");
@@ -352,8 +362,44 @@ fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
     // 192.0.2.1 (TEST-NET-1) is never reached: the refusal comes first.
     let err = BlockingTransport::new()
         .unwrap()
-        .claim(&mut d, "http://192.0.2.1:7070", "00112233445566778899aabbccddeeff.x")
+        .claim(
+            &mut d,
+            "http://192.0.2.1:7070",
+            "00112233445566778899aabbccddeeff.x",
+        )
         .expect_err("plain http off loopback");
     assert_eq!(err.kind(), "relay", "{err}");
     assert!(err.to_string().contains("https://"), "{err}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_closed_after_the_header_timeout() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let config = Config {
+        tls: Some(Tls::self_signed(&db).unwrap()),
+        header_timeout: Duration::from_secs(1),
+        ..Config::new(&db)
+    };
+    let (relay, addr) = start_with(config, "127.0.0.1:0".parse().unwrap());
+    // Connects and sends no ClientHello: the relay hangs up on its own
+    // (end of stream or a reset), well before this read's own 20 s.
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 64];
+    match c.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the relay sent {n} bytes to a client that said nothing"),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+            "the connection was not closed: {e}"
+        ),
+    }
+    // A graceful shutdown completes with such a client connected too.
+    let _stalled = std::net::TcpStream::connect(addr).unwrap();
+    drop(relay);
 }
