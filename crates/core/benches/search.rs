@@ -302,6 +302,40 @@ fn main() {
         println!("{line}");
     }
 
+    // Opening the profile again: nothing is stale, so the index check is
+    // one query. `HB_BENCH_REINDEX=1`: then with every handbook's indexer
+    // version removed (a profile from before issue 12), so that the open
+    // indexes the whole library again.
+    if !plaintext {
+        let profile = store.path().parent().expect("profile dir").to_owned();
+        drop(store);
+        let unlock = heartbridge_core::testing::unlock();
+        let mut opens = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let s = Store::open(&profile, &unlock).expect("reopen");
+            opens.push(t.elapsed());
+            drop(s);
+        }
+        opens.sort();
+        println!();
+        println!(
+            "open (test KDF), nothing stale: {:.2} ms (median of 5)",
+            opens[2].as_secs_f64() * 1000.0
+        );
+        if std::env::var("HB_BENCH_REINDEX").is_ok_and(|v| v == "1") {
+            conn.execute("DELETE FROM settings WHERE key LIKE 'search.indexed:%'", [])
+                .expect("downgrade");
+            let t = Instant::now();
+            let s = Store::open(&profile, &unlock).expect("reopen");
+            println!(
+                "open with every handbook stale (indexed again): {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
+            drop(s);
+        }
+    }
+
     // Where the time goes: the parts of a search on the same connection
     // (`HB_BENCH_PARTS=0` to skip). p99 over the same runs.
     if std::env::var("HB_BENCH_PARTS").is_ok_and(|v| v == "0") {
