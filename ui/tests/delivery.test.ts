@@ -14,6 +14,7 @@ const ENDED: ShiftDelivery = {
   endedAt: '2026-12-01T06:05:00Z',
   changes: 3,
   delivered: 0,
+  atVenue: 0,
   deliveredAt: null,
 };
 

@@ -444,7 +444,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       cursor += pushed + pulled;
       const finishedAt = iso();
       // Everything waiting was pushed: the latest shift's changes too.
-      const delivered = sync.shift && { ...sync.shift, delivered: sync.shift.changes };
+      const delivered = sync.shift && { ...sync.shift, delivered: sync.shift.changes, atVenue: 0 };
       if (delivered && delivered.deliveredAt === null && delivered.changes > 0) delivered.deliveredAt = finishedAt;
       sync = {
         ...sync,
@@ -807,7 +807,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         if (shift) throw error('conflict', 'shiftRunning');
         if (args.line && !team.hasLine(args.line)) throw error('not-found', 'lineMissing');
         shift = { startedAt: iso(), contacts: 0, line: args.line ?? null };
-        sync = { ...sync, shift: { startedAt: shift.startedAt, endedAt: null, changes: 0, delivered: 0, deliveredAt: null } };
+        sync = { ...sync, shift: { startedAt: shift.startedAt, endedAt: null, changes: 0, delivered: 0, atVenue: 0, deliveredAt: null } };
         emitStatus();
         return shift;
       }),

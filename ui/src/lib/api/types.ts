@@ -178,7 +178,10 @@ export interface ShiftDelivery {
   startedAt: string;
   endedAt: string | null;
   changes: number;
+  /** How many of them the central relay has (they left this device). */
   delivered: number;
+  /** Of the rest, how many a venue relay holds (level 1, not yet confirmed at the central relay). */
+  atVenue: number;
   /** When the last of them was delivered (null while some wait). */
   deliveredAt: string | null;
 }

@@ -148,6 +148,7 @@ const en: Record<MessageKey, string> = {
   'shift.ending': 'Ending the shift and syncing…',
   'shift.receipt': 'The {n} change was delivered to the relay at {time}|All {n} changes delivered to the relay at {time}',
   'shift.receiptPulled': '{n} update from your team arrived too.|{n} updates from your team arrived too.',
+  'shift.levels': 'At the venue relay: {venue} · at the central relay: {central}',
   'shift.receiptNoTime': 'The {n} change was delivered to the relay|All {n} changes delivered to the relay',
   'shift.receiptNone': 'This shift made no changes to send',
   'shift.waitingAll': 'The {n} change of this shift is still waiting on this device.|All {n} changes of this shift are still waiting on this device.',

@@ -147,6 +147,7 @@ const zhCN = {
   'shift.ending': '正在结束值班并同步…',
   'shift.receipt': '全部 {n} 条更改已于 {time} 送达中继服务器',
   'shift.receiptPulled': '同时收到了团队的 {n} 条更新。',
+  'shift.levels': '在会场中继 {venue} 条 · 已到中心 {central} 条',
   'shift.receiptNoTime': '全部 {n} 条更改已送达中继服务器',
   'shift.receiptNone': '本班没有需要发送的更改',
   'shift.waitingAll': '本班的 {n} 条更改都还在本设备上等待发送。',
