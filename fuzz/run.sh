@@ -10,7 +10,7 @@
 #   bash fuzz/run.sh build [TARGET]  build the instrumented target(s) only
 #
 # Targets: sync_body admin_json envelope invite identity case_seal handbook apply_remote
-# relay.
+# relay bundle.
 # One fuzzer at a time, at nice 10 (the machine is shared). New inputs go
 # to fuzz/target/work/TARGET, then `-merge=1` minimises them together with
 # fuzz/corpus/TARGET into a new fuzz/corpus/TARGET. Crashes, timeouts and
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_DIR=$PWD
-TARGETS=(sync_body admin_json envelope invite identity case_seal handbook apply_remote relay)
+TARGETS=(sync_body admin_json envelope invite identity case_seal handbook apply_remote relay bundle)
 export CARGO_TARGET_DIR="$FUZZ_DIR/target"
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 # The coverage instrumentation cargo-fuzz would ask rustc for; every flag

@@ -4,6 +4,8 @@
 //! (`crates/*/tests/fuzz_fixtures.rs` include them by path), so every corpus
 //! and crash file runs through the same code in `cargo test`.
 
+#[path = "bundle_checks.rs"]
+pub mod bundle_checks;
 #[path = "core_checks.rs"]
 pub mod core_checks;
 #[path = "proto_checks.rs"]

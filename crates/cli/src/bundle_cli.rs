@@ -69,7 +69,9 @@ pub fn bundle(cmd: BundleCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
             };
             let (bytes, report) = store.bundle_export(scope)?;
             write_file(&file, &bytes)?;
-            out.print(&exported_json(&report, &file), || exported_text(&report, &file));
+            out.print(&exported_json(&report, &file), || {
+                exported_text(&report, &file)
+            });
         }
         BundleCmd::Import { file } => {
             let bytes = read_file(&file)?;

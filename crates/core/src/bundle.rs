@@ -75,7 +75,9 @@ pub enum BundleError {
     OtherTeam,
     #[error("the bundle was made by a device this one does not know yet: sync this device once with the relay, then import it again; nothing was imported")]
     UnknownExporter,
-    #[error("the bundle was made by a device the team's lead removed from the team: it is not imported")]
+    #[error(
+        "the bundle was made by a device the team's lead removed from the team: it is not imported"
+    )]
     ExporterRevoked,
     #[error("the bundle's signature does not match its contents (it was changed or damaged after it was made): get a fresh copy from the device that made it; nothing was imported")]
     BadSignature,
@@ -474,9 +476,9 @@ impl Store {
                 inbound::Outcome::Changed => report.applied += 1,
                 inbound::Outcome::Unchanged => report.already_here += 1,
                 inbound::Outcome::Locked => report.locked += 1,
-                inbound::Outcome::Waiting
-                | inbound::Outcome::PartKept
-                | inbound::Outcome::Held => report.waiting += 1,
+                inbound::Outcome::Waiting | inbound::Outcome::PartKept | inbound::Outcome::Held => {
+                    report.waiting += 1
+                }
                 inbound::Outcome::Refused => {
                     // This device refuses it (the relay would too): it is
                     // not carried.
@@ -507,7 +509,11 @@ mod tests {
     use heartbridge_proto::{DeviceSecret, DocKindTag, EnvelopeKind, TeamId, TeamKey};
 
     fn sample(n: usize) -> (Vec<u8>, DeviceSecret, TeamId) {
-        let (key, team, secret) = (TeamKey::generate(), TeamId::random(), DeviceSecret::generate());
+        let (key, team, secret) = (
+            TeamKey::generate(),
+            TeamId::random(),
+            DeviceSecret::generate(),
+        );
         let envs = (0..n)
             .map(|i| {
                 let mut e = Envelope::seal(

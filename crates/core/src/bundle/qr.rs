@@ -45,7 +45,10 @@ pub enum QrError {
 }
 
 fn list(v: &[usize]) -> String {
-    v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One decoded frame.
