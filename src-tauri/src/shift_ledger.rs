@@ -33,8 +33,11 @@ pub struct Delivery {
     pub ended_at: Option<String>,
     /// Local changes written during the shift.
     pub changes: usize,
-    /// How many of them a relay has acknowledged.
+    /// How many of them the central relay has (they left the outbox).
     pub delivered: usize,
+    /// How many of the rest a venue relay holds (level 1 of the two-level
+    /// receipt): "在会场中继 N 条 · 已到中心 M 条".
+    pub at_venue: usize,
     /// When all of them were delivered (`None` while some wait).
     pub delivered_at: Option<String>,
 }
@@ -118,9 +121,16 @@ pub fn delivery(store: &Store) -> Result<Option<Delivery>> {
         return Ok(None);
     };
     let delivered = delivered_count(store, &ledger)?;
+    let at_venue = if delivered == ledger.seqs.len() {
+        0
+    } else {
+        let held = store.outbox_at_venue()?;
+        ledger.seqs.iter().filter(|s| held.contains(*s)).count()
+    };
     Ok(Some(Delivery {
         changes: ledger.seqs.len(),
         delivered,
+        at_venue,
         delivered_at: if delivered == ledger.seqs.len() {
             ledger.delivered_at.clone()
         } else {

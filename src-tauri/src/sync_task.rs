@@ -236,6 +236,17 @@ impl Syncer {
     async fn rounds(self: &Arc<Self>, app: &impl Events) -> ApiResult<SyncReport> {
         let order = self.on_store(|_, s| s.relay_order()).await?;
         self.http.trust_relays(&order);
+        // A venue relay gets the device's signature, never its token.
+        if let Ok((device, secret)) = self.on_store(|_, s| s.request_signer()).await {
+            self.http.set_signer(&device, secret);
+        }
+        for e in order
+            .iter()
+            .filter(|e| e.kind == heartbridge_core::RelayKind::Venue)
+        {
+            let id = e.pin.clone().unwrap_or_else(|| e.url.clone());
+            self.http.venue_relay(&e.url, &id);
+        }
         let mut last = None;
         for entry in order {
             let url = entry.url.clone();
