@@ -239,9 +239,9 @@ impl Store {
     }
 
     /// Makes `url` the relay the next sync session talks to, in one
-    /// transaction: the active relay's envelope cursor is parked in its
-    /// entry, the one kept for `url` (0 the first time) becomes the
-    /// engine's cursor.
+    /// transaction: the active relay's envelope cursor and learned link
+    /// size are parked in its entry, the ones kept for `url` (0 and the
+    /// initial size the first time) become the engine's.
     pub fn select_relay(&mut self, url: &str) -> Result<()> {
         let url = normalize_relay_url(url)?;
         let team_url = self.team()?.ok_or(Error::NotEnrolled)?.relay_url;
@@ -262,11 +262,13 @@ impl Store {
                 id: url,
             });
         }
-        let cursor: i64 = tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-        // Park the current cursor (the team's relay gets its entry now if
-        // it had none).
+        let (cursor, link): (i64, Option<i64>) = tx.query_row(
+            "SELECT cursor, link_bytes FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // Park the current cursor and link size (the team's relay gets its
+        // entry now if it had none).
         for u in [&current, &url] {
             tx.execute(
                 "INSERT INTO relays (url, kind, added_at) VALUES (?1, 'central', ?2)
@@ -275,16 +277,18 @@ impl Store {
             )?;
         }
         tx.execute(
-            "UPDATE relays SET cursor = ?2 WHERE url = ?1",
-            params![current, cursor],
+            "UPDATE relays SET cursor = ?2, link_bytes = ?3 WHERE url = ?1",
+            params![current, cursor, link],
         )?;
-        let next: i64 = tx.query_row("SELECT cursor FROM relays WHERE url = ?1", [&url], |r| {
-            r.get(0)
-        })?;
+        let (next, next_link): (i64, Option<i64>) = tx.query_row(
+            "SELECT cursor, link_bytes FROM relays WHERE url = ?1",
+            [&url],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let active = (url != team_url).then_some(url.as_str());
         tx.execute(
-            "UPDATE sync_state SET cursor = ?1, active_relay = ?2 WHERE id = 1",
-            params![next, active],
+            "UPDATE sync_state SET cursor = ?1, active_relay = ?2, link_bytes = ?3 WHERE id = 1",
+            params![next, active, next_link],
         )?;
         tx.commit()?;
         Ok(())
@@ -416,6 +420,14 @@ mod tests {
             .unwrap();
     }
 
+    fn link(s: &Store) -> Option<i64> {
+        s.conn()
+            .query_row("SELECT link_bytes FROM sync_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
     fn cursor(s: &Store) -> i64 {
         s.conn()
             .query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
@@ -460,8 +472,12 @@ mod tests {
         let venue = "https://10.0.0.2:7443";
         s.add_relay(venue, None, RelayKind::Venue, false).unwrap();
         set_cursor(&s, 5);
+        s.conn()
+            .execute("UPDATE sync_state SET link_bytes = 8192 WHERE id = 1", [])
+            .unwrap();
         s.select_relay(venue).unwrap();
         assert_eq!(cursor(&s), 0, "a relay never synced with starts at 0");
+        assert_eq!(link(&s), None, "and at the initial link size");
         assert_eq!(
             s.sync_session(&SyncOptions::default())
                 .unwrap()
@@ -472,6 +488,7 @@ mod tests {
         set_cursor(&s, 7);
         s.select_relay(TEAM_URL).unwrap();
         assert_eq!(cursor(&s), 5);
+        assert_eq!(link(&s), Some(8192), "the team relay's link size is back");
         assert_eq!(
             s.sync_session(&SyncOptions::default())
                 .unwrap()

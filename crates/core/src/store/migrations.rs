@@ -474,6 +474,11 @@ CREATE TABLE outbox_venue_acked (
 ) WITHOUT ROWID;
 CREATE INDEX outbox_venue_acked_id ON outbox_venue_acked(id);
 "#,
+    // 16: the learned link size is a relay's too (issue 10): parked in its
+    // entry with its cursor while another relay is active.
+    r#"
+ALTER TABLE relays ADD COLUMN link_bytes INTEGER;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
