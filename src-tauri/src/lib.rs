@@ -7,6 +7,7 @@ mod camel;
 mod drafts;
 mod error;
 mod lock;
+mod bundle_cmds;
 mod relay_cmds;
 mod render;
 mod shift_ledger;
@@ -804,6 +805,10 @@ pub fn run() {
             relay_cmds::relay_add,
             relay_cmds::relay_remove,
             relay_cmds::relay_discover,
+            bundle_cmds::bundle_export,
+            bundle_cmds::bundle_qr_export,
+            bundle_cmds::bundle_import,
+            bundle_cmds::bundle_qr_import,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

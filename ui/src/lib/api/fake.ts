@@ -18,6 +18,7 @@ import { SAMPLE_HANDBOOKS } from './fake-handbooks';
 import { searchHandbooks, stripTags } from './fake-search';
 import { createTeamFake } from './fake-team';
 import { createRelaysFake } from './fake-relays';
+import { createBundlesFake } from './fake-bundles';
 import { createSupervisionFake, supervisionDefaults, supervisionSummary } from './fake-supervision';
 import type {
   ContactDraft,
@@ -499,6 +500,8 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   // The duty roster, team settings, shift handovers and statistics (issue 9, U2).
   // The relays this device knows (issue 10).
   const relays = createRelaysFake({ profile: () => profile, language: () => language, now: () => now().getTime() });
+  // Sneakernet bundles (issue 10).
+  const bundles = createBundlesFake({ language: () => language, pending: () => sync.pending });
 
   const team = createTeamFake({
     profile: () => profile,
@@ -860,6 +863,12 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     relayAdd: (a) => guarded(() => relays.relayAdd(a)),
     relayRemove: (a) => guarded(() => relays.relayRemove(a)),
     relayDiscover: () => guarded(() => relays.relayDiscover()),
+
+    // bundles (issue 10): fake-bundles.ts
+    bundleExport: (a) => guarded(() => bundles.bundleExport(a)),
+    bundleQrExport: (a) => guarded(() => bundles.bundleQrExport(a)),
+    bundleImport: (a) => guarded(() => bundles.bundleImport(a)),
+    bundleQrImport: (a) => guarded(() => bundles.bundleQrImport(a)),
   };
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.

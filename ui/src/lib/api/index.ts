@@ -93,6 +93,11 @@ const METHODS = {
   relayAdd: true,
   relayRemove: true,
   relayDiscover: true,
+  // bundles (issue 10)
+  bundleExport: true,
+  bundleQrExport: true,
+  bundleImport: true,
+  bundleQrImport: true,
 } satisfies Record<keyof HeartbridgeApi, true>;
 
 type AnyMethod = (...args: unknown[]) => Promise<unknown>;

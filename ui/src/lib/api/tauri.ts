@@ -91,6 +91,10 @@ export function createTauriApi(): HeartbridgeApi {
     relayAdd: (a) => call('relay_add', a),
     relayRemove: (a) => call('relay_remove', a),
     relayDiscover: (a) => call('relay_discover', a),
+    bundleExport: (a) => call('bundle_export', a),
+    bundleQrExport: (a) => call('bundle_qr_export', a),
+    bundleImport: (a) => call('bundle_import', a),
+    bundleQrImport: (a) => call('bundle_qr_import', a),
     caseAssignees: () => call('case_assignees'),
   };
 }

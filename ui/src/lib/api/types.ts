@@ -742,3 +742,45 @@ export interface HeartbridgeApi {
   /** relay_discover: listens on the local network (mDNS) for a few seconds; adds nothing */
   relayDiscover(args: { seconds?: number }): Promise<FoundRelay[]>;
 }
+
+// issue 10: sneakernet bundles (bundle_cmds.rs). A bundle is sealed: the file
+// holds no readable note, only envelopes the team's devices can open.
+export interface BundleExported {
+  /** sealed changes written */
+  envelopes: number;
+  /** of them, other members' changes this device carries */
+  carried: number;
+  /** left out: written by an earlier export of this shift (`since: 'last'`) */
+  alreadyExported: number;
+  bytes: number;
+}
+
+export interface BundleImported {
+  envelopes: number;
+  applied: number;
+  alreadyHere: number;
+  /** cases this device does not read: kept sealed, still carried to the relay */
+  locked: number;
+  waiting: number;
+  refused: number;
+  /** sent to the relay with this device's next sync */
+  queued: number;
+}
+
+export interface BundleQrFrames {
+  /** PNG data URLs, frame 1 first */
+  frames: string[];
+  envelopes: number;
+  bytes: number;
+}
+
+export interface HeartbridgeApi {
+  /** bundle_export: this shift's changes (`last`) or everything not yet acknowledged (`all`) into a file */
+  bundleExport(args: { path: string; since?: 'last' | 'all' }): Promise<BundleExported>;
+  /** bundle_qr_export: a case's undelivered changes as QR frames */
+  bundleQrExport(args: { caseId: string }): Promise<BundleQrFrames>;
+  /** bundle_import: a bundle file; refused whole (`bundle_*` kinds) if anything is wrong */
+  bundleImport(args: { path: string }): Promise<BundleImported>;
+  /** bundle_qr_import: frame images in any order; `qr_missing` names the frames still to scan */
+  bundleQrImport(args: { paths: string[] }): Promise<BundleImported>;
+}

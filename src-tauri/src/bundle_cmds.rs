@@ -1,0 +1,138 @@
+//! Sneakernet in the app (issue 10): a bundle file of this device's
+//! undelivered changes ("导出本班改动", or everything not yet acknowledged),
+//! a case's latest changes as QR frames shown one after another ("导出 →
+//! 二维码"), and importing a bundle file or frames read by the camera. Thin
+//! like the other commands: one core call each, camelCase out. A refused
+//! bundle answers the stable code of what is wrong (`bundle_truncated`,
+//! `bundle_bad_signature`, `bundle_other_team`, `qr_missing`, ...) so the
+//! UI says it in the volunteer's language; nothing of it was applied.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use heartbridge_core::bundle::{qr, ExportScope};
+use heartbridge_core::{DocKind, Error};
+use serde_json::{json, Value};
+use tauri::State;
+
+use crate::camel::to_ui;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// A bundle or QR refusal keeps its own code; anything else as usual.
+fn refusal(e: Error) -> ApiError {
+    let code = match &e {
+        Error::Bundle(b) => Some(b.code()),
+        Error::Qr(q) => Some(match q {
+            qr::QrError::NotAFrame => "qr_not_a_frame",
+            qr::QrError::Mixed => "qr_mixed",
+            qr::QrError::Missing { .. } => "qr_missing",
+            qr::QrError::BadHash => "qr_bad_hash",
+            qr::QrError::Unreadable(_) => "qr_unreadable",
+            qr::QrError::TooLarge => "qr_too_large",
+        }),
+        _ => None,
+    };
+    match code {
+        Some(code) => ApiError::new(code, e.to_string()),
+        None => e.into(),
+    }
+}
+
+/// Writes `bytes` whole or not at all: a temporary file beside it, renamed.
+fn write_whole(path: &PathBuf, bytes: &[u8]) -> ApiResult<()> {
+    let tmp = path.with_extension("hbb.part");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            ApiError::from(Error::Io {
+                path: path.clone(),
+                source,
+            })
+        })
+}
+
+/// Writes the bundle to `path`: `since` "last" (what no earlier export
+/// wrote: this shift's changes) or "all" (everything not yet acknowledged).
+#[tauri::command]
+pub async fn bundle_export(
+    state: State<'_, AppState>,
+    path: String,
+    since: Option<String>,
+) -> ApiResult<Value> {
+    let scope = match since.as_deref() {
+        Some("all") => ExportScope::All,
+        _ => ExportScope::SinceLast,
+    };
+    let path = PathBuf::from(path.trim());
+    let report = state.with(|s| {
+        Ok(s.bundle_export(scope)
+            .map_err(refusal)
+            .and_then(|(bytes, report)| {
+                write_whole(&path, &bytes)?;
+                Ok(report)
+            }))
+    })??;
+    Ok(to_ui(&report))
+}
+
+/// A case's undelivered changes as QR frames, each a PNG data URL, in
+/// order; the UI shows them one after another.
+#[tauri::command]
+pub async fn bundle_qr_export(state: State<'_, AppState>, case_id: String) -> ApiResult<Value> {
+    let (bytes, report) = state.with(|s| {
+        let id = s.resolve(DocKind::Case, &case_id)?;
+        Ok(s.bundle_export_case(&id).map_err(refusal))
+    })??;
+    let frames = qr::frames(&bytes).map_err(|e| refusal(e.into()))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let images: Vec<String> = frames
+        .iter()
+        .map(|f| format!("data:image/png;base64,{}", b64.encode(qr::frame_png(f))))
+        .collect();
+    Ok(json!({
+        "frames": images,
+        "envelopes": report.envelopes,
+        "bytes": report.bytes,
+    }))
+}
+
+/// Imports a bundle file.
+#[tauri::command]
+pub async fn bundle_import(state: State<'_, AppState>, path: String) -> ApiResult<Value> {
+    let path = PathBuf::from(path.trim());
+    let bytes = std::fs::read(&path).map_err(|source| {
+        ApiError::from(Error::Io {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    let report = state.with(|s| Ok(s.bundle_import(&bytes).map_err(refusal)))??;
+    Ok(to_ui(&report))
+}
+
+/// Imports QR frames: image files (photos or PNGs) in any order. Answers
+/// the import, or `qr_missing` naming the frames still to scan.
+#[tauri::command]
+pub async fn bundle_qr_import(state: State<'_, AppState>, paths: Vec<String>) -> ApiResult<Value> {
+    let mut asm = qr::Assembler::new();
+    for p in &paths {
+        let path = PathBuf::from(p.trim());
+        let bytes = std::fs::read(&path).map_err(|source| {
+            ApiError::from(Error::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for frame in qr::read_image(&bytes, &name).map_err(|e| refusal(e.into()))? {
+            asm.add(&frame).map_err(|e| refusal(e.into()))?;
+        }
+    }
+    let bundle = asm.finish().map_err(|e| refusal(e.into()))?;
+    let report = state.with(|s| Ok(s.bundle_import(&bundle).map_err(refusal)))??;
+    Ok(to_ui(&report))
+}
