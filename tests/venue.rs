@@ -55,6 +55,15 @@ impl Venue {
     }
 
     fn start(dir: &Path, upstream: &str, addr: Option<std::net::SocketAddr>) -> Venue {
+        Venue::start_with(dir, upstream, addr, |_| {})
+    }
+
+    fn start_with(
+        dir: &Path,
+        upstream: &str,
+        addr: Option<std::net::SocketAddr>,
+        tune: impl FnOnce(&mut heartbridge_relay::Config),
+    ) -> Venue {
         let listener =
             std::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
                 .expect("bind");
@@ -68,6 +77,7 @@ impl Venue {
         v.backoff_max = Duration::from_millis(300);
         v.request_timeout = Duration::from_secs(10);
         config.venue = Some(v);
+        tune(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -178,6 +188,15 @@ fn sync_at_with(
     url: &str,
     t: &mut BlockingTransport,
 ) -> heartbridge_core::Result<SyncReport> {
+    sync_at_opts(d, url, t, &SyncOptions::default())
+}
+
+fn sync_at_opts(
+    d: &mut Device,
+    url: &str,
+    t: &mut BlockingTransport,
+    opts: &SyncOptions,
+) -> heartbridge_core::Result<SyncReport> {
     let entry = d
         .store
         .relays()?
@@ -188,7 +207,7 @@ fn sync_at_with(
     t.http().set_signer(&dev, secret);
     t.use_relay(&entry);
     d.store.select_relay(url)?;
-    d.store.sync_active(t, &SyncOptions::default(), &mut |_| {})
+    d.store.sync_active(t, opts, &mut |_| {})
 }
 
 /// A transport that fails (as a dropped link) after `n` requests.
@@ -653,4 +672,73 @@ fn a_venue_relay_takes_signatures_not_tokens() {
         refusal(answer(d, &l.venue.url, &mut unsigned)),
         (0, "no_signer".into())
     );
+}
+
+/// Restarts the venue relay with no compaction grace: superseded envelopes
+/// are purged at startup and every 20 ms.
+fn restart_purging(v: &mut Venue) {
+    v.stop();
+    let addr = v.url.trim_start_matches("http://").parse().ok();
+    let mut again = Venue::start_with(&v.dir, &v.upstream, addr, |c| {
+        c.compaction_grace = Duration::ZERO;
+        c.purge_interval = Duration::from_millis(20);
+    });
+    v.stop = again.stop.take();
+    v.thread = again.thread.take();
+}
+
+#[test]
+fn what_a_snapshot_supersedes_at_the_venue_stays_until_it_is_forwarded() {
+    let mut l = the_loop();
+    // The venue relay purges superseded envelopes at once.
+    restart_purging(&mut l.venue);
+
+    uplink_cut(&l.uplink);
+    let venue_url = l.venue.url.clone();
+    let id = new_case(&mut l.devs[1], Risk::High, &format!("{CANARY} 一"));
+    for n in 0..3 {
+        l.devs[1]
+            .store
+            .add_contact(&id, Channel::Hotline, &format!("{CANARY} 续{n}"), None)
+            .expect("contact");
+    }
+    sync_at(&mut l.devs[1], &venue_url).expect("at the venue");
+    // Another supervisor at the venue takes the case in and compacts it
+    // there: the venue relay supersedes the case's envelopes (not yet
+    // forwarded) and would purge them.
+    sync_at(&mut l.devs[2], &venue_url).expect("at the venue");
+    let r = sync_at_opts(
+        &mut l.devs[2],
+        &venue_url,
+        &mut BlockingTransport::default(),
+        &SyncOptions {
+            snapshot_all: true,
+            ..SyncOptions::default()
+        },
+    )
+    .expect("snapshot at the venue");
+    assert!(r.venue_acked > 0, "{r:?}");
+    let superseded: i64 = l
+        .venue
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM envelopes WHERE superseded_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(
+        superseded > 0,
+        "the snapshot compacted the case at the venue"
+    );
+    // A restart purges before it serves (grace 0): once a sync there is
+    // answered, the purge has run, while the uplink is still down.
+    restart_purging(&mut l.venue);
+    sync_at(&mut l.devs[3], &venue_url).expect("at the venue");
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    // Everything of the case reached the central relay: the lead, who
+    // only ever syncs there, has all four contacts.
+    sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead");
+    assert_eq!(l.devs[0].case(&id).contacts.len(), 4);
 }

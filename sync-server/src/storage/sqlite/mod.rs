@@ -626,9 +626,15 @@ impl Storage for SqliteStorage {
         let n = self
             .writer()
             .execute(
+                // At a venue relay, an envelope the upstream relay has not
+                // answered yet stays: the snapshot that superseded it here
+                // is not forwarded, so it is the upstream's only way in.
                 "DELETE FROM envelopes WHERE seq IN (
-                     SELECT seq FROM envelopes
-                     WHERE superseded_at IS NOT NULL AND superseded_at <= ?1 LIMIT ?2)",
+                     SELECT e.seq FROM envelopes e
+                     WHERE e.superseded_at IS NOT NULL AND e.superseded_at <= ?1
+                       AND (NOT EXISTS (SELECT 1 FROM venue)
+                            OR EXISTS (SELECT 1 FROM venue_upstream v WHERE v.seq = e.seq))
+                     LIMIT ?2)",
                 params![before, log::seq_i64(limit)],
             )
             .map_err(StoreError::sqlite("purge superseded envelopes"))?;
