@@ -742,3 +742,66 @@ fn what_a_snapshot_supersedes_at_the_venue_stays_until_it_is_forwarded() {
     sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead");
     assert_eq!(l.devs[0].case(&id).contacts.len(), 4);
 }
+
+#[test]
+fn a_venue_relay_reaches_a_pinned_central_relay_and_refuses_another_certificate() {
+    // The central relay serves its own self-signed certificate.
+    let central = Relay::start_with(|c| {
+        c.tls = Some(heartbridge_relay::tls::Tls::self_signed(&c.db_path).expect("tls"));
+    });
+    let fingerprint = heartbridge_relay::tls::Tls::self_signed(&central.db())
+        .expect("tls")
+        .fingerprint();
+    let url = central.url.replace("http://", "https://");
+    let created = central.create_team("pinned team");
+    let mut lead = Device::new("组长");
+    BlockingTransport::default()
+        .claim_pinned(
+            &mut lead.store,
+            &url,
+            created.lead_token.expose(),
+            heartbridge_core::proto::CertPin::parse(&fingerprint),
+        )
+        .expect("claim over pinned TLS");
+    lead.store.set_lead_reads_cases(true).expect("reads");
+    let code = heartbridge_client::invite(&mut lead.store, Role::Supervisor).expect("invite");
+    let mut vol = Device::new("志愿者甲");
+    heartbridge_client::join(&mut vol.store, &code).expect("join over pinned TLS");
+    // The relay code carries the pin; the venue relay reaches the central
+    // relay by it.
+    let relay_code = heartbridge_client::invite(&mut lead.store, Role::Relay).expect("relay code");
+    assert_eq!(
+        heartbridge_core::proto::Invite::decode(&relay_code)
+            .expect("decode")
+            .pin
+            .as_deref(),
+        Some(fingerprint.as_str())
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    Venue::join(dir.path(), &relay_code, &url);
+    let venue = Venue::start(dir.path(), &url, None);
+    sync_at(&mut lead, &url).expect("lead");
+    sync_at(&mut vol, &url).expect("volunteer");
+    vol.store
+        .add_relay(&venue.url, None, RelayKind::Venue, false)
+        .expect("venue entry");
+    let id = new_case(&mut vol, Risk::High, &format!("{CANARY} 加密"));
+    sync_at(&mut vol, &venue.url).expect("at the venue");
+    venue.wait_forwarded();
+    sync_at(&mut lead, &url).expect("lead");
+    assert_eq!(lead.case(&id).contacts.len(), 1);
+
+    // Another certificate (a wrong pin): the venue relay sends nothing.
+    let mut wrong = VenueConfig::new(venue.url.clone());
+    wrong.upstream = Some(url.clone());
+    wrong.upstream_pin = Some(format!("sha256:{}", "A".repeat(43)));
+    let f = heartbridge_relay::venue::Forwarder::open(&Venue::db(dir.path()), wrong)
+        .expect("forwarder");
+    let err = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f.round())
+        .expect_err("a wrong certificate is refused");
+    assert!(err.to_string().contains("not the pinned one"), "{err}");
+}

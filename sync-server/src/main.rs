@@ -180,6 +180,14 @@ struct VenueArgs {
     /// fingerprint is used instead.
     #[arg(long = "public-url", env = "HEARTBRIDGE_RELAY_PUBLIC_URL")]
     public_url: Option<String>,
+    /// The upstream relay's certificate fingerprint (sha256:…), if not the
+    /// one the relay invite code carried.
+    #[arg(
+        long = "upstream-pin",
+        env = "HEARTBRIDGE_RELAY_UPSTREAM_PIN",
+        requires = "upstream"
+    )]
+    upstream_pin: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -335,6 +343,7 @@ fn main() -> anyhow::Result<()> {
                         };
                         let mut v = heartbridge_relay::venue::VenueConfig::new(relay_id);
                         v.upstream = Some(upstream.trim_end_matches('/').to_owned());
+                        v.upstream_pin = venue.upstream_pin.clone();
                         if let Some(path) = &venue.upstream_token {
                             v.token = Some(read_secret_file(path, "upstream token")?);
                         }

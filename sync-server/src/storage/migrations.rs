@@ -166,6 +166,10 @@ CREATE TABLE venue_upstream (
     at            INTEGER NOT NULL
 );
 "#,
+    // 6: a venue relay's upstream certificate pin (from its invite code).
+    r#"
+ALTER TABLE venue ADD COLUMN upstream_pin TEXT;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

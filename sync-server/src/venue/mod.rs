@@ -22,6 +22,7 @@
 //! While the uplink is down the forwarder backs off exponentially with
 //! jitter.
 
+mod pin;
 pub mod store;
 
 use std::path::Path;
@@ -64,6 +65,9 @@ pub struct VenueConfig {
     pub backoff_max: Duration,
     /// Total deadline of one upstream request.
     pub request_timeout: Duration,
+    /// The upstream relay's certificate fingerprint (`sha256:…`); `None`:
+    /// the one the invite code carried, if any, else the web's roots.
+    pub upstream_pin: Option<String>,
 }
 
 impl std::fmt::Debug for VenueConfig {
@@ -87,6 +91,7 @@ impl VenueConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
+            upstream_pin: None,
         }
     }
 }
@@ -112,19 +117,32 @@ pub enum VenueError {
     NotJoined,
     #[error("the invite code has expired: ask the lead for a new relay code")]
     Expired,
+    #[error("the upstream certificate fingerprint is not sha256: followed by 43 characters, as `heartbridge-relay fingerprint` prints it")]
+    BadPin,
 }
 
 /// The HTTP client for the upstream relay: rustls (ring) with the Mozilla
-/// roots, HTTP/1.1, no redirects.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, VenueError> {
+/// roots, or exactly the pinned certificate; HTTP/1.1, no redirects.
+pub(crate) fn client(timeout: Duration, pin: Option<&str>) -> Result<reqwest::Client, VenueError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|_| VenueError::Network("TLS set-up".into()))?
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
+        .map_err(|_| VenueError::Network("TLS set-up".into()))?;
+    let mut tls = match pin {
+        None => builder
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth(),
+        Some(p) => {
+            let pin = heartbridge_proto::CertPin::parse(p).ok_or(VenueError::BadPin)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(pin::Pinned::new(pin, provider)))
+                .with_no_client_auth()
+        }
+    };
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .http1_only()
@@ -137,6 +155,13 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, VenueError> {
 }
 
 fn net(e: &reqwest::Error) -> VenueError {
+    // A pin mismatch is a failed handshake: said as such. (The rustls
+    // error sits deep in reqwest's chain; its Debug names our type.)
+    if format!("{e:?}").contains("UpstreamPinMismatch") {
+        return VenueError::Network(
+            "the upstream relay's certificate is not the pinned one: check the fingerprint with the lead (heartbridge-relay fingerprint); nothing was sent".into(),
+        );
+    }
     VenueError::Network(
         if e.is_timeout() {
             "timed out"
@@ -242,6 +267,7 @@ pub async fn join(db: &Path, code: &str, upstream: Option<&str>) -> Result<Joine
                     inv.epoch,
                     inv.lead_sign_pk,
                     inv.token.expose(),
+                    inv.pin.as_deref(),
                     crate::unix_now(),
                 )?;
                 vdb.state()
@@ -267,7 +293,7 @@ pub async fn join(db: &Path, code: &str, upstream: Option<&str>) -> Result<Joine
         proof: hex::encode([0u8; 32]),
     };
     let body = serde_json::to_vec(&req).map_err(|e| VenueError::Protocol(e.to_string()))?;
-    let resp = client(Duration::from_secs(60))?
+    let resp = client(Duration::from_secs(60), st.upstream_pin.as_deref())?
         .post(url(&st.upstream, "/v1/join"))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
@@ -316,12 +342,13 @@ pub struct Forwarder {
 impl Forwarder {
     /// Opens the venue rows of the relay database at `db` (migrated).
     pub fn open(db: &Path, config: VenueConfig) -> Result<Forwarder, VenueError> {
-        let http = client(config.request_timeout)?;
-        Ok(Forwarder {
-            db: Arc::new(VenueDb::open(db)?),
-            config,
-            http,
-        })
+        let db = Arc::new(VenueDb::open(db)?);
+        let pin = match &config.upstream_pin {
+            Some(p) => Some(p.clone()),
+            None => db.state()?.and_then(|s| s.upstream_pin),
+        };
+        let http = client(config.request_timeout, pin.as_deref())?;
+        Ok(Forwarder { db, config, http })
     }
 
     pub(crate) fn config(&self) -> &VenueConfig {

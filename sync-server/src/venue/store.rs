@@ -42,6 +42,8 @@ pub struct VenueState {
     pub members_since: u64,
     pub roster_version: u64,
     pub forwarded_seq: u64,
+    /// The upstream relay's certificate pin, from the invite code.
+    pub upstream_pin: Option<String>,
 }
 
 impl std::fmt::Debug for VenueState {
@@ -117,7 +119,8 @@ impl VenueDb {
         let conn = self.conn();
         conn.query_row(
             "SELECT team_id, upstream, device_id, secret, enrollment_id, token, key_check, epoch,
-                    lead_sign_pk, invite_token, upstream_cursor, members_since, roster_version, forwarded_seq
+                    lead_sign_pk, invite_token, upstream_cursor, members_since, roster_version, forwarded_seq,
+                    upstream_pin
              FROM venue WHERE id = 1",
             [],
             |r| {
@@ -138,12 +141,13 @@ impl VenueDb {
                         r.get::<_, i64>(12)?,
                         r.get::<_, i64>(13)?,
                     ),
+                    r.get::<_, Option<String>>(14)?,
                 ))
             },
         )
         .optional()
         .map_err(err("read the venue state"))?
-        .map(|(team, upstream, device, secret, eid, token, kc, epoch, lead, inv, c)| {
+        .map(|(team, upstream, device, secret, eid, token, kc, epoch, lead, inv, c, pin)| {
             let bad = |what| StoreError::Corrupt { what };
             Ok(VenueState {
                 team: TeamId(team.try_into().map_err(|_| bad("venue.team_id"))?),
@@ -160,6 +164,7 @@ impl VenueDb {
                 members_since: u(c.1),
                 roster_version: u(c.2),
                 forwarded_seq: u(c.3),
+                upstream_pin: pin,
             })
         })
         .transpose()
@@ -179,6 +184,7 @@ impl VenueDb {
         epoch: u32,
         lead_sign_pk: [u8; 32],
         invite_token: &str,
+        upstream_pin: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
@@ -212,8 +218,8 @@ impl VenueDb {
         )
         .map_err(err("create the mirrored team"))?;
         tx.execute(
-            "INSERT INTO venue (id, team_id, upstream, device_id, secret, enrollment_id, key_check, epoch, lead_sign_pk, invite_token, joined_at)
-             VALUES (1, ?1, ?2, zeroblob(16), ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO venue (id, team_id, upstream, device_id, secret, enrollment_id, key_check, epoch, lead_sign_pk, invite_token, joined_at, upstream_pin)
+             VALUES (1, ?1, ?2, zeroblob(16), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 team.0,
                 upstream,
@@ -223,7 +229,8 @@ impl VenueDb {
                 epoch,
                 lead_sign_pk,
                 invite_token,
-                now
+                now,
+                upstream_pin
             ],
         )
         .map_err(err("record the venue join"))?;
