@@ -53,12 +53,14 @@ fn write_whole(path: &PathBuf, bytes: &[u8]) -> ApiResult<()> {
 }
 
 /// Writes the bundle to `path`: `since` "last" (what no earlier export
-/// wrote: this shift's changes) or "all" (everything not yet acknowledged).
+/// wrote: this shift's changes) or "all" (everything not yet acknowledged);
+/// with `case_id`, only that case's undelivered changes (and the grants).
 #[tauri::command]
 pub async fn bundle_export(
     state: State<'_, AppState>,
     path: String,
     since: Option<String>,
+    case_id: Option<String>,
 ) -> ApiResult<Value> {
     let scope = match since.as_deref() {
         Some("all") => ExportScope::All,
@@ -66,12 +68,17 @@ pub async fn bundle_export(
     };
     let path = PathBuf::from(path.trim());
     let report = state.with(|s| {
-        Ok(s.bundle_export(scope)
-            .map_err(refusal)
-            .and_then(|(bytes, report)| {
-                write_whole(&path, &bytes)?;
-                Ok(report)
-            }))
+        let made = match &case_id {
+            Some(id) => {
+                let id = s.resolve(DocKind::Case, id)?;
+                s.bundle_export_case(&id)
+            }
+            None => s.bundle_export(scope),
+        };
+        Ok(made.map_err(refusal).and_then(|(bytes, report)| {
+            write_whole(&path, &bytes)?;
+            Ok(report)
+        }))
     })??;
     Ok(to_ui(&report))
 }

@@ -28,7 +28,7 @@ export function createBundlesFake(ctx: { language: () => Language; pending: () =
   let exportedSinceLast = 0;
 
   return {
-    bundleExport(a: { path: string; since?: 'last' | 'all' }): BundleExported {
+    bundleExport(a: { path: string; since?: 'last' | 'all'; caseId?: string }): BundleExported {
       const all = ctx.pending();
       const envelopes = a.since === 'all' ? all : Math.max(0, all - exportedSinceLast);
       if (a.since !== 'all') exportedSinceLast = all;

@@ -775,8 +775,8 @@ export interface BundleQrFrames {
 }
 
 export interface HeartbridgeApi {
-  /** bundle_export: this shift's changes (`last`) or everything not yet acknowledged (`all`) into a file */
-  bundleExport(args: { path: string; since?: 'last' | 'all' }): Promise<BundleExported>;
+  /** bundle_export: this shift's changes (`last`), everything not yet acknowledged (`all`) or one case's (`caseId`) into a file */
+  bundleExport(args: { path: string; since?: 'last' | 'all'; caseId?: string }): Promise<BundleExported>;
   /** bundle_qr_export: a case's undelivered changes as QR frames */
   bundleQrExport(args: { caseId: string }): Promise<BundleQrFrames>;
   /** bundle_import: a bundle file; refused whole (`bundle_*` kinds) if anything is wrong */
