@@ -526,3 +526,66 @@ fn a_case_travels_as_qr_frames_in_any_order_and_a_missing_frame_is_asked_for_aga
         "{e}"
     );
 }
+
+#[test]
+fn a_carried_envelope_the_relay_refuses_leaves_the_carriers_queue_and_is_counted() {
+    use heartbridge_core::{Channel, Group, NewCase, Risk};
+    let relay = Relay::start();
+    let mut devs = heartbridge_tests::team(&relay, &["lead", "author", "carrier"]);
+    heartbridge_tests::sync_until_quiet(&mut devs, &[0, 1, 2]);
+    // The author writes offline and hands a bundle to the carrier.
+    let case = devs[1]
+        .store
+        .new_case(&NewCase {
+            alias: "小雨".into(),
+            group: Group::LeftBehind,
+            risk: Risk::High,
+        })
+        .expect("case");
+    devs[1]
+        .store
+        .add_contact(&case, Channel::Hotline, "离线写下的记录", None)
+        .expect("contact");
+    let (bytes, _) = devs[1]
+        .store
+        .bundle_export(heartbridge_core::bundle::ExportScope::SinceLast)
+        .expect("export");
+    let imported = devs[2].store.bundle_import(&bytes).expect("import");
+    assert!(imported.queued >= 1, "{imported:?}");
+    let queued = devs[2].store.carried_len().expect("carried");
+    assert_eq!(queued, imported.queued);
+    // The lead removes the author before anything of it reached the relay.
+    let author = devs[1].store.team().unwrap().unwrap().device_id;
+    heartbridge_client::BlockingTransport::new()
+        .expect("transport")
+        .revoke(&mut devs[0].store, &author)
+        .expect("revoke");
+    let before = relay.envelope_count();
+    // The carrier's own change goes through; the author's are refused one by
+    // one, leave the queue and are counted.
+    let own = devs[2]
+        .store
+        .new_case(&NewCase {
+            alias: "小周".into(),
+            group: Group::LeftBehind,
+            risk: Risk::Medium,
+        })
+        .expect("carrier's case");
+    let report = devs[2].sync();
+    assert_eq!(report.carried_refused, queued, "{report:?}");
+    assert_eq!(devs[2].store.carried_len().unwrap(), 0);
+    assert_eq!(devs[2].store.outbox_len().unwrap(), 0);
+    assert!(
+        relay.envelope_count_of(&own) >= 1,
+        "the carrier's own case was stored"
+    );
+    assert_eq!(
+        relay.envelope_count_of(&case),
+        0,
+        "a revoked author's envelope was stored"
+    );
+    assert!(relay.envelope_count() > before);
+    // Nothing is pushed again at the next sync.
+    let again = devs[2].sync();
+    assert_eq!(again.carried_refused, 0);
+}
