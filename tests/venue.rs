@@ -805,3 +805,45 @@ fn a_venue_relay_reaches_a_pinned_central_relay_and_refuses_another_certificate(
         .expect_err("a wrong certificate is refused");
     assert!(err.to_string().contains("not the pinned one"), "{err}");
 }
+
+#[test]
+fn a_device_reads_the_roster_at_a_venue_relay_by_its_signature() {
+    let l = the_loop();
+    let d = &l.devs[1];
+    let mut team = d.store.team().expect("team").expect("enrolled");
+    team.relay_url = l.venue.url.clone();
+    let (dev, secret) = d.store.request_signer().expect("signer");
+    let mut t = BlockingTransport::default();
+    t.http().set_signer(&dev, secret);
+    t.http().venue_relay(&l.venue.url, &l.venue.url);
+    let mut team_c = team.clone();
+    team_c.relay_url = l.central.url.clone();
+    let at_central = BlockingTransport::default()
+        .roster(&team_c)
+        .expect("the central roster");
+    // The venue relay mirrors the lead's newest roster within a few rounds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let at_venue = loop {
+        let got = t.roster(&team).expect("the mirrored roster");
+        if got == at_central {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the venue relay did not mirror the lead's roster"
+        );
+        wait_a_moment();
+    };
+    // The lead listed the venue relay in it, by its role, with no key.
+    let roster = heartbridge_core::proto::SignedRoster::from_bytes(&at_venue)
+        .expect("roster")
+        .verify(&team.lead_sign_pk, &team.team_id)
+        .expect("signed by the lead");
+    let relays: Vec<_> = roster
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Relay)
+        .collect();
+    assert_eq!(relays.len(), 1);
+    assert!(roster.keys.iter().all(|k| k.device != relays[0].device));
+}

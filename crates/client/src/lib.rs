@@ -295,8 +295,16 @@ impl HttpTransport {
     pub async fn roster(&self, team: &Team) -> TResult<Vec<u8>> {
         let req = self
             .client_for(&team.relay_url)?
-            .get(url(&team.relay_url, "/v1/roster"))
-            .bearer_auth(team.token.expose());
+            .get(url(&team.relay_url, "/v1/roster"));
+        // At a venue relay (a revoked device asks the relay it synced
+        // with), the signature, never the token.
+        let req = match self
+            .signing
+            .authorization(&team.relay_url, "GET", "/v1/roster", b"")?
+        {
+            Some(sig) => req.header(reqwest::header::AUTHORIZATION, sig),
+            None => req.bearer_auth(team.token.expose()),
+        };
         self.exchange(req, ADMIN_DEADLINE).await
     }
 
