@@ -293,6 +293,25 @@ async function main() {
     expect(r.locked >= 1, `the lead read the case: ${JSON.stringify(r)}`);
   });
 
+  await step('QR frames read from pictures in any order: a missing frame is named, then the set completes', async () => {
+    const other = hb(vol, 'case', 'new', '--alias', '小周').id;
+    hb(vol, 'case', 'contact', other, '--channel', 'online', '--text', '扫码带出的记录，'.repeat(30));
+    const shown = hb(vol, 'bundle', 'qr', 'export', '--case', other, path.join(work, 'frames'));
+    const files = [...shown.files].reverse();
+    expect(files.length >= 2, `frames ${files.length}`);
+    const n = files.length;
+    const second = files.splice(n - 2, 1)[0];
+    await app.click('nav a', '值班');
+    await app.set('二维码图片', files.join('\n'));
+    await app.click('[data-testid=bundle-qr-import]', '读取二维码');
+    await app.el('[data-testid=bundle-qr-missing]', `缺第 2/${n} 帧`, 20000);
+    await app.set('二维码图片', [...files, second].join('\n'));
+    await app.click('[data-testid=bundle-qr-import]', '读取二维码');
+    await app.el('[data-testid=bundle-imported]', '已导入', 20000);
+    await app.s.exec(`location.hash = '#/cases/${other}'`);
+    await app.el('body *', '扫码带出的记录', 20000);
+  });
+
   await step('a file that is no bundle is refused with the reason, and nothing is applied', async () => {
     const junk = path.join(work, 'notes.txt');
     writeFileSync(junk, 'just text');

@@ -661,6 +661,8 @@ const en: Record<MessageKey, string> = {
   'bundle.import': 'Import',
   'bundle.imported': 'Imported: {n} changes applied, {queued} go to the relay with the next sync.',
   'bundle.importedLocked': ' {n} belong to cases this device does not read: kept encrypted and passed on.',
+  'bundle.framePaths': 'QR code pictures (one file path a line, any order)',
+  'bundle.readQr': 'Read QR codes',
   'bundle.caseTitle': 'Export',
   'bundle.caseHint': "This case's changes not yet at the relay, to a USB stick, or as QR codes for a phone with no network to scan one after another (in any order; a missed frame is asked for again).",
   'bundle.toFile': 'Export to USB stick',

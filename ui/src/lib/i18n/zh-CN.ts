@@ -657,6 +657,8 @@ const zhCN = {
   'bundle.import': '导入',
   'bundle.imported': '已导入：{n} 条改动生效，{queued} 条会在下次同步时送到中继。',
   'bundle.importedLocked': '其中 {n} 条属于本设备无权查看的个案，保持加密，照样转交。',
+  'bundle.framePaths': '二维码图片（每行一个文件路径，顺序不限）',
+  'bundle.readQr': '读取二维码',
   'bundle.caseTitle': '导出',
   'bundle.caseHint': '把这个个案还没送到中继的改动导出到 U 盘，或显示成一组二维码，让另一部没有网络的手机逐帧扫描（顺序不限，漏扫的帧会提示重扫）。',
   'bundle.toFile': '导出到 U 盘',
