@@ -3,11 +3,11 @@
 //! calls one core function, and returns its result with camelCase keys or
 //! an [`ApiError`] `{kind, message}`.
 
+mod bundle_cmds;
 mod camel;
 mod drafts;
 mod error;
 mod lock;
-mod bundle_cmds;
 mod relay_cmds;
 mod render;
 mod shift_ledger;
