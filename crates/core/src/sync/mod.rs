@@ -707,10 +707,13 @@ fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
     Ok(())
 }
 
-/// Whether anything of the outbox or a snapshot still waits to be pushed.
 /// Whether something waits to be pushed to `relay`: outbox rows not yet
 /// in a batch, a batch with a part neither acknowledged nor held by this
-/// relay (a venue relay keeps its level-1 parts), or a carried envelope.
+/// relay (a venue relay keeps its level-1 parts), a carried envelope, or
+/// (on the lead's device) a roster not uploaded yet: one this very answer
+/// folded a new member into goes out in this sync, so the newcomer gets
+/// the team's older key epochs without waiting for the lead's next sync
+/// (sim `seed_a_newcomer_after_a_revocation…`).
 fn has_unsent(store: &Store, relay: &str) -> Result<bool> {
     Ok(store.conn().query_row(
         "SELECT EXISTS (SELECT 1 FROM outbox WHERE batch IS NULL)
@@ -718,7 +721,8 @@ fn has_unsent(store: &Store, relay: &str) -> Result<bool> {
                         WHERE (SELECT count(*) FROM outbox_parts_acked a WHERE a.batch = b.batch)
                             + (SELECT count(*) FROM outbox_venue_acked v WHERE v.batch = b.batch AND v.relay = ?1)
                             < b.parts)
-             OR EXISTS (SELECT 1 FROM carried)",
+             OR EXISTS (SELECT 1 FROM carried)
+             OR EXISTS (SELECT 1 FROM roster WHERE id = 1 AND pushed = 0)",
         [relay],
         |r| r.get(0),
     )?)
