@@ -693,6 +693,7 @@ pub(crate) fn unseal_case(
     doc: &DocId,
     payload: Vec<u8>,
     seq: i64,
+    content: Option<&[u8]>,
 ) -> Result<Unsealed> {
     let Some(kid) = case_key_id(&payload) else {
         // Written before per-case keys.
@@ -710,15 +711,29 @@ pub(crate) fn unseal_case(
             }
         }
         None => {
-            lock(conn, seq, doc, DocKind::Case, doc.as_str(), &kid, &payload)?;
+            lock(
+                conn,
+                seq,
+                content,
+                doc,
+                DocKind::Case,
+                doc.as_str(),
+                &kid,
+                &payload,
+            )?;
             Ok(Unsealed::Locked)
         }
     }
 }
 
+/// Keeps a payload for a key not held here. Rows are keyed by a local id
+/// (arrival order) and the envelope's content id, never by the relay seq:
+/// a venue relay's seqs and the central relay's collide.
+#[allow(clippy::too_many_arguments)]
 fn lock(
     conn: &Connection,
     seq: i64,
+    content: Option<&[u8]>,
     doc: &DocId,
     kind: DocKind,
     scope: &str,
@@ -726,10 +741,11 @@ fn lock(
     payload: &[u8],
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO locked_payloads (seq, doc_id, kind, scope, key_id, payload, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (seq) DO UPDATE SET payload = ?6",
+        "INSERT INTO locked_payloads (content_id, seq, doc_id, kind, scope, key_id, payload, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (content_id) DO NOTHING",
         params![
+            content,
             seq,
             doc.as_str(),
             kind.as_str(),
@@ -788,7 +804,7 @@ pub(crate) fn receive_grants(
         progress = false;
         let waiting: Vec<(i64, i64, String, Vec<u8>)> = {
             let mut st = conn.prepare_cached(
-                "SELECT id, seq, granter, record FROM waiting_grants ORDER BY seq, id",
+                "SELECT id, seq, granter, record FROM waiting_grants ORDER BY id",
             )?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<std::result::Result<_, _>>()?
@@ -884,10 +900,12 @@ fn take_grant(
     Ok(Some(new.then_some(scope)))
 }
 
-/// A payload that waited for a key: relay seq, document, kind, and its
-/// opened bytes (or why it did not open).
+/// A payload that waited for a key: relay seq, content id (none for rows
+/// kept before migration 17), document, kind, and its opened bytes (or why
+/// it did not open).
 pub(crate) type Unlocked = (
     i64,
+    Option<Vec<u8>>,
     DocId,
     DocKind,
     std::result::Result<Vec<u8>, &'static str>,
@@ -901,25 +919,34 @@ pub(crate) fn take_unlocked(
     team: &TeamId,
     scope: &str,
 ) -> Result<Vec<Unlocked>> {
-    type Row = (i64, String, String, Vec<u8>, Vec<u8>);
+    type Row = (i64, i64, Option<Vec<u8>>, String, String, Vec<u8>, Vec<u8>);
     let rows: Vec<Row> = {
         let mut st = conn.prepare_cached(
-            "SELECT seq, doc_id, kind, key_id, payload FROM locked_payloads WHERE scope = ?1 ORDER BY seq",
+            "SELECT id, seq, content_id, doc_id, kind, key_id, payload FROM locked_payloads
+             WHERE scope = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([scope], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })?;
         rows.collect::<std::result::Result<_, _>>()?
     };
     let mut out = Vec::new();
-    for (seq, doc, kind, kid, payload) in rows {
+    for (row, seq, content, doc, kind, kid, payload) in rows {
         let Ok(kid) = <[u8; 8]>::try_from(kid.as_slice()) else {
             continue;
         };
         let Some(key) = key_by_id(conn, scope, &kid)? else {
             continue;
         };
-        conn.execute("DELETE FROM locked_payloads WHERE seq = ?1", [seq])?;
+        conn.execute("DELETE FROM locked_payloads WHERE id = ?1", [row])?;
         let doc = DocId::parse(&doc, "document")?;
         let kind: DocKind = kind.parse()?;
         let opened = if kind == DocKind::Facts {
@@ -928,7 +955,7 @@ pub(crate) fn take_unlocked(
             case_seal::open_case(&key, team, &crate::sync::doc_bytes(&doc), &payload)
                 .map_err(|_| "case key does not open it")
         };
-        out.push((seq, doc, kind, opened));
+        out.push((seq, content, doc, kind, opened));
     }
     Ok(out)
 }
@@ -942,6 +969,7 @@ pub(crate) fn open_facts(
     doc: &DocId,
     payload: &[u8],
     seq: i64,
+    content: Option<&[u8]>,
 ) -> Result<std::result::Result<Option<Vec<Vec<u8>>>, &'static str>> {
     let Some(records) = case_seal::unframe(payload) else {
         return Ok(Err("damaged facts"));
@@ -956,7 +984,16 @@ pub(crate) fn open_facts(
             .iter()
             .find(|(_, s)| oversight_key_id(&oversight_public(s)) == kid)
         else {
-            lock(conn, seq, doc, DocKind::Facts, OVERSIGHT, &kid, payload)?;
+            lock(
+                conn,
+                seq,
+                content,
+                doc,
+                DocKind::Facts,
+                OVERSIGHT,
+                &kid,
+                payload,
+            )?;
             return Ok(Ok(None));
         };
         match case_seal::open_facts(secret, team, rec) {

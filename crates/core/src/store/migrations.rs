@@ -479,6 +479,44 @@ CREATE INDEX outbox_venue_acked_id ON outbox_venue_acked(id);
     r#"
 ALTER TABLE relays ADD COLUMN link_bytes INTEGER;
 "#,
+    // 17: held envelopes and locked payloads keyed by a local id, not by
+    // the relay's seq (issue 10, review F3): a venue relay's seqs and the
+    // central relay's both count from 1, so one seq names two envelopes.
+    // The content id (NULL for rows kept before) makes "the same envelope"
+    // one row; the id keeps the local arrival order; seq stays for the
+    // checks that read it.
+    r#"
+CREATE TABLE held_envelopes_by_id (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_id  BLOB UNIQUE,
+    seq         INTEGER NOT NULL,
+    doc_id      TEXT NOT NULL,
+    envelope    BLOB NOT NULL,
+    reason      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+INSERT INTO held_envelopes_by_id (seq, doc_id, envelope, reason, at)
+    SELECT seq, doc_id, envelope, reason, at FROM held_envelopes ORDER BY seq;
+DROP TABLE held_envelopes;
+ALTER TABLE held_envelopes_by_id RENAME TO held_envelopes;
+
+CREATE TABLE locked_payloads_by_id (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_id  BLOB UNIQUE,
+    seq         INTEGER NOT NULL,
+    doc_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    at          INTEGER NOT NULL
+);
+INSERT INTO locked_payloads_by_id (seq, doc_id, kind, scope, key_id, payload, at)
+    SELECT seq, doc_id, kind, scope, key_id, payload, at FROM locked_payloads ORDER BY seq;
+DROP TABLE locked_payloads;
+ALTER TABLE locked_payloads_by_id RENAME TO locked_payloads;
+CREATE INDEX locked_payloads_key ON locked_payloads(scope, key_id);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
@@ -575,6 +613,52 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn held_and_locked_rows_kept_before_17_survive_it_in_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_with(&mut conn, &path, &MIGRATIONS[..16]).unwrap();
+        for seq in [9, 3] {
+            conn.execute(
+                "INSERT INTO held_envelopes (seq, doc_id, envelope, reason, at) VALUES (?1, 'd', x'01', 'r', 0)",
+                [seq],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO locked_payloads (seq, doc_id, kind, scope, key_id, payload, at)
+                 VALUES (?1, 'd', 'case', 'd', x'00', x'02', 0)",
+                [seq],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, &path).unwrap();
+        for table in ["held_envelopes", "locked_payloads"] {
+            let seqs: Vec<i64> = conn
+                .prepare(&format!("SELECT seq FROM {table} ORDER BY id"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(seqs, [3, 9], "{table}");
+        }
+        // Two rows at one seq (two relays) are two rows now.
+        conn.execute(
+            "INSERT INTO held_envelopes (content_id, seq, doc_id, envelope, reason, at) VALUES (x'aa', 3, 'e', x'01', 'r', 0)",
+            [],
+        )
+        .unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM held_envelopes WHERE seq = 3",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

@@ -62,9 +62,17 @@ pub(crate) fn receive(
         Verdict::Refuse(reason) => return refuse(reason),
         Verdict::Hold(reason) => {
             tx.execute(
-                "INSERT INTO held_envelopes (seq, doc_id, envelope, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (seq) DO UPDATE SET reason = ?4",
-                params![seq, doc_hex, heartbridge_proto::encode(env), reason, now_ms()],
+                "INSERT INTO held_envelopes (content_id, seq, doc_id, envelope, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (content_id) DO UPDATE SET reason = ?5",
+                params![
+                    &env.id.0[..],
+                    seq,
+                    doc_hex,
+                    heartbridge_proto::encode(env),
+                    reason,
+                    now_ms()
+                ],
             )?;
             return Ok(Outcome::Held);
         }
@@ -79,6 +87,7 @@ pub(crate) fn receive(
         return refuse("damaged");
     };
     let kind = untag(opened.doc_kind);
+    let content = Some(&env.id.0[..]);
     let payload = match opened.part {
         None => opened.bytes,
         Some(part) => match gather(tx, &id, kind, part, &opened, seq)? {
@@ -100,9 +109,9 @@ pub(crate) fn receive(
         // Facts are for the lead and supervisors: a volunteer never holds
         // the oversight key, and keeps nothing of them.
         DocKind::Facts if team.role == Role::Volunteer => return Ok(Outcome::Unchanged),
-        DocKind::Facts => return take_facts(tx, trust.team_id(), &id, &payload, seq),
+        DocKind::Facts => return take_facts(tx, trust.team_id(), &id, &payload, seq, content),
         DocKind::Case => {
-            match crate::access::unseal_case(tx, trust.team_id(), &id, payload, seq)? {
+            match crate::access::unseal_case(tx, trust.team_id(), &id, payload, seq, content)? {
                 Unsealed::Open(plain) => plain,
                 Unsealed::Locked => return Ok(Outcome::Locked),
                 Unsealed::Refused(reason) => return refuse(reason),
@@ -132,8 +141,9 @@ fn take_facts(
     id: &DocId,
     payload: &[u8],
     seq: i64,
+    content: Option<&[u8]>,
 ) -> Result<Outcome> {
-    let lists = match crate::access::open_facts(tx, team, id, payload, seq)? {
+    let lists = match crate::access::open_facts(tx, team, id, payload, seq, content)? {
         Err(reason) => return refuse_in(tx, seq, id, reason),
         Ok(None) => return Ok(Outcome::Locked),
         Ok(Some(lists)) => lists,
@@ -157,11 +167,13 @@ fn take_facts(
 fn unlock(tx: &Connection, actor: &ActorId, team: &Team, scopes: &[String]) -> Result<Outcome> {
     let mut outcome = Outcome::Unchanged;
     for scope in scopes {
-        for (seq, doc, kind, opened) in crate::access::take_unlocked(tx, &team.team_id, scope)? {
+        for (seq, content, doc, kind, opened) in
+            crate::access::take_unlocked(tx, &team.team_id, scope)?
+        {
             let o = match (kind, opened) {
                 (_, Err(reason)) => refuse_in(tx, seq, &doc, reason)?,
                 (DocKind::Facts, Ok(payload)) => {
-                    take_facts(tx, &team.team_id, &doc, &payload, seq)?
+                    take_facts(tx, &team.team_id, &doc, &payload, seq, content.as_deref())?
                 }
                 (_, Ok(plain)) => merge(tx, actor, &doc, kind, &plain, seq)?,
             };
@@ -214,25 +226,36 @@ pub(super) fn retry_held(
     team: &Team,
     trust: &Trust,
 ) -> Result<Vec<(Outcome, [u8; 16])>> {
-    let held: Vec<(i64, Vec<u8>)> = {
-        let mut st = tx.prepare("SELECT seq, envelope FROM held_envelopes ORDER BY seq")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // In local arrival order (the id), never by relay seq: two relays'
+    // seqs name different envelopes.
+    let held: Vec<(i64, i64, Vec<u8>)> = {
+        let mut st = tx.prepare("SELECT id, seq, envelope FROM held_envelopes ORDER BY id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<std::result::Result<_, _>>()?
     };
     let mut out = Vec::new();
-    for (seq, bytes) in held {
-        tx.execute("DELETE FROM held_envelopes WHERE seq = ?1", [seq])?;
+    for (row, seq, bytes) in held {
+        tx.execute("DELETE FROM held_envelopes WHERE id = ?1", [row])?;
         let Ok(envelope) =
             heartbridge_proto::decode::<heartbridge_proto::Envelope>("held envelope", &bytes)
         else {
             continue;
         };
         let doc = envelope.doc;
+        let content = envelope.id;
         let pulled = Pulled {
             seq: seq as u64,
             envelope,
         };
-        out.push((receive(tx, actor, team, trust, &pulled)?, doc));
+        let outcome = receive(tx, actor, team, trust, &pulled)?;
+        if outcome == Outcome::Held {
+            // Still undecided: it keeps its place in the arrival order.
+            tx.execute(
+                "UPDATE held_envelopes SET id = ?1 WHERE content_id = ?2",
+                params![row, &content.0[..]],
+            )?;
+        }
+        out.push((outcome, doc));
     }
     Ok(out)
 }

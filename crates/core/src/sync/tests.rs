@@ -893,3 +893,142 @@ fn a_volunteers_grant_for_a_case_it_does_not_own_is_ignored() {
         .expect("a syncs on");
     assert_eq!(r.refused, 1, "{r:?}");
 }
+
+/// The log `log` would hold if only the envelopes of `docs` were in it,
+/// numbered from 1: another relay's seq space (review F3: a venue relay's
+/// seqs and the central relay's both count from 1).
+fn relay_of(log: &Log, docs: &[[u8; 16]], from: u64) -> Log {
+    let entries: Vec<(u64, Envelope)> = log
+        .entries
+        .iter()
+        .filter(|(s, e)| *s > from && docs.contains(&e.doc))
+        .enumerate()
+        .map(|(i, (_, e))| (i as u64 + 1, e.clone()))
+        .collect();
+    Log {
+        next: entries.len() as u64,
+        entries,
+    }
+}
+
+/// Review F3: a supervisor pulls case C's payload at seq 1 of the central
+/// relay and case D's at seq 1 of a venue relay, before it holds either
+/// key. Both are kept (two rows, not one overwritten), and both notes open
+/// when the grants arrive.
+#[test]
+fn locked_payloads_at_the_same_seq_of_two_relays_both_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut a = enrolled(dir.path(), "a", &team);
+    let mut case = |alias: &str| {
+        a.new_case(&NewCase {
+            alias: alias.into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        })
+        .expect("case")
+    };
+    let c = case("阿明");
+    let d = case("小红");
+    let opts = SyncOptions::default();
+    let mut log = Log::default();
+    a.sync_active(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a pushes");
+    let first = log.next;
+    // The supervisor joins after a pushed: a grants it the keys next time.
+    let mut s = enrolled_as(dir.path(), "s", &team, Role::Supervisor);
+    let mut central = relay_of(&log, &[doc_bytes(&c)], 0);
+    let mut venue = relay_of(&log, &[doc_bytes(&d)], 0);
+    assert_eq!(central.entries[0].0, 1);
+    assert_eq!(venue.entries[0].0, 1);
+    s.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
+        .expect("s at central");
+    s.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
+        .expect("venue entry");
+    s.select_relay("http://venue.invalid").expect("venue");
+    s.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
+        .expect("s at the venue");
+    assert!(s.case(&c).is_err() && s.case(&d).is_err());
+    assert_eq!(
+        s.sync_status().expect("status").locked,
+        2,
+        "one payload lost"
+    );
+    // a learns of s and grants it both keys; s gets the grants at the venue.
+    a.sync_active(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a grants");
+    let grants = crate::access::grants_doc_id(&team.team_id);
+    let more = relay_of(&log, &[doc_bytes(&grants)], first);
+    assert!(!more.entries.is_empty(), "a granted nothing");
+    for (_, e) in more.entries {
+        venue.next += 1;
+        let n = venue.next;
+        venue.entries.push((n, e));
+    }
+    s.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
+        .expect("s gets the keys");
+    assert_eq!(s.case(&c).expect("C opens").alias, "阿明");
+    assert_eq!(s.case(&d).expect("D opens").alias, "小红");
+    assert_eq!(s.sync_status().expect("status").locked, 0);
+}
+
+/// Review F3, held envelopes: two envelopes of an author not known yet,
+/// pulled at seq 1 of two relays, are both held and both applied once the
+/// author is known.
+#[test]
+fn held_envelopes_at_the_same_seq_of_two_relays_are_both_applied() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut a = enrolled(dir.path(), "a", &team);
+    let c = a
+        .new_case(&NewCase {
+            alias: "阿明".into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    let d = a
+        .new_case(&NewCase {
+            alias: "小红".into(),
+            group: Group::Other,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    let opts = SyncOptions::default();
+    let mut log = Log::default();
+    a.sync_active(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a pushes");
+    // b is a supervisor, so it reads both cases once a granted; the
+    // grants come first, then the cases, each relay in its own seqs.
+    let mut b = enrolled_as(dir.path(), "b", &team, Role::Supervisor);
+    a.sync_active(&mut Via(&mut log, 1 << 20), &opts, &mut |_| {})
+        .expect("a grants");
+    let grants = crate::access::grants_doc_id(&team.team_id);
+    // Hide a from b's relays until both envelopes are held.
+    let a_member = MEMBERS.with(|m| m.borrow_mut().remove(1));
+    let mut central = relay_of(&log, &[doc_bytes(&c), doc_bytes(&grants)], 0);
+    let mut venue = relay_of(&log, &[doc_bytes(&d)], 0);
+    assert_eq!(venue.entries[0].0, 1);
+    b.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
+        .expect("b at central");
+    b.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
+        .expect("venue entry");
+    b.select_relay("http://venue.invalid").expect("venue");
+    b.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
+        .expect("b at the venue");
+    let held: i64 = b
+        .conn()
+        .query_row("SELECT count(*) FROM held_envelopes", [], |r| r.get(0))
+        .expect("held");
+    assert!(held >= 2, "an envelope held at seq 1 was dropped: {held}");
+    // a becomes known: everything held is applied.
+    MEMBERS.with(|m| {
+        let seq = m.borrow().len() as u64 + 10;
+        m.borrow_mut()
+            .push(heartbridge_proto::MemberKey { seq, ..a_member })
+    });
+    b.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
+        .expect("b learns of a");
+    assert_eq!(b.case(&c).expect("C opens").alias, "阿明");
+    assert_eq!(b.case(&d).expect("D opens").alias, "小红");
+}
