@@ -290,6 +290,7 @@ impl Store {
             "UPDATE sync_state SET cursor = ?1, active_relay = ?2, link_bytes = ?3 WHERE id = 1",
             params![next, active, next_link],
         )?;
+        drop_snapshot_batches(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -360,6 +361,69 @@ impl Store {
         }
         Err(last.unwrap_or(Error::NotEnrolled))
     }
+}
+
+/// Drops the snapshot batches not yet fully acknowledged (review F2): a
+/// snapshot's `covers` counts in the seqs of the relay it was frozen for,
+/// and at another relay it would supersede envelopes it does not hold.
+/// They are only compaction: the changes they hold were pushed before
+/// (a snapshot is frozen only when nothing of its document waits), and
+/// the document is compacted again at the relay synced next.
+fn drop_snapshot_batches(tx: &rusqlite::Connection) -> Result<()> {
+    let stale = "SELECT batch FROM outbox_batches WHERE snapshot_covers IS NOT NULL";
+    tx.execute(
+        &format!("DELETE FROM outbox_parts_acked WHERE batch IN ({stale})"),
+        [],
+    )?;
+    tx.execute(
+        &format!("DELETE FROM outbox_venue_acked WHERE batch IN ({stale})"),
+        [],
+    )?;
+    tx.execute(
+        "DELETE FROM outbox_batches WHERE snapshot_covers IS NOT NULL",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Whether `url` is a venue entry (the sync engine freezes no snapshot
+/// for one, review F2).
+pub(crate) fn is_venue_entry(conn: &rusqlite::Connection, url: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT kind = 'venue' FROM relays WHERE url = ?1",
+            [url],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Fails unless `session_url` is still the active relay (`team_url` when
+/// none was selected): a session whose relay was selected away or
+/// removed under it must not read or move the cursor now kept for another
+/// relay (review F8). Its last answer is not applied; what it pushed goes
+/// again next time (the relay dedups it).
+pub(crate) fn check_session_relay(
+    conn: &rusqlite::Connection,
+    team_url: Option<&str>,
+    session_url: &str,
+) -> Result<()> {
+    let active: Option<String> = conn
+        .query_row(
+            "SELECT active_relay FROM sync_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    if active.as_deref().or(team_url) == Some(session_url) {
+        return Ok(());
+    }
+    Err(Error::Relay {
+        kind: "relay_changed".into(),
+        message: "the relay list changed while this sync ran, so it stopped without moving anything; sync again".into(),
+    })
 }
 
 /// Measures the first request's round trip.

@@ -337,9 +337,13 @@ impl SyncSession {
         }
         let actor = store.actor().clone();
         let profile = store.profile().clone();
+        let team_url = store.team()?.map(|t| t.relay_url);
         let tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The cursor below is the active relay's: this session's only if
+        // nobody selected or removed a relay since it began (review F8).
+        crate::relays::check_session_relay(&tx, team_url.as_deref(), &self.team.relay_url)?;
         let cursor: i64 = tx.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
             r.get(0)
         })?;
@@ -355,8 +359,14 @@ impl SyncSession {
         }
         outbound::freeze_outbox(&tx, &self.team)?;
         let budget = self.link.min(self.opts.max_push_bytes.max(1));
-        // Superseding snapshots, for documents whose history is long.
-        let candidates: Vec<String> = {
+        // Superseding snapshots, for documents whose history is long. Never
+        // for a venue relay (review F2): `covers` would count in the
+        // venue's seqs, and the snapshot, pushed to the central relay
+        // later, would supersede changes it does not hold.
+        let venue_entry = crate::relays::is_venue_entry(&tx, &self.team.relay_url)?;
+        let candidates: Vec<String> = if venue_entry {
+            Vec::new()
+        } else {
             let mut st = tx.prepare(
                 "SELECT d.id FROM documents d LEFT JOIN doc_sync s ON s.doc_id = d.id
                  WHERE (?1 OR coalesce(s.since_snapshot, 0) >= ?2) ORDER BY d.id",
@@ -545,9 +555,13 @@ impl SyncSession {
         let actor = store.actor().clone();
         let profile = store.profile().clone();
         let link = self.link;
+        let team_url = store.team()?.map(|t| t.relay_url);
         let tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // This answer's cursor is the session relay's: never written into
+        // another relay's slot (review F8).
+        crate::relays::check_session_relay(&tx, team_url.as_deref(), &self.team.relay_url)?;
         // Who belongs first: the envelopes below are judged by it.
         let news = crate::team::take_news(&tx, &self.team, resp.roster.as_deref(), &resp.members)?;
         if news.revoked_me {
@@ -660,7 +674,10 @@ impl SyncSession {
         self.report.cursor = resp.cursor;
         if news.changed {
             // A new key epoch seals what is pushed from now on.
-            if let Some(team) = store.team()? {
+            // The session stays with its relay (the stored team names the
+            // team's own relay).
+            if let Some(mut team) = store.team()? {
+                team.relay_url = std::mem::take(&mut self.team.relay_url);
                 self.team = team;
             }
         }

@@ -1032,3 +1032,128 @@ fn held_envelopes_at_the_same_seq_of_two_relays_are_both_applied() {
     assert_eq!(b.case(&c).expect("C opens").alias, "阿明");
     assert_eq!(b.case(&d).expect("D opens").alias, "小红");
 }
+
+/// Review F2: a snapshot's `covers` counts in the seqs of one relay. No
+/// snapshot is frozen while a venue relay is the one synced with, and one
+/// frozen for the central relay but not yet acknowledged there is dropped
+/// when the device switches relays, so no relay ever gets a snapshot
+/// frozen in another's seqs. The document's changes still reach both.
+#[test]
+fn a_snapshot_frozen_for_one_relay_is_never_pushed_to_another() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut s = enrolled_as(dir.path(), "s", &team, Role::Supervisor);
+    let c = s
+        .new_case(&NewCase {
+            alias: "阿明".into(),
+            group: Group::Other,
+            risk: Risk::High,
+        })
+        .expect("case");
+    let snap = SyncOptions {
+        snapshot_all: true,
+        ..SyncOptions::default()
+    };
+    let mut central = Log::default();
+    s.sync_active(
+        &mut Via(&mut central, 1 << 20),
+        &SyncOptions::default(),
+        &mut |_| {},
+    )
+    .expect("changes to central");
+    // A snapshot is frozen for the central relay; its answer never comes.
+    let mut session = s.sync_session(&snap).expect("session");
+    let request = session.next_request(&mut s).expect("request").expect("one");
+    let sent: SyncRequest = decode("req", &request).expect("request");
+    assert!(
+        sent.push.iter().any(|e| e.kind == EnvelopeKind::Snapshot),
+        "the test needs a snapshot frozen for the central relay"
+    );
+    drop(session);
+    // The device moves to a venue relay and syncs there, snapshots on.
+    s.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
+        .expect("venue entry");
+    s.select_relay("http://venue.invalid").expect("venue");
+    let mut venue = Log::default();
+    s.sync_active(&mut Via(&mut venue, 1 << 20), &snap, &mut |_| {})
+        .expect("venue sync");
+    assert!(
+        venue
+            .entries
+            .iter()
+            .all(|(_, e)| e.kind != EnvelopeKind::Snapshot),
+        "a venue relay got a snapshot"
+    );
+    // Back at the central relay: nothing frozen at the venue goes there.
+    s.select_relay(&team.relay_url).expect("central");
+    let before = central.entries.len();
+    s.sync_active(
+        &mut Via(&mut central, 1 << 20),
+        &SyncOptions::default(),
+        &mut |_| {},
+    )
+    .expect("central sync");
+    assert!(
+        central.entries[before..]
+            .iter()
+            .all(|(_, e)| e.kind != EnvelopeKind::Snapshot),
+        "a snapshot frozen elsewhere reached the central relay"
+    );
+    assert!(central.entries.iter().any(|(_, e)| e.doc == doc_bytes(&c)));
+    // Compaction still happens at the central relay itself.
+    s.sync_active(&mut Via(&mut central, 1 << 20), &snap, &mut |_| {})
+        .expect("central snapshot");
+    assert!(central
+        .entries
+        .iter()
+        .any(|(_, e)| e.kind == EnvelopeKind::Snapshot && e.doc == doc_bytes(&c)));
+    assert_eq!(s.outbox_len().expect("outbox"), 0);
+}
+
+/// Review F8: a session at a venue relay whose entry is removed (or
+/// another relay selected) before its answer is handled never writes the
+/// venue's cursor into the slot now kept for the team's relay.
+#[test]
+fn a_relay_removed_during_a_session_leaves_the_team_relays_cursor_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut a = enrolled(dir.path(), "a", &team);
+    let mut s = enrolled(dir.path(), "s", &team);
+    a.new_case(&NewCase {
+        alias: "阿明".into(),
+        group: Group::Other,
+        risk: Risk::Low,
+    })
+    .expect("case");
+    let opts = SyncOptions::default();
+    let mut central = Log::default();
+    a.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
+        .expect("a pushes");
+    s.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
+        .expect("s at central");
+    let at_central = s.sync_status().expect("status").cursor;
+    assert!(at_central > 0);
+    // The venue relay's log is longer: its cursor would skip central seqs.
+    let mut venue = Log {
+        entries: central.entries.clone(),
+        next: central.next + 40,
+    };
+    s.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
+        .expect("venue entry");
+    s.select_relay("http://venue.invalid").expect("venue");
+    let mut session = s.sync_session(&opts).expect("session");
+    let body = session.next_request(&mut s).expect("request").expect("one");
+    s.remove_relay("http://venue.invalid").expect("removed");
+    let answer = Via(&mut venue, 1 << 20).sync(session.team(), body);
+    let e = session.handle(&mut s, answer).unwrap_err();
+    assert_eq!(e.kind(), "relay", "{e}");
+    assert_eq!(s.sync_status().expect("status").cursor, at_central);
+    assert_eq!(
+        s.active_relay_url().expect("active").as_deref(),
+        Some(team.relay_url.as_str())
+    );
+    // And a new session at the team's relay goes on from its own cursor.
+    s.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
+        .expect("s at central again");
+    assert_eq!(s.sync_status().expect("status").cursor, central.next);
+}
