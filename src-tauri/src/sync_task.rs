@@ -242,7 +242,7 @@ impl Syncer {
         }
         for e in order
             .iter()
-            .filter(|e| e.kind == heartbridge_core::RelayKind::Venue)
+            .filter(|e| e.kind == heartbridge_core::RelayKind::Venue || !e.takes_token)
         {
             let id = e.pin.clone().unwrap_or_else(|| e.url.clone());
             self.http.venue_relay(&e.url, &id);

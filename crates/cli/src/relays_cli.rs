@@ -15,7 +15,8 @@ use crate::output::Out;
 pub enum RelaysCmd {
     /// The relays this device knows, in the order a sync tries them.
     List,
-    /// Add a relay address (or change the fingerprint or kind of one).
+    /// Add a relay address this device does not know yet (an address
+    /// already there is refused and left as it is).
     Add {
         /// https://HOST:PORT (http:// only on this computer, or with --insecure-http).
         url: String,
@@ -31,6 +32,16 @@ pub enum RelaysCmd {
         /// token crosses it unencrypted. Only on a network you trust.
         #[arg(long)]
         insecure_http: bool,
+    },
+    /// Replace the certificate fingerprint of a relay entry on purpose (a
+    /// venue relay set up again has a new certificate); not the team's own
+    /// relay, whose fingerprint comes from the invite code. The entry's
+    /// cursor starts again.
+    Pin {
+        url: String,
+        /// The new fingerprint (sha256:…); leave it out to trust the web's
+        /// certificate authorities instead.
+        pin: Option<String>,
     },
     /// Forget a relay address (not the team's own relay).
     Remove { url: String },
@@ -115,8 +126,17 @@ pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
                 team.as_ref(),
             )?;
             let mut added = Vec::new();
+            let mut skipped = Vec::new();
             if add {
+                // An address already known (the team's own relay above
+                // all) is never changed by what the network announces.
+                let known: Vec<String> = store.relays()?.into_iter().map(|e| e.url).collect();
                 for f in found.iter().filter(|f| f.this_team) {
+                    let url = heartbridge_core::normalize_relay_url(&f.url)?;
+                    if known.contains(&url) || added.iter().any(|e: &RelayEntry| e.url == url) {
+                        skipped.push(url);
+                        continue;
+                    }
                     added.push(store.add_relay(
                         &f.url,
                         f.pin.as_deref(),
@@ -125,7 +145,7 @@ pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
                     )?);
                 }
             }
-            out.print(&json!({"found": found, "added": added}), || {
+            out.print(&json!({"found": found, "added": added, "already_known": skipped}), || {
                 let mut s = String::new();
                 if found.is_empty() {
                     let _ = writeln!(s, "No relay answered on the local network in {seconds} s.");
@@ -135,12 +155,27 @@ pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
                     let _ = writeln!(s, "{}  ({whose})", f.url);
                     let _ = writeln!(s, "    fingerprint: {}", f.pin.as_deref().unwrap_or("none (plain http)"));
                 }
+                for u in &skipped {
+                    let _ = writeln!(s, "{u} is already in the list: left as it is.");
+                }
                 if add {
                     let _ = writeln!(s, "Added {} relay(s) of this team.", added.len());
                 } else if found.iter().any(|f| f.this_team) {
                     let _ = writeln!(s, "Check the fingerprint with your team lead, then run again with --add to use it.");
                 }
                 s
+            });
+        }
+        RelaysCmd::Pin { url, pin } => {
+            let e = store.replace_relay_pin(&url, pin.as_deref())?;
+            out.print(&e, || {
+                format!(
+                    "{}: fingerprint now {}; it is synced from the start again.",
+                    e.url,
+                    e.pin
+                        .as_deref()
+                        .unwrap_or("none (checked by the web's authorities)")
+                )
             });
         }
         RelaysCmd::Remove { url } => {

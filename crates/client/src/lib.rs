@@ -722,12 +722,7 @@ pub fn prepare_join(store: &mut Store, code: &str) -> Result<Enrollment> {
     // The team's relay entry, with the pin the code carries: every later
     // request to it is pinned.
     let pin_text = pin.map(|p| p.to_string());
-    store.add_relay(
-        e.relay_url(),
-        pin_text.as_deref(),
-        heartbridge_core::RelayKind::Central,
-        false,
-    )?;
+    store.ensure_team_relay(e.relay_url(), pin_text.as_deref())?;
     Ok(e.with_pin(pin))
 }
 
@@ -826,12 +821,7 @@ impl BlockingTransport {
     ) -> Result<Team> {
         let e = prepare_claim(store, relay, lead_token)?.with_pin(pin);
         let pin_text = pin.map(|p| p.to_string());
-        store.add_relay(
-            e.relay_url(),
-            pin_text.as_deref(),
-            heartbridge_core::RelayKind::Central,
-            false,
-        )?;
+        store.ensure_team_relay(e.relay_url(), pin_text.as_deref())?;
         let team = self.block_on(self.http.enroll(&e))?;
         commit_enrollment(store, &team)?;
         Ok(team)
@@ -914,7 +904,10 @@ impl Transport for BlockingTransport {
     }
     fn use_relay(&mut self, relay: &RelayEntry) {
         self.http.trust_relay(&relay.url, entry_trust(relay));
-        if relay.kind == heartbridge_core::RelayKind::Venue {
+        // The token goes only to the team's own relay (or the same
+        // certificate at another address): any other entry, whatever kind
+        // it was added as, gets the device's signature (review F10).
+        if relay.kind == heartbridge_core::RelayKind::Venue || !relay.takes_token {
             let id = relay.pin.clone().unwrap_or_else(|| relay_key(&relay.url));
             self.http.venue_relay(&relay.url, &id);
         }

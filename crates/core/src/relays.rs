@@ -66,6 +66,13 @@ pub struct RelayEntry {
     pub team_relay: bool,
     /// The relay whose cursor the sync engine uses now.
     pub active: bool,
+    /// The device's bearer token may go to it: the team's own relay, or a
+    /// `central` entry that is provably the same relay at another address
+    /// — pinned to the very certificate the team relay's entry is pinned
+    /// to, or (the team relay unpinned) unpinned on the team relay's own
+    /// host. Every other entry, whatever its kind, gets the device's
+    /// signature (review F10).
+    pub takes_token: bool,
 }
 
 impl RelayEntry {
@@ -89,6 +96,24 @@ pub fn normalize_relay_url(url: &str) -> Result<String> {
             allowed: "an address starting with https:// (or http:// on this computer)",
         }),
     }
+}
+
+/// The host of a relay URL (lowercase, without port or brackets).
+fn host_of(url: &str) -> Option<String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 fn check_pin(pin: Option<&str>) -> Result<Option<String>> {
@@ -119,6 +144,7 @@ fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelayEntry> {
         last_rtt_ms: r.get(7)?,
         team_relay: false,
         active: false,
+        takes_token: false,
     })
 }
 
@@ -147,20 +173,37 @@ impl Store {
                     last_rtt_ms: None,
                     team_relay: true,
                     active: false,
+                    takes_token: true,
                 });
             }
         }
+        let team_pin = list
+            .iter()
+            .find(|e| team_url.as_deref() == Some(e.url.as_str()))
+            .and_then(|e| e.pin.clone());
         for e in &mut list {
             e.team_relay = team_url.as_deref() == Some(e.url.as_str());
             e.active = active.as_deref() == Some(e.url.as_str());
+            let same_relay = match (&e.pin, &team_pin) {
+                (Some(p), Some(t)) => p == t,
+                (None, None) => {
+                    let team_host = team_url.as_deref().and_then(host_of);
+                    team_host.is_some() && team_host == host_of(&e.url)
+                }
+                _ => false,
+            };
+            e.takes_token = e.team_relay || (e.kind == RelayKind::Central && same_relay);
         }
         list.sort_by_key(|e| !e.team_relay);
         Ok(list)
     }
 
-    /// Adds a relay (or updates the pin, kind and insecure flag of one
-    /// already known). The pin is checked for its form; the address must
-    /// start with `https://` or `http://`.
+    /// Adds a relay the device does not know yet, with its own cursor
+    /// starting at 0. The pin is checked for its form; the address must
+    /// start with `https://` or `http://`. An address already known (the
+    /// team's own relay above all) is refused, never changed (review F9:
+    /// a discovered or mistyped entry must not replace a pin or a kind);
+    /// [`Store::replace_relay_pin`] changes a pin on purpose.
     pub fn add_relay(
         &mut self,
         url: &str,
@@ -170,22 +213,120 @@ impl Store {
     ) -> Result<RelayEntry> {
         let url = normalize_relay_url(url)?;
         let pin = check_pin(pin)?;
+        let team_url = self.team()?.map(|t| t.relay_url);
+        if team_url.as_deref().map(|t| t.trim_end_matches('/')) == Some(url.as_str()) {
+            return Err(Error::Relay {
+                kind: "central_relay".into(),
+                message: "this is your team's own relay (from the invite code): it is already there, and its fingerprint comes only from the invite".into(),
+            });
+        }
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        let n = tx.execute(
             "INSERT INTO relays (url, pin, kind, insecure, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (url) DO UPDATE SET pin = excluded.pin, kind = excluded.kind,
-                 insecure = excluded.insecure",
+             ON CONFLICT (url) DO NOTHING",
             params![url, pin, kind.as_str(), insecure as i64, now_ms()],
         )?;
+        if n == 0 {
+            return Err(Error::Relay {
+                kind: "relay_exists".into(),
+                message: "this relay address is already there; nothing was changed (to change its fingerprint on purpose: `heartbridge team relays pin URL FINGERPRINT`; to change its kind, remove it and add it again)".into(),
+            });
+        }
         tx.commit()?;
+        self.relay_entry(&url)
+    }
+
+    /// The entry for the team's own relay, as an enrollment (join, claim)
+    /// records it with the pin its invite code carries. Before the team is
+    /// stored the invite is what says which certificate it has; once it
+    /// is, a different pin is refused.
+    pub fn ensure_team_relay(&mut self, url: &str, pin: Option<&str>) -> Result<RelayEntry> {
+        let url = normalize_relay_url(url)?;
+        let pin = check_pin(pin)?;
+        let enrolled = self.team()?.is_some();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let known: Option<Option<String>> = tx
+            .query_row("SELECT pin FROM relays WHERE url = ?1", [&url], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match known {
+            None => {
+                tx.execute(
+                    "INSERT INTO relays (url, pin, kind, insecure, added_at) VALUES (?1, ?2, 'central', 0, ?3)",
+                    params![url, pin, now_ms()],
+                )?;
+            }
+            Some(old) if old == pin => {}
+            Some(_) if enrolled => {
+                return Err(Error::Relay {
+                    kind: "central_relay".into(),
+                    message: "this device already knows the team's relay with another fingerprint; nothing was changed: ask the team lead".into(),
+                });
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE relays SET pin = ?2, kind = 'central', cursor = 0, link_bytes = NULL WHERE url = ?1",
+                    params![url, pin],
+                )?;
+            }
+        }
+        tx.commit()?;
+        self.relay_entry(&url)
+    }
+
+    /// Replaces the certificate pin of an entry that is not the team's own
+    /// relay (a venue relay set up again gets a new self-signed
+    /// certificate), on purpose: a separate command from adding. A new
+    /// certificate may be a new relay with its own seq numbers, so the
+    /// entry's cursor starts again at 0 (review F8; pulling again is
+    /// harmless, content ids dedup).
+    pub fn replace_relay_pin(&mut self, url: &str, pin: Option<&str>) -> Result<RelayEntry> {
+        let url = normalize_relay_url(url)?;
+        let pin = check_pin(pin)?;
+        let team_url = self.team()?.map(|t| t.relay_url);
+        if team_url.as_deref().map(|t| t.trim_end_matches('/')) == Some(url.as_str()) {
+            return Err(Error::Relay {
+                kind: "central_relay".into(),
+                message: "the team's own relay keeps the fingerprint from the invite code; ask the team lead for a new invite if its certificate changed".into(),
+            });
+        }
+        let active = self.active_relay_url()?.as_deref() == Some(url.as_str());
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE relays SET pin = ?2, cursor = 0, link_bytes = NULL WHERE url = ?1",
+            params![url, pin],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound {
+                what: "relay",
+                id: url,
+            });
+        }
+        if active {
+            tx.execute(
+                "UPDATE sync_state SET cursor = 0, link_bytes = NULL WHERE id = 1",
+                [],
+            )?;
+            drop_snapshot_batches(&tx)?;
+        }
+        tx.commit()?;
+        self.relay_entry(&url)
+    }
+
+    fn relay_entry(&self, url: &str) -> Result<RelayEntry> {
         self.relays()?
             .into_iter()
             .find(|e| e.url == url)
             .ok_or(Error::NotFound {
                 what: "relay",
-                id: url,
+                id: url.to_owned(),
             })
     }
 
@@ -570,6 +711,178 @@ mod tests {
         assert_eq!(cursor(&s), 5);
         assert_eq!(s.active_relay_url().unwrap().as_deref(), Some(TEAM_URL));
         assert!(s.select_relay(venue).is_err(), "an unknown relay");
+    }
+
+    /// Review F9: adding an address already known changes nothing, the
+    /// team's own relay above all (a discovered advertisement for its
+    /// address with another fingerprint, or a re-add without `--pin`).
+    #[test]
+    fn adding_a_known_address_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let team_pin = CertPin::of_der(b"team").to_string();
+        let rogue = CertPin::of_der(b"rogue").to_string();
+        s.ensure_team_relay(TEAM_URL, Some(&team_pin)).unwrap();
+        for (pin, kind) in [
+            (Some(rogue.as_str()), RelayKind::Venue),
+            (None, RelayKind::Central),
+        ] {
+            let e = s.add_relay(TEAM_URL, pin, kind, false).unwrap_err();
+            assert!(e.to_string().contains("already there"), "{e}");
+            assert!(!e.to_string().contains(&rogue));
+        }
+        let team = &s.relays().unwrap()[0];
+        assert!(team.team_relay);
+        assert_eq!(team.pin.as_deref(), Some(team_pin.as_str()));
+        assert_eq!(team.kind, RelayKind::Central);
+        // Once enrolled, the team relay's pin is not replaced either way.
+        assert!(s.ensure_team_relay(TEAM_URL, Some(&rogue)).is_err());
+        assert!(s.replace_relay_pin(TEAM_URL, Some(&rogue)).is_err());
+        assert!(s.ensure_team_relay(TEAM_URL, Some(&team_pin)).is_ok());
+        assert_eq!(
+            s.relays().unwrap()[0].pin.as_deref(),
+            Some(team_pin.as_str())
+        );
+        // Another entry: a second add is refused too, pin and kind kept.
+        let venue = "https://10.0.0.2:7443";
+        let a = CertPin::of_der(b"a").to_string();
+        s.add_relay(venue, Some(&a), RelayKind::Venue, false)
+            .unwrap();
+        let e = s
+            .add_relay(venue, Some(&rogue), RelayKind::Central, false)
+            .unwrap_err();
+        assert_eq!(e.kind(), "relay");
+        let v = s
+            .relays()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.url == venue)
+            .unwrap();
+        assert_eq!(
+            (v.pin.as_deref(), v.kind),
+            (Some(a.as_str()), RelayKind::Venue)
+        );
+    }
+
+    /// Review F8: a relay entry whose pin is replaced on purpose (a venue
+    /// relay set up again: a new log) or that is removed and added again
+    /// starts from cursor 0, never from the old relay's.
+    #[test]
+    fn a_new_pin_or_a_new_entry_starts_its_cursor_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let venue = "https://10.0.0.2:7443";
+        let a = CertPin::of_der(b"a").to_string();
+        let b = CertPin::of_der(b"b").to_string();
+        s.add_relay(venue, Some(&a), RelayKind::Venue, false)
+            .unwrap();
+        s.select_relay(venue).unwrap();
+        set_cursor(&s, 50);
+        let e = s.replace_relay_pin(venue, Some(&b)).unwrap();
+        assert_eq!(e.pin.as_deref(), Some(b.as_str()));
+        assert_eq!(cursor(&s), 0, "the active entry's cursor");
+        set_cursor(&s, 50);
+        s.select_relay(TEAM_URL).unwrap();
+        s.replace_relay_pin(venue, Some(&a)).unwrap();
+        s.select_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 0, "a parked entry's cursor");
+        set_cursor(&s, 50);
+        s.remove_relay(venue).unwrap();
+        s.add_relay(venue, Some(&b), RelayKind::Venue, false)
+            .unwrap();
+        s.select_relay(venue).unwrap();
+        assert_eq!(cursor(&s), 0, "an entry added again");
+        assert!(matches!(
+            s.replace_relay_pin("https://never.example", None),
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    /// Review F10: the token may go only to the team's own relay or to an
+    /// entry pinned to the team relay's very certificate; a venue relay
+    /// added as `central` (its `--venue` forgotten) does not take it.
+    #[test]
+    fn only_the_team_relay_takes_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let team_pin = CertPin::of_der(b"team").to_string();
+        s.ensure_team_relay(TEAM_URL, Some(&team_pin)).unwrap();
+        let venue_pin = CertPin::of_der(b"venue").to_string();
+        s.add_relay(
+            "https://10.0.0.2:7443",
+            Some(&venue_pin),
+            RelayKind::Central,
+            false,
+        )
+        .unwrap();
+        s.add_relay("https://10.0.0.3:7443", None, RelayKind::Central, false)
+            .unwrap();
+        s.add_relay(
+            "https://10.0.0.4:7443",
+            Some(&team_pin),
+            RelayKind::Central,
+            false,
+        )
+        .unwrap();
+        s.add_relay(
+            "https://10.0.0.5:7443",
+            Some(&team_pin),
+            RelayKind::Venue,
+            false,
+        )
+        .unwrap();
+        // The team relay is pinned: its own host unpinned is not enough.
+        s.add_relay(
+            "https://central.example:8443",
+            None,
+            RelayKind::Central,
+            false,
+        )
+        .unwrap();
+        let takes: Vec<(String, bool)> = s
+            .relays()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.url, e.takes_token))
+            .collect();
+        assert_eq!(
+            takes,
+            [
+                (TEAM_URL.to_owned(), true),
+                ("https://10.0.0.2:7443".to_owned(), false),
+                ("https://10.0.0.3:7443".to_owned(), false),
+                ("https://10.0.0.4:7443".to_owned(), true),
+                ("https://10.0.0.5:7443".to_owned(), false),
+                ("https://central.example:8443".to_owned(), false),
+            ]
+        );
+        // An unpinned team relay: an unpinned central entry on its host
+        // (another port) is the same relay; another host is not.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        s.add_relay(
+            "https://CENTRAL.example:8443/",
+            None,
+            RelayKind::Central,
+            false,
+        )
+        .unwrap();
+        s.add_relay(
+            "https://central.example.evil:7443",
+            None,
+            RelayKind::Central,
+            false,
+        )
+        .unwrap();
+        s.add_relay(
+            "https://central.example:9443",
+            None,
+            RelayKind::Venue,
+            false,
+        )
+        .unwrap();
+        let takes: Vec<bool> = s.relays().unwrap().iter().map(|e| e.takes_token).collect();
+        assert_eq!(takes, [true, true, false, false]);
     }
 
     #[test]
