@@ -170,6 +170,12 @@ CREATE TABLE venue_upstream (
     r#"
 ALTER TABLE venue ADD COLUMN upstream_pin TEXT;
 "#,
+    // 7: who pushed a carried envelope (NULL: its author), so a pull skips
+    // what the puller carried itself as it skips what it wrote (a venue
+    // relay no longer gets every forwarded envelope back down).
+    r#"
+ALTER TABLE envelopes ADD COLUMN pushed_by BLOB;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

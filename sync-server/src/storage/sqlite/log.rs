@@ -79,8 +79,8 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
     let err = StoreError::sqlite("store an envelope");
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO envelopes (team_id, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO envelopes (team_id, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (team_id, content_id) DO NOTHING
              RETURNING seq",
         )
@@ -135,6 +135,8 @@ fn store_job(tx: &Connection, job: &PushJob) -> Result<Vec<Ack>, StoreError> {
                     env.ciphertext.len() as i64,
                     job.now,
                     env.sig,
+                    // A carried envelope: who pushed it (NULL: its author).
+                    (env.author != job.device.0).then_some(job.device.0),
                 ],
                 |r| r.get(0),
             )
@@ -303,7 +305,8 @@ pub(super) fn pull_page(conn: &mut Connection, q: &PullQuery) -> Result<Page, St
         let mut stmt = tx
             .prepare_cached(
                 "SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size, author_device, sig FROM envelopes
-                 WHERE team_id = ?1 AND seq > ?2 AND author_device <> ?3 AND superseded_at IS NULL ORDER BY seq",
+                 WHERE team_id = ?1 AND seq > ?2 AND author_device <> ?3
+                   AND (pushed_by IS NULL OR pushed_by <> ?3) AND superseded_at IS NULL ORDER BY seq",
             )
             .map_err(StoreError::sqlite("pull envelopes"))?;
         let mut rows = stmt
