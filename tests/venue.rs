@@ -857,3 +857,84 @@ fn a_device_reads_the_roster_at_a_venue_relay_by_its_signature() {
     assert_eq!(relays.len(), 1);
     assert!(roster.keys.iter().all(|k| k.device != relays[0].device));
 }
+
+/// Hands every answer back as if its connection had been cut at its very
+/// end (all of it arrived, flagged cut).
+struct CutAnswers(BlockingTransport);
+impl Transport for CutAnswers {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let received = self.0.sync(team, body)?;
+        Err(TransportError::Cut {
+            detail: "connection reset".into(),
+            received,
+        })
+    }
+    fn use_relay(&mut self, relay: &heartbridge_core::RelayEntry) {
+        self.0.use_relay(relay)
+    }
+}
+
+/// Strips the venue relay's receipts from every answer (an older or a
+/// hostile venue relay).
+struct NoReceipts(BlockingTransport);
+impl Transport for NoReceipts {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let got = self.0.sync(team, body)?;
+        let (resp, _) = heartbridge_core::proto::venue_wire::decode_response(&got).expect("answer");
+        Ok(heartbridge_core::proto::encode(&resp))
+    }
+    fn use_relay(&mut self, relay: &heartbridge_core::RelayEntry) {
+        self.0.use_relay(relay)
+    }
+}
+
+fn sync_via(
+    d: &mut Device,
+    url: &str,
+    t: &mut dyn Transport,
+) -> heartbridge_core::Result<SyncReport> {
+    let entry = d
+        .store
+        .relays()?
+        .into_iter()
+        .find(|e| e.url == url)
+        .expect("entry");
+    t.use_relay(&entry);
+    d.store.select_relay(url)?;
+    d.store.sync_active(t, &SyncOptions::default(), &mut |_| {})
+}
+
+fn signed(d: &Device) -> BlockingTransport {
+    let t = BlockingTransport::default();
+    let (dev, secret) = d.store.request_signer().expect("signer");
+    t.http().set_signer(&dev, secret);
+    t
+}
+
+#[test]
+fn a_venue_relays_ack_stays_level_1_in_a_cut_answer_and_without_receipts() {
+    let mut l = the_loop();
+    uplink_cut(&l.uplink);
+    let venue_url = l.venue.url.clone();
+    // A cut first answer: its acks are the venue relay's, level 1.
+    new_case(&mut l.devs[1], Risk::Critical, &format!("{CANARY} 危急"));
+    let waiting = l.devs[1].store.outbox_len().expect("outbox");
+    let mut cut = CutAnswers(signed(&l.devs[1]));
+    let _ = sync_via(&mut l.devs[1], &venue_url, &mut cut);
+    assert_eq!(l.devs[1].store.outbox_len().expect("outbox"), waiting);
+    assert_eq!(
+        l.devs[1].store.receipt_levels().expect("levels").at_venue,
+        waiting
+    );
+    // An answer without receipts from a venue entry keeps nothing.
+    new_case(&mut l.devs[2], Risk::High, &format!("{CANARY} 高"));
+    let waiting = l.devs[2].store.outbox_len().expect("outbox");
+    let mut bare = NoReceipts(signed(&l.devs[2]));
+    let err = sync_via(&mut l.devs[2], &venue_url, &mut bare).expect_err("refused");
+    assert!(err.to_string().contains("no receipts"), "{err}");
+    assert_eq!(l.devs[2].store.outbox_len().expect("outbox"), waiting);
+    assert_eq!(
+        l.devs[2].store.receipt_levels().expect("levels").at_venue,
+        0
+    );
+}

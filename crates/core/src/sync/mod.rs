@@ -466,6 +466,8 @@ impl SyncSession {
                     // Every whole envelope that arrived is kept; the cut
                     // cost only the one it fell in. (A cut answer carries
                     // no receipts: a venue relay's acks stay level 1.)
+                    // Level 1 or 2 is the relay entry's kind, never the answer's
+                    // shape (review F1).
                     let venue = self.at_venue.then(Default::default);
                     self.apply(store, &flight, &partial, venue.as_ref())?;
                     self.failures = 0;
@@ -501,7 +503,15 @@ impl SyncSession {
                 detail: e.to_string(),
             }
         })?;
-        self.at_venue = ext.venue.is_some();
+        // A venue entry's answer must carry its receipts: without them its
+        // acks would read as the central relay's (review F1).
+        if self.at_venue && ext.venue.is_none() {
+            return Err(Error::Protocol {
+                detail: "the venue relay's answer carries no receipts; nothing of it was kept"
+                    .into(),
+            });
+        }
+        let venue_receipts = ext.venue.or_else(|| self.at_venue.then(Default::default));
         check_response(&flight, &resp)?;
         let progressed = !resp.acked.is_empty()
             || !resp.pull.is_empty()
@@ -515,7 +525,7 @@ impl SyncSession {
         }
         self.failures = 0;
         self.link = (self.link + self.link / 2).min(LINK_MAX);
-        self.apply(store, &flight, &resp, ext.venue.as_ref())?;
+        self.apply(store, &flight, &resp, venue_receipts.as_ref())?;
         // Push on while every envelope of this round was taken; a relay that
         // takes none (or some) of a push ends the sync rather than looping.
         let all_taken = flight.planned.iter().all(|p| {
@@ -754,12 +764,17 @@ impl Store {
         if let Some(url) = self.active_relay_url()? {
             team.relay_url = url;
         }
+        // Whether this relay is a venue relay is the entry's kind.
+        let at_venue = self
+            .relays()?
+            .iter()
+            .any(|e| e.url == team.relay_url && e.kind == crate::RelayKind::Venue);
         Ok(SyncSession {
             team,
             opts: opts.clone(),
             report: SyncReport::default(),
             in_flight: None,
-            at_venue: false,
+            at_venue,
             link: self.link_bytes()?,
             failures: 0,
             snapshots_made: Vec::new(),
