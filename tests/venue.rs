@@ -938,3 +938,59 @@ fn a_venue_relays_ack_stays_level_1_in_a_cut_answer_and_without_receipts() {
         0
     );
 }
+
+/// Answers every request to `venue` with a refusal of `kind`; passes the
+/// rest on.
+struct VenueRefuses {
+    inner: BlockingTransport,
+    venue: String,
+    status: u16,
+    kind: &'static str,
+}
+impl Transport for VenueRefuses {
+    fn sync(&mut self, team: &Team, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        if team.relay_url == self.venue {
+            return Err(TransportError::Relay {
+                status: self.status,
+                kind: self.kind.into(),
+                message: "refused".into(),
+            });
+        }
+        self.inner.sync(team, body)
+    }
+    fn roster(&mut self, team: &Team) -> Result<Vec<u8>, TransportError> {
+        self.inner.roster(team)
+    }
+    fn use_relay(&mut self, relay: &heartbridge_core::RelayEntry) {
+        self.inner.use_relay(relay)
+    }
+}
+
+#[test]
+fn a_venue_relays_refusal_or_revocation_does_not_stop_sync_with_the_central_relay() {
+    let mut l = the_loop();
+    let venue_url = l.venue.url.clone();
+    for (i, (status, kind)) in [(401, "bad_request_signature"), (403, "device_revoked")]
+        .into_iter()
+        .enumerate()
+    {
+        let d = &mut l.devs[i + 1];
+        let id = new_case(d, Risk::High, &format!("{CANARY} {kind}"));
+        let mut t = VenueRefuses {
+            inner: signed(d),
+            venue: venue_url.clone(),
+            status,
+            kind,
+        };
+        // Store::sync tries the venue entry first, then the central one.
+        let r = d
+            .store
+            .sync(&mut t, &SyncOptions::default(), &mut |_| {})
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(r.changes_delivered > 0, "{kind}: {r:?}");
+        assert!(!d.store.sync_stopped().expect("stopped"), "{kind}");
+        assert_eq!(d.store.outbox_len().expect("outbox"), 0, "{kind}");
+        sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead");
+        assert_eq!(l.devs[0].case(&id).contacts.len(), 1, "{kind}");
+    }
+}

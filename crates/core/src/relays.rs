@@ -497,6 +497,14 @@ impl Store {
                     return Ok(report);
                 }
                 Err(e @ Error::Network { .. }) => last = Some(e),
+                // A venue relay's refusal says nothing about the central
+                // relay (a clock off, a mirror behind, a venue relay gone
+                // bad): go on to the next entry (review F6, F7).
+                Err(e @ (Error::Relay { .. } | Error::Protocol { .. } | Error::DeviceRevoked))
+                    if entry.kind == RelayKind::Venue =>
+                {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -487,7 +487,11 @@ impl SyncSession {
                 self.report.retried += 1;
                 return Ok(());
             }
-            Err(TransportError::Relay { kind, .. }) if kind == "device_revoked" => {
+            // Only the central relay's word stops sync: a venue relay saying
+            // so is a refusal of that relay alone (review F7).
+            Err(TransportError::Relay { kind, .. })
+                if kind == "device_revoked" && !self.at_venue =>
+            {
                 // The relay is not trusted to say so: stop syncing and lock,
                 // but erase nothing until the lead's signed record says so.
                 store.stop_sync()?;
