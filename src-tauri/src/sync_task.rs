@@ -254,6 +254,15 @@ impl Syncer {
             let started = std::time::Instant::now();
             match self.rounds_active(app).await {
                 Err(e) if e.kind == "network" => last = Some(e),
+                // A venue relay's refusal says nothing about the central
+                // relay: go on (review F6, F7); a device failure still stops.
+                Err(e)
+                    if entry.kind == heartbridge_core::RelayKind::Venue
+                        && e.kind != "internal"
+                        && e.kind != "locked" =>
+                {
+                    last = Some(e)
+                }
                 Ok(report) => {
                     let rtt =
                         started.elapsed().as_millis() as i64 / (report.requests.max(1) as i64);
