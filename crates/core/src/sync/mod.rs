@@ -550,7 +550,18 @@ impl SyncSession {
     /// and go on unless this was one failure too many in a row.
     fn network_failure(&mut self, store: &mut Store, detail: String) -> Result<()> {
         self.link = (self.link / 2).max(LINK_MIN);
-        store.set_link_bytes(self.link)?;
+        // The learned size is the active relay's slot: this session's only
+        // while its relay is still the active one (review F8).
+        let team_url = store.team()?.map(|t| t.relay_url);
+        if crate::relays::check_session_relay(
+            store.conn(),
+            team_url.as_deref(),
+            &self.team.relay_url,
+        )
+        .is_ok()
+        {
+            store.set_link_bytes(self.link)?;
+        }
         self.failures += 1;
         if self.failures > self.opts.retries {
             return Err(Error::Network { detail });

@@ -943,9 +943,14 @@ fn locked_payloads_at_the_same_seq_of_two_relays_both_open() {
     assert_eq!(venue.entries[0].0, 1);
     s.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
         .expect("s at central");
-    s.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
-        .expect("venue entry");
-    s.select_relay("http://venue.invalid").expect("venue");
+    s.add_relay(
+        "http://other.invalid",
+        None,
+        crate::RelayKind::Central,
+        false,
+    )
+    .expect("venue entry");
+    s.select_relay("http://other.invalid").expect("venue");
     s.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
         .expect("s at the venue");
     assert!(s.case(&c).is_err() && s.case(&d).is_err());
@@ -1011,9 +1016,14 @@ fn held_envelopes_at_the_same_seq_of_two_relays_are_both_applied() {
     assert_eq!(venue.entries[0].0, 1);
     b.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
         .expect("b at central");
-    b.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
-        .expect("venue entry");
-    b.select_relay("http://venue.invalid").expect("venue");
+    b.add_relay(
+        "http://other.invalid",
+        None,
+        crate::RelayKind::Central,
+        false,
+    )
+    .expect("venue entry");
+    b.select_relay("http://other.invalid").expect("venue");
     b.sync_active(&mut Via(&mut venue, 1 << 20), &opts, &mut |_| {})
         .expect("b at the venue");
     let held: i64 = b
@@ -1031,6 +1041,22 @@ fn held_envelopes_at_the_same_seq_of_two_relays_are_both_applied() {
         .expect("b learns of a");
     assert_eq!(b.case(&c).expect("C opens").alias, "阿明");
     assert_eq!(b.case(&d).expect("D opens").alias, "小红");
+}
+
+/// A venue relay on `Log`: every answer carries (empty) venue receipts, so
+/// its acknowledgements are level 1.
+struct AtVenue<'a>(&'a mut Log);
+impl Transport for AtVenue<'_> {
+    fn sync(&mut self, _: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        let (req, _) = heartbridge_proto::venue_wire::decode_request(&body).expect("request");
+        let ext = heartbridge_proto::venue_wire::ResponseExt {
+            venue: Some(Default::default()),
+        };
+        Ok(heartbridge_proto::venue_wire::encode_response(
+            &self.0.handle(req, 1 << 20),
+            &ext,
+        ))
+    }
 }
 
 /// Review F2: a snapshot's `covers` counts in the seqs of one relay. No
@@ -1075,7 +1101,7 @@ fn a_snapshot_frozen_for_one_relay_is_never_pushed_to_another() {
         .expect("venue entry");
     s.select_relay("http://venue.invalid").expect("venue");
     let mut venue = Log::default();
-    s.sync_active(&mut Via(&mut venue, 1 << 20), &snap, &mut |_| {})
+    s.sync_active(&mut AtVenue(&mut venue), &snap, &mut |_| {})
         .expect("venue sync");
     assert!(
         venue
@@ -1133,17 +1159,22 @@ fn a_relay_removed_during_a_session_leaves_the_team_relays_cursor_alone() {
         .expect("s at central");
     let at_central = s.sync_status().expect("status").cursor;
     assert!(at_central > 0);
-    // The venue relay's log is longer: its cursor would skip central seqs.
+    // The other relay's log is longer: its cursor would skip central seqs.
     let mut venue = Log {
         entries: central.entries.clone(),
         next: central.next + 40,
     };
-    s.add_relay("http://venue.invalid", None, crate::RelayKind::Venue, false)
-        .expect("venue entry");
-    s.select_relay("http://venue.invalid").expect("venue");
+    s.add_relay(
+        "http://other.invalid",
+        None,
+        crate::RelayKind::Central,
+        false,
+    )
+    .expect("venue entry");
+    s.select_relay("http://other.invalid").expect("venue");
     let mut session = s.sync_session(&opts).expect("session");
     let body = session.next_request(&mut s).expect("request").expect("one");
-    s.remove_relay("http://venue.invalid").expect("removed");
+    s.remove_relay("http://other.invalid").expect("removed");
     let answer = Via(&mut venue, 1 << 20).sync(session.team(), body);
     let e = session.handle(&mut s, answer).unwrap_err();
     assert_eq!(e.kind(), "relay", "{e}");
