@@ -89,7 +89,11 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
     c.sync_raw(&vols[1].token, empty)
         .await
         .error(403, "device_revoked");
-    let unsigned = encode(&common::request(0, vec![team.seal_change(doc(), b"x")], 0));
+    // In the pusher's own name but not signed by it: the whole push is
+    // refused (another member's envelope would be refused alone, 200).
+    let mut unsigned = team.seal_change(doc(), b"x");
+    unsigned.author = vols[0].device_id();
+    let unsigned = encode(&common::request(0, vec![unsigned], 0));
     c.sync_raw(&vols[0].token, unsigned)
         .await
         .error(403, "bad_signature");
