@@ -378,4 +378,49 @@ fn a_venue_relay_announced_on_the_local_network_is_listed_and_added_only_when_as
     let venue_entry = &list[0];
     assert_eq!(venue_entry["kind"], "venue", "{list}");
     assert_eq!(venue_entry["pin"], fp.as_str());
+
+    // Review F9: what is announced never changes an entry already there.
+    // Heard again, the venue relay is left as it is; adding the team's own
+    // relay (or the venue's address) with another fingerprint is refused
+    // and both pins stay.
+    let venue_url = venue_entry["url"].as_str().unwrap().to_owned();
+    let again = ok(
+        &lead,
+        &["team", "relays", "discover", "--seconds", "3", "--add"],
+    );
+    assert_eq!(again["added"].as_array().unwrap().len(), 0, "{again}");
+    assert!(
+        again["already_known"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == venue_url.as_str()),
+        "{again}"
+    );
+    let rogue = "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let err = fails(
+        &lead,
+        &["team", "relays", "add", &url, "--pin", rogue, "--venue"],
+    );
+    assert!(err.contains("already there"), "{err}");
+    let err = fails(
+        &lead,
+        &["team", "relays", "add", &venue_url, "--pin", rogue],
+    );
+    assert!(err.contains("already there"), "{err}");
+    let err = fails(&lead, &["team", "relays", "pin", &url, rogue]);
+    assert!(err.contains("invite"), "{err}");
+    let list = ok(&lead, &["team", "relays", "list"]);
+    for e in list.as_array().unwrap() {
+        assert_eq!(e["pin"], fp.as_str(), "{list}");
+    }
+    let team_entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["team_relay"] == true)
+        .unwrap();
+    assert_eq!(team_entry["kind"], "central");
+    assert_eq!(team_entry["takes_token"], true);
+    assert_eq!(list[0]["takes_token"], false, "the venue entry is signed");
 }
