@@ -592,7 +592,7 @@ async function main() {
     await app.el('[data-testid=invite] p', '只能使用一次');
     await app.el('[data-testid=invite] p', '带有团队当前的密钥');
     inviteCode = await app.s.exec(`return document.getElementById('invite-code').value`);
-    expect(/^HB2\./.test(inviteCode), `invite code: ${inviteCode.slice(0, 4)}…`);
+    expect(/^HB3\./.test(inviteCode), `invite code: ${inviteCode.slice(0, 4)}…`);
     await app.shot('invite-expiry');
     await app.click('button', '进入心桥');
     await app.heading('你好，周组长', 20000);

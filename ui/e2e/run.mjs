@@ -407,7 +407,7 @@ async function main() {
       await d.getByRole('button', { name: '生成邀请码' }).click();
       await d.getByTestId('qr').locator('svg').waitFor();
       const code = await d.getByLabel('邀请码（文字）').inputValue();
-      expect(code.startsWith('HB2.'), `invite code: ${code.slice(0, 12)}`);
+      expect(code.startsWith('HB3.'), `invite code: ${code.slice(0, 12)}`);
       await d.getByTestId('invite-expiry').filter({ hasText: '有效期至' }).waitFor();
       await d.getByTestId('invite').scrollIntoViewIfNeeded();
       await shot(d, 'desktop-invite');

@@ -39,7 +39,7 @@ describe('fake API: profile and team', () => {
     const p = await lead.teamClaim({ relayUrl: 'https://relay.example.org', token: 'lead-token-123', name: '周敏', pin: '123456' });
     expect(p.team?.role).toBe('lead');
     const { code } = await lead.teamInvite({ role: 'supervisor' });
-    expect(code).toMatch(/^HB2\.[A-Za-z0-9_-]{40,}$/);
+    expect(code).toMatch(/^HB3\.[A-Za-z0-9_-]{40,}$/);
     expect((await lead.teamMembers()).map((m) => m.role)).toEqual(['lead']);
 
     // the same fake stands for the relay here: redeeming the code gives its role

@@ -99,8 +99,8 @@ const MESSAGES = {
   aliasEmpty: { 'zh-CN': '请填写化名或代号。', en: 'Please enter an alias.' },
   textEmpty: { 'zh-CN': '内容不能为空。', en: 'Please write something first.' },
   inviteInvalid: {
-    'zh-CN': '邀请码无法识别，请确认整段都已复制（以 HB2. 开头）。',
-    en: 'This invite code is not valid. Check that the whole code was copied (it starts with HB2.).',
+    'zh-CN': '邀请码无法识别，请确认整段都已复制（以 HB3. 开头）。',
+    en: 'This invite code is not valid. Check that the whole code was copied (it starts with HB3.).',
   },
   relayUrl: {
     'zh-CN': '中继地址应以 https:// 开头。',
@@ -555,7 +555,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         requireName(name);
         requireUnlocked();
         const c = code.replace(/\s+/g, '');
-        if (!/^HB[12]\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
+        if (!/^HB[123]\.[A-Za-z0-9_-]{40,}$/.test(c)) throw error('invalid-invite', 'inviteInvalid');
         if (offline) throw error('network', 'network');
         newProfilePin(p);
         profile = {
@@ -630,7 +630,7 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         const mine = profile.team?.role;
         if (!mine) throw error('no-team', 'noTeam');
         if (mine === 'volunteer') throw error('forbidden', 'forbidden');
-        const code = `HB2.${randomBase64Url(150)}`;
+        const code = `HB3.${randomBase64Url(150)}`;
         invites.set(code, role);
         return { code, expiresAt: new Date(now().getTime() + DAY).toISOString(), epoch };
       }),
