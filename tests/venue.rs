@@ -140,6 +140,31 @@ impl Venue {
             .expect("backlog")
     }
 
+    /// Waits until the venue relay's mirror of the team knows `dev` (its
+    /// forwarder pulls the members from upstream in its own time).
+    fn wait_knows(&self, dev: &Device) {
+        let id = dev.store.team().expect("team").expect("enrolled").device_id;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let known: i64 = self
+                .conn()
+                .query_row(
+                    "SELECT count(*) FROM devices WHERE lower(hex(id)) = lower(?1)",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .expect("devices");
+            if known > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the venue relay did not learn the device from upstream within 20 s"
+            );
+            wait_a_moment();
+        }
+    }
+
     fn wait_forwarded(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while self.backlog() > 0 {
@@ -796,6 +821,7 @@ fn a_venue_relay_reaches_a_pinned_central_relay_and_refuses_another_certificate(
         .add_relay(&venue.url, None, RelayKind::Venue, false)
         .expect("venue entry");
     let id = new_case(&mut vol, Risk::High, &format!("{CANARY} 加密"));
+    venue.wait_knows(&vol);
     sync_at(&mut vol, &venue.url).expect("at the venue");
     venue.wait_forwarded();
     sync_at(&mut lead, &url).expect("lead");
