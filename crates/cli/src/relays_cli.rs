@@ -130,11 +130,22 @@ pub fn relays(cmd: RelaysCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
             if add {
                 // An address already known (the team's own relay above
                 // all) is never changed by what the network announces.
-                let known: Vec<String> = store.relays()?.into_iter().map(|e| e.url).collect();
+                // A venue relay heard at another of its addresses (the
+                // same certificate) is the same venue relay: left as it is
+                // too.
+                let known: Vec<RelayEntry> = store.relays()?;
                 for f in found.iter().filter(|f| f.this_team) {
                     let url = heartbridge_core::normalize_relay_url(&f.url)?;
-                    if known.contains(&url) || added.iter().any(|e: &RelayEntry| e.url == url) {
-                        skipped.push(url);
+                    let same = |e: &RelayEntry| {
+                        e.url == url
+                            || (e.kind == RelayKind::Venue
+                                && f.pin.is_some()
+                                && e.pin.as_deref() == f.pin.as_deref())
+                    };
+                    if let Some(e) = known.iter().chain(added.iter()).find(|e| same(e)) {
+                        if !skipped.contains(&e.url) {
+                            skipped.push(e.url.clone());
+                        }
                         continue;
                     }
                     added.push(store.add_relay(

@@ -61,7 +61,7 @@ pub fn browse(
         .map_err(|e| DiscoverError(e.to_string()))?;
     let tag = team.map(team_tag);
     let deadline = Instant::now() + wait;
-    let mut out: Vec<Found> = Vec::new();
+    let mut out: Vec<(Found, u8)> = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -71,26 +71,47 @@ pub fn browse(
             break;
         };
         if let mdns_sd::ServiceEvent::ServiceResolved(info) = event {
-            if let Some(f) = found(&info, tag.as_deref()) {
-                if !out.iter().any(|o| o.url == f.url) {
-                    out.push(f);
+            // One relay announces every address of its host (IPv4, global
+            // and link-local IPv6) and may be resolved several times as
+            // they arrive: it is listed once, at its best address so far.
+            if let Some((f, rank)) = found(&info, tag.as_deref()) {
+                match out.iter_mut().find(|(o, _)| o.instance == f.instance) {
+                    Some(slot) if rank < slot.1 => *slot = (f, rank),
+                    Some(_) => {}
+                    None => out.push((f, rank)),
                 }
             }
         }
     }
     let _ = daemon.stop_browse(SERVICE_TYPE);
+    let mut out: Vec<Found> = out.into_iter().map(|(f, _)| f).collect();
     out.sort_by_key(|f| !f.this_team);
     Ok(out)
 }
 
-fn found(info: &mdns_sd::ServiceInfo, tag: Option<&str>) -> Option<Found> {
-    let addrs: Vec<IpAddr> = info.get_addresses().iter().copied().collect();
-    // A routable IPv4 address first: what a phone on venue Wi-Fi reaches.
-    let addr = addrs
+/// How good an address is to reach a relay by, lower first: a routable
+/// IPv4 address (what a phone on venue Wi-Fi reaches), then loopback IPv4,
+/// then a global IPv6 address, then the rest; a link-local IPv6 address
+/// last, since a URL cannot carry the interface it needs. Ties go to the
+/// smaller address, so every browse picks the same one.
+fn address_rank(a: &IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => 0,
+        IpAddr::V4(v4) if v4.is_loopback() => 1,
+        IpAddr::V4(_) => 2,
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => 5,
+        IpAddr::V6(v6) if v6.is_loopback() => 4,
+        IpAddr::V6(_) => 3,
+    }
+}
+
+fn found(info: &mdns_sd::ServiceInfo, tag: Option<&str>) -> Option<(Found, u8)> {
+    let addr = info
+        .get_addresses()
         .iter()
-        .find(|a| a.is_ipv4() && !a.is_loopback())
-        .or_else(|| addrs.iter().find(|a| a.is_ipv4()))
-        .or_else(|| addrs.first())?;
+        .min_by_key(|a| (address_rank(a), **a))
+        .copied()?;
+    let rank = address_rank(&addr);
     let pin = info
         .get_property_val_str("fp")
         .and_then(CertPin::parse)
@@ -106,11 +127,33 @@ fn found(info: &mdns_sd::ServiceInfo, tag: Option<&str>) -> Option<Found> {
         .strip_suffix(&format!(".{SERVICE_TYPE}"))
         .unwrap_or(info.get_fullname())
         .to_owned();
-    Some(Found {
-        instance,
-        url: format!("{scheme}://{host}:{}", info.get_port()),
-        this_team: tag.is_some() && team_tag.as_deref() == tag,
-        pin,
-        team_tag,
-    })
+    Some((
+        Found {
+            instance,
+            url: format!("{scheme}://{host}:{}", info.get_port()),
+            this_team: tag.is_some() && team_tag.as_deref() == tag,
+            pin,
+            team_tag,
+        },
+        rank,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routable_ipv4_address_is_preferred_and_link_local_ipv6_comes_last() {
+        let mut addrs: Vec<IpAddr> = ["fe80::fc:ff:fe00:1", "fd00::2", "127.0.0.1", "192.0.2.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        addrs.sort_by_key(|a| (address_rank(a), *a));
+        let order: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            order,
+            ["192.0.2.2", "127.0.0.1", "fd00::2", "fe80::fc:ff:fe00:1"]
+        );
+    }
 }
