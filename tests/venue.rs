@@ -1020,3 +1020,85 @@ fn a_venue_relays_refusal_or_revocation_does_not_stop_sync_with_the_central_rela
         assert_eq!(l.devs[0].case(&id).contacts.len(), 1, "{kind}");
     }
 }
+
+/// Imports `from`'s bundle of everything it has not delivered at `carrier`;
+/// returns how many envelopes the carrier now carries.
+fn hand_over(from: &mut Device, carrier: &mut Device) -> usize {
+    let (bytes, _) = from
+        .store
+        .bundle_export(heartbridge_core::bundle::ExportScope::All)
+        .expect("export");
+    let imported = carrier.store.bundle_import(&bytes).expect("import");
+    assert!(imported.queued > 0, "{imported:?}");
+    carrier.store.carried_len().expect("carried")
+}
+
+#[test]
+fn a_carried_envelope_stays_with_its_carrier_until_the_central_relay_holds_it() {
+    let mut l = the_loop();
+    let venue_url = l.venue.url.clone();
+    let central_url = l.central.url.clone();
+    // (a) The uplink is down. A volunteer writes a crisis note and hands
+    // it over in a bundle; its phone then dies (it never syncs again).
+    uplink_cut(&l.uplink);
+    let id = new_case(&mut l.devs[1], Risk::Critical, &format!("{CANARY} 转交"));
+    let (author, carrier) = {
+        let (a, b) = l.devs.split_at_mut(2);
+        (&mut a[1], &mut b[0])
+    };
+    let carried = hand_over(author, carrier);
+    // The venue relay acknowledges it: level 1, so the carrier keeps it.
+    let r = sync_at(carrier, &venue_url).expect("at the venue");
+    assert!(r.venue_acked >= carried, "{r:?}");
+    assert_eq!(
+        carrier.store.carried_len().expect("carried"),
+        carried,
+        "a venue relay's acknowledgement made the carrier forget a carried envelope"
+    );
+    // Again at the venue: still kept, and not pushed there again.
+    let r = sync_at(carrier, &venue_url).expect("at the venue again");
+    assert_eq!(r.envelopes_pushed, 0, "{r:?}");
+    assert_eq!(carrier.store.carried_len().expect("carried"), carried);
+    // The uplink returns: once the venue relay says the central relay holds
+    // them (level 2), the carrier lets them go.
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    let r = sync_at(carrier, &venue_url).expect("at the venue, uplink back");
+    assert!(r.central_confirmed >= carried, "{r:?}");
+    assert_eq!(carrier.store.carried_len().expect("carried"), 0);
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    assert_eq!(l.devs[0].case(&id).contacts.len(), 1);
+
+    // (b) A newcomer joins at the central relay while the uplink is down:
+    // the venue relay's mirror does not know it and refuses its envelopes.
+    uplink_cut(&l.uplink);
+    let code = heartbridge_client::invite(&mut l.devs[0].store, Role::Supervisor).expect("invite");
+    let mut newcomer = Device::new("志愿者丁");
+    heartbridge_client::join(&mut newcomer.store, &code).expect("join");
+    sync_at(&mut l.devs[0], &central_url).expect("the lead folds the newcomer in");
+    sync_at(&mut newcomer, &central_url).expect("newcomer");
+    sync_at(&mut l.devs[2], &central_url).expect("the carrier learns the newcomer");
+    let id = new_case(&mut newcomer, Risk::High, &format!("{CANARY} 新人"));
+    let carried = hand_over(&mut newcomer, &mut l.devs[2]);
+    let r = sync_at(&mut l.devs[2], &venue_url).expect("at the venue");
+    assert_eq!(r.carried_refused, 0, "{r:?}");
+    assert_eq!(
+        l.devs[2].store.carried_len().expect("carried"),
+        carried,
+        "a venue relay's refusal (its mirror is behind) made the carrier drop a carried envelope"
+    );
+    // The central relay takes them.
+    let r = sync_at(&mut l.devs[2], &central_url).expect("at the centre");
+    assert_eq!(r.carried_refused, 0, "{r:?}");
+    assert_eq!(l.devs[2].store.carried_len().expect("carried"), 0);
+    assert_eq!(
+        l.devs[2]
+            .store
+            .sync_status()
+            .expect("status")
+            .carried_refused,
+        0
+    );
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    assert_eq!(l.devs[0].case(&id).contacts.len(), 1);
+}

@@ -517,6 +517,21 @@ DROP TABLE locked_payloads;
 ALTER TABLE locked_payloads_by_id RENAME TO locked_payloads;
 CREATE INDEX locked_payloads_key ON locked_payloads(scope, key_id);
 "#,
+    // 18: carried envelopes keep level 1 too (issue 10, review F5): a venue
+    // relay's acknowledgement records which venue relay holds the carried
+    // envelope (not pushed there again, its id rides in `central_wait`); the
+    // row leaves only once the central relay holds it. What the central
+    // relay refused is kept as a record (no envelope) for the status screen.
+    r#"
+ALTER TABLE carried ADD COLUMN venue_relay TEXT;
+ALTER TABLE carried ADD COLUMN venue_at INTEGER;
+CREATE TABLE carried_refused (
+    content_id  BLOB PRIMARY KEY,
+    doc_id      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -166,9 +166,11 @@ pub struct SyncReport {
     /// Envelopes a venue relay said the central relay now holds (level 2).
     pub central_confirmed: usize,
     /// Carried envelopes (other members', imported from a bundle) the
-    /// relay refused (author revoked or unknown, bad signature): dropped
-    /// from this device's queue, since pushing them again gets the same
-    /// answer. A count; which ones is not logged.
+    /// central relay refused (author revoked or unknown, bad signature):
+    /// dropped from this device's queue, since pushing them again gets the
+    /// same answer, and kept as a record for the status screen
+    /// ([`SyncStatus::carried_refused`]). A venue relay's refusal drops
+    /// nothing (review F5). A count; which ones is not logged.
     pub carried_refused: usize,
     pub cursor: u64,
     pub requests: usize,
@@ -210,6 +212,10 @@ pub struct SyncStatus {
     /// Of the changes waiting, those a venue relay holds (level 1): the
     /// central relay has not confirmed them yet.
     pub at_venue: usize,
+    /// Envelopes this device carried for others (imported from a bundle)
+    /// that the central relay refused, so they were dropped: the user is
+    /// told (review F5).
+    pub carried_refused: usize,
 }
 
 fn tag(kind: DocKind) -> DocKindTag {
@@ -266,6 +272,9 @@ pub struct SyncSession {
     /// The relay talked to answered as a venue relay (its acknowledgements
     /// are level 1).
     at_venue: bool,
+    /// `carried` rows the venue relay refused in this sync: kept (its
+    /// mirror may be behind), not pushed to it again before the next sync.
+    skip_carried: Vec<i64>,
 }
 
 struct InFlight {
@@ -385,7 +394,7 @@ impl SyncSession {
             self.snapshots_made.push(id.clone());
             outbound::freeze_snapshot(&tx, &self.team, &actor, &id, cursor)?;
         }
-        let planned = outbound::plan_push(&tx, &self.team, budget)?;
+        let planned = outbound::plan_push(&tx, &self.team, budget, &self.skip_carried)?;
         let roster = crate::team::roster_to_push(&tx)?;
         let roster_version = crate::team::roster_version(&tx)?;
         let members_since: i64 =
@@ -538,8 +547,8 @@ impl SyncSession {
         });
         // Rows queued by this very answer (grants to a member it announced)
         // go out in this sync too.
-        let pending_push =
-            (flight.planned.is_empty() || all_taken) && has_unsent(store, &self.team.relay_url)?;
+        let pending_push = (flight.planned.is_empty() || all_taken)
+            && has_unsent(store, &self.team.relay_url, &self.skip_carried)?;
         if !resp.more && !pending_push {
             self.finish(store)?;
         }
@@ -618,10 +627,13 @@ impl SyncSession {
                 continue;
             };
             self.report.envelopes_pushed += 1;
-            if venue.is_some() && planned.carried().is_none() {
-                // Level 1: at the venue relay, still in the outbox until
-                // the central relay has it.
-                venue::record_venue_ack(&tx, planned, &self.team.relay_url)?;
+            if venue.is_some() {
+                // Level 1: at the venue relay, still in the outbox (or
+                // carried, review F5) until the central relay has it.
+                match planned.carried() {
+                    None => venue::record_venue_ack(&tx, planned, &self.team.relay_url)?,
+                    Some(row) => venue::record_carried_venue_ack(&tx, row, &self.team.relay_url)?,
+                }
                 self.report.venue_acked += 1;
                 continue;
             }
@@ -660,7 +672,19 @@ impl SyncSession {
             let Some(planned) = outbound::find(&flight.planned, &refused.id) else {
                 continue;
             };
-            if outbound::drop_refused(&tx, planned)? {
+            if venue.is_some() {
+                // A venue relay refuses by its mirror of the team, which
+                // may be behind the central relay's (an author who joined
+                // since): that says nothing of the central relay, so the
+                // envelope stays carried (review F5).
+                if let Some(row) = planned.carried() {
+                    if !self.skip_carried.contains(&row) {
+                        self.skip_carried.push(row);
+                    }
+                }
+                continue;
+            }
+            if outbound::drop_refused(&tx, planned, &refused.reason)? {
                 self.report.carried_refused += 1;
             }
         }
@@ -751,23 +775,36 @@ fn check_response(flight: &InFlight, resp: &SyncResponse) -> Result<()> {
 
 /// Whether something waits to be pushed to `relay`: outbox rows not yet
 /// in a batch, a batch with a part neither acknowledged nor held by this
-/// relay (a venue relay keeps its level-1 parts), a carried envelope, or
+/// relay (a venue relay keeps its level-1 parts), a carried envelope this
+/// relay neither holds nor refused in this sync (`skip`), or
 /// (on the lead's device) a roster not uploaded yet: one this very answer
 /// folded a new member into goes out in this sync, so the newcomer gets
 /// the team's older key epochs without waiting for the lead's next sync
 /// (sim `seed_a_newcomer_after_a_revocation…`).
-fn has_unsent(store: &Store, relay: &str) -> Result<bool> {
-    Ok(store.conn().query_row(
+fn has_unsent(store: &Store, relay: &str, skip: &[i64]) -> Result<bool> {
+    let own: bool = store.conn().query_row(
         "SELECT EXISTS (SELECT 1 FROM outbox WHERE batch IS NULL)
              OR EXISTS (SELECT 1 FROM outbox_batches b
                         WHERE (SELECT count(*) FROM outbox_parts_acked a WHERE a.batch = b.batch)
                             + (SELECT count(*) FROM outbox_venue_acked v WHERE v.batch = b.batch AND v.relay = ?1)
                             < b.parts)
-             OR EXISTS (SELECT 1 FROM carried)
              OR EXISTS (SELECT 1 FROM roster WHERE id = 1 AND pushed = 0)",
         [relay],
         |r| r.get(0),
-    )?)
+    )?;
+    if own {
+        return Ok(true);
+    }
+    let mut st = store
+        .conn()
+        .prepare_cached("SELECT id FROM carried WHERE venue_relay IS NOT ?1")?;
+    let rows = st.query_map([relay], |r| r.get::<_, i64>(0))?;
+    for row in rows {
+        if !skip.contains(&row?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Store {
@@ -790,6 +827,7 @@ impl Store {
             report: SyncReport::default(),
             in_flight: None,
             at_venue,
+            skip_carried: Vec::new(),
             link: self.link_bytes()?,
             failures: 0,
             snapshots_made: Vec::new(),
@@ -858,6 +896,12 @@ impl Store {
             stopped: self.sync_stopped()?,
             link_bytes: self.link_bytes()?,
             at_venue: self.receipt_levels()?.at_venue,
+            carried_refused: self
+                .conn()
+                .query_row("SELECT count(*) FROM carried_refused", [], |r| {
+                    r.get::<_, i64>(0)
+                })?
+                .max(0) as usize,
         })
     }
 

@@ -204,12 +204,25 @@ fn acked_parts(conn: &Connection, batch: i64) -> Result<Vec<u32>> {
 /// `budget` sealed bytes (at least one envelope) and
 /// [`MAX_PUSH_ENVELOPES`]. The last part of a snapshot is the one the relay
 /// compacts on, so it goes only after every other part is acknowledged.
-pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result<Vec<Planned>> {
+///
+/// Carried envelopes go last, less those the relay talked to (a venue
+/// relay) already holds and those in `skip` (a venue relay refused them in
+/// this sync: its mirror may be behind, the central relay may take them).
+pub(super) fn plan_push(
+    conn: &Connection,
+    team: &Team,
+    budget: usize,
+    skip: &[i64],
+) -> Result<Vec<Planned>> {
     let mut out = plan(conn, team, budget, MAX_PUSH_ENVELOPES, true, None)?;
     // Then what this device carries for others (a bundle it imported):
     // high and critical cases first, as far as this device can tell.
     let mut used: usize = out.iter().map(|p| p.envelope.wire_size()).sum();
+    let at_relay = carried_at(conn, &team.relay_url)?;
     for (row, envelope) in carried(conn, None)? {
+        if at_relay.contains(&row) || skip.contains(&row) {
+            continue;
+        }
         if !out.is_empty() && (used >= budget || out.len() >= MAX_PUSH_ENVELOPES) {
             break;
         }
@@ -222,6 +235,13 @@ pub(super) fn plan_push(conn: &Connection, team: &Team, budget: usize) -> Result
         });
     }
     Ok(out)
+}
+
+/// The `carried` rows the venue relay at `relay` holds (level 1).
+pub(crate) fn carried_at(conn: &Connection, relay: &str) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached("SELECT id FROM carried WHERE venue_relay = ?1")?;
+    let rows = st.query_map([relay], |r| r.get(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
 /// The envelopes this device carries for other members (`carried`), high
@@ -377,13 +397,24 @@ pub(super) enum AckOutcome {
     Carried,
 }
 
-/// The relay refused one planned envelope of another member's (its author
-/// revoked, unknown there, or its signature or role wrong): pushing it
-/// again gets the same answer, so it is carried no more. Returns whether
-/// it was a carried one (a refusal of this device's own is not dropped).
-pub(super) fn drop_refused(conn: &Connection, planned: &Planned) -> Result<bool> {
+/// The central relay refused one planned envelope of another member's (its
+/// author revoked, unknown there, or its signature or role wrong): pushing
+/// it again gets the same answer, so it is carried no more, and the refusal
+/// is kept (content id, document, reason; no envelope) for the status
+/// screen. Only a central relay's refusal comes here: a venue relay's says
+/// nothing of the central relay (review F5). Returns whether it was a
+/// carried one (a refusal of this device's own is not dropped).
+pub(super) fn drop_refused(conn: &Connection, planned: &Planned, reason: &str) -> Result<bool> {
     match planned.carried() {
         Some(row) => {
+            // The reason is the relay's word: a short kind, cut if longer.
+            let reason: String = reason.chars().take(40).collect();
+            conn.execute(
+                "INSERT INTO carried_refused (content_id, doc_id, reason, at)
+                 SELECT content_id, doc_id, ?2, ?3 FROM carried WHERE id = ?1
+                 ON CONFLICT (content_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+                params![row, reason, now_ms()],
+            )?;
             conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
             Ok(true)
         }

@@ -6,6 +6,9 @@
 //! answers that the central relay holds it (level 2) it is recorded as if
 //! the central relay had acknowledged it. Pushed to the central relay
 //! itself, it is acknowledged there as usual (the relay deduplicates).
+//! Carried envelopes (other members', from a bundle) follow the same rule
+//! (review F5): a venue relay's acknowledgement marks the `carried` row
+//! (`venue_relay`), the row leaves on level 2.
 
 use heartbridge_proto::ContentId;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -41,11 +44,26 @@ pub(super) fn record_venue_ack(conn: &Connection, planned: &Planned, relay: &str
     Ok(())
 }
 
-/// The content ids of parts the venue relay at `relay` holds and the
-/// central relay has not confirmed yet, oldest first.
+/// Records a venue relay's acknowledgement of a carried envelope (another
+/// member's, `carried` row `row`): kept until the central relay holds it
+/// (review F5), not pushed to that venue relay again.
+pub(super) fn record_carried_venue_ack(conn: &Connection, row: i64, relay: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE carried SET venue_relay = ?2, venue_at = ?3 WHERE id = ?1",
+        params![row, relay, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// The content ids of parts (and carried envelopes) the venue relay at
+/// `relay` holds and the central relay has not confirmed yet, oldest first.
 pub(super) fn waiting_ids(conn: &Connection, relay: &str) -> Result<Vec<ContentId>> {
     let mut st = conn.prepare_cached(
-        "SELECT id FROM outbox_venue_acked WHERE relay = ?1 ORDER BY at, batch, idx LIMIT ?2",
+        "SELECT id FROM (
+             SELECT id, at, batch, idx FROM outbox_venue_acked WHERE relay = ?1
+             UNION ALL
+             SELECT content_id, venue_at, -id, 0 FROM carried WHERE venue_relay = ?1)
+         ORDER BY at, batch, idx LIMIT ?2",
     )?;
     let rows = st.query_map(params![relay, MAX_WAIT_IDS as i64], |r| {
         r.get::<_, Vec<u8>>(0)
@@ -75,7 +93,21 @@ pub(super) fn record_central(
         )
         .optional()?;
     let Some((batch, index, grp, doc)) = row else {
-        return Ok(None);
+        // A carried envelope (another member's) the central relay now
+        // holds: carried no more.
+        let carried: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT id, doc_id FROM carried WHERE content_id = ?1",
+                [&id.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((row, doc)) = carried else {
+            return Ok(None);
+        };
+        conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
+        let doc = crate::model::DocId::parse(&doc, "document")?;
+        return Ok(Some((AckOutcome::Carried, super::doc_bytes(&doc))));
     };
     let group = grp.and_then(|g| <[u8; 16]>::try_from(g).ok());
     let outcome = outbound::record_part(conn, batch, index, group)?;
