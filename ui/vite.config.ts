@@ -15,6 +15,8 @@ export const CSP = [
   "style-src 'self'",
   "img-src 'self' data:",
   "font-src 'self'",
+  // lesson media: the app's hblesson: scheme; blob: for the browser fake's tone
+  "media-src 'self' blob: hblesson: http://hblesson.localhost",
   "connect-src 'self' ipc: http://ipc.localhost",
   "object-src 'none'",
   "base-uri 'none'",

@@ -27,6 +27,8 @@ export type Route =
   | { name: 'team-settings' }
   // U1 (issue 9): the supervisor's queue
   | { name: 'queue' }
+  // issue 10, item 7: a micro-lesson's player
+  | { name: 'lesson'; id: string }
   | { name: 'not-found'; path: string };
 
 export type Tab = 'home' | 'handbooks' | 'cases' | 'shift' | 'settings' | 'duty' | 'stats' | 'team' | 'queue';
@@ -75,6 +77,7 @@ export function parseRoute(hash: string): Route {
   if (a === 'shift' && parts.length === 1) return { name: 'shift' };
   if (a === 'settings' && parts.length === 1) return { name: 'settings' };
   if (a === 'queue' && parts.length === 1) return { name: 'queue' };
+  if (a === 'lessons' && parts.length === 2) return { name: 'lesson', id: b };
   if (a === 'duty' && parts.length === 1) return { name: 'duty' };
   if (a === 'stats' && parts.length === 1) return { name: 'stats' };
   if (a === 'settings' && b === 'team' && parts.length === 2) return { name: 'team-settings' };
@@ -116,6 +119,8 @@ export function href(route: Route): string {
       return '#/settings/team';
     case 'queue':
       return '#/queue';
+    case 'lesson':
+      return `#/lessons/${e(route.id)}`;
     case 'not-found':
       return `#${route.path}`;
   }
@@ -128,6 +133,7 @@ export function tabOf(route: Route): Tab | null {
       return 'home';
     case 'handbooks':
     case 'reader':
+    case 'lesson':
       return 'handbooks';
     case 'cases':
     case 'case-new':
@@ -163,6 +169,7 @@ export const to = {
   shift: () => href({ name: 'shift' }),
   settings: () => href({ name: 'settings' }),
   queue: () => href({ name: 'queue' }),
+  lesson: (id: string) => href({ name: 'lesson', id }),
   duty: () => href({ name: 'duty' }),
   stats: () => href({ name: 'stats' }),
   teamSettings: () => href({ name: 'team-settings' }),

@@ -19,6 +19,7 @@ import { searchHandbooks, stripTags } from './fake-search';
 import { createTeamFake } from './fake-team';
 import { createRelaysFake } from './fake-relays';
 import { createBundlesFake } from './fake-bundles';
+import { createLessonsFake } from './fake-lessons';
 import { createSupervisionFake, supervisionDefaults, supervisionSummary } from './fake-supervision';
 import type {
   ContactDraft,
@@ -502,6 +503,8 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   const relays = createRelaysFake({ profile: () => profile, language: () => language, now: () => now().getTime() });
   // Sneakernet bundles (issue 10).
   const bundles = createBundlesFake({ language: () => language, pending: () => sync.pending });
+  // Micro-lessons (issue 10, item 7).
+  const lessons = createLessonsFake({ language: () => language, offline: () => offline, handbookId: SAMPLE_HANDBOOKS[0].id, sleep, chunkMs: Math.min(step, 120) });
 
   const team = createTeamFake({
     profile: () => profile,
@@ -869,10 +872,28 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     bundleQrExport: (a) => guarded(() => bundles.bundleQrExport(a)),
     bundleImport: (a) => guarded(() => bundles.bundleImport(a)),
     bundleQrImport: (a) => guarded(() => bundles.bundleQrImport(a)),
+
+    // micro-lessons (issue 10, item 7): fake-lessons.ts
+    lessonList: (a) => guarded(() => lessons.lessonList(a)),
+    lessonGet: (a) => guarded(() => lessons.lessonGet(a)),
+    lessonFetchPlan: (a) => guarded(() => lessons.lessonFetchPlan(a)),
+    lessonFetch: async (a) => {
+      await sleep(latency);
+      return lessons.lessonFetch(a);
+    },
+    lessonProgressSet: (a) => guarded(() => lessons.lessonProgressSet(a)),
+    lessonWatched: (a) => guarded(() => lessons.lessonWatched(a)),
+    lessonLinkPolicy: () => guarded(() => lessons.lessonLinkPolicy()),
+    lessonLinkPolicySet: (a) => guarded(() => lessons.lessonLinkPolicySet(a)),
+    lessonMediaUrl: async (a) => {
+      await sleep(latency);
+      return lessons.lessonMediaUrl(a);
+    },
+    onLessonProgress: async (handler) => lessons.onLessonProgress(handler),
   };
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.
-  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking']);
+  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking', 'onLessonProgress']);
   const guardedImpl: Record<string, unknown> = {};
   for (const [k, f] of Object.entries(impl)) {
     guardedImpl[k] =

@@ -98,6 +98,17 @@ const METHODS = {
   bundleQrExport: true,
   bundleImport: true,
   bundleQrImport: true,
+  // micro-lessons (issue 10, item 7)
+  lessonList: true,
+  lessonGet: true,
+  lessonFetchPlan: true,
+  lessonFetch: true,
+  lessonProgressSet: true,
+  lessonWatched: true,
+  lessonLinkPolicy: true,
+  lessonLinkPolicySet: true,
+  lessonMediaUrl: true,
+  onLessonProgress: true,
 } satisfies Record<keyof HeartbridgeApi, true>;
 
 type AnyMethod = (...args: unknown[]) => Promise<unknown>;

@@ -1,9 +1,9 @@
 // The real implementation: every method is one `invoke` of the command named
 // in types.ts. Only this file (and nothing in components) imports @tauri-apps.
-import { invoke } from '@tauri-apps/api/core';
+import { convertFileSrc, invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import { toApiError } from './errors';
-import type { HeartbridgeApi, LockReason, SyncProgress, SyncStatus } from './types';
+import type { HeartbridgeApi, LessonProgress, LockReason, SyncProgress, SyncStatus } from './types';
 
 async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
   try {
@@ -96,5 +96,17 @@ export function createTauriApi(): HeartbridgeApi {
     bundleImport: (a) => call('bundle_import', a),
     bundleQrImport: (a) => call('bundle_qr_import', a),
     caseAssignees: () => call('case_assignees'),
+    // micro-lessons (issue 10, item 7)
+    lessonList: (a) => call('lesson_list', { ...a }),
+    lessonGet: (a) => call('lesson_get', a),
+    lessonFetchPlan: (a) => call('lesson_fetch_plan', a),
+    lessonFetch: (a) => call('lesson_fetch', a),
+    lessonProgressSet: (a) => call('lesson_progress_set', a),
+    lessonWatched: (a) => call('lesson_watched', a),
+    lessonLinkPolicy: () => call('lesson_link_policy'),
+    lessonLinkPolicySet: (a) => call('lesson_link_policy_set', a),
+    // hblesson://localhost/ID on Linux and macOS, http://hblesson.localhost/ID on Windows and Android
+    lessonMediaUrl: async ({ id }) => convertFileSrc(id, 'hblesson'),
+    onLessonProgress: (handler) => listen<LessonProgress>('lesson-progress', (e) => handler(e.payload)),
   };
 }

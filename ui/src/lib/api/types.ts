@@ -784,3 +784,83 @@ export interface HeartbridgeApi {
   /** bundle_qr_import: frame images in any order; `qr_missing` names the frames still to scan */
   bundleQrImport(args: { paths: string[] }): Promise<BundleImported>;
 }
+
+// issue 10, item 7: micro-lessons (lesson_cmds.rs). A lesson is a sealed,
+// chunked media file a handbook carries; its chunks are fetched from the
+// relay, kept sealed on the device and decrypted only for the player.
+export interface LessonInfo {
+  /** content address: 32 hex digits */
+  id: string;
+  handbook: string;
+  title: string;
+  /** e.g. audio/wav, video/mp4 */
+  mime: string;
+  /** bytes of the media file */
+  size: number;
+  durationMs: number | null;
+  chunks: number;
+  chunksHeld: number;
+  bytesHeld: number;
+  /** every chunk is on this device: plays with no network */
+  held: boolean;
+  /** where the volunteer stopped, if they started */
+  positionMs: number | null;
+  /** completed viewings on this device */
+  watchedCount: number;
+  addedAt: number;
+}
+
+/** lesson_fetch_plan: what a download would cost, before anything is fetched */
+export interface LessonFetchPlan {
+  lessons: string[];
+  bytesMissing: number;
+  chunksMissing: number;
+  /** the relay is not the venue's local one: the link may be metered */
+  metered: boolean;
+}
+
+export interface LessonFetchReport {
+  chunksFetched: number;
+  bytesFetched: number;
+  /** every asked-for lesson is now whole on this device */
+  complete: boolean;
+}
+
+/** event 'lesson-progress': after every chunk stored */
+export interface LessonProgress {
+  lessonId: string;
+  chunks: number;
+  chunksHeld: number;
+  bytesHeld: number;
+  size: number;
+  held: boolean;
+}
+
+export type LessonLinkPolicy = 'ask' | 'unmetered';
+
+export interface HeartbridgeApi {
+  /** lesson_list: a handbook's lessons (all when no handbook) */
+  lessonList(args: { handbook?: string }): Promise<LessonInfo[]>;
+  /** lesson_get */
+  lessonGet(args: { id: string }): Promise<LessonInfo>;
+  /** lesson_fetch_plan: no network */
+  lessonFetchPlan(args: { ids: string[] }): Promise<LessonFetchPlan>;
+  /**
+   * lesson_fetch: the missing chunks, resumable; on a link that may be
+   * metered, refused with `metered_link` unless `confirmMetered` (the
+   * volunteer saw the size and agreed)
+   */
+  lessonFetch(args: { ids: string[]; confirmMetered: boolean }): Promise<LessonFetchReport>;
+  /** lesson_progress_set: where the volunteer is, saved as they watch */
+  lessonProgressSet(args: { id: string; positionMs: number }): Promise<void>;
+  /** lesson_watched: one completed viewing (one 人次); this device's count */
+  lessonWatched(args: { id: string }): Promise<number>;
+  /** lesson_link_policy */
+  lessonLinkPolicy(): Promise<LessonLinkPolicy>;
+  /** lesson_link_policy_set */
+  lessonLinkPolicySet(args: { policy: LessonLinkPolicy }): Promise<void>;
+  /** the URL the player's media element reads (the app's hblesson: scheme; the fake's tone) */
+  lessonMediaUrl(args: { id: string }): Promise<string>;
+  /** event 'lesson-progress' */
+  onLessonProgress(handler: (p: LessonProgress) => void): Promise<Unlisten>;
+}
