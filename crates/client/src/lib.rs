@@ -35,6 +35,7 @@
 //! crosses venue Wi-Fi in clear.
 
 pub mod discover;
+mod lesson;
 pub mod pin;
 mod venue;
 
@@ -51,6 +52,7 @@ use heartbridge_core::proto::{
 use heartbridge_core::{
     Error, PendingEnrollment, RelayEntry, Result, Store, Team, Transport, TransportError,
 };
+pub use lesson::{BLOB_ATTEMPTS, BLOB_DEADLINE};
 pub use pin::RelayTrust;
 use serde::Serialize;
 

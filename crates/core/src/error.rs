@@ -132,6 +132,15 @@ pub enum Error {
     #[error(transparent)]
     Qr(#[from] crate::bundle::qr::QrError),
 
+    /// A lesson could not be added, fetched or played; `kind` is stable
+    /// (`lesson_not_held`, `lesson_chunk_bad`, `lesson_not_on_relay`,
+    /// `too_large`).
+    #[error("{message}")]
+    Lesson { kind: &'static str, message: String },
+
+    #[error("fetching {lessons} lesson(s) needs {} over a link that may be metered (mobile data), so nothing was fetched: confirm (`heartbridge lesson fetch --yes-metered`), fetch at the venue relay over local Wi-Fi, or say the link is not metered (`heartbridge lesson link unmetered`)", mb(*bytes))]
+    MeteredLink { lessons: usize, bytes: u64 },
+
     #[error("document {id} could not be read: {source}")]
     Document {
         id: String,
@@ -191,8 +200,14 @@ impl Error {
             Error::Document { .. } => "document",
             Error::Bundle(_) => "bundle",
             Error::Qr(_) => "qr",
+            Error::Lesson { kind, .. } => kind,
+            Error::MeteredLink { .. } => "metered_link",
         }
     }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -106,6 +106,9 @@ pub enum Fact {
         start: i64,
         end: i64,
     },
+    /// A micro-lesson was watched through once (one 人次); `lesson` is the
+    /// lesson's id (a hash of the media, no title).
+    LessonWatched { id: String, lesson: String, at: i64 },
 }
 
 impl Fact {
@@ -127,7 +130,8 @@ impl Fact {
             | Fact::FollowupAdded { id, .. }
             | Fact::FollowupDone { id, .. }
             | Fact::FollowupReopened { id, .. }
-            | Fact::Shift { id, .. } => id,
+            | Fact::Shift { id, .. }
+            | Fact::LessonWatched { id, .. } => id,
         }
     }
 
@@ -142,7 +146,8 @@ impl Fact {
             | Fact::Receipt { at, .. }
             | Fact::FollowupAdded { at, .. }
             | Fact::FollowupDone { at, .. }
-            | Fact::FollowupReopened { at, .. } => *at,
+            | Fact::FollowupReopened { at, .. }
+            | Fact::LessonWatched { at, .. } => *at,
             Fact::Shift { start, .. } => *start,
         }
     }
@@ -159,7 +164,7 @@ impl Fact {
             | Fact::FollowupAdded { case, .. }
             | Fact::FollowupDone { case, .. }
             | Fact::FollowupReopened { case, .. } => Some(case),
-            Fact::Shift { .. } => None,
+            Fact::Shift { .. } | Fact::LessonWatched { .. } => None,
         }
     }
 
@@ -176,6 +181,7 @@ impl Fact {
             Fact::FollowupDone { .. } => "followup-done",
             Fact::FollowupReopened { .. } => "followup-reopened",
             Fact::Shift { .. } => "shift",
+            Fact::LessonWatched { .. } => "lesson-watched",
         }
     }
 }

@@ -30,6 +30,7 @@ mod enroll;
 mod error;
 pub mod facts;
 mod handbook;
+pub mod lesson;
 mod local;
 mod model;
 mod ops;
@@ -55,6 +56,10 @@ pub use error::{Error, Result};
 pub use facts::Fact;
 pub use handbook::{Handbook, HandbookSource, Section};
 pub use heartbridge_proto as proto;
+pub use lesson::{
+    BlobTransport, ChunkRef, FetchPlan, FetchReport, LessonInfo, LessonRange, LessonStats,
+    LinkPolicy,
+};
 pub use local::{Bookmark, Shift};
 pub use model::{format_ms, now_ms, Channel, DocId, DocKind, Group, Risk, Status};
 pub use ops::{CaseFilter, CaseSummary, CaseUpdate, HandbookSummary, Imported};

@@ -99,5 +99,5 @@ fn refresh_handbook(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Resu
         fts.execute(params![rowids[row.section], row.title, row.body])?;
     }
     search::mark_indexed(conn, id.as_str())?;
-    Ok(())
+    crate::lesson::refresh(conn, id, doc)
 }

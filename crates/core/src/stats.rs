@@ -549,7 +549,10 @@ fn compute<'a>(all: &'a [Fact], q: &StatsQuery, today: Date) -> Result<(Stats, L
                 t.added = t.added.min(*at);
                 t.due_end = t.due_end.or(due_end);
             }
-            Fact::FollowupDone { .. } | Fact::FollowupReopened { .. } | Fact::Shift { .. } => {}
+            Fact::FollowupDone { .. }
+            | Fact::FollowupReopened { .. }
+            | Fact::Shift { .. }
+            | Fact::LessonWatched { .. } => {}
         }
     }
     // Follow-up states need the follow-ups first (a done fact may come from
@@ -923,6 +926,29 @@ impl Store {
         let off = UtcOffset::from_whole_seconds(q.utc_offset_minutes.saturating_mul(60))
             .unwrap_or(UtcOffset::UTC);
         Ok(compute(&all, q, local_date(now_ms(), off))?.0)
+    }
+
+    /// Micro-lessons watched (人次: each viewing counts) in the period of
+    /// `q` (its `by` is ignored), in total and per lesson, from the facts
+    /// this device holds. The same roles as [`Store::stats`].
+    pub fn lesson_stats(&self, q: &StatsQuery) -> Result<crate::lesson::LessonStats> {
+        check_role(self)?;
+        let all = facts::all_in(self.conn())?;
+        let off = UtcOffset::from_whole_seconds(q.utc_offset_minutes.saturating_mul(60))
+            .unwrap_or(UtcOffset::UTC);
+        let plain = StatsQuery {
+            by: Vec::new(),
+            ..q.clone()
+        };
+        let (stats, _, _) = compute(&all, &plain, local_date(now_ms(), off))?;
+        let lo = day_start(parse_date(&stats.from, "from")?, off);
+        let hi = day_start(parse_date(&stats.to, "to")? + Duration::days(1), off);
+        crate::lesson::lesson_stats(
+            self.conn(),
+            &stats.from,
+            &stats.to,
+            all.iter().filter(|f| lo <= f.at() && f.at() < hi),
+        )
     }
 
     /// The statistics as de-identified CSV, counts from 1 to `k` shown as

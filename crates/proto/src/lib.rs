@@ -24,6 +24,7 @@ mod envelope;
 pub mod identity;
 mod invite;
 mod key;
+pub mod lesson;
 mod pin;
 pub mod reqsig;
 pub mod venue_wire;

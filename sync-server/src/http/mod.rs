@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the bearer-token extractor, body limits, and
 //! one log line plus metrics per request.
 
+mod blobs;
 mod limits;
 mod sync;
 mod team;
@@ -106,6 +107,8 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
         .route("/v1/roster", get(team::roster).put(sync::put_roster))
         .route("/v1/devices/{device_id}/revoke", post(team::revoke))
         .route("/v1/sync", post(sync::sync))
+        .route("/v1/blobs/have", post(blobs::have))
+        .route("/v1/blobs/{id}", get(blobs::get).put(blobs::put))
         .merge(enroll);
     // Without a token, /metrics is not on the public listener at all.
     if relay.metrics_token_hash.is_some() {

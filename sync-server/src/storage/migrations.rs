@@ -176,6 +176,19 @@ ALTER TABLE venue ADD COLUMN upstream_pin TEXT;
     r#"
 ALTER TABLE envelopes ADD COLUMN pushed_by BLOB;
 "#,
+    // 8: lesson chunks (issue 10 item 7): sealed blobs named by the SHA-256
+    // of their bytes, per team, opaque like envelopes.
+    r#"
+CREATE TABLE blobs (
+    team_id   BLOB NOT NULL REFERENCES teams(id),
+    id        BLOB NOT NULL,
+    bytes     BLOB NOT NULL,
+    size      INTEGER NOT NULL,
+    pushed_by BLOB NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX blobs_team_id ON blobs(team_id, id);
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

@@ -423,6 +423,24 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<Undone>, StoreError>;
 
     fn gauges(&self) -> Result<Gauges, StoreError>;
+
+    /// Stores a sealed lesson chunk of `team` under `id` (the SHA-256 of
+    /// `bytes`, checked by the caller); answers whether it was new (a
+    /// known one is kept as it is).
+    fn blob_put(
+        &self,
+        team: TeamId,
+        id: [u8; 32],
+        bytes: &[u8],
+        pushed_by: DeviceId,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// A stored chunk of `team`.
+    fn blob_get(&self, team: TeamId, id: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Which of `ids` `team` has stored, in order.
+    fn blob_have(&self, team: TeamId, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError>;
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! While the uplink is down the forwarder backs off exponentially with
 //! jitter.
 
+mod blobs;
 mod pin;
 pub mod store;
 

@@ -532,6 +532,48 @@ CREATE TABLE carried_refused (
     at          INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 19: micro-lessons (issue 10 item 7; owner: lesson.rs). `lessons`: the
+    // manifests of handbooks' lessons (a projection of the handbook
+    // documents); `lesson_chunks`: chunks held here, still sealed under the
+    // team key (inside the encrypted profile); `lesson_uploads`: chunks
+    // this device added that the team relay has not confirmed;
+    // `lesson_progress`: where the volunteer stopped, times watched.
+    r#"
+CREATE TABLE lessons (
+    handbook_id TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    mime        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    duration_ms INTEGER,
+    sha256      TEXT NOT NULL,
+    chunk_size  INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    chunks      TEXT NOT NULL,
+    added_at    INTEGER NOT NULL,
+    PRIMARY KEY (handbook_id, id)
+) WITHOUT ROWID;
+CREATE INDEX lessons_id ON lessons(id);
+CREATE TABLE lesson_chunks (
+    chunk_id    BLOB PRIMARY KEY,
+    lesson_id   TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    sealed      BLOB NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE TABLE lesson_uploads (
+    chunk_id    BLOB PRIMARY KEY,
+    lesson_id   TEXT NOT NULL,
+    idx         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lesson_progress (
+    lesson_id       TEXT PRIMARY KEY,
+    position_ms     INTEGER,
+    watched_count   INTEGER NOT NULL DEFAULT 0,
+    last_watched_at INTEGER,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -15,6 +15,7 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
+mod blobs;
 mod log;
 
 use super::migrations;
@@ -725,6 +726,25 @@ impl Storage for SqliteStorage {
 
     fn pull(&self, q: &PullQuery) -> Result<Page, StoreError> {
         log::pull_page(self.reader()?.conn(), q)
+    }
+
+    fn blob_put(
+        &self,
+        team: TeamId,
+        id: [u8; 32],
+        bytes: &[u8],
+        pushed_by: DeviceId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        blobs::put(&self.writer(), team, id, bytes, pushed_by, now)
+    }
+
+    fn blob_get(&self, team: TeamId, id: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        blobs::get(self.reader()?.conn(), team, id)
+    }
+
+    fn blob_have(&self, team: TeamId, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        blobs::have(self.reader()?.conn(), team, ids)
     }
 
     fn gauges(&self) -> Result<Gauges, StoreError> {
