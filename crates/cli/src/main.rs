@@ -6,6 +6,7 @@
 
 mod bundle_cli;
 mod duty_cli;
+mod lesson_cli;
 mod output;
 mod relays_cli;
 mod stats_cli;
@@ -99,6 +100,9 @@ enum Command {
     /// Carry changes without a network: export them to a file (or QR codes), import them on another device.
     #[command(subcommand)]
     Bundle(bundle_cli::BundleCmd),
+    /// Micro-lessons (audio, video) a handbook carries: add, list, fetch (asks first on a metered link), play offline, count viewings.
+    #[command(subcommand)]
+    Lesson(lesson_cli::LessonCmd),
 }
 
 #[derive(Subcommand)]
@@ -361,6 +365,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
         Command::Shift(cmd) => duty_cli::shift(cmd, &mut open(&profile)?, out)?,
         Command::Stats(args) => stats_cli::stats(args, &mut open(&profile)?, out)?,
         Command::Bundle(cmd) => bundle_cli::bundle(cmd, &mut open(&profile)?, out)?,
+        Command::Lesson(cmd) => lesson_cli::lesson(cmd, &mut open(&profile)?, out, !cli.json)?,
         Command::Team(TeamCmd::Members) => {
             let store = open(&profile)?;
             let members = heartbridge_client::members(&store)?;
@@ -417,6 +422,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<()> {
                     );
                 }
             })?;
+            lesson_cli::push_after_sync(&mut store, human);
             out.print(&report, || output::sync(&report));
         }
         Command::Status => {

@@ -91,7 +91,19 @@ pub fn stats(args: StatsArgs, store: &mut Store, out: &Out) -> anyhow::Result<()
         return Ok(());
     }
     let st = store.stats(&q)?;
-    out.print(&st, || table(&st));
+    let lessons = store.lesson_stats(&q)?;
+    let mut v = serde_json::to_value(&st)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("lessons_watched".into(), json!(lessons.lessons_watched));
+        o.insert("lessons".into(), serde_json::to_value(&lessons.by_lesson)?);
+    }
+    out.print(&v, || {
+        format!(
+            "{}\nlessons watched (人次): {}",
+            table(&st),
+            lessons.lessons_watched
+        )
+    });
     Ok(())
 }
 
