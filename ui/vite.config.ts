@@ -15,9 +15,10 @@ export const CSP = [
   "style-src 'self'",
   "img-src 'self' data:",
   "font-src 'self'",
-  // lesson media: the app's hblesson: scheme; blob: for the browser fake's tone
-  "media-src 'self' blob: hblesson: http://hblesson.localhost",
-  "connect-src 'self' ipc: http://ipc.localhost",
+  // lesson media: read from the app's hblesson: scheme into memory, played from a blob: URL
+  // (WebKitGTK's media player loads only blob, data, file and http(s) URLs)
+  "media-src 'self' blob:",
+  "connect-src 'self' ipc: http://ipc.localhost hblesson: http://hblesson.localhost",
   "object-src 'none'",
   "base-uri 'none'",
   "form-action 'none'",

@@ -7,6 +7,7 @@ mod bundle_cmds;
 mod camel;
 mod drafts;
 mod error;
+mod lesson_cmds;
 mod lock;
 mod relay_cmds;
 mod render;
@@ -694,6 +695,9 @@ fn profile_dir(app: &tauri::App) -> PathBuf {
 #[allow(clippy::disallowed_methods)]
 pub fn run() {
     let result = tauri::Builder::default()
+        // Lesson media for the player, decrypted from the store per request
+        // (issue 10, item 7).
+        .register_asynchronous_uri_scheme_protocol(lesson_cmds::SCHEME, lesson_cmds::protocol)
         .setup(|app| {
             let store = Arc::new(StoreSlot::new(profile_dir(app)));
             // The one HTTP client, made inside the runtime it will run on.
@@ -809,6 +813,15 @@ pub fn run() {
             bundle_cmds::bundle_qr_export,
             bundle_cmds::bundle_import,
             bundle_cmds::bundle_qr_import,
+            // issue 10, item 7: micro-lessons
+            lesson_cmds::lesson_list,
+            lesson_cmds::lesson_get,
+            lesson_cmds::lesson_fetch_plan,
+            lesson_cmds::lesson_fetch,
+            lesson_cmds::lesson_progress_set,
+            lesson_cmds::lesson_watched,
+            lesson_cmds::lesson_link_policy,
+            lesson_cmds::lesson_link_policy_set,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -13,6 +13,39 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
   }
 }
 
+/**
+ * The lesson's media as a blob: URL. The app's hblesson: scheme decrypts the
+ * lesson a range at a time (hblesson://localhost/ID on Linux and macOS,
+ * http://hblesson.localhost/ID on Windows and Android); the ranges are kept
+ * in memory, never written to a file. Not the scheme URL itself: WebKitGTK's
+ * media player loads only blob, data, file and http(s) URLs.
+ */
+async function lessonBlobUrl(id: string): Promise<string> {
+  const url = convertFileSrc(id, 'hblesson');
+  const parts: ArrayBuffer[] = [];
+  let at = 0;
+  let total: number | null = null;
+  let type = 'application/octet-stream';
+  while (total === null || at < total) {
+    let r: Response;
+    try {
+      r = await fetch(url, { headers: { Range: `bytes=${at}-` } });
+    } catch (e) {
+      throw toApiError(e);
+    }
+    if (r.status === 503) throw { kind: 'lesson_not_held', message: 'lesson_not_held' };
+    if (r.status !== 206 && r.status !== 200) throw { kind: r.status === 403 ? 'locked' : 'not_found', message: `lesson ${r.status}` };
+    type = r.headers.get('content-type') ?? type;
+    const buf = await r.arrayBuffer();
+    const range = /\/(\d+)$/.exec(r.headers.get('content-range') ?? '');
+    total = r.status === 200 ? buf.byteLength : range ? Number(range[1]) : at + buf.byteLength;
+    if (buf.byteLength === 0) break;
+    parts.push(buf);
+    at += buf.byteLength;
+  }
+  return URL.createObjectURL(new Blob(parts, { type }));
+}
+
 export function createTauriApi(): HeartbridgeApi {
   return {
     profileStatus: () => call('profile_status'),
@@ -105,8 +138,7 @@ export function createTauriApi(): HeartbridgeApi {
     lessonWatched: (a) => call('lesson_watched', a),
     lessonLinkPolicy: () => call('lesson_link_policy'),
     lessonLinkPolicySet: (a) => call('lesson_link_policy_set', a),
-    // hblesson://localhost/ID on Linux and macOS, http://hblesson.localhost/ID on Windows and Android
-    lessonMediaUrl: async ({ id }) => convertFileSrc(id, 'hblesson'),
+    lessonMediaUrl: ({ id }) => lessonBlobUrl(id),
     onLessonProgress: (handler) => listen<LessonProgress>('lesson-progress', (e) => handler(e.payload)),
   };
 }

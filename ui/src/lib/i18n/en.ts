@@ -708,6 +708,7 @@ const en: Record<MessageKey, string> = {
   'lessons.askYes': 'Download {size}',
   'lessons.askNo': 'Not now',
   'lessons.askRemember': "This device's network is not metered: don't ask again",
+  'player.preparing': 'Reading it from this device…',
   'player.back': 'Back to the handbook',
   'player.notHeld': 'This lesson is not fully on this device yet: download it from the handbook first.',
   'player.resumed': 'Resuming where you stopped, at {time}.',

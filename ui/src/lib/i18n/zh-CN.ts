@@ -704,6 +704,7 @@ const zhCN = {
   'lessons.askYes': '下载 {size}',
   'lessons.askNo': '先不下载',
   'lessons.askRemember': '这台设备的网络不按流量计费，以后不再询问',
+  'player.preparing': '正在从本设备读取…',
   'player.back': '返回手册',
   'player.notHeld': '这节微课还没有完整下载到本设备，请回到手册先下载。',
   'player.resumed': '从上次看到的 {time} 继续。',
