@@ -1102,3 +1102,104 @@ fn a_carried_envelope_stays_with_its_carrier_until_the_central_relay_holds_it() 
     sync_at(&mut l.devs[0], &central_url).expect("lead");
     assert_eq!(l.devs[0].case(&id).contacts.len(), 1);
 }
+
+/// Waits until the venue relay holds every envelope the central relay
+/// holds (its forwarder pulls the team's log down in its own time).
+fn wait_pulled_down(l: &Loop) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let central: BTreeSet<_> = content_ids(&l.central.db()).into_keys().collect();
+        let venue: BTreeSet<_> = content_ids(&Venue::db(&l.venue.dir)).into_keys().collect();
+        if central.is_subset(&venue) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the venue relay did not pull the central relay's log down within 20 s"
+        );
+        wait_a_moment();
+    }
+}
+
+#[test]
+fn a_revoked_devices_notes_via_a_venue_relay_wait_for_the_central_relays_word() {
+    let mut l = the_loop();
+    let venue_url = l.venue.url.clone();
+    let central_url = l.central.url.clone();
+    // Before the revocation: the lead writes, and volunteer 3 writes a note
+    // that reaches the central relay (and, pulled down, the venue relay).
+    // (That a note of a revoked author pulled at a venue relay is applied
+    // once the central relay's seq proves it came before the cut-off is
+    // the core test revoked_authors_envelope_from_a_venue_waits_for_its_central_seq.)
+    for n in 0..3 {
+        new_case(&mut l.devs[0], Risk::Low, &format!("{CANARY} 组长{n}"));
+    }
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    let legit = new_case(&mut l.devs[3], Risk::High, &format!("{CANARY} 撤销前"));
+    sync_at(&mut l.devs[3], &central_url).expect("before the revocation");
+    wait_pulled_down(&l);
+    // The uplink goes down; outside, the lead writes on (the central log
+    // grows past the venue's) and revokes volunteer 3's stolen phone.
+    uplink_cut(&l.uplink);
+    for n in 0..6 {
+        new_case(&mut l.devs[0], Risk::Low, &format!("{CANARY} 外{n}"));
+    }
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    let stolen = l.devs[3].store.team().unwrap().unwrap().device_id;
+    BlockingTransport::default()
+        .revoke(&mut l.devs[0].store, &stolen)
+        .expect("revoke");
+    sync_at(&mut l.devs[0], &central_url).expect("the lead signs the revocation");
+    // Volunteer 1 learns the revocation at the central relay.
+    sync_at(&mut l.devs[1], &central_url).expect("learns the revocation");
+    assert!(heads(&l.devs[1]).contains_key(legit.as_str()));
+    // The thief writes with the stolen key at the venue relay, whose mirror
+    // does not know of the revocation yet.
+    let forged = new_case(&mut l.devs[3], Risk::Critical, &format!("{CANARY} 伪造"));
+    sync_at(&mut l.devs[3], &venue_url).expect("the venue relay takes it");
+    // Volunteer 1 pulls it at the venue: not applied, whatever the venue
+    // relay's seq of it (the cut-off counts in the central relay's seqs).
+    let r = sync_at(&mut l.devs[1], &venue_url).expect("at the venue");
+    assert!(r.envelopes_pulled > 0, "{r:?}");
+    assert!(
+        !heads(&l.devs[1]).contains_key(forged.as_str()),
+        "a revoked device's note written after its cut-off was applied via a venue relay"
+    );
+    // Nor later at the central relay, which never took it.
+    sync_at(&mut l.devs[1], &central_url).expect("at the centre");
+    assert!(!heads(&l.devs[1]).contains_key(forged.as_str()));
+
+    // The uplink returns (the venue relay learns the revocation). Volunteer
+    // 2 learns it at the central relay in one small page (the roster comes
+    // first, volunteer 3's note later), then pulls both notes at the venue
+    // relay: neither is judged by a venue seq. At the central relay the one
+    // written before the revocation is applied (its seq there is before the
+    // cut-off), the forged one, which the central relay never took, is not.
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    wait_pulled_down(&l);
+    sync_at_opts(
+        &mut l.devs[2],
+        &central_url,
+        &mut BlockingTransport::default(),
+        &SyncOptions {
+            page_bytes: 1,
+            max_requests: 1,
+            ..SyncOptions::default()
+        },
+    )
+    .expect("learns the revocation");
+    assert!(!heads(&l.devs[2]).contains_key(legit.as_str()));
+    sync_at(&mut l.devs[2], &venue_url).expect("at the venue");
+    let at_venue = heads(&l.devs[2]);
+    assert!(!at_venue.contains_key(forged.as_str()));
+    sync_at(&mut l.devs[2], &central_url).expect("at the centre");
+    let after = heads(&l.devs[2]);
+    assert!(
+        after.contains_key(legit.as_str()),
+        "a note written before the revocation, pulled at a venue relay, is applied once the central relay has it"
+    );
+    assert!(!after.contains_key(forged.as_str()));
+    let refused = l.devs[2].store.refused().expect("refused");
+    assert!(refused.iter().all(|r| r.1 != legit.as_str()), "{refused:?}");
+}

@@ -237,8 +237,15 @@ impl Trust {
         })
     }
 
-    /// Judges one pulled envelope (relay sequence number `seq`).
-    pub(crate) fn check(&self, env: &Envelope, seq: u64) -> Verdict {
+    /// Judges one pulled envelope. `central_seq` is its sequence number at
+    /// the central relay, the space a revocation's cut-off counts in; `None`
+    /// when it came from another relay, a venue relay, whose seqs are its
+    /// own (review F4): a revoked author's envelope is then held until it is
+    /// pulled from the central relay, whose seq decides it (a stolen
+    /// device's envelope pushed to a venue relay whose mirror has not heard
+    /// of the revocation is never applied; one written before the cut-off is
+    /// applied once the central relay shows it).
+    pub(crate) fn check(&self, env: &Envelope, central_seq: Option<u64>) -> Verdict {
         let Some(k) = self.known.get(&env.author) else {
             return Verdict::Hold("unknown author");
         };
@@ -247,13 +254,18 @@ impl Trust {
         if k.role == Role::Relay {
             return Verdict::Refuse("relay author");
         }
+        let mut undecided = false;
         if let Some(r) = &k.revoked {
-            if env.epoch >= r.epoch || seq > r.cutoff_seq {
+            if env.epoch >= r.epoch || central_seq.is_some_and(|seq| seq > r.cutoff_seq) {
                 return Verdict::Refuse("revoked author");
             }
+            undecided = central_seq.is_none();
         }
         if !env.verify(&self.team, &k.public.sign) {
             return Verdict::Refuse("bad signature");
+        }
+        if undecided {
+            return Verdict::Hold("revoked author, not yet seen at the central relay");
         }
         match self.keys.get(&env.epoch) {
             Some(key) => Verdict::Accept(key.clone()),

@@ -39,13 +39,16 @@ pub(crate) enum Outcome {
 }
 
 /// Opens and merges one pulled envelope inside the caller's transaction.
-/// `Err` only for a local failure: the caller rolls back and stops.
+/// `central`: `pulled.seq` is the central relay's (not a venue relay's), so
+/// a revocation's cut-off can be compared with it (review F4). `Err` only
+/// for a local failure: the caller rolls back and stops.
 pub(crate) fn receive(
     tx: &Connection,
     actor: &ActorId,
     team: &Team,
     trust: &Trust,
     pulled: &Pulled,
+    central: bool,
 ) -> Result<Outcome> {
     let env = &pulled.envelope;
     let doc_hex = hex::encode(env.doc);
@@ -57,17 +60,30 @@ pub(crate) fn receive(
         )?;
         Ok(Outcome::Refused)
     };
-    let key = match trust.check(env, pulled.seq) {
+    let verdict = trust.check(env, central.then_some(pulled.seq));
+    if !matches!(verdict, Verdict::Hold(_)) {
+        // Decided now (pulled again, from the central relay or with its
+        // author known): a copy held earlier is decided with it.
+        tx.execute(
+            "DELETE FROM held_envelopes WHERE content_id = ?1",
+            [&env.id.0[..]],
+        )?;
+    }
+    let key = match verdict {
         Verdict::Accept(key) => key,
         Verdict::Refuse(reason) => return refuse(reason),
         Verdict::Hold(reason) => {
+            // A seq that is not the central relay's is kept negated, so a
+            // retry knows the cut-off cannot be compared with it; a central
+            // seq replaces it when the envelope is pulled there.
             tx.execute(
                 "INSERT INTO held_envelopes (content_id, seq, doc_id, envelope, reason, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (content_id) DO UPDATE SET reason = ?5",
+                 ON CONFLICT (content_id) DO UPDATE SET reason = ?5,
+                     seq = CASE WHEN ?2 > 0 THEN ?2 ELSE held_envelopes.seq END",
                 params![
                     &env.id.0[..],
-                    seq,
+                    if central { seq } else { -seq },
                     doc_hex,
                     heartbridge_proto::encode(env),
                     reason,
@@ -243,11 +259,12 @@ pub(super) fn retry_held(
         };
         let doc = envelope.doc;
         let content = envelope.id;
+        // A negative seq is a venue relay's (see `receive`).
         let pulled = Pulled {
-            seq: seq as u64,
+            seq: seq.unsigned_abs(),
             envelope,
         };
-        let outcome = receive(tx, actor, team, trust, &pulled)?;
+        let outcome = receive(tx, actor, team, trust, &pulled, seq > 0)?;
         if outcome == Outcome::Held {
             // Still undecided: it keeps its place in the arrival order.
             tx.execute(

@@ -688,9 +688,12 @@ impl SyncSession {
                 self.report.carried_refused += 1;
             }
         }
+        // Only the central relay's seqs are comparable with a revocation's
+        // cut-off (review F4).
+        let central = venue.is_none();
         for pulled in &resp.pull {
             self.report.envelopes_pulled += 1;
-            let outcome = inbound::receive(&tx, &actor, &self.team, &trust, pulled)?;
+            let outcome = inbound::receive(&tx, &actor, &self.team, &trust, pulled, central)?;
             if outcome != inbound::Outcome::PartKept {
                 self.report.pulled += 1;
             }
