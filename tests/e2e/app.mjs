@@ -26,177 +26,10 @@
 // counted, the shift is "not delivered yet", the connection state says so,
 // and one "Sync now" after the relay is back delivers and says so.
 
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Session } from './webdriver.mjs';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'target', 'debug');
-const APP = path.join(BIN, 'heartbridge-app');
-const HB = path.join(BIN, 'heartbridge');
-const RELAY = path.join(BIN, 'heartbridge-relay');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
-const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-'));
-const children = [];
-
-let passed = 0;
-let current = null;
-let failed = 0;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed++;
-    if (current) {
-      try {
-        writeFileSync(path.join(work, 'failure.png'), await current.s.screenshot());
-        console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
-      } catch {
-        /* no window */
-      }
-    }
-    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
-    throw e;
-  }
-}
-
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  let log = '';
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  child.log = () => log;
-  children.push(child);
-  return child;
-}
-
-/** The processes started by `pid`, and theirs (Linux /proc). */
-function descendants(pid) {
-  const out = [];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-      for (const k of kids) out.push(...descendants(k), k);
-    }
-  } catch {
-    /* gone already */
-  }
-  return out;
-}
-
-/** Stops a child we started (and what it started), by pid; resolves when it has exited. */
-async function stop(child, timeoutMs = 10000) {
-  const i = children.indexOf(child);
-  if (i >= 0) children.splice(i, 1);
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  for (const pid of descendants(child.pid)) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone already */
-    }
-  }
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitUntil(fn, what, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-function hb(profile, ...args) {
-  // The CLI's passphrase for its own profiles, and for the app's: the same PIN.
-  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
-  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8', env });
-  return JSON.parse(out);
-}
-
-// ---------------------------------------------------------------- UI helpers
-// Elements are found in the page by their accessible text, as a person would.
-const FIND = `
-  const [css, text, exact] = arguments;
-  const visible = (e) => e.getClientRects().length > 0;
-  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
-  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
-const LABEL = `
-  const [text] = arguments;
-  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
-  return l ? (l.control || null) : null;`;
-
-class App {
-  constructor(s) {
-    this.s = s;
-  }
-  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
-    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
-  }
-  label(text) {
-    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
-  }
-  async click(css, text, opts) {
-    await this.s.click(await this.el(css, text, opts));
-  }
-  async fill(labelText, value) {
-    await this.s.type(await this.label(labelText), value);
-  }
-  async heading(text, timeout) {
-    return this.el('h1', text, { timeout });
-  }
-  async nav(text) {
-    await this.click('nav a', text);
-  }
-  async shot(name) {
-    // A phone-width window never scrolls sideways.
-    const [sw, cw] = await this.s.exec('return [document.documentElement.scrollWidth, document.documentElement.clientWidth]');
-    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
-    mkdirSync(SHOTS, { recursive: true });
-    writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
-  }
-}
-
-const PIN = '246810';
-
-/** The first run's PIN form: the PIN, again, 下一步. */
-async function setPin(app, pin, again) {
-  await app.fill('设置 PIN 或密码', pin);
-  await app.fill('再输入一次', again);
-  await app.click('button', '下一步');
-}
+import { ROOT, APP, HB, RELAY, PIN, work, expect, step, run, needBuilt, display, startRelay, createTeam, startDriver, open as openApp, waitUntil, hb } from './harness.mjs';
 
 /** Nothing of the profile is in the page: not in the DOM, its text, inputs, or the title. */
 async function expectNothingShown(app, secrets) {
@@ -209,43 +42,13 @@ async function expectNothingShown(app, secrets) {
 }
 
 async function main() {
-  for (const b of [APP, HB, RELAY]) expect(existsSync(b), `missing ${b}: build the workspace first`);
-
-  if (!process.env.DISPLAY) {
-    const d = `:${90 + Math.floor(Math.random() * 9)}`;
-    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
-    process.env.DISPLAY = d;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
-  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
-  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+  needBuilt(APP, HB, RELAY);
+  await display();
 
   // A relay with a team; the lead is the CLI.
-  const relayPort = await freePort();
-  const relayUrl = `http://127.0.0.1:${relayPort}`;
-  const relayDb = path.join(work, 'relay.db');
-  let relay = null;
-  const startRelay = async () => {
-    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
-    await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
-  };
-  const stopRelay = async () => {
-    await stop(relay);
-    await waitUntil(
-      async () => {
-        try {
-          await fetch(`${relayUrl}/healthz`);
-          return false;
-        } catch {
-          return true;
-        }
-      },
-      'the relay to stop answering',
-    );
-  };
-  await startRelay();
-  const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  const relay = await startRelay();
+  const { url: relayUrl, db: relayDb } = relay;
+  const created = createTeam(relayDb, 'e2e');
   const lead = path.join(work, 'lead');
   hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '林老师');
   // This walk has the lead read the volunteer's cases (the team setting;
@@ -254,13 +57,8 @@ async function main() {
   hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks'));
   hb(lead, 'sync');
 
-  const driverPort = await freePort();
-  const nativePort = await freePort();
-  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
-  const base = `http://127.0.0.1:${driverPort}`;
-  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
-
-  const open = async (profile, args = []) => (current = new App(await Session.start(base, APP, ['--profile', profile, ...args])));
+  const base = await startDriver();
+  const open = (profile, args = []) => openApp(base, profile, args);
   const solo = path.join(work, 'app-solo');
   const note = '第一次来电，刚转学两个月，说同学笑她口音。否认自杀想法。';
 
@@ -270,12 +68,12 @@ async function main() {
     await app.heading('欢迎使用心桥', 30000);
     await app.shot('first-run');
     // Too short, then two different ones: refused before anything is created.
-    await setPin(app, '12345', '12345');
+    await app.setPin('12345', '12345');
     await app.el('[role=alert]', 'PIN 或密码至少要 6 位');
-    await setPin(app, PIN, '135791');
+    await app.setPin(PIN, '135791');
     await app.el('[role=alert]', '两次输入的不一样');
     expect(!existsSync(path.join(solo, 'heartbridge.db')), 'a profile was created before the PIN was set');
-    await setPin(app, PIN, PIN);
+    await app.setPin(PIN, PIN);
     await app.el('[data-testid=pin-done]', 'PIN 已设置');
     await app.fill('你的名字或称呼', '陈静');
     await app.click('button', '开始使用');
@@ -415,7 +213,7 @@ async function main() {
   const marker = `来自应用的记录-${Date.now()}`;
   await step('join the team with an invite code; handbooks arrive by sync', async () => {
     await app.heading('欢迎使用心桥', 30000);
-    await setPin(app, PIN, PIN);
+    await app.setPin(PIN, PIN);
     await app.click('label', '用邀请码加入团队');
     await app.fill('邀请码', code);
     await app.fill('你的名字或称呼', '小王');
@@ -473,7 +271,7 @@ async function main() {
     await app.click('button', '开始值班');
     await app.el('p', '值班中', { exact: true });
     await pendingIs(0);
-    await stopRelay();
+    await relay.stop();
     await app.nav('个案');
     await app.click('[data-testid=case-list] a', '阿杰');
     await app.heading('阿杰');
@@ -511,7 +309,7 @@ async function main() {
   });
 
   await step('relay back: one “Sync now” delivers the shift’s change, says so, and the team is connected again', async () => {
-    await startRelay();
+    await relay.start();
     await app.click('button', '立即同步');
     const receipt = await app.s.text(await app.el('[data-testid=receipt]', null, { timeout: 30000 }));
     expect(/全部 1 条更改已于 \d\d:\d\d 送达中继服务器/.test(receipt), `receipt: ${receipt}`);
@@ -527,7 +325,7 @@ async function main() {
   });
 
   await step('relay down again: the state says the relay cannot be reached', async () => {
-    await stopRelay();
+    await relay.stop();
     await app.click('button', '立即同步');
     await waitUntil(async () => /无法连接中继服务器（自 \d\d:\d\d 起）/.test(await teamState()), 'the state to say the relay cannot be reached');
     await app.el('[data-testid=connection]', '无法连接中继服务器');
@@ -557,15 +355,15 @@ async function main() {
 
   // ------------------------- the app as a team's lead: invite, remove, drafts
   // (the relay was left stopped above)
-  await startRelay();
-  const created2 = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-app-lead', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  await relay.start();
+  const created2 = createTeam(relayDb, 'e2e-app-lead');
   const leadApp = path.join(work, 'app-lead');
   const cliMember = path.join(work, 'cli-member');
   let inviteCode = '';
   app = await open(leadApp);
   await step('the app claims a team; its invite card says until when the code is valid, and that it carries the key and works once', async () => {
     await app.heading('欢迎使用心桥', 30000);
-    await setPin(app, PIN, PIN);
+    await app.setPin(PIN, PIN);
     await app.click('label', '认领团队（负责人）');
     await app.fill('中继服务器地址', relayUrl);
     await app.fill('负责人令牌', created2.lead_token);
@@ -687,7 +485,7 @@ async function main() {
   app = await open(doomed);
   await step('ten wrong PINs in a row erase the profile; the app says so and starts again', async () => {
     await app.heading('欢迎使用心桥', 30000);
-    await setPin(app, PIN, PIN);
+    await app.setPin(PIN, PIN);
     await app.fill('你的名字或称呼', '小李');
     await app.click('button', '开始使用');
     await app.heading('你好，小李');
@@ -711,26 +509,6 @@ async function main() {
     await app.label('设置 PIN 或密码');
   });
   await app.s.end();
-  await stop(driver);
 }
 
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  if (failed === 0) {
-    failed++;
-    console.log(`  ✗ setup: ${e?.stack ?? e}`);
-  }
-  for (const c of children) {
-    const log = c.log?.() ?? '';
-    if (log) console.log(`--- ${c.spawnargs[0]} log (tail)\n${log.slice(-2000)}`);
-  }
-} finally {
-  // WebKitWebDriver outlives tauri-driver: `stop` ends what each child
-  // started first, by pid, then the child.
-  for (const c of [...children].reverse()) await stop(c, 3000);
-}
-console.log(`app-e2e: ${passed} passed, ${failed} failed`);
-process.exit(code || (failed ? 1 : 0));
+await run('app-e2e', main);

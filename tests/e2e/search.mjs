@@ -16,159 +16,8 @@
 // ui-form-error-en.png (ui-search.png is the Chromium walk's) at the app's phone width (420 px). Last line:
 // "N passed, N failed".
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Session } from './webdriver.mjs';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const APP = path.join(ROOT, 'target', 'debug', 'heartbridge-app');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
-const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
-const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-search-'));
-const children = [];
-const PIN = '246810';
-
-let passed = 0;
-let failed = 0;
-let app = null;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed++;
-    try {
-      writeFileSync(path.join(work, 'failure.png'), await app.s.screenshot());
-      console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
-    } catch {
-      /* no window */
-    }
-    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
-    throw e;
-  }
-}
-
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd, args) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  child.log = () => log;
-  children.push(child);
-  return child;
-}
-
-function descendants(pid) {
-  const out = [];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-      for (const k of kids) out.push(...descendants(k), k);
-    }
-  } catch {
-    /* gone already */
-  }
-  return out;
-}
-
-/** Stops a child we started (and what it started), by pid. */
-async function stop(child, timeoutMs = 10000) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  for (const pid of descendants(child.pid)) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone already */
-    }
-  }
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitUntil(fn, what, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-// Elements are found by their accessible text, as a person would.
-const FIND = `
-  const [css, text, exact] = arguments;
-  const visible = (e) => e.getClientRects().length > 0;
-  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
-  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
-const LABEL = `
-  const [text] = arguments;
-  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
-  return l ? (l.control || null) : null;`;
-
-class App {
-  constructor(s) {
-    this.s = s;
-  }
-  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
-    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
-  }
-  label(text) {
-    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
-  }
-  async click(css, text, opts) {
-    await this.s.click(await this.el(css, text, opts));
-  }
-  async fill(labelText, value) {
-    await this.s.type(await this.label(labelText), value);
-  }
-  heading(text, timeout) {
-    return this.el('h1', text, { timeout });
-  }
-  async nav(text) {
-    await this.click('nav a', text);
-  }
-  /** The page's value of `js` (an expression). */
-  val(js, args = []) {
-    return this.s.exec(`return (${js});`, args);
-  }
-  async shot(name) {
-    // Notices closed; a phone-width window never scrolls sideways.
-    await this.s.exec(`document.querySelectorAll('.toasts button.close').forEach((b) => b.click());`);
-    const [sw, cw] = await this.val('[document.documentElement.scrollWidth, document.documentElement.clientWidth]');
-    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
-    mkdirSync(SHOTS, { recursive: true });
-    writeFileSync(path.join(SHOTS, `${name}.png`), await this.s.screenshot());
-  }
-}
+import { APP, ELEMENT, PIN, work, expect, step, run, needBuilt, display, startDriver, open } from './harness.mjs';
 
 const hitCount = (a) => a.val(`document.querySelectorAll('[data-testid=hits] [data-testid=hit]').length`);
 const statusText = (a) => a.val(`document.querySelector('p.status')?.textContent.trim() ?? ''`);
@@ -186,29 +35,13 @@ async function search(a, query) {
 }
 
 async function main() {
-  expect(existsSync(APP), `missing ${APP}: cargo build -p heartbridge-app first`);
-  if (!process.env.DISPLAY) {
-    const d = `:${80 + Math.floor(Math.random() * 9)}`;
-    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
-    process.env.DISPLAY = d;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
-  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
-  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
-
-  const driverPort = await freePort();
-  const nativePort = await freePort();
-  start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
-  const base = `http://127.0.0.1:${driverPort}`;
-  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
-  app = new App(await Session.start(base, APP, ['--profile', path.join(work, 'profile')]));
+  needBuilt(APP);
+  await display();
+  const app = await open(await startDriver(), path.join(work, 'profile'));
 
   await step('first run: a PIN and a standalone profile', async () => {
     await app.heading('欢迎使用心桥', 30000);
-    await app.fill('设置 PIN 或密码', PIN);
-    await app.fill('再输入一次', PIN);
-    await app.click('button', '下一步');
+    await app.setPin();
     await app.el('[data-testid=pin-done]', 'PIN 已设置');
     await app.fill('你的名字或称呼', '陈静');
     await app.click('button', '开始使用');
@@ -233,7 +66,7 @@ async function main() {
     const marks = await app.val(`[...document.querySelectorAll('[data-testid=hits] .snippet mark')].map((m) => m.textContent)`);
     expect(marks.length > 0 && marks.every((m) => m === '倾听'), `marks ${JSON.stringify(marks)}`);
     expect(/找到 \d+ 处/.test(await statusText(app)), `status ${await statusText(app)}`);
-    await app.shot('ui-search-zh');
+    await app.shot('ui-search-zh', { prefix: '' });
   });
 
   await step('open the first hit: the section shows its body text', async () => {
@@ -304,7 +137,7 @@ async function main() {
     expect(m.invalid === 'true' && m.described.includes('0 到 1440') && m.value === '-5', `minutes ${JSON.stringify(m)}`);
     const t = await fieldState('contact-text');
     expect(t.value === note && t.invalid === null, `note ${JSON.stringify(t)}`);
-    await app.shot('ui-form-error-zh');
+    await app.shot('ui-form-error-zh', { prefix: '' });
     // Nothing was saved.
     expect(!(await app.val(`!!document.querySelector('[data-testid=timeline]')`)), 'a contact was saved');
     await app.fill('时长（分钟）', '20');
@@ -372,7 +205,7 @@ async function main() {
     const hit = await app.val(`document.querySelector('[data-testid=hits] [data-testid=hit] .hit-title').textContent.trim()`);
     expect(hit !== 'Core Active Listening Skills', `a heading-only hit: ${hit}`);
     expect(/^\d+ results?/.test(await statusText(app)), `status ${await statusText(app)}`);
-    await app.shot('ui-search-en');
+    await app.shot('ui-search-en', { prefix: '' });
     // The snippet is the section's own text, cut between words.
     const snippet = await app.val(`document.querySelector('[data-testid=hits] [data-testid=hit] .snippet').textContent.trim()`);
     await app.click('[data-testid=hits] [data-testid=hit]', hit);
@@ -393,17 +226,8 @@ async function main() {
     expect(alert.includes('Alias'), `the form's alert: ${alert}`);
     const f = await fieldState('case-alias');
     expect(f.invalid === 'true' && f.described.includes('Enter an alias'), `alias ${JSON.stringify(f)}`);
-    await app.shot('ui-form-error-en');
+    await app.shot('ui-form-error-en', { prefix: '' });
   });
 }
 
-try {
-  await main();
-} catch {
-  /* counted */
-} finally {
-  await app?.s.end();
-  for (const c of [...children].reverse()) await stop(c);
-  console.log(`search e2e: ${passed} passed, ${failed} failed`);
-  process.exitCode = failed > 0 ? 1 : 0;
-}
+await run('search e2e', main);

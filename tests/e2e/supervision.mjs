@@ -28,220 +28,17 @@
 // display (starts Xvfb itself when DISPLAY is unset). Screenshots:
 // docs/screenshots/app-queue.png, app-ack.png. Last line: "N passed, N failed".
 
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Session } from './webdriver.mjs';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'target', 'debug');
-const APP = path.join(BIN, 'heartbridge-app');
-const HB = path.join(BIN, 'heartbridge');
-const RELAY = path.join(BIN, 'heartbridge-relay');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
-const PIN = '246810';
-// Starting the app through WebKitWebDriver takes seconds; on a loaded 2-core machine, more.
-const SESSION_START_MS = 120_000;
-const work = mkdtempSync(path.join(os.tmpdir(), 'hb-e2e-sup-'));
-const children = [];
-
-let passed = 0;
-let failed = 0;
-let current = null;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed++;
-    if (current) {
-      try {
-        writeFileSync(path.join(work, 'failure.png'), await current.s.screenshot());
-        console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
-      } catch {
-        /* no window */
-      }
-    }
-    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
-    throw e;
-  }
-}
-
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  let log = '';
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  child.log = () => log;
-  children.push(child);
-  return child;
-}
-
-/** The processes started by `pid`, and theirs (Linux /proc). */
-function descendants(pid) {
-  const out = [];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-      for (const k of kids) out.push(...descendants(k), k);
-    }
-  } catch {
-    /* gone already */
-  }
-  return out;
-}
-
-/** Stops a child we started (and what it started), by pid; resolves when it has exited. */
-async function stop(child, timeoutMs = 10000) {
-  const i = children.indexOf(child);
-  if (i >= 0) children.splice(i, 1);
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  for (const pid of descendants(child.pid)) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone already */
-    }
-  }
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitUntil(fn, what, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-/** The CLI on one of its profiles, `--json`. */
-function hb(profile, ...args) {
-  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
-  const out = execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8', env });
-  return JSON.parse(out);
-}
-
-// ---------------------------------------------------------------- UI helpers
-// Elements are found by their accessible text, as a person would.
-const FIND = `
-  const [css, text, exact] = arguments;
-  const visible = (e) => e.getClientRects().length > 0;
-  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
-  return [...document.querySelectorAll(css)].find((e) => visible(e) && (text === null || (exact ? e.textContent.trim() === text : name(e).includes(text)))) || null;`;
-const LABEL = `
-  const [text] = arguments;
-  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
-  return l ? (l.control || null) : null;`;
-
-class App {
-  constructor(s) {
-    this.s = s;
-  }
-  el(css, text = null, { exact = false, timeout = 15000 } = {}) {
-    return this.s.waitFor(() => this.s.exec(FIND, [css, text, exact]), timeout, `${css} ${text ?? ''}`);
-  }
-  label(text) {
-    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
-  }
-  async click(css, text, opts) {
-    await this.s.click(await this.el(css, text, opts));
-  }
-  async fill(labelText, value) {
-    await this.s.type(await this.label(labelText), value);
-  }
-  async heading(text, timeout) {
-    return this.el('h1', text, { timeout });
-  }
-  async nav(text) {
-    await this.click('nav a', text);
-  }
-  /** Closes the notices (they cover the bottom of a phone screen), then saves app-NAME.png. */
-  async shot(name, scrollTo = null) {
-    await this.s.exec(
-      `document.querySelectorAll('.toasts button.close').forEach((b) => b.click());
-       const el = arguments[0] && document.querySelector(arguments[0]);
-       if (el) el.scrollIntoView({ block: 'start' }); else window.scrollTo(0, 0);`,
-      [scrollTo],
-    );
-    await this.s.execAsync(`const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done()));`);
-    const [sw, cw] = await this.s.exec('return [document.documentElement.scrollWidth, document.documentElement.clientWidth]');
-    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
-    mkdirSync(SHOTS, { recursive: true });
-    writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
-  }
-}
+import { ROOT, APP, HB, RELAY, work, expect, step, run, needBuilt, display, startRelay, createTeam, startDriver, open, close, waitUntil, hb } from './harness.mjs';
 
 async function main() {
-  for (const b of [APP, HB, RELAY]) expect(existsSync(b), `missing ${b}: build the workspace first`);
-
-  if (!process.env.DISPLAY) {
-    // A display nobody else's Xvfb holds (other test runs may share this machine).
-    const free = [...Array(40).keys()].map((i) => 60 + i).filter((n) => !existsSync(`/tmp/.X11-unix/X${n}`) && !existsSync(`/tmp/.X${n}-lock`));
-    expect(free.length > 0, 'no free X display');
-    const d = `:${free[Math.floor(Math.random() * free.length)]}`;
-    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
-    process.env.DISPLAY = d;
-    await waitUntil(() => existsSync(`/tmp/.X11-unix/X${d.slice(1)}`), 'Xvfb', 10000);
-  }
-  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
-  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
-  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+  needBuilt(APP, HB, RELAY);
+  await display();
 
   // A relay and a team: the lead is the CLI.
-  const relayPort = await freePort();
-  const relayUrl = `http://127.0.0.1:${relayPort}`;
-  const relayDb = path.join(work, 'relay.db');
-  let relay = null;
-  const startRelay = async () => {
-    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
-    await waitUntil(async () => (await fetch(`${relayUrl}/healthz`)).ok, 'the relay');
-  };
-  const stopRelay = async () => {
-    await stop(relay);
-    await waitUntil(
-      async () => {
-        try {
-          await fetch(`${relayUrl}/healthz`);
-          return false;
-        } catch {
-          return true;
-        }
-      },
-      'the relay to stop answering',
-    );
-  };
-  await startRelay();
-  const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-supervision', '--db', relayDb, '--json'], { encoding: 'utf8' }));
+  const relay = await startRelay();
+  const { url: relayUrl, db: relayDb } = relay;
+  const created = createTeam(relayDb, 'e2e-supervision');
   const lead = path.join(work, 'lead');
   const vol = path.join(work, 'volunteer');
   const vol2 = path.join(work, 'volunteer-2');
@@ -253,14 +50,9 @@ async function main() {
   hb(vol, 'join', volCode, '--name', '小白');
   hb(vol2, 'join', hb(lead, 'team', 'invite', '--role', 'volunteer').code, '--name', '小陈');
 
-  const driverPort = await freePort();
-  const nativePort = await freePort();
-  const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)]);
-  const base = `http://127.0.0.1:${driverPort}`;
-  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver');
-
+  const base = await startDriver();
   const profile = path.join(work, 'app-supervisor');
-  const app = (current = new App(await Session.start(base, APP, ['--profile', profile], SESSION_START_MS)));
+  const app = await open(base, profile);
   // "Sync now" on Home, and wait for that sync to finish: the last sync's
   // time (to the millisecond) changes and nothing waits to be sent.
   const lastSynced = () =>
@@ -281,9 +73,7 @@ async function main() {
 
   await step('the app joins the team as a supervisor with the invite code', async () => {
     await app.heading('欢迎使用心桥', 30000);
-    await app.fill('设置 PIN 或密码', PIN);
-    await app.fill('再输入一次', PIN);
-    await app.click('button', '下一步');
+    await app.setPin();
     await app.click('label', '用邀请码加入团队');
     await app.fill('邀请码', supCode);
     await app.fill('你的名字或称呼', '王督导');
@@ -308,7 +98,7 @@ async function main() {
     caseId = hb(vol, 'case', 'new', '--alias', '小雨', '--risk', 'low').id;
     hb(vol, 'case', 'contact', caseId, '--channel', 'hotline', '--text', '第一次来电，说最近睡不着。');
     hb(vol, 'sync');
-    await stopRelay();
+    await relay.stop();
     hb(vol, 'case', 'set', caseId, '--risk', 'high');
     const c = hb(vol, 'case', 'show', caseId);
     expect(c.escalation === 'awaiting' && c.awaiting_receipt === true, `after the raise: ${c.escalation} ${c.awaiting_receipt}`);
@@ -316,7 +106,7 @@ async function main() {
     expect(c.escalations[0].on_call_name === '王督导', `the escalation names ${c.escalations[0].on_call_name || 'nobody'} on call`);
     const offline = (() => {
       try {
-        execFileSync(HB, ['--profile', vol, '--json', 'sync'], { encoding: 'utf8', stdio: 'pipe', env: { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN } });
+        hb(vol, 'sync');
         return 'synced';
       } catch (e) {
         return JSON.parse(String(e.stdout || e.stderr || '{}').trim().split('\n').pop() || '{}').error ?? String(e.status);
@@ -324,7 +114,7 @@ async function main() {
     })();
     expect(offline === 'network', `the volunteer's sync with the relay down: ${offline}`);
     expect(hb(vol, 'status').sync.pending > 0, 'the raise is not waiting to be sent');
-    await startRelay();
+    await relay.start();
     hb(vol, 'sync');
     expect(hb(vol, 'status').sync.pending === 0, 'the raise was not delivered');
   });
@@ -336,7 +126,7 @@ async function main() {
     const top = await app.s.text(await app.el('[data-testid=queue-escalations] a', null, { timeout: 20000 }));
     expect(top.includes('小雨') && top.includes('未获督导确认') && top.includes('小白'), `top of the queue: ${top}`);
     expect(/已等待 (\d+ 小时 )?\d+ 分钟/.test(top), `no waiting time: ${top}`);
-    await app.shot('queue');
+    await app.shot('queue', { scrollTo: 'top' });
   });
 
   const instructions = '今晚每小时回拨一次，明早我联系班主任；她若提到农药，立即拨打 120。';
@@ -357,7 +147,7 @@ async function main() {
     expect(/王督导 于 \d\d:\d\d 确认（升级后 \d+ 分钟）/.test(receipt), `receipt: ${receipt}`);
     expect(receipt.includes(instructions), `instructions missing: ${receipt}`);
     expect(!(await app.s.exec(`return !!document.querySelector('[data-testid=escalation-panel]')`)), 'the panel stayed after the receipt');
-    await app.shot('ack');
+    await app.shot('ack', { scrollTo: 'top' });
     await app.fill('写一条意见', comment);
     await app.click('button', '添加意见');
     await app.el('[data-testid=comments] li', comment);
@@ -405,18 +195,16 @@ async function main() {
     expect(c.contacts.some((x) => x.author === '小白'), 'the first contact is no longer credited to its writer');
   });
 
-  await app.s.end();
+  await close(app);
 
   // ------------------------------------- the app as a volunteer, offline
   const volProfile = path.join(work, 'app-volunteer');
-  const volApp = (current = new App(await Session.start(base, APP, ['--profile', volProfile], SESSION_START_MS)));
+  const volApp = await open(base, volProfile);
   const volCode2 = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
   let ownCase = '';
   await step('a volunteer in the app raises a case to high by the screening with the relay down: the panel gives the on-call phone and the crisis protocol', async () => {
     await volApp.heading('欢迎使用心桥', 30000);
-    await volApp.fill('设置 PIN 或密码', PIN);
-    await volApp.fill('再输入一次', PIN);
-    await volApp.click('button', '下一步');
+    await volApp.setPin();
     await volApp.click('label', '用邀请码加入团队');
     await volApp.fill('邀请码', volCode2);
     await volApp.fill('你的名字或称呼', '小周');
@@ -433,8 +221,8 @@ async function main() {
     ownCase = await volApp.s.exec(`return decodeURIComponent(location.hash.split('/')[2] || '')`);
     // what a volunteer may not do is not there
     for (const text of ['标记为已审阅', '确认并发送指示', '转交个案', '添加意见'])
-      expect(!(await volApp.s.exec(FIND, ['button', text, false])), `a volunteer is offered “${text}”`);
-    await stopRelay();
+      expect(!(await volApp.present('button', text)), `a volunteer is offered “${text}”`);
+    await relay.stop();
     await volApp.click('button', '做一次筛查');
     const answer = async (legend, choice) => {
       const label = await volApp.s.waitFor(
@@ -457,10 +245,10 @@ async function main() {
     const tel = await volApp.s.exec(`return document.querySelector('[data-testid=on-call-phone]').getAttribute('href')`);
     expect(tel === 'tel:13800000000', `on-call phone link: ${tel}`);
     await volApp.el('.case-head [data-testid=awaiting]', '未获督导确认');
-    await volApp.shot('escalation', '[data-testid=escalation-panel]');
+    await volApp.shot('escalation', { scrollTo: '[data-testid=escalation-panel]' });
     await volApp.click('[data-testid=crisis-protocol]', '打开危机处置规程');
     await volApp.heading('九、升级链条与紧急处置', 20000);
-    await volApp.shot('escalation-protocol');
+    await volApp.shot('escalation-protocol', { scrollTo: 'top' });
     await volApp.s.exec('history.back()');
     await volApp.heading('阿明', 20000);
   });
@@ -471,34 +259,14 @@ async function main() {
     const said = await volApp.s.text(await volApp.el('[data-testid=receipt]', '已电话联系值班督导', { timeout: 20000 }));
     expect(/小周 于 \d\d:\d\d 记录：已电话联系值班督导/.test(said), `receipt: ${said}`);
     expect(!(await volApp.s.exec(`return !!document.querySelector('.case-head [data-testid=awaiting]')`)), 'the case still says 未获督导确认');
-    await volApp.shot('receipt-phone', '[data-testid=receipts]');
+    await volApp.shot('receipt-phone', { scrollTo: '[data-testid=receipts]' });
     const c = hb(volProfile, 'case', 'show', ownCase);
     const e = c.escalations[0];
     expect(e && e.source === 'screening' && e.level === 'high' && e.on_call_name === '王督导', `escalation: ${JSON.stringify(e && { source: e.source, level: e.level, on_call: e.on_call_name })}`);
     expect(e.receipt && e.receipt.mode === 'phone' && e.receipt.by_name === '小周' && e.receipt.instructions === '王督导让我陪他联系班主任。', 'the phone receipt is not in the store');
     expect(c.awaiting_receipt === false, 'the store still says awaiting');
-    await startRelay();
+    await relay.start();
   });
-  await volApp.s.end();
-  await stop(driver);
 }
 
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  if (failed === 0) {
-    failed++;
-    console.log(`  ✗ setup: ${e?.stack ?? e}`);
-  }
-  for (const c of children) {
-    const log = c.log?.() ?? '';
-    if (log) console.log(`--- ${c.spawnargs[0]} log (tail)\n${log.slice(-2000)}`);
-  }
-} finally {
-  // WebKitWebDriver outlives tauri-driver: `stop` ends what each child started first, by pid.
-  for (const c of [...children].reverse()) await stop(c, 3000);
-}
-console.log(`supervision-e2e: ${passed} passed, ${failed} failed`);
-process.exit(code || (failed ? 1 : 0));
+await run('supervision-e2e', main);
