@@ -1203,3 +1203,48 @@ fn a_revoked_devices_notes_via_a_venue_relay_wait_for_the_central_relays_word() 
     let refused = l.devs[2].store.refused().expect("refused");
     assert!(refused.iter().all(|r| r.1 != legit.as_str()), "{refused:?}");
 }
+
+#[test]
+fn a_note_the_central_relay_refuses_after_its_authors_revocation_is_counted_at_the_venue() {
+    let mut l = the_loop();
+    let venue_url = l.venue.url.clone();
+    let central_url = l.central.url.clone();
+    let db = Venue::db(&l.venue.dir);
+    // 10:00, uplink down: volunteer 3 writes at the venue relay (level 1).
+    uplink_cut(&l.uplink);
+    let id = new_case(
+        &mut l.devs[3],
+        Risk::High,
+        &format!("{CANARY} 撤销前在会场"),
+    );
+    sync_at(&mut l.devs[3], &venue_url).expect("at the venue");
+    let before = heartbridge_relay::venue::status(&db)
+        .expect("status")
+        .expect("a venue relay");
+    assert!(before.enrolled && before.backlog > 0, "{before:?}");
+    assert_eq!(before.refused_upstream, 0);
+    // 10:30 the phone is lost; the lead revokes it at the central relay.
+    let lost = l.devs[3].store.team().unwrap().unwrap().device_id;
+    BlockingTransport::default()
+        .revoke(&mut l.devs[0].store, &lost)
+        .expect("revoke");
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    // 11:00 the uplink returns: the central relay refuses the note, and the
+    // venue relay's operator is told how many (no id, no content).
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    let after = heartbridge_relay::venue::status(&db)
+        .expect("status")
+        .expect("a venue relay");
+    assert_eq!(after.backlog, 0, "{after:?}");
+    assert!(
+        after.refused_upstream >= 1 && after.refused_upstream <= before.backlog,
+        "{before:?} {after:?}"
+    );
+    sync_at(&mut l.devs[0], &central_url).expect("lead");
+    assert!(!heads(&l.devs[0]).contains_key(id.as_str()));
+    // A database that is not a venue relay's says so.
+    assert!(heartbridge_relay::venue::status(&l.central.db())
+        .expect("status")
+        .is_none());
+}

@@ -208,6 +208,16 @@ enum VenueCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What this venue relay (database --db) has forwarded: the backlog
+    /// not yet answered upstream, and what the upstream relay refused (an
+    /// author removed after writing, most often), which never reaches it.
+    Status {
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -400,6 +410,34 @@ fn main() -> anyhow::Result<()> {
                     if joined.already { " (already)" } else { "" },
                     db.path.display(),
                     joined.upstream
+                );
+            }
+            Ok(())
+        }
+        Command::Venue(VenueCmd::Status { db, json }) => {
+            let Some(st) = heartbridge_relay::venue::status(&db.path)? else {
+                anyhow::bail!(
+                    "{} is not a venue relay's database: enroll it with `heartbridge-relay venue join --db {}`",
+                    db.path.display(),
+                    db.path.display()
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string(&st)?);
+            } else {
+                println!(
+                    "Venue relay of team {} forwarding to {}{}.\nWaiting to go up: {}\nHeld by the central relay: {}\nRefused by the central relay: {}{}",
+                    st.team,
+                    st.upstream,
+                    if st.enrolled { "" } else { " (not enrolled yet)" },
+                    st.backlog,
+                    st.at_upstream,
+                    st.refused_upstream,
+                    if st.refused_upstream > 0 {
+                        " (written by members the lead removed since, most often: they stay here and never reach the central relay)"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(())

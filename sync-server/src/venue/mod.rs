@@ -334,6 +334,16 @@ pub struct Round {
 }
 
 /// The forwarder: state shared with the sync handler (receipts).
+/// The forwarding of the venue relay whose database is `db`, for its
+/// operator (`heartbridge-relay venue status`); `None` if the database is
+/// missing or was never enrolled with `venue join`.
+pub fn status(db: &Path) -> Result<Option<store::VenueStatus>, VenueError> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    Ok(VenueDb::open(db)?.status()?)
+}
+
 pub struct Forwarder {
     pub(crate) db: Arc<VenueDb>,
     config: VenueConfig,
@@ -443,6 +453,18 @@ impl Forwarder {
         let (resp, _ext): (SyncResponse, ResponseExt) =
             decode_response(&body).map_err(|e| VenueError::Protocol(e.to_string()))?;
         check_answer(&resp, st.upstream_cursor)?;
+        // Why the upstream relay refused what it refused, by kind (review
+        // F13: the operator is told; kinds and counts only, never an id).
+        let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &resp.refused {
+            let kind: String = r
+                .reason
+                .chars()
+                .take(40)
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            *reasons.entry(kind).or_default() += 1;
+        }
         let more = resp.more || full;
         let db = Arc::clone(&self.db);
         let applied = tokio::task::spawn_blocking(move || {
@@ -468,10 +490,12 @@ impl Forwarder {
                 .map_err(|_| StoreError::Panicked)??;
         }
         if applied.refused > 0 {
-            // A count, never an id.
+            // Counts and kinds, never an id.
+            let reasons: Vec<String> = reasons.iter().map(|(k, n)| format!("{k}={n}")).collect();
             tracing::warn!(
                 refused = applied.refused,
-                "the upstream relay refused forwarded envelopes"
+                reasons = %reasons.join(","),
+                "the upstream relay refused forwarded envelopes: they stay at this venue relay and never reach the central relay (see `heartbridge-relay venue status`)"
             );
         }
         Ok(Round {

@@ -59,6 +59,27 @@ impl std::fmt::Debug for VenueState {
     }
 }
 
+/// A venue relay's forwarding, as its operator reads it (review F13: what
+/// the central relay refused is counted, not silently dropped).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VenueStatus {
+    /// The team (hex).
+    pub team: String,
+    /// The upstream (central) relay.
+    pub upstream: String,
+    /// Whether the upstream relay answered the join.
+    pub enrolled: bool,
+    /// Envelopes stored here the upstream relay has not answered yet.
+    pub backlog: u64,
+    /// Envelopes here that the upstream relay holds (forwarded or pulled).
+    pub at_upstream: u64,
+    /// Envelopes devices pushed here that the upstream relay refused (an
+    /// author removed from the team after writing them, most often): they
+    /// stay here and on the devices that pulled them, never at the central
+    /// relay.
+    pub refused_upstream: u64,
+}
+
 /// One local envelope waiting to go upstream.
 pub struct Outgoing {
     pub seq: u64,
@@ -576,6 +597,29 @@ impl VenueDb {
             }
         }
         Ok(out)
+    }
+
+    /// What the operator (the lead running this venue relay) reads of it:
+    /// `heartbridge-relay venue status`. `None` before `venue join`.
+    pub fn status(&self) -> Result<Option<VenueStatus>, StoreError> {
+        let Some(st) = self.state()? else {
+            return Ok(None);
+        };
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            let n: i64 = self
+                .conn()
+                .query_row(sql, [], |r| r.get(0))
+                .map_err(err("count the venue's forwarded envelopes"))?;
+            Ok(u(n))
+        };
+        Ok(Some(VenueStatus {
+            team: st.team.to_hex(),
+            upstream: st.upstream.clone(),
+            enrolled: st.token.is_some(),
+            backlog: self.backlog(st.team)?,
+            at_upstream: count("SELECT count(*) FROM venue_upstream WHERE upstream_seq > 0")?,
+            refused_upstream: count("SELECT count(*) FROM venue_upstream WHERE upstream_seq = -1")?,
+        }))
     }
 
     /// Envelopes stored here and not yet answered upstream.
