@@ -1248,3 +1248,52 @@ fn a_note_the_central_relay_refuses_after_its_authors_revocation_is_counted_at_t
         .expect("status")
         .is_none());
 }
+
+#[test]
+fn a_venue_relay_sends_its_token_over_plain_http_only_on_loopback_or_when_told() {
+    let central = Relay::start();
+    let mut devs = team_with(&central, &["组长"], &[]);
+    let code = heartbridge_client::invite(&mut devs[0].store, Role::Relay).expect("relay invite");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = Venue::db(dir.path());
+    // A plain-http upstream off this machine (TEST-NET-1: nothing answers
+    // there; the check comes before any connection).
+    for upstream in ["http://192.0.2.1:1", "http://relay.example.org"] {
+        let err = rt
+            .block_on(heartbridge_relay::venue::join(&db, &code, Some(upstream)))
+            .expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                heartbridge_relay::venue::VenueError::InsecureUpstream(_)
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("https://") && msg.contains("--upstream-insecure-http"),
+            "{msg}"
+        );
+    }
+    // The forwarder refuses such an upstream too, before any request.
+    Venue::join(dir.path(), &code, &central.url);
+    let mut v = VenueConfig::new("http://127.0.0.1:1");
+    v.upstream = Some("http://192.0.2.1:1".into());
+    let err = heartbridge_relay::venue::Forwarder::open(&db, v.clone())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            heartbridge_relay::venue::VenueError::InsecureUpstream(_)
+        ),
+        "{err}"
+    );
+    // Told so on purpose, it goes ahead.
+    v.upstream_insecure_http = true;
+    heartbridge_relay::venue::Forwarder::open(&db, v).expect("allowed when told");
+}

@@ -188,6 +188,15 @@ struct VenueArgs {
         requires = "upstream"
     )]
     upstream_pin: Option<String>,
+    /// Forward to a plain http:// upstream on another machine anyway: the
+    /// relay's upstream token then crosses the network in clear. Only for a
+    /// link you trust; prefer the central relay's https:// address.
+    #[arg(
+        long = "upstream-insecure-http",
+        env = "HEARTBRIDGE_RELAY_UPSTREAM_INSECURE_HTTP",
+        requires = "upstream"
+    )]
+    upstream_insecure_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +213,13 @@ enum VenueCmd {
         /// The upstream relay's URL, if not the one in the code.
         #[arg(long = "upstream", env = "HEARTBRIDGE_RELAY_UPSTREAM")]
         upstream: Option<String>,
+        /// Enroll at a plain http:// upstream on another machine anyway (the
+        /// invite and the relay's token cross the network in clear).
+        #[arg(
+            long = "upstream-insecure-http",
+            env = "HEARTBRIDGE_RELAY_UPSTREAM_INSECURE_HTTP"
+        )]
+        upstream_insecure_http: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -354,6 +370,7 @@ fn main() -> anyhow::Result<()> {
                         let mut v = heartbridge_relay::venue::VenueConfig::new(relay_id);
                         v.upstream = Some(upstream.trim_end_matches('/').to_owned());
                         v.upstream_pin = venue.upstream_pin.clone();
+                        v.upstream_insecure_http = venue.upstream_insecure_http;
                         if let Some(path) = &venue.upstream_token {
                             v.token = Some(read_secret_file(path, "upstream token")?);
                         }
@@ -374,6 +391,7 @@ fn main() -> anyhow::Result<()> {
             code,
             db,
             upstream,
+            upstream_insecure_http,
             json,
         }) => {
             init_logging(false);
@@ -390,10 +408,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(heartbridge_relay::venue::join(
+                .block_on(heartbridge_relay::venue::join_with(
                     &db.path,
                     &code,
                     upstream.as_deref(),
+                    upstream_insecure_http,
                 ))
                 .with_context(|| format!("enrolling the venue relay of {}", db.path.display()))?;
             if json {

@@ -69,6 +69,10 @@ pub struct VenueConfig {
     /// The upstream relay's certificate fingerprint (`sha256:…`); `None`:
     /// the one the invite code carried, if any, else the web's roots.
     pub upstream_pin: Option<String>,
+    /// Forward to a plain `http://` upstream off this machine anyway
+    /// (`--upstream-insecure-http`): the relay's upstream token then crosses
+    /// the network in clear (review F11). Off by default.
+    pub upstream_insecure_http: bool,
 }
 
 impl std::fmt::Debug for VenueConfig {
@@ -93,8 +97,40 @@ impl VenueConfig {
             backoff_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
             upstream_pin: None,
+            upstream_insecure_http: false,
         }
     }
+}
+
+/// Whether `upstream` is plain `http://` to a host other than this machine
+/// (`localhost`, 127.0.0.0/8, `::1`): the relay's bearer token would cross
+/// the network in clear. An address that does not parse counts as insecure
+/// (it is refused as such rather than tried).
+pub fn is_insecure_http(upstream: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(upstream.trim()) else {
+        return true;
+    };
+    if url.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    // An IPv6 host comes bracketed; the URL parser has already normalised
+    // IPv4 forms (`127.1`, hex) to dotted quads.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Refuses a plain-http upstream off this machine unless told otherwise.
+fn check_upstream(upstream: &str, insecure_http: bool) -> Result<(), VenueError> {
+    if !insecure_http && is_insecure_http(upstream) {
+        return Err(VenueError::InsecureUpstream(upstream.to_owned()));
+    }
+    Ok(())
 }
 
 /// Why a venue join or a forward failed. No token, key or body in it.
@@ -120,6 +156,10 @@ pub enum VenueError {
     Expired,
     #[error("the upstream certificate fingerprint is not sha256: followed by 43 characters, as `heartbridge-relay fingerprint` prints it")]
     BadPin,
+    /// A plain `http://` upstream off this machine (review F11); the URL
+    /// names a relay, never a token.
+    #[error("the upstream relay {0} is plain http:// on another machine: this relay's upstream token would cross the network in clear. Use the central relay's https:// address (with --upstream-pin FP if its certificate is self-signed), or, only on a link you trust, pass --upstream-insecure-http")]
+    InsecureUpstream(String),
 }
 
 /// The HTTP client for the upstream relay: rustls (ring) with the Mozilla
@@ -210,10 +250,24 @@ pub struct Joined {
 /// the database; no team key exists in the code or here). Retryable: a
 /// lost answer is asked again with the same enrollment id and keys.
 pub async fn join(db: &Path, code: &str, upstream: Option<&str>) -> Result<Joined, VenueError> {
+    join_with(db, code, upstream, false).await
+}
+
+/// [`join`], and with `insecure_http` also at a plain `http://` upstream
+/// off this machine (`venue join --upstream-insecure-http`): the invite's
+/// token and the relay's own token then cross the network in clear.
+pub async fn join_with(
+    db: &Path,
+    code: &str,
+    upstream: Option<&str>,
+    insecure_http: bool,
+) -> Result<Joined, VenueError> {
     let invite = Invite::decode(code)?;
     if invite.role != Role::Relay {
         return Err(InviteError::NotRelayCode.into());
     }
+    // Before the database is touched or anything is sent (review F11).
+    check_upstream(upstream.unwrap_or(&invite.relay), insecure_http)?;
     let path = db.to_owned();
     let vdb = tokio::task::spawn_blocking(move || {
         crate::storage::SqliteStorage::open(&path)?;
@@ -294,6 +348,8 @@ pub async fn join(db: &Path, code: &str, upstream: Option<&str>) -> Result<Joine
         proof: hex::encode([0u8; 32]),
     };
     let body = serde_json::to_vec(&req).map_err(|e| VenueError::Protocol(e.to_string()))?;
+    // The address an interrupted join stored is the one asked again.
+    check_upstream(&st.upstream, insecure_http)?;
     let resp = client(Duration::from_secs(60), st.upstream_pin.as_deref())?
         .post(url(&st.upstream, "/v1/join"))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -354,6 +410,15 @@ impl Forwarder {
     /// Opens the venue rows of the relay database at `db` (migrated).
     pub fn open(db: &Path, config: VenueConfig) -> Result<Forwarder, VenueError> {
         let db = Arc::new(VenueDb::open(db)?);
+        // The upstream token goes with every round: never in clear off
+        // this machine unless told (review F11).
+        let upstream = match &config.upstream {
+            Some(u) => Some(u.clone()),
+            None => db.state()?.map(|s| s.upstream),
+        };
+        if let Some(u) = upstream {
+            check_upstream(&u, config.upstream_insecure_http)?;
+        }
         let pin = match &config.upstream_pin {
             Some(p) => Some(p.clone()),
             None => db.state()?.and_then(|s| s.upstream_pin),
@@ -578,4 +643,33 @@ fn check_answer(resp: &SyncResponse, cursor: u64) -> Result<(), VenueError> {
         return bad("it says more without progress");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod plain_http_tests {
+    use super::is_insecure_http;
+
+    #[test]
+    fn only_plain_http_off_this_machine_is_insecure() {
+        for ok in [
+            "http://127.0.0.1:7070",
+            "http://127.8.0.1/",
+            "http://localhost:7070/x",
+            "http://[::1]:7070",
+            "https://192.168.1.5:7443",
+            "https://central.example.org",
+        ] {
+            assert!(!is_insecure_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://192.168.1.5:7070",
+            "http://relay.example.org",
+            "http://[fe80::1]:7070",
+            "http://127.0.0.1.evil.org",
+            "http://user@192.0.2.1/",
+            "not a url",
+        ] {
+            assert!(is_insecure_http(bad), "{bad}");
+        }
+    }
 }
