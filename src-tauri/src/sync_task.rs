@@ -370,6 +370,7 @@ impl Syncer {
             "waiting": st.waiting,
             "stopped": st.stopped,
             "linkBytes": st.link_bytes,
+            "atVenue": st.at_venue,
             "connection": link.json(),
             "shift": shift.map(|d| to_ui(&d)),
         }))
@@ -381,7 +382,7 @@ impl Syncer {
             Ok(v) => v,
             Err(_) => json!({
                 "lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": self.link().syncing,
-                "refused": 0, "waiting": 0, "stopped": false, "linkBytes": 0, "connection": self.link().json(), "shift": null,
+                "refused": 0, "waiting": 0, "stopped": false, "linkBytes": 0, "atVenue": 0, "connection": self.link().json(), "shift": null,
             }),
         }
     }

@@ -312,7 +312,7 @@ async function main() {
     await relay.start();
     await app.click('button', '立即同步');
     const receipt = await app.s.text(await app.el('[data-testid=receipt]', null, { timeout: 30000 }));
-    expect(/全部 1 条更改已于 \d\d:\d\d 送达中继服务器/.test(receipt), `receipt: ${receipt}`);
+    expect(/全部 1 条更改已于 \d\d:\d\d 送达中心中继/.test(receipt), `receipt: ${receipt}`);
     await pendingIs(0);
     await waitUntil(async () => (await teamState()).includes('团队已连接'), 'the state to say connected');
     await app.el('[data-testid=connection]', '团队已连接');

@@ -300,7 +300,7 @@ async function main() {
       await receipt.waitFor();
       const text = (await receipt.textContent()).trim();
       // The shift's own changes: the case, the contact, the confirmed risk.
-      expect(/全部 3 条更改已于 \d\d:\d\d 送达中继服务器/.test(text), `receipt: ${text}`);
+      expect(/全部 3 条更改已于 \d\d:\d\d 送达中心中继/.test(text), `receipt: ${text}`);
       await auditLabels(page, 'shift');
       await shot(page, 'shift');
     });

@@ -43,8 +43,8 @@ describe('the shift receipt', () => {
   it('counts the shift’s changes when all were delivered, whichever sync delivered them', () => {
     const r = receiptMessage({ ...ENDED, delivered: 3, deliveredAt: '2026-12-01T06:18:00Z' }, null, '2026-12-01T07:00:00Z', time);
     expect(r.tone).toBe('ok');
-    expect(zh(r.main)).toBe('全部 3 条更改已于 14:18 送达中继服务器');
-    expect(en(r.main)).toBe('All 3 changes delivered to the relay at 14:18');
+    expect(zh(r.main)).toBe('全部 3 条更改已于 14:18 送达中心中继');
+    expect(en(r.main)).toBe('All 3 changes reached the central relay at 14:18');
     expect(r.detail).toBeNull();
   });
 
@@ -63,6 +63,24 @@ describe('the shift receipt', () => {
     expect(en(r.detail)).toBe('1 of this shift’s 3 changes delivered; 2 still waiting.');
   });
 
+  it('says the changes are on the venue relay (level 1) when a venue relay holds all the central relay lacks', () => {
+    const r = receiptMessage({ ...ENDED, delivered: 1, atVenue: 2 }, null, null, time);
+    expect(r.tone).toBe('venue');
+    expect(zh(r.main)).toBe('已送到会场中继，还没到中心中继');
+    expect(en(r.main)).toBe('On the venue relay, not yet at the central relay');
+    expect(zh(r.detail)).toContain('下次同步时确认已到中心');
+    // Once the central relay has them all, level 2: the ordinary receipt.
+    const later = receiptMessage({ ...ENDED, delivered: 3, atVenue: 0, deliveredAt: '2026-12-01T06:30:00Z' }, null, null, time);
+    expect(later.tone).toBe('ok');
+    expect(zh(later.main)).toBe('全部 3 条更改已于 14:30 送达中心中继');
+  });
+
+  it('says what is still only on this device when a venue relay holds only some of it', () => {
+    const r = receiptMessage({ ...ENDED, atVenue: 1 }, { kind: 'network', message: '' }, null, time);
+    expect(r.tone).toBe('warn');
+    expect(zh(r.main)).toBe('尚未送达——已保存在本设备上，网络恢复后会自动发送');
+  });
+
   it('says the sync did not finish when the relay refused it', () => {
     const r = receiptMessage(ENDED, { kind: 'revoked', message: '' }, null, time);
     expect(zh(r.main)).toBe('同步没有完成，更改已保存在本设备上。');
@@ -76,9 +94,9 @@ describe('the shift receipt', () => {
 
   it('falls back to the last sync time, or to no time at all', () => {
     const all = { ...ENDED, delivered: 3 };
-    expect(zh(receiptMessage(all, null, '2026-12-01T06:20:00Z', time).main)).toBe('全部 3 条更改已于 14:20 送达中继服务器');
-    expect(zh(receiptMessage(all, null, null, time).main)).toBe('全部 3 条更改已送达中继服务器');
-    expect(en(receiptMessage({ ...all, changes: 1, delivered: 1 }, null, null, time).main)).toBe('The 1 change was delivered to the relay');
+    expect(zh(receiptMessage(all, null, '2026-12-01T06:20:00Z', time).main)).toBe('全部 3 条更改已于 14:20 送达中心中继');
+    expect(zh(receiptMessage(all, null, null, time).main)).toBe('全部 3 条更改已送达中心中继');
+    expect(en(receiptMessage({ ...all, changes: 1, delivered: 1 }, null, null, time).main)).toBe('The 1 change reached the central relay');
   });
 });
 

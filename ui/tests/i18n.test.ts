@@ -45,8 +45,8 @@ describe('translate', () => {
   });
 
   it('writes the shift receipt in both languages', () => {
-    expect(translate('zh-CN', 'shift.receipt', { n: 12, time: '18:42' })).toBe('全部 12 条更改已于 18:42 送达中继服务器');
-    expect(translate('en', 'shift.receipt', { n: 12, time: '18:42' })).toBe('All 12 changes delivered to the relay at 18:42');
+    expect(translate('zh-CN', 'shift.receipt', { n: 12, time: '18:42' })).toBe('全部 12 条更改已于 18:42 送达中心中继');
+    expect(translate('en', 'shift.receipt', { n: 12, time: '18:42' })).toBe('All 12 changes reached the central relay at 18:42');
   });
 
   it('leaves an unknown parameter visible rather than blank', () => {

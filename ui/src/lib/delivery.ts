@@ -50,8 +50,11 @@ export function connectionMessage(c: Connection | null | undefined, retrying: bo
 }
 
 export interface Receipt {
-  /** `ok`: nothing of the shift waits; `warn`: some of it does. */
-  tone: 'ok' | 'warn';
+  /**
+   * `ok`: the central relay has all of the shift (level 2); `venue`: what it
+   * lacks is on a venue relay (level 1); `warn`: some of it is only here.
+   */
+  tone: 'ok' | 'venue' | 'warn';
   main: Message;
   detail: Message | null;
 }
@@ -77,6 +80,11 @@ export function receiptMessage(
     };
   }
   const left = d.changes - d.delivered;
+  // Level 1: a venue relay holds every change the central relay lacks; it
+  // forwards them once its uplink is back, and a later sync confirms.
+  if (d.atVenue > 0 && d.atVenue >= left) {
+    return { tone: 'venue', main: { key: 'shift.atVenue' }, detail: { key: 'shift.atVenueHint' } };
+  }
   const detail: Message =
     d.delivered === 0
       ? { key: 'shift.waitingAll', params: { n: d.changes } }

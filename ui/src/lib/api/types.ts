@@ -194,6 +194,8 @@ export interface SyncStatus {
   connection: Connection;
   /** null before the first shift on this device. */
   shift: ShiftDelivery | null;
+  /** Of `pending`, how many a venue relay holds (level 1: not yet confirmed at the central relay). */
+  atVenue?: number;
   /** The relay said this device was removed from the team: syncing stopped. */
   stopped?: boolean;
 }
