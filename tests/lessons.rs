@@ -109,7 +109,13 @@ fn a_lesson_of_several_mb_reaches_a_second_device_through_a_cutting_link_and_pla
     let mut t = transport(&devs[1]);
     let report = devs[1]
         .store
-        .lesson_fetch(&mut t, &[id.clone()], true, Some(&url), &mut |_| {})
+        .lesson_fetch(
+            &mut t,
+            std::slice::from_ref(&id),
+            true,
+            Some(&url),
+            &mut |_| {},
+        )
         .expect("fetch through the cutting link");
     assert!(report.complete);
     assert_eq!(report.chunks_fetched, 7);
