@@ -232,6 +232,25 @@ pub async fn lesson_watched(state: State<'_, AppState>, id: String) -> ApiResult
     state.with(|s| s.lesson_watched(&id))
 }
 
+/// Lessons watched (人次, every viewing counts) in the period, in total and
+/// per lesson, from the facts this device holds: the lead's and the
+/// supervisors' devices (`forbidden` for a volunteer, as the statistics).
+#[tauri::command]
+pub async fn lesson_stats(
+    state: State<'_, AppState>,
+    from: Option<String>,
+    to: Option<String>,
+    utc_offset_minutes: Option<i32>,
+) -> ApiResult<Value> {
+    let q = heartbridge_core::StatsQuery {
+        from: from.filter(|s| !s.is_empty()),
+        to: to.filter(|s| !s.is_empty()),
+        by: Vec::new(),
+        utc_offset_minutes: utc_offset_minutes.unwrap_or(0),
+    };
+    state.with(|s| Ok(to_ui(&s.lesson_stats(&q)?)))
+}
+
 /// `ask` (the default: a download over a link that may be metered waits for
 /// the volunteer's yes) or `unmetered`.
 #[tauri::command]

@@ -831,3 +831,4 @@ pub fn run() {
 
 #[cfg(test)]
 mod team_tests;
+            lesson_cmds::lesson_stats,

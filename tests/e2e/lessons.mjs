@@ -25,6 +25,8 @@
 // `canplay` event, duration about the file's, currentTime advancing after
 // play()), that the position is kept and that playing to the end records a
 // viewing (one 人次), read back with the CLI from the volunteer's profile.
+// Back online (the relay and linkem started again on the same addresses),
+// "立即同步" carries the viewing to the lead, whose statistics count it.
 // Screenshots: docs/screenshots/app-lessons.png, app-lesson-player.png.
 // Last line: "lessons-e2e: N passed, N failed".
 import { spawn, execFileSync } from 'node:child_process';
@@ -174,8 +176,8 @@ class Linkem {
       }
     });
   }
-  static async start(upstreamPort) {
-    const child = start(LINKEM, ['--upstream', `127.0.0.1:${upstreamPort}`, '--seed', '7'], { stdin: true });
+  static async start(upstreamPort, listen = '127.0.0.1:0') {
+    const child = start(LINKEM, ['--upstream', `127.0.0.1:${upstreamPort}`, '--listen', listen, '--seed', '7'], { stdin: true });
     const l = new Linkem(child);
     const first = await l.next();
     const m = /^listening on (\S+)$/.exec(first);
@@ -417,6 +419,22 @@ async function main() {
     await waitUntil(() => hb(vol, 'lesson', 'list')[0].watched_count === 1, 'the viewing on the device', 20000);
     await app.click('a', '返回手册');
     await app.el('[data-testid=lesson-watched]', '已看完 1 次', 20000);
+  });
+
+  await step("back online, the viewing reaches the lead's statistics as one 人次", async () => {
+    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
+    await waitUntil(() => relay.log().includes('listening on'), 'the relay again', 30000);
+    const addr = link.addr;
+    link = await Linkem.start(relayPort, addr);
+    await app.click('nav a', '首页');
+    await app.click('button', '立即同步');
+    await app.el('[data-testid=connection]', '已连接', 60000);
+    await waitUntil(() => {
+      hb(lead, 'sync');
+      return hb(lead, 'stats').lessons_watched === 1;
+    }, "the lead's count of lessons watched", 60000);
+    const st = hb(lead, 'stats');
+    expect(st.lessons.length === 1 && st.lessons[0].title === title && st.lessons[0].watched === 1, `lessons ${JSON.stringify(st.lessons)}`);
   });
 }
 

@@ -158,3 +158,23 @@ describe('fake API: lessons', () => {
     expect((await api.lessonGet({ id: first.id })).watchedCount).toBe(2);
   });
 });
+
+describe('fake API: lessons watched in the statistics', () => {
+  it('counts every viewing for a lead, and refuses a volunteer', async () => {
+    const lead = createFakeApi({ latencyMs: 0, stepMs: 0, ready: true, role: 'lead' });
+    const [first] = await lead.lessonList({});
+    expect((await lead.lessonStats({})).lessonsWatched).toBe(0);
+    await lead.lessonWatched({ id: first.id });
+    await lead.lessonWatched({ id: first.id });
+    const s = await lead.lessonStats({});
+    expect(s.lessonsWatched).toBe(2);
+    expect(s.byLesson).toEqual([{ lesson: first.id, title: first.title, watched: 2 }]);
+    const vol = createFakeApi({ latencyMs: 0, stepMs: 0, ready: true, role: 'volunteer' });
+    await expect(vol.lessonStats({})).rejects.toMatchObject({ kind: 'forbidden' });
+  });
+  it('says 人次 in Chinese and viewings in English', () => {
+    expect(translate('zh-CN', 'lessonStats.total', { n: 12 })).toBe('12 人次');
+    expect(translate('en', 'lessonStats.total', { n: 1 })).toBe('1 viewing');
+    expect(translate('en', 'lessonStats.total', { n: 12 })).toBe('12 viewings');
+  });
+});

@@ -16,6 +16,7 @@ import type {
   LessonInfo,
   LessonLinkPolicy,
   LessonProgress,
+  LessonStats,
   Unlisten,
 } from './types';
 
@@ -151,6 +152,19 @@ export function createLessonsFake(ctx: {
         urls.set(l.id, url);
       }
       return url;
+    },
+    lessonStats(a: { from?: string; to?: string }): LessonStats {
+      const byLesson = lessons
+        .filter((l) => l.watchedCount > 0)
+        .map((l) => ({ lesson: l.id, title: l.title, watched: l.watchedCount }))
+        .sort((x, y) => y.watched - x.watched);
+      const today = new Date().toISOString().slice(0, 10);
+      return {
+        from: a.from ?? '2026-11-20',
+        to: a.to ?? today,
+        lessonsWatched: byLesson.reduce((n, l) => n + l.watched, 0),
+        byLesson,
+      };
     },
     onLessonProgress(handler: (p: LessonProgress) => void): Unlisten {
       handlers.add(handler);

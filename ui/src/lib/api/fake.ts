@@ -894,6 +894,11 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
   // While locked, every call that reads or writes the profile is refused, as
   // the device refuses it with its store closed.
   const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking', 'onLessonProgress']);
+    lessonStats: (a) =>
+      guarded(() => {
+        if (!profile?.team || profile.team.role === 'volunteer') throw error('forbidden', 'forbidden');
+        return lessons.lessonStats(a);
+      }),
   const guardedImpl: Record<string, unknown> = {};
   for (const [k, f] of Object.entries(impl)) {
     guardedImpl[k] =

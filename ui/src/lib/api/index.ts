@@ -108,6 +108,7 @@ const METHODS = {
   lessonLinkPolicy: true,
   lessonLinkPolicySet: true,
   lessonMediaUrl: true,
+  lessonStats: true,
   onLessonProgress: true,
 } satisfies Record<keyof HeartbridgeApi, true>;
 

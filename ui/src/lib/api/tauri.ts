@@ -139,6 +139,7 @@ export function createTauriApi(): HeartbridgeApi {
     lessonLinkPolicy: () => call('lesson_link_policy'),
     lessonLinkPolicySet: (a) => call('lesson_link_policy_set', a),
     lessonMediaUrl: ({ id }) => lessonBlobUrl(id),
+    lessonStats: (a) => call('lesson_stats', { ...a }),
     onLessonProgress: (handler) => listen<LessonProgress>('lesson-progress', (e) => handler(e.payload)),
   };
 }

@@ -844,6 +844,15 @@ export interface HeartbridgeApi {
   /** lesson_list: a handbook's lessons (all when no handbook) */
   lessonList(args: { handbook?: string }): Promise<LessonInfo[]>;
   /** lesson_get */
+/** lesson_stats: viewings (人次) in the period, every lesson together and per lesson */
+export interface LessonStats {
+  from: string;
+  to: string;
+  lessonsWatched: number;
+  /** most watched first; `title` is empty for a lesson no handbook here names */
+  byLesson: { lesson: string; title: string; watched: number }[];
+}
+
   lessonGet(args: { id: string }): Promise<LessonInfo>;
   /** lesson_fetch_plan: no network */
   lessonFetchPlan(args: { ids: string[] }): Promise<LessonFetchPlan>;
@@ -866,3 +875,5 @@ export interface HeartbridgeApi {
   /** event 'lesson-progress' */
   onLessonProgress(handler: (p: LessonProgress) => void): Promise<Unlisten>;
 }
+  /** lesson_stats: the lead and supervisors (`forbidden` for a volunteer) */
+  lessonStats(args: { from?: string; to?: string; utcOffsetMinutes?: number }): Promise<LessonStats>;
