@@ -1297,3 +1297,59 @@ fn a_venue_relay_sends_its_token_over_plain_http_only_on_loopback_or_when_told()
     v.upstream_insecure_http = true;
     heartbridge_relay::venue::Forwarder::open(&db, v).expect("allowed when told");
 }
+
+/// One JSON POST to `base` + `path` over a plain TCP connection (these
+/// tests speak to relays on loopback): the status and the JSON answer.
+fn post_json(base: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read");
+    let text = String::from_utf8_lossy(&got);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+#[test]
+fn a_venue_relay_refuses_enrollment_and_administration_and_says_where_they_go() {
+    let l = the_loop();
+    let lead = l.devs[0].store.team().unwrap().unwrap();
+    let claim = format!(r#"{{"team_id":"{}","token":"x"}}"#, lead.team_id);
+    for path in [
+        "/v1/claim",
+        "/v1/join",
+        "/v1/invites",
+        &format!("/v1/devices/{}/revoke", lead.device_id),
+    ] {
+        let (status, body) = post_json(&l.venue.url, path, &claim);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["error"], "central_relay_only", "{path}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("central relay"), "{path}: {msg}");
+        // The central relay still serves them (here: refuses the bad
+        // request for its own reasons).
+        let (_, body) = post_json(&l.central.url, path, &claim);
+        assert_ne!(body["error"], "central_relay_only", "{path}: {body}");
+    }
+    // What a venue relay is for still works: devices sync there.
+    let mut l = l;
+    sync_at(&mut l.devs[1], &l.venue.url.clone()).expect("sync at the venue");
+}

@@ -147,6 +147,9 @@ pub(crate) enum ApiError {
     /// A resource of an existing endpoint that is not there (yet).
     NotFoundWhy(&'static str),
     MethodNotAllowed,
+    /// Enrollment or team administration asked of a venue relay (review
+    /// F12): 403 `central_relay_only`, saying to use the central relay.
+    CentralRelayOnly,
     /// Any other 4xx an extractor or the HTTP stack answered.
     BadRequest(StatusCode),
     Internal(StoreError),
@@ -164,6 +167,7 @@ impl ApiError {
             ApiError::BadRequestSignature(_) => "bad_request_signature",
             ApiError::DeviceRevoked => "device_revoked",
             ApiError::Forbidden(_) | ApiError::CoversForbidden(_) => "forbidden",
+            ApiError::CentralRelayOnly => "central_relay_only",
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::BadRoster(..) => "bad_roster",
             ApiError::WrongKey => "wrong_key",
@@ -194,7 +198,8 @@ impl ApiError {
             ApiError::DeviceRevoked
             | ApiError::Forbidden(_)
             | ApiError::CoversForbidden(_)
-            | ApiError::BadSignature(_) => StatusCode::FORBIDDEN,
+            | ApiError::BadSignature(_)
+            | ApiError::CentralRelayOnly => StatusCode::FORBIDDEN,
             ApiError::BadRoster(status, _) => *status,
             ApiError::WrongKey => StatusCode::CONFLICT,
             ApiError::InviteExpired | ApiError::InviteOutdated | ApiError::InviteUsed => {
@@ -237,6 +242,7 @@ impl ApiError {
             ApiError::NotFound => "no such endpoint at this relay".into(),
             ApiError::NotFoundWhy(why) => (*why).into(),
             ApiError::MethodNotAllowed => "this endpoint does not take that HTTP method".into(),
+            ApiError::CentralRelayOnly => "this is a venue relay: claiming a team, joining, invites and revoking a device happen at the team's central relay (use its address; nothing was done here). The venue relay mirrors the result once its uplink to the central relay is up".into(),
             ApiError::BadRequest(status) => format!("the request was refused (HTTP {})", status.as_u16()),
             ApiError::Internal(_) | ApiError::Fault(_) => "the relay failed to handle the request; try again later".into(),
         }

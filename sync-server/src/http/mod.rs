@@ -100,12 +100,22 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
     if let Some(per_address) = relay.limits.enroll_layer() {
         enroll = enroll.route_layer(per_address);
     }
+    enroll = enroll
+        .route("/v1/invites", post(team::invite))
+        .route("/v1/devices/{device_id}/revoke", post(team::revoke));
+    if relay.venue.is_some() {
+        // A venue relay enrolls no one and administers nothing (review
+        // F12): a device made or revoked here would exist only here.
+        enroll = Router::new()
+            .route("/v1/claim", post(central_relay_only))
+            .route("/v1/join", post(central_relay_only))
+            .route("/v1/invites", post(central_relay_only))
+            .route("/v1/devices/{device_id}/revoke", post(central_relay_only));
+    }
     let mut routes = Router::new()
         .route("/healthz", get(health))
-        .route("/v1/invites", post(team::invite))
         .route("/v1/members", get(team::members))
         .route("/v1/roster", get(team::roster).put(sync::put_roster))
-        .route("/v1/devices/{device_id}/revoke", post(team::revoke))
         .route("/v1/sync", post(sync::sync))
         .route("/v1/blobs/have", post(blobs::have))
         .route("/v1/blobs/{id}", get(blobs::get).put(blobs::put))
@@ -122,6 +132,11 @@ pub(crate) fn router(relay: Arc<Relay>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&relay), observe))
         .layer(middleware::map_response(json_errors))
         .with_state(relay)
+}
+
+/// What a venue relay answers enrollment and administration (review F12).
+async fn central_relay_only() -> ApiError {
+    ApiError::CentralRelayOnly
 }
 
 /// The router of the metrics listener: `/metrics` and `/healthz` only.
