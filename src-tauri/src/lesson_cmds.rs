@@ -426,6 +426,10 @@ pub fn protocol<R: Runtime>(
 }
 
 #[cfg(test)]
+#[path = "lesson_tests.rs"]
+mod store_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
