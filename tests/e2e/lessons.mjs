@@ -29,133 +29,14 @@
 // "立即同步" carries the viewing to the lead, whose statistics count it.
 // Screenshots: docs/screenshots/app-lessons.png, app-lesson-player.png.
 // Last line: "lessons-e2e: N passed, N failed".
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Session } from './webdriver.mjs';
+import {
+  APP, BIN, HB, ROOT, RELAY, ELEMENT, expect, step, run, needBuilt, display, start, stop, waitUntil, hb, createTeam,
+  startRelay, startDriver, open, work,
+} from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'target', 'debug');
-const APP = path.join(BIN, 'heartbridge-app');
-const HB = path.join(BIN, 'heartbridge');
-const RELAY = path.join(BIN, 'heartbridge-relay');
 const LINKEM = path.join(BIN, 'linkem');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
-const PIN = '246810';
-// Starting the app through WebKitWebDriver takes seconds; on a loaded 2-core machine, more.
-const SESSION_START_MS = 120_000;
-const work = mkdtempSync(path.join(os.tmpdir(), 'hb-lessons-e2e-'));
-const children = [];
-
-let passed = 0;
-let failed = 0;
-let current = null;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ✓ ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed++;
-    if (current) {
-      try {
-        writeFileSync(path.join(work, 'failure.png'), await current.s.screenshot());
-        console.log(`    screenshot of the failure: ${path.join(work, 'failure.png')}`);
-      } catch {
-        /* no window */
-      }
-    }
-    console.log(`  ✗ ${name}\n    ${String(e?.stack ?? e).split('\n').slice(0, 8).join('\n    ')}`);
-    throw e;
-  }
-}
-
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  child.log = () => log;
-  children.push(child);
-  return child;
-}
-
-/** The processes started by `pid`, and theirs (Linux /proc). */
-function descendants(pid) {
-  const out = [];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-      for (const k of kids) out.push(...descendants(k), k);
-    }
-  } catch {
-    /* gone already */
-  }
-  return out;
-}
-
-/** Stops a child we started (and what it started), by pid. */
-async function stop(child, timeoutMs = 5000) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  for (const pid of descendants(child.pid)) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone already */
-    }
-  }
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitUntil(fn, what, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-function hb(profile, ...args) {
-  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
-  return JSON.parse(execFileSync(HB, ['--profile', profile, '--json', ...args], { encoding: 'utf8', env }));
-}
-
-/** Joins with the code on standard input, as a volunteer would paste it. */
-function join(code, profile, name) {
-  const env = { ...process.env, HEARTBRIDGE_PASSPHRASE: PIN };
-  return JSON.parse(
-    execFileSync(HB, ['--profile', profile, '--json', 'join', '--name', name], { encoding: 'utf8', env, input: `${code}\n` }),
-  );
-}
 
 /** linkem as a process: one command a line on its standard input, one answer a line. */
 class Linkem {
@@ -177,7 +58,7 @@ class Linkem {
     });
   }
   static async start(upstreamPort, listen = '127.0.0.1:0') {
-    const child = start(LINKEM, ['--upstream', `127.0.0.1:${upstreamPort}`, '--listen', listen, '--seed', '7'], { stdin: true });
+    const child = start(LINKEM, ['--upstream', `127.0.0.1:${upstreamPort}`, '--listen', listen, '--seed', '7'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const l = new Linkem(child);
     const first = await l.next();
     const m = /^listening on (\S+)$/.exec(first);
@@ -228,60 +109,15 @@ function toneWav(seconds, rate) {
   return b;
 }
 
-// Elements by their visible text, as a person finds them.
-const FIND = `
-  const [css, text] = arguments;
-  const name = (e) => ((e.getAttribute('aria-label') || '') + ' ' + e.textContent).trim();
-  return [...document.querySelectorAll(css)].find((e) => e.getClientRects().length > 0 && (text === null || name(e).includes(text))) || null;`;
-const LABEL = `
-  const [text] = arguments;
-  const l = [...document.querySelectorAll('label')].find((l) => l.getClientRects().length > 0 && l.textContent.trim().startsWith(text));
-  return l ? (l.control || null) : null;`;
-
-class App {
-  constructor(s) {
-    this.s = s;
-  }
-  el(css, text = null, timeout = 15000) {
-    return this.s.waitFor(() => this.s.exec(FIND, [css, text]), timeout, `${css} ${text ?? ''}`);
-  }
-  label(text) {
-    return this.s.waitFor(() => this.s.exec(LABEL, [text]), 15000, `control labelled ${text}`);
-  }
-  async click(css, text) {
-    await this.s.click(await this.el(css, text));
-  }
-  async fill(labelText, value) {
-    await this.s.type(await this.label(labelText), value);
-  }
-  async shot(name) {
-    const [sw, cw] = await this.s.exec('return [document.documentElement.scrollWidth, document.documentElement.clientWidth]');
-    expect(sw <= cw, `${name}: the page is ${sw}px wide in a ${cw}px window`);
-    // Notices cover the bottom of a phone screen.
-    await this.s.exec(`document.querySelectorAll('.toasts button.close').forEach((b) => b.click())`);
-    mkdirSync(SHOTS, { recursive: true });
-    writeFileSync(path.join(SHOTS, `app-${name}.png`), await this.s.screenshot());
-  }
-}
-
 async function main() {
-  for (const b of [APP, HB, RELAY, LINKEM]) expect(existsSync(b), `missing ${b}: build the workspace first`);
-  if (!process.env.DISPLAY) {
-    const d = `:${80 + Math.floor(Math.random() * 9)}`;
-    start('Xvfb', [d, '-screen', '0', '1280x1024x24', '-nolisten', 'tcp']);
-    process.env.DISPLAY = d;
-    await waitUntil(() => existsSync(`/tmp/.X11-unix/X${d.slice(1)}`), 'Xvfb');
-  }
-  process.env.XDG_DATA_HOME = path.join(work, 'xdg-data');
-  process.env.XDG_CACHE_HOME = path.join(work, 'xdg-cache');
-  process.env.XDG_CONFIG_HOME = path.join(work, 'xdg-config');
+  needBuilt(APP, HB, RELAY, LINKEM);
+  await display();
   // These machines have no sound device: GStreamer's autoaudiosink would try
   // PulseAudio, ALSA, JACK, OSS and OpenAL and fail; fakeaudiosink
   // (gstreamer1.0-plugins-bad) plays in real time into nothing, so the
   // element's clock runs as it does with speakers.
   process.env.GST_PLUGIN_FEATURE_RANK = 'fakeaudiosink:MAX';
 
-  const relayPort = await freePort();
   const relayDb = path.join(work, 'relay.db');
   const [lead, vol] = ['lead', 'vol'].map((n) => path.join(work, n));
   const wav = path.join(work, 'first-minutes.wav');
@@ -294,13 +130,13 @@ async function main() {
   let lesson = null;
 
   await step('a lesson of several MB added by the lead on the CLI reaches the relay behind linkem', async () => {
-    const created = JSON.parse(execFileSync(RELAY, ['team', 'create', 'e2e-team', '--db', relayDb, '--json'], { encoding: 'utf8' }));
-    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
-    await waitUntil(() => relay.log().includes('listening on'), 'the relay', 30000);
-    link = await Linkem.start(relayPort);
+    const created = createTeam(relayDb, 'e2e-team');
+    relay = await startRelay({ db: relayDb });
+    link = await Linkem.start(relay.port);
     const relayUrl = `http://${link.addr}`;
     hb(lead, 'team', 'claim', '--relay', relayUrl, '--token', created.lead_token, '--name', '周组长');
-    join(hb(lead, 'team', 'invite', '--role', 'volunteer').code, vol, '小白');
+    // The code on standard input, as a volunteer would paste it.
+    hb(vol, { input: `${hb(lead, 'team', 'invite', '--role', 'volunteer').code}\n` }, 'join', '--name', '小白');
     hb(lead, 'handbook', 'import', path.join(ROOT, 'handbooks', 'zh', 'hotline-work-rules.md'));
     const [book] = hb(lead, 'handbook', 'list');
     expect(book?.id, 'the imported handbook');
@@ -318,22 +154,15 @@ async function main() {
   await link.cmd('bandwidth 2000000');
   const before = await link.stats();
 
-  const driverPort = await freePort();
-  start('tauri-driver', ['--port', String(driverPort), '--native-port', String(await freePort())]);
-  const base = `http://127.0.0.1:${driverPort}`;
-  await waitUntil(async () => (await fetch(`${base}/status`)).ok, 'tauri-driver', 30000);
-  const app = (current = new App(await Session.start(base, APP, ['--profile', vol], SESSION_START_MS)));
+  const app = await open(await startDriver(), vol);
 
   await step("the app's sync brings the handbook with the lesson through the link; its page shows the lesson's size", async () => {
-    await app.el('h1', '心桥已锁定', 60000);
-    await app.fill('PIN 或密码', PIN);
-    await app.click('button', '解锁');
-    await app.el('h1', '你好，小白', 20000);
+    await app.unlock('你好，小白');
     // The background sync runs at unlock; the handbook arrives with it.
     await app.click('nav a', '手册');
     await app.click('a', '热线工作守则', 60000);
     const item = await app.el('[data-testid=lesson]', title, 60000);
-    const size = await app.s.exec(`return arguments[0].querySelector('[data-testid=lesson-size]').textContent`, [{ 'element-6066-11e4-a52e-4f735466cecf': item }]);
+    const size = await app.s.exec(`return arguments[0].querySelector('[data-testid=lesson-size]').textContent`, [{ [ELEMENT]: item }]);
     expect(/5(\.\d)? MB · 1:00/.test(size), `lesson size shown as ${size}`);
     await app.el('[data-testid=lesson-state]', '未下载');
   });
@@ -364,7 +193,7 @@ async function main() {
 
   await step('with the relay and the link gone, the player plays the lesson from the device', async () => {
     await stop(link.child);
-    await stop(relay);
+    await relay.stop();
     await app.click('[data-testid=lesson-play]', '播放');
     await app.el('h1', title, 20000);
     await app.el('[data-testid=lesson-media]', null, 60000);
@@ -422,10 +251,8 @@ async function main() {
   });
 
   await step("back online, the viewing reaches the lead's statistics as one 人次", async () => {
-    relay = start(RELAY, ['serve', '--listen', `127.0.0.1:${relayPort}`, '--db', relayDb]);
-    await waitUntil(() => relay.log().includes('listening on'), 'the relay again', 30000);
-    const addr = link.addr;
-    link = await Linkem.start(relayPort, addr);
+    await relay.start();
+    link = await Linkem.start(relay.port, link.addr);
     await app.click('nav a', '首页');
     await app.click('button', '立即同步');
     await app.el('[data-testid=connection]', '已连接', 60000);
@@ -438,13 +265,4 @@ async function main() {
   });
 }
 
-try {
-  await main();
-} catch {
-  /* counted */
-} finally {
-  await current?.s.end();
-  for (const c of [...children].reverse()) await stop(c);
-  console.log(`lessons-e2e: ${passed} passed, ${failed} failed`);
-  process.exitCode = failed > 0 ? 1 : 0;
-}
+await run('lessons-e2e', main);
