@@ -528,39 +528,32 @@ impl Store {
         let (id, sha256) = wire::lesson_id(bytes);
         let lesson = lesson_bytes(&id)?;
         let count = bytes.len().div_ceil(CHUNK_SIZE) as u32;
-        let mut chunks = Vec::with_capacity(count as usize);
-        let mut sealed_all = Vec::with_capacity(count as usize);
-        for (i, plain) in bytes.chunks(CHUNK_SIZE).enumerate() {
-            let place = ChunkPlace {
-                lesson,
-                index: i as u32,
-                count,
-                epoch: team.epoch,
-            };
-            let sealed = wire::seal_chunk(&team.key, &team.team_id, &place, plain);
-            let cid = wire::chunk_id(&sealed);
-            chunks.push(cid.clone());
-            sealed_all.push((
-                ChunkRef {
+        // Chunks first, each sealed and stored as it is made (one
+        // transaction): a manifest never names chunks its writer lacks.
+        let chunks = self.immediate(|tx| {
+            let mut chunks = Vec::with_capacity(count as usize);
+            for (i, plain) in bytes.chunks(CHUNK_SIZE).enumerate() {
+                let place = ChunkPlace {
+                    lesson,
+                    index: i as u32,
+                    count,
+                    epoch: team.epoch,
+                };
+                let sealed = wire::seal_chunk(&team.key, &team.team_id, &place, plain);
+                let c = ChunkRef {
                     lesson: id.clone(),
                     index: i as u32,
-                    chunk_id: cid,
-                },
-                sealed,
-            ));
-        }
-        // Chunks first: a manifest never names chunks its writer lacks.
-        self.immediate(|tx| {
-            for (c, sealed) in &sealed_all {
-                store_chunk(tx, c, sealed)?;
+                    chunk_id: wire::chunk_id(&sealed),
+                };
+                store_chunk(tx, &c, &sealed)?;
                 tx.execute(
                     "INSERT OR IGNORE INTO lesson_uploads (chunk_id, lesson_id, idx) VALUES (?1, ?2, ?3)",
                     params![hex::decode(&c.chunk_id).unwrap_or_default(), c.lesson, c.index as i64],
                 )?;
+                chunks.push(c.chunk_id);
             }
-            Ok(())
+            Ok(chunks)
         })?;
-        drop(sealed_all);
         let m = Manifest {
             id: id.clone(),
             handbook: handbook.to_string(),
