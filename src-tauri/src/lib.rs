@@ -167,6 +167,23 @@ fn enrolled(state: &AppState, team: &heartbridge_core::Team) -> ApiResult<Value>
     Ok(status)
 }
 
+/// The claim form's certificate fingerprint (`heartbridge team claim
+/// --pin`): none when empty, else `sha256:` and 43 base64url characters.
+fn cert_pin_arg(
+    fingerprint: Option<&str>,
+) -> heartbridge_core::Result<Option<heartbridge_core::proto::CertPin>> {
+    match fingerprint.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(f) => heartbridge_core::proto::CertPin::parse(f)
+            .map(Some)
+            .ok_or_else(|| heartbridge_core::Error::InvalidValue {
+                field: "certificate fingerprint",
+                value: f.chars().take(60).collect(),
+                allowed: "sha256: and 43 characters, as `heartbridge-relay fingerprint` prints it",
+            }),
+    }
+}
+
 /// Claims a team as its lead: prepare (store locked), enroll over the
 /// network (unlocked), commit (locked).
 #[tauri::command]
@@ -177,10 +194,19 @@ async fn team_claim(
     token: String,
     name: String,
     pin: Option<String>,
+    fingerprint: Option<String>,
 ) -> ApiResult<Value> {
+    // Checked before a profile is created.
+    let cert = cert_pin_arg(fingerprint.as_deref())?;
     state.store.create_or_open(&name, pin.map(Zeroizing::new))?;
     state.locker.created(&app);
-    let enrollment = state.with(|s| heartbridge_client::prepare_claim(s, &relay_url, &token))?;
+    let enrollment = state.with(|s| {
+        let e = heartbridge_client::prepare_claim(s, &relay_url, &token)?.with_pin(cert);
+        if let Some(c) = cert {
+            s.ensure_team_relay(e.relay_url(), Some(&c.to_string()))?;
+        }
+        Ok(e)
+    })?;
     let team = state.syncer.http().enroll(&enrollment).await?;
     enrolled(&state, &team)
 }
@@ -822,6 +848,7 @@ pub fn run() {
             lesson_cmds::lesson_watched,
             lesson_cmds::lesson_link_policy,
             lesson_cmds::lesson_link_policy_set,
+            lesson_cmds::lesson_stats,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {
@@ -831,4 +858,3 @@ pub fn run() {
 
 #[cfg(test)]
 mod team_tests;
-            lesson_cmds::lesson_stats,

@@ -173,3 +173,25 @@ fn the_lead_removes_a_member_who_stops_syncing_then_erases_and_the_others_get_th
     assert!(li_dir.exists());
     drop((lead_keep, wang_keep));
 }
+
+/// The claim form's certificate fingerprint (`team_claim`'s `fingerprint`,
+/// like `heartbridge team claim --pin`): optional, taken as the relay
+/// prints it, and a mistyped one is refused naming its field (the form
+/// shows the error there).
+#[test]
+fn the_claim_forms_fingerprint_is_optional_and_a_mistyped_one_names_its_field() {
+    assert!(crate::cert_pin_arg(None).unwrap().is_none());
+    assert!(crate::cert_pin_arg(Some("  ")).unwrap().is_none());
+    let fp = "sha256:fVlJRUatAWvX9sI_P6FGbILQl8byCk3XXqT65KPMQhk";
+    let pin = crate::cert_pin_arg(Some(&format!(" {fp}\n"))).unwrap();
+    assert_eq!(pin.map(|p| p.to_string()).as_deref(), Some(fp));
+    for bad in ["sha256:nope", &fp[7..], &fp[..fp.len() - 1]] {
+        let e: crate::error::ApiError = crate::cert_pin_arg(Some(bad)).unwrap_err().into();
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["field"].as_str()),
+            (Some("invalid_input"), Some("certificate fingerprint")),
+            "{bad}"
+        );
+    }
+}

@@ -15,11 +15,14 @@
 // local network ("查找会场中继") and asks before using it ("发现会场中继 …
 // 使用吗？"); "不用" adds nothing, "使用" adds it first in the list as a
 // venue relay pinned to the announced fingerprint; it can be removed again.
-// Screenshots: docs/screenshots/app-relays.png, app-relay-found.png.
+// Last, the app claims a second team on that relay by its fingerprint (a
+// mistyped one is named at its field first) and syncs over the pinned HTTPS.
+// Screenshots: docs/screenshots/app-relays.png, app-relay-found.png,
+// app-claim-fingerprint-error.png.
 // Last line: "relays-e2e: N passed, N failed".
 import { existsSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
-import { APP, HB, RELAY, work, expect, step, run, needBuilt, display, startRelay, createTeam, startDriver, open, hb } from './harness.mjs';
+import { APP, HB, RELAY, work, expect, step, run, needBuilt, display, startRelay, createTeam, startDriver, open, close, hb } from './harness.mjs';
 
 async function main() {
   needBuilt(APP, HB, RELAY);
@@ -53,7 +56,8 @@ async function main() {
     expect(venueFp !== fp, 'the venue relay has a certificate of its own');
   });
 
-  const app = await open(await startDriver(), lead);
+  const base = await startDriver();
+  const app = await open(base, lead);
 
   await step('the app syncs with the team relay over the pinned HTTPS', async () => {
     await app.unlock('你好，周组长');
@@ -99,6 +103,38 @@ async function main() {
     await app.click('[data-testid=relay-entry] button', '移除');
     await app.s.waitFor(async () => (await entries()).length === 1, 10000, 'one relay again');
     expect((await entries())[0].includes(relayUrl), 'the team relay is left');
+  });
+
+  await close(app);
+  const created2 = createTeam(relayDb, 'e2e-team-app');
+  const leadApp = path.join(work, 'app-lead');
+  const app2 = await open(base, leadApp);
+  await step('the app claims a team on the relay serving its own certificate: a mistyped fingerprint is named at its field, the right one claims and syncs', async () => {
+    await app2.heading('欢迎使用心桥', 30000);
+    await app2.setPin();
+    await app2.click('label', '认领团队（负责人）');
+    await app2.fill('中继服务器地址', relayUrl);
+    await app2.fill('证书指纹', fp.slice(0, -3));
+    await app2.fill('负责人令牌', created2.lead_token);
+    await app2.fill('你的名字或称呼', '周组长');
+    await app2.click('button', '认领团队');
+    await app2.el('[data-testid=field-error]', '证书指纹应是 sha256: 加 43 个字符');
+    const field = await app2.val(`(() => { const e = document.getElementById('claim-fingerprint'); return [e.getAttribute('aria-invalid'), e.getAttribute('aria-describedby'), document.activeElement === e]; })()`);
+    expect(field[0] === 'true' && field[1].includes('claim-fingerprint-error') && field[2], `the fingerprint field: ${JSON.stringify(field)}`);
+    expect(!existsSync(path.join(leadApp, 'heartbridge.db')), 'a profile was made with a mistyped fingerprint');
+    await app2.shot('claim-fingerprint-error', { scrollTo: '#claim-fingerprint' });
+    await app2.fill('证书指纹', fp);
+    expect(!(await app2.present('[data-testid=field-error]')), 'the error stays after the fingerprint was corrected');
+    await app2.click('button', '认领团队');
+    await app2.el('[role=status]', '团队已建立', 30000);
+    await app2.click('button', '进入心桥');
+    await app2.heading('你好，周组长', 20000);
+    await app2.click('button', '立即同步');
+    await app2.el('[data-testid=pending]', '0 条', 30000);
+    await app2.el('[data-testid=connection]', '团队已连接', 20000);
+    await app2.nav('设置');
+    const first = (await app2.s.text(await app2.el('[data-testid=relay-entry]', relayUrl))).replace(/\s+/g, ' ');
+    expect(first.includes('团队中继') && first.includes(fp.slice(0, 15)), `the team relay's entry: ${first}`);
   });
 }
 

@@ -14,6 +14,7 @@ const CORE_FIELDS: Record<string, string> = {
   'follow-up text': 'text',
   minutes: 'minutes',
   'due date': 'due',
+  'certificate fingerprint': 'fingerprint',
 };
 
 /** The form field a back-end error names, in the forms' own names, if any. */

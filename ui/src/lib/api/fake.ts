@@ -108,6 +108,10 @@ const MESSAGES = {
     en: 'The relay address should start with https://.',
   },
   tokenEmpty: { 'zh-CN': '请填写负责人令牌。', en: 'Please enter the lead token.' },
+  fingerprint: {
+    'zh-CN': '证书指纹不对：应为 sha256: 加 43 个字符。',
+    en: 'The certificate fingerprint is not valid: sha256: and 43 characters.',
+  },
   tokenWrong: {
     'zh-CN': '中继服务器不接受这个负责人令牌，请向中继管理员核对。',
     en: 'The relay did not accept this lead token. Check it with the relay operator.',
@@ -535,11 +539,12 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
         changed();
         return profile;
       }),
-    teamClaim: ({ relayUrl, token, name, pin: p }) =>
+    teamClaim: ({ relayUrl, token, name, pin: p, fingerprint }) =>
       guarded(() => {
         requireName(name);
         requireUnlocked();
         if (!/^https?:\/\/\S+$/.test(relayUrl.trim())) throw error('invalid', 'relayUrl');
+        if (fingerprint !== undefined && !/^sha256:[A-Za-z0-9_-]{43}$/.test(fingerprint.trim())) throw error('invalid', 'fingerprint');
         if (!token.trim()) throw error('invalid', 'tokenEmpty');
         if (offline) throw error('network', 'network');
         if (token.trim().length < 8) throw error('refused', 'tokenWrong');
@@ -889,16 +894,16 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
       await sleep(latency);
       return lessons.lessonMediaUrl(a);
     },
-    onLessonProgress: async (handler) => lessons.onLessonProgress(handler),
-  };
-  // While locked, every call that reads or writes the profile is refused, as
-  // the device refuses it with its store closed.
-  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking', 'onLessonProgress']);
     lessonStats: (a) =>
       guarded(() => {
         if (!profile?.team || profile.team.role === 'volunteer') throw error('forbidden', 'forbidden');
         return lessons.lessonStats(a);
       }),
+    onLessonProgress: async (handler) => lessons.onLessonProgress(handler),
+  };
+  // While locked, every call that reads or writes the profile is refused, as
+  // the device refuses it with its store closed.
+  const open = new Set<string>(['setOffline', 'profileCreate', 'teamClaim', 'teamJoin', 'settingsGet', 'settingsSet', 'onSyncProgress', 'onSyncStatus', 'onLocked', 'onLocking', 'onLessonProgress']);
   const guardedImpl: Record<string, unknown> = {};
   for (const [k, f] of Object.entries(impl)) {
     guardedImpl[k] =

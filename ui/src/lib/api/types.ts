@@ -426,8 +426,12 @@ export interface HeartbridgeApi {
   profileStatus(): Promise<ProfileStatus>;
   /** profile_create: `pin` protects the new profile (at least MIN_PIN_LENGTH characters) */
   profileCreate(args: { name: string; pin: string }): Promise<ProfileStatus>;
-  /** team_claim: `pin` when this creates the profile (first run) */
-  teamClaim(args: { relayUrl: string; token: string; name: string; pin?: string }): Promise<ProfileStatus>;
+  /**
+   * team_claim: `pin` (the app lock's) when this creates the profile (first
+   * run); `fingerprint`: the relay's certificate (sha256:…) when it serves a
+   * self-signed one, like `heartbridge team claim --pin`.
+   */
+  teamClaim(args: { relayUrl: string; token: string; name: string; pin?: string; fingerprint?: string }): Promise<ProfileStatus>;
   /** team_join: `pin` when this creates the profile (first run) */
   teamJoin(args: { code: string; name: string; pin?: string }): Promise<ProfileStatus>;
 
@@ -840,10 +844,6 @@ export interface LessonProgress {
 
 export type LessonLinkPolicy = 'ask' | 'unmetered';
 
-export interface HeartbridgeApi {
-  /** lesson_list: a handbook's lessons (all when no handbook) */
-  lessonList(args: { handbook?: string }): Promise<LessonInfo[]>;
-  /** lesson_get */
 /** lesson_stats: viewings (人次) in the period, every lesson together and per lesson */
 export interface LessonStats {
   from: string;
@@ -853,6 +853,10 @@ export interface LessonStats {
   byLesson: { lesson: string; title: string; watched: number }[];
 }
 
+export interface HeartbridgeApi {
+  /** lesson_list: a handbook's lessons (all when no handbook) */
+  lessonList(args: { handbook?: string }): Promise<LessonInfo[]>;
+  /** lesson_get */
   lessonGet(args: { id: string }): Promise<LessonInfo>;
   /** lesson_fetch_plan: no network */
   lessonFetchPlan(args: { ids: string[] }): Promise<LessonFetchPlan>;
@@ -872,8 +876,8 @@ export interface LessonStats {
   lessonLinkPolicySet(args: { policy: LessonLinkPolicy }): Promise<void>;
   /** the URL the player's media element reads (the app's hblesson: scheme; the fake's tone) */
   lessonMediaUrl(args: { id: string }): Promise<string>;
+  /** lesson_stats: the lead and supervisors (`forbidden` for a volunteer) */
+  lessonStats(args: { from?: string; to?: string; utcOffsetMinutes?: number }): Promise<LessonStats>;
   /** event 'lesson-progress' */
   onLessonProgress(handler: (p: LessonProgress) => void): Promise<Unlisten>;
 }
-  /** lesson_stats: the lead and supervisors (`forbidden` for a volunteer) */
-  lessonStats(args: { from?: string; to?: string; utcOffsetMinutes?: number }): Promise<LessonStats>;
