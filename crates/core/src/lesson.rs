@@ -1077,3 +1077,60 @@ pub(crate) fn lesson_stats<'a>(
         by_lesson,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(size: u64, chunks: usize) -> Manifest {
+        Manifest {
+            id: "00112233445566778899aabbccddeeff".into(),
+            handbook: "hb".into(),
+            title: "第一课".into(),
+            mime: "audio/mpeg".into(),
+            size,
+            duration_ms: Some(90_000),
+            sha256: "ab".repeat(32),
+            chunk_size: CHUNK_SIZE as u64,
+            epoch: 2,
+            chunks: (0..chunks).map(|i| format!("{i:064x}")).collect(),
+            added_at: 7,
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_and_one_that_does_not_add_up_is_left_out() {
+        let mut doc = AutoCommit::new();
+        let m = manifest(CHUNK_SIZE as u64 * 2 + 1, 3);
+        assert!(write_manifest(&mut doc, &m, "dev").unwrap());
+        assert!(
+            !write_manifest(&mut doc, &m, "dev").unwrap(),
+            "the same lesson again changes nothing"
+        );
+        let read = read_manifests(&doc, "hb");
+        assert_eq!(read.len(), 1);
+        let r = &read[0];
+        assert_eq!(
+            (r.title.as_str(), r.size, r.count(), r.epoch, r.duration_ms),
+            ("第一课", m.size, 3, 2, Some(90_000))
+        );
+        assert_eq!(r.chunks, m.chunks);
+        assert_eq!(r.plain_len(2), 1);
+        assert_eq!(r.plain_len(0), CHUNK_SIZE as u64);
+
+        // Two chunks named for a size that needs three: left out.
+        let mut bad = manifest(CHUNK_SIZE as u64 * 2 + 1, 2);
+        bad.id = "ffeeddccbbaa99887766554433221100".into();
+        write_manifest(&mut doc, &bad, "dev").unwrap();
+        assert_eq!(read_manifests(&doc, "hb").len(), 1);
+    }
+
+    #[test]
+    fn media_types_come_from_the_extension() {
+        assert_eq!(guess_mime(Path::new("a/b.MP4")), Some("video/mp4"));
+        assert_eq!(guess_mime(Path::new("x.mp3")), Some("audio/mpeg"));
+        assert_eq!(guess_mime(Path::new("x.txt")), None);
+        assert_eq!(LinkPolicy::parse("ask").unwrap(), LinkPolicy::Ask);
+        assert_eq!(LinkPolicy::parse("x").unwrap_err().kind(), "invalid_input");
+    }
+}
