@@ -22,15 +22,20 @@
 //! preflight `OPTIONS` is answered. While the app is locked the scheme
 //! answers `403` and nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use heartbridge_client::HttpTransport;
 
 use heartbridge_core::{ChunkRef, LinkPolicy, RelayKind, Store, TransportError};
 use serde_json::{json, Value};
 use tauri::http::{header, Request, Response, StatusCode};
-use tauri::{AppHandle, Emitter, Manager, Runtime, State, UriSchemeContext, UriSchemeResponder};
+use tauri::{AppHandle, Manager, Runtime, State, UriSchemeContext, UriSchemeResponder};
 
 use crate::camel::to_ui;
 use crate::error::{ApiError, ApiResult};
+use crate::store_slot::StoreSlot;
+use crate::sync_task::Events;
 use crate::AppState;
 
 /// The URI scheme of lesson media (`hblesson://localhost/<lesson id>`).
@@ -44,11 +49,11 @@ const CHUNK_DEADLINE: Duration = Duration::from_secs(120);
 static FETCHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn on_store<T: Send + 'static>(
-    app: &AppHandle,
+    store: &Arc<StoreSlot>,
     f: impl FnOnce(&mut Store) -> heartbridge_core::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let app = app.clone();
-    tauri::async_runtime::spawn_blocking(move || app.state::<AppState>().with(f))
+    let store = Arc::clone(store);
+    tauri::async_runtime::spawn_blocking(move || store.with(f))
         .await
         .map_err(|_| ApiError::new("internal", "the lesson task stopped unexpectedly"))?
 }
@@ -104,11 +109,31 @@ fn transport_error(e: TransportError) -> ApiError {
 #[tauri::command]
 pub async fn lesson_fetch(
     app: AppHandle,
+    state: State<'_, AppState>,
+    ids: Vec<String>,
+    confirm_metered: bool,
+) -> ApiResult<Value> {
+    fetch(
+        &state.store,
+        state.syncer.http(),
+        &app,
+        ids,
+        confirm_metered,
+    )
+    .await
+}
+
+/// What `lesson_fetch` does, with the store, the HTTP client and where the
+/// progress events go handed in (a test records them).
+pub async fn fetch(
+    store: &Arc<StoreSlot>,
+    http: &HttpTransport,
+    events: &impl Events,
     ids: Vec<String>,
     confirm_metered: bool,
 ) -> ApiResult<Value> {
     let _one = FETCHING.lock().await;
-    let (policy, team, order, signer) = on_store(&app, move |s| {
+    let (policy, team, order, signer) = on_store(store, move |s| {
         Ok((
             s.lesson_link_policy()?,
             s.team()?.ok_or(heartbridge_core::Error::NotEnrolled)?,
@@ -117,8 +142,6 @@ pub async fn lesson_fetch(
         ))
     })
     .await?;
-    let state = app.state::<AppState>();
-    let http = state.syncer.http();
     // As the sync sets them up: each relay's pin, and a signature (never the
     // token) for a venue relay.
     http.trust_relays(&order);
@@ -133,7 +156,7 @@ pub async fn lesson_fetch(
     }
     let ids2 = ids.clone();
     let mut missing: Vec<ChunkRef> =
-        on_store(&app, move |s| s.lesson_missing_chunks(&ids2)).await?;
+        on_store(store, move |s| s.lesson_missing_chunks(&ids2)).await?;
     let mut fetched = 0u32;
     let mut bytes = 0u64;
     let mut last: Option<ApiError> = None;
@@ -143,7 +166,7 @@ pub async fn lesson_fetch(
         }
         if entry.kind != RelayKind::Venue && policy == LinkPolicy::Ask && !confirm_metered {
             let ids2 = ids.clone();
-            let plan = on_store(&app, move |s| s.lesson_fetch_plan(&ids2)).await?;
+            let plan = on_store(store, move |s| s.lesson_fetch_plan(&ids2)).await?;
             last = Some(
                 heartbridge_core::Error::MeteredLink {
                     lessons: plan.lessons.len(),
@@ -177,7 +200,7 @@ pub async fn lesson_fetch(
             };
             let n = sealed.len() as u64;
             let c = chunk.clone();
-            let accepted = on_store(&app, move |s| {
+            let accepted = on_store(store, move |s| {
                 s.lesson_accept_chunk(&c, &sealed)?;
                 s.lesson(&c.lesson)
             })
@@ -186,7 +209,7 @@ pub async fn lesson_fetch(
                 Ok(info) => {
                     fetched += 1;
                     bytes += n;
-                    let _ = app.emit(
+                    events.send(
                         "lesson-progress",
                         json!({
                             "lessonId": info.id, "chunks": info.chunks, "chunksHeld": info.chunks_held,

@@ -2,12 +2,43 @@
 //! lead's device that added a lesson (every chunk here) and a volunteer's
 //! that has its manifest by sync but no chunk yet.
 
-use heartbridge_core::proto::Role;
-use heartbridge_core::DocId;
-use heartbridge_tests::{sync_until_quiet, team_with, Relay};
-use tauri::http::StatusCode;
+use std::sync::{Arc, Mutex};
 
-use crate::lesson_cmds::media;
+use heartbridge_client::BlockingTransport;
+use heartbridge_core::proto::Role;
+use heartbridge_core::{DocId, LinkPolicy, Store};
+use heartbridge_tests::{sync_until_quiet, team_with, Device, Relay};
+use serde_json::Value;
+use tauri::http::StatusCode;
+use zeroize::Zeroizing;
+
+use crate::lesson_cmds::{fetch, media};
+use crate::store_slot::{StoreSlot, Unlocked};
+use crate::sync_task::Events;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, Value)>>);
+
+impl Events for Recorder {
+    fn send(&self, event: &str, payload: Value) {
+        self.0.lock().unwrap().push((event.to_owned(), payload));
+    }
+}
+
+fn upload(d: &mut Device) -> u32 {
+    let mut t = BlockingTransport::default();
+    if let Ok((device, secret)) = d.store.request_signer() {
+        t.http().set_signer(&device, secret);
+    }
+    d.store.lesson_push(&mut t).unwrap()
+}
+
+fn handbook(store: &mut Store) -> DocId {
+    let md = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../handbooks/zh/hotline-work-rules.md");
+    let imported = store.import_handbooks(&[md]).unwrap();
+    DocId::parse(&imported[0].id, "handbook").unwrap()
+}
 
 /// 1.3 MB of bytes that differ at every offset that matters (3 chunks).
 fn bytes() -> Vec<u8> {
@@ -20,10 +51,7 @@ fn bytes() -> Vec<u8> {
 fn the_scheme_answers_ranges_of_the_decrypted_lesson_and_nothing_for_what_is_not_here() {
     let relay = Relay::start();
     let mut devs = team_with(&relay, &["lead", "volunteer"], &[Role::Volunteer]);
-    let md = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../handbooks/zh/hotline-work-rules.md");
-    let imported = devs[0].store.import_handbooks(&[md]).unwrap();
-    let hb = DocId::parse(&imported[0].id, "handbook").unwrap();
+    let hb = handbook(&mut devs[0].store);
     let plain = bytes();
     let l = devs[0]
         .store
@@ -75,4 +103,93 @@ fn the_scheme_answers_ranges_of_the_decrypted_lesson_and_nothing_for_what_is_not
         media(vol, &path, Some("bytes=0-")).err(),
         Some(StatusCode::SERVICE_UNAVAILABLE)
     );
+}
+
+#[test]
+fn the_apps_fetch_asks_first_on_the_teams_relay_then_brings_every_chunk_with_progress() {
+    let relay = Relay::start();
+    let mut devs = team_with(&relay, &["lead", "volunteer"], &[Role::Volunteer]);
+    let hb = handbook(&mut devs[0].store);
+    let plain = bytes();
+    let first = devs[0]
+        .store
+        .lesson_add_bytes(&hb, &plain, "第一课", "audio/wav", None)
+        .unwrap();
+    assert_eq!(upload(&mut devs[0]), first.chunks);
+    sync_until_quiet(&mut devs, &[0, 1]);
+
+    // The volunteer's device is the app's now (its slot, unlocked).
+    let slot = Arc::new(StoreSlot::new(devs[1].profile_dir().join("profile")));
+    let pin = heartbridge_core::testing::TEST_PIN.to_owned();
+    assert_eq!(slot.unlock(Zeroizing::new(pin)).unwrap(), Unlocked::Opened);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = {
+        let _in = rt.enter();
+        heartbridge_client::HttpTransport::new().unwrap()
+    };
+    let events = Recorder::default();
+    let held = |id: &str| slot.with(|s| s.lesson(id)).unwrap();
+
+    // The team's relay may be a metered link: refused with the size, and
+    // nothing fetched.
+    let e = rt
+        .block_on(fetch(&slot, &http, &events, vec![first.id.clone()], false))
+        .unwrap_err();
+    assert_eq!(e.kind, "metered_link");
+    assert!(e.message.contains("1.3 MB"), "{}", e.message);
+    assert_eq!(held(&first.id).chunks_held, 0);
+    assert!(events.0.lock().unwrap().is_empty());
+
+    // Agreed: every chunk, a progress event after each.
+    let out = rt
+        .block_on(fetch(&slot, &http, &events, vec![first.id.clone()], true))
+        .unwrap();
+    assert_eq!(out["complete"], true, "{out}");
+    assert_eq!(out["chunksFetched"], first.chunks, "{out}");
+    let got = events.0.lock().unwrap().clone();
+    assert_eq!(got.len(), first.chunks as usize);
+    assert!(got.iter().all(|(e, _)| e == "lesson-progress"));
+    let last = &got.last().unwrap().1;
+    assert_eq!(
+        (last["held"].as_bool(), last["chunksHeld"].as_u64()),
+        (Some(true), Some(first.chunks as u64))
+    );
+    let whole = slot
+        .with(|s| Ok(media(s, &format!("/{}", first.id), None)))
+        .unwrap()
+        .unwrap();
+    assert!(
+        whole.body == plain,
+        "the lesson plays whole from the device"
+    );
+    // Again: nothing missing, nothing fetched.
+    let out = rt
+        .block_on(fetch(&slot, &http, &events, vec![first.id.clone()], false))
+        .unwrap();
+    assert_eq!(
+        (out["chunksFetched"].as_u64(), out["complete"].as_bool()),
+        (Some(0), Some(true))
+    );
+
+    // Said unmetered: the next lesson comes without asking.
+    let second_bytes: Vec<u8> = plain.iter().rev().copied().collect();
+    let second = devs[0]
+        .store
+        .lesson_add_bytes(&hb, &second_bytes, "第二课", "audio/wav", None)
+        .unwrap();
+    assert_eq!(upload(&mut devs[0]), second.chunks);
+    devs[0].sync();
+    slot.with(|s| s.set_lesson_link_policy(LinkPolicy::Unmetered))
+        .unwrap();
+    rt.block_on(crate::sync_task::Syncer::new(Arc::clone(&slot), http.clone()).run(&events))
+        .unwrap();
+    let out = rt
+        .block_on(fetch(&slot, &http, &events, Vec::new(), false))
+        .unwrap();
+    assert_eq!(out["complete"], true, "{out}");
+    assert!(held(&second.id).held);
 }
