@@ -1301,6 +1301,17 @@ fn a_venue_relay_sends_its_token_over_plain_http_only_on_loopback_or_when_told()
 /// One JSON POST to `base` + `path` over a plain TCP connection (these
 /// tests speak to relays on loopback): the status and the JSON answer.
 fn post_json(base: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    post_raw(base, path, "application/json", "", body.as_bytes())
+}
+
+/// One POST with `headers` (each line ending in CRLF) and a body.
+fn post_raw(
+    base: &str,
+    path: &str,
+    content_type: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
@@ -1308,10 +1319,11 @@ fn post_json(base: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         .expect("timeout");
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .expect("send");
+    s.write_all(body).expect("send body");
     let mut got = Vec::new();
     s.read_to_end(&mut got).expect("read");
     let text = String::from_utf8_lossy(&got);
@@ -1352,4 +1364,92 @@ fn a_venue_relay_refuses_enrollment_and_administration_and_says_where_they_go() 
     // What a venue relay is for still works: devices sync there.
     let mut l = l;
     sync_at(&mut l.devs[1], &l.venue.url.clone()).expect("sync at the venue");
+}
+
+#[test]
+fn a_device_the_venue_relay_has_not_heard_of_is_told_why_not_unknown_token() {
+    let mut l = the_loop();
+    // A newcomer joins at the central relay while the venue's uplink is
+    // down: the venue relay's mirror of the team does not know it.
+    uplink_cut(&l.uplink);
+    let code = heartbridge_client::invite(&mut l.devs[0].store, Role::Supervisor).expect("invite");
+    let mut newcomer = Device::new("志愿者丁");
+    heartbridge_client::join(&mut newcomer.store, &code).expect("join");
+    newcomer
+        .store
+        .add_relay(&l.venue.url, None, RelayKind::Venue, false)
+        .expect("venue entry");
+    let mut t = signed(&newcomer);
+    t.http().venue_relay(&l.venue.url, &l.venue.url);
+    let (status, kind) = refusal(answer(&newcomer, &l.venue.url, &mut t));
+    assert_eq!(
+        (status, kind.as_str()),
+        (401, "venue_unknown_device"),
+        "not unknown_token, whose message says to check the invite code"
+    );
+    let err = sync_at(&mut newcomer, &l.venue.url.clone()).expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("central relay") && !msg.contains("invite code"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_signed_request_binds_its_query_string_too() {
+    let l = the_loop();
+    let d = &l.devs[1];
+    let (dev, secret) = d.store.request_signer().expect("signer");
+    let body = heartbridge_core::proto::encode(&heartbridge_core::proto::SyncRequest {
+        v: heartbridge_core::proto::PROTOCOL_VERSION,
+        cursor: 0,
+        push: vec![],
+        max_bytes: 0,
+        members_since: 0,
+        roster_version: 0,
+        roster: None,
+    });
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let sign = |path: &str| {
+        format!(
+            "Authorization: {}\r\n",
+            heartbridge_core::proto::reqsig::header(
+                &secret,
+                &dev,
+                &l.venue.url,
+                secs,
+                "POST",
+                path,
+                &body
+            )
+        )
+    };
+    let ct = heartbridge_core::proto::SYNC_CONTENT_TYPE;
+    // Signed for the path alone, sent with a query: refused.
+    let (status, answer) = post_raw(
+        &l.venue.url,
+        "/v1/sync?page=2",
+        ct,
+        &sign("/v1/sync"),
+        &body,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("bad_request_signature")),
+        "{answer}"
+    );
+    // Signed with it: answered; and a request without a query as before.
+    let (status, _) = post_raw(
+        &l.venue.url,
+        "/v1/sync?page=2",
+        ct,
+        &sign("/v1/sync?page=2"),
+        &body,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post_raw(&l.venue.url, "/v1/sync", ct, &sign("/v1/sync"), &body);
+    assert_eq!(status, 200);
 }

@@ -117,6 +117,10 @@ pub(crate) enum ApiError {
     /// A signed request (`HB-Sig`, at a venue relay) that does not hold:
     /// 401 `bad_request_signature`, with why (no value from the request).
     BadRequestSignature(&'static str),
+    /// A signed request from a device a venue relay's mirror of the team
+    /// does not hold (yet): 401 `venue_unknown_device`, saying why (not
+    /// `unknown_token`, whose advice is to check the invite code).
+    VenueUnknownDevice,
     /// The device was revoked: 403 `device_revoked`, not retryable.
     DeviceRevoked,
     Forbidden(&'static str),
@@ -165,6 +169,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnknownToken => "unknown_token",
             ApiError::BadRequestSignature(_) => "bad_request_signature",
+            ApiError::VenueUnknownDevice => "venue_unknown_device",
             ApiError::DeviceRevoked => "device_revoked",
             ApiError::Forbidden(_) | ApiError::CoversForbidden(_) => "forbidden",
             ApiError::CentralRelayOnly => "central_relay_only",
@@ -194,7 +199,9 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) | ApiError::Version(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnknownToken | ApiError::BadRequestSignature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownToken
+            | ApiError::BadRequestSignature(_)
+            | ApiError::VenueUnknownDevice => StatusCode::UNAUTHORIZED,
             ApiError::DeviceRevoked
             | ApiError::Forbidden(_)
             | ApiError::CoversForbidden(_)
@@ -225,6 +232,7 @@ impl ApiError {
             ApiError::TooLarge(limit) => format!("the request body is larger than this relay accepts ({limit} bytes): push fewer envelopes per sync"),
             ApiError::UnknownToken => "the token is not known to this relay: check the invite code or enroll again".into(),
             ApiError::BadRequestSignature(why) => (*why).into(),
+            ApiError::VenueUnknownDevice => "this venue relay does not know this device yet: it learns the team's members from the central relay, and this device joined after the venue relay last reached it. Sync with the central relay meanwhile; the venue relay knows the device once its uplink is up".into(),
             ApiError::DeviceRevoked => "this device has been revoked by the team lead: it can no longer sync, invite or list members (do not retry); GET /v1/roster still answers".into(),
             ApiError::Forbidden(why) => (*why).into(),
             ApiError::CoversForbidden(id) => format!("envelope {id} carries covers > 0, which makes the relay supersede its document's earlier envelopes: only a lead or supervisor may compact a document (push it with covers 0); nothing of this push was stored"),

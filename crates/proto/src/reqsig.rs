@@ -5,8 +5,9 @@
 //! Header `Authorization: HB-Sig <device-hex>.<unix-secs>.<base64url sig>`,
 //! the Ed25519 signature of the device's registered key over
 //! [`message`]: a label, the relay id (the relay's certificate fingerprint
-//! when it serves TLS, else its URL), the time, the method, the path and
-//! the SHA-256 of the body. A relay accepts it within [`MAX_SKEW_SECS`] of
+//! when it serves TLS, else its URL), the time, the method, the path (with
+//! its query string, if the request has one: the relay checks the path and
+//! query it received) and the SHA-256 of the body. A relay accepts it within [`MAX_SKEW_SECS`] of
 //! its own clock, so a request captured at one relay is refused at another
 //! (another id) and anywhere after a few minutes; within them, replaying a
 //! sync is harmless (pushes deduplicate, a pull reveals only what the
