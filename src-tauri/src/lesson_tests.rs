@@ -1,6 +1,8 @@
 //! What the `hblesson:` scheme answers the player, from real profiles: a
 //! lead's device that added a lesson (every chunk here) and a volunteer's
-//! that has its manifest by sync but no chunk yet.
+//! that has its manifest by sync but no chunk yet. The app's fetch: the
+//! question on the team's relay, progress, the `unmetered` policy, and a
+//! venue relay in the loop (local Wi-Fi) that serves without asking.
 
 use std::sync::{Arc, Mutex};
 
@@ -192,4 +194,140 @@ fn the_apps_fetch_asks_first_on_the_teams_relay_then_brings_every_chunk_with_pro
         .unwrap();
     assert_eq!(out["complete"], true, "{out}");
     assert!(held(&second.id).held);
+}
+
+/// A venue relay (`heartbridge-relay serve --upstream`) in this process.
+struct Venue {
+    url: String,
+    db: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Venue {
+    fn start(dir: &std::path::Path, code: &str, upstream: &str) -> Venue {
+        use std::time::Duration;
+        let db = dir.join("venue.db");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(heartbridge_relay::venue::join(&db, code, Some(upstream)))
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = heartbridge_relay::Config::new(db.clone());
+        let mut v = heartbridge_relay::venue::VenueConfig::new(url.clone());
+        v.upstream = Some(upstream.to_owned());
+        v.poll = Duration::from_millis(30);
+        v.backoff_min = Duration::from_millis(30);
+        v.backoff_max = Duration::from_millis(300);
+        config.venue = Some(v);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    heartbridge_relay::serve(listener, config, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+                });
+        });
+        Venue {
+            url,
+            db,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self, sql: &str, args: &[&str]) -> i64 {
+        rusqlite::Connection::open(&self.db)
+            .and_then(|c| c.query_row(sql, rusqlite::params_from_iter(args), |r| r.get(0)))
+            .unwrap_or(0)
+    }
+
+    /// Waits (20 s at most) until its mirror of the members knows `device`.
+    fn wait_knows(&self, device: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.count(
+            "SELECT count(*) FROM devices WHERE lower(hex(id)) = lower(?1)",
+            &[device],
+        ) == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the venue relay did not learn the device"
+            );
+            // A short wait between looks (the venue relay says nothing when it learns).
+            let (_tx, rx) = std::sync::mpsc::channel::<()>();
+            let _ = rx.recv_timeout(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Venue {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn at_a_venue_relay_the_apps_fetch_asks_nothing_and_signs_its_requests() {
+    let central = Relay::start();
+    let mut devs = team_with(&central, &["lead", "volunteer"], &[Role::Volunteer]);
+    let hb = handbook(&mut devs[0].store);
+    let plain = bytes();
+    let l = devs[0]
+        .store
+        .lesson_add_bytes(&hb, &plain, "会场微课", "audio/wav", None)
+        .unwrap();
+    assert_eq!(upload(&mut devs[0]), l.chunks);
+    let code = heartbridge_client::invite(&mut devs[0].store, Role::Relay).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let venue = Venue::start(dir.path(), &code, &central.url);
+    sync_until_quiet(&mut devs, &[0, 1, 0]);
+    devs[1]
+        .store
+        .add_relay(&venue.url, None, heartbridge_core::RelayKind::Venue, false)
+        .unwrap();
+    let me = devs[1].store.team().unwrap().unwrap().device_id;
+    venue.wait_knows(&me);
+
+    let slot = Arc::new(StoreSlot::new(devs[1].profile_dir().join("profile")));
+    let pin = heartbridge_core::testing::TEST_PIN.to_owned();
+    assert_eq!(slot.unlock(Zeroizing::new(pin)).unwrap(), Unlocked::Opened);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = {
+        let _in = rt.enter();
+        heartbridge_client::HttpTransport::new().unwrap()
+    };
+    let events = Recorder::default();
+    // Policy `ask` and no confirmation: the venue relay is local Wi-Fi.
+    let out = rt
+        .block_on(fetch(&slot, &http, &events, Vec::new(), false))
+        .unwrap();
+    assert_eq!(out["complete"], true, "{out}");
+    assert!(slot.with(|s| s.lesson(&l.id)).unwrap().held);
+    // It came from the venue relay, which fetched and kept every chunk.
+    assert_eq!(
+        venue.count("SELECT count(*) FROM blobs", &[]),
+        i64::from(l.chunks)
+    );
 }
