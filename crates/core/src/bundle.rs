@@ -188,6 +188,10 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Parsed, BundleError> {
     if heartbridge_proto::encode(&body).len() != body_bytes.len()
         || body.header.count as usize != body.envelopes.len()
         || body.envelopes.len() > MAX_BUNDLE_ENVELOPES
+        // An honest export carries no snapshot (review L5): one with
+        // `covers` counts in some relay's seqs and would compact at
+        // another.
+        || body.envelopes.iter().any(|e| e.covers > 0)
     {
         return Err(BundleError::Damaged);
     }
@@ -542,6 +546,29 @@ mod tests {
         assert_eq!(p.envelopes.len(), 3);
         assert!(p.verify(&bytes, &secret.public().sign));
         assert!(!p.verify(&bytes, &DeviceSecret::generate().public().sign));
+    }
+
+    /// Review L5: an honest export carries no snapshot, so an envelope
+    /// with `covers > 0` in a bundle is one frozen for some relay's seqs
+    /// being smuggled to another: the whole bundle is refused.
+    #[test]
+    fn a_bundle_carrying_a_compacting_snapshot_is_refused_whole() {
+        let key = TeamKey::generate();
+        let team = TeamId::random();
+        let secret = DeviceSecret::generate();
+        let mut e = Envelope::seal(
+            &key,
+            &team,
+            [7; 16],
+            EnvelopeKind::Snapshot,
+            DocKindTag::Case,
+            b"snapshot",
+        )
+        .unwrap();
+        e.covers = 40;
+        e.sign(&team, [1; 16], &secret);
+        let bytes = write(team.0, [1; 16], 5, vec![e], &secret);
+        assert_eq!(parse(&bytes).err(), Some(BundleError::Damaged));
     }
 
     #[test]
