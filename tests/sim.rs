@@ -1227,3 +1227,58 @@ fn seed_a_newcomer_after_a_revocation_gets_the_older_epochs_at_the_leads_next_sy
         panic!("{e}");
     }
 }
+
+/// Found by `random_need_to_know_histories_keep_each_case_to_its_readers`
+/// (`PROPTEST_RNG_SEED=34 PROPTEST_CASES=96`), reduced to eight operations
+/// with no network faults. The lead hands volunteer 1's case to supervisor
+/// 3 and rotates the case key (generation 2, key A, without volunteer 1);
+/// supervisor 3, which has not seen the handover yet, rotates at the same
+/// time for the revocation of device 2 (generation 2, key B, still for
+/// volunteer 1, the carrier in its view). Supervisor 3's own rotation
+/// record made it think its view was fresh, so it went on managing from a
+/// stale one; and every device sealed under whichever generation-2 key
+/// sorted higher — B, which volunteer 1 holds — so what was written after
+/// the handover reached volunteer 1.
+#[test]
+fn seed_two_concurrent_rotations_do_not_let_the_volunteer_taken_off_a_case_read_what_follows() {
+    let cfg = |page_bytes, max_push_bytes, snapshot_all| SyncCfg {
+        page_bytes,
+        max_push_bytes,
+        snapshot_all,
+    };
+    let h = History {
+        devices: 3,
+        net_seed: 977752446705336475,
+        faults: 0,
+        volunteers: 35,
+        ops: vec![
+            Op::NewCase {
+                dev: 1,
+                risk: Risk::Medium,
+            },
+            sync(&[0, 1, 2]),
+            Op::Sync(vec![(2, cfg(300, 600, false)), (3, cfg(4000, 600, false))]),
+            Op::Join { volunteer: false },
+            Op::Revoke {
+                dev: 2,
+                hand_over: false,
+            },
+            Op::Assign {
+                dev: 0,
+                case: 118,
+                to: 202,
+            },
+            Op::Join { volunteer: true },
+            Op::Sync(vec![
+                (3, cfg(300, 8000, false)),
+                (2, cfg(1, 8000, false)),
+                (2, cfg(1, 8000, false)),
+                (0, cfg(1, 600, true)),
+                (3, cfg(300, 8000, false)),
+            ]),
+        ],
+    };
+    if let Err(e) = sim::world::run(&h) {
+        panic!("{e}");
+    }
+}
