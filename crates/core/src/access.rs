@@ -23,9 +23,12 @@
 //! revoked member) makes a supervisor or the lead rotate: a new generation,
 //! granted to the readers only, seals what is written next. A volunteer
 //! grants only generation 1 of a case it made; a grant from anyone else is
-//! ignored. Concurrent rotations converge: devices seal under the highest
-//! `(generation, key id)` they hold, and the next sync of a manager
-//! repairs any reader set left wrong.
+//! ignored. Concurrent rotations converge: the highest `(generation, key
+//! id)` held is the case's current key, and the next sync of a manager
+//! repairs any reader set left wrong; until then a device seals under the
+//! newest key whose recorded holders are all readers in its view. A device
+//! manages a case only once its copy of the case records every rotation
+//! whose key it holds (`key_rot_<key id>`, written with the rotation).
 //!
 //! The team's **oversight key** (an X25519 key pair the lead makes; its
 //! public key is in the team settings) lets every device seal statistics
@@ -446,18 +449,28 @@ pub(crate) fn prepare(
         // the case: one taken off it (a newer generation names others)
         // may have a stale view of it and does nothing.
         if latest_granted(conn, &case)?.is_some_and(|(id, _)| id != key.id()) {
+            clear_seal_key(conn, &case)?;
             continue;
         }
         // Holding a rotated key is not enough: the rotation's reason (a
         // handover, say) is sealed under it and may not have arrived yet.
-        // Until the document says it reached this generation, this
-        // device's view of the readers may be stale: it does nothing.
-        if gen > 1 && seen_gen < gen {
+        // Until the document records every rotation whose key is held
+        // here, this device's view of the readers may be stale: it does
+        // nothing. (The generation alone does not say it: two managers may
+        // rotate to the same generation at once, and a device's own
+        // rotation would vouch for the other's.)
+        if !view_is_fresh(conn, &case, seen_gen)? {
+            clear_seal_key(conn, &case)?;
             continue;
         }
         let reads = desired.contains(&me.hex);
         let holders = recipients(conn, trust, &me.hex, &case, &key.id())?;
         let gone = holders.iter().any(|h| !desired.contains(h));
+        // What this device writes next is sealed under the newest key no
+        // one outside the readers holds, as far as it can tell: the newest
+        // key may be one a manager made from a stale view, still held by a
+        // volunteer taken off the case, until a manager rotates past it.
+        choose_seal_key(conn, trust, &me.hex, &case, &desired, (key.id(), gone))?;
         let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
         if manager && gone {
             // A holder is no longer a reader (this device, maybe): what is
@@ -476,6 +489,9 @@ pub(crate) fn prepare(
                 to.into_iter().filter(|(d, _)| *d != me.id).collect()
             };
             grant(conn, team, &me, &case, fresh.id(), next, &keys, &to)?;
+            if reads {
+                set_seal_key(conn, &case, &fresh.id())?;
+            }
             // A reader new to the case (the one it was handed to) is
             // recorded as holding the older generations too.
             let fresh_holders: BTreeSet<String> = to.iter().map(|(d, _)| hex::encode(d)).collect();
@@ -501,11 +517,13 @@ pub(crate) fn prepare(
                 "case key rotated",
                 |doc, _| {
                     use automerge::transaction::Transactable;
-                    doc.put(ROOT, "key_gen", i64::from(next))
-                        .map_err(|e| Error::Document {
-                            id: "case".into(),
-                            source: Box::new(e),
-                        })
+                    let bad = |e| Error::Document {
+                        id: "case".into(),
+                        source: Box::new(e),
+                    };
+                    doc.put(ROOT, "key_gen", i64::from(next)).map_err(bad)?;
+                    doc.put(ROOT, rotation_field(&fresh.id()), i64::from(next))
+                        .map_err(bad)
                 },
             )?;
             continue;
@@ -625,6 +643,141 @@ fn held_cases(conn: &Connection) -> Result<Vec<(String, String, u32)>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// Records which key `case`'s next payloads are sealed under: the newest
+/// held key whose recorded holders are all in `desired` (`newest`: the
+/// current key's id and whether a holder of it is not a reader). With none
+/// such, the current key, as before (a volunteer cannot rotate; the next
+/// manager's sync will).
+fn choose_seal_key(
+    conn: &Connection,
+    trust: &Trust,
+    me: &str,
+    case: &str,
+    desired: &BTreeSet<String>,
+    newest: ([u8; 8], bool),
+) -> Result<()> {
+    if !newest.1 {
+        return set_seal_key(conn, case, &newest.0);
+    }
+    let mut held: Vec<(u32, [u8; 8])> = Vec::new();
+    for (_, k) in keys_of(conn, case)? {
+        if let Some(gen) = granted_gen(conn, case, &k.id())? {
+            held.push((gen, k.id()));
+        }
+    }
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, id) in held {
+        if id == newest.0 {
+            continue;
+        }
+        let holders = recipients(conn, trust, me, case, &id)?;
+        if holders.iter().all(|h| desired.contains(h)) {
+            return set_seal_key(conn, case, &id);
+        }
+    }
+    clear_seal_key(conn, case)
+}
+
+fn set_seal_key(conn: &Connection, case: &str, id: &[u8; 8]) -> Result<()> {
+    conn.execute(
+        "INSERT INTO case_seal_keys (case_id, key_id) VALUES (?1, ?2)
+         ON CONFLICT (case_id) DO UPDATE SET key_id = ?2",
+        params![case, &id[..]],
+    )?;
+    Ok(())
+}
+
+fn clear_seal_key(conn: &Connection, case: &str) -> Result<()> {
+    conn.execute("DELETE FROM case_seal_keys WHERE case_id = ?1", [case])?;
+    Ok(())
+}
+
+/// The key `case`'s payloads are sealed under: the one `prepare` chose,
+/// if still held under an accepted grant; else the current key.
+fn seal_key(conn: &Connection, case: &str) -> Result<Option<CaseKey>> {
+    let chosen: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT key_id FROM case_seal_keys WHERE case_id = ?1",
+            [case],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = chosen.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()) {
+        if granted_gen(conn, case, &id)?.is_some() {
+            if let Some(k) = key_by_id(conn, case, &id)? {
+                return Ok(Some(k));
+            }
+        }
+    }
+    Ok(current_key(conn, case)?.map(|(_, k)| k))
+}
+
+/// The case document's record of the rotation to key `id`.
+fn rotation_field(id: &[u8; 8]) -> String {
+    format!("{ROTATION_PREFIX}{}", hex::encode(id))
+}
+
+const ROTATION_PREFIX: &str = "key_rot_";
+
+/// Projects the rotations a case's document records into
+/// `case_rotations` (a document only ever gains them).
+pub(crate) fn project_rotations(
+    conn: &Connection,
+    case: &str,
+    doc: &automerge::AutoCommit,
+) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR IGNORE INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, ?3)",
+    )?;
+    for field in doc.keys(ROOT) {
+        let Some(id) = field
+            .strip_prefix(ROTATION_PREFIX)
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|b| b.len() == 8)
+        else {
+            continue;
+        };
+        let gen = match doc.get(ROOT, field.as_str()) {
+            Ok(Some((automerge::Value::Scalar(v), _))) => match v.as_ref() {
+                automerge::ScalarValue::Int(i) => *i,
+                automerge::ScalarValue::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        st.execute(params![case, id, gen])?;
+    }
+    Ok(())
+}
+
+/// Whether the case document held here records every rotation whose key
+/// this device holds: each key of generation 2 or more has its record
+/// (`key_rot_<id>`). A document from before those records (no record of
+/// a generation at all) counts by its highest `key_gen`, as it did.
+fn view_is_fresh(conn: &Connection, case: &str, seen_gen: u32) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT k.gen,
+                EXISTS (SELECT 1 FROM case_rotations r WHERE r.case_id = k.scope AND r.key_id = k.key_id),
+                EXISTS (SELECT 1 FROM case_rotations r WHERE r.case_id = k.scope AND r.gen = k.gen)
+         FROM case_keys k WHERE k.scope = ?1 AND k.gen > 1",
+    )?;
+    let rows = st.query_map([case], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, bool>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (gen, recorded, any_of_gen) = row?;
+        let fresh = recorded || (!any_of_gen && i64::from(seen_gen) >= gen);
+        if !fresh {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The key generation a case's document says it was rotated to: the
 /// highest of the values devices wrote (`key_gen`, written by the device
 /// that rotates, in the same push as the grant).
@@ -645,8 +798,9 @@ pub(crate) fn doc_key_gen(doc: &automerge::AutoCommit) -> u32 {
         .clamp(0, i64::from(u32::MAX)) as u32
 }
 
-/// Seals a batch's payload for the push: a case's under its newest key;
-/// anything else as it is.
+/// Seals a batch's payload for the push: a case's under the key `prepare`
+/// chose for it (the newest whose holders are all readers here), or its
+/// newest key; anything else as it is.
 pub(crate) fn seal_outgoing(
     conn: &Connection,
     team: &Team,
@@ -660,7 +814,7 @@ pub(crate) fn seal_outgoing(
     // `prepare` gave every case held here a key, in this transaction,
     // except a case received as written before per-case keys, on a
     // volunteer's device: it stays as readable as it already is.
-    let Some((_, key)) = current_key(conn, doc.as_str())? else {
+    let Some(key) = seal_key(conn, doc.as_str())? else {
         if is_legacy(conn, doc.as_str())? {
             return Ok(payload);
         }

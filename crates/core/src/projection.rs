@@ -51,6 +51,7 @@ fn refresh_case(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Result<(
         "UPDATE cases SET key_gen = ?2 WHERE id = ?1",
         params![id.as_str(), crate::access::doc_key_gen(doc)],
     )?;
+    crate::access::project_rotations(conn, id.as_str(), doc)?;
     Ok(())
 }
 

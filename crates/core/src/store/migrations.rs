@@ -574,6 +574,27 @@ CREATE TABLE lesson_progress (
     updated_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 20: which key rotations a case's document records (issue 9; owner:
+    // access.rs). Every rotation writes `key_rot_<key id>` into the case
+    // document in the same push as its grant; a device manages a case only
+    // once the document it holds records every rotated key it holds (two
+    // managers may rotate to the same generation at once, so the highest
+    // generation alone does not say the view caught up). A projection of
+    // the case documents. `case_seal_keys`: the key a case's next
+    // payloads are sealed under, chosen at every `access::prepare` as the
+    // newest key whose holders are all readers in this device's view.
+    r#"
+CREATE TABLE case_rotations (
+    case_id     TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    gen         INTEGER NOT NULL,
+    PRIMARY KEY (case_id, key_id)
+) WITHOUT ROWID;
+CREATE TABLE case_seal_keys (
+    case_id     TEXT PRIMARY KEY,
+    key_id      BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found
