@@ -67,8 +67,8 @@ pub fn bundle(cmd: BundleCmd, store: &mut Store, out: &Out) -> anyhow::Result<()
                 Since::Last => ExportScope::SinceLast,
                 Since::All => ExportScope::All,
             };
-            let (bytes, report) = store.bundle_export(scope)?;
-            write_file(&file, &bytes)?;
+            // Written before the export is committed (review L4).
+            let report = store.bundle_export_to(scope, |bytes| write_file(&file, bytes))?;
             out.print(&exported_json(&report, &file), || {
                 exported_text(&report, &file)
             });

@@ -591,3 +591,42 @@ fn a_carried_envelope_the_relay_refuses_leaves_the_carriers_queue_and_is_counted
     let again = devs[2].sync();
     assert_eq!(again.carried_refused, 0);
 }
+
+/// Review L4: an export whose file could not be written (a full or pulled
+/// USB stick) marks nothing as exported: the next `--since last` export
+/// still holds those changes.
+#[test]
+fn an_export_that_could_not_be_written_leaves_its_changes_for_the_next_one() {
+    let relay = Relay::start();
+    let root = tempfile::tempdir().expect("tmp");
+    let (_lead, vol, _sup) = three(&relay, root.path());
+    new_case(&vol, "小林", "离线写下的记录");
+    let gone = root.path().join("no-such-stick").join("shift.hbb");
+    let e = fails(
+        &vol,
+        &[
+            "bundle",
+            "export",
+            "--since",
+            "last",
+            gone.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("cannot write"),
+        "{e}"
+    );
+    let file = root.path().join("shift.hbb");
+    let exported = ok(
+        &vol,
+        &[
+            "bundle",
+            "export",
+            "--since",
+            "last",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(exported["envelopes"].as_u64().unwrap() >= 1, "{exported}");
+    assert_eq!(exported["already_exported"], 0, "{exported}");
+}

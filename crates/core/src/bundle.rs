@@ -283,21 +283,47 @@ impl Store {
     /// the relay (its outbox, sealed and signed exactly as the next push
     /// would, and what it carries for others), high and critical cases
     /// first. Returns the file's bytes and what it holds.
+    ///
+    /// With [`ExportScope::SinceLast`] the envelopes count as exported as
+    /// soon as this returns, whether the caller manages to write the file or
+    /// not: [`Store::bundle_export_to`] writes it first.
     pub fn bundle_export(&mut self, scope: ExportScope) -> Result<(Vec<u8>, Exported)> {
-        self.export_envelopes(scope, None)
+        let (tx, bytes, report) = self.export_envelopes(scope, None)?;
+        tx.commit()?;
+        Ok((bytes, report))
+    }
+
+    /// [`Store::bundle_export`], handing the bytes to `write` (which writes
+    /// the file durably) before anything is committed (review L4): if it
+    /// fails (a full or pulled USB stick), nothing is marked exported, so
+    /// the next `--since last` export still holds these envelopes. The
+    /// store is held for the write.
+    pub fn bundle_export_to<E: From<Error>>(
+        &mut self,
+        scope: ExportScope,
+        write: impl FnOnce(&[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Exported, E> {
+        let (tx, bytes, report) = self.export_envelopes(scope, None)?;
+        // Dropping the transaction on a failed write rolls it back.
+        write(&bytes)?;
+        tx.commit().map_err(Error::from)?;
+        Ok(report)
     }
 
     /// A bundle of one case's changes this device has not delivered yet (and
     /// the key grants going with them), for a QR code sequence.
     pub fn bundle_export_case(&mut self, case: &DocId) -> Result<(Vec<u8>, Exported)> {
-        self.export_envelopes(ExportScope::All, Some(case))
+        let (tx, bytes, report) = self.export_envelopes(ExportScope::All, Some(case))?;
+        tx.commit()?;
+        Ok((bytes, report))
     }
 
+    /// Builds the bundle in a transaction the caller commits.
     fn export_envelopes(
         &mut self,
         scope: ExportScope,
         doc: Option<&DocId>,
-    ) -> Result<(Vec<u8>, Exported)> {
+    ) -> Result<(rusqlite::Transaction<'_>, Vec<u8>, Exported)> {
         let team = self.team()?.ok_or(Error::NotEnrolled)?;
         let actor = self.actor().clone();
         let profile = self.profile().clone();
@@ -395,16 +421,15 @@ impl Store {
             }
             .into());
         }
-        // The outbox frozen into batches and the grants made stay: the next
-        // push sends these very envelopes.
-        tx.commit()?;
+        // The outbox frozen into batches and the grants made stay (once the
+        // caller commits): the next push sends these very envelopes.
         let report = Exported {
             envelopes: count,
             carried: carried_out,
             already_exported: already,
             bytes: bytes.len(),
         };
-        Ok((bytes, report))
+        Ok((tx, bytes, report))
     }
 
     /// Imports a bundle: verifies all of it first (refused whole, nothing
