@@ -1453,3 +1453,47 @@ fn a_signed_request_binds_its_query_string_too() {
     let (status, _) = post_raw(&l.venue.url, "/v1/sync", ct, &sign("/v1/sync"), &body);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_venue_relay_refuses_an_unknown_signer_before_reading_its_body() {
+    use std::io::{Read, Write};
+    let l = the_loop();
+    let addr = l.venue.url.trim_start_matches("http://").to_owned();
+    let stranger = heartbridge_core::proto::DeviceSecret::generate();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let auth = heartbridge_core::proto::reqsig::header(
+        &stranger,
+        &"ab".repeat(16),
+        &l.venue.url,
+        secs,
+        "POST",
+        "/v1/sync",
+        b"",
+    );
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    // It announces 8 MB and sends none of it: the answer must come anyway,
+    // well before the relay's 60 s body timeout.
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /v1/sync HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nAuthorization: {auth}\r\nContent-Length: 8000000\r\n\r\n",
+        heartbridge_core::proto::SYNC_CONTENT_TYPE
+    )
+    .expect("send head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&got).contains("venue_unknown_device") {
+        let n = s.read(&mut buf).expect("an answer before the body");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("venue_unknown_device"), "{answer}");
+}

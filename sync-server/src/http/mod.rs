@@ -343,10 +343,8 @@ async fn check_signed(
     let ip = client_ip(req.extensions());
     let (mut parts, body) = req.into_parts();
     content_length(&parts.headers, relay.max_body)?;
-    let bytes = BodyReader::new(body, relay.max_body, relay.body_timeout)
-        .read(None)
-        .await?
-        .ok_or(ApiError::Timeout)?;
+    // Who signs, and when, before a byte of the body is read (review L9):
+    // a stranger's large body is never buffered.
     let (team, id) = (auth.team, cred.device);
     let device = relay.run(move |s| s.team_device(team, id)).await?;
     // A device this relay's mirror does not hold: most often one that
@@ -368,6 +366,10 @@ async fn check_signed(
             "the signed request's time is more than 5 minutes from the relay's clock: set this device's clock (or the relay's) right and sync again",
         ));
     }
+    let bytes = BodyReader::new(body, relay.max_body, relay.body_timeout)
+        .read(None)
+        .await?
+        .ok_or(ApiError::Timeout)?;
     // The query string too (review L2): no route reads one today, but a
     // signature must not hold for another query than the one signed.
     let path = parts
