@@ -161,6 +161,8 @@ async function main() {
     // The background sync runs at unlock; the handbook arrives with it.
     await app.click('nav a', '手册');
     await app.click('a', '热线工作守则', 60000);
+    // At the top of the section, a pointer to the lessons at its end (a phone screen shows one at a time).
+    await app.click('[data-testid=to-lessons]', '本手册有 1 节微课', 60000);
     const item = await app.el('[data-testid=lesson]', title, 60000);
     const size = await app.s.exec(`return arguments[0].querySelector('[data-testid=lesson-size]').textContent`, [{ [ELEMENT]: item }]);
     expect(/5(\.\d)? MB · 1:00/.test(size), `lesson size shown as ${size}`);

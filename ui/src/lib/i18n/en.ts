@@ -696,6 +696,7 @@ const en: Record<MessageKey, string> = {
   // micro-lessons (issue 10, item 7)
   'lessons.title': 'Micro-lessons',
   'lessons.hint': "Short lessons recorded by the team. Once downloaded they play with no network; downloading over the venue's local Wi-Fi uses no mobile data.",
+  'lessons.inHandbook': 'This handbook has {n} micro-lesson ↓|This handbook has {n} micro-lessons ↓',
   'lessons.meta': '{size} · {duration}',
   'lessons.held': 'Downloaded, plays offline',
   'lessons.partial': '{percent}% downloaded',

@@ -692,6 +692,7 @@ const zhCN = {
   // micro-lessons (issue 10, item 7)
   'lessons.title': '微课',
   'lessons.hint': '团队录制的短课。下载后不联网也能播放；在会场本地 Wi-Fi 下载不耗流量。',
+  'lessons.inHandbook': '本手册有 {n} 节微课 ↓',
   'lessons.meta': '{size} · {duration}',
   'lessons.held': '已下载，可离线播放',
   'lessons.partial': '已下载 {percent}%',
