@@ -1497,3 +1497,36 @@ fn a_venue_relay_refuses_an_unknown_signer_before_reading_its_body() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("venue_unknown_device"), "{answer}");
 }
+
+#[test]
+fn a_venue_relay_takes_signatures_for_its_fingerprint_and_its_public_address() {
+    // As `serve --tls-… --public-url URL` configures it: its id is its
+    // certificate's fingerprint, and devices whose entry has no pin sign
+    // for the address they know it by (review L1).
+    let mut l = the_loop();
+    let url = l.venue.url.clone();
+    l.venue.stop();
+    let addr = url.trim_start_matches("http://").parse().ok();
+    let mut again = Venue::start_with(&l.venue.dir, &l.venue.upstream, addr, |c| {
+        let v = c.venue.as_mut().expect("venue");
+        v.relay_id = format!("sha256:{}", "B".repeat(43));
+        v.public_urls = vec![url.clone()];
+    });
+    l.venue.stop = again.stop.take();
+    l.venue.thread = again.thread.take();
+    let d = &l.devs[1];
+    let (dev, secret) = d.store.request_signer().expect("signer");
+    for id in [url.clone(), format!("sha256:{}", "B".repeat(43))] {
+        let mut t = BlockingTransport::default();
+        t.http().set_signer(&dev, secret.clone());
+        t.http().venue_relay(&url, &id);
+        answer(d, &url, &mut t).unwrap_or_else(|e| panic!("signed for {id}: {e:?}"));
+    }
+    let mut other = BlockingTransport::default();
+    other.http().set_signer(&dev, secret);
+    other.http().venue_relay(&url, "http://another.venue:7070");
+    assert_eq!(
+        refusal(answer(d, &url, &mut other)),
+        (401, "bad_request_signature".into())
+    );
+}

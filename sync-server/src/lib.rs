@@ -355,7 +355,14 @@ async fn run(
         clock: config.clock.clone(),
         signed: forwarder.as_ref().map(|(f, team)| http::SignedAuth {
             team: *team,
-            relay_id: f.config().relay_id.clone(),
+            relay_ids: std::iter::once(f.config().relay_id.clone())
+                .chain(
+                    f.config()
+                        .public_urls
+                        .iter()
+                        .map(|u| u.trim().trim_end_matches('/').to_owned()),
+                )
+                .collect(),
         }),
         venue: forwarder.as_ref().map(|(f, _)| Arc::clone(f)),
     });

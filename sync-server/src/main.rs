@@ -358,16 +358,29 @@ fn main() -> anyhow::Result<()> {
                 compaction_grace: Duration::from_secs(grace.secs),
                 venue: match &venue.upstream {
                     Some(upstream) => {
+                        let public_url = venue
+                            .public_url
+                            .as_deref()
+                            .map(|u| u.trim().trim_end_matches('/').to_owned());
+                        // Devices sign for the address they know the relay
+                        // by: on a wildcard listen no default is one of them
+                        // (review L1).
+                        if tls.is_none() && public_url.is_none() && listen.ip().is_unspecified() {
+                            anyhow::bail!(
+                                "a venue relay listening on {listen} needs --public-url http://ADDRESS:PORT (the address devices use for it, which their signed requests name), or serve TLS"
+                            );
+                        }
                         let relay_id = match &tls {
                             Some(t) => t.fingerprint(),
-                            None => venue
-                                .public_url
+                            None => public_url
                                 .clone()
-                                .unwrap_or_else(|| format!("http://{listen}"))
-                                .trim_end_matches('/')
-                                .to_owned(),
+                                .unwrap_or_else(|| format!("http://{listen}")),
                         };
                         let mut v = heartbridge_relay::venue::VenueConfig::new(relay_id);
+                        if tls.is_some() {
+                            // An entry without a pin signs for its URL.
+                            v.public_urls.extend(public_url);
+                        }
                         v.upstream = Some(upstream.trim_end_matches('/').to_owned());
                         v.upstream_pin = venue.upstream_pin.clone();
                         v.upstream_insecure_http = venue.upstream_insecure_http;

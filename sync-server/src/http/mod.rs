@@ -71,9 +71,9 @@ pub(crate) struct Relay {
 #[derive(Debug, Clone)]
 pub(crate) struct SignedAuth {
     pub(crate) team: TeamId,
-    /// The relay's certificate fingerprint when it serves TLS, else its URL
-    /// as the devices know it.
-    pub(crate) relay_id: String,
+    /// The ids a device may sign for: the relay's certificate fingerprint
+    /// when it serves TLS, and its URLs as the devices know them.
+    pub(crate) relay_ids: Vec<String>,
 }
 
 impl Relay {
@@ -376,14 +376,17 @@ async fn check_signed(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    if !cred.verify(
-        &sign_pk,
-        &auth.relay_id,
-        now,
-        parts.method.as_str(),
-        &path,
-        &bytes,
-    ) {
+    let holds = auth.relay_ids.iter().any(|relay_id| {
+        cred.verify(
+            &sign_pk,
+            relay_id,
+            now,
+            parts.method.as_str(),
+            &path,
+            &bytes,
+        )
+    });
+    if !holds {
         // Counted like a failed token (per address), so guessing is slow.
         if let ApiError::RateLimited(s) = relay.limits.auth_failed(ip, None) {
             return Err(ApiError::RateLimited(s));

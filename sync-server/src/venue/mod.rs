@@ -57,6 +57,10 @@ pub struct VenueConfig {
     /// The id devices sign their requests for: the relay's certificate
     /// fingerprint when it serves TLS, else its URL as devices know it.
     pub relay_id: String,
+    /// Other ids devices may sign for: the addresses they know this relay
+    /// by (`--public-url`), beside its fingerprint when it serves TLS (an
+    /// entry without a pin signs for its URL; review L1).
+    pub public_urls: Vec<String>,
     /// How often an idle forwarder looks for work (new device pushes, news
     /// upstream).
     pub poll: Duration,
@@ -92,6 +96,7 @@ impl VenueConfig {
             upstream: None,
             token: None,
             relay_id: relay_id.into(),
+            public_urls: Vec::new(),
             poll: Duration::from_secs(2),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
