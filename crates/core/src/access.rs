@@ -1251,3 +1251,141 @@ pub(crate) fn ensure_oversight(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("k.db");
+        let mut conn = Connection::open(&path).expect("open");
+        crate::store::migrate_for_tests(&mut conn, &path);
+        (dir, conn)
+    }
+
+    fn grant_row(conn: &Connection, case: &str, key: &CaseKey, gen: u32, by: &str, to: &[&str]) {
+        for t in to {
+            conn.execute(
+                "INSERT INTO grants (scope, key_id, gen, granter, recipient, relay_seq, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
+                params![case, &key.id()[..], gen, by, t],
+            )
+            .expect("grant");
+        }
+    }
+
+    /// Two managers rotated a case to generation 2 at once: the lead's key
+    /// A for the readers after a handover, and a supervisor's key B made
+    /// from a copy older than the handover, given to the volunteer taken
+    /// off it. B sorts higher, so it is the current key; what the lead
+    /// writes next is still sealed under A, which the volunteer lacks.
+    #[test]
+    fn the_newest_key_a_volunteer_taken_off_holds_is_not_sealed_under() {
+        let (_dir, conn) = db();
+        let team = heartbridge_proto::TeamId([7; 16]);
+        let (lead, sup, vol) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        let hexes = |d: &[u8; 16]| hex::encode(d);
+        let trust = Trust::of_members(
+            team,
+            &[
+                (lead, Role::Lead),
+                (sup, Role::Supervisor),
+                (vol, Role::Volunteer),
+            ],
+        );
+        let case = hex::encode([9u8; 16]);
+        let gen1 = CaseKey::generate();
+        let (a, b) = loop {
+            let (a, b) = (CaseKey::generate(), CaseKey::generate());
+            if b.id() > a.id() {
+                break (a, b);
+            }
+        };
+        for (gen, k) in [(1, &gen1), (2, &a), (2, &b)] {
+            store_key(&conn, &case, &k.id(), gen, k, &hexes(&lead)).expect("key");
+        }
+        let all = [hexes(&lead), hexes(&sup), hexes(&vol)];
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        grant_row(&conn, &case, &gen1, 1, &hexes(&vol), &all);
+        grant_row(&conn, &case, &a, 2, &hexes(&lead), &all[..2]);
+        grant_row(&conn, &case, &b, 2, &hexes(&sup), &all);
+        let (_, current) = current_key(&conn, &case).expect("keys").expect("key");
+        assert_eq!(current.id(), b.id(), "B is the current key");
+
+        // The lead's view after the handover: the volunteer reads no more.
+        let desired: BTreeSet<String> = [hexes(&lead), hexes(&sup)].into();
+        choose_seal_key(
+            &conn,
+            &trust,
+            &hexes(&lead),
+            &case,
+            &desired,
+            (b.id(), true),
+        )
+        .expect("choose");
+        let sealed = seal_key(&conn, &case).expect("seal key").expect("a key");
+        assert_eq!(
+            sealed.id(),
+            a.id(),
+            "sealed under a key the volunteer holds"
+        );
+
+        // Once the volunteer reads again (handed back), the newest is used.
+        let desired: BTreeSet<String> = all.iter().map(|s| (*s).to_owned()).collect();
+        choose_seal_key(
+            &conn,
+            &trust,
+            &hexes(&lead),
+            &case,
+            &desired,
+            (b.id(), false),
+        )
+        .expect("choose");
+        assert_eq!(seal_key(&conn, &case).expect("k").expect("k").id(), b.id());
+
+        // With every key held by someone outside the readers (no manager
+        // rotated yet), the current key, as before: nothing goes unsealed.
+        let desired: BTreeSet<String> = [hexes(&lead)].into();
+        choose_seal_key(
+            &conn,
+            &trust,
+            &hexes(&lead),
+            &case,
+            &desired,
+            (b.id(), true),
+        )
+        .expect("choose");
+        assert_eq!(seal_key(&conn, &case).expect("k").expect("k").id(), b.id());
+    }
+
+    /// A held rotated key whose record the copy of the case lacks makes the
+    /// view stale, even when a record of the same generation is there (the
+    /// device's own rotation); a profile from before the records counts by
+    /// the generation.
+    #[test]
+    fn a_view_is_fresh_only_when_every_held_rotation_is_recorded() {
+        let (_dir, conn) = db();
+        let case = hex::encode([9u8; 16]);
+        let (a, b) = (CaseKey::generate(), CaseKey::generate());
+        store_key(&conn, &case, &a.id(), 2, &a, "x").expect("key");
+        // Before the records: by the generation.
+        assert!(!view_is_fresh(&conn, &case, 1).expect("fresh"));
+        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+        // Its own rotation recorded, another's key of the same generation held.
+        conn.execute(
+            "INSERT INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, 2)",
+            params![case, &a.id()[..]],
+        )
+        .expect("record");
+        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+        store_key(&conn, &case, &b.id(), 2, &b, "y").expect("key");
+        assert!(!view_is_fresh(&conn, &case, 2).expect("fresh"));
+        conn.execute(
+            "INSERT INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, 2)",
+            params![case, &b.id()[..]],
+        )
+        .expect("record");
+        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+    }
+}

@@ -286,6 +286,36 @@ impl Trust {
     }
 
     /// The role of a member this device trusts (revoked members included).
+    /// A trust of the given members, none revoked (unit tests of the key
+    /// layer, which need roles but no roster).
+    #[cfg(test)]
+    pub(crate) fn of_members(
+        team: heartbridge_proto::TeamId,
+        members: &[(DeviceId, Role)],
+    ) -> Trust {
+        let known = members
+            .iter()
+            .map(|(d, role)| {
+                (
+                    *d,
+                    Known {
+                        role: *role,
+                        public: DevicePublic {
+                            sign: [0; 32],
+                            kx: [0; 32],
+                        },
+                        revoked: None,
+                    },
+                )
+            })
+            .collect();
+        Trust {
+            team,
+            keys: BTreeMap::new(),
+            known,
+        }
+    }
+
     pub(crate) fn role_of(&self, device: &DeviceId) -> Option<Role> {
         self.known.get(device).map(|k| k.role)
     }

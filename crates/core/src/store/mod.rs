@@ -1475,3 +1475,10 @@ fn write_snapshot(conn: &Connection, id: &DocId, doc: &mut AutoCommit) -> Result
 
 #[cfg(test)]
 mod tests;
+
+/// Brings a bare database to the newest schema (unit tests of modules that
+/// work on tables, not on a whole profile).
+#[cfg(test)]
+pub(crate) fn migrate_for_tests(conn: &mut Connection, path: &std::path::Path) {
+    migrations::migrate(conn, path).expect("migrate");
+}
