@@ -630,3 +630,62 @@ fn an_export_that_could_not_be_written_leaves_its_changes_for_the_next_one() {
     assert!(exported["envelopes"].as_u64().unwrap() >= 1, "{exported}");
     assert_eq!(exported["already_exported"], 0, "{exported}");
 }
+
+/// Review L6: a bundle whose trailer verifies but one of whose envelopes,
+/// by an author this device knows, does not (altered before the exporter
+/// signed the file) is refused whole: nothing of it is applied or carried.
+#[test]
+fn a_bundle_with_one_altered_envelope_is_refused_whole() {
+    use heartbridge_core::{Channel, Group, NewCase, Risk};
+    let relay = Relay::start();
+    let mut devs = heartbridge_tests::team(&relay, &["lead", "author", "carrier"]);
+    heartbridge_tests::sync_until_quiet(&mut devs, &[0, 1, 2]);
+    for alias in ["小雨", "小风"] {
+        let case = devs[1]
+            .store
+            .new_case(&NewCase {
+                alias: alias.into(),
+                group: Group::LeftBehind,
+                risk: Risk::High,
+            })
+            .expect("case");
+        devs[1]
+            .store
+            .add_contact(&case, Channel::Hotline, "离线写下的记录", None)
+            .expect("contact");
+    }
+    let (bytes, _) = devs[1]
+        .store
+        .bundle_export(heartbridge_core::bundle::ExportScope::All)
+        .expect("export");
+    let parsed = heartbridge_core::bundle::parse(&bytes).expect("parse");
+    assert!(parsed.envelopes.len() >= 2);
+    let mut envelopes = parsed.envelopes.clone();
+    let last = envelopes.len() - 1;
+    envelopes[last].ciphertext[0] ^= 1;
+    let (_, secret) = devs[1].store.request_signer().expect("signer");
+    let forged = heartbridge_core::bundle::write(
+        parsed.team,
+        parsed.device,
+        parsed.created_at,
+        envelopes,
+        &secret,
+    );
+    let err = devs[2].store.bundle_import(&forged).expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            heartbridge_core::Error::Bundle(heartbridge_core::bundle::BundleError::Damaged)
+        ),
+        "{err}"
+    );
+    assert_eq!(devs[2].store.carried_len().unwrap(), 0);
+    assert!(devs[2]
+        .store
+        .list_cases(&Default::default())
+        .unwrap()
+        .is_empty());
+    // The honest bundle still imports.
+    let ok = devs[2].store.bundle_import(&bytes).expect("import");
+    assert!(ok.queued >= 2, "{ok:?}");
+}

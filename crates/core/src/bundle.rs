@@ -464,6 +464,20 @@ impl Store {
         if !parsed.verify(bytes, &exporter.0) {
             return Err(BundleError::BadSignature.into());
         }
+        // Every envelope whose author this device knows must verify before
+        // anything is applied (review L6): the exporter signed a file with
+        // an altered envelope in it, so none of it is taken. (An unknown
+        // author's is held and judged when the author is known, as pulled.)
+        for env in &parsed.envelopes {
+            if env.author == me {
+                continue;
+            }
+            if let Some((sign_pk, _)) = trust.signer(&env.author) {
+                if !env.verify(&team.team_id, &sign_pk) {
+                    return Err(BundleError::Damaged.into());
+                }
+            }
+        }
         let mut report = ImportReport {
             envelopes: parsed.envelopes.len(),
             ..ImportReport::default()
