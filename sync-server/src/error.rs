@@ -140,6 +140,8 @@ pub(crate) enum ApiError {
     UnknownTeam,
     /// A push of more envelopes than the relay takes at once.
     TooManyEnvelopes(usize),
+    /// A lesson chunk past the team's quota of stored chunk bytes.
+    Quota(u64),
     /// The body's content type is not the endpoint's.
     UnsupportedMediaType(&'static str),
     /// The body did not arrive in time; the connection is closed.
@@ -181,6 +183,7 @@ impl ApiError {
             ApiError::InviteUsed => "invite_used",
             ApiError::UnknownTeam => "unknown_team",
             ApiError::TooManyEnvelopes(_) => "too_many_envelopes",
+            ApiError::Quota(_) => "quota",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout => "timeout",
             ApiError::RateLimited(_) => "rate_limited",
@@ -216,6 +219,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::TooManyEnvelopes(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Quota(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -244,6 +248,7 @@ impl ApiError {
             ApiError::InviteUsed => "the invite was already used: ask for a new one".into(),
             ApiError::UnknownTeam => "no such team at this relay".into(),
             ApiError::TooManyEnvelopes(cap) => format!("the push holds more envelopes than this relay takes in one sync ({cap}): push fewer envelopes per sync; nothing was stored"),
+            ApiError::Quota(cap) => format!("the team's lessons at this relay would pass its quota ({cap} bytes of lesson chunks); nothing was stored: ask the relay's operator to raise it (--blob-quota-bytes)"),
             ApiError::UnsupportedMediaType(expected) => format!("the request body must be sent with content type {expected}"),
             ApiError::Timeout => "the request body did not arrive in time; the connection is closed: try again".into(),
             ApiError::RateLimited(secs) => format!("too many requests: try again in {secs} seconds"),

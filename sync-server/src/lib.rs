@@ -93,6 +93,8 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_PUSH_STALL: Duration = Duration::from_secs(2);
 /// The default cap on the envelopes of one push.
 pub const DEFAULT_MAX_PUSH_ENVELOPES: usize = 1000;
+/// Default bytes of lesson chunks one team may store: 8 GiB.
+pub const DEFAULT_BLOB_QUOTA_BYTES: u64 = 8 << 30;
 /// How long envelopes a snapshot superseded are kept (and the compaction
 /// can be undone) before they are deleted: 7 days.
 pub const DEFAULT_COMPACTION_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -199,6 +201,9 @@ pub struct Config {
     /// Most envelopes in one push; more are refused whole with 413
     /// `too_many_envelopes`.
     pub max_push_envelopes: usize,
+    /// Most bytes of lesson chunks one team may store (`/v1/blobs`); a put
+    /// past it is refused with 507 `quota`. 0: no limit.
+    pub blob_quota_bytes: u64,
     /// Time to send a request's headers; past it the connection is closed.
     /// Also how long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
@@ -247,6 +252,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_bytes: DEFAULT_PAGE_BYTES,
             max_push_envelopes: DEFAULT_MAX_PUSH_ENVELOPES,
+            blob_quota_bytes: DEFAULT_BLOB_QUOTA_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             push_stall: DEFAULT_PUSH_STALL,
@@ -348,6 +354,7 @@ async fn run(
         max_body: config.max_body_bytes,
         page_bytes: u64::from(config.page_bytes.max(1)),
         max_push_envelopes: config.max_push_envelopes.max(1),
+        blob_quota: config.blob_quota_bytes,
         body_timeout: config.body_timeout,
         push_stall: config.push_stall,
         limits: http::Limits::new(config.rate_limits),

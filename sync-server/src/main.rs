@@ -69,6 +69,9 @@ enum Command {
         /// Most envelopes in one push; more are refused whole (413 too_many_envelopes).
         #[arg(long = "max-push-envelopes", env = "HEARTBRIDGE_RELAY_MAX_PUSH_ENVELOPES", default_value_t = DEFAULT_MAX_PUSH_ENVELOPES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         max_push_envelopes: usize,
+        /// Most bytes of lesson chunks one team may store; more are refused (507 quota). 0: no limit.
+        #[arg(long = "blob-quota-bytes", env = "HEARTBRIDGE_RELAY_BLOB_QUOTA_BYTES", default_value_t = heartbridge_relay::DEFAULT_BLOB_QUOTA_BYTES)]
+        blob_quota_bytes: u64,
         /// Seconds a client has to send a request's headers (also how long an
         /// idle keep-alive connection stays open); then the connection is closed.
         #[arg(long = "header-timeout", env = "HEARTBRIDGE_RELAY_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -316,6 +319,7 @@ fn main() -> anyhow::Result<()> {
             max_body,
             page_bytes,
             max_push_envelopes,
+            blob_quota_bytes,
             header_timeout,
             body_timeout,
             enroll_rate_ip,
@@ -346,6 +350,7 @@ fn main() -> anyhow::Result<()> {
                 max_body_bytes: max_body,
                 page_bytes,
                 max_push_envelopes,
+                blob_quota_bytes,
                 header_timeout: Duration::from_secs(header_timeout),
                 body_timeout: Duration::from_secs(body_timeout),
                 rate_limits: RateLimits {

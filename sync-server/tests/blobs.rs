@@ -140,3 +140,50 @@ async fn a_team_never_reads_another_teams_chunks_and_a_request_needs_a_device() 
         .error(401, "unknown_token");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_team_past_its_quota_of_chunk_bytes_is_refused_and_nothing_is_stored() {
+    let relay = TestRelay::start_with(|c| c.blob_quota_bytes = 25_000).await;
+    let c = relay.client();
+    let team = Team::create(&relay, "t");
+    let lead = team.claim(&c, "lead").await;
+    for seed in 0..2 {
+        let bytes = chunk(10_000, 10 + seed);
+        let a = c
+            .send(
+                "PUT",
+                &format!("/v1/blobs/{}", chunk_id(&bytes)),
+                Some(&lead.token),
+                Some(OCTETS),
+                bytes,
+            )
+            .await;
+        assert_eq!(a.status, 201);
+    }
+    let third = chunk(10_000, 12);
+    let e = c
+        .send(
+            "PUT",
+            &format!("/v1/blobs/{}", chunk_id(&third)),
+            Some(&lead.token),
+            Some(OCTETS),
+            third,
+        )
+        .await
+        .error(507, "quota");
+    assert!(e.message.contains("25000"), "{}", e.message);
+    assert_eq!(count_rows(&relay.db, "blobs"), 2);
+    // A chunk the team holds is still answered (no new bytes).
+    let known = chunk(10_000, 10);
+    let a = c
+        .send(
+            "PUT",
+            &format!("/v1/blobs/{}", chunk_id(&known)),
+            Some(&lead.token),
+            Some(OCTETS),
+            known,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    relay.stop().await;
+}

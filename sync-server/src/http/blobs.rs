@@ -21,6 +21,7 @@ use heartbridge_proto::lesson::{
 
 use super::{content_length, read_json, require_content_type, BodyReader, Caller, Relay};
 use crate::error::ApiError;
+use crate::storage::BlobPut;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -58,11 +59,16 @@ pub(super) async fn put(
                 .into(),
         ));
     }
-    let (team, by, now) = (device.team, device.id, relay.clock.now());
+    let (team, by, now, quota) = (device.team, device.id, relay.clock.now(), relay.blob_quota);
     let data = bytes.to_vec();
-    let new = relay
-        .run(move |s| s.blob_put(team, key, &data, by, now))
-        .await?;
+    let new = match relay
+        .run(move |s| s.blob_put(team, key, &data, by, now, quota))
+        .await?
+    {
+        BlobPut::Stored => true,
+        BlobPut::Known => false,
+        BlobPut::OverQuota => return Err(ApiError::Quota(quota)),
+    };
     if let Some(venue) = relay.venue.clone() {
         if new {
             // Best effort: the device's own upload to the team relay is
@@ -104,8 +110,10 @@ pub(super) async fn get(
             if let Ok(Some(bytes)) = venue.upstream_blob(&id).await {
                 if chunk_id(&bytes) == id {
                     let (by, now, data) = (device.id, relay.clock.now(), bytes.clone());
+                    // Served even if the venue's quota keeps it from storing it.
+                    let quota = relay.blob_quota;
                     relay
-                        .run(move |s| s.blob_put(team, key, &data, by, now))
+                        .run(move |s| s.blob_put(team, key, &data, by, now, quota))
                         .await?;
                     held = Some(bytes);
                 }

@@ -54,6 +54,8 @@ pub(crate) struct Relay {
     pub(crate) max_body: usize,
     pub(crate) page_bytes: u64,
     pub(crate) max_push_envelopes: usize,
+    /// Bytes of lesson chunks a team may store (0: no limit).
+    pub(crate) blob_quota: u64,
     pub(crate) body_timeout: Duration,
     pub(crate) push_stall: Duration,
     pub(crate) limits: Limits,

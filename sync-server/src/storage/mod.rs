@@ -316,6 +316,16 @@ pub struct TeamSummary {
 }
 
 /// The relay's storage. Each method is one transaction.
+/// What [`Storage::blob_put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPut {
+    Stored,
+    /// The team held it already.
+    Known,
+    /// Storing it would pass the team's quota; nothing was stored.
+    OverQuota,
+}
+
 pub trait Storage: Send + Sync + 'static {
     /// Answers if the database answers.
     fn check(&self) -> Result<(), StoreError>;
@@ -425,8 +435,8 @@ pub trait Storage: Send + Sync + 'static {
     fn gauges(&self) -> Result<Gauges, StoreError>;
 
     /// Stores a sealed lesson chunk of `team` under `id` (the SHA-256 of
-    /// `bytes`, checked by the caller); answers whether it was new (a
-    /// known one is kept as it is).
+    /// `bytes`, checked by the caller), unless the team holds it (kept as
+    /// it is) or its chunks would pass `quota` bytes (0: no limit).
     fn blob_put(
         &self,
         team: TeamId,
@@ -434,7 +444,8 @@ pub trait Storage: Send + Sync + 'static {
         bytes: &[u8],
         pushed_by: DeviceId,
         now: i64,
-    ) -> Result<bool, StoreError>;
+        quota: u64,
+    ) -> Result<BlobPut, StoreError>;
 
     /// A stored chunk of `team`.
     fn blob_get(&self, team: TeamId, id: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;

@@ -735,8 +735,9 @@ impl Storage for SqliteStorage {
         bytes: &[u8],
         pushed_by: DeviceId,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        blobs::put(&self.writer(), team, id, bytes, pushed_by, now)
+        quota: u64,
+    ) -> Result<super::BlobPut, StoreError> {
+        blobs::put(&mut self.writer(), team, id, bytes, pushed_by, now, quota)
     }
 
     fn blob_get(&self, team: TeamId, id: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
