@@ -292,7 +292,7 @@ pub fn sync(r: &SyncReport) -> String {
         let _ = write!(s, "\n{} envelope(s) from the relay did not open with this team's key and were set aside, not applied.", r.refused);
     }
     if r.carried_refused > 0 {
-        let _ = write!(s, "\n{} envelope(s) you carried for teammates (from a bundle) were refused by the central relay (their author was removed, is unknown there, or they were altered) and are carried no more; tell your team's lead.", r.carried_refused);
+        let _ = write!(s, "\n{} envelope(s) you carried for teammates (from a bundle) were refused by the central relay (their author was removed, is unknown there, or they were altered): they are kept sealed on this device and not sent again; tell your team's lead.", r.carried_refused);
     }
     if r.venue_acked > 0 || r.central_confirmed > 0 {
         let _ = write!(
@@ -354,7 +354,7 @@ pub fn status(st: &SyncStatus, team: Option<&Team>) -> String {
     if st.carried_refused > 0 {
         let _ = writeln!(
             s,
-            "Envelopes carried for teammates that the central relay refused: {} (dropped; tell your team's lead)",
+            "Envelopes carried for teammates that the central relay refused: {} (kept sealed here, not sent again; tell your team's lead)",
             st.carried_refused
         );
     }

@@ -574,8 +574,10 @@ fn a_carried_envelope_the_relay_refuses_leaves_the_carriers_queue_and_is_counted
     let report = devs[2].sync();
     assert_eq!(report.carried_refused, queued, "{report:?}");
     assert_eq!(devs[2].store.carried_len().unwrap(), 0);
-    // The carrier is told, not only in this sync's report (review F5).
+    // The carrier is told, not only in this sync's report (review F5), and
+    // the sealed envelopes are kept, not destroyed on the relay's word.
     assert_eq!(devs[2].store.sync_status().unwrap().carried_refused, queued);
+    assert_eq!(devs[2].store.carried_refused_kept().unwrap(), queued);
     assert_eq!(devs[2].store.outbox_len().unwrap(), 0);
     assert!(
         relay.envelope_count_of(&own) >= 1,

@@ -546,6 +546,17 @@ impl Store {
             .query_row("SELECT count(*) FROM carried", [], |r| r.get(0))?;
         Ok(n.max(0) as usize)
     }
+
+    /// Carried envelopes the central relay refused whose sealed bytes this
+    /// device keeps (`carried_refused`; never pushed again).
+    pub fn carried_refused_kept(&self) -> Result<usize> {
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM carried_refused WHERE envelope IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as usize)
+    }
 }
 
 #[cfg(test)]

@@ -595,6 +595,12 @@ CREATE TABLE case_seal_keys (
     key_id      BLOB NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 21: a carried envelope the central relay refused keeps its sealed
+    // bytes (issue 10, follow-up of review F5): no note is destroyed on the
+    // relay's word; it is not pushed again.
+    r#"
+ALTER TABLE carried_refused ADD COLUMN envelope BLOB;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -399,9 +399,11 @@ pub(super) enum AckOutcome {
 
 /// The central relay refused one planned envelope of another member's (its
 /// author revoked, unknown there, or its signature or role wrong): pushing
-/// it again gets the same answer, so it is carried no more, and the refusal
-/// is kept (content id, document, reason; no envelope) for the status
-/// screen. Only a central relay's refusal comes here: a venue relay's says
+/// it again gets the same answer, so it is pushed no more; the refusal and
+/// the sealed envelope are kept in `carried_refused` (not destroyed on the
+/// relay's word: a revoked author's note written before the revocation may
+/// be one) for the status screen. Only a central relay's refusal comes
+/// here: a venue relay's says
 /// nothing of the central relay (review F5). Returns whether it was a
 /// carried one (a refusal of this device's own is not dropped).
 pub(super) fn drop_refused(conn: &Connection, planned: &Planned, reason: &str) -> Result<bool> {
@@ -410,9 +412,10 @@ pub(super) fn drop_refused(conn: &Connection, planned: &Planned, reason: &str) -
             // The reason is the relay's word: a short kind, cut if longer.
             let reason: String = reason.chars().take(40).collect();
             conn.execute(
-                "INSERT INTO carried_refused (content_id, doc_id, reason, at)
-                 SELECT content_id, doc_id, ?2, ?3 FROM carried WHERE id = ?1
-                 ON CONFLICT (content_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+                "INSERT INTO carried_refused (content_id, doc_id, reason, at, envelope)
+                 SELECT content_id, doc_id, ?2, ?3, envelope FROM carried WHERE id = ?1
+                 ON CONFLICT (content_id) DO UPDATE SET reason = excluded.reason, at = excluded.at,
+                     envelope = excluded.envelope",
                 params![row, reason, now_ms()],
             )?;
             conn.execute("DELETE FROM carried WHERE id = ?1", [row])?;
