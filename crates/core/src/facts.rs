@@ -287,11 +287,42 @@ pub fn encode(facts: &[Fact]) -> Vec<u8> {
 
 /// Facts from the wire. Bytes that are not a JSON array of facts are an
 /// error (nothing of their content is in it).
+///
+/// A fact of a kind this version does not know (a newer device's, such as
+/// `lesson-watched` was for devices before it) is skipped, so it never
+/// costs the other facts of its list; a known kind that does not parse is
+/// damage and refuses the list.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Fact>> {
-    serde_json::from_slice(bytes).map_err(|_| Error::Protocol {
+    let damaged = || Error::Protocol {
         detail: "statistics facts that do not parse".into(),
-    })
+    };
+    let items: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(|_| damaged())?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let tag = item.get("t").and_then(|t| t.as_str()).map(str::to_owned);
+        match serde_json::from_value::<Fact>(item) {
+            Ok(f) => out.push(f),
+            Err(_) if tag.as_deref().is_some_and(|t| !KNOWN_TAGS.contains(&t)) => {}
+            Err(_) => return Err(damaged()),
+        }
+    }
+    Ok(out)
 }
+
+/// The `t` of every [`Fact`] variant this version reads.
+const KNOWN_TAGS: &[&str] = &[
+    "case-opened",
+    "contact",
+    "risk-set",
+    "group-set",
+    "escalated",
+    "receipt",
+    "followup-added",
+    "followup-done",
+    "followup-reopened",
+    "shift",
+    "lesson-watched",
+];
 
 impl crate::Store {
     /// Stores facts that came from elsewhere (another device's, a file),
@@ -344,6 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn a_fact_of_an_unknown_kind_is_skipped_and_a_damaged_one_refuses_the_list() {
+        let watched = Fact::LessonWatched {
+            id: "f1".into(),
+            lesson: "ab".repeat(16),
+            at: 5,
+        };
+        let mut list: Vec<serde_json::Value> = vec![
+            serde_json::to_value(contact("c1", 1)).unwrap(),
+            serde_json::to_value(&watched).unwrap(),
+            serde_json::json!({"t": "from-a-newer-version", "id": "x", "at": 3}),
+        ];
+        let bytes = serde_json::to_vec(&list).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), vec![contact("c1", 1), watched]);
+        list.push(serde_json::json!({"t": "contact", "id": "broken"}));
+        let bytes = serde_json::to_vec(&list).unwrap();
+        assert_eq!(decode(&bytes).unwrap_err().kind(), "protocol");
+    }
+
+    #[test]
     fn recorded_facts_wait_in_the_outbox_until_marked_sent_and_are_stored_once() {
         let (_d, mut s) = store();
         let tx = s.conn_mut().transaction().unwrap();
@@ -373,7 +423,11 @@ mod tests {
         assert_eq!(s.ingest_facts(&back).unwrap(), 2);
         assert_eq!(s.ingest_facts(&back).unwrap(), 0);
         assert_eq!(s.fact_counts().unwrap(), (2, 0));
-        assert!(decode(b"[{\"t\":\"nope\"}]").is_err());
+        // A kind from a newer version is skipped; what is not a list of
+        // facts at all is refused.
+        assert_eq!(decode(b"[{\"t\":\"nope\"}]").unwrap(), vec![]);
+        assert!(decode(b"[{\"id\":\"no kind\"}]").is_err());
+        assert!(decode(b"{}").is_err());
     }
 
     #[test]
