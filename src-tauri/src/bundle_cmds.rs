@@ -143,3 +143,65 @@ pub async fn bundle_qr_import(state: State<'_, AppState>, paths: Vec<String>) ->
     let report = state.with(|s| Ok(s.bundle_import(&bundle).map_err(refusal)))??;
     Ok(to_ui(&report))
 }
+
+/// Imports QR frames read by the page from a live camera (扫描二维码): each
+/// frame's bytes as base64, in any order, duplicates ignored. Answers the
+/// import, or `qr_missing` naming the frames still to scan (nothing is
+/// applied until the set is whole and its hash and the bundle check).
+#[tauri::command]
+pub async fn bundle_qr_import_frames(
+    state: State<'_, AppState>,
+    frames: Vec<String>,
+) -> ApiResult<Value> {
+    let bundle = assemble_frames(&frames).map_err(|e| refusal(e.into()))?;
+    let report = state.with(|s| Ok(s.bundle_import(&bundle).map_err(refusal)))??;
+    Ok(to_ui(&report))
+}
+
+/// The bundle from frames given as base64 of their bytes.
+fn assemble_frames(frames: &[String]) -> Result<Vec<u8>, qr::QrError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut asm = qr::Assembler::new();
+    for f in frames {
+        let bytes = b64.decode(f.trim()).map_err(|_| qr::QrError::NotAFrame)?;
+        asm.add(&bytes)?;
+    }
+    asm.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(f: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(f)
+    }
+
+    #[test]
+    fn frames_from_the_camera_assemble_in_any_order_and_name_what_is_missing() {
+        let bundle: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let frames: Vec<String> = qr::frames(&bundle)
+            .unwrap()
+            .iter()
+            .map(|f| b64(f))
+            .collect();
+        assert_eq!(frames.len(), 3);
+        let shuffled = vec![
+            frames[2].clone(),
+            frames[0].clone(),
+            frames[0].clone(),
+            frames[1].clone(),
+        ];
+        assert_eq!(assemble_frames(&shuffled).unwrap(), bundle);
+        match assemble_frames(&frames[..2]) {
+            Err(qr::QrError::Missing { missing, count }) => {
+                assert_eq!((missing, count), (vec![3], 3));
+            }
+            other => panic!("expected missing frame 3, got {other:?}"),
+        }
+        assert_eq!(
+            assemble_frames(&["not base64!".to_owned()]),
+            Err(qr::QrError::NotAFrame)
+        );
+    }
+}

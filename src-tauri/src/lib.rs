@@ -721,6 +721,9 @@ fn profile_dir(app: &tauri::App) -> PathBuf {
 #[allow(clippy::disallowed_methods)]
 pub fn run() {
     let result = tauri::Builder::default()
+        // The system's file picker for bundle export/import and QR pictures
+        // (the UI keeps a typed path beside it).
+        .plugin(tauri_plugin_dialog::init())
         // Lesson media for the player, decrypted from the store per request
         // (issue 10, item 7).
         .register_asynchronous_uri_scheme_protocol(lesson_cmds::SCHEME, lesson_cmds::protocol)
@@ -839,6 +842,7 @@ pub fn run() {
             bundle_cmds::bundle_qr_export,
             bundle_cmds::bundle_import,
             bundle_cmds::bundle_qr_import,
+            bundle_cmds::bundle_qr_import_frames,
             // issue 10, item 7: micro-lessons
             lesson_cmds::lesson_list,
             lesson_cmds::lesson_get,

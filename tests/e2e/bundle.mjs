@@ -53,6 +53,11 @@ async function main() {
     await app.unlock('你好，林督导');
     await app.click('nav a', '值班');
     await app.el('[data-testid=bundle] h2', '不联网带出改动');
+    // The system's file picker is offered beside each path field; a native
+    // dialog cannot be driven through WebDriver, so this test types paths.
+    await app.el('[data-testid=bundle-import-choose]', '选择文件…');
+    await app.el('[data-testid=bundle-export-choose]', '选择保存位置…');
+    await app.el('[data-testid=bundle-qr-choose]', '选择图片…');
     await app.fill('要导入的文件', bundle);
     await app.click('[data-testid=bundle-import]', '导入');
     const status = await app.el('[data-testid=bundle-imported]', '已导入', 20000);
