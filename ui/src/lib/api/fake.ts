@@ -877,6 +877,10 @@ export function createFakeApi(opts: FakeOptions = {}): FakeApi {
     bundleQrExport: (a) => guarded(() => bundles.bundleQrExport(a)),
     bundleImport: (a) => guarded(() => bundles.bundleImport(a)),
     bundleQrImport: (a) => guarded(() => bundles.bundleQrImport(a)),
+    bundleQrImportFrames: async (a) => {
+      const check = await bundles.frameCheck(a.frames);
+      return guarded(() => bundles.bundleQrImportFrames(check));
+    },
 
     // micro-lessons (issue 10, item 7): fake-lessons.ts
     lessonList: (a) => guarded(() => lessons.lessonList(a)),

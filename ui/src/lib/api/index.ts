@@ -98,6 +98,7 @@ const METHODS = {
   bundleQrExport: true,
   bundleImport: true,
   bundleQrImport: true,
+  bundleQrImportFrames: true,
   // micro-lessons (issue 10, item 7)
   lessonList: true,
   lessonGet: true,

@@ -128,6 +128,7 @@ export function createTauriApi(): HeartbridgeApi {
     bundleQrExport: (a) => call('bundle_qr_export', a),
     bundleImport: (a) => call('bundle_import', a),
     bundleQrImport: (a) => call('bundle_qr_import', a),
+    bundleQrImportFrames: (a) => call('bundle_qr_import_frames', a),
     caseAssignees: () => call('case_assignees'),
     // micro-lessons (issue 10, item 7)
     lessonList: (a) => call('lesson_list', { ...a }),

@@ -789,6 +789,8 @@ export interface HeartbridgeApi {
   bundleImport(args: { path: string }): Promise<BundleImported>;
   /** bundle_qr_import: frame images in any order; `qr_missing` names the frames still to scan */
   bundleQrImport(args: { paths: string[] }): Promise<BundleImported>;
+  /** bundle_qr_import_frames: frames read by the camera (each frame's bytes as base64), any order; `qr_missing` names the frames still to scan */
+  bundleQrImportFrames(args: { frames: string[] }): Promise<BundleImported>;
 }
 
 // issue 10, item 7: micro-lessons (lesson_cmds.rs). A lesson is a sealed,
