@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { build, preview } from 'vite';
 import { supervisionWalk } from './supervision.mjs';
+import { cameraWalk } from './camera.mjs';
 
 const UI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHOTS = path.resolve(UI, '..', 'docs', 'screenshots');
@@ -580,6 +581,9 @@ async function main() {
 
     // issue 9, U1: the supervisor's queue, escalation and receipt (ui/e2e/supervision.mjs)
     await supervisionWalk({ browser, origin, phoneContext, guard, step, shot, auditLabels, expect, TIMEOUT });
+
+    // issue 10: QR frames read from a (fake) live camera on the shift screen (ui/e2e/camera.mjs)
+    await cameraWalk({ CHROMIUM, origin, guard, step, shot, expect, TIMEOUT, PHONE });
 
     await step('no page errors, console errors or remote requests', async () => {
       expect(problems.length === 0, problems.join('\n'));
