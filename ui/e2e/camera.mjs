@@ -54,6 +54,7 @@ export async function cameraWalk({ CHROMIUM, origin, guard, step, shot, expect, 
       const have = Number(/已读 (\d)/.exec(partial)[1]);
       const named = /缺第 ([\d、]+) 帧/.exec(partial)[1].split('、');
       expect(named.length === 6 - have, `progress: ${partial}`);
+      await p.getByTestId('bundle-scanner').scrollIntoViewIfNeeded().catch(() => {});
       await shot(p, 'bundle-scan');
       // Every frame read and imported by the (fake) backend, which checks the frames' hash.
       const status = p.getByTestId('bundle-imported');
