@@ -140,6 +140,14 @@ fn a_lesson_of_several_mb_reaches_a_second_device_through_a_cutting_link_and_pla
         .expect("a range across chunks");
     assert_eq!(mid.bytes, bytes[524_000..=1_100_000]);
     assert_eq!(mid.total, bytes.len() as u64);
+    // An inverted or out-of-lesson range is refused, not a panic (review K3).
+    for (start, end) in [(100, Some(50)), (bytes.len() as u64, None)] {
+        let e = devs[1]
+            .store
+            .lesson_read_range(&id, start, end)
+            .expect_err("a bad range");
+        assert_eq!(e.kind(), "invalid_input", "{e}");
+    }
 }
 
 #[test]
@@ -417,4 +425,79 @@ proptest::proptest! {
         let got = devs[1].store.lesson_read_range(&id, 0, None).expect("read");
         proptest::prop_assert_eq!(got.bytes, bytes);
     }
+}
+
+/// A teammate's wrong manifest arrives on B: a lesson whose entry names
+/// another lesson's chunks (they hash right at the relay but do not open
+/// in its place).
+fn forge_manifest(b: &mut Device, hb: &DocId, chunks: &[String]) -> String {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ReadDoc, Value};
+    let (_, mut doc) = b.store.load(hb).expect("load").expect("handbook");
+    let heads = doc.get_heads();
+    let lessons = match doc.get(automerge::ROOT, "lessons").expect("get") {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => panic!("no lessons map"),
+    };
+    let id = "0123456789abcdef0123456789abcdef".to_owned();
+    let l = doc
+        .put_object(&lessons, id.as_str(), ObjType::Map)
+        .expect("put");
+    doc.put(&l, "title", "forged").expect("put");
+    doc.put(&l, "mime", "video/mp4").expect("put");
+    doc.put(&l, "size", (chunks.len() * 512 * 1024) as i64)
+        .expect("put");
+    doc.put(&l, "sha256", format!("{id}{}", "0".repeat(32)))
+        .expect("put");
+    doc.put(&l, "chunk_size", 512 * 1024i64).expect("put");
+    doc.put(&l, "epoch", 1i64).expect("put");
+    doc.put(&l, "added_at", 0i64).expect("put");
+    let list = doc.put_object(&l, "chunks", ObjType::List).expect("list");
+    for (i, c) in chunks.iter().enumerate() {
+        doc.insert(&list, i, c.as_str()).expect("insert");
+    }
+    let change = doc.save_after(&heads);
+    b.store
+        .apply_remote(hb, heartbridge_core::DocKind::Handbook, &change)
+        .expect("apply");
+    id
+}
+
+#[test]
+fn a_wrong_manifest_of_a_teammate_costs_only_its_own_lesson() {
+    let relay = Relay::start();
+    let (mut devs, hb) = setup(&relay);
+    let one = media(2 * 512 * 1024, 8);
+    let two = media(2 * 512 * 1024, 9);
+    let id1 = add_and_share(&mut devs, &hb, &one, "one");
+    let id2 = add_and_share(&mut devs, &hb, &two, "two");
+    let chunks_of_two: Vec<String> = devs[1]
+        .store
+        .lesson_missing_chunks(std::slice::from_ref(&id2))
+        .expect("chunks")
+        .into_iter()
+        .map(|c| c.chunk_id)
+        .collect();
+    let forged = forge_manifest(&mut devs[1], &hb, &chunks_of_two);
+    assert_eq!(devs[1].store.lessons(None).expect("list")[0].id, forged);
+
+    let mut t = transport(&devs[1]);
+    let e = devs[1]
+        .store
+        .lesson_fetch(&mut t, &[], true, None, &mut |_| {})
+        .expect_err("the forged lesson");
+    assert_eq!(e.kind(), "lesson_manifest_bad", "{e}");
+    assert!(e.to_string().contains("not the relay"), "{e}");
+    for (id, bytes) in [(&id1, &one), (&id2, &two)] {
+        assert_eq!(
+            &devs[1]
+                .store
+                .lesson_read_range(id, 0, None)
+                .expect("read")
+                .bytes,
+            bytes,
+            "the other lessons came whole"
+        );
+    }
+    assert!(!devs[1].store.lesson(&forged).expect("forged").held);
 }

@@ -95,6 +95,12 @@ impl HttpTransport {
             let run = async {
                 let resp = req.send().await.map_err(|e| crate::network(&e))?;
                 let status = resp.status().as_u16();
+                if status == 206 && content_range_start(resp.headers()) != Some(got.len()) {
+                    // Another range than the one asked for (review K6): start
+                    // the chunk again.
+                    got.clear();
+                    return Err(net("the relay answered another range"));
+                }
                 if status == 200 || status == 206 {
                     if status == 200 {
                         // The relay sent it all again (it ignored the range).
@@ -146,6 +152,13 @@ impl HttpTransport {
         }
         Err(last)
     }
+}
+
+/// The first byte of a 206's `Content-Range: bytes START-END/TOTAL`.
+fn content_range_start(h: &reqwest::header::HeaderMap) -> Option<usize> {
+    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let (start, _) = v.trim().strip_prefix("bytes ")?.split_once('-')?;
+    start.trim().parse().ok()
 }
 
 impl BlobTransport for BlockingTransport {

@@ -194,6 +194,18 @@ fn lesson_err(kind: &'static str, message: String) -> Error {
     Error::Lesson { kind, message }
 }
 
+/// A manifest whose chunks do not make the lesson it names: whoever wrote
+/// it (a teammate, or a bug) is at fault, not the relay.
+fn manifest_bad(m: &Manifest, why: &str) -> Error {
+    lesson_err(
+        "lesson_manifest_bad",
+        format!(
+            "lesson {} in handbook {} cannot be used ({why}): its entry in the handbook is wrong, not the relay; other lessons are not affected — ask whoever added it to add it again",
+            m.id, m.handbook
+        ),
+    )
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
@@ -291,8 +303,17 @@ fn read_manifests(doc: &AutoCommit, handbook: &str) -> Vec<Manifest> {
         } else {
             m.size.div_ceil(m.chunk_size)
         };
+        // Bounds a teammate's manifest cannot pass (review K4.2): the one
+        // chunk size, at most a lesson's size, a media type, the id's
+        // length matching the hash it names.
         if lesson_bytes(&m.id).is_ok()
             && m.size > 0
+            && m.size <= MAX_LESSON_BYTES
+            && m.chunk_size == CHUNK_SIZE as u64
+            && (m.mime.starts_with("audio/") || m.mime.starts_with("video/"))
+            && m.mime.len() <= 100
+            && m.sha256.len() == 64
+            && m.sha256.starts_with(&m.id)
             && expect == m.chunks.len() as u64
             && m.chunks.iter().all(|c| wire::is_chunk_id(c))
         {
@@ -383,10 +404,14 @@ fn held_chunk(conn: &Connection, chunk_id: &str) -> Result<Option<Vec<u8>>> {
         .optional()?)
 }
 
-fn is_held(conn: &Connection, chunk_id: &str) -> Result<bool> {
+/// Whether chunk `chunk_id` is here as chunk `index` of `lesson` (a chunk
+/// accepted for another lesson's place does not count: it would not open).
+fn is_held(conn: &Connection, chunk_id: &str, lesson: &str, index: usize) -> Result<bool> {
     let id = hex::decode(chunk_id).unwrap_or_default();
-    let mut st = conn.prepare_cached("SELECT 1 FROM lesson_chunks WHERE chunk_id = ?1")?;
-    Ok(st.exists([id])?)
+    let mut st = conn.prepare_cached(
+        "SELECT 1 FROM lesson_chunks WHERE chunk_id = ?1 AND lesson_id = ?2 AND idx = ?3",
+    )?;
+    Ok(st.exists(params![id, lesson, index as i64])?)
 }
 
 fn store_chunk(conn: &Connection, c: &ChunkRef, sealed: &[u8]) -> Result<()> {
@@ -403,7 +428,7 @@ impl Store {
         let mut held = 0u32;
         let mut bytes = 0u64;
         for (i, c) in m.chunks.iter().enumerate() {
-            if is_held(self.conn(), c)? {
+            if is_held(self.conn(), c, &m.id, i)? {
                 held += 1;
                 bytes += m.plain_len(i as u32);
             }
@@ -651,6 +676,13 @@ impl Store {
                 allowed: "an offset below the lesson's size",
             });
         }
+        if end.is_some_and(|e| e < start) {
+            return Err(Error::InvalidValue {
+                field: "range end",
+                value: end.unwrap_or(0).to_string(),
+                allowed: "an offset at or after the range's start",
+            });
+        }
         let last = end
             .unwrap_or(u64::MAX)
             .min(m.size - 1)
@@ -773,7 +805,7 @@ impl Store {
         let mut out = Vec::new();
         for m in self.wanted(ids)? {
             for (i, c) in m.chunks.iter().enumerate() {
-                if !is_held(self.conn(), c)? {
+                if !is_held(self.conn(), c, &m.id, i)? {
                     out.push(ChunkRef {
                         lesson: m.id.clone(),
                         index: i as u32,
@@ -795,9 +827,11 @@ impl Store {
         };
         for m in &wanted {
             for (i, c) in m.chunks.iter().enumerate() {
-                if !is_held(self.conn(), c)? {
+                if !is_held(self.conn(), c, &m.id, i)? {
                     plan.chunks_missing += 1;
-                    plan.bytes_missing += m.plain_len(i as u32) + 24 + 16;
+                    plan.bytes_missing = plan
+                        .bytes_missing
+                        .saturating_add(m.plain_len(i as u32) + 24 + 16);
                 }
             }
         }
@@ -834,9 +868,55 @@ impl Store {
         })?;
         match wire::open_chunk(key, &team.team_id, &m.place(c.index)?, sealed) {
             Some(p) if p.len() as u64 == m.plain_len(c.index) => {}
-            _ => return Err(bad("it does not open with the team's key")),
+            // The bytes are the ones the manifest names, so the manifest is
+            // at fault, not the relay (review K4.3).
+            _ => {
+                return Err(manifest_bad(
+                    &m,
+                    &format!(
+                        "its chunk {} of {} does not open in its place",
+                        c.index + 1,
+                        m.count()
+                    ),
+                ))
+            }
         }
-        self.immediate(|tx| store_chunk(tx, c, sealed))
+        self.immediate(|tx| store_chunk(tx, c, sealed))?;
+        // Complete now: the whole must be the file the lesson id names
+        // (review K4.1), else its chunks go and the lesson is refused.
+        if m.chunks
+            .iter()
+            .enumerate()
+            .all(|(i, c)| is_held(self.conn(), c, &m.id, i).unwrap_or(false))
+        {
+            self.verify_whole(&m)?;
+        }
+        Ok(())
+    }
+
+    fn verify_whole(&mut self, m: &Manifest) -> Result<()> {
+        use sha2::Digest;
+        let keys = crate::team::epoch_keys(self.conn())?;
+        let mut hash = sha2::Sha256::new();
+        for i in 0..m.count() {
+            hash.update(self.open_chunk(m, i, &keys)?);
+        }
+        if hex::encode(hash.finalize()) == m.sha256 {
+            return Ok(());
+        }
+        self.immediate(|tx| {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM lesson_chunks WHERE chunk_id = ?1 AND lesson_id = ?2",
+            )?;
+            for c in &m.chunks {
+                st.execute(params![hex::decode(c).unwrap_or_default(), m.id])?;
+            }
+            Ok(())
+        })?;
+        Err(manifest_bad(
+            m,
+            "its chunks together are not the file its id names",
+        ))
     }
 
     /// Chunks this device added that the team's relay has not confirmed.
@@ -949,6 +1029,7 @@ impl Store {
         }
         let policy = self.lesson_link_policy()?;
         let mut last_err: Option<Error> = None;
+        let mut bad_lessons: Vec<String> = Vec::new();
         for entry in order {
             if missing.is_empty() {
                 break;
@@ -968,12 +1049,26 @@ impl Store {
             let mut left = Vec::new();
             let mut it = std::mem::take(&mut missing).into_iter();
             for c in it.by_ref() {
+                if bad_lessons.contains(&c.lesson) {
+                    continue;
+                }
                 match t.blob_get(&at, &c.chunk_id) {
                     Ok(sealed) => match self.lesson_accept_chunk(&c, &sealed) {
                         Ok(()) => {
                             report.chunks_fetched += 1;
                             report.bytes_fetched += sealed.len() as u64;
                             progress(&report);
+                        }
+                        Err(
+                            e @ Error::Lesson {
+                                kind: "lesson_manifest_bad",
+                                ..
+                            },
+                        ) => {
+                            // That lesson is given up (from every relay);
+                            // the others go on.
+                            bad_lessons.push(c.lesson.clone());
+                            last_err = Some(e);
                         }
                         Err(e @ Error::Lesson { .. }) => {
                             // This relay altered a chunk: trust nothing more
@@ -1004,13 +1099,17 @@ impl Store {
                 }
             }
             left.extend(it);
+            left.retain(|c| !bad_lessons.contains(&c.lesson));
             missing = left;
         }
-        report.complete = missing.is_empty();
+        report.complete = missing.is_empty() && bad_lessons.is_empty();
         match (report.complete, last_err) {
             (true, _) => Ok(report),
             (false, Some(e)) => Err(e),
-            (false, None) => Err(Error::NotEnrolled),
+            (false, None) => Err(lesson_err(
+                "lesson_not_on_relay",
+                "no relay this device knows could be asked for the lesson: add the team's relay or a venue relay (`heartbridge team relays`)".to_owned(),
+            )),
         }
     }
 }
@@ -1090,7 +1189,7 @@ mod tests {
             mime: "audio/mpeg".into(),
             size,
             duration_ms: Some(90_000),
-            sha256: "ab".repeat(32),
+            sha256: format!("00112233445566778899aabbccddeeff{}", "0".repeat(32)),
             chunk_size: CHUNK_SIZE as u64,
             epoch: 2,
             chunks: (0..chunks).map(|i| format!("{i:064x}")).collect(),
@@ -1121,7 +1220,27 @@ mod tests {
         // Two chunks named for a size that needs three: left out.
         let mut bad = manifest(CHUNK_SIZE as u64 * 2 + 1, 2);
         bad.id = "ffeeddccbbaa99887766554433221100".into();
+        bad.sha256 = format!("{}{}", bad.id, "0".repeat(32));
         write_manifest(&mut doc, &bad, "dev").unwrap();
+        assert_eq!(read_manifests(&doc, "hb").len(), 1);
+
+        // Past a lesson's size, another chunk size, not media, a hash that
+        // is not the id's: left out too (review K4.2).
+        for (n, f) in [
+            |m: &mut Manifest| m.size = MAX_LESSON_BYTES + 1,
+            |m: &mut Manifest| m.chunk_size = 1 << 62,
+            |m: &mut Manifest| m.mime = "text/html".into(),
+            |m: &mut Manifest| m.sha256 = "ab".repeat(32),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut odd = manifest(CHUNK_SIZE as u64, 1);
+            odd.id = format!("{:032x}", n + 1);
+            odd.sha256 = format!("{}{}", odd.id, "0".repeat(32));
+            f(&mut odd);
+            write_manifest(&mut doc, &odd, "dev").unwrap();
+        }
         assert_eq!(read_manifests(&doc, "hb").len(), 1);
     }
 

@@ -77,11 +77,13 @@ pub struct ChunkPlace {
 
 /// Seals one chunk; answers the sealed bytes (ciphertext and tag).
 pub fn seal_chunk(key: &TeamKey, team: &TeamId, place: &ChunkPlace, plain: &[u8]) -> Vec<u8> {
+    // Keyed on everything the associated data binds and the plaintext
+    // (review K7): equal nonces only for an equal (place, chunk). The MAC
+    // is HMAC-SHA256 under a label of its own (`TeamKey::content_id`), not
+    // the raw AEAD use of the key.
     let full = key.content_id(&[
         b"lesson-nonce",
-        &team.0,
-        &place.lesson,
-        &place.index.to_be_bytes(),
+        &aad(team, &place.lesson, place.index, place.count, place.epoch),
         plain,
     ]);
     let more = key.content_id(&[b"lesson-nonce-2", &full]);
