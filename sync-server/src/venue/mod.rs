@@ -409,6 +409,8 @@ pub struct Forwarder {
     pub(crate) db: Arc<VenueDb>,
     config: VenueConfig,
     http: reqwest::Client,
+    /// Lesson chunks the upstream relay lacked, and when (`blobs.rs`).
+    blob_misses: blobs::Misses,
 }
 
 impl Forwarder {
@@ -429,7 +431,12 @@ impl Forwarder {
             None => db.state()?.and_then(|s| s.upstream_pin),
         };
         let http = client(config.request_timeout, pin.as_deref())?;
-        Ok(Forwarder { db, config, http })
+        Ok(Forwarder {
+            db,
+            config,
+            http,
+            blob_misses: blobs::Misses::default(),
+        })
     }
 
     pub(crate) fn config(&self) -> &VenueConfig {
