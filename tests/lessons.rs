@@ -431,15 +431,21 @@ proptest::proptest! {
 /// another lesson's chunks (they hash right at the relay but do not open
 /// in its place).
 fn forge_manifest(b: &mut Device, hb: &DocId, chunks: &[String]) -> String {
+    forge_manifest_as(b, hb, chunks, "0123456789abcdef0123456789abcdef")
+}
+
+fn forge_manifest_as(b: &mut Device, hb: &DocId, chunks: &[String], id: &str) -> String {
     use automerge::transaction::Transactable;
     use automerge::{ObjType, ReadDoc, Value};
     let (_, mut doc) = b.store.load(hb).expect("load").expect("handbook");
     let heads = doc.get_heads();
     let lessons = match doc.get(automerge::ROOT, "lessons").expect("get") {
         Some((Value::Object(ObjType::Map), id)) => id,
-        _ => panic!("no lessons map"),
+        _ => doc
+            .put_object(automerge::ROOT, "lessons", ObjType::Map)
+            .expect("lessons map"),
     };
-    let id = "0123456789abcdef0123456789abcdef".to_owned();
+    let id = id.to_owned();
     let l = doc
         .put_object(&lessons, id.as_str(), ObjType::Map)
         .expect("put");
@@ -500,4 +506,50 @@ fn a_wrong_manifest_of_a_teammate_costs_only_its_own_lesson() {
         );
     }
     assert!(!devs[1].store.lesson(&forged).expect("forged").held);
+}
+
+#[test]
+fn a_lesson_whose_whole_is_not_the_file_its_id_names_is_refused_when_it_completes() {
+    use heartbridge_core::proto::lesson::{chunk_id, seal_chunk, ChunkPlace};
+    use heartbridge_core::BlobTransport;
+    let relay = Relay::start();
+    let (mut devs, hb) = setup(&relay);
+    // A teammate seals its own bytes in the places of a lesson id it chose
+    // and uploads them: every chunk opens, the whole is not that file.
+    let id = "fedcba9876543210fedcba9876543210";
+    let team = devs[0].store.team().expect("team").expect("enrolled");
+    let lesson: [u8; 16] = {
+        let v: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        v.try_into().expect("16")
+    };
+    let fake = media(2 * 512 * 1024, 10);
+    let mut t = transport(&devs[0]);
+    let mut ids = Vec::new();
+    for (i, plain) in fake.chunks(512 * 1024).enumerate() {
+        let place = ChunkPlace {
+            lesson,
+            index: i as u32,
+            count: 2,
+            epoch: team.epoch,
+        };
+        let sealed = seal_chunk(&team.key, &team.team_id, &place, plain);
+        let cid = chunk_id(&sealed);
+        t.blob_put(&team, &cid, sealed).expect("put");
+        ids.push(cid);
+    }
+    forge_manifest_as(&mut devs[1], &hb, &ids, id);
+    let mut t = transport(&devs[1]);
+    let e = devs[1]
+        .store
+        .lesson_fetch(&mut t, &[], true, None, &mut |_| {})
+        .expect_err("the whole does not hash to its id");
+    assert_eq!(e.kind(), "lesson_manifest_bad", "{e}");
+    let l = devs[1].store.lesson(id).expect("lesson");
+    assert_eq!(
+        (l.chunks_held, l.held),
+        (0, false),
+        "its chunks were dropped"
+    );
 }
