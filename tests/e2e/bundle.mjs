@@ -14,10 +14,17 @@
 // numbered QR frames one after another ("下一帧" moves on); "导出到 U 盘"
 // writes an HBB1 file the CLI imports on the lead's device; a file that is
 // no bundle is refused with the translated reason and nothing applied.
+// The camera scan's path without a camera: a real export's frame PNGs
+// decoded by the page's jsQR (in Node) go to bundle_qr_import_frames; the
+// 扫描二维码 button shows the no-camera message (WebKitGTK has no camera
+// under Xvfb). The file pickers are only checked to be offered: a native
+// dialog cannot be driven through WebDriver, so paths are typed.
 // Screenshots: docs/screenshots/app-bundle-import.png, app-bundle-qr.png.
 // Last line: "bundle-e2e: N passed, N failed".
 import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import jsQR from '../../ui/node_modules/jsqr/dist/jsQR.js';
+import { readPng } from './png-luma.mjs';
 import { APP, HB, RELAY, work, expect, step, run, needBuilt, display, startRelay, createTeam, startDriver, open, hb } from './harness.mjs';
 
 /** Joins with the code on standard input, as a volunteer would paste it. */
@@ -121,6 +128,34 @@ async function main() {
     await app.el('[data-testid=bundle-imported]', '已导入', 20000);
     await app.s.exec(`location.hash = '#/cases/${other}'`);
     await app.el('body *', '扫码带出的记录', 20000);
+  });
+
+  await step("frames the core draws, read by the page's decoder (jsQR) and handed to bundle_qr_import_frames: a missing one is named, then the case arrives", async () => {
+    // What the camera scan does with each picture, minus the camera: the
+    // frames of a real export (CLI), decoded by the same jsQR the page uses,
+    // to the app's command through its IPC.
+    const third = hb(vol, 'case', 'new', '--alias', '小吴').id;
+    hb(vol, 'case', 'contact', third, '--channel', 'online', '--text', '摄像头读到的记录，'.repeat(30));
+    const shown = hb(vol, 'bundle', 'qr', 'export', '--case', third, path.join(work, 'frames-camera'));
+    const frames = shown.files.map((f) => {
+      const img = readPng(readFileSync(f));
+      const code = jsQR(img.data, img.width, img.height);
+      expect(code, `jsQR read no code in ${path.basename(f)}`);
+      return Buffer.from(code.binaryData).toString('base64');
+    });
+    expect(frames.length >= 2, `frames ${frames.length}`);
+    const invoke = (list) =>
+      app.s.execAsync(
+        `const done = arguments[arguments.length - 1];
+         window.__TAURI_INTERNALS__.invoke('bundle_qr_import_frames', { frames: arguments[0] }).then((ok) => done({ ok }), (err) => done({ err }));`,
+        [list],
+      );
+    const partial = await invoke(frames.slice(1).reverse());
+    expect(partial?.err?.kind === 'qr_missing' && partial.err.message.includes(`缺第 1/${frames.length} 帧`), `partial: ${JSON.stringify(partial)}`);
+    const whole = await invoke([...frames].reverse());
+    expect(whole?.ok?.applied > 0, `import: ${JSON.stringify(whole)}`);
+    await app.s.exec(`location.hash = '#/cases/${third}'`);
+    await app.el('body *', '摄像头读到的记录', 20000);
   });
 
   await step('扫描二维码 in the real app: no camera under Xvfb, and the message says so and how to go on', async () => {
