@@ -459,18 +459,19 @@ pub(crate) fn prepare(
         // nothing. (The generation alone does not say it: two managers may
         // rotate to the same generation at once, and a device's own
         // rotation would vouch for the other's.)
-        if !view_is_fresh(conn, &case, seen_gen)? {
-            clear_seal_key(conn, &case)?;
-            continue;
-        }
-        let reads = desired.contains(&me.hex);
         let holders = recipients(conn, trust, &me.hex, &case, &key.id())?;
         let gone = holders.iter().any(|h| !desired.contains(h));
         // What this device writes next is sealed under the newest key no
         // one outside the readers holds, as far as it can tell: the newest
         // key may be one a manager made from a stale view, still held by a
         // volunteer taken off the case, until a manager rotates past it.
+        // Chosen even while its view is not fresh (review K2): what it
+        // writes meanwhile must not fall back to that key either.
         choose_seal_key(conn, trust, &me.hex, &case, &desired, (key.id(), gone))?;
+        if !view_is_fresh(conn, &case, gen, seen_gen)? {
+            continue;
+        }
+        let reads = desired.contains(&me.hex);
         let to: Vec<_> = desired.iter().filter_map(|d| kx.get(d).copied()).collect();
         if manager && gone {
             // A holder is no longer a reader (this device, maybe): what is
@@ -750,32 +751,32 @@ pub(crate) fn project_rotations(
     Ok(())
 }
 
-/// Whether the case document held here records every rotation whose key
-/// this device holds: each key of generation 2 or more has its record
-/// (`key_rot_<id>`). A document from before those records (no record of
-/// a generation at all) counts by its highest `key_gen`, as it did.
-fn view_is_fresh(conn: &Connection, case: &str, seen_gen: u32) -> Result<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT k.gen,
-                EXISTS (SELECT 1 FROM case_rotations r WHERE r.case_id = k.scope AND r.key_id = k.key_id),
-                EXISTS (SELECT 1 FROM case_rotations r WHERE r.case_id = k.scope AND r.gen = k.gen)
-         FROM case_keys k WHERE k.scope = ?1 AND k.gen > 1",
-    )?;
-    let rows = st.query_map([case], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, bool>(1)?,
-            r.get::<_, bool>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (gen, recorded, any_of_gen) = row?;
-        let fresh = recorded || (!any_of_gen && i64::from(seen_gen) >= gen);
-        if !fresh {
-            return Ok(false);
-        }
+/// Whether the case document held here has caught up with the rotations
+/// this device holds keys of: it has reached `newest`, the current key's
+/// generation (`key_gen`), and records the rotation of every key of that
+/// generation held here (`key_rot_<id>`). A generation with no record at
+/// all (written by a build from before the records) counts by `key_gen`
+/// alone, as it did. Only the newest generation needs a record per key
+/// (review K1): an unrecorded key of an older one, from a build without
+/// records say, would otherwise keep the case stale for good, and the
+/// rotation past it has a record of its own.
+fn view_is_fresh(conn: &Connection, case: &str, newest: u32, seen_gen: u32) -> Result<bool> {
+    if newest < 2 {
+        return Ok(true);
     }
-    Ok(true)
+    if seen_gen < newest {
+        return Ok(false);
+    }
+    let (held, recorded, any): (i64, i64, bool) = conn.query_row(
+        "SELECT count(*),
+                coalesce(sum(EXISTS (SELECT 1 FROM case_rotations r
+                                     WHERE r.case_id = k.scope AND r.key_id = k.key_id)), 0),
+                EXISTS (SELECT 1 FROM case_rotations r WHERE r.case_id = ?1 AND r.gen = ?2)
+         FROM case_keys k WHERE k.scope = ?1 AND k.gen = ?2",
+        params![case, newest],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(!any || recorded == held)
 }
 
 /// The key generation a case's document says it was rotated to: the
@@ -1370,22 +1371,32 @@ mod tests {
         let (a, b) = (CaseKey::generate(), CaseKey::generate());
         store_key(&conn, &case, &a.id(), 2, &a, "x").expect("key");
         // Before the records: by the generation.
-        assert!(!view_is_fresh(&conn, &case, 1).expect("fresh"));
-        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+        assert!(!view_is_fresh(&conn, &case, 2, 1).expect("fresh"));
+        assert!(view_is_fresh(&conn, &case, 2, 2).expect("fresh"));
         // Its own rotation recorded, another's key of the same generation held.
-        conn.execute(
-            "INSERT INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, 2)",
-            params![case, &a.id()[..]],
-        )
-        .expect("record");
-        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+        let record = |k: &CaseKey, gen: u32| {
+            conn.execute(
+                "INSERT INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, ?3)",
+                params![case, &k.id()[..], gen],
+            )
+            .expect("record");
+        };
+        record(&a, 2);
+        assert!(view_is_fresh(&conn, &case, 2, 2).expect("fresh"));
         store_key(&conn, &case, &b.id(), 2, &b, "y").expect("key");
-        assert!(!view_is_fresh(&conn, &case, 2).expect("fresh"));
-        conn.execute(
-            "INSERT INTO case_rotations (case_id, key_id, gen) VALUES (?1, ?2, 2)",
-            params![case, &b.id()[..]],
-        )
-        .expect("record");
-        assert!(view_is_fresh(&conn, &case, 2).expect("fresh"));
+        assert!(!view_is_fresh(&conn, &case, 2, 2).expect("fresh"));
+
+        // Review K1: B came from a build that writes no record. Once the
+        // case rotated past generation 2 (and the copy reached it), the
+        // unrecorded key no longer keeps the case stale for good.
+        let c = CaseKey::generate();
+        store_key(&conn, &case, &c.id(), 3, &c, "x").expect("key");
+        assert!(!view_is_fresh(&conn, &case, 3, 2).expect("fresh"));
+        record(&c, 3);
+        assert!(view_is_fresh(&conn, &case, 3, 3).expect("fresh"));
+
+        // Recorded, B is fresh at its own generation too.
+        record(&b, 2);
+        assert!(view_is_fresh(&conn, &case, 2, 2).expect("fresh"));
     }
 }
