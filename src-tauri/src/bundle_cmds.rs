@@ -41,15 +41,24 @@ fn refusal(e: Error) -> ApiError {
 
 /// Writes `bytes` whole or not at all: a temporary file beside it, renamed.
 fn write_whole(path: &PathBuf, bytes: &[u8]) -> ApiResult<()> {
+    write_file(path, bytes).map_err(ApiError::from)
+}
+
+/// Writes `bytes` to `path` durably (a part file, synced, then renamed):
+/// a pulled USB stick leaves no half bundle under the name.
+fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
     let tmp = path.with_extension("hbb.part");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| {
-            ApiError::from(Error::Io {
-                path: path.clone(),
-                source,
-            })
-        })
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Writes the bundle to `path`: `since` "last" (what no earlier export
@@ -68,17 +77,22 @@ pub async fn bundle_export(
     };
     let path = PathBuf::from(path.trim());
     let report = state.with(|s| {
-        let made = match &case_id {
+        Ok(match &case_id {
             Some(id) => {
                 let id = s.resolve(DocKind::Case, id)?;
                 s.bundle_export_case(&id)
+                    .map_err(refusal)
+                    .and_then(|(bytes, report)| {
+                        write_whole(&path, &bytes)?;
+                        Ok(report)
+                    })
             }
-            None => s.bundle_export(scope),
-        };
-        Ok(made.map_err(refusal).and_then(|(bytes, report)| {
-            write_whole(&path, &bytes)?;
-            Ok(report)
-        }))
+            // Marked exported only once the file is written (review L4):
+            // a failed write leaves these changes for the next export.
+            None => s
+                .bundle_export_to(scope, |bytes| write_file(&path, bytes))
+                .map_err(refusal),
+        })
     })??;
     Ok(to_ui(&report))
 }

@@ -371,6 +371,7 @@ impl Syncer {
             "stopped": st.stopped,
             "linkBytes": st.link_bytes,
             "atVenue": st.at_venue,
+            "carriedRefused": st.carried_refused,
             "connection": link.json(),
             "shift": shift.map(|d| to_ui(&d)),
         }))
@@ -382,7 +383,7 @@ impl Syncer {
             Ok(v) => v,
             Err(_) => json!({
                 "lastSyncedAt": null, "pending": 0, "lastError": null, "syncing": self.link().syncing,
-                "refused": 0, "waiting": 0, "stopped": false, "linkBytes": 0, "atVenue": 0, "connection": self.link().json(), "shift": null,
+                "refused": 0, "waiting": 0, "stopped": false, "linkBytes": 0, "atVenue": 0, "carriedRefused": 0, "connection": self.link().json(), "shift": null,
             }),
         }
     }

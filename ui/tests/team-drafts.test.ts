@@ -155,3 +155,31 @@ describe('the sync card of a device the relay removed', () => {
     expect(render(SyncCard).body).not.toContain('sync-stopped');
   });
 });
+
+describe('the sync card of a device whose carried changes the central relay refused', () => {
+  afterEach(() => {
+    sync.status = null;
+    setLocale('zh-CN');
+  });
+
+  it('says how many, that they stay on this device, and whom to tell, in both languages', () => {
+    setLocale('zh-CN');
+    sync.status = {
+      lastSyncedAt: null,
+      pending: 0,
+      lastError: null,
+      syncing: false,
+      connection: { state: 'connected', since: null, at: null, kind: null },
+      shift: null,
+      carriedRefused: 2,
+    };
+    const out = render(SyncCard).body;
+    expect(out).toContain('data-testid="carried-refused"');
+    expect(out).toContain('替队友带出的 2 条更改被中心中继拒收');
+    expect(out).toContain('请告诉组长');
+    setLocale('en');
+    expect(render(SyncCard).body).toContain('The central relay refused 2 changes you carried for teammates');
+    sync.status = { ...sync.status, carriedRefused: 0 };
+    expect(render(SyncCard).body).not.toContain('carried-refused');
+  });
+});

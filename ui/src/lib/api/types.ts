@@ -196,6 +196,8 @@ export interface SyncStatus {
   shift: ShiftDelivery | null;
   /** Of `pending`, how many a venue relay holds (level 1: not yet confirmed at the central relay). */
   atVenue?: number;
+  /** Changes of other members this device carried (from a bundle) that the central relay refused; kept sealed here. */
+  carriedRefused?: number;
   /** The relay said this device was removed from the team: syncing stopped. */
   stopped?: boolean;
 }

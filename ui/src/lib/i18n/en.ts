@@ -172,6 +172,7 @@ const en: Record<MessageKey, string> = {
   'sync.never': 'Never synced',
   'sync.pending': 'Changes waiting',
   'sync.pendingCount': '{n} change|{n} changes',
+  'sync.carriedRefused': 'The central relay refused {n} change you carried for a teammate (most likely their device was removed from the team); it stays sealed on this device: tell your team lead.|The central relay refused {n} changes you carried for teammates (most likely their devices were removed from the team); they stay sealed on this device: tell your team lead.',
   'sync.atVenue': 'Of these, {n} is on the venue relay, waiting to be forwarded to the central relay|Of these, {n} are on the venue relay, waiting to be forwarded to the central relay',
   'sync.pendingLabel': 'Changes waiting: {n}',
   'sync.lastError': 'Last sync problem',
@@ -655,6 +656,8 @@ const en: Record<MessageKey, string> = {
   'relays.dontUse': 'Not now',
   'relays.added': 'Relay added',
   'error.kind.relay_certificate_mismatch': 'This relay\'s certificate is not the one in your invite code, so nothing was sent to it: someone may be imitating the relay, or it was set up again. Check the fingerprint with your team lead, then ask for a new invite code or correct the relay entry.',
+  'error.kind.venue_unknown_device': 'The venue relay does not know this device yet (its copy of the member list has not caught up with the central relay). Sync with the central relay meanwhile, or try again later; your notes are all on this device.',
+  'error.kind.central_relay_only': 'A venue relay does not enroll, invite or remove members: do this when the central relay can be reached.',
   'error.kind.insecure_relay': 'This relay address is plain http://, so the device\'s credentials would cross the network unencrypted; nothing was sent. Use the relay\'s https:// address (with its fingerprint).',
   'error.kind.central_relay': 'This is your team\'s own relay (from the invite code); it cannot be removed.',
   // issue 10: sneakernet bundles

@@ -171,6 +171,7 @@ const zhCN = {
   'sync.never': '还没有同步过',
   'sync.pending': '待发送的更改',
   'sync.pendingCount': '{n} 条',
+  'sync.carriedRefused': '替队友带出的 {n} 条更改被中心中继拒收（多半因为写它的设备已被移出团队）；它们仍加密保存在本设备上，请告诉组长。',
   'sync.atVenue': '其中 {n} 条已在会场中继，等待转送到中心中继',
   'sync.pendingLabel': '待发送的更改：{n} 条',
   'sync.lastError': '上次同步的问题',
@@ -651,6 +652,8 @@ const zhCN = {
   'relays.dontUse': '不用',
   'relays.added': '已添加中继',
   'error.kind.relay_certificate_mismatch': '这个中继的证书和邀请里的不一致，没有向它发送任何内容：可能有人冒充中继，或中继重新安装过。请向组长核对证书指纹，再要一个新的邀请码或改正中继设置。',
+  'error.kind.venue_unknown_device': '会场中继还不认识这台设备（它的成员名单还没从中心中继更新）。请先和中心中继同步，或稍后再试；笔记都还在本设备上。',
+  'error.kind.central_relay_only': '会场中继不办理加入、邀请和移出成员：请在能连上中心中继时再做这一步。',
   'error.kind.insecure_relay': '这个中继地址是未加密的 http://，设备的凭证会以明文经过网络，所以没有发送。请使用中继的 https:// 地址（带证书指纹）。',
   'error.kind.central_relay': '这是团队自己的中继（来自邀请码），不能移除。',
   // issue 10: sneakernet bundles
