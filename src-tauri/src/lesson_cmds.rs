@@ -339,7 +339,10 @@ pub fn media(store: &Store, path: &str, range: Option<&str>) -> Result<Media, St
     let info = store.lesson(id).map_err(|_| StatusCode::NOT_FOUND)?;
     let total = info.size;
     let read = |start: u64, end: u64| -> Result<Vec<u8>, StatusCode> {
-        let mut out = Vec::with_capacity((end + 1 - start) as usize);
+        // At most one read's worth reserved up front: the size is the
+        // manifest's word until the bytes are here.
+        let mut out =
+            Vec::with_capacity(end.saturating_sub(start).saturating_add(1).min(RANGE_MAX) as usize);
         let mut at = start;
         while at <= end {
             let r = store
@@ -363,7 +366,7 @@ pub fn media(store: &Store, path: &str, range: Option<&str>) -> Result<Media, St
                 (None, Some(n)) => (total.saturating_sub(n), u64::MAX),
                 (None, None) => (0, u64::MAX),
             };
-            if total == 0 || start >= total {
+            if total == 0 || start >= total || end < start {
                 return Err(StatusCode::RANGE_NOT_SATISFIABLE);
             }
             let end = end.min(total - 1).min(start + RANGE_MAX - 1);

@@ -124,9 +124,14 @@ impl StoreSlot {
     }
 
     fn lock_inner(&self) -> ApiResult<std::sync::MutexGuard<'_, Inner>> {
-        self.inner
+        // A command that panicked while holding the store (review K3) left
+        // no half-done write behind (its transaction rolled back as it
+        // unwound); refusing every later call would leave the profile open
+        // in memory with no way to lock it, so the state is taken as it is.
+        Ok(self
+            .inner
             .lock()
-            .map_err(|_| ApiError::new("internal", "the app state is unavailable; restart the app"))
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The lock's state now. Reads only which files exist, never the
@@ -346,6 +351,29 @@ mod tests {
             .unwrap();
         assert_eq!(slot.state().unwrap().0, LockState::Unlocked);
         assert_eq!(slot.with(|s| Ok(s.profile().name.clone())).unwrap(), "陈静");
+    }
+
+    /// Review K3: a command that panics while it holds the store does not
+    /// leave the app unable to lock (the profile open in memory for the
+    /// rest of the run) or to read what was saved.
+    #[test]
+    fn a_command_that_panicked_leaves_the_app_able_to_lock_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = StoreSlot::new(dir.path().join("p"));
+        slot.create_or_open("陈静", Some(pin("246810"))).unwrap();
+        slot.with(|s| s.set_setting("probe", "kept")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = slot.with(|_| -> Result<(), heartbridge_core::Error> {
+                panic!("a bug in a command");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            slot.with(|s| s.setting("probe")).unwrap().as_deref(),
+            Some("kept")
+        );
+        assert!(slot.lock().unwrap());
+        assert_eq!(slot.state().unwrap(), (LockState::Locked, None));
     }
 
     #[test]
