@@ -66,12 +66,61 @@ pub enum StoreError {
     Panicked,
     #[error("the request was refused: {0}")]
     Refused(Refusal),
+    /// A PostgreSQL statement failed (answered 503: devices retry). The
+    /// message carries the SQLSTATE and the server's message, never its
+    /// DETAIL (which may quote a row's values).
+    #[error("PostgreSQL error while trying to {op}: {}", pg_reason(source))]
+    Postgres {
+        op: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had from the pool (answered 503).
+    #[error("no PostgreSQL connection to {op}: {source}")]
+    Pool {
+        op: &'static str,
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// The store cannot do this now, or a setting makes it unsafe
+    /// (answered 503).
+    #[error("the PostgreSQL store is unavailable: {0}")]
+    Unavailable(String),
+    /// The PostgreSQL database was migrated by a newer relay.
+    #[error("the PostgreSQL database has schema version {found}, newer than the {known} this relay knows: upgrade the relay")]
+    PgSchemaTooNew { found: i64, known: i64 },
+}
+
+/// What a PostgreSQL error says, without the server's DETAIL (which can
+/// quote values of a row, e.g. a token hash in a unique violation).
+fn pg_reason(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 impl StoreError {
     /// Wraps a SQLite error with what was being done.
     pub(crate) fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         move |source| StoreError::Sqlite { op, source }
+    }
+
+    /// Wraps a PostgreSQL error with what was being done.
+    pub(crate) fn pg(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+        move |source| StoreError::Postgres { op, source }
+    }
+
+    /// Whether the backend is unreachable or failing rather than the
+    /// request wrong: answered 503 so devices retry.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Postgres { .. } | StoreError::Pool { .. } | StoreError::Unavailable(_)
+        )
     }
 }
 
@@ -159,6 +208,9 @@ pub(crate) enum ApiError {
     /// Any other 4xx an extractor or the HTTP stack answered.
     BadRequest(StatusCode),
     Internal(StoreError),
+    /// The database is unreachable or failing (PostgreSQL): 503
+    /// `unavailable` with `Retry-After`; the server's text stays in the log.
+    Unavailable(StoreError),
     /// A failure outside storage (never caused by the caller).
     Fault(&'static str),
 }
@@ -195,6 +247,7 @@ impl ApiError {
                 _ => "malformed",
             },
             ApiError::Internal(_) | ApiError::Fault(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -226,6 +279,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(status) => *status,
             ApiError::Internal(_) | ApiError::Fault(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -258,6 +312,7 @@ impl ApiError {
             ApiError::CentralRelayOnly => "this is a venue relay: claiming a team, joining, invites and revoking a device happen at the team's central relay (use its address; nothing was done here). The venue relay mirrors the result once its uplink to the central relay is up".into(),
             ApiError::BadRequest(status) => format!("the request was refused (HTTP {})", status.as_u16()),
             ApiError::Internal(_) | ApiError::Fault(_) => "the relay failed to handle the request; try again later".into(),
+            ApiError::Unavailable(_) => "the relay's database is unavailable for the moment; nothing of this request was stored: try again shortly".into(),
         }
     }
 
@@ -287,6 +342,7 @@ impl From<StoreError> for ApiError {
                     "the roster's version is not newer than the relay's",
                 ),
             },
+            other if other.is_unavailable() => ApiError::Unavailable(other),
             other => ApiError::Internal(other),
         }
     }
@@ -312,7 +368,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             // Store errors carry SQL error text and ids, never bound values.
-            ApiError::Internal(e) => tracing::error!(error = %e, "request failed"),
+            ApiError::Internal(e) | ApiError::Unavailable(e) => {
+                tracing::error!(error = %e, "request failed")
+            }
             ApiError::Fault(what) => tracing::error!(error = %what, "request failed"),
             _ => {}
         }
@@ -323,6 +381,10 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(secs) => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            ApiError::Unavailable(_) => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             // The rest of the body is not read: the connection cannot carry
             // another request.

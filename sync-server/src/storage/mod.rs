@@ -10,6 +10,7 @@
 mod migrations;
 #[cfg(test)]
 mod model;
+pub mod pg;
 mod sqlite;
 #[cfg(test)]
 mod story;
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 
+pub use pg::PgStorage;
 pub use sqlite::SqliteStorage;
 
 /// A device's id: 16 random bytes, shown as 32 hex digits.

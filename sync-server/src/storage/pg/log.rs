@@ -1,0 +1,470 @@
+//! The envelope log on PostgreSQL: group-committed pushes under per-team
+//! row locks (commit order = seq order within a team), and pulls from one
+//! REPEATABLE READ snapshot.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::{Object, Transaction};
+use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, MemberKey, Pulled};
+use tokio_postgres::{IsolationLevel, Row};
+
+use super::{col, id16, key32, role_from};
+use crate::error::{Refusal, StoreError};
+use crate::storage::{
+    delta_wire_len, pulled_wire_len, JobResult, Page, PullQuery, PushJob, RosterUpload,
+};
+
+/// Rows fetched at a time by a pull (it stops at the page's byte bound).
+const PULL_CHUNK: i32 = 64;
+
+/// Test hook of [`commit_batch`]: it sends on `arrived` once the batch has
+/// assigned its seqs (holding its team locks) and waits on `release`
+/// before its COMMIT.
+pub(crate) struct Hold {
+    pub(crate) arrived: std::sync::mpsc::Sender<()>,
+    pub(crate) release: std::sync::mpsc::Receiver<()>,
+}
+
+fn kind_code(kind: EnvelopeKind) -> i64 {
+    match kind {
+        EnvelopeKind::Change => 1,
+        EnvelopeKind::Snapshot => 2,
+    }
+}
+
+pub(crate) fn seq_u64(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+pub(crate) fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+async fn store_roster(
+    tx: &Transaction<'_>,
+    job: &PushJob,
+    r: &RosterUpload,
+) -> Result<(), StoreError> {
+    let op = "store a roster";
+    let team = &job.team.0[..];
+    let changed = tx
+        .execute(
+            "UPDATE teams SET roster = $1, roster_version = $2, key_epoch = GREATEST(key_epoch, $3)
+             WHERE id = $4 AND roster_version < $2",
+            &[&r.bytes, &seq_i64(r.version), &i64::from(r.epoch), &team],
+        )
+        .await
+        .map_err(StoreError::pg(op))?;
+    if changed == 1 {
+        for (epoch, check) in &r.key_checks {
+            tx.execute(
+                "INSERT INTO key_checks (team_id, epoch, key_check) VALUES ($1, $2, $3)
+                 ON CONFLICT (team_id, epoch) DO UPDATE SET key_check = EXCLUDED.key_check",
+                &[&team, &i64::from(*epoch), check],
+            )
+            .await
+            .map_err(StoreError::pg("store a key check"))?;
+        }
+        return Ok(());
+    }
+    let stored: Option<Vec<u8>> = match tx
+        .query_opt("SELECT roster FROM teams WHERE id = $1", &[&team])
+        .await
+        .map_err(StoreError::pg("read a roster"))?
+    {
+        Some(row) => col(&row, 0, "read a roster")?,
+        None => None,
+    };
+    if stored.as_deref() == Some(&r.bytes[..]) {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(Refusal::StaleRoster))
+    }
+}
+
+/// Stores one job, taking seqs from `next` (the team's counter, read under
+/// its lock); returns the acks in push order.
+async fn store_job(
+    tx: &Transaction<'_>,
+    job: &PushJob,
+    next: &mut i64,
+) -> Result<Vec<Ack>, StoreError> {
+    let team = &job.team.0[..];
+    // A fresh statement after the team lock: a revocation committed while
+    // this batch waited for the lock is seen here.
+    let op = "check a pushing device";
+    let revoked: bool = match tx
+        .query_opt(
+            "SELECT revoked FROM devices WHERE id = $1",
+            &[&&job.device.0[..]],
+        )
+        .await
+        .map_err(StoreError::pg(op))?
+    {
+        Some(row) => col(&row, 0, op)?,
+        None => return Err(StoreError::Refused(Refusal::NotInTeam)),
+    };
+    if revoked {
+        return Err(StoreError::Refused(Refusal::Revoked));
+    }
+    if let Some(r) = &job.roster {
+        store_roster(tx, job, r).await?;
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (team_id, content_id) DO NOTHING
+             RETURNING seq",
+        )
+        .await
+        .map_err(StoreError::pg("store an envelope"))?;
+    let existing = tx
+        .prepare_cached("SELECT seq FROM envelopes WHERE team_id = $1 AND content_id = $2")
+        .await
+        .map_err(StoreError::pg("find a stored envelope"))?;
+    let author_revoked = tx
+        .prepare_cached("SELECT revoked FROM devices WHERE id = $1 AND team_id = $2")
+        .await
+        .map_err(StoreError::pg("check a carried envelope's author"))?;
+    let mut acks = Vec::with_capacity(job.envelopes.len());
+    for env in &job.envelopes {
+        let held = |row: Option<Row>| -> Result<Option<i64>, StoreError> {
+            row.map(|r| col(&r, 0, "find a stored envelope"))
+                .transpose()
+        };
+        if env.author != job.device.0 {
+            let op = "check a carried envelope's author";
+            let revoked: Option<bool> = match tx
+                .query_opt(&author_revoked, &[&&env.author[..], &team])
+                .await
+                .map_err(StoreError::pg(op))?
+            {
+                Some(r) => Some(col(&r, 0, op)?),
+                None => None,
+            };
+            if revoked != Some(false) {
+                let seq = held(
+                    tx.query_opt(&existing, &[&team, &&env.id.0[..]])
+                        .await
+                        .map_err(StoreError::pg("find a stored envelope"))?,
+                )?;
+                acks.push(Ack {
+                    id: env.id,
+                    seq: seq.map_or(0, seq_u64),
+                });
+                continue;
+            }
+        }
+        let pushed_by = (env.author != job.device.0).then_some(&job.device.0[..]);
+        let inserted = held(
+            tx.query_opt(
+                &insert,
+                &[
+                    &team,
+                    &*next,
+                    &&env.doc[..],
+                    &kind_code(env.kind),
+                    &&env.id.0[..],
+                    &&env.author[..],
+                    &i64::from(env.epoch),
+                    &seq_i64(env.covers),
+                    &&env.nonce[..],
+                    &env.ciphertext,
+                    &(env.ciphertext.len() as i64),
+                    &job.now,
+                    &&env.sig[..],
+                    &pushed_by,
+                ],
+            )
+            .await
+            .map_err(StoreError::pg("store an envelope"))?,
+        )?;
+        let seq = match inserted {
+            Some(seq) => {
+                *next += 1;
+                seq
+            }
+            None => held(
+                tx.query_opt(&existing, &[&team, &&env.id.0[..]])
+                    .await
+                    .map_err(StoreError::pg("find a stored envelope"))?,
+            )?
+            .ok_or(StoreError::Corrupt {
+                what: "envelopes.content_id",
+            })?,
+        };
+        if inserted.is_some() && env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
+            // As in the SQLite store: only when first stored, and only what
+            // was stored before it.
+            let upto = seq_i64(env.covers).min(seq - 1);
+            tx.execute(
+                "UPDATE envelopes SET superseded_by = $4, superseded_at = $5
+                 WHERE team_id = $1 AND doc = $2 AND seq <= $3 AND superseded_at IS NULL",
+                &[&team, &&env.doc[..], &upto, &seq, &job.now],
+            )
+            .await
+            .map_err(StoreError::pg("compact a document"))?;
+        }
+        acks.push(Ack {
+            id: env.id,
+            seq: seq_u64(seq),
+        });
+    }
+    tx.execute(
+        "UPDATE devices SET last_sync_at = $1 WHERE id = $2",
+        &[&job.now, &&job.device.0[..]],
+    )
+    .await
+    .map_err(StoreError::pg("record a sync time"))?;
+    Ok(acks)
+}
+
+/// Stores several jobs in one transaction, each under its own savepoint,
+/// holding the row lock of every team of the batch until COMMIT.
+pub(super) async fn commit_batch(
+    c: &mut Object,
+    jobs: &[PushJob],
+    hold: Option<Hold>,
+) -> Result<Vec<JobResult>, StoreError> {
+    let mut tx = c
+        .transaction()
+        .await
+        .map_err(StoreError::pg("begin a write batch"))?;
+    // Every team of the batch locked in one statement, in id order: two
+    // relays' batches take their locks in the same order (no deadlock).
+    let teams: Vec<&[u8]> = {
+        let mut t: Vec<&[u8]> = jobs.iter().map(|j| &j.team.0[..]).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    };
+    let op = "lock the batch's teams";
+    let rows = tx
+        .query(
+            "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&teams],
+        )
+        .await
+        .map_err(StoreError::pg(op))?;
+    let mut next: BTreeMap<[u8; 16], i64> = BTreeMap::new();
+    for r in &rows {
+        next.insert(id16(col(r, 0, op)?, "teams.id")?, col(r, 1, op)?);
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(counter) = next.get(&job.team.0).copied() else {
+            results.push(Err(StoreError::Refused(Refusal::UnknownTeam)));
+            continue;
+        };
+        let mut n = counter;
+        let sp = tx
+            .savepoint("job")
+            .await
+            .map_err(StoreError::pg("open a savepoint"))?;
+        match store_job(&sp, job, &mut n).await {
+            Ok(acks) => {
+                sp.commit()
+                    .await
+                    .map_err(StoreError::pg("release a savepoint"))?;
+                next.insert(job.team.0, n);
+                results.push(Ok(acks));
+            }
+            Err(e) => {
+                // This job only; its numbers are taken by the next job.
+                sp.rollback()
+                    .await
+                    .map_err(StoreError::pg("roll back a savepoint"))?;
+                results.push(Err(e));
+            }
+        }
+    }
+    let ids: Vec<&[u8]> = next.keys().map(|k| &k[..]).collect();
+    let counters: Vec<i64> = next.values().copied().collect();
+    tx.execute(
+        "UPDATE teams SET next_seq = u.next FROM unnest($1::bytea[], $2::bigint[]) AS u(id, next)
+         WHERE teams.id = u.id",
+        &[&ids, &counters],
+    )
+    .await
+    .map_err(StoreError::pg("advance the teams' seqs"))?;
+    if let Some(h) = hold {
+        // Test only: hold the locks, seqs assigned, until released.
+        let _ = h.arrived.send(());
+        let _ = h.release.recv();
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::pg("commit a write batch"))?;
+    Ok(results)
+}
+
+fn pulled_from(row: &Row) -> Result<Pulled, StoreError> {
+    let op = "read an envelope";
+    let seq: i64 = col(row, 0, op)?;
+    let kind = match col::<i64>(row, 2, op)? {
+        1 => EnvelopeKind::Change,
+        2 => EnvelopeKind::Snapshot,
+        _ => {
+            return Err(StoreError::Corrupt {
+                what: "envelopes.kind",
+            })
+        }
+    };
+    let nonce: [u8; 24] =
+        col::<Vec<u8>>(row, 6, op)?
+            .try_into()
+            .map_err(|_| StoreError::Corrupt {
+                what: "envelopes.nonce",
+            })?;
+    let sig: [u8; 64] =
+        col::<Vec<u8>>(row, 10, op)?
+            .try_into()
+            .map_err(|_| StoreError::Corrupt {
+                what: "envelopes.sig",
+            })?;
+    Ok(Pulled {
+        seq: seq_u64(seq),
+        envelope: Envelope {
+            doc: id16(col(row, 1, op)?, "envelopes.doc")?,
+            kind,
+            epoch: u32::try_from(col::<i64>(row, 4, op)?).map_err(|_| StoreError::Corrupt {
+                what: "envelopes.epoch",
+            })?,
+            id: ContentId(id16(col(row, 3, op)?, "envelopes.content_id")?),
+            covers: seq_u64(col(row, 5, op)?),
+            nonce,
+            ciphertext: col(row, 7, op)?,
+            author: id16(col(row, 9, op)?, "envelopes.author_device")?,
+            sig,
+        },
+    })
+}
+
+fn member_from(row: &Row) -> Result<MemberKey, StoreError> {
+    let op = "read a member";
+    Ok(MemberKey {
+        seq: seq_u64(col(row, 0, op)?),
+        device: id16(col(row, 1, op)?, "devices.id")?,
+        role: role_from(&col::<String>(row, 2, op)?)?,
+        public: heartbridge_proto::DevicePublic {
+            sign: key32(col(row, 3, op)?, "devices.sign_pk")?,
+            kx: key32(col(row, 4, op)?, "devices.kx_pk")?,
+        },
+        epoch: u32::try_from(col::<i64>(row, 5, op)?).map_err(|_| StoreError::Corrupt {
+            what: "devices.key_epoch",
+        })?,
+        proof: key32(col(row, 6, op)?, "devices.join_proof")?,
+        revoked: col(row, 7, op)?,
+    })
+}
+
+/// One pull, from one REPEATABLE READ READ ONLY snapshot: roster, member
+/// delta and page agree, and the page is a prefix of the team's seqs
+/// (every seq is assigned under the team lock and visible in order).
+pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(StoreError::pg("begin a pull"))?;
+    let team: &[u8] = &q.team.0[..];
+    let op = "read a roster";
+    let row = tx
+        .query_opt(
+            "SELECT roster, roster_version FROM teams WHERE id = $1",
+            &[&team],
+        )
+        .await
+        .map_err(StoreError::pg(op))?
+        .ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+    let roster: Option<Vec<u8>> = col(&row, 0, op)?;
+    let version: i64 = col(&row, 1, op)?;
+    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
+    let members_stmt = tx
+        .prepare_cached(
+            "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
+             WHERE team_id = $1 AND member_seq > $2 ORDER BY member_seq",
+        )
+        .await
+        .map_err(StoreError::pg("read members"))?;
+    let members = tx
+        .query(&members_stmt, &[&team, &seq_i64(q.members_since)])
+        .await
+        .map_err(StoreError::pg("read members"))?
+        .iter()
+        .map(member_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let page_bytes = q
+        .page_bytes
+        .saturating_sub(delta_wire_len(roster.as_deref(), &members));
+    let stmt = tx
+        .prepare_cached(
+            "SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size, author_device, sig FROM envelopes
+             WHERE team_id = $1 AND seq > $2 AND author_device <> $3
+               AND (pushed_by IS NULL OR pushed_by <> $3) AND superseded_at IS NULL ORDER BY seq",
+        )
+        .await
+        .map_err(StoreError::pg("pull envelopes"))?;
+    let device: &[u8] = &q.device.0[..];
+    let cursor_i = seq_i64(q.cursor);
+    let portal = tx
+        .bind(&stmt, &[&team, &cursor_i, &device])
+        .await
+        .map_err(StoreError::pg("pull envelopes"))?;
+    let mut pull = Vec::new();
+    let mut more = false;
+    let mut total: u64 = 0;
+    'fetch: loop {
+        let rows = tx
+            .query_portal(&portal, PULL_CHUNK)
+            .await
+            .map_err(StoreError::pg("pull envelopes"))?;
+        let last_chunk = rows.len() < PULL_CHUNK as usize;
+        for row in &rows {
+            let op = "pull envelopes";
+            let size = pulled_wire_len(
+                seq_u64(col(row, 0, op)?),
+                u32::try_from(col::<i64>(row, 4, op)?).unwrap_or(u32::MAX),
+                seq_u64(col(row, 5, op)?),
+                seq_u64(col(row, 8, op)?),
+            );
+            if !pull.is_empty() && total + size > page_bytes {
+                more = true;
+                break 'fetch;
+            }
+            total += size;
+            pull.push(pulled_from(row)?);
+        }
+        if last_chunk {
+            break;
+        }
+    }
+    let cursor = match pull.last() {
+        Some(last) => last.seq,
+        None => {
+            let op = "find the newest envelope";
+            let max: i64 = col(
+                &tx.query_one(
+                    "SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = $1",
+                    &[&team],
+                )
+                .await
+                .map_err(StoreError::pg(op))?,
+                0,
+                op,
+            )?;
+            q.cursor.max(seq_u64(max))
+        }
+    };
+    tx.commit().await.map_err(StoreError::pg("end a pull"))?;
+    Ok(Page {
+        roster,
+        members,
+        pull,
+        cursor,
+        more,
+    })
+}

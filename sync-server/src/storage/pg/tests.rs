@@ -1,0 +1,1 @@
+//! PostgreSQL store tests (against a real cluster from crates/pgtest).
