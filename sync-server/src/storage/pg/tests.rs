@@ -1,1 +1,201 @@
-//! PostgreSQL store tests (against a real cluster from crates/pgtest).
+//! PostgreSQL store tests, against a real cluster from `crates/pgtest`:
+//! two `PgStorage` handles on one database stand for two relays.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use heartbridge_pgtest::PgCluster;
+use heartbridge_proto::{ContentId, Envelope, EnvelopeKind, Role, TeamId};
+
+use super::log::Hold;
+use super::PgStorage;
+use crate::storage::{DeviceId, DeviceKeys, Enrollment, NewInvite, PullQuery, PushJob, Storage};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn open(url: &str) -> PgStorage {
+    PgStorage::open(url.parse().expect("a PostgreSQL URL"), 4).expect("opening PostgreSQL")
+}
+
+fn enrollment(team: TeamId, token_hash: &str, key_check: &str) -> Enrollment {
+    Enrollment {
+        team,
+        token_hash: token_hash.into(),
+        key_check: key_check.into(),
+        name_sealed: "sealed".into(),
+        enrollment_id: None,
+        device: DeviceId::random(),
+        device_token_hash: format!("device-{}", DeviceId::random()),
+        keys: DeviceKeys {
+            sign_pk: rand::random(),
+            kx_pk: rand::random(),
+            epoch: 1,
+            proof: rand::random(),
+        },
+        now: 1_000,
+    }
+}
+
+/// A team with its lead enrolled; returns the lead.
+fn team_with_lead(s: &PgStorage, team: TeamId) -> DeviceId {
+    let lead_hash = format!("lead-{team}");
+    s.create_team(team, "team", &lead_hash, 1_000).unwrap();
+    s.claim(&enrollment(team, &lead_hash, "check")).unwrap().id
+}
+
+fn push(team: TeamId, device: DeviceId) -> PushJob {
+    PushJob {
+        team,
+        device,
+        envelopes: vec![Envelope {
+            doc: [1; 16],
+            kind: EnvelopeKind::Change,
+            epoch: 1,
+            id: ContentId(rand::random()),
+            covers: 0,
+            nonce: [2; 24],
+            ciphertext: vec![3; 40],
+            author: device.0,
+            sig: [4; 64],
+        }],
+        roster: None,
+        now: 2_000,
+    }
+}
+
+fn pull_from(s: &PgStorage, team: TeamId, cursor: u64) -> (Vec<u64>, u64) {
+    let page = s
+        .pull(&PullQuery {
+            team,
+            // A third device: pulls everybody's envelopes.
+            device: DeviceId::random(),
+            cursor,
+            page_bytes: 1 << 20,
+            members_since: u64::MAX,
+            roster_version: u64::MAX,
+        })
+        .unwrap();
+    (page.pull.iter().map(|p| p.seq).collect(), page.cursor)
+}
+
+/// Waits (bounded) until `n` backends of the database wait on a lock.
+fn wait_for_lock_waiters(cluster: &PgCluster, url: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let waiting = cluster.psql(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        if waiting.trim().parse::<usize>().unwrap_or(0) >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} backends never waited on a lock (saw {waiting:?})"
+        );
+    }
+}
+
+/// Section (c) of docs/design/issue11-postgres.md, concretely: relay A has
+/// assigned a seq for team T and not committed; relay B's push for T must
+/// wait behind it (not commit a higher seq first), so a pull meanwhile
+/// neither returns B's envelope nor moves its cursor past A's seq; another
+/// team is not held up; a revocation waits too and gets a cut-off after
+/// A's envelope; once A commits, the pull from the earlier cursor gets
+/// A's envelope and then B's.
+#[test]
+fn a_pull_never_skips_an_envelope_that_commits_later() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let a = open(&url);
+    let b = open(&url);
+    let t = TeamId(rand::random());
+    let u = TeamId(rand::random());
+    let lead_t = team_with_lead(&a, t);
+    let lead_u = team_with_lead(&a, u);
+    // A member of T to revoke while A holds T.
+    a.create_invite(&NewInvite {
+        team: t,
+        role: Role::Volunteer,
+        token_hash: "invite-1".into(),
+        created_by: lead_t,
+        created_at: 1_000,
+        expires_at: 100_000,
+        key_check: None,
+    })
+    .unwrap();
+    let member = a.join(&enrollment(t, "invite-1", "check")).unwrap().id;
+
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    *a.hold.lock().unwrap() = Some(Hold {
+        arrived: arrived_tx,
+        release: release_rx,
+    });
+    let job_a = push(t, lead_t);
+    let job_b = push(t, lead_t);
+    std::thread::scope(|scope| {
+        let a_push = scope.spawn(|| a.commit(std::slice::from_ref(&job_a)));
+        arrived
+            .recv_timeout(WAIT)
+            .expect("relay A's batch reached its commit");
+
+        let b_push = scope.spawn(|| b.commit(std::slice::from_ref(&job_b)));
+        wait_for_lock_waiters(&cluster, &url, 1);
+
+        // B is blocked, not ahead: nothing of T is visible and the cursor
+        // does not pass A's seq (1).
+        assert_eq!(pull_from(&b, t, 0), (vec![], 0));
+
+        // The lock is per team: U commits at once.
+        let u_acks = b.commit(&[push(u, lead_u)]).unwrap();
+        assert_eq!(u_acks[0].as_ref().unwrap()[0].seq, 1);
+        assert_eq!(pull_from(&b, u, 0).0, vec![1]);
+
+        let revoke = scope.spawn(|| b.revoke(Some(t), member, 3_000));
+        wait_for_lock_waiters(&cluster, &url, 2);
+
+        release.send(()).unwrap();
+        let a_acks = a_push.join().unwrap().unwrap();
+        let b_acks = b_push.join().unwrap().unwrap();
+        let seq_a = a_acks[0].as_ref().unwrap()[0].seq;
+        let seq_b = b_acks[0].as_ref().unwrap()[0].seq;
+        assert_eq!((seq_a, seq_b), (1, 2), "commit order is seq order");
+        let cutoff = revoke.join().unwrap().unwrap();
+        assert!(
+            cutoff >= seq_a,
+            "the cut-off {cutoff} comes after A's envelope"
+        );
+    });
+    // From the cursor the held pull answered, both arrive, in order.
+    assert_eq!(pull_from(&a, t, 0), (vec![1, 2], 2));
+    assert_eq!(pull_from(&b, t, 0), (vec![1, 2], 2));
+}
+
+/// Seqs are per team, and a second relay opening a migrated database
+/// migrates nothing and sees what the first stored.
+#[test]
+fn seqs_are_per_team_and_a_second_open_keeps_the_schema() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let a = open(&url);
+    let t = TeamId(rand::random());
+    let u = TeamId(rand::random());
+    let lead_t = team_with_lead(&a, t);
+    let lead_u = team_with_lead(&a, u);
+    let acks = a
+        .commit(&[push(t, lead_t), push(u, lead_u), push(t, lead_t)])
+        .unwrap();
+    let seqs: Vec<u64> = acks.iter().map(|r| r.as_ref().unwrap()[0].seq).collect();
+    assert_eq!(seqs, vec![1, 1, 2]);
+    drop(a);
+    let b = open(&url);
+    assert_eq!(
+        cluster
+            .psql(&url, "SELECT version FROM schema_version")
+            .trim(),
+        super::migrations::PG_MIGRATIONS.len().to_string()
+    );
+    assert_eq!(pull_from(&b, t, 0), (vec![1, 2], 2));
+    assert_eq!(b.teams().unwrap().len(), 2);
+}
