@@ -69,11 +69,11 @@ pub enum StoreError {
     /// A PostgreSQL statement failed (answered 503: devices retry). The
     /// message carries the SQLSTATE and the server's message, never its
     /// DETAIL (which may quote a row's values).
-    #[error("PostgreSQL error while trying to {op}: {}", pg_reason(source))]
+    #[error("PostgreSQL error while trying to {op}: {source}")]
     Postgres {
         op: &'static str,
         #[source]
-        source: tokio_postgres::Error,
+        source: PgError,
     },
     /// No PostgreSQL connection could be had from the pool (answered 503).
     #[error("no PostgreSQL connection to {op}: {source}")]
@@ -91,17 +91,40 @@ pub enum StoreError {
     PgSchemaTooNew { found: i64, known: i64 },
 }
 
-/// What a PostgreSQL error says, without the server's DETAIL (which can
-/// quote values of a row, e.g. a token hash in a unique violation).
-fn pg_reason(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
+/// A PostgreSQL error as the relay shows it, in `Display` and `Debug`
+/// alike: the SQLSTATE and the server's message, never its DETAIL (which
+/// can quote values of a row, e.g. a token hash in a unique violation).
+pub struct PgError(pub tokio_postgres::Error);
+
+impl PgError {
+    /// The SQLSTATE, if the server answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        self.0.code().map(|c| c.code())
     }
 }
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = &self.0;
+        match e.as_db_error() {
+            Some(db) => write!(f, "{e} ({}): {}", db.code().code(), db.message()),
+            None => match std::error::Error::source(e) {
+                // An I/O or protocol cause: no row values in it.
+                Some(cause) => write!(f, "{e}: {cause}"),
+                None => write!(f, "{e}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgError({self})")
+    }
+}
+
+// No `source`: the server's error would show its DETAIL.
+impl std::error::Error for PgError {}
 
 impl StoreError {
     /// Wraps a SQLite error with what was being done.
@@ -111,7 +134,10 @@ impl StoreError {
 
     /// Wraps a PostgreSQL error with what was being done.
     pub(crate) fn pg(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-        move |source| StoreError::Postgres { op, source }
+        move |source| StoreError::Postgres {
+            op,
+            source: PgError(source),
+        }
     }
 
     /// Whether the backend is unreachable or failing rather than the
@@ -427,5 +453,31 @@ mod tests {
         let revoked = ApiError::from(StoreError::Refused(Refusal::Revoked));
         assert_eq!(revoked.status(), StatusCode::FORBIDDEN);
         assert!(revoked.body().message.contains("do not retry"));
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_503_to_retry_that_says_nothing_of_the_cause() {
+        for e in [
+            StoreError::Unavailable("the pool is closed at db.internal".into()),
+            StoreError::Pool {
+                op: "pull",
+                source: deadpool_postgres::PoolError::Closed,
+            },
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = api.body();
+            assert_eq!(body.error, "unavailable");
+            assert!(!body.message.contains("db.internal"), "{}", body.message);
+            assert!(!body.message.contains("pool"), "{}", body.message);
+            let resp = api.into_response();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(resp.headers().contains_key(RETRY_AFTER));
+        }
+        // SQLite failures stay internal errors (500), as before.
+        assert_eq!(
+            ApiError::from(StoreError::BatchFailed).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -199,3 +199,51 @@ fn seqs_are_per_team_and_a_second_open_keeps_the_schema() {
     assert_eq!(pull_from(&b, t, 0), (vec![1, 2], 2));
     assert_eq!(b.teams().unwrap().len(), 2);
 }
+
+/// A server whose acks would not be durable is refused at open, and a
+/// database that is not there is "unavailable" (503), not an internal
+/// error.
+#[test]
+fn an_unsafe_or_unreachable_server_is_refused_as_unavailable() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    cluster.psql(
+        &url,
+        &format!("ALTER DATABASE {db} SET synchronous_commit = off"),
+    );
+    match PgStorage::open(url.parse().unwrap(), 2) {
+        Err(e) => {
+            assert!(e.is_unavailable(), "{e}");
+            assert!(e.to_string().contains("synchronous_commit"), "{e}");
+        }
+        Ok(_) => panic!("opened a database with synchronous_commit = off"),
+    }
+    let missing = format!(
+        "postgres://heartbridge@127.0.0.1:{}/no_such_database",
+        cluster.port()
+    );
+    match PgStorage::open(missing.parse().unwrap(), 2) {
+        Err(e) => assert!(e.is_unavailable(), "{e}"),
+        Ok(_) => panic!("opened a database that does not exist"),
+    }
+}
+
+/// A PostgreSQL error names the operation and the SQLSTATE, never the
+/// server's DETAIL, which quotes the row's values (here a token hash).
+#[test]
+fn a_postgres_error_never_quotes_a_value() {
+    let cluster = PgCluster::start();
+    let s = open(&cluster.new_database());
+    let hash = "lead-token-hash-that-must-not-leak";
+    s.create_team(TeamId(rand::random()), "one", hash, 1)
+        .unwrap();
+    let e = s
+        .create_team(TeamId(rand::random()), "two", hash, 1)
+        .expect_err("a second team with the same lead token hash");
+    assert!(e.is_unavailable());
+    let text = format!("{e} / {e:?}");
+    assert!(!text.contains(hash), "{text}");
+    assert!(text.contains("create a team"), "{text}");
+    assert!(text.contains("23505"), "{text}");
+}
