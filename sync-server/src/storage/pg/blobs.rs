@@ -38,7 +38,7 @@ pub(super) async fn put(
         .execute(
             "INSERT INTO blob_usage (team_id, bytes) VALUES ($1, $2)
              ON CONFLICT (team_id) DO UPDATE SET bytes = blob_usage.bytes + EXCLUDED.bytes
-             WHERE $3 = 0 OR blob_usage.bytes + EXCLUDED.bytes <= $3",
+             WHERE $3::bigint = 0 OR blob_usage.bytes + EXCLUDED.bytes <= $3::bigint",
             &[&&team.0[..], &size, &seq_i64(quota)],
         )
         .await

@@ -242,7 +242,7 @@ pub(super) async fn commit_batch(
     let op = "lock the batch's teams";
     let rows = tx
         .query(
-            "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             &[&teams],
         )
         .await

@@ -4,7 +4,10 @@
 //!
 //! Order across relays (section c): every transaction that assigns
 //! envelope seqs or member seqs of a team first locks the team's row
-//! (`SELECT … FOR UPDATE`) and takes the numbers from the row
+//! (`SELECT … FOR NO KEY UPDATE`: it conflicts with itself, so seq
+//! assignment per team is serialized, but not with the key-share locks
+//! foreign-key checks take, so a chunk upload or an invite of the team
+//! does not queue behind a push batch) and takes the numbers from the row
 //! (`teams.next_seq`, `teams.member_seq`) under that lock, held until
 //! COMMIT. So within a team, commit order is seq order, and a pull (one
 //! REPEATABLE READ snapshot) sees a prefix of the team's seqs: a cursor
@@ -161,7 +164,7 @@ pub(super) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
 pub(super) async fn lock_team(tx: &impl GenericClient, team: &TeamId) -> Result<bool, StoreError> {
     Ok(tx
         .query_opt(
-            "SELECT 1 FROM teams WHERE id = $1 FOR UPDATE",
+            "SELECT 1 FROM teams WHERE id = $1 FOR NO KEY UPDATE",
             &[&&team.0[..]],
         )
         .await
@@ -395,7 +398,7 @@ impl Storage for PgStorage {
             // The team lock first (the member-seq bump takes it anyway).
             let row = tx
                 .query_opt(
-                    "SELECT lead_token_hash, lead_token_used, key_check, claimed_by FROM teams WHERE id = $1 FOR UPDATE",
+                    "SELECT lead_token_hash, lead_token_used, key_check, claimed_by FROM teams WHERE id = $1 FOR NO KEY UPDATE",
                     &[&&e.team.0[..]],
                 )
                 .await
@@ -441,7 +444,7 @@ impl Storage for PgStorage {
             let op = "find a team";
             let row = tx
                 .query_opt(
-                    "SELECT key_check, key_epoch FROM teams WHERE id = $1 FOR UPDATE",
+                    "SELECT key_check, key_epoch FROM teams WHERE id = $1 FOR NO KEY UPDATE",
                     &[&&e.team.0[..]],
                 )
                 .await

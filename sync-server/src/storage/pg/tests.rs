@@ -247,3 +247,46 @@ fn a_postgres_error_never_quotes_a_value() {
     assert!(text.contains("create a team"), "{text}");
     assert!(text.contains("23505"), "{text}");
 }
+
+/// Lesson chunks: stored once, kept within the team's quota, and found
+/// per team only.
+#[test]
+fn lesson_chunks_are_stored_once_within_the_quota() {
+    use crate::storage::BlobPut;
+    let cluster = PgCluster::start();
+    let s = open(&cluster.new_database());
+    let t = TeamId(rand::random());
+    let u = TeamId(rand::random());
+    let lead = team_with_lead(&s, t);
+    team_with_lead(&s, u);
+    let (x, y, z) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    assert_eq!(
+        s.blob_put(t, x, &[7; 600], lead, 5, 1_000).unwrap(),
+        BlobPut::Stored
+    );
+    assert_eq!(
+        s.blob_put(t, x, &[7; 600], lead, 6, 1_000).unwrap(),
+        BlobPut::Known
+    );
+    // 600 + 500 would pass 1,000: nothing stored.
+    assert_eq!(
+        s.blob_put(t, y, &[8; 500], lead, 7, 1_000).unwrap(),
+        BlobPut::OverQuota
+    );
+    assert_eq!(
+        s.blob_put(t, z, &[9; 400], lead, 8, 1_000).unwrap(),
+        BlobPut::Stored
+    );
+    // No limit (0).
+    assert_eq!(
+        s.blob_put(t, y, &[8; 500], lead, 9, 0).unwrap(),
+        BlobPut::Stored
+    );
+    assert_eq!(s.blob_get(t, x).unwrap(), Some(vec![7; 600]));
+    assert_eq!(s.blob_get(u, x).unwrap(), None);
+    assert_eq!(
+        s.blob_have(t, &[z, [4; 32], x]).unwrap(),
+        vec![true, false, true]
+    );
+    assert_eq!(s.blob_have(u, &[x]).unwrap(), vec![false]);
+}
