@@ -50,6 +50,7 @@
 //! compaction can be undone ([`undo_compaction`]).
 
 pub mod advertise;
+pub mod config;
 mod error;
 mod http;
 mod metrics;
@@ -69,6 +70,7 @@ use heartbridge_proto::{Secret, TeamCreated, TeamId, DEFAULT_PAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+pub use config::{Database, PgTarget};
 pub use error::{Refusal, RelayError, StoreError};
 pub use storage::{
     delta_wire_len, pulled_wire_len, Compaction, Device, DeviceId, DeviceKeys, Enrollment, Gauges,
@@ -81,7 +83,7 @@ pub const DEFAULT_PUSH_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// The default cap on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Storage calls running at once on blocking threads (and read connections).
-const DEFAULT_STORAGE_THREADS: usize = 4;
+pub const DEFAULT_STORAGE_THREADS: usize = 4;
 /// The default time a client has to send a request's headers (and that an
 /// idle keep-alive connection stays open).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -190,8 +192,12 @@ fn now_unix() -> i64 {
 /// How to run the relay. Holds no secret.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The SQLite database (created if missing).
+    /// The SQLite database (created if missing). With PostgreSQL
+    /// ([`Config::database`]) it is not opened.
     pub db_path: PathBuf,
+    /// Where the log lives: [`Config::new`] makes it `Sqlite(db_path)`;
+    /// `Postgres` lets several relays share one database.
+    pub database: Database,
     /// Largest request body accepted; larger ones get 413 `too_large`.
     pub max_body_bytes: usize,
     /// Cap on the bytes of one pull page as encoded in the sync response
@@ -247,8 +253,10 @@ pub struct Config {
 impl Config {
     /// Defaults for a database at `db_path`.
     pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        let db_path = db_path.into();
         Config {
-            db_path: db_path.into(),
+            database: Database::Sqlite(db_path.clone()),
+            db_path,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             page_bytes: DEFAULT_PAGE_BYTES,
             max_push_envelopes: DEFAULT_MAX_PUSH_ENVELOPES,
@@ -309,11 +317,16 @@ pub async fn serve_with_storage(
 }
 
 async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, RelayError> {
-    let path = config.db_path.clone();
-    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&path))
+    let db = match &config.database {
+        // The file is `db_path` (what every SQLite caller sets).
+        Database::Sqlite(_) => Database::Sqlite(config.db_path.clone()),
+        Database::Postgres(target) => Database::Postgres(target.clone()),
+    };
+    // Every storage thread, the writer, and one for the purge.
+    let pool = config.storage_threads.max(1) + 2;
+    tokio::task::spawn_blocking(move || open_database(&db, pool))
         .await
-        .map_err(|_| StoreError::Panicked)??;
-    Ok(Arc::new(storage))
+        .map_err(|_| StoreError::Panicked)?
 }
 
 /// How often the rate limiters forget clients that are back to a full
@@ -483,10 +496,10 @@ async fn purge(relay: &http::Relay, grace: Duration, clock: &Clock) {
     }
 }
 
-/// Creates a team in the database at `db_path`; returns its id and the
+/// Creates a team in the database `db`; returns its id and the
 /// one-time lead token (only its hash is stored).
-pub fn create_team(db_path: &Path, name: &str) -> Result<TeamCreated, RelayError> {
-    let storage = SqliteStorage::open(db_path)?;
+pub fn create_team_in(db: &Database, name: &str) -> Result<TeamCreated, RelayError> {
+    let storage = open_database(db, OPERATOR_POOL)?;
     let team = TeamId::random();
     let lead_token = Secret::generate();
     storage.create_team(team, name, &lead_token.hash(), now_unix())?;
@@ -498,20 +511,20 @@ pub fn create_team(db_path: &Path, name: &str) -> Result<TeamCreated, RelayError
     })
 }
 
-/// The teams in the database at `db_path`.
-pub fn list_teams(db_path: &Path) -> Result<Vec<TeamSummary>, RelayError> {
-    Ok(SqliteStorage::open(db_path)?.teams()?)
+/// The teams in the database `db`.
+pub fn list_teams_in(db: &Database) -> Result<Vec<TeamSummary>, RelayError> {
+    Ok(open_database(db, OPERATOR_POOL)?.teams()?)
 }
 
-/// Revokes a device (any team) in the database at `db_path`, as `POST
+/// Revokes a device (any team) in the database `db`, as `POST
 /// /v1/devices/{id}/revoke` does: a running relay refuses its token from
 /// the next request on (`device_revoked`, except on `GET /v1/roster`), the
 /// unused invites it made stop working, and its member entry changes.
 /// Returns the cut-off: the team's last envelope seq.
-pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<u64, RelayError> {
+pub fn revoke_device_in(db: &Database, device_id: &str) -> Result<u64, RelayError> {
     let device = DeviceId::from_hex(device_id)
         .ok_or_else(|| RelayError::BadDeviceId(device_id.to_owned()))?;
-    match SqliteStorage::open(db_path)?.revoke(None, device, now_unix()) {
+    match open_database(db, OPERATOR_POOL)?.revoke(None, device, now_unix()) {
         Err(StoreError::Refused(Refusal::NotInTeam)) => {
             Err(RelayError::UnknownDevice(device.to_hex()))
         }
@@ -520,14 +533,14 @@ pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<u64, RelayError>
 }
 
 /// Undoes the last compaction of document `doc_id` (32 hex digits) of team
-/// `team_id` in the database at `db_path`, if the envelopes it superseded
+/// `team_id` in the database `db`, if the envelopes it superseded
 /// were superseded less than `grace` before `now` (unix seconds) and so are
 /// still kept: pulls serve them again from the next request on. Devices
 /// that pull them (a new device, or one pulling from cursor 0) merge them
 /// with the snapshot as usual; merging what a document already holds
 /// changes nothing. `None` if there is no such compaction.
-pub fn undo_compaction(
-    db_path: &Path,
+pub fn undo_compaction_in(
+    db: &Database,
     team_id: &str,
     doc_id: &str,
     grace: Duration,
@@ -540,14 +553,14 @@ pub fn undo_compaction(
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| RelayError::BadId("document", doc_id.to_owned()))?;
     let after = now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
-    Ok(SqliteStorage::open(db_path)?.undo_compaction(team, doc, after)?)
+    Ok(open_database(db, OPERATOR_POOL)?.undo_compaction(team, doc, after)?)
 }
 
-/// The compactions of team `team_id` in the database at `db_path` that
+/// The compactions of team `team_id` in the database `db` that
 /// `compaction undo` can still undo (superseded less than `grace` before
 /// `now`), oldest first.
-pub fn list_compactions(
-    db_path: &Path,
+pub fn list_compactions_in(
+    db: &Database,
     team_id: &str,
     grace: Duration,
     now: i64,
@@ -555,7 +568,64 @@ pub fn list_compactions(
     let team =
         TeamId::from_hex(team_id).ok_or_else(|| RelayError::BadId("team", team_id.to_owned()))?;
     let after = now.saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
-    Ok(SqliteStorage::open(db_path)?.compactions(team, after)?)
+    Ok(open_database(db, OPERATOR_POOL)?.compactions(team, after)?)
+}
+
+/// [`create_team_in`] on the SQLite database at `db_path`.
+pub fn create_team(db_path: &Path, name: &str) -> Result<TeamCreated, RelayError> {
+    create_team_in(&sqlite(db_path), name)
+}
+
+/// [`list_teams_in`] on the SQLite database at `db_path`.
+pub fn list_teams(db_path: &Path) -> Result<Vec<TeamSummary>, RelayError> {
+    list_teams_in(&sqlite(db_path))
+}
+
+/// [`revoke_device_in`] on the SQLite database at `db_path`.
+pub fn revoke_device(db_path: &Path, device_id: &str) -> Result<u64, RelayError> {
+    revoke_device_in(&sqlite(db_path), device_id)
+}
+
+/// [`undo_compaction_in`] on the SQLite database at `db_path`.
+pub fn undo_compaction(
+    db_path: &Path,
+    team_id: &str,
+    doc_id: &str,
+    grace: Duration,
+    now: i64,
+) -> Result<Option<Undone>, RelayError> {
+    undo_compaction_in(&sqlite(db_path), team_id, doc_id, grace, now)
+}
+
+/// [`list_compactions_in`] on the SQLite database at `db_path`.
+pub fn list_compactions(
+    db_path: &Path,
+    team_id: &str,
+    grace: Duration,
+    now: i64,
+) -> Result<Vec<Compaction>, RelayError> {
+    list_compactions_in(&sqlite(db_path), team_id, grace, now)
+}
+
+fn sqlite(db_path: &Path) -> Database {
+    Database::Sqlite(db_path.to_path_buf())
+}
+
+/// Connections an operator command opens to PostgreSQL.
+const OPERATOR_POOL: usize = 2;
+
+/// Opens the storage of `db` (blocking: call it outside async code). SQLite
+/// is created and migrated if needed; PostgreSQL is migrated under an
+/// advisory lock, so relays starting at once migrate it once. `pool` is the
+/// most PostgreSQL connections it keeps (ignored for SQLite).
+pub fn open_database(db: &Database, pool: usize) -> Result<Arc<dyn Storage>, RelayError> {
+    Ok(match db {
+        Database::Sqlite(path) => Arc::new(SqliteStorage::open(path)?),
+        Database::Postgres(target) => Arc::new(storage::PgStorage::open(
+            target.config().clone(),
+            pool.max(1),
+        )?),
+    })
 }
 
 /// The current time in unix seconds, as the operator commands read it.

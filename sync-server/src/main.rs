@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use heartbridge_proto::Secret;
 use heartbridge_relay::{
-    Config, RateLimits, DEFAULT_COMPACTION_GRACE, DEFAULT_MAX_BODY_BYTES,
+    Config, Database, RateLimits, DEFAULT_COMPACTION_GRACE, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PUSH_ENVELOPES,
 };
 use tracing_subscriber::EnvFilter;
@@ -28,13 +28,53 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Db {
-    /// The SQLite database.
+    /// The SQLite database file, or a PostgreSQL database shared by several
+    /// relays: postgres://USER@HOST:PORT/DBNAME (password: --db-password-file).
     #[arg(
         long = "db",
         env = "HEARTBRIDGE_RELAY_DB",
         default_value = "heartbridge-relay.db"
     )]
     path: PathBuf,
+    /// A file holding the PostgreSQL password (surrounding whitespace
+    /// aside); never printed or logged.
+    #[arg(long = "db-password-file", env = "HEARTBRIDGE_RELAY_DB_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl Db {
+    /// `--db` as a [`Database`]: a `postgres://` URL (with the password from
+    /// `--db-password-file`) or a SQLite path.
+    fn database(&self) -> anyhow::Result<Database> {
+        let value = self.path.to_str().unwrap_or_default();
+        let db = if value.is_empty() {
+            Database::Sqlite(self.path.clone())
+        } else {
+            Database::parse(value)?
+        };
+        match (db, &self.password_file) {
+            (Database::Postgres(t), Some(file)) => {
+                let password = read_secret_file(file, "database password")?;
+                Ok(Database::Postgres(
+                    t.with_password(password.expose().as_bytes()),
+                ))
+            }
+            (Database::Sqlite(_), Some(_)) => {
+                anyhow::bail!("--db-password-file is for a PostgreSQL --db (postgres://…)")
+            }
+            (db, None) => Ok(db),
+        }
+    }
+
+    /// The SQLite file, for the commands that only work on one (the venue
+    /// relay's, the self-signed certificate kept next to it).
+    fn sqlite(&self, what: &str) -> anyhow::Result<&std::path::Path> {
+        anyhow::ensure!(
+            !self.database()?.is_postgres(),
+            "{what} needs a SQLite --db: a venue relay keeps its database in SQLite"
+        );
+        Ok(&self.path)
+    }
 }
 
 #[derive(clap::Args)]
@@ -335,6 +375,21 @@ fn main() -> anyhow::Result<()> {
             advertise,
         } => {
             init_logging(log_json);
+            let database = db.database()?;
+            if database.is_postgres() {
+                anyhow::ensure!(
+                    venue.upstream.is_none(),
+                    "a venue relay keeps its database in SQLite: --upstream cannot be used with a PostgreSQL --db"
+                );
+                anyhow::ensure!(
+                    !tls.self_signed,
+                    "--tls-self-signed keeps the certificate next to a SQLite --db; with PostgreSQL give --tls-cert and --tls-key (the same files on every relay: devices pin one certificate)"
+                );
+                anyhow::ensure!(
+                    !advertise,
+                    "--advertise is for a venue relay, which keeps its database in SQLite"
+                );
+            }
             let tls = if tls.self_signed {
                 Some(heartbridge_relay::tls::Tls::self_signed(&db.path)?)
             } else if let (Some(cert), Some(key)) = (tls.cert, tls.key) {
@@ -397,6 +452,14 @@ fn main() -> anyhow::Result<()> {
                     None => None,
                 },
                 tls,
+                // PostgreSQL: each storage thread holds a connection for its
+                // round trips, so run more of them.
+                storage_threads: if database.is_postgres() {
+                    8
+                } else {
+                    heartbridge_relay::DEFAULT_STORAGE_THREADS
+                },
+                database,
                 ..Config::new(db.path)
             };
             tokio::runtime::Builder::new_multi_thread()
@@ -427,7 +490,7 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?
                 .block_on(heartbridge_relay::venue::join_with(
-                    &db.path,
+                    db.sqlite("venue join")?,
                     &code,
                     upstream.as_deref(),
                     upstream_insecure_http,
@@ -452,7 +515,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Venue(VenueCmd::Status { db, json }) => {
-            let Some(st) = heartbridge_relay::venue::status(&db.path)? else {
+            let Some(st) = heartbridge_relay::venue::status(db.sqlite("venue status")?)? else {
                 anyhow::bail!(
                     "{} is not a venue relay's database: enroll it with `heartbridge-relay venue join --db {}`",
                     db.path.display(),
@@ -483,7 +546,9 @@ fn main() -> anyhow::Result<()> {
             let fp = match cert {
                 Some(cert) => heartbridge_relay::tls::fingerprint_of_file(&cert)?,
                 None => {
-                    let (cert, _) = heartbridge_relay::tls::self_signed_paths(&db.path);
+                    let (cert, _) = heartbridge_relay::tls::self_signed_paths(
+                        db.sqlite("the self-signed certificate")?,
+                    );
                     anyhow::ensure!(
                         cert.exists(),
                         "no self-signed certificate next to {} yet: start the relay once with `serve --tls-self-signed --db {}`",
@@ -498,8 +563,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Team(TeamCmd::Create { name, db, json }) => {
             anyhow::ensure!(!name.trim().is_empty(), "the team name is empty");
-            let created = heartbridge_relay::create_team(&db.path, name.trim())
-                .with_context(|| format!("creating a team in {}", db.path.display()))?;
+            let database = db.database()?;
+            let created = heartbridge_relay::create_team_in(&database, name.trim())
+                .with_context(|| format!("creating a team in {database}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
@@ -510,8 +576,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Team(TeamCmd::List { db, json }) => {
-            let teams = heartbridge_relay::list_teams(&db.path)
-                .with_context(|| format!("reading {}", db.path.display()))?;
+            let database = db.database()?;
+            let teams = heartbridge_relay::list_teams_in(&database)
+                .with_context(|| format!("reading {database}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&teams)?);
             } else {
@@ -530,8 +597,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device(DeviceCmd::Revoke { device_id, db }) => {
-            let cutoff = heartbridge_relay::revoke_device(&db.path, &device_id)
-                .with_context(|| format!("revoking a device in {}", db.path.display()))?;
+            let database = db.database()?;
+            let cutoff = heartbridge_relay::revoke_device_in(&database, &device_id)
+                .with_context(|| format!("revoking a device in {database}"))?;
             println!("device {} revoked; cutoff seq {cutoff}", device_id.trim());
             Ok(())
         }
@@ -541,13 +609,14 @@ fn main() -> anyhow::Result<()> {
             grace,
             json,
         }) => {
-            let list = heartbridge_relay::list_compactions(
-                &db.path,
+            let database = db.database()?;
+            let list = heartbridge_relay::list_compactions_in(
+                &database,
                 &team,
                 Duration::from_secs(grace.secs),
                 heartbridge_relay::unix_now(),
             )
-            .with_context(|| format!("reading {}", db.path.display()))?;
+            .with_context(|| format!("reading {database}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -575,14 +644,15 @@ fn main() -> anyhow::Result<()> {
             grace,
             json,
         }) => {
-            let undone = heartbridge_relay::undo_compaction(
-                &db.path,
+            let database = db.database()?;
+            let undone = heartbridge_relay::undo_compaction_in(
+                &database,
                 &team,
                 &doc,
                 Duration::from_secs(grace.secs),
                 heartbridge_relay::unix_now(),
             )
-            .with_context(|| format!("undoing a compaction in {}", db.path.display()))?;
+            .with_context(|| format!("undoing a compaction in {database}"))?;
             let Some(undone) = undone else {
                 anyhow::bail!(
                     "document {} of team {} has no compaction inside the grace to undo",
@@ -666,7 +736,7 @@ async fn serve(
     };
     let r = config.rate_limits;
     tracing::info!(
-        db = %config.db_path.display(),
+        db = %config.database,
         max_body = config.max_body_bytes,
         page_bytes = config.page_bytes,
         max_push_envelopes = config.max_push_envelopes,

@@ -536,3 +536,28 @@ fn sqlite_tells_the_retry_story() {
     let storage = super::SqliteStorage::open(&dir.path().join("retry.db")).unwrap();
     retry_story(&storage);
 }
+
+/// A fresh database in a throw-away cluster (the cluster must outlive the store).
+fn postgres(cluster: &heartbridge_pgtest::PgCluster) -> super::PgStorage {
+    let url = cluster.new_database();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    super::PgStorage::open(config, 4).unwrap()
+}
+
+#[test]
+fn postgres_tells_the_story() {
+    let cluster = heartbridge_pgtest::PgCluster::start();
+    story(&postgres(&cluster));
+}
+
+#[test]
+fn postgres_tells_the_identity_story() {
+    let cluster = heartbridge_pgtest::PgCluster::start();
+    identity_story(&postgres(&cluster));
+}
+
+#[test]
+fn postgres_tells_the_retry_story() {
+    let cluster = heartbridge_pgtest::PgCluster::start();
+    retry_story(&postgres(&cluster));
+}

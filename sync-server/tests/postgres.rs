@@ -1,0 +1,354 @@
+//! Several relays over one PostgreSQL database (issue 11): devices of one
+//! team split over two relays (two `serve` instances on their own loopback
+//! ports, each with its own store and writer) see one log, one membership and
+//! one revocation. Each test starts its own throw-away cluster
+//! (`heartbridge-pgtest`).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::{within, Client, EnrolledDevice, Team, TestRelay};
+use heartbridge_pgtest::PgCluster;
+use heartbridge_proto::{encode, ContentId, InviteResponse, Role, TeamId, TeamKey};
+use heartbridge_relay::{Database, PgTarget};
+
+fn database(url: &str) -> Database {
+    Database::Postgres(PgTarget::parse(url).expect("a PostgreSQL URL"))
+}
+
+/// A relay over the PostgreSQL database at `url`.
+async fn relay(url: &str) -> TestRelay {
+    let db = database(url);
+    TestRelay::start_with(move |c| c.database = db).await
+}
+
+/// Creates a team in the database at `url`, as the operator would
+/// (`heartbridge-relay team create --db postgres://…`).
+async fn team(url: &str) -> Team {
+    let db = database(url);
+    let created = tokio::task::spawn_blocking(move || {
+        heartbridge_relay::create_team_in(&db, "Hotline").expect("create team")
+    })
+    .await
+    .expect("create team task");
+    Team {
+        id: TeamId::from_hex(&created.team_id).expect("hex team id"),
+        key: TeamKey::generate(),
+        lead_token: created.lead_token,
+    }
+}
+
+/// Every envelope a device pulls from `cursor` 0 through `c`, as (seq, id).
+async fn log(c: &Client, device: &EnrolledDevice) -> Vec<(u64, ContentId)> {
+    let (pages, _) = c.pull_all(&device.token, 0, 0).await;
+    pages
+        .iter()
+        .flat_map(|p| p.pull.iter().map(|e| (e.seq, e.envelope.id)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_converge() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, b) = (relay(&url).await, relay(&url).await);
+    let clients = [a.client(), b.client()];
+    let team = team(&url).await;
+    let lead = team.claim(&clients[0], "Lead").await;
+    // Enrolled alternately at either relay.
+    let mut devices = vec![lead.clone()];
+    for i in 0..5 {
+        let c = &clients[i % 2];
+        devices.push(team.add(c, &lead, Role::Volunteer, &format!("V{i}")).await);
+    }
+
+    // Every device pushes 6 changes, one per sync, through its relay, all at once.
+    const PUSHES: usize = 6;
+    let team = std::sync::Arc::new(team);
+    let mut tasks = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let (c, d, team) = (clients[i % 2], d.clone(), team.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut cursor = 0;
+            for n in 0..PUSHES {
+                let env = team.change(&d, common::doc(), format!("{i}/{n}").as_bytes());
+                let id = env.id;
+                let r = c.sync(&d.token, cursor, vec![env], 0).await;
+                assert_eq!(r.acked.len(), 1, "one ack per pushed envelope");
+                assert_eq!(r.acked[0].id, id);
+                cursor = r.cursor;
+                acked.push(id);
+            }
+            acked
+        }));
+    }
+    let mut pushed = HashSet::new();
+    let mut own = Vec::new();
+    for t in tasks {
+        let ids = within("a device's pushes", t).await.expect("push task");
+        for id in &ids {
+            assert!(pushed.insert(*id));
+        }
+        own.push(ids);
+    }
+    assert_eq!(pushed.len(), devices.len() * PUSHES);
+
+    // Every device, at either relay, pulls every teammate's envelope exactly
+    // once (a device is not sent its own back), all in one seq order.
+    let mut order: BTreeMap<u64, ContentId> = BTreeMap::new();
+    let mut pulls = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        for c in &clients {
+            let got = log(c, d).await;
+            let ids: HashSet<ContentId> = got.iter().map(|(_, id)| *id).collect();
+            assert_eq!(ids.len(), got.len(), "device {i}: an envelope pulled twice");
+            let teammates: HashSet<ContentId> = pushed
+                .iter()
+                .filter(|id| !own[i].contains(id))
+                .copied()
+                .collect();
+            assert_eq!(ids, teammates, "device {i}: not every teammate's envelope");
+            assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "seqs ascend");
+            for (seq, id) in &got {
+                let at = order.entry(*seq).or_insert(*id);
+                assert_eq!(
+                    at, id,
+                    "device {i}: seq {seq} is another envelope elsewhere"
+                );
+            }
+            pulls.push((i, got));
+        }
+    }
+    assert_eq!(order.len(), pushed.len(), "one seq per envelope");
+    for (i, got) in pulls {
+        let expected: Vec<(u64, ContentId)> = order
+            .iter()
+            .filter(|(_, id)| !own[i].contains(id))
+            .map(|(s, id)| (*s, *id))
+            .collect();
+        assert_eq!(
+            got, expected,
+            "device {i}: the same order as every teammate"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_envelope_through_both_relays_is_stored_once() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, b) = (relay(&url).await, relay(&url).await);
+    let (ca, cb) = (a.client(), b.client());
+    let team = team(&url).await;
+    let lead = team.claim(&ca, "Lead").await;
+    let vol = team.add(&cb, &lead, Role::Volunteer, "V").await;
+
+    // A device retries through the other relay while the first push is in
+    // flight: both pushes carry the same envelope, at once.
+    for round in 0..5 {
+        let env = team.change(&vol, common::doc(), format!("retry {round}").as_bytes());
+        let (ra, rb) = tokio::join!(
+            ca.sync(&vol.token, 0, vec![env.clone()], 0),
+            cb.sync(&vol.token, 0, vec![env.clone()], 0)
+        );
+        assert_eq!(ra.acked.len(), 1);
+        assert_eq!(rb.acked.len(), 1);
+        assert_eq!(
+            ra.acked[0].seq, rb.acked[0].seq,
+            "both relays answer one seq"
+        );
+        // And the lead carrying it later through A gets that seq too.
+        let carried = ca.sync(&lead.token, 0, vec![env.clone()], 0).await;
+        assert_eq!(carried.acked[0].seq, ra.acked[0].seq);
+    }
+    let got = log(&cb, &lead).await;
+    assert_eq!(got.len(), 5, "each envelope stored once: {got:?}");
+    assert_eq!(
+        cluster.psql(&url, "select count(*) from envelopes"),
+        "5",
+        "one row per envelope in the database"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_at_one_relay_syncs_at_the_other() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, b) = (relay(&url).await, relay(&url).await);
+    let (ca, cb) = (a.client(), b.client());
+    let team = team(&url).await;
+    // Claimed at A; the lead's token works at B at once.
+    let lead = team.claim(&ca, "Lead").await;
+    assert_eq!(cb.members(&lead.token).await.members.len(), 1);
+
+    // Invited at A, joined at B.
+    let invite: InviteResponse = ca.invite(&lead.token, Role::Volunteer, 0).await.json();
+    let secret = heartbridge_proto::DeviceSecret::generate();
+    let joined = cb
+        .post_json(
+            "/v1/join",
+            None,
+            &team.enroll_request_as(&invite.token, &team.key, "V", &secret, Role::Volunteer),
+        )
+        .await;
+    assert_eq!(joined.status, 200);
+    let vol = EnrolledDevice::new(joined.json(), secret);
+    // The invite is used up at both relays.
+    for c in [&ca, &cb] {
+        c.post_json(
+            "/v1/join",
+            None,
+            &team.enroll_request(&invite.token, &team.key, "again"),
+        )
+        .await
+        .error(410, "invite_used");
+    }
+
+    // The new member pushes at B; the lead at A sees it as a member and gets
+    // its envelope.
+    let env = team.change(&vol, common::doc(), b"first note");
+    let pushed = cb.sync(&vol.token, 0, vec![env.clone()], 0).await;
+    assert_eq!(pushed.acked.len(), 1);
+    let at_a = ca.sync(&lead.token, 0, vec![], 0).await;
+    assert!(at_a.members.iter().any(|m| m.device == vol.device_id()));
+    assert_eq!(
+        at_a.pull.iter().map(|p| p.envelope.id).collect::<Vec<_>>(),
+        vec![env.id]
+    );
+    let listed = ca.members(&lead.token).await.members;
+    assert!(listed.iter().any(|m| m.device_id == vol.id && !m.revoked));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_at_one_relay_holds_at_the_other() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, b) = (relay(&url).await, relay(&url).await);
+    let (ca, cb) = (a.client(), b.client());
+    let team = team(&url).await;
+    let lead = team.claim(&ca, "Lead").await;
+    let gone = team.add(&ca, &lead, Role::Volunteer, "Gone").await;
+    let stays = team.add(&cb, &lead, Role::Volunteer, "Stays").await;
+    let before = cb
+        .sync(
+            &gone.token,
+            0,
+            vec![team.change(&gone, common::doc(), b"before")],
+            0,
+        )
+        .await;
+    let before_seq = before.acked[0].seq;
+
+    // Revoked at A: refused at B from the next request on.
+    let r = ca.revoke(&lead.token, &gone.id).await;
+    assert_eq!(r.status, 200);
+    let cutoff: heartbridge_proto::RevokeResponse = r.json();
+    assert!(cutoff.cutoff_seq >= before_seq);
+    let late = team.change(&gone, common::doc(), b"after");
+    cb.sync_raw(
+        &gone.token,
+        encode(&common::request(0, vec![late.clone()], 0)),
+    )
+    .await
+    .error(403, "device_revoked");
+    cb.get("/v1/members", Some(&gone.token))
+        .await
+        .error(403, "device_revoked");
+    cb.invite(&gone.token, Role::Volunteer, 0)
+        .await
+        .error(403, "device_revoked");
+    // Carried by a teammate at B, its late envelope is refused too.
+    let carried = cb.sync(&stays.token, 0, vec![late.clone()], 0).await;
+    assert!(carried.acked.is_empty());
+    assert_eq!(carried.refused.len(), 1);
+
+    // Both relays list it revoked, and serve what it pushed before the cut-off only.
+    for c in [&ca, &cb] {
+        let m = c.members(&lead.token).await.members;
+        assert!(m.iter().any(|m| m.device_id == gone.id && m.revoked));
+        let got = log(c, &stays).await;
+        assert!(got.iter().all(|(seq, _)| *seq <= cutoff.cutoff_seq));
+        assert!(got.iter().all(|(_, id)| *id != late.id));
+        assert!(got.iter().any(|(_, id)| *id == before.acked[0].id));
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `heartbridge-relay ARGS…`; returns (success, stderr).
+fn relay_binary(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
+        .args(args)
+        .env_remove("HEARTBRIDGE_RELAY_DB")
+        .env_remove("HEARTBRIDGE_RELAY_UPSTREAM")
+        .output()
+        .expect("running heartbridge-relay");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_venue_relay_on_postgresql_is_refused() {
+    let (ok, err) = relay_binary(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        "postgres://relay@127.0.0.1:1/hb",
+        "--upstream",
+        "https://relay.example",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("a venue relay keeps its database in SQLite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_database_password_is_never_printed() {
+    // Nothing listens on this port: the command fails and says where it tried.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "file-secret-pw\n").expect("password file");
+    let url = format!("postgres://relay:url-secret-pw@127.0.0.1:{port}/hb");
+    let (ok, err) = relay_binary(&[
+        "team",
+        "list",
+        "--db",
+        &url,
+        "--db-password-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!ok);
+    assert!(err.contains(&format!("127.0.0.1:{port}/hb")), "{err}");
+    assert!(!err.contains("secret-pw"), "{err}");
+    // A SQLite --db takes no password file.
+    let (ok, err) = relay_binary(&[
+        "team",
+        "list",
+        "--db",
+        dir.path().join("x.db").to_str().expect("utf-8 path"),
+        "--db-password-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--db-password-file is for a PostgreSQL --db"),
+        "{err}"
+    );
+}
