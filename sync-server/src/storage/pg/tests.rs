@@ -290,3 +290,75 @@ fn lesson_chunks_are_stored_once_within_the_quota() {
     );
     assert_eq!(s.blob_have(u, &[x]).unwrap(), vec![false]);
 }
+
+fn envelope(author: DeviceId, kind: EnvelopeKind, covers: u64) -> Envelope {
+    Envelope {
+        kind,
+        covers,
+        ..push(TeamId([0; 16]), author).envelopes.remove(0)
+    }
+}
+
+/// A snapshot supersedes its document's earlier envelopes (no longer
+/// pulled, listed for operators), an undo serves them again, and the purge
+/// deletes what a later snapshot superseded, in bounded steps.
+#[test]
+fn compaction_undo_and_purge() {
+    let cluster = PgCluster::start();
+    let s = open(&cluster.new_database());
+    let t = TeamId(rand::random());
+    let lead = team_with_lead(&s, t);
+    let job = |envelopes: Vec<Envelope>| PushJob {
+        team: t,
+        device: lead,
+        envelopes,
+        roster: None,
+        now: 2_000,
+    };
+    let changes = (0..3)
+        .map(|_| envelope(lead, EnvelopeKind::Change, 0))
+        .collect();
+    s.commit(&[job(changes)]).unwrap();
+    let snap = s
+        .commit(&[job(vec![envelope(lead, EnvelopeKind::Snapshot, 3)])])
+        .unwrap();
+    assert_eq!(snap[0].as_ref().unwrap()[0].seq, 4);
+    assert_eq!(pull_from(&s, t, 0), (vec![4], 4));
+    let g = s.gauges().unwrap();
+    assert_eq!((g.devices, g.envelopes, g.superseded), (1, 1, 3));
+    let listed = s.compactions(t, 0).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].doc, hex::encode([1u8; 16]));
+    assert_eq!(listed[0].snapshot_seq, 4);
+    assert_eq!(listed[0].superseded, 3);
+    assert_eq!(listed[0].author, Some(lead.to_hex()));
+    assert_eq!(listed[0].at, 2_000);
+    // Past the grace's start nothing is listed or undone.
+    assert!(s.compactions(t, 2_000).unwrap().is_empty());
+    assert_eq!(s.undo_compaction(t, [1; 16], 2_000).unwrap(), None);
+
+    let undone = s.undo_compaction(t, [1; 16], 0).unwrap().unwrap();
+    assert_eq!((undone.snapshot_seq, undone.restored), (4, 3));
+    assert_eq!(pull_from(&s, t, 0), (vec![1, 2, 3, 4], 4));
+
+    s.commit(&[job(vec![envelope(lead, EnvelopeKind::Snapshot, 4)])])
+        .unwrap();
+    assert_eq!(pull_from(&s, t, 0), (vec![5], 5));
+    assert_eq!(s.purge_superseded(1_999, 10).unwrap(), 0);
+    assert_eq!(s.purge_superseded(2_000, 3).unwrap(), 3);
+    assert_eq!(s.purge_superseded(2_000, 3).unwrap(), 1);
+    assert_eq!(s.purge_superseded(2_000, 3).unwrap(), 0);
+    assert!(s.compactions(t, 0).unwrap().is_empty());
+    assert_eq!(pull_from(&s, t, 0), (vec![5], 5));
+
+    let teams = s.teams().unwrap();
+    assert_eq!(teams.len(), 1);
+    assert_eq!(teams[0].team_id, t.to_hex());
+    assert!(teams[0].claimed);
+    assert_eq!((teams[0].devices, teams[0].envelopes), (1, 1));
+    let members = s.members(t).unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].device_id, lead.to_hex());
+    assert_eq!(members[0].role, Role::Lead);
+    assert_eq!(members[0].last_sync_at, Some(2_000));
+}
