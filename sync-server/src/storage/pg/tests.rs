@@ -362,3 +362,59 @@ fn compaction_undo_and_purge() {
     assert_eq!(members[0].role, Role::Lead);
     assert_eq!(members[0].last_sync_at, Some(2_000));
 }
+
+/// The revocation cut-off is exact across relays: a push of a device that
+/// waits on its team's lock behind the revocation is refused in its own
+/// transaction, so nothing of it lies past the cut-off.
+#[test]
+fn a_push_queued_behind_a_revocation_at_the_other_relay_is_refused() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let a = open(&url);
+    let b = open(&url);
+    let t = TeamId(rand::random());
+    let lead = team_with_lead(&a, t);
+    a.create_invite(&NewInvite {
+        team: t,
+        role: Role::Volunteer,
+        token_hash: "invite-1".into(),
+        created_by: lead,
+        created_at: 1_000,
+        expires_at: 100_000,
+        key_check: None,
+    })
+    .unwrap();
+    let member = a.join(&enrollment(t, "invite-1", "check")).unwrap().id;
+
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    *a.hold.lock().unwrap() = Some(Hold {
+        arrived: arrived_tx,
+        release: release_rx,
+    });
+    let job_lead = push(t, lead);
+    let job_member = push(t, member);
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| a.commit(std::slice::from_ref(&job_lead)));
+        arrived.recv_timeout(WAIT).expect("relay A's batch is held");
+        let revoke = scope.spawn(|| b.revoke(Some(t), member, 3_000));
+        wait_for_lock_waiters(&cluster, &url, 1);
+        let late = scope.spawn(|| b.commit(std::slice::from_ref(&job_member)));
+        wait_for_lock_waiters(&cluster, &url, 2);
+        release.send(()).unwrap();
+        let first = held.join().unwrap().unwrap();
+        assert_eq!(first[0].as_ref().unwrap()[0].seq, 1);
+        assert_eq!(revoke.join().unwrap().unwrap(), 1, "the cut-off");
+        let late = late.join().unwrap().unwrap();
+        assert!(
+            matches!(
+                late[0],
+                Err(crate::error::StoreError::Refused(
+                    crate::error::Refusal::Revoked
+                ))
+            ),
+            "{late:?}"
+        );
+    });
+    assert_eq!(pull_from(&b, t, 0), (vec![1], 1));
+}
