@@ -352,3 +352,38 @@ fn the_database_password_is_never_printed() {
         "{err}"
     );
 }
+
+#[test]
+fn operator_commands_work_on_postgresql() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
+            .args(args)
+            .args(["--db", &url])
+            .output()
+            .expect("running heartbridge-relay");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON output")
+    };
+    let created = run(&["team", "create", "Night shift", "--json"]);
+    let team_id = created["team_id"].as_str().expect("team id").to_owned();
+    let listed = run(&["team", "list", "--json"]);
+    let teams = listed.as_array().expect("a list");
+    assert_eq!(teams.len(), 1);
+    assert_eq!(teams[0]["team_id"], team_id.as_str());
+    assert_eq!(teams[0]["name"], "Night shift");
+    assert_eq!(teams[0]["claimed"], false);
+    let compactions = run(&["compaction", "list", "--team", &team_id, "--json"]);
+    assert_eq!(compactions, serde_json::json!([]));
+    // The database behind it is the PostgreSQL one.
+    assert_eq!(cluster.psql(&url, "select count(*) from teams"), "1");
+    // An unknown device is an error that names it, as on SQLite.
+    let (ok, err) = relay_binary(&["device", "revoke", &"11".repeat(16), "--db", &url]);
+    assert!(!ok);
+    assert!(err.contains(&"11".repeat(16)), "{err}");
+}
