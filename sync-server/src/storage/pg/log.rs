@@ -2,7 +2,7 @@
 //! row locks (commit order = seq order within a team), and pulls from one
 //! REPEATABLE READ snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::{Object, Transaction};
 use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, MemberKey, Pulled};
@@ -82,6 +82,40 @@ async fn store_roster(
     }
 }
 
+/// A job's new envelopes, column by column, for one `unnest` insert.
+#[derive(Default)]
+struct Batch<'a> {
+    seq: Vec<i64>,
+    doc: Vec<&'a [u8]>,
+    kind: Vec<i64>,
+    content_id: Vec<&'a [u8]>,
+    author: Vec<&'a [u8]>,
+    epoch: Vec<i64>,
+    covers: Vec<i64>,
+    nonce: Vec<&'a [u8]>,
+    ciphertext: Vec<&'a [u8]>,
+    size: Vec<i64>,
+    sig: Vec<&'a [u8]>,
+    pushed_by: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> Batch<'a> {
+    fn push(&mut self, env: &'a Envelope, seq: i64, pushed_by: Option<&'a [u8]>) {
+        self.seq.push(seq);
+        self.doc.push(&env.doc[..]);
+        self.kind.push(kind_code(env.kind));
+        self.content_id.push(&env.id.0[..]);
+        self.author.push(&env.author[..]);
+        self.epoch.push(i64::from(env.epoch));
+        self.covers.push(seq_i64(env.covers));
+        self.nonce.push(&env.nonce[..]);
+        self.ciphertext.push(&env.ciphertext[..]);
+        self.size.push(env.ciphertext.len() as i64);
+        self.sig.push(&env.sig[..]);
+        self.pushed_by.push(pushed_by);
+    }
+}
+
 /// Stores one job, taking seqs from `next` (the team's counter, read under
 /// its lock); returns the acks in push order.
 async fn store_job(
@@ -110,33 +144,44 @@ async fn store_job(
     if let Some(r) = &job.roster {
         store_roster(tx, job, r).await?;
     }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-             ON CONFLICT (team_id, content_id) DO NOTHING
-             RETURNING seq",
+    // Which of the job's envelopes the team holds already (one statement).
+    let op = "find stored envelopes";
+    let ids: Vec<&[u8]> = job.envelopes.iter().map(|e| &e.id.0[..]).collect();
+    let mut known: HashMap<[u8; 16], i64> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT content_id, seq FROM envelopes WHERE team_id = $1 AND content_id = ANY($2)",
+            &[&team, &ids],
         )
         .await
-        .map_err(StoreError::pg("store an envelope"))?;
-    let existing = tx
-        .prepare_cached("SELECT seq FROM envelopes WHERE team_id = $1 AND content_id = $2")
-        .await
-        .map_err(StoreError::pg("find a stored envelope"))?;
-    let author_revoked = tx
-        .prepare_cached("SELECT revoked FROM devices WHERE id = $1 AND team_id = $2")
-        .await
-        .map_err(StoreError::pg("check a carried envelope's author"))?;
+        .map_err(StoreError::pg(op))?
+    {
+        known.insert(
+            id16(col(&row, 0, op)?, "envelopes.content_id")?,
+            col(&row, 1, op)?,
+        );
+    }
+    let mut batch = Batch::default();
+    let mut snapshots = Vec::new();
     let mut acks = Vec::with_capacity(job.envelopes.len());
     for env in &job.envelopes {
-        let held = |row: Option<Row>| -> Result<Option<i64>, StoreError> {
-            row.map(|r| col(&r, 0, "find a stored envelope"))
-                .transpose()
-        };
+        if let Some(&seq) = known.get(&env.id.0) {
+            // A duplicate (of a stored one, or of one earlier in this push).
+            acks.push(Ack {
+                id: env.id,
+                seq: seq_u64(seq),
+            });
+            continue;
+        }
         if env.author != job.device.0 {
+            // A carried envelope: its author revoked since the check (or
+            // before it) is stored only if the relay already holds it.
             let op = "check a carried envelope's author";
             let revoked: Option<bool> = match tx
-                .query_opt(&author_revoked, &[&&env.author[..], &team])
+                .query_opt(
+                    "SELECT revoked FROM devices WHERE id = $1 AND team_id = $2",
+                    &[&&env.author[..], &team],
+                )
                 .await
                 .map_err(StoreError::pg(op))?
             {
@@ -144,72 +189,68 @@ async fn store_job(
                 None => None,
             };
             if revoked != Some(false) {
-                let seq = held(
-                    tx.query_opt(&existing, &[&team, &&env.id.0[..]])
-                        .await
-                        .map_err(StoreError::pg("find a stored envelope"))?,
-                )?;
-                acks.push(Ack {
-                    id: env.id,
-                    seq: seq.map_or(0, seq_u64),
-                });
+                acks.push(Ack { id: env.id, seq: 0 });
                 continue;
             }
         }
-        let pushed_by = (env.author != job.device.0).then_some(&job.device.0[..]);
-        let inserted = held(
-            tx.query_opt(
-                &insert,
-                &[
-                    &team,
-                    &*next,
-                    &&env.doc[..],
-                    &kind_code(env.kind),
-                    &&env.id.0[..],
-                    &&env.author[..],
-                    &i64::from(env.epoch),
-                    &seq_i64(env.covers),
-                    &&env.nonce[..],
-                    &env.ciphertext,
-                    &(env.ciphertext.len() as i64),
-                    &job.now,
-                    &&env.sig[..],
-                    &pushed_by,
-                ],
-            )
-            .await
-            .map_err(StoreError::pg("store an envelope"))?,
-        )?;
-        let seq = match inserted {
-            Some(seq) => {
-                *next += 1;
-                seq
-            }
-            None => held(
-                tx.query_opt(&existing, &[&team, &&env.id.0[..]])
-                    .await
-                    .map_err(StoreError::pg("find a stored envelope"))?,
-            )?
-            .ok_or(StoreError::Corrupt {
-                what: "envelopes.content_id",
-            })?,
-        };
-        if inserted.is_some() && env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
-            // As in the SQLite store: only when first stored, and only what
-            // was stored before it.
-            let upto = seq_i64(env.covers).min(seq - 1);
-            tx.execute(
-                "UPDATE envelopes SET superseded_by = $4, superseded_at = $5
-                 WHERE team_id = $1 AND doc = $2 AND seq <= $3 AND superseded_at IS NULL",
-                &[&team, &&env.doc[..], &upto, &seq, &job.now],
-            )
-            .await
-            .map_err(StoreError::pg("compact a document"))?;
+        // Seqs in push order from the team's counter, under its lock.
+        let seq = *next;
+        *next += 1;
+        known.insert(env.id.0, seq);
+        batch.push(
+            env,
+            seq,
+            (env.author != job.device.0).then_some(&job.device.0[..]),
+        );
+        if env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
+            snapshots.push((env, seq));
         }
         acks.push(Ack {
             id: env.id,
             seq: seq_u64(seq),
         });
+    }
+    if !batch.seq.is_empty() {
+        // One statement for the job's new envelopes. No ON CONFLICT: under
+        // the team lock nobody else stores this team's envelopes, so a
+        // conflict would be a bug, and it fails the job rather than ack
+        // a seq that was not stored.
+        tx.execute(
+            "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+             SELECT $1, u.seq, u.doc, u.kind, u.content_id, u.author, u.epoch, u.covers, u.nonce, u.ciphertext, u.size, $2, u.sig, u.pushed_by
+             FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bytea[], $12::bigint[], $13::bytea[], $14::bytea[])
+                  AS u(seq, doc, kind, content_id, author, epoch, covers, nonce, ciphertext, size, sig, pushed_by)",
+            &[
+                &team,
+                &job.now,
+                &batch.seq,
+                &batch.doc,
+                &batch.kind,
+                &batch.content_id,
+                &batch.author,
+                &batch.epoch,
+                &batch.covers,
+                &batch.nonce,
+                &batch.ciphertext,
+                &batch.size,
+                &batch.sig,
+                &batch.pushed_by,
+            ],
+        )
+        .await
+        .map_err(StoreError::pg("store envelopes"))?;
+    }
+    for (env, seq) in snapshots {
+        // As in the SQLite store: only when first stored, and only what
+        // was stored before it.
+        let upto = seq_i64(env.covers).min(seq - 1);
+        tx.execute(
+            "UPDATE envelopes SET superseded_by = $4, superseded_at = $5
+             WHERE team_id = $1 AND doc = $2 AND seq <= $3 AND superseded_at IS NULL",
+            &[&team, &&env.doc[..], &upto, &seq, &job.now],
+        )
+        .await
+        .map_err(StoreError::pg("compact a document"))?;
     }
     tx.execute(
         "UPDATE devices SET last_sync_at = $1 WHERE id = $2",
