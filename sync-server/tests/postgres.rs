@@ -436,3 +436,112 @@ async fn a_postgresql_crash_loses_nothing_acked() {
     assert_eq!(ids, acked, "every acked envelope is there after the crash");
     a.stop().await;
 }
+
+/// A sync through the relay at `addr` that may fail: `None` if the relay is
+/// gone (connection refused or closed before an answer), else the status and
+/// the decoded answer when it is 200.
+async fn try_sync(
+    addr: std::net::SocketAddr,
+    token: &heartbridge_proto::Secret,
+    body: Vec<u8>,
+) -> Option<(u16, Option<heartbridge_proto::SyncResponse>)> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/v1/sync")
+        .header("host", "relay.test")
+        .header("authorization", format!("Bearer {}", token.expose()))
+        .header("content-type", heartbridge_proto::SYNC_CONTENT_TYPE)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .expect("request");
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    let decoded = (status == 200)
+        .then(|| heartbridge_proto::decode("sync response", &bytes).expect("sync response"));
+    Some((status, decoded))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_mid_shift_loses_nothing() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, b) = (relay(&url).await, relay(&url).await);
+    let (addr_a, addr_b) = (a.addr, b.addr);
+    let team = team(&url).await;
+    let lead = team.claim(&a.client(), "Lead").await;
+    let mut vols = Vec::new();
+    for i in 0..3 {
+        vols.push(
+            team.add(&a.client(), &lead, Role::Volunteer, &format!("V{i}"))
+                .await,
+        );
+    }
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let count_tx = std::sync::Arc::new(count_tx);
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let team = std::sync::Arc::new(team);
+    let mut tasks = Vec::new();
+    for (i, v) in vols.iter().enumerate() {
+        let (v, team, count_tx) = (v.clone(), team.clone(), count_tx.clone());
+        let mut release_rx = release_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each device syncs through A until A is gone, then through B,
+            // retrying the envelope it has no ack for, as a device does.
+            let mut at = addr_a;
+            let mut acked = Vec::new();
+            for n in 0..15 {
+                if n == 5 {
+                    // Half-way: wait until A has stopped.
+                    within("A to stop", release_rx.wait_for(|r| *r))
+                        .await
+                        .expect("release");
+                }
+                let env = team.change(&v, common::doc(), format!("{i}/{n}").as_bytes());
+                let body = encode(&common::request(0, vec![env.clone()], 0));
+                let mut tries = 0;
+                loop {
+                    match try_sync(at, &v.token, body.clone()).await {
+                        Some((200, Some(r))) => {
+                            assert_eq!(r.acked[0].id, env.id);
+                            break;
+                        }
+                        Some((503, _)) | None => at = addr_b,
+                        Some((status, _)) => panic!("sync answered {status}"),
+                    }
+                    tries += 1;
+                    assert!(tries < 5, "no relay takes the push");
+                }
+                acked.push(env.id);
+                count_tx.send_modify(|c| *c += 1);
+            }
+            assert_eq!(at, addr_b, "the device fell over to B");
+            acked
+        }));
+    }
+    // Every device pushed 5 through A; A stops (draining, committing what
+    // it queued); the devices go on, through B once A refuses them.
+    within("the first pushes", count_rx.wait_for(|c| *c >= 15))
+        .await
+        .expect("pushes counted");
+    within("A to stop", a.stop()).await;
+    release_tx.send(true).expect("devices waiting");
+    let mut acked = HashSet::new();
+    for t in tasks {
+        for id in within("a device's pushes", t).await.expect("push task") {
+            acked.insert(id);
+        }
+    }
+    assert_eq!(acked.len(), 45);
+    let got = log(&b.client(), &lead).await;
+    let ids: HashSet<ContentId> = got.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), got.len(), "nothing stored twice");
+    assert_eq!(ids, acked, "every acked envelope is at B");
+    b.stop().await;
+}
