@@ -129,7 +129,9 @@ async fn store_job(
     let op = "check a pushing device";
     let revoked: bool = match tx
         .query_opt(
-            "SELECT revoked FROM devices WHERE id = $1",
+            &tx.prepare_cached("SELECT revoked FROM devices WHERE id = $1")
+                .await
+                .map_err(StoreError::pg("check a pushing device"))?,
             &[&&job.device.0[..]],
         )
         .await
@@ -150,7 +152,11 @@ async fn store_job(
     let mut known: HashMap<[u8; 16], i64> = HashMap::new();
     for row in tx
         .query(
-            "SELECT content_id, seq FROM envelopes WHERE team_id = $1 AND content_id = ANY($2)",
+            &tx.prepare_cached(
+                "SELECT content_id, seq FROM envelopes WHERE team_id = $1 AND content_id = ANY($2)",
+            )
+            .await
+            .map_err(StoreError::pg("find stored envelopes"))?,
             &[&team, &ids],
         )
         .await
@@ -215,11 +221,17 @@ async fn store_job(
         // the team lock nobody else stores this team's envelopes, so a
         // conflict would be a bug, and it fails the job rather than ack
         // a seq that was not stored.
-        tx.execute(
-            "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
              SELECT $1, u.seq, u.doc, u.kind, u.content_id, u.author, u.epoch, u.covers, u.nonce, u.ciphertext, u.size, $2, u.sig, u.pushed_by
              FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bytea[], $12::bigint[], $13::bytea[], $14::bytea[])
                   AS u(seq, doc, kind, content_id, author, epoch, covers, nonce, ciphertext, size, sig, pushed_by)",
+            )
+            .await
+            .map_err(StoreError::pg("store envelopes"))?;
+        tx.execute(
+            &insert,
             &[
                 &team,
                 &job.now,
@@ -253,7 +265,9 @@ async fn store_job(
         .map_err(StoreError::pg("compact a document"))?;
     }
     tx.execute(
-        "UPDATE devices SET last_sync_at = $1 WHERE id = $2",
+        &tx.prepare_cached("UPDATE devices SET last_sync_at = $1 WHERE id = $2")
+            .await
+            .map_err(StoreError::pg("record a sync time"))?,
         &[&job.now, &&job.device.0[..]],
     )
     .await
@@ -283,7 +297,11 @@ pub(super) async fn commit_batch(
     let op = "lock the batch's teams";
     let rows = tx
         .query(
-            "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            &tx.prepare_cached(
+                "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            )
+            .await
+            .map_err(StoreError::pg("lock the batch's teams"))?,
             &[&teams],
         )
         .await
@@ -415,7 +433,9 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
     let op = "read a roster";
     let row = tx
         .query_opt(
-            "SELECT roster, roster_version FROM teams WHERE id = $1",
+            &tx.prepare_cached("SELECT roster, roster_version FROM teams WHERE id = $1")
+                .await
+                .map_err(StoreError::pg("read a roster"))?,
             &[&team],
         )
         .await
