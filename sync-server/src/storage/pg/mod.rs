@@ -17,6 +17,7 @@
 //! runtime (the relay calls storage from blocking threads only).
 
 use std::future::Future;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use heartbridge_proto::{Member, Role, TeamId};
@@ -34,6 +35,11 @@ use super::{
 };
 use crate::error::{Refusal, StoreError};
 use log::{seq_i64, seq_u64};
+
+/// How long a call waits for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// How long making or checking a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL storage. Several relays may share one database.
 pub struct PgStorage {
@@ -87,6 +93,11 @@ impl PgStorage {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
+            // Bounded waits, so a hung server answers 503 (retry) instead
+            // of holding a request (and its blocking thread) for good.
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot build its pool: {e}")))?;
