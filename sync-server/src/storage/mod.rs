@@ -4,8 +4,9 @@
 //! Every method is one transaction. Tokens reach it only as hashes
 //! ([`heartbridge_proto::Secret::hash`]) and the current time is passed in,
 //! so a backend neither reads a clock nor sees a secret. [`SqliteStorage`]
-//! is the implementation here; a PostgreSQL one implements the same trait
-//! (note on [`Storage::pull`] what it must guarantee about sequence numbers).
+//! is the default; [`PgStorage`] keeps the same promises on PostgreSQL for
+//! several relays at once (it owns a private runtime; note on
+//! [`Storage::pull`] what it must guarantee about sequence numbers).
 
 mod migrations;
 #[cfg(test)]
@@ -408,7 +409,8 @@ pub trait Storage: Send + Sync + 'static {
     /// envelope. Members are read in the same transaction as the page, so
     /// every author of a pulled envelope is among the members a device has.
     /// Relies on sequence numbers becoming visible in order, which a single
-    /// writer gives for free.
+    /// writer gives for free; [`PgStorage`] gets it by assigning a team's
+    /// seqs only under its row lock, held until commit.
     fn pull(&self, q: &PullQuery) -> Result<Page, StoreError>;
 
     /// Deletes up to `limit` envelopes superseded at or before `before`;

@@ -55,7 +55,7 @@ pub struct PgStorage {
 
 impl std::fmt::Debug for PgStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Host, port and database only: never the password.
+        // Nothing of the connection settings (the password among them).
         f.debug_struct("PgStorage").finish_non_exhaustive()
     }
 }
