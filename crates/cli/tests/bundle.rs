@@ -691,3 +691,66 @@ fn a_bundle_with_one_altered_envelope_is_refused_whole() {
     let ok = devs[2].store.bundle_import(&bytes).expect("import");
     assert!(ok.queued >= 2, "{ok:?}");
 }
+
+/// The position of each of `docs` (case ids) in `envelopes`, in order.
+fn case_order(envelopes: &[heartbridge_core::proto::Envelope], docs: &[&str]) -> Vec<String> {
+    envelopes
+        .iter()
+        .map(|e| e.doc.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .filter(|d| docs.contains(&d.as_str()))
+        .collect()
+}
+
+/// Everything of `first` comes before anything of another case.
+fn all_of_first_before_the_rest(order: &[String], first: &str) {
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some(first),
+        "the escalated case is not the first case: {order:?}"
+    );
+    let last_first = order.iter().rposition(|d| d == first).expect("first");
+    let first_other = order.iter().position(|d| d != first).expect("others");
+    assert!(last_first < first_other, "{order:?}");
+}
+
+#[test]
+fn an_escalated_case_goes_first_in_a_bundle_and_in_the_push_of_whoever_carries_it() {
+    let relay = Relay::start();
+    let root = tempfile::tempdir().expect("tmp");
+    let (_lead, vol, sup) = three(&relay, root.path());
+    // Offline: three cases, the newest raised to high, then the oldest gets
+    // another contact. Without the priority the bundle would follow the
+    // order of writing.
+    let third = new_case(&vol, "小吴", "聊了很久");
+    let second = new_case(&vol, "小周", "约了下周");
+    let first = new_case(&vol, "小林", "第一次来电");
+    ok(&vol, &["case", "set", &first, "--risk", "high"]);
+    contact(&vol, &third, "又来了消息");
+    let docs = [first.as_str(), second.as_str(), third.as_str()];
+
+    let file = root.path().join("shift.hbb");
+    ok(&vol, &["bundle", "export", file.to_str().unwrap()]);
+    let parsed = heartbridge_core::bundle::parse(&std::fs::read(&file).expect("bundle"))
+        .expect("the bundle parses");
+    let order = case_order(&parsed.envelopes, &docs);
+    assert!(order.len() >= 3, "{order:?}");
+    all_of_first_before_the_rest(&order, &first);
+
+    // The supervisor carries it out: its push puts the escalated case first
+    // too (the relay stores envelopes in the order a push lists them).
+    ok(&sup, &["bundle", "import", file.to_str().unwrap()]);
+    sync(&sup);
+    let conn = rusqlite::Connection::open(relay.db()).expect("relay db");
+    let mut st = conn
+        .prepare("SELECT lower(hex(doc)) FROM envelopes ORDER BY seq")
+        .expect("query");
+    let stored: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("docs")
+        .into_iter()
+        .filter(|d| docs.contains(&d.as_str()))
+        .collect();
+    all_of_first_before_the_rest(&stored, &first);
+}
