@@ -1530,3 +1530,70 @@ fn a_venue_relay_takes_signatures_for_its_fingerprint_and_its_public_address() {
         (401, "bad_request_signature".into())
     );
 }
+
+/// The central relay's envelopes of `docs` (case ids), in the order it
+/// stored them.
+fn central_order(l: &Loop, docs: &[&str]) -> Vec<String> {
+    let conn = rusqlite::Connection::open(l.central.db()).expect("central db");
+    let mut st = conn
+        .prepare("SELECT lower(hex(doc)) FROM envelopes ORDER BY seq")
+        .expect("query");
+    let all: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("docs");
+    all.into_iter()
+        .filter(|d| docs.contains(&d.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_venue_relay_forwards_an_escalated_case_first_without_knowing_its_risk() {
+    let mut l = the_loop();
+    uplink_cut(&l.uplink);
+    // Inside the loop, uplink down: three low cases written in order, then
+    // the newest raised to high and the oldest given another contact.
+    let third = new_case(&mut l.devs[1], Risk::Low, "聊了很久");
+    let second = new_case(&mut l.devs[1], Risk::Low, "约了下周");
+    let first = new_case(&mut l.devs[1], Risk::Low, "第一次来电");
+    l.devs[1]
+        .store
+        .update_case(
+            &first,
+            &heartbridge_core::CaseUpdate {
+                risk: Some(Risk::High),
+                ..Default::default()
+            },
+        )
+        .expect("raise");
+    l.devs[1]
+        .store
+        .add_contact(&third, Channel::Online, "又来了消息", None)
+        .expect("contact");
+    let url = l.venue.url.clone();
+    sync_at(&mut l.devs[1], &url).expect("sync at the venue");
+    assert!(l.venue.backlog() >= 3, "nothing could go up yet");
+
+    // The uplink returns: the venue relay forwards its log in the order the
+    // device pushed it, so the centre stores the escalated case first.
+    uplink_restore(&l.uplink);
+    l.venue.wait_forwarded();
+    let docs = [first.as_str(), second.as_str(), third.as_str()];
+    let order = central_order(&l, &docs);
+    assert!(order.len() >= 3, "{order:?}");
+    assert_eq!(
+        order[0],
+        first.as_str(),
+        "the escalated case was not the first forwarded: {order:?}"
+    );
+    let last_first = order
+        .iter()
+        .rposition(|d| d == first.as_str())
+        .expect("first");
+    let first_other = order
+        .iter()
+        .position(|d| d != first.as_str())
+        .expect("others");
+    assert!(last_first < first_other, "{order:?}");
+}
