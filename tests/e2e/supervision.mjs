@@ -197,11 +197,32 @@ async function main() {
 
   await close(app);
 
+  // A second supervisor, on the CLI, in the roster before the app volunteer
+  // joins: the volunteer's cases are sealed to it too.
+  const sup2 = path.join(work, 'supervisor-cli');
+  hb(sup2, 'join', hb(lead, 'team', 'invite', '--role', 'supervisor').code, '--name', '周督导');
+  hb(sup2, 'sync');
+  hb(lead, 'sync');
+
   // ------------------------------------- the app as a volunteer, offline
   const volProfile = path.join(work, 'app-volunteer');
   const volApp = await open(base, volProfile);
   const volCode2 = hb(lead, 'team', 'invite', '--role', 'volunteer').code;
   let ownCase = '';
+  const answer = async (legend, choice) => {
+    const label = await volApp.s.waitFor(
+      () =>
+        volApp.s.exec(
+          `const [legend, choice] = arguments;
+           const f = [...document.querySelectorAll('fieldset')].find((f) => f.querySelector('legend')?.textContent.trim().startsWith(legend));
+           return f ? [...f.querySelectorAll('label')].find((l) => l.textContent.trim() === choice) || null : null;`,
+          [legend, choice],
+        ),
+      15000,
+      `the answer ${choice} to ${legend}`,
+    );
+    await volApp.s.click(label);
+  };
   await step('a volunteer in the app raises a case to high by the screening with the relay down: the panel gives the on-call phone and the crisis protocol', async () => {
     await volApp.heading('欢迎使用心桥', 30000);
     await volApp.setPin();
@@ -224,20 +245,6 @@ async function main() {
       expect(!(await volApp.present('button', text)), `a volunteer is offered “${text}”`);
     await relay.stop();
     await volApp.click('button', '做一次筛查');
-    const answer = async (legend, choice) => {
-      const label = await volApp.s.waitFor(
-        () =>
-          volApp.s.exec(
-            `const [legend, choice] = arguments;
-             const f = [...document.querySelectorAll('fieldset')].find((f) => f.querySelector('legend')?.textContent.trim().startsWith(legend));
-             return f ? [...f.querySelectorAll('label')].find((l) => l.textContent.trim() === choice) || null : null;`,
-            [legend, choice],
-          ),
-        15000,
-        `the answer ${choice} to ${legend}`,
-      );
-      await volApp.s.click(label);
-    };
     for (const [q, a] of [['自杀想法', '是'], ['具体计划', '是'], ['可用手段', '是'], ['时间', '否'], ['既往尝试', '否'], ['自伤行为', '否'], ['保护因素', '是']]) await answer(q, a);
     await volApp.click('button', '确认风险等级');
     await volApp.el('[data-testid=escalation-panel]', '已升级，等待督导确认', { timeout: 20000 });
@@ -266,6 +273,44 @@ async function main() {
     expect(e.receipt && e.receipt.mode === 'phone' && e.receipt.by_name === '小周' && e.receipt.instructions === '王督导让我陪他联系班主任。', 'the phone receipt is not in the store');
     expect(c.awaiting_receipt === false, 'the store still says awaiting');
     await relay.start();
+  });
+
+  await step('online again, a new escalation in the app waits for its receipt; a supervisor acknowledges it on the CLI; after its next sync the app shows the receipt and no longer says 未获督导确认', async () => {
+    await volApp.nav('个案');
+    await volApp.click('a', '新建个案');
+    await volApp.fill('化名或代号', '阿杰');
+    await volApp.click('button', '建立个案');
+    await volApp.heading('阿杰');
+    const second = await volApp.s.exec(`return decodeURIComponent(location.hash.split('/')[2] || '')`);
+    await volApp.click('button', '做一次筛查');
+    for (const [q, a] of [['自杀想法', '是'], ['具体计划', '是'], ['可用手段', '是'], ['时间', '否'], ['既往尝试', '否'], ['自伤行为', '否'], ['保护因素', '是']]) await answer(q, a);
+    await volApp.click('button', '确认风险等级');
+    await volApp.el('.case-head [data-testid=awaiting]', '未获督导确认', { timeout: 20000 });
+    const volSync = async () => {
+      await volApp.nav('首页');
+      await volApp.heading('你好，小周');
+      const button = await volApp.el('button', '立即同步', { exact: true, timeout: 60000 });
+      await volApp.s.click(button);
+      await volApp.el('[data-testid=pending]', '0 条', { timeout: 30000 });
+    };
+    await volSync();
+    hb(sup2, 'sync');
+    const queued = hb(sup2, 'case', 'show', second);
+    expect(queued.awaiting_receipt === true, 'the supervisor does not see the escalation awaiting');
+    const told = '先稳住情绪，今晚十点前再回访一次。';
+    hb(sup2, 'case', 'ack', second, '--instructions', told);
+    hb(sup2, 'sync');
+    await waitUntil(async () => {
+      await volSync();
+      await volApp.nav('个案');
+      await volApp.click('[data-testid=case-list] a', '阿杰', { timeout: 20000 });
+      await volApp.heading('阿杰');
+      return volApp.present('[data-testid=receipt]', told);
+    }, 'the receipt on the volunteer’s device', 60000);
+    const said = await volApp.s.text(await volApp.el('[data-testid=receipt]', told));
+    expect(said.includes('周督导'), `the receipt does not name the supervisor: ${said}`);
+    expect(!(await volApp.s.exec(`return !!document.querySelector('.case-head [data-testid=awaiting]')`)), 'the case still says 未获督导确认 after the receipt');
+    await volApp.shot('receipt-app', { scrollTo: '[data-testid=receipts]' });
   });
 }
 
