@@ -125,6 +125,36 @@ export async function supervisionWalk(t) {
     await closeNotices(supEn);
     await supEn.getByTestId('receipt').first().scrollIntoViewIfNeeded();
     await shot(supEn, 'receipt-ack-en');
+    await supEn.getByRole('button', { name: 'Mark as reviewed' }).click();
+    await supEn.getByTestId('review-state').filter({ hasText: 'Reviewed' }).filter({ hasText: '陈静' }).waitFor();
+    await supEn.getByLabel('Write a comment').fill('You called it early and stayed on the line: well done.');
+    await supEn.getByRole('button', { name: 'Add comment' }).click();
+    await supEn.getByTestId('comments').getByText('You called it early and stayed on the line: well done.').waitFor();
+    await auditLabels(supEn, 'case (supervisor, en)');
+    await closeNotices(supEn);
+    await supEn.getByTestId('review').scrollIntoViewIfNeeded();
+    await noSideScroll(supEn, 'case (supervisor, en)');
+    await shot(supEn, 'case-supervisor-en');
+  });
+
+  await step('supervision (English): a handover with a note, and its history', async () => {
+    await supEn.evaluate(() => (location.hash = '#/cases'));
+    await supEn.getByTestId('case-list').getByRole('link').filter({ hasText: '小林' }).click();
+    await supEn.getByRole('heading', { level: 1, name: '小林' }).waitFor();
+    const card = supEn.getByTestId('assignment');
+    await card.scrollIntoViewIfNeeded();
+    const select = supEn.getByLabel('Hand over to');
+    const option = await select.evaluate((s) => [...s.options].find((o) => o.textContent.includes('林老师'))?.value ?? '');
+    expect(option !== '', '林老师 is not offered in English');
+    await select.selectOption(option);
+    await supEn.getByLabel('Note for the new assignee').fill('林老师 takes the Wednesday evening shift and follows up from now on.');
+    await supEn.getByRole('button', { name: 'Hand over the case' }).click();
+    await card.getByTestId('assignee').filter({ hasText: 'Carried by 林老师' }).waitFor();
+    const hist = await card.textContent();
+    expect(hist.includes('王晓 → 林老师') && hist.includes('follows up from now on'), `history (en): ${hist}`);
+    await closeNotices(supEn);
+    await card.scrollIntoViewIfNeeded();
+    await shot(supEn, 'assign-en');
   });
   await supEn.context().close();
 
@@ -256,6 +286,15 @@ export async function supervisionWalk(t) {
     expect(/Confirmed by 林老师 at \d\d:\d\d \(35 min after the escalation\)/.test(said), `receipt: ${said}`);
     await volEn.getByTestId('receipt').first().scrollIntoViewIfNeeded();
     await shot(volEn, 'receipt-en');
+    await volEn.locator('summary').filter({ hasText: 'Log a contact' }).click();
+    await volEn.getByLabel('Note', { exact: true }).fill('He called his cousin as the safety plan says and can sleep tonight.');
+    await volEn.getByRole('button', { name: 'Save contact' }).click();
+    const offer = volEn.getByTestId('debrief');
+    await offer.getByText('Would you like a short debrief with a supervisor?').waitFor();
+    expect((await offer.textContent()).includes('never counted in the team’s statistics'), 'the debrief does not say (in English) it is not counted');
+    await closeNotices(volEn);
+    await offer.scrollIntoViewIfNeeded();
+    await shot(volEn, 'debrief-en');
   });
   await volEn.context().close();
 

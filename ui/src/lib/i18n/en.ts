@@ -435,7 +435,7 @@ const en: Record<MessageKey, string> = {
   'sup.assign.byWhen': 'by {name} on {when}',
   'sup.assign.to': 'Hand over to',
   'sup.assign.choose': 'Choose a member',
-  'sup.assign.note': 'Handover note',
+  'sup.assign.note': 'Note for the new assignee',
   'sup.assign.noteHint': 'Why it is handed over, and what the new assignee needs to know first.',
   'sup.assign.submit': 'Hand over the case',
   'sup.assign.saved': 'Handed over; the new assignee can open the case after the next sync',
