@@ -1,7 +1,8 @@
 //! The shift-end storm: many devices, each holding 20 case documents of
 //! realistic size, all start a full sync at the same moment against ONE
-//! relay process (the release binary, a child process, so that its peak
-//! memory is its own) on this machine, which the load generator shares.
+//! relay process (or several on one PostgreSQL database; the release
+//! binary, a child process, so that its peak memory is its own) on this
+//! machine, which the load generator shares.
 //!
 //! Setup, before the clock starts: every device's 20 documents are built
 //! as real Automerge documents (a case with 2–4 contacts of ~300 Chinese
@@ -24,6 +25,22 @@
 //! Run: `cargo build --release -p heartbridge-relay &&
 //! cargo bench -p heartbridge-benches --bench storm`.
 //!
+//! On PostgreSQL (`HB_STORM_DB=postgres`), each storm starts a throw-away
+//! cluster (`heartbridge-pgtest`, Debian's binaries) tuned with `ALTER
+//! SYSTEM` (see `PG_SETTINGS`; durability untouched), creates the teams in
+//! its database through the relay library, starts `HB_STORM_RELAYS` relay
+//! processes on that one database, enrolls every device through relay A
+//! and releases the devices round-robin over the relays (a team's devices
+//! are split, as behind a load balancer). It reports each relay's VmHWM and
+//! CPU seconds, the PostgreSQL server's CPU seconds (postmaster and its
+//! children, from /proc) and its statements over 1 s, and counts the
+//! envelopes in the database with `psql`. The storage-alone phase is
+//! SQLite's only and is skipped there.
+//!
+//! Open files: the bench holds one socket per device, and with one relay
+//! that relay holds as many; the bench refuses to start below devices +
+//! 256 and says which `ulimit -n` to set (20,000 covers 10,000 devices).
+//!
 //! - `HB_STORM_DEVICES`: storms to run, default `100,1000,2000`
 //! - `HB_STORM_DOCS`: documents per device, default 20
 //! - `HB_STORM_TEAM`: devices per team, default 10 (a hotline or venue
@@ -37,6 +54,10 @@
 //! - `HB_STORM_STORAGE`: 1; 0 to skip the phase that times the relay's
 //!   SQLite storage alone (the same envelopes committed and pulled through
 //!   `heartbridge_relay::SqliteStorage` without HTTP) after each storm
+//! - `HB_STORM_DB`: `sqlite` (default: one relay on one SQLite file) or
+//!   `postgres`
+//! - `HB_STORM_RELAYS`: relay processes on the one database, default 1
+//!   (more than 1 only with `postgres`)
 //! - `HB_STORM_MAX_LOAD` (1.5), `HB_STORM_LOAD_WAIT` (300): before each
 //!   storm, wait up to that many seconds for the 1-minute load average to
 //!   fall below that
