@@ -1,7 +1,8 @@
 //! The shift-end storm: many devices, each holding 20 case documents of
 //! realistic size, all start a full sync at the same moment against ONE
-//! relay process (the release binary, a child process, so that its peak
-//! memory is its own) on this machine, which the load generator shares.
+//! relay process (or several on one PostgreSQL database; the release
+//! binary, a child process, so that its peak memory is its own) on this
+//! machine, which the load generator shares.
 //!
 //! Setup, before the clock starts: every device's 20 documents are built
 //! as real Automerge documents (a case with 2–4 contacts of ~300 Chinese
@@ -24,6 +25,22 @@
 //! Run: `cargo build --release -p heartbridge-relay &&
 //! cargo bench -p heartbridge-benches --bench storm`.
 //!
+//! On PostgreSQL (`HB_STORM_DB=postgres`), each storm starts a throw-away
+//! cluster (`heartbridge-pgtest`, Debian's binaries) tuned with `ALTER
+//! SYSTEM` (see `PG_SETTINGS`; durability untouched), creates the teams in
+//! its database through the relay library, starts `HB_STORM_RELAYS` relay
+//! processes on that one database, enrolls every device through relay A
+//! and releases the devices round-robin over the relays (a team's devices
+//! are split, as behind a load balancer). It reports each relay's VmHWM and
+//! CPU seconds, the PostgreSQL server's CPU seconds (postmaster and its
+//! children, from /proc) and its statements over 1 s, and counts the
+//! envelopes in the database with `psql`. The storage-alone phase is
+//! SQLite's only and is skipped there.
+//!
+//! Open files: the bench holds one socket per device, and with one relay
+//! that relay holds as many; the bench refuses to start below devices +
+//! 256 and says which `ulimit -n` to set (20,000 covers 10,000 devices).
+//!
 //! - `HB_STORM_DEVICES`: storms to run, default `100,1000,2000`
 //! - `HB_STORM_DOCS`: documents per device, default 20
 //! - `HB_STORM_TEAM`: devices per team, default 10 (a hotline or venue
@@ -37,6 +54,10 @@
 //! - `HB_STORM_STORAGE`: 1; 0 to skip the phase that times the relay's
 //!   SQLite storage alone (the same envelopes committed and pulled through
 //!   `heartbridge_relay::SqliteStorage` without HTTP) after each storm
+//! - `HB_STORM_DB`: `sqlite` (default: one relay on one SQLite file) or
+//!   `postgres`
+//! - `HB_STORM_RELAYS`: relay processes on the one database, default 1
+//!   (more than 1 only with `postgres`)
 //! - `HB_STORM_MAX_LOAD` (1.5), `HB_STORM_LOAD_WAIT` (300): before each
 //!   storm, wait up to that many seconds for the 1-minute load average to
 //!   fall below that
@@ -53,11 +74,13 @@ use heartbridge_benches::{
     percentile, tcp_counters, wait_for_quiet, Conn, RelayProcess,
 };
 use heartbridge_core::{Channel, Group, NewCase, Risk};
+use heartbridge_pgtest::PgCluster;
 use heartbridge_proto::{
     decode, encode, identity::join_proof, seal_name, DeviceSecret, DocKindTag, EnrollRequest,
     EnrollResponse, Envelope, EnvelopeKind, InviteRequest, InviteResponse, Role, Secret,
     SyncRequest, SyncResponse, TeamId, TeamKey, PROTOCOL_VERSION, SYNC_CONTENT_TYPE,
 };
+use heartbridge_relay::Database;
 use hyper::body::Bytes;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{watch, Semaphore};
@@ -546,6 +569,11 @@ fn storage_alone(teams: &[TeamId], team_of: &[usize], bodies: &[Bytes]) -> Strin
     )
 }
 
+/// "relay A", "relay B", …
+fn relay_name(i: usize) -> String {
+    format!("relay {}", char::from(b'A' + (i % 26) as u8))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -575,35 +603,214 @@ async fn metrics(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-/// One storm of `n` devices; returns the Markdown row and notes.
+/// Where the relays keep their state.
+enum Backend {
+    /// One SQLite file (one relay).
+    Sqlite {
+        _dir: tempfile::TempDir,
+        db: std::path::PathBuf,
+    },
+    /// One database of a throw-away PostgreSQL cluster, shared by the relays.
+    Postgres { cluster: PgCluster, url: String },
+}
+
+/// The settings the storm's PostgreSQL cluster runs with (on top of
+/// `heartbridge-pgtest`'s `max_wal_size=2GB`, `shared_buffers=128MB`),
+/// set with `ALTER SYSTEM` and a restart before the relays start. Durability
+/// is untouched: `fsync`, `synchronous_commit` and `full_page_writes` stay on
+/// (the relay refuses `synchronous_commit=off`).
+const PG_SETTINGS: &[(&str, &str)] = &[
+    // The whole storm's log (~1 GB of envelopes at 10,000 devices) mostly
+    // fits; this box has 24 GB.
+    ("shared_buffers", "1GB"),
+    // 2 relays × (8 storage threads + 2) connections, the bench's, psql.
+    ("max_connections", "60"),
+    // No checkpoint in the middle of a storm.
+    ("max_wal_size", "8GB"),
+    ("checkpoint_timeout", "30min"),
+    ("wal_buffers", "64MB"),
+    // Statements slower than 1 s are written to the server log, whose
+    // count the bench reports.
+    ("log_min_duration_statement", "1000"),
+];
+
+impl Backend {
+    fn start(postgres: bool) -> Backend {
+        if !postgres {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let db = dir.path().join("relay.db");
+            return Backend::Sqlite { _dir: dir, db };
+        }
+        let cluster = PgCluster::start();
+        let url = cluster.new_database();
+        for (name, value) in PG_SETTINGS {
+            cluster.psql(&url, &format!("ALTER SYSTEM SET {name} = '{value}'"));
+        }
+        cluster.restart("fast");
+        Backend::Postgres { cluster, url }
+    }
+
+    /// The relays' `--db`.
+    fn db_arg(&self) -> &std::ffi::OsStr {
+        match self {
+            Backend::Sqlite { db, .. } => db.as_os_str(),
+            Backend::Postgres { url, .. } => std::ffi::OsStr::new(url.as_str()),
+        }
+    }
+
+    /// `n` teams as the operator creates them: `heartbridge-relay team
+    /// create --json` per team on SQLite; on PostgreSQL the same through the
+    /// relay library over one connection pool (a process per team would
+    /// open a pool per team).
+    fn create_teams(&self, n: usize) -> Vec<(TeamId, TeamKey, Secret)> {
+        match self {
+            Backend::Sqlite { db, .. } => (0..n)
+                .map(|i| {
+                    let created = create_team(db, &format!("storm team {i}"));
+                    (
+                        TeamId::from_hex(&created.team_id).expect("team id"),
+                        TeamKey::generate(),
+                        created.lead_token,
+                    )
+                })
+                .collect(),
+            Backend::Postgres { url, .. } => {
+                let db = Database::parse(url).expect("a PostgreSQL URL");
+                let storage = heartbridge_relay::open_database(&db, 2).expect("open PostgreSQL");
+                let now = heartbridge_relay::unix_now();
+                (0..n)
+                    .map(|i| {
+                        let team = TeamId::random();
+                        let lead = Secret::generate();
+                        storage
+                            .create_team(team, &format!("storm team {i}"), &lead.hash(), now)
+                            .expect("create team");
+                        // As `team create` prints it: TEAMID.SECRET.
+                        let token =
+                            Secret::from_string(format!("{}.{}", team.to_hex(), lead.expose()));
+                        (team, TeamKey::generate(), token)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// (envelopes, distinct envelopes, distinct authors) the database holds.
+    fn count(&self) -> (i64, i64, i64) {
+        const SQL: [&str; 3] = [
+            "SELECT count(*) FROM envelopes",
+            "SELECT count(*) FROM (SELECT DISTINCT team_id, content_id FROM envelopes) AS e",
+            "SELECT count(DISTINCT author_device) FROM envelopes",
+        ];
+        let mut v = [0i64; 3];
+        match self {
+            Backend::Sqlite { db, .. } => {
+                let conn = rusqlite::Connection::open(db).expect("open the relay database");
+                for (v, sql) in v.iter_mut().zip(SQL) {
+                    *v = conn
+                        .query_row(sql, [], |r| r.get(0))
+                        .expect("count envelopes");
+                }
+            }
+            Backend::Postgres { cluster, url } => {
+                for (v, sql) in v.iter_mut().zip(SQL) {
+                    *v = cluster.psql(url, sql).parse().expect("a count");
+                }
+            }
+        }
+        (v[0], v[1], v[2])
+    }
+
+    /// CPU seconds of the PostgreSQL server so far: the postmaster, its
+    /// living children (backends, WAL writer, checkpointer, …) and the
+    /// children it has reaped.
+    fn pg_cpu(&self) -> f64 {
+        let Backend::Postgres { cluster, .. } = self else {
+            return 0.0;
+        };
+        let pid_file =
+            std::fs::read_to_string(cluster.dir().join("data/postmaster.pid")).unwrap_or_default();
+        let Some(master) = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
+            return 0.0;
+        };
+        let mut total = stat_ticks(master, true);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if parent(pid) == Some(master) {
+                total += stat_ticks(pid, false);
+            }
+        }
+        total as f64 / 100.0
+    }
+
+    /// Lines of the PostgreSQL server log that report a slow statement.
+    fn slow_statements(&self) -> usize {
+        let Backend::Postgres { cluster, .. } = self else {
+            return 0;
+        };
+        std::fs::read_to_string(cluster.dir().join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("duration:"))
+            .count()
+    }
+}
+
+/// The fields after the command name of /proc/PID/stat.
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid).get(1).and_then(|v| v.parse().ok())
+}
+
+/// utime + stime (and cutime + cstime with `children`) in clock ticks.
+fn stat_ticks(pid: u32, children: bool) -> u64 {
+    let f = stat_fields(pid);
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    t(11) + t(12) + if children { t(13) + t(14) } else { 0 }
+}
+
+/// One storm of `n` devices through `relays` relay processes; returns the
+/// Markdown row and notes.
+#[allow(clippy::too_many_arguments)]
 fn storm(
     n: usize,
     docs: usize,
     team_size: usize,
     log: &str,
     pull: bool,
+    postgres: bool,
+    relays_n: usize,
     documents: &[Vec<Vec<u8>>],
 ) -> (String, Vec<String>) {
     let mut notes = Vec::new();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("relay.db");
+    let backend = Backend::start(postgres);
 
     // Teams.
     let t = Instant::now();
     let teams_n = n.div_ceil(team_size);
-    let teams: Vec<(TeamId, TeamKey, Secret)> = (0..teams_n)
-        .map(|i| {
-            let created = create_team(&db, &format!("storm team {i}"));
-            (
-                TeamId::from_hex(&created.team_id).expect("team id"),
-                TeamKey::generate(),
-                created.lead_token,
-            )
-        })
-        .collect();
+    let teams = backend.create_teams(teams_n);
     let teams_took = t.elapsed();
 
-    let relay = RelayProcess::spawn(&db, log);
+    let relays: Vec<RelayProcess> = (0..relays_n)
+        .map(|_| RelayProcess::spawn(backend.db_arg(), log))
+        .collect();
+    let relay = &relays[0];
     let backlog = listen_backlog(relay.addr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -674,20 +881,24 @@ fn storm(
         env_or("HB_STORM_MAX_LOAD", 1.5),
         Duration::from_secs(env_or("HB_STORM_LOAD_WAIT", 300)),
     );
-    let rss_before = relay.status_kb("VmRSS:");
-    let hwm_before = relay.status_kb("VmHWM:");
-    let relay_cpu_before = relay.cpu_secs();
+    let rss_before: Vec<u64> = relays.iter().map(|r| r.status_kb("VmRSS:")).collect();
+    let hwm_before: Vec<u64> = relays.iter().map(|r| r.status_kb("VmHWM:")).collect();
+    let relay_cpu_before: Vec<f64> = relays.iter().map(RelayProcess::cpu_secs).collect();
+    let pg_cpu_before = backend.pg_cpu();
+    let slow_before = backend.slow_statements();
     let self_cpu_before = cpu_secs("/proc/self/stat");
     let tcp_before = tcp_counters();
+    let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
 
     // The storm.
     let (outcomes, wall, rss_samples) = rt.block_on(async {
         let ready = Arc::new(AtomicUsize::new(0));
         let (start_tx, start_rx) = watch::channel(None);
         let mut tasks = Vec::with_capacity(n);
-        for d in devices {
+        for (i, d) in devices.into_iter().enumerate() {
+            // Round-robin over the relays: a team's devices are split.
             tasks.push(tokio::spawn(device_sync(
-                addr,
+                addrs[i % addrs.len()],
                 d,
                 docs,
                 pull,
@@ -700,8 +911,9 @@ fn storm(
             assert!(Instant::now() < deadline, "devices never got ready");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Sample the relay's memory while it works.
-        let pid = relay.pid;
+        // Sample the relays' memory while they work (the sum of their
+        // VmRSS).
+        let pids: Vec<u32> = relays.iter().map(|r| r.pid).collect();
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let sampler = tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -709,7 +921,9 @@ fn storm(
             loop {
                 samples.push((
                     t0.elapsed(),
-                    heartbridge_benches::proc_status_kb(pid, "VmRSS:"),
+                    pids.iter()
+                        .map(|&pid| heartbridge_benches::proc_status_kb(pid, "VmRSS:"))
+                        .sum::<u64>(),
                 ));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -718,11 +932,13 @@ fn storm(
             }
             samples
         });
-        relay
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        for relay in &relays {
+            relay
+                .requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         let t0 = Instant::now();
         start_tx.send(Some(t0)).expect("release");
         let mut outcomes = Vec::with_capacity(n);
@@ -733,43 +949,62 @@ fn storm(
         let _ = stop_tx.send(true);
         (outcomes, wall, sampler.await.unwrap_or_default())
     });
-    let relay_cpu = relay.cpu_secs() - relay_cpu_before;
+    let relay_cpus: Vec<f64> = relays
+        .iter()
+        .zip(&relay_cpu_before)
+        .map(|(r, before)| r.cpu_secs() - before)
+        .collect();
+    let relay_cpu: f64 = relay_cpus.iter().sum();
+    let pg_cpu = backend.pg_cpu() - pg_cpu_before;
+    let slow = backend.slow_statements() - slow_before;
     let self_cpu = cpu_secs("/proc/self/stat") - self_cpu_before;
     let tcp: Vec<String> = tcp_counters()
         .into_iter()
         .zip(tcp_before)
         .map(|((k, after), (_, before))| format!("{k} +{}", after.saturating_sub(before)))
         .collect();
-    let hwm = relay.status_kb("VmHWM:");
-    let threads = relay.threads();
-    let metric_lines = rt.block_on(metrics(addr));
-    let log_lines = relay.log_lines.load(Ordering::Relaxed);
-    let warnings = relay
-        .warnings
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let request_lines = relay
-        .requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let clean = relay.stop();
+    let hwms: Vec<u64> = relays.iter().map(|r| r.status_kb("VmHWM:")).collect();
+    let threads: Vec<u64> = relays.iter().map(RelayProcess::threads).collect();
+    let mut metric_lines = Vec::new();
+    let mut log_lines = 0;
+    let mut warnings = Vec::new();
+    let mut request_lines = Vec::new();
+    for (i, relay) in relays.iter().enumerate() {
+        let name = relay_name(i);
+        for line in rt.block_on(metrics(relay.addr)) {
+            metric_lines.push(if relays_n > 1 {
+                format!("{name}: {line}")
+            } else {
+                line
+            });
+        }
+        log_lines += relay.log_lines.load(Ordering::Relaxed);
+        warnings.extend(
+            relay
+                .warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        request_lines.extend(
+            relay
+                .requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+    }
+    let clean: Vec<bool> = relays.into_iter().map(RelayProcess::stop).collect();
 
-    // What the relay holds, read from its database.
-    let conn = rusqlite::Connection::open(&db).expect("open the relay database");
-    let stored: i64 = conn
-        .query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
-        .expect("count envelopes");
-    let authors: i64 = conn
-        .query_row(
-            "SELECT count(DISTINCT author_device) FROM envelopes",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count authors");
+    // What the relays hold, read from the database.
+    let (stored, distinct, authors) = backend.count();
 
-    if env_or("HB_STORM_STORAGE", 1u8) != 0 {
+    if postgres {
+        // The storage-alone phase times SqliteStorage; PostgreSQL's share
+        // is read from its processes' CPU time above instead.
+    } else if env_or("HB_STORM_STORAGE", 1u8) != 0 {
         notes.push(storage_alone(
             &teams.iter().map(|t| t.0).collect::<Vec<_>>(),
             &team_of,
@@ -801,7 +1036,12 @@ fn storm(
         .unwrap_or_default();
 
     let row = format!(
-        "| {n} × {docs} | {} | {:.0} | {} / {} / {} | {} / {} / {} | {} / {} | {:.0} MB | {} of {} | {} | {} |",
+        "| {n} × {docs} | {} | {} | {:.0} | {} / {} / {} | {} / {} / {} | {} / {} | {} | {} of {} | {} | {} |",
+        if postgres {
+            format!("PostgreSQL, {relays_n} relay{}", if relays_n > 1 { "s" } else { "" })
+        } else {
+            "SQLite, 1 relay".to_owned()
+        },
         ms(all_acked),
         docs_total as f64 / all_acked.as_secs_f64().max(1e-9),
         ms(percentile(&pushed, 0.5)),
@@ -812,23 +1052,49 @@ fn storm(
         ms(done.last().copied().unwrap_or_default()),
         ms(percentile(&connect, 0.5)),
         ms(percentile(&connect, 0.99)),
-        hwm as f64 / 1024.0,
+        hwms.iter()
+            .map(|h| format!("{:.0} MB", *h as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" / "),
         stored,
         docs_total,
         failed.len(),
         load,
     );
+    let secs = |v: &[f64]| {
+        v.iter()
+            .map(|c| format!("{c:.1} s"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     notes.push(format!(
-        "storm: wall {wall:.2?}; {requests} requests ({:.1} per device), {acked} envelopes acked, {pulled} pulled ({:.1} MB of responses); relay CPU {relay_cpu:.1} s ({:.0}% of 2 cores over the wall time), load generator CPU {self_cpu:.1} s",
+        "storm: wall {wall:.2?}; {requests} requests ({:.1} per device), {acked} envelopes acked, {pulled} pulled ({:.1} MB of responses); relay CPU {} ({:.0}% of 2 cores over the wall time){}, load generator CPU {self_cpu:.1} s",
         requests as f64 / n as f64,
         down as f64 / 1e6,
+        secs(&relay_cpus),
         relay_cpu / wall.as_secs_f64() / 2.0 * 100.0,
+        if postgres {
+            format!(
+                ", PostgreSQL CPU {pg_cpu:.1} s ({:.0}% of 2 cores), {slow} statements over 1 s in its log",
+                pg_cpu / wall.as_secs_f64() / 2.0 * 100.0
+            )
+        } else {
+            String::new()
+        },
     ));
+    let mb = |v: &[u64]| {
+        v.iter()
+            .map(|k| format!("{:.1} MB", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     notes.push(format!(
-        "relay memory: VmRSS {:.1} MB before the storm (VmHWM {:.1} MB after setup), peak VmHWM {:.1} MB, largest sampled VmRSS {:.1} MB at {:.1?}; {threads} threads at the end; {log_lines} log lines; stopped cleanly: {clean}",
-        rss_before as f64 / 1024.0,
-        hwm_before as f64 / 1024.0,
-        hwm as f64 / 1024.0,
+        "relay memory{}: VmRSS {} before the storm (VmHWM {} after setup), peak VmHWM {}, largest sampled VmRSS{} {:.1} MB at {:.1?}; {threads:?} threads at the end; {log_lines} log lines; stopped cleanly: {clean:?}",
+        if relays_n > 1 { " (relay A / B …)" } else { "" },
+        mb(&rss_before),
+        mb(&hwm_before),
+        mb(&hwms),
+        if relays_n > 1 { " (sum)" } else { "" },
         peak.1 as f64 / 1024.0,
         peak.0,
     ));
@@ -871,7 +1137,7 @@ fn storm(
         backlog.map_or_else(|| "unknown".to_owned(), |b| b.to_string())
     ));
     notes.push(format!(
-        "database: {stored} envelopes from {authors} devices (expected {docs_total} from {n})"
+        "database: {stored} envelopes ({distinct} distinct) from {authors} devices (expected {docs_total} from {n})"
     ));
     if non_2xx > 0 || !failed.is_empty() {
         let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
@@ -904,11 +1170,24 @@ fn main() {
     let team_size = env_or("HB_STORM_TEAM", 10usize).max(1);
     let log: String = env_or("HB_STORM_RELAY_LOG", "info".to_owned());
     let pull = env_or("HB_STORM_PULL", 1u8) != 0;
+    let postgres = match env_or("HB_STORM_DB", "sqlite".to_owned()).as_str() {
+        "sqlite" => false,
+        "postgres" => true,
+        other => panic!("HB_STORM_DB is `sqlite` or `postgres`, not `{other}`"),
+    };
+    let relays_n = env_or("HB_STORM_RELAYS", 1usize).max(1);
+    assert!(
+        postgres || relays_n == 1,
+        "several relays share a database only on PostgreSQL: set HB_STORM_DB=postgres"
+    );
     let max = sizes.iter().copied().max().unwrap_or(0);
+    // The bench holds one socket per device (and one pipe per relay); each
+    // relay inherits this limit and holds its share of the devices' sockets.
     let limit = fd_limit();
     assert!(
         limit as usize > max + 256,
-        "the open-file limit is {limit}: raise it (`ulimit -n 8192`) for {max} connections"
+        "the open-file limit is {limit}: raise it (`ulimit -n {}`) for {max} connections",
+        (max + 1024).next_power_of_two()
     );
     let t = Instant::now();
     let documents = build_documents(max, docs, &handbook_paragraphs());
@@ -921,7 +1200,9 @@ fn main() {
     let mut notes = Vec::new();
     for &n in &sizes {
         eprintln!("storm of {n} devices × {docs} documents …");
-        let (row, mut more) = storm(n, docs, team_size, &log, pull, &documents);
+        let (row, mut more) = storm(
+            n, docs, team_size, &log, pull, postgres, relays_n, &documents,
+        );
         eprintln!("{row}");
         for m in &more {
             eprintln!("  {m}");
@@ -931,9 +1212,9 @@ fn main() {
         notes.append(&mut more);
     }
     println!(
-        "| devices × documents | all pushes acked | documents/s | push acked p50 / p99 / max | full sync p50 / p99 / max | connect p50 / p99 | relay VmHWM | envelopes in the relay's database | failed devices | load average (1/5/15 min) at release |"
+        "| devices × documents | store, relays | all pushes acked | documents/s | push acked p50 / p99 / max | full sync p50 / p99 / max | connect p50 / p99 | relay VmHWM | envelopes in the relay's database | failed devices | load average (1/5/15 min) at release |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }

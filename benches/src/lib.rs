@@ -86,7 +86,8 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// `heartbridge-relay serve --listen 127.0.0.1:0 --db DB`, logging at
     /// `log` (the relay's default is `info`: one line per request).
-    pub fn spawn(db: &Path, log: &str) -> Self {
+    /// `db` is a SQLite path or a `postgres://` URL (`--db`).
+    pub fn spawn(db: impl AsRef<std::ffi::OsStr>, log: &str) -> Self {
         let mut cmd = Command::new(relay_binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
