@@ -48,8 +48,8 @@ async function main() {
 
   await step('the .deb holds the app, its desktop entry, its icon, and says what it needs', async () => {
     const files = sh('dpkg-deb', ['-c', deb]);
-    for (const f of ['./usr/bin/heartbridge-app', './usr/share/applications/Heartbridge.desktop', './usr/share/icons/hicolor/256x256/apps/heartbridge-app.png']) {
-      expect(files.includes(f), `the .deb has no ${f}:\n${files}`);
+    for (const f of ['usr/bin/heartbridge-app', 'usr/share/applications/Heartbridge.desktop', 'usr/share/icons/hicolor/256x256/apps/heartbridge-app.png']) {
+      expect(files.split('\n').some((l) => l.endsWith(' ' + f)), `the .deb has no ${f}:\n${files}`);
     }
     const field = (f) => sh('dpkg-deb', ['-f', deb, f]).trim();
     expect(field('Package') === PKG, `package name ${field('Package')}`);
