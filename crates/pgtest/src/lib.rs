@@ -80,10 +80,7 @@ impl PgCluster {
 
         for attempt in 1..=PORT_TRIES {
             let port = free_port();
-            let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_wal_size=2GB -c shared_buffers=128MB",
-                cluster.dir.path().display()
-            );
+            let opts = cluster.opts(port);
             let out = cluster
                 .tool("pg_ctl")
                 .arg("-D")
@@ -149,6 +146,40 @@ impl PgCluster {
             .output()
             .expect("running pg_ctl restart");
         check("pg_ctl restart", &out);
+    }
+
+    /// Stop the server (`pg_ctl -m fast stop`): PostgreSQL is down until
+    /// [`PgCluster::start_again`].
+    pub fn stop(&self) {
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .output()
+            .expect("running pg_ctl stop");
+        check("pg_ctl stop", &out);
+    }
+
+    /// Start the stopped server again on the same port.
+    pub fn start_again(&self) {
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_path())
+            .args(["-w", "-t", "60", "-o", &self.opts(self.port), "start"])
+            .output()
+            .expect("running pg_ctl start");
+        check("pg_ctl start", &out);
+    }
+
+    fn opts(&self, port: u16) -> String {
+        format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_wal_size=2GB -c shared_buffers=128MB",
+            self.dir.path().display()
+        )
     }
 
     /// The path of a PostgreSQL tool of this cluster's version (`pg_dump`, `psql`, …).
