@@ -155,43 +155,60 @@ impl Default for Metrics {
                 m.sync_duration.clone(),
             );
             let s = &m.stored;
-            r.register(
-                "heartbridge_devices",
-                "Devices enrolled and not revoked.",
-                s.devices.clone(),
-            );
-            r.register(
-                "heartbridge_envelopes_stored",
-                "Envelopes held and served to pulls.",
-                s.envelopes.clone(),
-            );
-            r.register(
-                "heartbridge_envelopes_superseded",
-                "Envelopes a snapshot superseded, kept for the compaction grace.",
-                s.superseded.clone(),
-            );
-            r.register(
-                "heartbridge_team_envelopes",
-                "Envelopes a team holds that are served to pulls, by team id.",
-                s.team_envelopes.clone(),
-            );
-            r.register_with_unit(
-                "heartbridge_team_envelope",
-                "Stored size of a team's envelopes, superseded ones included, by team id.",
-                Unit::Bytes,
-                s.team_envelope_bytes.clone(),
-            );
-            r.register(
-                "heartbridge_team_superseded",
-                "A team's superseded envelopes awaiting the purge, by team id.",
-                s.team_superseded.clone(),
-            );
-            r.register_with_unit(
-                "heartbridge_team_blob",
-                "Bytes of a team's sealed lesson chunks, by team id.",
-                Unit::Bytes,
-                s.team_blob_bytes.clone(),
-            );
+            let totals = [
+                (
+                    "heartbridge_devices",
+                    "Devices enrolled and not revoked.",
+                    &s.devices,
+                ),
+                (
+                    "heartbridge_envelopes_stored",
+                    "Envelopes held and served to pulls.",
+                    &s.envelopes,
+                ),
+                (
+                    "heartbridge_envelopes_superseded",
+                    "Envelopes a snapshot superseded, kept for the compaction grace.",
+                    &s.superseded,
+                ),
+            ];
+            for (name, help, gauge) in totals {
+                r.register(name, help, gauge.clone());
+            }
+            // (name, help, whether the unit is bytes: `_bytes` is appended).
+            let per_team = [
+                (
+                    "heartbridge_team_envelopes",
+                    "Envelopes a team holds that are served to pulls, by team id.",
+                    false,
+                    &s.team_envelopes,
+                ),
+                (
+                    "heartbridge_team_envelope",
+                    "Stored size of a team's envelopes, superseded ones included, by team id.",
+                    true,
+                    &s.team_envelope_bytes,
+                ),
+                (
+                    "heartbridge_team_superseded",
+                    "A team's superseded envelopes awaiting the purge, by team id.",
+                    false,
+                    &s.team_superseded,
+                ),
+                (
+                    "heartbridge_team_blob",
+                    "Bytes of a team's sealed lesson chunks, by team id.",
+                    true,
+                    &s.team_blob_bytes,
+                ),
+            ];
+            for (name, help, bytes, family) in per_team {
+                if bytes {
+                    r.register_with_unit(name, help, Unit::Bytes, family.clone());
+                } else {
+                    r.register(name, help, family.clone());
+                }
+            }
         }
         m
     }

@@ -339,15 +339,8 @@ async fn canary_no_plaintext_name_token_or_key_reaches_the_relays_disk() {
 
 /// Runs the binary to completion; returns (success, stdout).
 fn relay_cmd(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
-        .args(args)
-        .env_remove("HEARTBRIDGE_RELAY_DB")
-        .output()
-        .expect("run heartbridge-relay");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (ok, out, _) = relay_cmd_err(args);
+    (ok, out)
 }
 
 #[tokio::test]
@@ -475,7 +468,7 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
 }
 
 /// Runs the binary to completion; returns (success, stdout, stderr).
-fn relay_cmd_err(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+fn relay_cmd_err<A: AsRef<std::ffi::OsStr>>(args: &[A]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
         .args(args)
         .env_remove("HEARTBRIDGE_RELAY_DB")
@@ -486,6 +479,15 @@ fn relay_cmd_err(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The ids of every envelope `token`'s device pulls from the start.
+async fn pulled_ids(c: &common::Client, token: &Secret) -> Vec<heartbridge_proto::ContentId> {
+    let (pages, _) = c.pull_all(token, 0, 0).await;
+    pages
+        .iter()
+        .flat_map(|p| p.pull.iter().map(|e| e.envelope.id))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,13 +578,7 @@ async fn backup_and_restore_round_trip_while_devices_sync() {
     assert!(!ok && err.contains("in use"), "{err}");
 
     let c = relay.client();
-    let got: Vec<_> = c
-        .pull_all(&lead.token, 0, 0)
-        .await
-        .0
-        .iter()
-        .flat_map(|p| p.pull.iter().map(|e| e.envelope.id))
-        .collect();
+    let got = pulled_ids(&c, &lead.token).await;
     let ids: HashSet<_> = got.iter().copied().collect();
     assert_eq!(ids.len(), got.len(), "nothing twice after the restore");
     assert!(
@@ -595,13 +591,7 @@ async fn backup_and_restore_round_trip_while_devices_sync() {
         let r = c.sync(&vols[1].token, 0, vec![env.clone()], 0).await;
         assert_eq!(r.acked[0].id, env.id);
     }
-    let got: Vec<_> = c
-        .pull_all(&lead.token, 0, 0)
-        .await
-        .0
-        .iter()
-        .flat_map(|p| p.pull.iter().map(|e| e.envelope.id))
-        .collect();
+    let got = pulled_ids(&c, &lead.token).await;
     let ids: HashSet<_> = got.iter().copied().collect();
     assert_eq!(ids.len(), got.len(), "nothing twice after the re-push");
     assert_eq!(ids.len(), 50);

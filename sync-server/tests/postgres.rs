@@ -39,6 +39,16 @@ async fn team(url: &str) -> Team {
     }
 }
 
+/// A relay over `url` with a new team: its lead and one volunteer.
+async fn lead_and_volunteer(url: &str) -> (TestRelay, Team, EnrolledDevice, EnrolledDevice) {
+    let a = relay(url).await;
+    let c = a.client();
+    let team = team(url).await;
+    let lead = team.claim(&c, "Lead").await;
+    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
+    (a, team, lead, vol)
+}
+
 /// Every envelope a device pulls from `cursor` 0 through `c`, as (seq, id).
 async fn log(c: &Client, device: &EnrolledDevice) -> Vec<(u64, ContentId)> {
     let (pages, _) = c.pull_all(&device.token, 0, 0).await;
@@ -392,11 +402,8 @@ fn operator_commands_work_on_postgresql() {
 async fn a_postgresql_crash_loses_nothing_acked() {
     let cluster = std::sync::Arc::new(PgCluster::start());
     let url = cluster.new_database();
-    let a = relay(&url).await;
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
     let c = a.client();
-    let team = team(&url).await;
-    let lead = team.claim(&c, "Lead").await;
-    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
     let mut acked = HashSet::new();
     for n in 0..10 {
         let env = team.change(&vol, common::doc(), format!("before {n}").as_bytes());
@@ -550,11 +557,8 @@ async fn a_relay_stopped_mid_shift_loses_nothing() {
 async fn while_postgresql_is_down_health_and_pushes_answer_503_then_resume() {
     let cluster = std::sync::Arc::new(PgCluster::start());
     let url = cluster.new_database();
-    let a = relay(&url).await;
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
     let c = a.client();
-    let team = team(&url).await;
-    let lead = team.claim(&c, "Lead").await;
-    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
     let first = team.change(&vol, common::doc(), b"before the outage");
     c.sync(&vol.token, 0, vec![first.clone()], 0).await;
 
@@ -604,11 +608,8 @@ async fn while_postgresql_is_down_health_and_pushes_answer_503_then_resume() {
 async fn pg_dump_and_pg_restore_round_trip() {
     let cluster = PgCluster::start();
     let url = cluster.new_database();
-    let a = relay(&url).await;
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
     let c = a.client();
-    let team = team(&url).await;
-    let lead = team.claim(&c, "Lead").await;
-    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
     for n in 0..10 {
         let env = team.change(&vol, common::doc(), format!("{n}").as_bytes());
         c.sync(&vol.token, 0, vec![env], 0).await;

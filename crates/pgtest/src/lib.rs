@@ -136,43 +136,31 @@ impl PgCluster {
     /// `"immediate"` for a crash (the server recovers from its WAL on start). Returns
     /// once it accepts connections again, on the same port.
     pub fn restart(&self, mode: &str) {
-        let out = self
-            .tool("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(self.log_path())
-            .args(["-m", mode, "-w", "-t", "60", "restart"])
-            .output()
-            .expect("running pg_ctl restart");
-        check("pg_ctl restart", &out);
+        self.pg_ctl(&["-m", mode, "-w", "-t", "60", "restart"]);
     }
 
     /// Stop the server (`pg_ctl -m fast stop`): PostgreSQL is down until
     /// [`PgCluster::start_again`].
     pub fn stop(&self) {
-        let out = self
-            .tool("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-m", "fast", "-w", "-t", "60", "stop"])
-            .output()
-            .expect("running pg_ctl stop");
-        check("pg_ctl stop", &out);
+        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
     }
 
     /// Start the stopped server again on the same port.
     pub fn start_again(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "-o", &self.opts(self.port), "start"]);
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
         let out = self
             .tool("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
             .arg("-l")
             .arg(self.log_path())
-            .args(["-w", "-t", "60", "-o", &self.opts(self.port), "start"])
+            .args(args)
             .output()
-            .expect("running pg_ctl start");
-        check("pg_ctl start", &out);
+            .expect("running pg_ctl");
+        check(&format!("pg_ctl {}", args.last().unwrap_or(&"")), &out);
     }
 
     fn opts(&self, port: u16) -> String {
