@@ -157,7 +157,7 @@ pub fn restore_sqlite(from: &Path, db: &Path, force: bool) -> Result<BackupSumma
     }
     target
         .restore(
-            rusqlite::DatabaseName::Main,
+            rusqlite::MAIN_DB,
             &check,
             None::<fn(rusqlite::backup::Progress)>,
         )

@@ -111,7 +111,7 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
         .content_type
         .as_deref()
         .unwrap_or("")
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let text = String::from_utf8(a.body.to_vec()).expect("utf-8");
     assert_eq!(
         metric(
