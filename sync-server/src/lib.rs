@@ -50,6 +50,7 @@
 //! compaction can be undone ([`undo_compaction`]).
 
 pub mod advertise;
+pub mod backup;
 pub mod config;
 mod error;
 mod http;
@@ -75,7 +76,7 @@ pub use error::{Refusal, RelayError, StoreError};
 pub use storage::{
     delta_wire_len, pulled_wire_len, Compaction, Device, DeviceId, DeviceKeys, Enrollment, Gauges,
     JobResult, NewInvite, Page, PullQuery, PushJob, RosterUpload, SqliteStorage, Storage,
-    TeamState, TeamSummary, Undone,
+    TeamState, TeamSummary, TeamUsage, Undone,
 };
 
 /// The default bytes of pushes admitted at once.

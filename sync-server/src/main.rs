@@ -182,6 +182,27 @@ enum Command {
     /// Compactions: list, undo.
     #[command(subcommand)]
     Compaction(CompactionCmd),
+    /// Copy a SQLite relay database into a new file, consistently, while
+    /// relays serve it. For PostgreSQL, prints the pg_dump command to use.
+    Backup {
+        #[command(flatten)]
+        db: Db,
+        /// The backup file to make; an existing file is refused.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup back as a SQLite relay database, after checking that it
+    /// opens and migrates. For PostgreSQL, prints the pg_restore command.
+    Restore {
+        /// A file `heartbridge-relay backup` made.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        db: Db,
+        /// Replace an existing database (refused while a relay has it open).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -594,6 +615,44 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Backup { db, out } => {
+            let database = db.database()?;
+            if let Database::Postgres(t) = &database {
+                let (dump, _) = heartbridge_relay::backup::pg_commands(t);
+                anyhow::bail!(
+                    "a PostgreSQL relay database is backed up with pg_dump, while relays serve it:\n  {dump}\n(see deploy/OPERATIONS.md)"
+                );
+            }
+            let summary = heartbridge_relay::backup::backup_sqlite(&db.path, &out)?;
+            println!(
+                "backed up {} to {}: {} teams, {} devices, {} envelopes",
+                db.path.display(),
+                out.display(),
+                summary.teams,
+                summary.devices,
+                summary.envelopes
+            );
+            Ok(())
+        }
+        Command::Restore { from, db, force } => {
+            let database = db.database()?;
+            if let Database::Postgres(t) = &database {
+                let (_, restore) = heartbridge_relay::backup::pg_commands(t);
+                anyhow::bail!(
+                    "a PostgreSQL relay database is restored with pg_restore into a new, empty database, relays stopped:\n  {restore}\nthen point --db at it (see deploy/OPERATIONS.md)"
+                );
+            }
+            let summary = heartbridge_relay::backup::restore_sqlite(&from, &db.path, force)?;
+            println!(
+                "restored {} into {}: {} teams, {} devices, {} envelopes",
+                from.display(),
+                db.path.display(),
+                summary.teams,
+                summary.devices,
+                summary.envelopes
+            );
             Ok(())
         }
         Command::Device(DeviceCmd::Revoke { device_id, db }) => {

@@ -1,92 +1,245 @@
-//! Counters and one histogram, rendered by hand in the Prometheus text
-//! format for `GET /metrics`. Labels are routes and statuses only: never a
-//! team, a device or anything a device sent.
+//! The relay's metrics, kept and rendered by `prometheus-client` (the
+//! Prometheus project's Rust client) in the OpenMetrics text format for
+//! `GET /metrics`. Labels are routes, statuses, refusal kinds and team ids:
+//! never a device, a name or anything a device sent. A team id is a random
+//! 16-byte number the relay already holds; it says nothing about who the
+//! team is (see deploy/OPERATIONS.md, "Metrics").
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::storage::Gauges;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::storage::{Gauges, TeamUsage};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the sync duration buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    /// Non-cumulative counts; the last slot is +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status: u16,
 }
 
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
 
-    fn render(&self, out: &mut String, name: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Team {
+    team: String,
+}
+
+type TeamGauge = Family<Team, Gauge<i64, AtomicI64>>;
+
+/// The gauges read from the store at each scrape.
+#[derive(Default)]
+struct Stored {
+    devices: Gauge<i64, AtomicI64>,
+    envelopes: Gauge<i64, AtomicI64>,
+    superseded: Gauge<i64, AtomicI64>,
+    team_envelopes: TeamGauge,
+    team_envelope_bytes: TeamGauge,
+    team_superseded: TeamGauge,
+    team_blob_bytes: TeamGauge,
 }
 
 /// The relay's metrics.
-#[derive(Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Held while the scrape's gauges are set and the text encoded, so two
+    /// scrapes at once do not mix their teams.
+    registry: Mutex<Registry>,
+    requests: Family<RouteStatus, Counter>,
     /// Error answers by kind (`bad_signature`, `device_revoked`, ...).
-    refusals: Mutex<BTreeMap<&'static str, u64>>,
-    purged: AtomicU64,
-    envelopes_in: AtomicU64,
-    envelopes_out: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+    refusals: Family<Kind, Counter>,
+    purged: Counter,
+    envelopes_in: Counter,
+    envelopes_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
     sync_duration: Histogram,
-    commits: AtomicU64,
-    committed_syncs: AtomicU64,
+    commits: Counter,
+    committed_syncs: Counter,
+    stored: Stored,
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            requests: Family::default(),
+            refusals: Family::default(),
+            purged: Counter::default(),
+            envelopes_in: Counter::default(),
+            envelopes_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            sync_duration: Histogram::new(BUCKETS),
+            commits: Counter::default(),
+            committed_syncs: Counter::default(),
+            stored: Stored::default(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
+            let counters = [
+                (
+                    "heartbridge_superseded_purged",
+                    "Superseded envelopes deleted once the compaction grace had passed.",
+                    &m.purged,
+                ),
+                (
+                    "heartbridge_envelopes_in",
+                    "Envelopes pushed and acknowledged (duplicates included).",
+                    &m.envelopes_in,
+                ),
+                (
+                    "heartbridge_envelopes_out",
+                    "Envelopes sent to devices in pulls.",
+                    &m.envelopes_out,
+                ),
+                (
+                    "heartbridge_bytes_in",
+                    "Bytes of /v1/sync request bodies answered.",
+                    &m.bytes_in,
+                ),
+                (
+                    "heartbridge_bytes_out",
+                    "Bytes of /v1/sync response bodies.",
+                    &m.bytes_out,
+                ),
+                (
+                    "heartbridge_commits",
+                    "Write transactions committed by the group-commit writer.",
+                    &m.commits,
+                ),
+                (
+                    "heartbridge_committed_syncs",
+                    "Sync requests whose writes those transactions carried.",
+                    &m.committed_syncs,
+                ),
+            ];
+            r.register(
+                "heartbridge_requests",
+                "HTTP requests answered, by route and status.",
+                m.requests.clone(),
+            );
+            r.register(
+                "heartbridge_refusals",
+                "Error answers, by kind.",
+                m.refusals.clone(),
+            );
+            for (name, help, counter) in counters {
+                r.register(name, help, counter.clone());
+            }
+            r.register_with_unit(
+                "heartbridge_sync_duration",
+                "Time to answer a /v1/sync request.",
+                Unit::Seconds,
+                m.sync_duration.clone(),
+            );
+            let s = &m.stored;
+            let totals = [
+                (
+                    "heartbridge_devices",
+                    "Devices enrolled and not revoked.",
+                    &s.devices,
+                ),
+                (
+                    "heartbridge_envelopes_stored",
+                    "Envelopes held and served to pulls.",
+                    &s.envelopes,
+                ),
+                (
+                    "heartbridge_envelopes_superseded",
+                    "Envelopes a snapshot superseded, kept for the compaction grace.",
+                    &s.superseded,
+                ),
+            ];
+            for (name, help, gauge) in totals {
+                r.register(name, help, gauge.clone());
+            }
+            // (name, help, whether the unit is bytes: `_bytes` is appended).
+            let per_team = [
+                (
+                    "heartbridge_team_envelopes",
+                    "Envelopes a team holds that are served to pulls, by team id.",
+                    false,
+                    &s.team_envelopes,
+                ),
+                (
+                    "heartbridge_team_envelope",
+                    "Stored size of a team's envelopes, superseded ones included, by team id.",
+                    true,
+                    &s.team_envelope_bytes,
+                ),
+                (
+                    "heartbridge_team_superseded",
+                    "A team's superseded envelopes awaiting the purge, by team id.",
+                    false,
+                    &s.team_superseded,
+                ),
+                (
+                    "heartbridge_team_blob",
+                    "Bytes of a team's sealed lesson chunks, by team id.",
+                    true,
+                    &s.team_blob_bytes,
+                ),
+            ];
+            for (name, help, bytes, family) in per_team {
+                if bytes {
+                    r.register_with_unit(name, help, Unit::Bytes, family.clone());
+                } else {
+                    r.register(name, help, family.clone());
+                }
+            }
+        }
+        m
+    }
 }
 
 impl Metrics {
     pub(crate) fn request(&self, route: &str, status: u16) {
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((route.to_owned(), status)).or_insert(0) += 1;
+        self.requests
+            .get_or_create(&RouteStatus {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// One error answer of this kind.
     pub(crate) fn refusal(&self, kind: &'static str) {
-        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(kind).or_insert(0) += 1;
+        self.refusals
+            .get_or_create(&Kind {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// Superseded envelopes deleted past the compaction grace.
     pub(crate) fn purged(&self, n: u64) {
-        self.purged.fetch_add(n, Ordering::Relaxed);
+        self.purged.inc_by(n);
     }
 
     pub(crate) fn sync_finished(&self, d: Duration) {
-        self.sync_duration.observe(d);
+        self.sync_duration.observe(d.as_secs_f64());
     }
 
     /// One answered sync: envelopes and body bytes each way.
@@ -97,117 +250,57 @@ impl Metrics {
         bytes_in: usize,
         bytes_out: usize,
     ) {
-        self.envelopes_in
-            .fetch_add(envelopes_in as u64, Ordering::Relaxed);
-        self.envelopes_out
-            .fetch_add(envelopes_out as u64, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
-        self.bytes_out
-            .fetch_add(bytes_out as u64, Ordering::Relaxed);
+        self.envelopes_in.inc_by(envelopes_in as u64);
+        self.envelopes_out.inc_by(envelopes_out as u64);
+        self.bytes_in.inc_by(bytes_in as u64);
+        self.bytes_out.inc_by(bytes_out as u64);
     }
 
     /// One group commit of `syncs` requests' pushes.
     pub(crate) fn commit(&self, syncs: usize) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.committed_syncs
-            .fetch_add(syncs as u64, Ordering::Relaxed);
+        self.commits.inc();
+        self.committed_syncs.inc_by(syncs as u64);
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self, gauges: Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP heartbridge_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE heartbridge_requests_total counter\n");
-        {
-            let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            for ((route, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "heartbridge_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
-            }
+    /// The OpenMetrics text exposition, with the store's gauges as read for
+    /// this scrape (teams no longer listed drop out).
+    pub(crate) fn render(&self, gauges: Gauges, teams: &[TeamUsage]) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &self.stored;
+        s.devices.set(gauge_value(gauges.devices));
+        s.envelopes.set(gauge_value(gauges.envelopes));
+        s.superseded.set(gauge_value(gauges.superseded));
+        for family in [
+            &s.team_envelopes,
+            &s.team_envelope_bytes,
+            &s.team_superseded,
+            &s.team_blob_bytes,
+        ] {
+            family.clear();
         }
-        out.push_str("# HELP heartbridge_refusals_total Error answers, by kind.\n");
-        out.push_str("# TYPE heartbridge_refusals_total counter\n");
-        {
-            let map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-            for (kind, n) in map.iter() {
-                let _ = writeln!(out, "heartbridge_refusals_total{{kind=\"{kind}\"}} {n}");
-            }
+        for t in teams {
+            let label = Team {
+                team: t.team.to_hex(),
+            };
+            let set = |family: &TeamGauge, v: u64| {
+                family.get_or_create(&label).set(gauge_value(v));
+            };
+            set(&s.team_envelopes, t.envelopes);
+            set(&s.team_envelope_bytes, t.envelope_bytes);
+            set(&s.team_superseded, t.superseded);
+            set(&s.team_blob_bytes, t.blob_bytes);
         }
-        let counters = [
-            (
-                "heartbridge_superseded_purged_total",
-                "Superseded envelopes deleted once the compaction grace had passed.",
-                &self.purged,
-            ),
-            (
-                "heartbridge_envelopes_in_total",
-                "Envelopes pushed and acknowledged (duplicates included).",
-                &self.envelopes_in,
-            ),
-            (
-                "heartbridge_envelopes_out_total",
-                "Envelopes sent to devices in pulls.",
-                &self.envelopes_out,
-            ),
-            (
-                "heartbridge_bytes_in_total",
-                "Bytes of /v1/sync request bodies answered.",
-                &self.bytes_in,
-            ),
-            (
-                "heartbridge_bytes_out_total",
-                "Bytes of /v1/sync response bodies.",
-                &self.bytes_out,
-            ),
-            (
-                "heartbridge_commits_total",
-                "Write transactions committed by the group-commit writer.",
-                &self.commits,
-            ),
-            (
-                "heartbridge_committed_syncs_total",
-                "Sync requests whose writes those transactions carried.",
-                &self.committed_syncs,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP heartbridge_sync_duration_seconds Time to answer a /v1/sync request.\n",
-        );
-        out.push_str("# TYPE heartbridge_sync_duration_seconds histogram\n");
-        self.sync_duration
-            .render(&mut out, "heartbridge_sync_duration_seconds");
-        let _ = writeln!(
-            out,
-            "# HELP heartbridge_devices Devices enrolled and not revoked.\n# TYPE heartbridge_devices gauge\nheartbridge_devices {}",
-            gauges.devices
-        );
-        let _ = writeln!(
-            out,
-            "# HELP heartbridge_envelopes_stored Envelopes held and served to pulls.\n# TYPE heartbridge_envelopes_stored gauge\nheartbridge_envelopes_stored {}",
-            gauges.envelopes
-        );
-        let _ = writeln!(
-            out,
-            "# HELP heartbridge_envelopes_superseded Envelopes a snapshot superseded, kept for the compaction grace.\n# TYPE heartbridge_envelopes_superseded gauge\nheartbridge_envelopes_superseded {}",
-            gauges.superseded
-        );
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &registry);
         out
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use heartbridge_proto::TeamId;
+
     use super::*;
 
     #[test]
@@ -223,11 +316,19 @@ mod tests {
         m.refusal("bad_signature");
         m.refusal("device_revoked");
         m.purged(5);
-        let text = m.render(Gauges {
+        let gauges = Gauges {
             devices: 4,
             envelopes: 9,
             superseded: 3,
-        });
+        };
+        let team = TeamUsage {
+            team: TeamId([0xab; 16]),
+            envelopes: 9,
+            envelope_bytes: 1234,
+            superseded: 3,
+            blob_bytes: 77,
+        };
+        let text = m.render(gauges, &[team]);
         assert!(text.contains("heartbridge_refusals_total{kind=\"bad_signature\"} 2\n"));
         assert!(text.contains("heartbridge_refusals_total{kind=\"device_revoked\"} 1\n"));
         assert!(text.contains("heartbridge_superseded_purged_total 5\n"));
@@ -238,10 +339,26 @@ mod tests {
         assert!(text.contains("heartbridge_bytes_out_total 50\n"));
         assert!(text.contains("heartbridge_sync_duration_seconds_bucket{le=\"0.005\"} 0\n"));
         assert!(text.contains("heartbridge_sync_duration_seconds_bucket{le=\"0.01\"} 1\n"));
-        assert!(text.contains("heartbridge_sync_duration_seconds_bucket{le=\"30\"} 1\n"));
+        assert!(text.contains("heartbridge_sync_duration_seconds_bucket{le=\"30.0\"} 1\n"));
         assert!(text.contains("heartbridge_sync_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("heartbridge_sync_duration_seconds_count 2\n"));
         assert!(text.contains("heartbridge_devices 4\n"));
         assert!(text.contains("heartbridge_envelopes_stored 9\n"));
+        let hex = "ab".repeat(16);
+        assert!(text.contains(&format!("heartbridge_team_envelopes{{team=\"{hex}\"}} 9\n")));
+        assert!(text.contains(&format!(
+            "heartbridge_team_envelope_bytes{{team=\"{hex}\"}} 1234\n"
+        )));
+        assert!(text.contains(&format!(
+            "heartbridge_team_superseded{{team=\"{hex}\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "heartbridge_team_blob_bytes{{team=\"{hex}\"}} 77\n"
+        )));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+
+        // A team gone from the store is gone from the next scrape.
+        let text = m.render(gauges, &[]);
+        assert!(!text.contains(&hex), "{text}");
     }
 }

@@ -146,8 +146,16 @@ fn run(storage: &dyn Storage, metrics: &Metrics, mut rx: mpsc::Receiver<Message>
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = jobs.len(), "a write batch failed");
+                // A database that is down or failing (PostgreSQL) is a 503
+                // the devices retry; their pushes are idempotent, so one
+                // whose commit did land is acked, not doubled, on retry.
+                let unavailable = e.is_unavailable();
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(StoreError::BatchFailed));
+                    let _ = reply.send(Err(if unavailable {
+                        StoreError::Unavailable("the write batch could not be committed".into())
+                    } else {
+                        StoreError::BatchFailed
+                    }));
                 }
             }
         }

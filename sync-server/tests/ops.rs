@@ -111,7 +111,7 @@ async fn metrics_count_requests_envelopes_bytes_and_devices_on_their_own_listene
         .content_type
         .as_deref()
         .unwrap_or("")
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let text = String::from_utf8(a.body.to_vec()).expect("utf-8");
     assert_eq!(
         metric(
@@ -339,15 +339,8 @@ async fn canary_no_plaintext_name_token_or_key_reaches_the_relays_disk() {
 
 /// Runs the binary to completion; returns (success, stdout).
 fn relay_cmd(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
-        .args(args)
-        .env_remove("HEARTBRIDGE_RELAY_DB")
-        .output()
-        .expect("run heartbridge-relay");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (ok, out, _) = relay_cmd_err(args);
+    (ok, out)
 }
 
 #[tokio::test]
@@ -472,4 +465,136 @@ async fn the_binary_creates_lists_serves_revokes_and_stops_on_sigterm() {
     ] {
         assert!(!log.contains(secret), "a token reached the log");
     }
+}
+
+/// Runs the binary to completion; returns (success, stdout, stderr).
+fn relay_cmd_err<A: AsRef<std::ffi::OsStr>>(args: &[A]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
+        .args(args)
+        .env_remove("HEARTBRIDGE_RELAY_DB")
+        .output()
+        .expect("run heartbridge-relay");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The ids of every envelope `token`'s device pulls from the start.
+async fn pulled_ids(c: &common::Client, token: &Secret) -> Vec<heartbridge_proto::ContentId> {
+    let (pages, _) = c.pull_all(token, 0, 0).await;
+    pages
+        .iter()
+        .flat_map(|p| p.pull.iter().map(|e| e.envelope.id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_round_trip_while_devices_sync() {
+    use std::collections::HashSet;
+    use std::ffi::OsStr;
+    let relay = TestRelay::start().await;
+    let (team, lead, vols) = team_with_volunteers(&relay, 2).await;
+    let team = std::sync::Arc::new(team);
+    let c = relay.client();
+    let mut before = HashSet::new();
+    for n in 0..10 {
+        let env = team.change(&vols[0], doc(), format!("before {n}").as_bytes());
+        let r = c.sync(&vols[0].token, 0, vec![env], 0).await;
+        before.insert(r.acked[0].id);
+    }
+    // A second device keeps pushing while the backup is taken.
+    let pusher = {
+        let (team, v, c) = (team.clone(), vols[1].clone(), relay.client());
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for n in 0..40 {
+                let env = team.change(&v, doc(), format!("during {n}").as_bytes());
+                let r = c.sync(&v.token, 0, vec![env.clone()], 0).await;
+                assert_eq!(r.acked[0].id, env.id);
+                sent.push(env);
+            }
+            sent
+        })
+    };
+    let backup = relay.dir.path().join("backup.db");
+    let (db, out) = (relay.db.clone(), backup.clone());
+    let (ok, said, err) = tokio::task::spawn_blocking(move || {
+        relay_cmd_err(&[
+            OsStr::new("backup"),
+            OsStr::new("--db"),
+            db.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+    })
+    .await
+    .expect("backup task");
+    assert!(ok, "backup failed: {err}");
+    assert!(said.contains("1 teams"), "{said}");
+    let during = within("the pushes during the backup", pusher)
+        .await
+        .expect("pusher");
+    // A second backup into the same file is refused, the first kept.
+    let kept = std::fs::read(&backup).expect("backup file");
+    let (ok, _, err) = relay_cmd_err(&[
+        OsStr::new("backup"),
+        OsStr::new("--db"),
+        relay.db.as_os_str(),
+        OsStr::new("--out"),
+        backup.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&backup).expect("backup file"), kept);
+    let old = relay.stop().await;
+
+    // Restore into a new directory and serve it.
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let target = fresh.path().join("relay.db");
+    let restore = |force: bool| {
+        let mut args = vec![
+            OsStr::new("restore"),
+            OsStr::new("--from"),
+            backup.as_os_str(),
+            OsStr::new("--db"),
+            target.as_os_str(),
+        ];
+        if force {
+            args.push(OsStr::new("--force"));
+        }
+        relay_cmd_err(&args)
+    };
+    let (ok, said, err) = restore(false);
+    assert!(ok, "restore failed: {err}");
+    assert!(said.contains("restored"), "{said}");
+    // Restoring over it again needs --force.
+    let (ok, _, err) = restore(false);
+    assert!(!ok && err.contains("--force"), "{err}");
+
+    let relay = TestRelay::start_in(fresh, |_| {}).await;
+    // Not while a relay serves it, even with --force.
+    let (ok, _, err) = tokio::task::block_in_place(|| restore(true));
+    assert!(!ok && err.contains("in use"), "{err}");
+
+    let c = relay.client();
+    let got = pulled_ids(&c, &lead.token).await;
+    let ids: HashSet<_> = got.iter().copied().collect();
+    assert_eq!(ids.len(), got.len(), "nothing twice after the restore");
+    assert!(
+        before.is_subset(&ids),
+        "every envelope acked before the backup is restored"
+    );
+    // The second device pushes again what it sent during the backup; what
+    // the backup had is acked as held, what it lacked is stored once.
+    for env in &during {
+        let r = c.sync(&vols[1].token, 0, vec![env.clone()], 0).await;
+        assert_eq!(r.acked[0].id, env.id);
+    }
+    let got = pulled_ids(&c, &lead.token).await;
+    let ids: HashSet<_> = got.iter().copied().collect();
+    assert_eq!(ids.len(), got.len(), "nothing twice after the re-push");
+    assert_eq!(ids.len(), 50);
+    relay.stop().await;
+    drop(old);
 }

@@ -39,6 +39,16 @@ async fn team(url: &str) -> Team {
     }
 }
 
+/// A relay over `url` with a new team: its lead and one volunteer.
+async fn lead_and_volunteer(url: &str) -> (TestRelay, Team, EnrolledDevice, EnrolledDevice) {
+    let a = relay(url).await;
+    let c = a.client();
+    let team = team(url).await;
+    let lead = team.claim(&c, "Lead").await;
+    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
+    (a, team, lead, vol)
+}
+
 /// Every envelope a device pulls from `cursor` 0 through `c`, as (seq, id).
 async fn log(c: &Client, device: &EnrolledDevice) -> Vec<(u64, ContentId)> {
     let (pages, _) = c.pull_all(&device.token, 0, 0).await;
@@ -392,11 +402,8 @@ fn operator_commands_work_on_postgresql() {
 async fn a_postgresql_crash_loses_nothing_acked() {
     let cluster = std::sync::Arc::new(PgCluster::start());
     let url = cluster.new_database();
-    let a = relay(&url).await;
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
     let c = a.client();
-    let team = team(&url).await;
-    let lead = team.claim(&c, "Lead").await;
-    let vol = team.add(&c, &lead, Role::Volunteer, "V").await;
     let mut acked = HashSet::new();
     for n in 0..10 {
         let env = team.change(&vol, common::doc(), format!("before {n}").as_bytes());
@@ -543,5 +550,127 @@ async fn a_relay_stopped_mid_shift_loses_nothing() {
     let ids: HashSet<ContentId> = got.iter().map(|(_, id)| *id).collect();
     assert_eq!(ids.len(), got.len(), "nothing stored twice");
     assert_eq!(ids, acked, "every acked envelope is at B");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_down_health_and_pushes_answer_503_then_resume() {
+    let cluster = std::sync::Arc::new(PgCluster::start());
+    let url = cluster.new_database();
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
+    let c = a.client();
+    let first = team.change(&vol, common::doc(), b"before the outage");
+    c.sync(&vol.token, 0, vec![first.clone()], 0).await;
+
+    let stopping = std::sync::Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .expect("stop task");
+    let health = c.get("/healthz", None).await;
+    assert_eq!(health.status, 503, "healthz while PostgreSQL is down");
+    health.error(503, "unavailable");
+    // A push is refused as unavailable, with Retry-After: never a 500.
+    let env = team.change(&vol, common::doc(), b"during the outage");
+    let body = encode(&common::request(0, vec![env.clone()], 0));
+    let down = c.sync_raw(&vol.token, body.clone()).await;
+    assert!(
+        down.headers.contains_key("retry-after"),
+        "503 without Retry-After"
+    );
+    down.error(503, "unavailable");
+
+    let starting = std::sync::Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || starting.start_again())
+        .await
+        .expect("start task");
+    // The device retries the same push until the relay takes it.
+    let mut tries = 0;
+    loop {
+        let a = c.sync_raw(&vol.token, body.clone()).await;
+        if a.status == 200 {
+            break;
+        }
+        a.error(503, "unavailable");
+        tries += 1;
+        assert!(
+            tries < 20,
+            "the relay does not recover once PostgreSQL is back"
+        );
+    }
+    assert_eq!(c.get("/healthz", None).await.status, 200);
+    let got = log(&c, &lead).await;
+    let ids: Vec<ContentId> = got.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids, vec![first.id, env.id], "both, once each, in order");
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_and_pg_restore_round_trip() {
+    let cluster = PgCluster::start();
+    let url = cluster.new_database();
+    let (a, team, lead, vol) = lead_and_volunteer(&url).await;
+    let c = a.client();
+    for n in 0..10 {
+        let env = team.change(&vol, common::doc(), format!("{n}").as_bytes());
+        c.sync(&vol.token, 0, vec![env], 0).await;
+    }
+    let before = log(&c, &lead).await;
+
+    // The relay's own `backup` names the command for PostgreSQL.
+    let (ok, err) = relay_binary(&["backup", "--db", &url, "--out", "x.db"]);
+    assert!(!ok);
+    assert!(err.contains("pg_dump -Fc"), "{err}");
+
+    // The documented commands, while the relay serves.
+    let dump = cluster.dir().join("relay.dump");
+    let dbname = url.rsplit('/').next().expect("db name").to_owned();
+    let port = cluster.port().to_string();
+    let out = cluster
+        .tool("pg_dump")
+        .args(["-Fc", "--no-owner", "-h", "127.0.0.1", "-p", &port])
+        .args(["-U", "heartbridge", "-d", &dbname, "-f"])
+        .arg(&dump)
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.stop().await;
+
+    let restored = cluster.new_database();
+    let rname = restored.rsplit('/').next().expect("db name").to_owned();
+    let out = cluster
+        .tool("pg_restore")
+        .args(["--exit-on-error", "--single-transaction", "--no-owner"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "heartbridge",
+            "-d",
+            &rname,
+        ])
+        .arg(&dump)
+        .output()
+        .expect("pg_restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A relay over the restored database serves the same log to the same
+    // tokens, and takes new pushes after it.
+    let b = relay(&restored).await;
+    let c = b.client();
+    assert_eq!(log(&c, &lead).await, before);
+    let env = team.change(&vol, common::doc(), b"after the restore");
+    let r = c.sync(&vol.token, 0, vec![env.clone()], 0).await;
+    assert_eq!(r.acked[0].id, env.id);
+    assert_eq!(log(&c, &lead).await.len(), before.len() + 1);
     b.stop().await;
 }

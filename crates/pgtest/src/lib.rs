@@ -80,10 +80,7 @@ impl PgCluster {
 
         for attempt in 1..=PORT_TRIES {
             let port = free_port();
-            let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_wal_size=2GB -c shared_buffers=128MB",
-                cluster.dir.path().display()
-            );
+            let opts = cluster.opts(port);
             let out = cluster
                 .tool("pg_ctl")
                 .arg("-D")
@@ -139,16 +136,38 @@ impl PgCluster {
     /// `"immediate"` for a crash (the server recovers from its WAL on start). Returns
     /// once it accepts connections again, on the same port.
     pub fn restart(&self, mode: &str) {
+        self.pg_ctl(&["-m", mode, "-w", "-t", "60", "restart"]);
+    }
+
+    /// Stop the server (`pg_ctl -m fast stop`): PostgreSQL is down until
+    /// [`PgCluster::start_again`].
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
+    }
+
+    /// Start the stopped server again on the same port.
+    pub fn start_again(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "-o", &self.opts(self.port), "start"]);
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
         let out = self
             .tool("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
             .arg("-l")
             .arg(self.log_path())
-            .args(["-m", mode, "-w", "-t", "60", "restart"])
+            .args(args)
             .output()
-            .expect("running pg_ctl restart");
-        check("pg_ctl restart", &out);
+            .expect("running pg_ctl");
+        check(&format!("pg_ctl {}", args.last().unwrap_or(&"")), &out);
+    }
+
+    fn opts(&self, port: u16) -> String {
+        format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_wal_size=2GB -c shared_buffers=128MB",
+            self.dir.path().display()
+        )
     }
 
     /// The path of a PostgreSQL tool of this cluster's version (`pg_dump`, `psql`, …).

@@ -552,11 +552,7 @@ async fn metrics(State(relay): State<Arc<Relay>>, req: Request) -> Result<Respon
                 .auth_failed(client_ip(req.extensions()), presented.as_deref()));
         }
     }
-    let gauges = relay.run(|s| s.gauges()).await?;
-    let text = relay.metrics.render(gauges);
-    Ok((
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
-    )
-        .into_response())
+    let (gauges, teams) = relay.run(|s| Ok((s.gauges()?, s.team_usage()?))).await?;
+    let text = relay.metrics.render(gauges, &teams);
+    Ok(([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -303,6 +303,21 @@ pub struct Gauges {
     pub superseded: u64,
 }
 
+/// What one team keeps on the relay, for `/metrics` ([`Storage::team_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamUsage {
+    pub team: TeamId,
+    /// Envelopes served to pulls.
+    pub envelopes: u64,
+    /// Stored size of every envelope it holds, superseded ones included.
+    pub envelope_bytes: u64,
+    /// Envelopes a snapshot superseded, waiting for the compaction grace to
+    /// pass before the purge deletes them.
+    pub superseded: u64,
+    /// Bytes of its sealed lesson chunks.
+    pub blob_bytes: u64,
+}
+
 /// A team, for operators (`heartbridge-relay team list`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TeamSummary {
@@ -437,6 +452,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<Undone>, StoreError>;
 
     fn gauges(&self) -> Result<Gauges, StoreError>;
+
+    /// Every team's storage, in team id order, in one query (one scrape of
+    /// `/metrics` runs it once). Teams that hold nothing are listed with 0s.
+    fn team_usage(&self) -> Result<Vec<TeamUsage>, StoreError>;
 
     /// Stores a sealed lesson chunk of `team` under `id` (the SHA-256 of
     /// `bytes`, checked by the caller), unless the team holds it (kept as

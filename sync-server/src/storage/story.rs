@@ -181,6 +181,17 @@ pub(crate) fn story(s: &dyn Storage) {
     assert_eq!(seqs, vec![second[0].seq, snap_seq]);
     assert_eq!(s.gauges().unwrap().superseded, 2, "kept for the grace");
 
+    // Storage per team, for /metrics: every team listed, this one's counts.
+    s.blob_put(team, [7; 32], &[1; 10], vol.id, 120, 0).unwrap();
+    let usage = s.team_usage().unwrap();
+    assert_eq!(usage.len(), s.teams().unwrap().len(), "every team listed");
+    let mine = usage.iter().find(|u| u.team == team).expect("this team");
+    assert_eq!(
+        (mine.envelopes, mine.superseded, mine.blob_bytes),
+        (2, 2, 10)
+    );
+    assert!(mine.envelope_bytes > 0);
+
     // The same snapshot pushed again with a later `covers` (a twin from a
     // device holding the identical document) is a duplicate: it drops
     // nothing, not even what was stored between the first copy's covers

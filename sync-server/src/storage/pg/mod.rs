@@ -28,10 +28,11 @@ mod log;
 mod migrations;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 use super::{
     BlobPut, Compaction, Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page,
-    PullQuery, PushJob, Storage, TeamState, TeamSummary, Undone,
+    PullQuery, PushJob, Storage, TeamState, TeamSummary, TeamUsage, Undone,
 };
 use crate::error::{Refusal, StoreError};
 use log::{seq_i64, seq_u64};
@@ -793,6 +794,13 @@ impl Storage for PgStorage {
                 snapshot_seq: seq_u64(snapshot),
                 restored,
             }))
+        })
+    }
+
+    fn team_usage(&self) -> Result<Vec<TeamUsage>, StoreError> {
+        self.block(async {
+            let c = self.client("sum storage per team").await?;
+            usage::team_usage(&c).await
         })
     }
 

@@ -17,11 +17,12 @@ use rusqlite::{
 
 mod blobs;
 mod log;
+mod usage;
 
 use super::migrations;
 use super::{
     Compaction, Device, DeviceId, Enrollment, Gauges, JobResult, NewInvite, Page, PullQuery,
-    PushJob, Storage, TeamState, TeamSummary, Undone,
+    PushJob, Storage, TeamState, TeamSummary, TeamUsage, Undone,
 };
 use crate::error::{Refusal, StoreError};
 use log::seq_u64;
@@ -746,6 +747,10 @@ impl Storage for SqliteStorage {
 
     fn blob_have(&self, team: TeamId, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
         blobs::have(self.reader()?.conn(), team, ids)
+    }
+
+    fn team_usage(&self) -> Result<Vec<TeamUsage>, StoreError> {
+        usage::team_usage(self.reader()?.conn())
     }
 
     fn gauges(&self) -> Result<Gauges, StoreError> {
