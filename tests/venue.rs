@@ -1531,23 +1531,6 @@ fn a_venue_relay_takes_signatures_for_its_fingerprint_and_its_public_address() {
     );
 }
 
-/// The central relay's envelopes of `docs` (case ids), in the order it
-/// stored them.
-fn central_order(l: &Loop, docs: &[&str]) -> Vec<String> {
-    let conn = rusqlite::Connection::open(l.central.db()).expect("central db");
-    let mut st = conn
-        .prepare("SELECT lower(hex(doc)) FROM envelopes ORDER BY seq")
-        .expect("query");
-    let all: Vec<String> = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("docs");
-    all.into_iter()
-        .filter(|d| docs.contains(&d.as_str()))
-        .collect()
-}
-
 #[test]
 fn a_venue_relay_forwards_an_escalated_case_first_without_knowing_its_risk() {
     let mut l = the_loop();
@@ -1580,20 +1563,7 @@ fn a_venue_relay_forwards_an_escalated_case_first_without_knowing_its_risk() {
     uplink_restore(&l.uplink);
     l.venue.wait_forwarded();
     let docs = [first.as_str(), second.as_str(), third.as_str()];
-    let order = central_order(&l, &docs);
+    let order = l.central.doc_order(&docs);
     assert!(order.len() >= 3, "{order:?}");
-    assert_eq!(
-        order[0],
-        first.as_str(),
-        "the escalated case was not the first forwarded: {order:?}"
-    );
-    let last_first = order
-        .iter()
-        .rposition(|d| d == first.as_str())
-        .expect("first");
-    let first_other = order
-        .iter()
-        .position(|d| d != first.as_str())
-        .expect("others");
-    assert!(last_first < first_other, "{order:?}");
+    heartbridge_tests::assert_first_before_the_rest(&order, first.as_str());
 }

@@ -66,6 +66,23 @@ impl Relay {
         heartbridge_relay::create_team(&self.db(), name).expect("team create")
     }
 
+    /// The relay's envelopes of `docs` (document ids, lower-case hex), in
+    /// the order it stored them.
+    pub fn doc_order(&self, docs: &[&str]) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open relay db");
+        let mut st = conn
+            .prepare("SELECT lower(hex(doc)) FROM envelopes ORDER BY seq")
+            .expect("query");
+        let all: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("docs");
+        all.into_iter()
+            .filter(|d| docs.contains(&d.as_str()))
+            .collect()
+    }
+
     /// Envelopes the relay still serves of one document.
     pub fn envelope_count_of(&self, doc: &heartbridge_core::DocId) -> i64 {
         let conn = rusqlite::Connection::open(self.db()).expect("open relay db");
@@ -204,4 +221,17 @@ pub fn sync_until_quiet(devices: &mut [Device], order: &[usize]) -> usize {
         }
     }
     panic!("devices did not go quiet in 10 passes");
+}
+
+/// In `order` (document ids), `first` comes first and everything of it
+/// before anything of another document.
+pub fn assert_first_before_the_rest(order: &[String], first: &str) {
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some(first),
+        "the escalated case is not the first case: {order:?}"
+    );
+    let last_first = order.iter().rposition(|d| d == first).expect("first");
+    let first_other = order.iter().position(|d| d != first).expect("others");
+    assert!(last_first < first_other, "{order:?}");
 }

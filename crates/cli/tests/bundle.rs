@@ -701,18 +701,6 @@ fn case_order(envelopes: &[heartbridge_core::proto::Envelope], docs: &[&str]) ->
         .collect()
 }
 
-/// Everything of `first` comes before anything of another case.
-fn all_of_first_before_the_rest(order: &[String], first: &str) {
-    assert_eq!(
-        order.first().map(String::as_str),
-        Some(first),
-        "the escalated case is not the first case: {order:?}"
-    );
-    let last_first = order.iter().rposition(|d| d == first).expect("first");
-    let first_other = order.iter().position(|d| d != first).expect("others");
-    assert!(last_first < first_other, "{order:?}");
-}
-
 #[test]
 fn an_escalated_case_goes_first_in_a_bundle_and_in_the_push_of_whoever_carries_it() {
     let relay = Relay::start();
@@ -734,23 +722,11 @@ fn an_escalated_case_goes_first_in_a_bundle_and_in_the_push_of_whoever_carries_i
         .expect("the bundle parses");
     let order = case_order(&parsed.envelopes, &docs);
     assert!(order.len() >= 3, "{order:?}");
-    all_of_first_before_the_rest(&order, &first);
+    heartbridge_tests::assert_first_before_the_rest(&order, &first);
 
     // The supervisor carries it out: its push puts the escalated case first
     // too (the relay stores envelopes in the order a push lists them).
     ok(&sup, &["bundle", "import", file.to_str().unwrap()]);
     sync(&sup);
-    let conn = rusqlite::Connection::open(relay.db()).expect("relay db");
-    let mut st = conn
-        .prepare("SELECT lower(hex(doc)) FROM envelopes ORDER BY seq")
-        .expect("query");
-    let stored: Vec<String> = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("rows")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("docs")
-        .into_iter()
-        .filter(|d| docs.contains(&d.as_str()))
-        .collect();
-    all_of_first_before_the_rest(&stored, &first);
+    heartbridge_tests::assert_first_before_the_rest(&relay.doc_order(&docs), &first);
 }

@@ -227,23 +227,6 @@ fn a_volunteer_reads_only_the_cases_it_was_given_and_nothing_after_it_is_taken_o
     assert_ne!(v1_id, v2_id);
 }
 
-/// The relay's envelopes of `docs`, in the order it stored them.
-fn relay_order(relay: &Relay, docs: &[&str]) -> Vec<String> {
-    let conn = rusqlite::Connection::open(relay.db()).expect("relay db");
-    let mut st = conn
-        .prepare("SELECT hex(doc) FROM envelopes ORDER BY seq")
-        .expect("query");
-    let all: Vec<String> = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("docs");
-    all.into_iter()
-        .map(|d| d.to_ascii_lowercase())
-        .filter(|d| docs.contains(&d.as_str()))
-        .collect()
-}
-
 #[test]
 fn an_escalation_made_offline_goes_first_in_the_next_push() {
     let relay = Relay::start();
@@ -285,16 +268,9 @@ fn an_escalation_made_offline_goes_first_in_the_next_push() {
         ],
     );
     sync(&v);
-    let order = relay_order(&relay, &[&first, &second, &third]);
+    let order = relay.doc_order(&[&first, &second, &third]);
     assert!(order.len() >= 3, "{order:?}");
-    assert_eq!(
-        order[0], first,
-        "the escalated case was not the first case pushed: {order:?}"
-    );
-    // Everything of the escalated case came before any other case.
-    let last_first = order.iter().rposition(|d| *d == first).expect("first");
-    let first_other = order.iter().position(|d| *d != first).expect("others");
-    assert!(last_first < first_other, "{order:?}");
+    heartbridge_tests::assert_first_before_the_rest(&order, &first);
 }
 
 #[test]
