@@ -275,9 +275,304 @@ async fn store_job(
     Ok(acks)
 }
 
+/// Stores a batch: set-based when no job carries a roster
+/// ([`commit_set`]); otherwise, or when that path hands the batch back,
+/// job by job. Also says whether it fell back.
+pub(super) async fn commit_batch(
+    c: &mut Object,
+    jobs: &[PushJob],
+    mut hold: Option<Hold>,
+) -> Result<(Vec<JobResult>, bool), StoreError> {
+    let mut fell_back = false;
+    if jobs.iter().all(|j| j.roster.is_none()) {
+        match commit_set(c, jobs, &mut hold).await? {
+            SetOutcome::Done(results) => return Ok((results, false)),
+            SetOutcome::Retry(e) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "a write batch failed before its commit; storing it job by job");
+                fell_back = true;
+            }
+        }
+    }
+    Ok((commit_jobs(c, jobs, hold).await?, fell_back))
+}
+
+/// Why the set-based path gave a batch back: before its COMMIT was sent,
+/// so nothing of it is stored and the per-job path may run it again.
+enum SetOutcome {
+    Done(Vec<JobResult>),
+    Retry(StoreError),
+}
+
+/// A batch's new envelopes, column by column, for one `unnest` insert
+/// (the team and the time per row: jobs of several teams and times).
+#[derive(Default)]
+struct Rows<'a> {
+    team: Vec<&'a [u8]>,
+    now: Vec<i64>,
+    rest: Batch<'a>,
+}
+
+/// Stores a batch without a roster in a fixed number of statements,
+/// whatever its number of jobs: lock its teams, read its devices and its
+/// already-stored envelopes, assign seqs in job order, one insert, the
+/// compactions in seq order, one update of the sync times and one of the
+/// counters. The per-job path ([`commit_batch`]) costs six round trips a
+/// job while every team lock of the batch is held; with a team's devices
+/// behind two relays that serialises both relays' writers (issue 11's
+/// storm). Same answers as the per-job path: the refusals it can give
+/// (unknown team, device not in the team or revoked, a carried envelope's
+/// author revoked) are decided here from the rows read under the locks;
+/// any database error before COMMIT hands the batch back untouched.
+async fn commit_set(
+    c: &mut Object,
+    jobs: &[PushJob],
+    hold: &mut Option<Hold>,
+) -> Result<SetOutcome, StoreError> {
+    let tx = match c.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return Ok(SetOutcome::Retry(StoreError::pg("begin a write batch")(e))),
+    };
+    macro_rules! step {
+        ($e:expr, $op:expr) => {
+            match $e.await {
+                Ok(v) => v,
+                Err(e) => return Ok(SetOutcome::Retry(StoreError::pg($op)(e))),
+            }
+        };
+    }
+    macro_rules! read {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Ok(SetOutcome::Retry(e)),
+            }
+        };
+    }
+    let teams: Vec<&[u8]> = {
+        let mut t: Vec<&[u8]> = jobs.iter().map(|j| &j.team.0[..]).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    };
+    let op = "lock the batch's teams";
+    let stmt = step!(
+        tx.prepare_cached(
+            "SELECT id, next_seq FROM teams WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        ),
+        op
+    );
+    let rows = step!(tx.query(&stmt, &[&teams]), op);
+    let mut next: BTreeMap<[u8; 16], i64> = BTreeMap::new();
+    for r in &rows {
+        next.insert(
+            read!(id16(read!(col(r, 0, op)), "teams.id")),
+            read!(col(r, 1, op)),
+        );
+    }
+    // Every pushing device and every carried envelope's author, read after
+    // the locks (a revocation committed while the batch waited is seen).
+    let mut ids: Vec<&[u8]> = Vec::new();
+    for job in jobs {
+        ids.push(&job.device.0[..]);
+        for env in &job.envelopes {
+            if env.author != job.device.0 {
+                ids.push(&env.author[..]);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let op = "check the pushing devices";
+    let stmt = step!(
+        tx.prepare_cached("SELECT id, team_id, revoked FROM devices WHERE id = ANY($1)"),
+        op
+    );
+    let mut devices: HashMap<[u8; 16], ([u8; 16], bool)> = HashMap::new();
+    for r in &step!(tx.query(&stmt, &[&ids]), op) {
+        devices.insert(
+            read!(id16(read!(col(r, 0, op)), "devices.id")),
+            (
+                read!(id16(read!(col(r, 1, op)), "devices.team_id")),
+                read!(col(r, 2, op)),
+            ),
+        );
+    }
+    // Which of the batch's envelopes their teams hold already.
+    let mut pairs: (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+    for job in jobs {
+        for env in &job.envelopes {
+            pairs.0.push(&job.team.0[..]);
+            pairs.1.push(&env.id.0[..]);
+        }
+    }
+    let op = "find stored envelopes";
+    let stmt = step!(
+        tx.prepare_cached(
+            "SELECT e.team_id, e.content_id, e.seq FROM envelopes e
+             JOIN unnest($1::bytea[], $2::bytea[]) AS u(team_id, content_id)
+               ON e.team_id = u.team_id AND e.content_id = u.content_id",
+        ),
+        op
+    );
+    let mut known: HashMap<([u8; 16], [u8; 16]), i64> = HashMap::new();
+    for r in &step!(tx.query(&stmt, &[&pairs.0, &pairs.1]), op) {
+        known.insert(
+            (
+                read!(id16(read!(col(r, 0, op)), "envelopes.team_id")),
+                read!(id16(read!(col(r, 1, op)), "envelopes.content_id")),
+            ),
+            read!(col(r, 2, op)),
+        );
+    }
+    let mut rows = Rows::default();
+    let mut snapshots: Vec<(&[u8], &Envelope, i64, i64)> = Vec::new();
+    let mut synced: BTreeMap<[u8; 16], i64> = BTreeMap::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(n) = next.get_mut(&job.team.0) else {
+            results.push(Err(StoreError::Refused(Refusal::UnknownTeam)));
+            continue;
+        };
+        match devices.get(&job.device.0) {
+            None => {
+                results.push(Err(StoreError::Refused(Refusal::NotInTeam)));
+                continue;
+            }
+            Some((_, true)) => {
+                results.push(Err(StoreError::Refused(Refusal::Revoked)));
+                continue;
+            }
+            Some((_, false)) => {}
+        }
+        let mut acks = Vec::with_capacity(job.envelopes.len());
+        for env in &job.envelopes {
+            if let Some(&seq) = known.get(&(job.team.0, env.id.0)) {
+                acks.push(Ack {
+                    id: env.id,
+                    seq: seq_u64(seq),
+                });
+                continue;
+            }
+            if env.author != job.device.0 {
+                let author_ok = devices
+                    .get(&env.author)
+                    .is_some_and(|(team, revoked)| *team == job.team.0 && !*revoked);
+                if !author_ok {
+                    acks.push(Ack { id: env.id, seq: 0 });
+                    continue;
+                }
+            }
+            let seq = *n;
+            *n += 1;
+            known.insert((job.team.0, env.id.0), seq);
+            rows.team.push(&job.team.0[..]);
+            rows.now.push(job.now);
+            rows.rest.push(
+                env,
+                seq,
+                (env.author != job.device.0).then_some(&job.device.0[..]),
+            );
+            if env.kind == EnvelopeKind::Snapshot && env.covers > 0 {
+                snapshots.push((&job.team.0[..], env, seq, job.now));
+            }
+            acks.push(Ack {
+                id: env.id,
+                seq: seq_u64(seq),
+            });
+        }
+        synced.insert(job.device.0, job.now);
+        results.push(Ok(acks));
+    }
+    if !rows.team.is_empty() {
+        // No ON CONFLICT, as in the per-job path: a conflict would be a bug,
+        // and it hands the batch back rather than ack a seq not stored.
+        let op = "store envelopes";
+        let insert = step!(
+            tx.prepare_cached(
+                "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+             SELECT u.team_id, u.seq, u.doc, u.kind, u.content_id, u.author, u.epoch, u.covers, u.nonce, u.ciphertext, u.size, u.now, u.sig, u.pushed_by
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bytea[], $12::bigint[], $13::bytea[], $14::bytea[])
+                  AS u(team_id, now, seq, doc, kind, content_id, author, epoch, covers, nonce, ciphertext, size, sig, pushed_by)",
+            ),
+            op
+        );
+        let b = &rows.rest;
+        step!(
+            tx.execute(
+                &insert,
+                &[
+                    &rows.team,
+                    &rows.now,
+                    &b.seq,
+                    &b.doc,
+                    &b.kind,
+                    &b.content_id,
+                    &b.author,
+                    &b.epoch,
+                    &b.covers,
+                    &b.nonce,
+                    &b.ciphertext,
+                    &b.size,
+                    &b.sig,
+                    &b.pushed_by,
+                ],
+            ),
+            op
+        );
+    }
+    // In seq order within each team, as the per-job path runs them: each
+    // supersedes only what was stored before it.
+    snapshots.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
+    for (team, env, seq, now) in snapshots {
+        let upto = seq_i64(env.covers).min(seq - 1);
+        step!(
+            tx.execute(
+                "UPDATE envelopes SET superseded_by = $4, superseded_at = $5
+                 WHERE team_id = $1 AND doc = $2 AND seq <= $3 AND superseded_at IS NULL",
+                &[&team, &&env.doc[..], &upto, &seq, &now],
+            ),
+            "compact a document"
+        );
+    }
+    if !synced.is_empty() {
+        let ids: Vec<&[u8]> = synced.keys().map(|k| &k[..]).collect();
+        let nows: Vec<i64> = synced.values().copied().collect();
+        let op = "record sync times";
+        let stmt = step!(
+            tx.prepare_cached(
+                "UPDATE devices SET last_sync_at = u.now FROM unnest($1::bytea[], $2::bigint[]) AS u(id, now)
+                 WHERE devices.id = u.id",
+            ),
+            op
+        );
+        step!(tx.execute(&stmt, &[&ids, &nows]), op);
+    }
+    let ids: Vec<&[u8]> = next.keys().map(|k| &k[..]).collect();
+    let counters: Vec<i64> = next.values().copied().collect();
+    let op = "advance the teams' seqs";
+    let stmt = step!(
+        tx.prepare_cached(
+            "UPDATE teams SET next_seq = u.next FROM unnest($1::bytea[], $2::bigint[]) AS u(id, next)
+             WHERE teams.id = u.id",
+        ),
+        op
+    );
+    step!(tx.execute(&stmt, &[&ids, &counters]), op);
+    if let Some(h) = hold.take() {
+        let _ = h.arrived.send(());
+        let _ = h.release.recv();
+    }
+    // Sent: from here an error is the batch's (it may or may not have
+    // committed), never a retry.
+    tx.commit()
+        .await
+        .map_err(StoreError::pg("commit a write batch"))?;
+    Ok(SetOutcome::Done(results))
+}
+
 /// Stores several jobs in one transaction, each under its own savepoint,
 /// holding the row lock of every team of the batch until COMMIT.
-pub(super) async fn commit_batch(
+async fn commit_jobs(
     c: &mut Object,
     jobs: &[PushJob],
     hold: Option<Hold>,

@@ -52,6 +52,10 @@ pub struct PgStorage {
     /// assigned its seqs and waits on the receiver before its COMMIT.
     #[cfg(test)]
     hold: std::sync::Mutex<Option<log::Hold>>,
+    /// Write batches the set-based path handed back to the per-job path
+    /// (tests assert none did where no database error was made).
+    #[cfg(test)]
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -72,6 +76,12 @@ impl Drop for PgStorage {
 }
 
 impl PgStorage {
+    /// How many write batches fell back to the per-job path.
+    #[cfg(test)]
+    pub(crate) fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Connects with `config` (a pool of at most `pool_size` connections,
     /// at least 2), refuses a server with `synchronous_commit = off` (acks
     /// would not be durable), and migrates the database under an advisory
@@ -107,6 +117,8 @@ impl PgStorage {
             pool,
             #[cfg(test)]
             hold: std::sync::Mutex::new(None),
+            #[cfg(test)]
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
         };
         storage.block(async {
             let mut client = storage.client("open the database").await?;
@@ -683,7 +695,15 @@ impl Storage for PgStorage {
         let hold = None;
         self.block(async {
             let mut c = self.client("commit a write batch").await?;
-            log::commit_batch(&mut c, jobs, hold).await
+            let (results, fell_back) = log::commit_batch(&mut c, jobs, hold).await?;
+            #[cfg(test)]
+            if fell_back {
+                self.fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            #[cfg(not(test))]
+            let _ = fell_back;
+            Ok(results)
         })
     }
 
