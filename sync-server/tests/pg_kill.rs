@@ -34,9 +34,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{within, Client, EnrolledDevice, RelayProcess, Team, WAIT};
+use common::{within, Client, EnrolledDevice, RelayProcess, WAIT};
 use heartbridge_pgtest::PgCluster;
-use heartbridge_proto::{encode, ContentId, Envelope, Role, TeamId, TeamKey};
+use heartbridge_proto::{encode, ContentId, Envelope, Role, TeamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
@@ -198,8 +198,9 @@ enum Moment {
 /// What one run saw, printed with `--nocapture`.
 #[derive(Debug, Default)]
 struct Seen {
-    moment: Option<Moment>,
     acks_before_kill: usize,
+    /// Held mode: A's batch still waiting in PostgreSQL after the kill.
+    held_after_kill: Option<bool>,
     /// A's write transactions in flight when it was killed, and how
     /// PostgreSQL ended them.
     in_flight: Vec<(String, String)>,
@@ -260,28 +261,14 @@ fn plan(rng: &mut StdRng) -> Vec<usize> {
     sizes
 }
 
-async fn run(cluster: &PgCluster, seed: u64) -> Seen {
+async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     let mut rng = StdRng::seed_from_u64(seed);
     let url = cluster.new_database();
     let app_a = "hb-relay-a";
     let a = start_relay(&url, app_a).await;
     let b = start_relay(&url, "hb-relay-b").await;
     let db = connect(&url).await;
-    let team = {
-        let target = heartbridge_relay::Database::Postgres(
-            heartbridge_relay::PgTarget::parse(&url).expect("a PostgreSQL URL"),
-        );
-        let created = tokio::task::spawn_blocking(move || {
-            heartbridge_relay::create_team_in(&target, "Hotline").expect("create team")
-        })
-        .await
-        .expect("create team task");
-        Team {
-            id: TeamId::from_hex(&created.team_id).expect("hex team id"),
-            key: TeamKey::generate(),
-            lead_token: created.lead_token,
-        }
-    };
+    let team = common::pg::team(&url).await;
     let cb = Client::new(b.addr);
     let lead = team.claim(&cb, "Lead").await;
     let mut members = vec![lead.clone()];
@@ -339,10 +326,7 @@ async fn run(cluster: &PgCluster, seed: u64) -> Seen {
         1 => Moment::InWriteTransaction(rng.random_range(1..6)),
         _ => Moment::HeldBeforeCommit(rng.random_range(0..total_pushes / 2)),
     };
-    let mut seen = Seen {
-        moment: Some(moment),
-        ..Seen::default()
-    };
+    let mut seen = Seen::default();
     // The transaction that held A's batch, to let go of after the kill.
     let mut holder: Option<tokio_postgres::Client> = None;
     match moment {
@@ -409,6 +393,19 @@ async fn run(cluster: &PgCluster, seed: u64) -> Seen {
         .expect("kill task");
     let killed = Instant::now();
     if let Some(h) = holder.take() {
+        // Waiting for a lock, A's backend cannot notice its client is gone
+        // (PostgreSQL only checks when it reads or writes the socket, or
+        // every client_connection_check_interval, off by default).
+        let left: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
+                 AND wait_event_type = 'Lock'",
+                &[&app_a],
+            )
+            .await
+            .expect("read pg_stat_activity")
+            .get(0);
+        seen.held_after_kill = Some(left > 0);
         h.batch_execute("ROLLBACK")
             .await
             .expect("let go of the row");
@@ -530,7 +527,7 @@ async fn run(cluster: &PgCluster, seed: u64) -> Seen {
     }
     drop(a2);
     drop(b);
-    seen
+    (moment, seen)
 }
 
 /// The invariants, against the database and every device's record.
@@ -652,10 +649,9 @@ async fn a_relay_killed_mid_push_loses_and_doubles_nothing() {
     let cluster = PgCluster::start();
     for seed in 0..seeds() {
         let started = Instant::now();
-        let seen = run(&cluster, seed).await;
+        let (moment, seen) = run(&cluster, seed).await;
         eprintln!(
-            "seed {seed}: killed {:?}: {seen:?}, run {:.1} s",
-            seen.moment,
+            "seed {seed}: killed {moment:?}: {seen:?}, run {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }

@@ -8,36 +8,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
+use common::pg::{relay, team};
 use common::{within, Client, EnrolledDevice, Team, TestRelay};
 use heartbridge_pgtest::PgCluster;
-use heartbridge_proto::{encode, ContentId, InviteResponse, Role, TeamId, TeamKey};
-use heartbridge_relay::{Database, PgTarget};
-
-fn database(url: &str) -> Database {
-    Database::Postgres(PgTarget::parse(url).expect("a PostgreSQL URL"))
-}
-
-/// A relay over the PostgreSQL database at `url`.
-async fn relay(url: &str) -> TestRelay {
-    let db = database(url);
-    TestRelay::start_with(move |c| c.database = db).await
-}
-
-/// Creates a team in the database at `url`, as the operator would
-/// (`heartbridge-relay team create --db postgres://…`).
-async fn team(url: &str) -> Team {
-    let db = database(url);
-    let created = tokio::task::spawn_blocking(move || {
-        heartbridge_relay::create_team_in(&db, "Hotline").expect("create team")
-    })
-    .await
-    .expect("create team task");
-    Team {
-        id: TeamId::from_hex(&created.team_id).expect("hex team id"),
-        key: TeamKey::generate(),
-        lead_token: created.lead_token,
-    }
-}
+use heartbridge_proto::{encode, ContentId, InviteResponse, Role};
 
 /// A relay over `url` with a new team: its lead and one volunteer.
 async fn lead_and_volunteer(url: &str) -> (TestRelay, Team, EnrolledDevice, EnrolledDevice) {
