@@ -18,7 +18,11 @@
 //! - while A's write batch is held inside its transaction (the team locked,
 //!   envelopes inserted, before COMMIT): the test holds a row lock on one
 //!   pushing device's row, which that batch's insert waits for, kills A,
-//!   then lets go. That transaction must end aborted, leaving no row.
+//!   then lets go. That transaction must end aborted, leaving no row. A
+//!   backend waiting for a lock does not notice its client died, so the dead
+//!   relay's team lock lasts until that wait ends; in half of these runs A's
+//!   connections set `client_connection_check_interval`, and the test keeps
+//!   its row lock until PostgreSQL has ended A's transaction by itself.
 //!
 //! After the kill, relay B must commit a push to the same team (the dead
 //! relay's team lock must not stay held), and the test polls until
@@ -191,8 +195,10 @@ enum Moment {
     /// The instant A's `k`-th write transaction is seen in flight.
     InWriteTransaction(usize),
     /// After this many acks, A's next batch holding the team lock is held
-    /// before COMMIT by a row lock on a pushing device's row.
-    HeldBeforeCommit(usize),
+    /// before COMMIT by a row lock on a pushing device's row; with `true`,
+    /// A's connections have `client_connection_check_interval` set and the
+    /// row lock stays until PostgreSQL has ended A's transaction by itself.
+    HeldBeforeCommit(usize, bool),
 }
 
 /// What one run saw, printed with `--nocapture`.
@@ -235,9 +241,10 @@ async fn write_xids(db: &tokio_postgres::Client, app: &str) -> Vec<String> {
     .collect()
 }
 
-/// Starts a relay process over `url`, its connections named `app`.
-async fn start_relay(url: &str, app: &str) -> RelayProcess {
-    let db = format!("{url}?application_name={app}");
+/// Starts a relay process over `url`, its connections named `app`, with
+/// more URL parameters `more` (`&key=value…`, or empty).
+async fn start_relay(url: &str, app: &str, more: &str) -> RelayProcess {
+    let db = format!("{url}?application_name={app}{more}");
     tokio::task::spawn_blocking(move || RelayProcess::start(&db, &[]))
         .await
         .expect("start relay")
@@ -265,10 +272,9 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     let mut rng = StdRng::seed_from_u64(seed);
     let url = cluster.new_database();
     let app_a = "hb-relay-a";
-    let a = start_relay(&url, app_a).await;
-    let b = start_relay(&url, "hb-relay-b").await;
+    let b = start_relay(&url, "hb-relay-b", "").await;
     let db = connect(&url).await;
-    let team = common::pg::team(&url).await;
+    let team = Arc::new(common::pg::team(&url).await);
     let cb = Client::new(b.addr);
     let lead = team.claim(&cb, "Lead").await;
     let mut members = vec![lead.clone()];
@@ -280,7 +286,39 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     }
     let probe = team.add(&cb, &lead, Role::Volunteer, "Probe").await;
 
-    let total_pushes: usize;
+    // Every device's pushes, sealed and signed beforehand.
+    let mut plans = Vec::new();
+    for (n, me) in members.iter().enumerate() {
+        let batches: Vec<Vec<Envelope>> = plan(&mut rng)
+            .into_iter()
+            .enumerate()
+            .map(|(k, size)| {
+                (0..size)
+                    .map(|i| {
+                        let text = format!("{seed}/{n}/{k}/{i} {}", "note ".repeat(60));
+                        team.change(me, common::doc(), text.as_bytes())
+                    })
+                    .collect()
+            })
+            .collect();
+        plans.push(batches);
+    }
+    let total_pushes: usize = plans.iter().map(Vec::len).sum();
+    let moment = match rng.random_range(0..3) {
+        0 => Moment::AfterAcks(rng.random_range(0..total_pushes), rng.random_range(0..20)),
+        1 => Moment::InWriteTransaction(rng.random_range(1..6)),
+        _ => Moment::HeldBeforeCommit(rng.random_range(0..total_pushes / 2), rng.random_bool(0.5)),
+    };
+    let a = match moment {
+        // PostgreSQL then checks every 50 ms, even while a statement waits
+        // for a lock, whether A's connections are still there.
+        Moment::HeldBeforeCommit(_, true) => {
+            let checked = "&options=-c%20client_connection_check_interval%3D50";
+            start_relay(&url, app_a, checked).await
+        }
+        _ => start_relay(&url, app_a, "").await,
+    };
+
     let mut tasks = Vec::new();
     let route = Arc::new(Mutex::new(Route {
         a: a.addr,
@@ -289,43 +327,17 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     }));
     let (acks_tx, mut acks_rx) = watch::channel(0usize);
     let acks_tx = Arc::new(acks_tx);
-    let team = Arc::new(team);
-    {
-        let mut plans = Vec::new();
-        for (n, me) in members.iter().enumerate() {
-            let batches: Vec<Vec<Envelope>> = plan(&mut rng)
-                .into_iter()
-                .enumerate()
-                .map(|(k, size)| {
-                    (0..size)
-                        .map(|i| {
-                            let text = format!("{seed}/{n}/{k}/{i} {}", "note ".repeat(60));
-                            team.change(me, common::doc(), text.as_bytes())
-                        })
-                        .collect()
-                })
-                .collect();
-            plans.push(batches);
-        }
-        total_pushes = plans.iter().map(Vec::len).sum();
-        for (n, batches) in plans.into_iter().enumerate() {
-            let (route, acks_tx) = (Arc::clone(&route), Arc::clone(&acks_tx));
-            let mut d = Device::new(n, members[n].clone());
-            tasks.push(tokio::spawn(async move {
-                for batch in batches {
-                    d.push(&route, batch).await;
-                    acks_tx.send_modify(|c| *c += 1);
-                }
-                d
-            }));
-        }
+    for (n, batches) in plans.into_iter().enumerate() {
+        let (route, acks_tx) = (Arc::clone(&route), Arc::clone(&acks_tx));
+        let mut d = Device::new(n, members[n].clone());
+        tasks.push(tokio::spawn(async move {
+            for batch in batches {
+                d.push(&route, batch).await;
+                acks_tx.send_modify(|c| *c += 1);
+            }
+            d
+        }));
     }
-
-    let moment = match rng.random_range(0..3) {
-        0 => Moment::AfterAcks(rng.random_range(0..total_pushes), rng.random_range(0..20)),
-        1 => Moment::InWriteTransaction(rng.random_range(1..6)),
-        _ => Moment::HeldBeforeCommit(rng.random_range(0..total_pushes / 2)),
-    };
     let mut seen = Seen::default();
     // The transaction that held A's batch, to let go of after the kill.
     let mut holder: Option<tokio_postgres::Client> = None;
@@ -346,7 +358,7 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
                 assert!(start.elapsed() < WAIT, "no write transaction of A seen");
             }
         }
-        Moment::HeldBeforeCommit(n) => {
+        Moment::HeldBeforeCommit(n, _) => {
             within("acks before the hold", acks_rx.wait_for(|c| *c >= n))
                 .await
                 .expect("ack counter");
@@ -406,9 +418,14 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
             .expect("read pg_stat_activity")
             .get(0);
         seen.held_after_kill = Some(left > 0);
-        h.batch_execute("ROLLBACK")
-            .await
-            .expect("let go of the row");
+        if let Moment::HeldBeforeCommit(_, true) = moment {
+            // Kept until PostgreSQL noticed A is gone (below).
+            holder = Some(h);
+        } else {
+            h.batch_execute("ROLLBACK")
+                .await
+                .expect("let go of the row");
+        }
     }
 
     // B commits to the same team at once (waiting, at most, for
@@ -447,6 +464,11 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
         .await;
     seen.b_committed = b_committed;
     seen.noticed = noticed;
+    if let Some(h) = holder.take() {
+        h.batch_execute("ROLLBACK")
+            .await
+            .expect("let go of the row");
+    }
     for xid in in_flight {
         let status: Option<String> = db
             .query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid])
@@ -471,7 +493,7 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
         }
         seen.in_flight.push((xid, status));
     }
-    if let Moment::HeldBeforeCommit(_) = moment {
+    if let Moment::HeldBeforeCommit(..) = moment {
         assert!(
             seen.in_flight.iter().any(|(_, s)| s == "aborted"),
             "the held batch of the killed relay ended {:?}, not aborted",
@@ -480,7 +502,7 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     }
 
     // A comes back; the devices return to it.
-    let a2 = start_relay(&url, "hb-relay-a2").await;
+    let a2 = start_relay(&url, "hb-relay-a2", "").await;
     {
         let mut r = route.lock().expect("route");
         r.a = a2.addr;
