@@ -227,6 +227,14 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The count `sql` (one text parameter) answers.
+async fn count(db: &tokio_postgres::Client, sql: &str, param: &str) -> i64 {
+    db.query_one(sql, &[&param])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// The xids of the write transactions of connections named `app`.
 async fn write_xids(db: &tokio_postgres::Client, app: &str) -> Vec<String> {
     db.query(
@@ -408,15 +416,13 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
         // Waiting for a lock, A's backend cannot notice its client is gone
         // (PostgreSQL only checks when it reads or writes the socket, or
         // every client_connection_check_interval, off by default).
-        let left: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
-                 AND wait_event_type = 'Lock'",
-                &[&app_a],
-            )
-            .await
-            .expect("read pg_stat_activity")
-            .get(0);
+        let left = count(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
+             AND wait_event_type = 'Lock'",
+            app_a,
+        )
+        .await;
         seen.held_after_kill = Some(left > 0);
         if let Moment::HeldBeforeCommit(_, true) = moment {
             // Kept until PostgreSQL noticed A is gone (below).
@@ -443,14 +449,12 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
     };
     let gone = async {
         loop {
-            let left: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                    &[&app_a],
-                )
-                .await
-                .expect("read pg_stat_activity")
-                .get(0);
+            let left = count(
+                &db,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                app_a,
+            )
+            .await;
             if left == 0 {
                 return killed.elapsed();
             }
@@ -481,14 +485,12 @@ async fn run(cluster: &PgCluster, seed: u64) -> (Moment, Seen) {
             "A's transaction {xid} still {status:?} after its connections went"
         );
         if status == "aborted" {
-            let rows: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM envelopes WHERE xmin::text = $1",
-                    &[&xid],
-                )
-                .await
-                .expect("count rows")
-                .get(0);
+            let rows = count(
+                &db,
+                "SELECT count(*) FROM envelopes WHERE xmin::text = $1",
+                &xid,
+            )
+            .await;
             assert_eq!(rows, 0, "rows of an aborted transaction are visible");
         }
         seen.in_flight.push((xid, status));
