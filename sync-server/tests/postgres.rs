@@ -8,36 +8,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
+use common::pg::{relay, team};
 use common::{within, Client, EnrolledDevice, Team, TestRelay};
 use heartbridge_pgtest::PgCluster;
-use heartbridge_proto::{encode, ContentId, InviteResponse, Role, TeamId, TeamKey};
-use heartbridge_relay::{Database, PgTarget};
-
-fn database(url: &str) -> Database {
-    Database::Postgres(PgTarget::parse(url).expect("a PostgreSQL URL"))
-}
-
-/// A relay over the PostgreSQL database at `url`.
-async fn relay(url: &str) -> TestRelay {
-    let db = database(url);
-    TestRelay::start_with(move |c| c.database = db).await
-}
-
-/// Creates a team in the database at `url`, as the operator would
-/// (`heartbridge-relay team create --db postgres://…`).
-async fn team(url: &str) -> Team {
-    let db = database(url);
-    let created = tokio::task::spawn_blocking(move || {
-        heartbridge_relay::create_team_in(&db, "Hotline").expect("create team")
-    })
-    .await
-    .expect("create team task");
-    Team {
-        id: TeamId::from_hex(&created.team_id).expect("hex team id"),
-        key: TeamKey::generate(),
-        lead_token: created.lead_token,
-    }
-}
+use heartbridge_proto::{encode, ContentId, InviteResponse, Role};
 
 /// A relay over `url` with a new team: its lead and one volunteer.
 async fn lead_and_volunteer(url: &str) -> (TestRelay, Team, EnrolledDevice, EnrolledDevice) {
@@ -444,37 +418,6 @@ async fn a_postgresql_crash_loses_nothing_acked() {
     a.stop().await;
 }
 
-/// A sync through the relay at `addr` that may fail: `None` if the relay is
-/// gone (connection refused or closed before an answer), else the status and
-/// the decoded answer when it is 200.
-async fn try_sync(
-    addr: std::net::SocketAddr,
-    token: &heartbridge_proto::Secret,
-    body: Vec<u8>,
-) -> Option<(u16, Option<heartbridge_proto::SyncResponse>)> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method("POST")
-        .uri("/v1/sync")
-        .header("host", "relay.test")
-        .header("authorization", format!("Bearer {}", token.expose()))
-        .header("content-type", heartbridge_proto::SYNC_CONTENT_TYPE)
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-        .expect("request");
-    let resp = sender.send_request(req).await.ok()?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
-    let decoded = (status == 200)
-        .then(|| heartbridge_proto::decode("sync response", &bytes).expect("sync response"));
-    Some((status, decoded))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_stopped_mid_shift_loses_nothing() {
     let cluster = PgCluster::start();
@@ -514,7 +457,7 @@ async fn a_relay_stopped_mid_shift_loses_nothing() {
                 let body = encode(&common::request(0, vec![env.clone()], 0));
                 let mut tries = 0;
                 loop {
-                    match try_sync(at, &v.token, body.clone()).await {
+                    match common::try_sync(at, &v.token, body.clone()).await {
                         Some((200, Some(r))) => {
                             assert_eq!(r.acked[0].id, env.id);
                             break;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -676,4 +678,95 @@ pub async fn read_until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
 /// A random document id.
 pub fn doc() -> [u8; 16] {
     rand::random()
+}
+
+/// A sync through the relay at `addr` that may fail: `None` if the relay is
+/// gone (connection refused or closed before an answer), else the status and
+/// the decoded answer when it is 200.
+pub async fn try_sync(
+    addr: SocketAddr,
+    token: &Secret,
+    body: Vec<u8>,
+) -> Option<(u16, Option<SyncResponse>)> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/v1/sync")
+        .header("host", "relay.test")
+        .header("authorization", format!("Bearer {}", token.expose()))
+        .header("content-type", SYNC_CONTENT_TYPE)
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    let decoded = (status == 200).then(|| decode("sync response", &bytes).expect("sync response"));
+    Some((status, decoded))
+}
+
+/// A `heartbridge-relay serve` child process (the real binary) listening on
+/// 127.0.0.1 port 0. Killed with SIGKILL when dropped.
+pub struct RelayProcess {
+    child: KillOnDrop,
+    pub addr: SocketAddr,
+}
+
+impl RelayProcess {
+    /// Starts `heartbridge-relay serve --db DB ARGS…` and waits until it
+    /// announces its address on stderr (which is drained from then on, so
+    /// the relay never blocks on a full pipe). Blocking.
+    pub fn start(db: &str, args: &[&str]) -> RelayProcess {
+        use std::io::BufRead;
+        let mut child = KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_heartbridge-relay"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+                .args(args)
+                .env_remove("HEARTBRIDGE_RELAY_DB")
+                .env_remove("HEARTBRIDGE_RELAY_UPSTREAM")
+                .env("HEARTBRIDGE_RELAY_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn heartbridge-relay serve"),
+        );
+        let stderr = child.0.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    if let (Some(tx), Ok(addr)) = (tx.take(), a.parse()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("heartbridge-relay serve announces its address");
+        RelayProcess { child, addr }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind: open
+    /// connections, to devices and to the database, are closed by the
+    /// kernel) and reaps it. Blocking.
+    pub fn kill(mut self) {
+        // std's Child::kill is SIGKILL on Unix.
+        self.child.0.kill().expect("SIGKILL the relay");
+        let status = self.child.0.wait().expect("reap the relay");
+        assert!(!status.success(), "the relay was killed: {status:?}");
+    }
 }
