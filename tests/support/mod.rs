@@ -24,11 +24,26 @@ impl Relay {
 
     pub fn start_with(tune: impl FnOnce(&mut heartbridge_relay::Config)) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = heartbridge_relay::Config::new(dir.path().join("relay.db"));
-        tune(&mut config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut relay = Relay {
+            url,
+            dir,
+            stop: None,
+            thread: None,
+        };
+        relay.serve(listener, tune);
+        relay
+    }
+
+    fn serve(
+        &mut self,
+        listener: std::net::TcpListener,
+        tune: impl FnOnce(&mut heartbridge_relay::Config),
+    ) {
+        let mut config = heartbridge_relay::Config::new(self.db());
+        tune(&mut config);
+        listener.set_nonblocking(true).expect("nonblocking");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -50,11 +65,27 @@ impl Relay {
         ready
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("relay started");
-        Relay {
-            url,
-            dir,
-            stop: Some(stop),
-            thread: Some(thread),
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+
+    /// Stops the relay gracefully, runs `between` with its database file
+    /// (a restore, say), and serves it again at the same address with the
+    /// default configuration.
+    pub fn restart(&mut self, between: impl FnOnce(&Path)) {
+        self.halt();
+        between(&self.db());
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind(&addr).expect("bind the same address again");
+        self.serve(listener, |_| {});
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the relay thread ended");
         }
     }
 

@@ -13,8 +13,10 @@
 //! Automerge make what it holds already a no-op), acknowledgements of
 //! unfinished batches' parts are forgotten (those parts may be gone), and a
 //! snapshot of every document it holds is queued (`covers` 0: it compacts
-//! nothing, since the old `covers` count in the old log's seqs), so nothing
-//! it holds is missing from the relay afterwards. The new id is stored in
+//! nothing, since the old `covers` count in the old log's seqs), with a
+//! grant of every case key it holds to that key's recorded holders
+//! (`access::regrant_held_keys`), so nothing it holds is missing from the
+//! relay afterwards and its teammates can open it. The new id is stored in
 //! that same transaction: a device that dies before it commits still has
 //! the old id, and its next sync does all of it again.
 
@@ -126,6 +128,10 @@ fn start_over(
     // Parts of unfinished batches the old log acknowledged may be gone:
     // every part goes again (the relay deduplicates what it holds).
     conn.execute("DELETE FROM outbox_parts_acked", [])?;
+    // The case keys it holds go again too (grants are no document: they
+    // left the outbox when acknowledged), then every document.
+    let trust = crate::team::Trust::load(conn, team)?;
+    crate::access::regrant_held_keys(conn, team, &trust)?;
     queue_every_document(conn, team, actor)
 }
 
