@@ -200,6 +200,11 @@ CREATE TABLE relay_log (
 );
 INSERT INTO relay_log (only_row, log_id, made_at) VALUES (1, randomblob(16), unixepoch());
 "#,
+    // 10: at a venue relay, the central relay's log id last seen: a change
+    // (the central relay was restored) makes it pull and forward again.
+    r#"
+ALTER TABLE venue ADD COLUMN upstream_log_id BLOB;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.
