@@ -31,22 +31,28 @@ fn texts(d: &Device, case: &DocId) -> Vec<String> {
     t
 }
 
-/// (envelope rows, distinct content ids) the relay holds, superseded ones
-/// included.
-fn stored(relay: &Relay) -> (i64, i64) {
+/// What the relay holds, superseded envelopes included.
+const COUNT: &str = "SELECT count(*), count(DISTINCT content_id) FROM envelopes";
+
+/// (envelope rows, distinct content ids) in a SQLite relay.
+fn stored_sqlite(relay: &Relay) -> (i64, i64) {
     let conn = rusqlite::Connection::open(relay.db()).expect("open relay db");
-    conn.query_row(
-        "SELECT count(*), count(DISTINCT content_id) FROM envelopes",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .expect("count")
+    conn.query_row(COUNT, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("count")
 }
 
 fn log_id(relay: &Relay) -> String {
-    heartbridge_relay::log_id_in(&heartbridge_relay::config::Database::Sqlite(relay.db()))
+    heartbridge_relay::log_id_in(&relay.database)
         .expect("log id")
         .to_hex()
+}
+
+/// How one store is backed up and restored, and counted.
+struct Ops<B> {
+    backup: Box<dyn Fn(&Relay) -> B>,
+    /// Stops the relay, restores the backup, serves it again.
+    restore: Box<dyn Fn(&mut Relay, &B)>,
+    stored: Box<dyn Fn(&Relay) -> (i64, i64)>,
 }
 
 fn cursor(d: &Device) -> i64 {
@@ -55,7 +61,100 @@ fn cursor(d: &Device) -> i64 {
 
 #[test]
 fn after_a_restore_every_device_ends_with_every_note_and_nothing_twice() {
-    let mut relay = Relay::start();
+    restore_story(
+        Relay::start(),
+        Ops {
+            backup: Box::new(|relay: &Relay| {
+                let backup = relay.dir.path().join("backup.db");
+                heartbridge_relay::backup::backup_sqlite(&relay.db(), &backup).expect("backup");
+                backup
+            }),
+            restore: Box::new(|relay: &mut Relay, backup: &std::path::PathBuf| {
+                relay.restart(|db: &Path| {
+                    heartbridge_relay::backup::restore_sqlite(backup, db, true).expect("restore");
+                })
+            }),
+            stored: Box::new(stored_sqlite),
+        },
+    );
+}
+
+/// The same on PostgreSQL, with the documented procedure: pg_dump while
+/// serving; relays stopped, pg_restore into a new empty database,
+/// `new-log-id` on it, relays started on it.
+#[test]
+fn after_a_pg_restore_and_new_log_id_every_device_ends_with_every_note() {
+    let cluster = std::rc::Rc::new(heartbridge_pgtest::PgCluster::start());
+    let url = cluster.new_database();
+    let port = cluster.port().to_string();
+    let (c1, c2, c3) = (cluster.clone(), cluster.clone(), cluster.clone());
+    let (p1, p2) = (port.clone(), port);
+    let current = std::rc::Rc::new(std::cell::RefCell::new(url.clone()));
+    let (cur1, cur2, cur3) = (current.clone(), current.clone(), current);
+    let run = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    restore_story(
+        Relay::start_on_postgres(&url),
+        Ops {
+            backup: Box::new(move |_| {
+                let dump = c1.dir().join("relay.dump");
+                let db = cur1.borrow().rsplit('/').next().expect("name").to_owned();
+                let out = c1
+                    .tool("pg_dump")
+                    .args(["-Fc", "--no-owner", "-h", "127.0.0.1", "-p", &p1])
+                    .args(["-U", "heartbridge", "-d", &db, "-f"])
+                    .arg(&dump)
+                    .output()
+                    .expect("pg_dump");
+                run(out, "pg_dump");
+                dump
+            }),
+            restore: Box::new(move |relay: &mut Relay, dump: &std::path::PathBuf| {
+                let fresh = c2.new_database();
+                let name = fresh.rsplit('/').next().expect("name").to_owned();
+                let out = c2
+                    .tool("pg_restore")
+                    .args(["--exit-on-error", "--single-transaction", "--no-owner"])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &p2,
+                        "-U",
+                        "heartbridge",
+                        "-d",
+                        &name,
+                    ])
+                    .arg(dump)
+                    .output()
+                    .expect("pg_restore");
+                run(out, "pg_restore");
+                let database =
+                    heartbridge_relay::config::Database::parse(&fresh).expect("a PostgreSQL URL");
+                // What `heartbridge-relay new-log-id --db …` runs.
+                heartbridge_relay::new_log_id_in(&database).expect("new log id");
+                *cur2.borrow_mut() = fresh;
+                relay.restart_on(database);
+            }),
+            stored: Box::new(move |_| {
+                let out = c3.psql(&cur3.borrow(), COUNT);
+                let mut n = out
+                    .trim()
+                    .split('|')
+                    .map(|v| v.trim().parse::<i64>().expect("a count"));
+                (n.next().expect("rows"), n.next().expect("ids"))
+            }),
+        },
+    );
+}
+
+fn restore_story<B>(mut relay: Relay, ops: Ops<B>) {
+    let stored = &ops.stored;
     let mut devs = team(&relay, &["lead", "a", "b", "c"]);
     let (lead, a, b, c) = (0, 1, 2, 3);
     let shared = new_case(&mut devs[lead], "小雨");
@@ -63,8 +162,7 @@ fn after_a_restore_every_device_ends_with_every_note_and_nothing_twice() {
     sync_until_quiet(&mut devs, &[lead, a, b, c]);
 
     // The operator backs the relay up.
-    let backup = relay.dir.path().join("backup.db");
-    heartbridge_relay::backup::backup_sqlite(&relay.db(), &backup).expect("backup");
+    let backup = (ops.backup)(&relay);
     let head_at_backup = stored(&relay).0;
 
     // A and B go on: new notes pushed (and acknowledged: they leave the
@@ -84,9 +182,7 @@ fn after_a_restore_every_device_ends_with_every_note_and_nothing_twice() {
 
     // The relay is stopped, restored from the backup, started again.
     let before = log_id(&relay);
-    relay.restart(|db: &Path| {
-        heartbridge_relay::backup::restore_sqlite(&backup, db, true).expect("restore");
-    });
+    (ops.restore)(&mut relay, &backup);
     let after = log_id(&relay);
     assert_ne!(before, after, "the restore made a new log id");
     assert!(

@@ -13,6 +13,8 @@ use heartbridge_core::{Case, Store, SyncOptions, SyncReport, Transport};
 pub struct Relay {
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// What it serves: its SQLite file in `dir`, or a PostgreSQL database.
+    pub database: heartbridge_relay::config::Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -24,11 +26,28 @@ impl Relay {
 
     pub fn start_with(tune: impl FnOnce(&mut heartbridge_relay::Config)) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
+        let database = heartbridge_relay::config::Database::Sqlite(dir.path().join("relay.db"));
+        Relay::start_serving(dir, database, tune)
+    }
+
+    /// A relay over a PostgreSQL database (`postgres://…`).
+    pub fn start_on_postgres(url: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = heartbridge_relay::config::Database::parse(url).expect("a PostgreSQL URL");
+        Relay::start_serving(dir, database, |_| {})
+    }
+
+    fn start_serving(
+        dir: tempfile::TempDir,
+        database: heartbridge_relay::config::Database,
+        tune: impl FnOnce(&mut heartbridge_relay::Config),
+    ) -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let mut relay = Relay {
             url,
             dir,
+            database,
             stop: None,
             thread: None,
         };
@@ -42,6 +61,7 @@ impl Relay {
         tune: impl FnOnce(&mut heartbridge_relay::Config),
     ) {
         let mut config = heartbridge_relay::Config::new(self.db());
+        config.database = self.database.clone();
         tune(&mut config);
         listener.set_nonblocking(true).expect("nonblocking");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -75,6 +95,18 @@ impl Relay {
     pub fn restart(&mut self, between: impl FnOnce(&Path)) {
         self.halt();
         between(&self.db());
+        self.serve_again();
+    }
+
+    /// Stops the relay and serves `database` at the same address (a
+    /// PostgreSQL database restored into a new one, say).
+    pub fn restart_on(&mut self, database: heartbridge_relay::config::Database) {
+        self.halt();
+        self.database = database;
+        self.serve_again();
+    }
+
+    fn serve_again(&mut self) {
         let addr = self.url.trim_start_matches("http://").to_owned();
         let listener = std::net::TcpListener::bind(&addr).expect("bind the same address again");
         self.serve(listener, |_| {});
@@ -94,7 +126,7 @@ impl Relay {
     }
 
     pub fn create_team(&self, name: &str) -> TeamCreated {
-        heartbridge_relay::create_team(&self.db(), name).expect("team create")
+        heartbridge_relay::create_team_in(&self.database, name).expect("team create")
     }
 
     /// The relay's envelopes of `docs` (document ids, lower-case hex), in
