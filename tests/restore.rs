@@ -47,12 +47,16 @@ fn log_id(relay: &Relay) -> String {
         .to_hex()
 }
 
+type Backup<B> = Box<dyn Fn(&Relay) -> B>;
+type Restore<B> = Box<dyn Fn(&mut Relay, &B)>;
+type Stored = Box<dyn Fn(&Relay) -> (i64, i64)>;
+
 /// How one store is backed up and restored, and counted.
 struct Ops<B> {
-    backup: Box<dyn Fn(&Relay) -> B>,
+    backup: Backup<B>,
     /// Stops the relay, restores the backup, serves it again.
-    restore: Box<dyn Fn(&mut Relay, &B)>,
-    stored: Box<dyn Fn(&Relay) -> (i64, i64)>,
+    restore: Restore<B>,
+    stored: Stored,
 }
 
 fn cursor(d: &Device) -> i64 {
