@@ -90,54 +90,20 @@ fn after_a_restore_every_device_ends_with_every_note_and_nothing_twice() {
 fn after_a_pg_restore_and_new_log_id_every_device_ends_with_every_note() {
     let cluster = std::rc::Rc::new(heartbridge_pgtest::PgCluster::start());
     let url = cluster.new_database();
-    let port = cluster.port().to_string();
-    let (c1, c2, c3) = (cluster.clone(), cluster.clone(), cluster.clone());
-    let (p1, p2) = (port.clone(), port);
+    let (c1, c2, c3) = (cluster.clone(), cluster.clone(), cluster);
     let current = std::rc::Rc::new(std::cell::RefCell::new(url.clone()));
     let (cur1, cur2, cur3) = (current.clone(), current.clone(), current);
-    let run = |out: std::process::Output, what: &str| {
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     restore_story(
         Relay::start_on_postgres(&url),
         Ops {
             backup: Box::new(move |_| {
                 let dump = c1.dir().join("relay.dump");
-                let db = cur1.borrow().rsplit('/').next().expect("name").to_owned();
-                let out = c1
-                    .tool("pg_dump")
-                    .args(["-Fc", "--no-owner", "-h", "127.0.0.1", "-p", &p1])
-                    .args(["-U", "heartbridge", "-d", &db, "-f"])
-                    .arg(&dump)
-                    .output()
-                    .expect("pg_dump");
-                run(out, "pg_dump");
+                c1.dump(&cur1.borrow(), &dump);
                 dump
             }),
             restore: Box::new(move |relay: &mut Relay, dump: &std::path::PathBuf| {
                 let fresh = c2.new_database();
-                let name = fresh.rsplit('/').next().expect("name").to_owned();
-                let out = c2
-                    .tool("pg_restore")
-                    .args(["--exit-on-error", "--single-transaction", "--no-owner"])
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &p2,
-                        "-U",
-                        "heartbridge",
-                        "-d",
-                        &name,
-                    ])
-                    .arg(dump)
-                    .output()
-                    .expect("pg_restore");
-                run(out, "pg_restore");
+                c2.restore(&fresh, dump);
                 let database =
                     heartbridge_relay::config::Database::parse(&fresh).expect("a PostgreSQL URL");
                 // What `heartbridge-relay new-log-id --db …` runs.

@@ -342,6 +342,33 @@ fn grant(
     )
 }
 
+/// This device as `prepare` and `regrant_held_keys` see it; `None` without
+/// an id or keys.
+fn this_device(
+    conn: &Connection,
+    team: &Team,
+    members: &[(DeviceId, Role, [u8; 32])],
+) -> Result<Option<Me>> {
+    let Some(id) = team.device_bytes() else {
+        return Ok(None);
+    };
+    // This device's own X25519 key: from the members it trusts when it is
+    // among them (a scalar multiplication saved on every request).
+    let kx = match members.iter().find(|(d, _, _)| *d == id) {
+        Some((_, _, kx)) => *kx,
+        None => match device_secret(conn)? {
+            Some(secret) => secret.public().kx,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(Me {
+        id,
+        hex: team.device_id.clone(),
+        role: team.role,
+        kx,
+    }))
+}
+
 /// After the relay's log went back (a restore, `sync/restored.rs`): the
 /// grants this device made or passed on may be gone from the relay with
 /// everything pushed after the backup. Each case key it holds (the newest
@@ -351,22 +378,9 @@ fn grant(
 /// copy of a key its creator, a supervisor or the lead made counts
 /// everywhere). Returns the grants queued.
 pub(crate) fn regrant_held_keys(conn: &Connection, team: &Team, trust: &Trust) -> Result<usize> {
-    let Some(id) = team.device_bytes() else {
-        return Ok(0);
-    };
     let members = trust.members();
-    let kx = match members.iter().find(|(d, _, _)| *d == id) {
-        Some((_, _, kx)) => *kx,
-        None => match device_secret(conn)? {
-            Some(secret) => secret.public().kx,
-            None => return Ok(0),
-        },
-    };
-    let me = Me {
-        id,
-        hex: team.device_id.clone(),
-        role: team.role,
-        kx,
+    let Some(me) = this_device(conn, team, &members)? else {
+        return Ok(0);
     };
     let by_hex: BTreeMap<String, (DeviceId, [u8; 32])> = members
         .iter()
@@ -461,24 +475,9 @@ pub(crate) fn prepare(
     profile: &crate::store::Profile,
 ) -> Result<()> {
     let actor = profile.actor();
-    let Some(id) = team.device_bytes() else {
-        return Ok(());
-    };
     let members = trust.members();
-    // This device's own X25519 key: from the members it trusts when it is
-    // among them (a scalar multiplication saved on every request).
-    let kx = match members.iter().find(|(d, _, _)| *d == id) {
-        Some((_, _, kx)) => *kx,
-        None => match device_secret(conn)? {
-            Some(secret) => secret.public().kx,
-            None => return Ok(()),
-        },
-    };
-    let me = Me {
-        id,
-        hex: team.device_id.clone(),
-        role: team.role,
-        kx,
+    let Some(me) = this_device(conn, team, &members)? else {
+        return Ok(());
     };
     let manager = matches!(me.role, Role::Supervisor | Role::Lead);
     let rules = read_rules(conn, actor, &team.team_id)?;
