@@ -1567,3 +1567,62 @@ fn a_venue_relay_forwards_an_escalated_case_first_without_knowing_its_risk() {
     assert!(order.len() >= 3, "{order:?}");
     heartbridge_tests::assert_first_before_the_rest(&order, first.as_str());
 }
+
+/// The central relay is restored from a backup taken before the venue
+/// relay forwarded a shift (issue 11 (h) 2): the venue relay sees the
+/// central relay's new log id, pulls it again from the start and forwards
+/// its whole log again; the lead, outside, sees it too and pushes what it
+/// holds. Every case ends on every device, each envelope once per relay.
+#[test]
+fn a_central_relay_restored_from_a_backup_gets_the_venue_s_shift_again() {
+    let mut l = the_loop();
+    let mut cases = BTreeSet::new();
+    let backup = l.central.dir.path().join("backup.db");
+    heartbridge_relay::backup::backup_sqlite(&l.central.db(), &backup).expect("backup");
+    for i in 1..=3 {
+        let id = new_case(&mut l.devs[i], Risk::Medium, &format!("{CANARY} 恢复前{i}"));
+        cases.insert(id.as_str().to_owned());
+        sync_at(&mut l.devs[i], &l.venue.url.clone()).expect("sync at the venue");
+    }
+    l.venue.wait_forwarded();
+    // Level 2: the central relay holds them; they leave the outboxes.
+    for i in 1..=3 {
+        sync_at(&mut l.devs[i], &l.venue.url.clone()).expect("sync at the venue");
+        assert_eq!(l.devs[i].store.outbox_len().expect("outbox"), 0);
+    }
+    let r = sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead sync");
+    assert!(r.pulled >= 3, "{r:?}");
+
+    // The central relay goes back to the backup: the shift is gone there.
+    l.central.restart(|db: &Path| {
+        heartbridge_relay::backup::restore_sqlite(&backup, db, true).expect("restore");
+    });
+    let central_log: Vec<u8> = rusqlite::Connection::open(l.central.db())
+        .expect("central db")
+        .query_row("SELECT log_id FROM relay_log", [], |r| r.get(0))
+        .expect("log id");
+    // The venue relay notices in its own time, then forwards again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Option<Vec<u8>> = l
+            .venue
+            .conn()
+            .query_row("SELECT upstream_log_id FROM venue WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .expect("venue row");
+        if seen.as_deref() == Some(&central_log[..]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the venue relay did not see the central relay's new log id within 20 s"
+        );
+        wait_a_moment();
+    }
+    l.venue.wait_forwarded();
+    let r = sync_at(&mut l.devs[0], &l.central.url.clone()).expect("lead sync");
+    assert!(r.relay_restored, "{r:?}");
+    settle(&mut l, &[true, true, true]);
+    assert_converged(&l, &cases);
+}

@@ -13,7 +13,12 @@
 //! (write-ahead logging), so a restore over a served database is refused
 //! instead of pulling it from under the relay.
 //!
-//! PostgreSQL databases are backed up with `pg_dump` ([`pg_commands`]).
+//! The restored database's log gets a new id (`Storage::new_log_id`), so
+//! devices notice that its seqs went back in time (ARCHITECTURE.md, "The
+//! log id").
+//!
+//! PostgreSQL databases are backed up with `pg_dump` ([`pg_commands`]);
+//! after `pg_restore`, `heartbridge-relay new-log-id` does the same.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +35,8 @@ pub struct BackupSummary {
     pub devices: u64,
     /// Envelopes held, superseded ones included.
     pub envelopes: u64,
+    /// The id of the file's log (a restore makes it anew).
+    pub log_id: Option<crate::storage::LogId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +113,19 @@ fn summarize(path: &Path) -> Result<BackupSummary, BackupError> {
         .map(|n| n.max(0) as u64)
         .map_err(sqlite_err("could not count rows in", path))
     };
+    // A backup of a database no relay of this version opened yet has none.
+    let log_id = c
+        .query_row("SELECT log_id FROM relay_log", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .ok()
+        .and_then(|v| <[u8; 16]>::try_from(v).ok())
+        .map(crate::storage::LogId);
     Ok(BackupSummary {
         teams: count("teams")?,
         devices: count("devices")?,
         envelopes: count("envelopes")?,
+        log_id,
     })
 }
 
@@ -163,9 +179,16 @@ pub fn restore_sqlite(from: &Path, db: &Path, force: bool) -> Result<BackupSumma
         )
         .map_err(sqlite_err("could not write the restored database", db))?;
     drop(target);
-    // The restored database opens as a relay opens it.
+    // The restored database opens as a relay opens it, and its log gets a
+    // new id: its seqs go on from where the backup ended, numbers devices
+    // may have seen already with other envelopes, and what they pushed
+    // after the backup is gone. Devices that see the new id pull the log
+    // from its start and push what they hold again.
     SqliteStorage::open(db)
-        .and_then(|s| s.check())
+        .and_then(|s| {
+            s.check()?;
+            s.new_log_id(crate::unix_now())
+        })
         .map_err(|e| BackupError::BadBackup {
             path: db.to_owned(),
             why: e.to_string(),

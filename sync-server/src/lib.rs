@@ -355,10 +355,20 @@ async fn run(
         }
         None => None,
     };
+    // Read once: it changes only with the database put back to an earlier
+    // point, which the operator does with every relay stopped.
+    let log_id = {
+        let storage = Arc::clone(&storage);
+        tokio::task::spawn_blocking(move || storage.log_id())
+            .await
+            .map_err(|_| StoreError::Panicked)??
+    };
+    tracing::info!(log_id = %log_id.to_hex(), "the relay's log id");
     let (writer, writer_thread) =
         writer::start(Arc::clone(&storage), Arc::clone(&metrics)).map_err(RelayError::Writer)?;
     let relay = Arc::new(http::Relay {
         storage,
+        log_id,
         gate: Semaphore::new(config.storage_threads.max(1)),
         push_budget: Semaphore::new(http::budget_permits(
             config.push_budget_bytes.max(config.max_body_bytes),
@@ -531,6 +541,22 @@ pub fn revoke_device_in(db: &Database, device_id: &str) -> Result<u64, RelayErro
         }
         other => Ok(other?),
     }
+}
+
+/// Gives the log of the database `db` a new id and returns it: run after the
+/// database was put back to an earlier point (a `pg_restore` of a dump, a
+/// point-in-time recovery), with every relay on it stopped. Seqs after that
+/// point are handed out again, and a device that sees the new id in its
+/// next sync answer pulls the whole log again and pushes what it holds,
+/// so nothing it holds is missing from the relay and nothing stored at a
+/// reused seq is skipped. (A SQLite `restore` does this itself.)
+pub fn new_log_id_in(db: &Database) -> Result<storage::LogId, RelayError> {
+    Ok(open_database(db, OPERATOR_POOL)?.new_log_id(now_unix())?)
+}
+
+/// The log id of the database `db` (what its relays send devices).
+pub fn log_id_in(db: &Database) -> Result<storage::LogId, RelayError> {
+    Ok(open_database(db, OPERATOR_POOL)?.log_id()?)
 }
 
 /// Undoes the last compaction of document `doc_id` (32 hex digits) of team

@@ -203,6 +203,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Give the relay database's log a new id, after it was put back to an
+    /// earlier point (pg_restore of a dump, a PostgreSQL point-in-time
+    /// recovery), with every relay on it stopped: devices then pull the
+    /// log again from its start and push what they hold, so what they
+    /// pushed after that point is not lost. `restore` (SQLite) does it
+    /// itself. With --show, prints the current id and changes nothing.
+    NewLogId {
+        #[command(flatten)]
+        db: Db,
+        /// Print the log id and change nothing.
+        #[arg(long)]
+        show: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -641,18 +654,35 @@ fn main() -> anyhow::Result<()> {
             if let Database::Postgres(t) = &database {
                 let (_, restore) = heartbridge_relay::backup::pg_commands(t);
                 anyhow::bail!(
-                    "a PostgreSQL relay database is restored with pg_restore into a new, empty database, relays stopped:\n  {restore}\nthen point --db at it (see deploy/OPERATIONS.md)"
+                    "a PostgreSQL relay database is restored with pg_restore into a new, empty database, relays stopped:\n  {restore}\nthen give its log a new id, so devices push again what it lost:\n  heartbridge-relay new-log-id --db <the new database>\nthen point --db at it and start the relays (see deploy/OPERATIONS.md)"
                 );
             }
             let summary = heartbridge_relay::backup::restore_sqlite(&from, &db.path, force)?;
             println!(
-                "restored {} into {}: {} teams, {} devices, {} envelopes",
+                "restored {} into {}: {} teams, {} devices, {} envelopes; new log id {} (devices will pull the log again and push what the backup lacks)",
                 from.display(),
                 db.path.display(),
                 summary.teams,
                 summary.devices,
-                summary.envelopes
+                summary.envelopes,
+                summary.log_id.map(|l| l.to_hex()).unwrap_or_default()
             );
+            Ok(())
+        }
+        Command::NewLogId { db, show } => {
+            let database = db.database()?;
+            if show {
+                let id = heartbridge_relay::log_id_in(&database)
+                    .with_context(|| format!("reading {database}"))?;
+                println!("log id {}", id.to_hex());
+            } else {
+                let id = heartbridge_relay::new_log_id_in(&database)
+                    .with_context(|| format!("making a new log id in {database}"))?;
+                println!(
+                    "new log id {}: devices will pull the log again from its start and push what they hold (restart any relay still running on this database)",
+                    id.to_hex()
+                );
+            }
             Ok(())
         }
         Command::Device(DeviceCmd::Revoke { device_id, db }) => {

@@ -565,12 +565,54 @@ async fn backup_and_restore_round_trip_while_devices_sync() {
         }
         relay_cmd_err(&args)
     };
+    let show = |db: &Path| {
+        let (ok, said, err) = relay_cmd_err(&[
+            OsStr::new("new-log-id"),
+            OsStr::new("--show"),
+            OsStr::new("--db"),
+            db.as_os_str(),
+        ]);
+        assert!(ok, "new-log-id --show failed: {err}");
+        said.trim()
+            .strip_prefix("log id ")
+            .expect("log id line")
+            .to_owned()
+    };
+    // The backup's own id, read without opening it as a relay would.
+    let backup_log: Vec<u8> =
+        rusqlite::Connection::open_with_flags(&backup, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT log_id FROM relay_log", [], |r| r.get(0)))
+            .expect("the backup's log id");
+    let backup_log = backup_log
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let (ok, said, err) = restore(false);
     assert!(ok, "restore failed: {err}");
     assert!(said.contains("restored"), "{said}");
+    // The restored log is another log than the backup's: devices notice.
+    let restored_log = show(&target);
+    assert_ne!(restored_log, backup_log);
+    assert!(
+        said.contains(&format!("new log id {restored_log}")),
+        "{said}"
+    );
     // Restoring over it again needs --force.
     let (ok, _, err) = restore(false);
     assert!(!ok && err.contains("--force"), "{err}");
+
+    // `new-log-id` (what the PostgreSQL procedure runs after pg_restore)
+    // makes another one; `--show` changes nothing.
+    let (ok, said, err) = relay_cmd_err(&[
+        OsStr::new("new-log-id"),
+        OsStr::new("--db"),
+        target.as_os_str(),
+    ]);
+    assert!(ok, "new-log-id failed: {err}");
+    let renewed = show(&target);
+    assert!(said.contains(&renewed), "{said}");
+    assert_ne!(renewed, restored_log);
+    assert_eq!(show(&target), renewed);
 
     let relay = TestRelay::start_in(fresh, |_| {}).await;
     // Not while a relay serves it, even with --force.

@@ -13,6 +13,8 @@ use heartbridge_core::{Case, Store, SyncOptions, SyncReport, Transport};
 pub struct Relay {
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// What it serves: its SQLite file in `dir`, or a PostgreSQL database.
+    pub database: heartbridge_relay::config::Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -24,11 +26,44 @@ impl Relay {
 
     pub fn start_with(tune: impl FnOnce(&mut heartbridge_relay::Config)) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = heartbridge_relay::Config::new(dir.path().join("relay.db"));
-        tune(&mut config);
+        let database = heartbridge_relay::config::Database::Sqlite(dir.path().join("relay.db"));
+        Relay::start_serving(dir, database, tune)
+    }
+
+    /// A relay over a PostgreSQL database (`postgres://…`).
+    pub fn start_on_postgres(url: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = heartbridge_relay::config::Database::parse(url).expect("a PostgreSQL URL");
+        Relay::start_serving(dir, database, |_| {})
+    }
+
+    fn start_serving(
+        dir: tempfile::TempDir,
+        database: heartbridge_relay::config::Database,
+        tune: impl FnOnce(&mut heartbridge_relay::Config),
+    ) -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut relay = Relay {
+            url,
+            dir,
+            database,
+            stop: None,
+            thread: None,
+        };
+        relay.serve(listener, tune);
+        relay
+    }
+
+    fn serve(
+        &mut self,
+        listener: std::net::TcpListener,
+        tune: impl FnOnce(&mut heartbridge_relay::Config),
+    ) {
+        let mut config = heartbridge_relay::Config::new(self.db());
+        config.database = self.database.clone();
+        tune(&mut config);
+        listener.set_nonblocking(true).expect("nonblocking");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -50,11 +85,39 @@ impl Relay {
         ready
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("relay started");
-        Relay {
-            url,
-            dir,
-            stop: Some(stop),
-            thread: Some(thread),
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+
+    /// Stops the relay gracefully, runs `between` with its database file
+    /// (a restore, say), and serves it again at the same address with the
+    /// default configuration.
+    pub fn restart(&mut self, between: impl FnOnce(&Path)) {
+        self.halt();
+        between(&self.db());
+        self.serve_again();
+    }
+
+    /// Stops the relay and serves `database` at the same address (a
+    /// PostgreSQL database restored into a new one, say).
+    pub fn restart_on(&mut self, database: heartbridge_relay::config::Database) {
+        self.halt();
+        self.database = database;
+        self.serve_again();
+    }
+
+    fn serve_again(&mut self) {
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind(&addr).expect("bind the same address again");
+        self.serve(listener, |_| {});
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the relay thread ended");
         }
     }
 
@@ -63,7 +126,7 @@ impl Relay {
     }
 
     pub fn create_team(&self, name: &str) -> TeamCreated {
-        heartbridge_relay::create_team(&self.db(), name).expect("team create")
+        heartbridge_relay::create_team_in(&self.database, name).expect("team create")
     }
 
     /// The relay's envelopes of `docs` (document ids, lower-case hex), in

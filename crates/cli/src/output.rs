@@ -288,6 +288,9 @@ pub fn sync(r: &SyncReport) -> String {
         "Synced: {} change(s) delivered, {} received ({} applied) in {} request(s), {} bytes sent, {} bytes received.",
         r.changes_delivered, r.pulled, r.applied, r.requests, r.bytes_sent, r.bytes_received
     );
+    if r.relay_restored {
+        let _ = write!(s, "\nThe relay was restored from a backup (its log changed): everything was pulled again, and {} document(s) this device holds were sent again so that nothing is missing there.", r.documents_resent);
+    }
     if r.refused > 0 {
         let _ = write!(s, "\n{} envelope(s) from the relay did not open with this team's key and were set aside, not applied.", r.refused);
     }

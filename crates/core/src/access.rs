@@ -342,6 +342,86 @@ fn grant(
     )
 }
 
+/// This device as `prepare` and `regrant_held_keys` see it; `None` without
+/// an id or keys.
+fn this_device(
+    conn: &Connection,
+    team: &Team,
+    members: &[(DeviceId, Role, [u8; 32])],
+) -> Result<Option<Me>> {
+    let Some(id) = team.device_bytes() else {
+        return Ok(None);
+    };
+    // This device's own X25519 key: from the members it trusts when it is
+    // among them (a scalar multiplication saved on every request).
+    let kx = match members.iter().find(|(d, _, _)| *d == id) {
+        Some((_, _, kx)) => *kx,
+        None => match device_secret(conn)? {
+            Some(secret) => secret.public().kx,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(Me {
+        id,
+        hex: team.device_id.clone(),
+        role: team.role,
+        kx,
+    }))
+}
+
+/// After the relay's log went back (a restore, `sync/restored.rs`): the
+/// grants this device made or passed on may be gone from the relay with
+/// everything pushed after the backup. Each case key it holds (the newest
+/// of each case) is granted again, with every generation it holds, to the
+/// holders recorded for that key who are still members, and to itself —
+/// the same grant `prepare` makes, so receivers judge it the same way (a
+/// copy of a key its creator, a supervisor or the lead made counts
+/// everywhere). Returns the grants queued.
+pub(crate) fn regrant_held_keys(conn: &Connection, team: &Team, trust: &Trust) -> Result<usize> {
+    let members = trust.members();
+    let Some(me) = this_device(conn, team, &members)? else {
+        return Ok(0);
+    };
+    let by_hex: BTreeMap<String, (DeviceId, [u8; 32])> = members
+        .iter()
+        .map(|(d, _, k)| (hex::encode(d), (*d, *k)))
+        .collect();
+    let mut queued = 0;
+    for (case, _, _) in held_cases(conn)? {
+        let Some((gen, key)) = current_key(conn, &case)? else {
+            continue;
+        };
+        let holders: Vec<String> = {
+            let mut st = conn.prepare_cached(
+                "SELECT DISTINCT recipient FROM grants WHERE scope = ?1 AND key_id = ?2",
+            )?;
+            let rows = st.query_map(params![case, &key.id()[..]], |r| r.get(0))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let to: Vec<_> = holders
+            .iter()
+            .filter_map(|h| by_hex.get(h).copied())
+            .filter(|(d, _)| *d != me.id)
+            .collect();
+        if to.is_empty() {
+            continue;
+        }
+        let keys = keys_of(conn, &case)?;
+        grant(
+            conn,
+            team,
+            &me,
+            &case,
+            key.id(),
+            gen,
+            &keys,
+            &with_me(&me, to),
+        )?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
 /// The devices that should read a case.
 fn readers(
     conn: &Connection,
@@ -395,24 +475,9 @@ pub(crate) fn prepare(
     profile: &crate::store::Profile,
 ) -> Result<()> {
     let actor = profile.actor();
-    let Some(id) = team.device_bytes() else {
-        return Ok(());
-    };
     let members = trust.members();
-    // This device's own X25519 key: from the members it trusts when it is
-    // among them (a scalar multiplication saved on every request).
-    let kx = match members.iter().find(|(d, _, _)| *d == id) {
-        Some((_, _, kx)) => *kx,
-        None => match device_secret(conn)? {
-            Some(secret) => secret.public().kx,
-            None => return Ok(()),
-        },
-    };
-    let me = Me {
-        id,
-        hex: team.device_id.clone(),
-        role: team.role,
-        kx,
+    let Some(me) = this_device(conn, team, &members)? else {
+        return Ok(());
     };
     let manager = matches!(me.role, Role::Supervisor | Role::Lead);
     let rules = read_rules(conn, actor, &team.team_id)?;

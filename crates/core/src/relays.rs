@@ -270,7 +270,7 @@ impl Store {
             }
             Some(_) => {
                 tx.execute(
-                    "UPDATE relays SET pin = ?2, kind = 'central', cursor = 0, link_bytes = NULL WHERE url = ?1",
+                    "UPDATE relays SET pin = ?2, kind = 'central', cursor = 0, link_bytes = NULL, log_id = NULL WHERE url = ?1",
                     params![url, pin],
                 )?;
             }
@@ -300,7 +300,7 @@ impl Store {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
-            "UPDATE relays SET pin = ?2, cursor = 0, link_bytes = NULL WHERE url = ?1",
+            "UPDATE relays SET pin = ?2, cursor = 0, link_bytes = NULL, log_id = NULL WHERE url = ?1",
             params![url, pin],
         )?;
         if n == 0 {
@@ -311,7 +311,7 @@ impl Store {
         }
         if active {
             tx.execute(
-                "UPDATE sync_state SET cursor = 0, link_bytes = NULL WHERE id = 1",
+                "UPDATE sync_state SET cursor = 0, link_bytes = NULL, log_id = NULL WHERE id = 1",
                 [],
             )?;
             drop_snapshot_batches(&tx)?;
@@ -403,10 +403,10 @@ impl Store {
                 id: url,
             });
         }
-        let (cursor, link): (i64, Option<i64>) = tx.query_row(
-            "SELECT cursor, link_bytes FROM sync_state WHERE id = 1",
+        let (cursor, link, log_id): (i64, Option<i64>, Option<Vec<u8>>) = tx.query_row(
+            "SELECT cursor, link_bytes, log_id FROM sync_state WHERE id = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         // Park the current cursor and link size (the team's relay gets its
         // entry now if it had none).
@@ -418,18 +418,19 @@ impl Store {
             )?;
         }
         tx.execute(
-            "UPDATE relays SET cursor = ?2, link_bytes = ?3 WHERE url = ?1",
-            params![current, cursor, link],
+            "UPDATE relays SET cursor = ?2, link_bytes = ?3, log_id = ?4 WHERE url = ?1",
+            params![current, cursor, link, log_id],
         )?;
-        let (next, next_link): (i64, Option<i64>) = tx.query_row(
-            "SELECT cursor, link_bytes FROM relays WHERE url = ?1",
+        let (next, next_link, next_log): (i64, Option<i64>, Option<Vec<u8>>) = tx.query_row(
+            "SELECT cursor, link_bytes, log_id FROM relays WHERE url = ?1",
             [&url],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let active = (url != team_url).then_some(url.as_str());
         tx.execute(
-            "UPDATE sync_state SET cursor = ?1, active_relay = ?2, link_bytes = ?3 WHERE id = 1",
-            params![next, active, next_link],
+            "UPDATE sync_state SET cursor = ?1, active_relay = ?2, link_bytes = ?3, log_id = ?4
+             WHERE id = 1",
+            params![next, active, next_link, next_log],
         )?;
         drop_snapshot_batches(&tx)?;
         tx.commit()?;
@@ -518,7 +519,7 @@ impl Store {
 /// They are only compaction: the changes they hold were pushed before
 /// (a snapshot is frozen only when nothing of its document waits), and
 /// the document is compacted again at the relay synced next.
-fn drop_snapshot_batches(tx: &rusqlite::Connection) -> Result<()> {
+pub(crate) fn drop_snapshot_batches(tx: &rusqlite::Connection) -> Result<()> {
     let stale = "SELECT batch FROM outbox_batches WHERE snapshot_covers IS NOT NULL";
     tx.execute(
         &format!("DELETE FROM outbox_parts_acked WHERE batch IN ({stale})"),

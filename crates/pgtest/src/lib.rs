@@ -201,6 +201,43 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// `pg_dump -Fc --no-owner` of the database `url` (one of
+    /// [`PgCluster::new_database`]'s) into `file`, as deploy/OPERATIONS.md
+    /// has the operator run it.
+    pub fn dump(&self, url: &str, file: &Path) {
+        let out = self.client_tool("pg_dump", url, &["-Fc", "--no-owner", "-f"], file);
+        check("pg_dump", &out);
+    }
+
+    /// `pg_restore --exit-on-error --single-transaction --no-owner` of
+    /// `file` into the (empty) database `url`.
+    pub fn restore(&self, url: &str, file: &Path) {
+        let out = self.client_tool(
+            "pg_restore",
+            url,
+            &["--exit-on-error", "--single-transaction", "--no-owner"],
+            file,
+        );
+        check("pg_restore", &out);
+    }
+
+    fn client_tool(
+        &self,
+        tool: &str,
+        url: &str,
+        args: &[&str],
+        file: &Path,
+    ) -> std::process::Output {
+        let db = url.rsplit('/').next().unwrap_or(url);
+        let port = self.port.to_string();
+        self.tool(tool)
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", db])
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {tool}: {e}"))
+    }
+
     /// The cluster's temp dir (data dir, server log, Unix socket).
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -27,11 +27,43 @@ pub struct RequestExt {
     pub central_wait: Vec<ContentId>,
 }
 
-/// What a venue relay appends to its answer; absent from a central relay.
+/// What a relay appends to its answer: a venue relay's receipts, and (from
+/// relays that know it) the id of the relay's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseExt {
     /// `Some` from a venue relay: its acknowledgements are level 1.
     pub venue: Option<VenueReceipts>,
+    /// The relay's log id: random, made when its database was made and
+    /// made anew when the database is restored from a backup (or recovered
+    /// to a point in time), whose seqs then start again from an earlier
+    /// point. A device that sees it change resets its cursor and pushes
+    /// again what it holds. `None` from an older relay. A trailing field:
+    /// an older device stops reading before it, an older relay's extension
+    /// (or none at all) reads as `None`. Fields added later go after it,
+    /// read the same way.
+    ///
+    /// Why here and not after `SyncResponse::refused`: every byte after the
+    /// response body is read as this extension by devices that know venue
+    /// relays, so a field appended to the body would be misread by them as
+    /// venue receipts (see `a_log_id_appended_to_the_body_would_be_misread`).
+    #[serde(default, deserialize_with = "crate::wire::trailing")]
+    pub log_id: Option<LogId>,
+}
+
+/// A relay log's id (16 random bytes; see [`ResponseExt::log_id`]).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogId(pub [u8; 16]);
+
+impl LogId {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogId({})", self.to_hex())
+    }
 }
 
 /// A venue relay's receipts.
@@ -60,7 +92,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<(SyncRequest, RequestExt), WireErr
     Ok((req, decode_ext(rest)))
 }
 
-/// The response body with its extension (none appended when empty).
+/// The response body with its extension (none appended when empty: a
+/// central relay that knows no log id, as before).
 pub fn encode_response(resp: &SyncResponse, ext: &ResponseExt) -> Vec<u8> {
     let mut body = encode(resp);
     if *ext != ResponseExt::default() {
@@ -151,6 +184,7 @@ mod tests {
                 central: vec![ContentId([7; 16])],
                 backlog: 12,
             }),
+            log_id: None,
         };
         let body = encode_response(&resp(), &ext);
         assert_eq!(decode_response(&body).unwrap(), (resp(), ext));
@@ -158,5 +192,101 @@ mod tests {
         assert_eq!(decode::<SyncResponse>("r", &body).unwrap(), resp());
         // A central relay's answer: no venue, level 2.
         assert_eq!(decode_response(&encode(&resp())).unwrap().1.venue, None);
+    }
+
+    /// The extension as relays and devices built before the log id wrote
+    /// and read it.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    struct OldResponseExt {
+        venue: Option<VenueReceipts>,
+    }
+
+    fn old_decode(bytes: &[u8]) -> (SyncResponse, OldResponseExt) {
+        let (resp, rest) = take::<SyncResponse>("r", bytes).unwrap();
+        (resp, decode_ext(rest))
+    }
+
+    fn receipts() -> VenueReceipts {
+        VenueReceipts {
+            central: vec![ContentId([7; 16]), ContentId([9; 16])],
+            backlog: 3,
+        }
+    }
+
+    #[test]
+    fn a_log_id_reaches_new_devices_and_older_devices_read_the_rest() {
+        let id = LogId([0x5a; 16]);
+        for venue in [None, Some(receipts())] {
+            let ext = ResponseExt {
+                venue: venue.clone(),
+                log_id: Some(id),
+            };
+            let body = encode_response(&resp(), &ext);
+            // A new device reads both.
+            assert_eq!(decode_response(&body).unwrap(), (resp(), ext));
+            // An older device reads the body and the venue receipts as
+            // before: a central relay's answer still reads as level 2.
+            assert_eq!(old_decode(&body), (resp(), OldResponseExt { venue }));
+        }
+        // Every log id reads back whole (a random one too).
+        for _ in 0..64 {
+            let id = LogId(rand::random());
+            let ext = ResponseExt {
+                venue: None,
+                log_id: Some(id),
+            };
+            let body = encode_response(&resp(), &ext);
+            assert_eq!(decode_response(&body).unwrap().1.log_id, Some(id));
+            assert_eq!(old_decode(&body).1.venue, None);
+        }
+    }
+
+    #[test]
+    fn an_older_relay_s_answer_reads_as_no_log_id() {
+        // An older central relay: no extension at all.
+        let body = encode(&resp());
+        assert_eq!(
+            decode_response(&body).unwrap(),
+            (resp(), ResponseExt::default())
+        );
+        // An older venue relay: its receipts, nothing after them.
+        let mut body = encode(&resp());
+        body.extend(encode(&OldResponseExt {
+            venue: Some(receipts()),
+        }));
+        assert_eq!(
+            decode_response(&body).unwrap(),
+            (
+                resp(),
+                ResponseExt {
+                    venue: Some(receipts()),
+                    log_id: None
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn a_log_id_appended_to_the_body_would_be_misread() {
+        // Why the log id is in the extension and not after
+        // `SyncResponse::refused`: an older device reads whatever follows
+        // the body as its extension, and a log id there can read as venue
+        // receipts (here one starting 0, 0: after the option's tag 1 that
+        // reads as `Some`, no ids and a backlog of 0), turning a central
+        // relay's final acks into level-1 ones.
+        let id = [0u8; 16];
+        let mut body = encode(&resp());
+        body.extend(encode(&Some(LogId(id))));
+        assert!(old_decode(&body).1.venue.is_some());
+        // In the extension, the same id reads as what it is.
+        let body = encode_response(
+            &resp(),
+            &ResponseExt {
+                venue: None,
+                log_id: Some(LogId(id)),
+            },
+        );
+        assert_eq!(old_decode(&body).1.venue, None);
+        assert_eq!(decode_response(&body).unwrap().1.log_id, Some(LogId(id)));
     }
 }

@@ -89,7 +89,9 @@ pub struct SyncResponse {
     /// the relay refused one by one, with why; the rest of the push is
     /// stored. Last field, and read as empty when absent: an older relay's
     /// answer ends before it, and an older device stops reading before it.
-    /// Fields added later go after it, read the same way.
+    /// No field can be added after it: devices read whatever follows the
+    /// body as `venue_wire::ResponseExt`, so new fields of the answer go
+    /// there (as `log_id` did).
     #[serde(default, deserialize_with = "trailing")]
     pub refused: Vec<Refused>,
 }
@@ -120,7 +122,7 @@ pub const REFUSED_REASONS: [&str; 5] = [
 /// A trailing field of a postcard body: absent (the body ended) reads as
 /// the default. Postcard has no field tags, so only the last fields of a
 /// body can be optional this way.
-fn trailing<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn trailing<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -44,6 +44,8 @@ pub(crate) fn budget_permits(bytes: usize) -> usize {
 /// What every handler shares.
 pub(crate) struct Relay {
     pub(crate) storage: Arc<dyn Storage>,
+    /// The log's id, sent in every sync answer (`ResponseExt::log_id`).
+    pub(crate) log_id: crate::storage::LogId,
     /// Bounds the storage calls running on blocking threads at once (and so
     /// the read connections open), however many requests arrive together.
     pub(crate) gate: Semaphore,

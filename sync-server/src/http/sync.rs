@@ -188,6 +188,8 @@ fn response_overhead(acked: &[Ack], refused: &[Refused]) -> u64 {
         .sum();
     1 + varint_len(acked.len() as u64)
         + acks
+        // the extension's log id: no venue, `Some`, 16 bytes
+        + 18
         + 5
         + 10
         + 1
@@ -363,9 +365,13 @@ pub(super) async fn sync(
                     central: found.0,
                     backlog: found.1,
                 }),
+                log_id: Some(relay.log_id),
             }
         }
-        None => ResponseExt::default(),
+        None => ResponseExt {
+            venue: None,
+            log_id: Some(relay.log_id),
+        },
     };
     let pulled = page.pull.len();
     let body = encode_response(

@@ -189,6 +189,22 @@ CREATE TABLE blobs (
 );
 CREATE UNIQUE INDEX blobs_team_id ON blobs(team_id, id);
 "#,
+    // 9: the log's id (issue 11 (h) 2): 16 random bytes made with the
+    // database, made anew by `restore`, sent in every sync answer so that
+    // devices notice a relay whose seqs went back to an earlier point.
+    r#"
+CREATE TABLE relay_log (
+    only_row  INTEGER PRIMARY KEY CHECK (only_row = 1),
+    log_id    BLOB NOT NULL CHECK (length(log_id) = 16),
+    made_at   INTEGER NOT NULL
+);
+INSERT INTO relay_log (only_row, log_id, made_at) VALUES (1, randomblob(16), unixepoch());
+"#,
+    // 10: at a venue relay, the central relay's log id last seen: a change
+    // (the central relay was restored) makes it pull and forward again.
+    r#"
+ALTER TABLE venue ADD COLUMN upstream_log_id BLOB;
+"#,
 ];
 
 /// Brings the database to the newest schema; returns the version found.

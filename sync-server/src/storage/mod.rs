@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 
+pub use heartbridge_proto::venue_wire::LogId;
 pub use pg::PgStorage;
 pub use sqlite::SqliteStorage;
 
@@ -347,6 +348,15 @@ pub enum BlobPut {
 pub trait Storage: Send + Sync + 'static {
     /// Answers if the database answers.
     fn check(&self) -> Result<(), StoreError>;
+
+    /// The id of this database's log (made with the database, see
+    /// `ResponseExt::log_id`).
+    fn log_id(&self) -> Result<LogId, StoreError>;
+
+    /// Makes the log a new id and returns it: after the database was put
+    /// back to an earlier point (a restore, a point-in-time recovery), its
+    /// seqs are handed out again, and devices must learn that.
+    fn new_log_id(&self, now: i64) -> Result<LogId, StoreError>;
 
     /// Creates a team whose lead token has the given hash.
     fn create_team(

@@ -527,6 +527,50 @@ pub(crate) fn retry_story(s: &dyn Storage) {
         .is_some_and(|d| d.revoked));
 }
 
+/// The log id: made with the database, the same on every read, and
+/// another one (kept) after `new_log_id`.
+pub(crate) fn log_id_story(s: &dyn Storage) {
+    let first = s.log_id().unwrap();
+    assert_ne!(first.0, [0; 16], "a log id is random, not zeros");
+    assert_eq!(s.log_id().unwrap(), first);
+    let second = s.new_log_id(200).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(s.log_id().unwrap(), second);
+}
+
+#[test]
+fn sqlite_keeps_a_log_id_and_makes_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log-id.db");
+    let first = {
+        let storage = super::SqliteStorage::open(&path).unwrap();
+        log_id_story(&storage);
+        storage.log_id().unwrap()
+    };
+    // Opened again (a relay restarting): the same id.
+    assert_eq!(
+        super::SqliteStorage::open(&path).unwrap().log_id().unwrap(),
+        first
+    );
+    // Two databases have two ids.
+    let other = super::SqliteStorage::open(&dir.path().join("other.db")).unwrap();
+    assert_ne!(other.log_id().unwrap(), first);
+}
+
+#[test]
+fn postgres_keeps_a_log_id_and_makes_a_new_one() {
+    let cluster = heartbridge_pgtest::PgCluster::start();
+    let url = cluster.new_database();
+    let open = || super::PgStorage::open(url.parse().unwrap(), 2).unwrap();
+    let first = {
+        let storage = open();
+        log_id_story(&storage);
+        storage.log_id().unwrap()
+    };
+    assert_eq!(open().log_id().unwrap(), first);
+    assert_ne!(postgres(&cluster).log_id().unwrap(), first);
+}
+
 #[test]
 fn sqlite_tells_the_story() {
     let dir = tempfile::tempdir().unwrap();

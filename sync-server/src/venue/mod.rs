@@ -527,8 +527,27 @@ impl Forwarder {
             }
             Err(e) => return Err(e),
         };
-        let (resp, _ext): (SyncResponse, ResponseExt) =
+        let (resp, ext): (SyncResponse, ResponseExt) =
             decode_response(&body).map_err(|e| VenueError::Protocol(e.to_string()))?;
+        // The central relay's log went back (restored from a backup): its
+        // cursor may be behind ours, and what it acknowledged since the
+        // backup may be gone. Nothing of this answer is taken; the next
+        // round starts from 0 and forwards the whole local log again.
+        if let Some(id) = ext.log_id {
+            let db = Arc::clone(&self.db);
+            let changed = tokio::task::spawn_blocking(move || db.take_upstream_log_id(id))
+                .await
+                .map_err(|_| StoreError::Panicked)??;
+            if changed {
+                tracing::warn!(
+                    "the upstream relay's log changed (it was restored from a backup): pulling it again from the start and forwarding this relay's whole log again"
+                );
+                return Ok(Round {
+                    more: true,
+                    ..Round::default()
+                });
+            }
+        }
         check_answer(&resp, st.upstream_cursor)?;
         // Why the upstream relay refused what it refused, by kind (review
         // F13: the operator is told; kinds and counts only, never an id).

@@ -562,6 +562,46 @@ impl VenueDb {
     }
 
     /// The upstream relay holds (or refused as not newer) roster `version`.
+    /// Takes the central relay's log id from its answer: stored the first
+    /// time; when it changed (the central relay was restored from a backup
+    /// and hands out its seqs again), the upstream cursor and member seq go
+    /// back to 0 and the whole local log is forwarded again (the central
+    /// relay deduplicates what it still holds), in one transaction with the
+    /// new id. Returns whether it changed.
+    pub fn take_upstream_log_id(&self, id: crate::storage::LogId) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin taking the upstream log id"))?;
+        let known: Option<Vec<u8>> = tx
+            .query_row("SELECT upstream_log_id FROM venue WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(err("read the upstream log id"))?;
+        let changed = match known {
+            Some(k) if k == id.0 => return Ok(false),
+            None => false,
+            Some(_) => {
+                tx.execute(
+                    "UPDATE venue SET upstream_cursor = 0, members_since = 0, forwarded_seq = 0
+                     WHERE id = 1",
+                    [],
+                )
+                .map_err(err("start the upstream log again"))?;
+                tx.execute("DELETE FROM venue_upstream", [])
+                    .map_err(err("forget the upstream answers"))?;
+                true
+            }
+        };
+        tx.execute(
+            "UPDATE venue SET upstream_log_id = ?1 WHERE id = 1",
+            [&id.0[..]],
+        )
+        .map_err(err("store the upstream log id"))?;
+        tx.commit().map_err(err("commit the upstream log id"))?;
+        Ok(changed)
+    }
+
     pub fn roster_forwarded(&self, version: u64) -> Result<(), StoreError> {
         self.conn()
             .execute(

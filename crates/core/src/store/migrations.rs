@@ -601,6 +601,13 @@ CREATE TABLE case_seal_keys (
     r#"
 ALTER TABLE carried_refused ADD COLUMN envelope BLOB;
 "#,
+    // 22: the log id each relay last answered with (issue 11 (h) 2; owner:
+    // sync/restored.rs): the active relay's beside its cursor, the others'
+    // parked in their entries as their cursors are. NULL: never seen.
+    r#"
+ALTER TABLE sync_state ADD COLUMN log_id BLOB;
+ALTER TABLE relays ADD COLUMN log_id BLOB;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Returns the version found

@@ -11,6 +11,7 @@
 
 pub(crate) mod inbound;
 pub(crate) mod outbound;
+mod restored;
 mod venue;
 
 use heartbridge_proto::{DocKindTag, SyncRequest, SyncResponse};
@@ -172,6 +173,14 @@ pub struct SyncReport {
     /// ([`SyncStatus::carried_refused`]). A venue relay's refusal drops
     /// nothing (review F5). A count; which ones is not logged.
     pub carried_refused: usize,
+    /// The relay answered with another log id than before: it was
+    /// restored from a backup (or recovered to an earlier point), so this
+    /// device pulled its log again from the start and queued every
+    /// document it holds again (`sync/restored.rs`).
+    pub relay_restored: bool,
+    /// Documents queued again for that relay (snapshots, compacting
+    /// nothing).
+    pub documents_resent: usize,
     pub cursor: u64,
     pub requests: usize,
     pub bytes_sent: usize,
@@ -525,6 +534,16 @@ impl SyncSession {
             });
         }
         let venue_receipts = ext.venue.or_else(|| self.at_venue.then(Default::default));
+        // Before anything else of the answer: from a relay whose log went
+        // back, its cursor may be behind ours, and nothing of it is judged
+        // by the old log. The answer itself is not kept: the outbox stays
+        // as it was and goes again, with the snapshots, from cursor 0.
+        if let Some(id) = ext.log_id {
+            if self.take_log_id(store, id)? {
+                self.failures = 0;
+                return Ok(());
+            }
+        }
         check_response(&flight, &resp)?;
         let progressed = !resp.acked.is_empty()
             || !resp.pull.is_empty()
@@ -553,6 +572,47 @@ impl SyncSession {
             self.finish(store)?;
         }
         Ok(())
+    }
+
+    /// Takes the log id of the relay's answer: stored the first time; on a
+    /// change, the device starts over with the relay in one transaction
+    /// (`restored.rs`). Returns whether it did (the answer is then not
+    /// used).
+    fn take_log_id(
+        &mut self,
+        store: &mut Store,
+        id: heartbridge_proto::venue_wire::LogId,
+    ) -> Result<bool> {
+        let actor = store.actor().clone();
+        let team_url = store.team()?.map(|t| t.relay_url);
+        let tx = store
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::relays::check_session_relay(&tx, team_url.as_deref(), &self.team.relay_url)?;
+        if self.report.relay_restored {
+            // Once in a sync is a restore; a relay whose id keeps changing
+            // would make every device send everything, round after round.
+            let same: bool = tx.query_row(
+                "SELECT coalesce(log_id = ?1, 0) FROM sync_state WHERE id = 1",
+                [&id.0[..]],
+                |r| r.get(0),
+            )?;
+            if !same {
+                return Err(Error::Protocol {
+                    detail: "the relay changed its log id twice in one sync; nothing of its answer was kept: sync again later, and tell the relay's operator if it goes on".into(),
+                });
+            }
+            return Ok(false);
+        }
+        let (seen, queued) = restored::check(&tx, &self.team, &actor, self.at_venue, id)?;
+        tx.commit()?;
+        if seen == restored::Seen::Changed {
+            self.report.relay_restored = true;
+            self.report.documents_resent += queued;
+            self.snapshots_made.clear();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// A request that brought nothing: halve the link size, remember it,

@@ -103,7 +103,7 @@ pub(crate) fn freeze_outbox(conn: &Connection, team: &Team) -> Result<()> {
     Ok(())
 }
 
-fn part_count(len: usize) -> u32 {
+pub(super) fn part_count(len: usize) -> u32 {
     len.div_ceil(PART_BYTES).max(1) as u32
 }
 

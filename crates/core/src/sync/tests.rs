@@ -1051,6 +1051,7 @@ impl Transport for AtVenue<'_> {
         let (req, _) = heartbridge_proto::venue_wire::decode_request(&body).expect("request");
         let ext = heartbridge_proto::venue_wire::ResponseExt {
             venue: Some(Default::default()),
+            log_id: None,
         };
         Ok(heartbridge_proto::venue_wire::encode_response(
             &self.0.handle(req, 1 << 20),
@@ -1187,4 +1188,171 @@ fn a_relay_removed_during_a_session_leaves_the_team_relays_cursor_alone() {
     s.sync_active(&mut Via(&mut central, 1 << 20), &opts, &mut |_| {})
         .expect("s at central again");
     assert_eq!(s.sync_status().expect("status").cursor, central.next);
+}
+
+/// A central relay on `Log` that sends its log id, as relays do since
+/// issue 11 (h) 2.
+struct WithLogId<'a>(&'a mut Log, heartbridge_proto::venue_wire::LogId);
+impl Transport for WithLogId<'_> {
+    fn sync(&mut self, _: &Team, body: Vec<u8>) -> std::result::Result<Vec<u8>, TransportError> {
+        let (req, _) = heartbridge_proto::venue_wire::decode_request(&body).expect("request");
+        let ext = heartbridge_proto::venue_wire::ResponseExt {
+            venue: None,
+            log_id: Some(self.1),
+        };
+        Ok(heartbridge_proto::venue_wire::encode_response(
+            &self.0.handle(req, 1 << 20),
+            &ext,
+        ))
+    }
+}
+
+fn stored_log_id(s: &Store) -> Option<Vec<u8>> {
+    s.conn()
+        .query_row("SELECT log_id FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("log id")
+}
+
+fn stored_cursor(s: &Store) -> i64 {
+    s.conn()
+        .query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("cursor")
+}
+
+/// A relay restored from a backup that lacks what this device pushed: the
+/// change of log id is seen, and the process dies before the transaction
+/// that resets the cursor and queues the snapshots commits. Nothing of it
+/// is kept, so the next sync sees the change again and pushes the case;
+/// a sync after that pushes nothing more.
+#[test]
+fn a_device_killed_after_seeing_a_new_log_id_pushes_again_on_the_next_sync() {
+    use heartbridge_proto::venue_wire::LogId;
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut s = enrolled(dir.path(), "a", &team);
+    let c = s
+        .new_case(&NewCase {
+            alias: "小雨".into(),
+            group: Group::ExamStress,
+            risk: Risk::Low,
+        })
+        .expect("case");
+    s.add_contact(&c, Channel::Hotline, "谈到考前失眠", Some(20))
+        .expect("contact");
+    let opts = SyncOptions::default();
+    // The backup: the relay's log before the device pushed anything.
+    let first = LogId([1; 16]);
+    let mut relay = Log::default();
+    let report = s
+        .sync_active(&mut WithLogId(&mut relay, first), &opts, &mut |_| {})
+        .expect("first sync");
+    assert!(!report.relay_restored, "a first sighting is no restore");
+    assert_eq!(stored_log_id(&s), Some(first.0.to_vec()));
+    assert_eq!(s.outbox_len().expect("outbox"), 0, "acknowledged");
+    assert!(relay.entries.iter().any(|(_, e)| e.doc == doc_bytes(&c)));
+    let cursor = stored_cursor(&s);
+    assert!(cursor > 0);
+
+    // The relay is restored from the backup (empty) with a new log id.
+    let second = LogId([2; 16]);
+    let mut restored = Log::default();
+    super::restored::DIE_BEFORE_COMMIT.with(|d| d.set(true));
+    let died = s.sync_active(&mut WithLogId(&mut restored, second), &opts, &mut |_| {});
+    assert!(died.is_err(), "the injected death ends the sync");
+    // Nothing of the half-done start-over is kept.
+    assert_eq!(stored_log_id(&s), Some(first.0.to_vec()));
+    assert_eq!(stored_cursor(&s), cursor);
+    let queued: i64 = s
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM outbox_batches WHERE snapshot_covers IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("batches");
+    assert_eq!(queued, 0);
+    assert!(
+        !restored.entries.iter().any(|(_, e)| e.doc == doc_bytes(&c)),
+        "the restored relay lacks the case"
+    );
+
+    // The next sync does it all.
+    let report = s
+        .sync_active(&mut WithLogId(&mut restored, second), &opts, &mut |_| {})
+        .expect("sync after the restart");
+    assert!(report.relay_restored);
+    assert!(report.documents_resent >= 1);
+    assert_eq!(stored_log_id(&s), Some(second.0.to_vec()));
+    assert!(
+        restored.entries.iter().any(|(_, e)| e.doc == doc_bytes(&c)
+            && e.kind == EnvelopeKind::Snapshot
+            && e.covers == 0),
+        "the case went to the restored relay as a snapshot compacting nothing"
+    );
+    assert_eq!(s.outbox_len().expect("outbox"), 0);
+
+    // Same log id again: nothing is pushed again.
+    let held = restored.entries.len();
+    let report = s
+        .sync_active(&mut WithLogId(&mut restored, second), &opts, &mut |_| {})
+        .expect("a normal sync");
+    assert!(!report.relay_restored);
+    assert_eq!(report.documents_resent, 0);
+    assert_eq!(restored.entries.len(), held, "nothing was pushed again");
+}
+
+/// A relay that changes its log id within one sync (a hostile or broken
+/// one) gets one start-over, then the sync stops with an error instead of
+/// sending everything round after round.
+#[test]
+fn a_log_id_that_changes_twice_in_one_sync_stops_it() {
+    use heartbridge_proto::venue_wire::LogId;
+    let dir = tempfile::tempdir().expect("tmp");
+    let team = a_team();
+    let mut s = enrolled(dir.path(), "a", &team);
+    s.new_case(&NewCase {
+        alias: "小雨".into(),
+        group: Group::ExamStress,
+        risk: Risk::Low,
+    })
+    .expect("case");
+    let mut relay = Log::default();
+    let opts = SyncOptions::default();
+    s.sync_active(
+        &mut WithLogId(&mut relay, LogId([1; 16])),
+        &opts,
+        &mut |_| {},
+    )
+    .expect("first");
+    let mut n = 1u8;
+    let mut flapping = Scripted(|req: SyncRequest| answer(&req, req.cursor, vec![], false));
+    // Wrap the scripted relay so each answer has another id.
+    struct Flap<'a, T: Transport>(&'a mut T, &'a mut u8);
+    impl<T: Transport> Transport for Flap<'_, T> {
+        fn sync(
+            &mut self,
+            team: &Team,
+            body: Vec<u8>,
+        ) -> std::result::Result<Vec<u8>, TransportError> {
+            let (req, _) = heartbridge_proto::venue_wire::decode_request(&body).expect("request");
+            let inner = self.0.sync(team, encode(&req))?;
+            *self.1 += 1;
+            let resp: SyncResponse = decode("resp", &inner).expect("resp");
+            Ok(heartbridge_proto::venue_wire::encode_response(
+                &resp,
+                &heartbridge_proto::venue_wire::ResponseExt {
+                    venue: None,
+                    log_id: Some(LogId([*self.1; 16])),
+                },
+            ))
+        }
+    }
+    let err = s
+        .sync_active(&mut Flap(&mut flapping, &mut n), &opts, &mut |_| {})
+        .expect_err("a second change in one sync");
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
 }

@@ -113,6 +113,18 @@ CREATE TABLE blob_usage (
     bytes bigint NOT NULL DEFAULT 0
 );
 "#,
+    // 2: the log's id (issue 11 (h) 2), as SQLite's migration 9: made with
+    // the database, made anew by `heartbridge-relay new-log-id` after a
+    // pg_restore or a point-in-time recovery.
+    r#"
+CREATE TABLE relay_log (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    log_id bytea NOT NULL CHECK (octet_length(log_id) = 16),
+    made_at bigint NOT NULL
+);
+INSERT INTO relay_log (log_id, made_at)
+    VALUES (uuid_send(gen_random_uuid()), extract(epoch FROM now())::bigint);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one a newer relay

@@ -25,6 +25,7 @@ use tokio_postgres::{GenericClient, NoTls, Row};
 
 mod blobs;
 mod log;
+mod log_id;
 mod migrations;
 #[cfg(test)]
 mod tests;
@@ -313,6 +314,14 @@ impl Storage for PgStorage {
                 .map_err(StoreError::pg("check the database"))?;
             Ok(())
         })
+    }
+
+    fn log_id(&self) -> Result<super::LogId, StoreError> {
+        self.block(async { log_id::get(&**self.client(log_id::GET).await?).await })
+    }
+
+    fn new_log_id(&self, now: i64) -> Result<super::LogId, StoreError> {
+        self.block(async { log_id::renew(&**self.client(log_id::RENEW).await?, now).await })
     }
 
     fn create_team(

@@ -270,6 +270,32 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    fn log_id(&self) -> Result<super::LogId, StoreError> {
+        let mut r = self.reader()?;
+        let id: Vec<u8> = r
+            .conn()
+            .query_row("SELECT log_id FROM relay_log", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("read the log id"))?;
+        Ok(super::LogId(id16(id, "relay_log.log_id")?))
+    }
+
+    fn new_log_id(&self, now: i64) -> Result<super::LogId, StoreError> {
+        let id = super::LogId(rand::random());
+        let n = self
+            .writer()
+            .execute(
+                "UPDATE relay_log SET log_id = ?1, made_at = ?2",
+                params![id.0, now],
+            )
+            .map_err(StoreError::sqlite("make a new log id"))?;
+        if n != 1 {
+            return Err(StoreError::Corrupt {
+                what: "relay_log (not one row)",
+            });
+        }
+        Ok(id)
+    }
+
     fn create_team(
         &self,
         team: TeamId,
