@@ -14,6 +14,9 @@ use crate::storage::{
     delta_wire_len, pulled_wire_len, JobResult, Page, PullQuery, PushJob, RosterUpload,
 };
 
+/// Ciphertext bytes per insert statement of a set-based write batch.
+const INSERT_BYTES: usize = 1 << 20;
+
 /// Rows fetched at a time by a pull (it stops at the page's byte bound).
 const PULL_CHUNK: i32 = 64;
 
@@ -496,29 +499,46 @@ async fn commit_set(
             ),
             op
         );
+        // In statements of about INSERT_BYTES of ciphertext: one statement
+        // for a whole 32 MiB batch builds a bind message as large (the
+        // 10,000-device storm's relays peaked at 525 and 574 MB with one
+        // statement per batch, BENCHMARKS.md).
         let b = &rows.rest;
-        step!(
-            tx.execute(
-                &insert,
-                &[
-                    &rows.team,
-                    &rows.now,
-                    &b.seq,
-                    &b.doc,
-                    &b.kind,
-                    &b.content_id,
-                    &b.author,
-                    &b.epoch,
-                    &b.covers,
-                    &b.nonce,
-                    &b.ciphertext,
-                    &b.size,
-                    &b.sig,
-                    &b.pushed_by,
-                ],
-            ),
-            op
-        );
+        let mut start = 0;
+        while start < b.seq.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < b.seq.len()
+                && (end == start || bytes + b.ciphertext[end].len() <= INSERT_BYTES)
+            {
+                bytes += b.ciphertext[end].len();
+                end += 1;
+            }
+            let r = start..end;
+            step!(
+                tx.execute(
+                    &insert,
+                    &[
+                        &&rows.team[r.clone()],
+                        &&rows.now[r.clone()],
+                        &&b.seq[r.clone()],
+                        &&b.doc[r.clone()],
+                        &&b.kind[r.clone()],
+                        &&b.content_id[r.clone()],
+                        &&b.author[r.clone()],
+                        &&b.epoch[r.clone()],
+                        &&b.covers[r.clone()],
+                        &&b.nonce[r.clone()],
+                        &&b.ciphertext[r.clone()],
+                        &&b.size[r.clone()],
+                        &&b.sig[r.clone()],
+                        &&b.pushed_by[r],
+                    ],
+                ),
+                op
+            );
+            start = end;
+        }
     }
     // In seq order within each team, as the per-job path runs them: each
     // supersedes only what was stored before it.
