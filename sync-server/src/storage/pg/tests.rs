@@ -443,16 +443,32 @@ fn a_batch_of_several_mib_is_stored_whole_in_push_order() {
             .collect();
         j
     };
-    let jobs = vec![job(1), job(2), job(3)];
-    let batch = vec![jobs[0].clone(), jobs[1].clone(), jobs[1].clone(), jobs[2].clone()];
+    let jobs = [job(1), job(2), job(3)];
+    let batch = vec![
+        jobs[0].clone(),
+        jobs[1].clone(),
+        jobs[1].clone(),
+        jobs[2].clone(),
+    ];
     let results = s.commit(&batch).unwrap();
     let acks: Vec<Vec<u64>> = results
         .into_iter()
         .map(|r| r.unwrap().iter().map(|a| a.seq).collect())
         .collect();
-    assert_eq!(acks[1], acks[2], "the retry in the same batch gets the same seqs");
-    let firsts: Vec<u64> = [&acks[0], &acks[1], &acks[3]].into_iter().flatten().copied().collect();
-    assert_eq!(firsts, (1..=900).collect::<Vec<_>>(), "seqs in push order, none skipped");
+    assert_eq!(
+        acks[1], acks[2],
+        "the retry in the same batch gets the same seqs"
+    );
+    let firsts: Vec<u64> = [&acks[0], &acks[1], &acks[3]]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(
+        firsts,
+        (1..=900).collect::<Vec<_>>(),
+        "seqs in push order, none skipped"
+    );
     let page = s
         .pull(&PullQuery {
             team,
@@ -467,7 +483,11 @@ fn a_batch_of_several_mib_is_stored_whole_in_push_order() {
         .into_iter()
         .flat_map(|j| j.envelopes.iter().map(|e| &e.ciphertext[..]))
         .collect();
-    let got: Vec<&[u8]> = page.pull.iter().map(|p| &p.envelope.ciphertext[..]).collect();
+    let got: Vec<&[u8]> = page
+        .pull
+        .iter()
+        .map(|p| &p.envelope.ciphertext[..])
+        .collect();
     assert_eq!(got.len(), 900, "every envelope stored once");
     assert!(got == sent, "each envelope's own bytes, in push order");
     assert_eq!(s.fallbacks(), 0, "stored by the set-based path");
