@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use heartbridge_proto::identity::MAX_ROSTER_BYTES;
+use heartbridge_proto::identity::{Verifier, MAX_ROSTER_BYTES};
 use std::collections::HashMap;
 
 use heartbridge_proto::venue_wire::{decode_request, encode_response, ResponseExt, VenueReceipts};
@@ -51,6 +51,8 @@ fn check_push(
 ) -> Result<(Vec<Envelope>, Vec<Refused>), ApiError> {
     let mut refused = Vec::new();
     let mut kept = Vec::with_capacity(push.len());
+    // Each author's key is read once per push, not once per envelope.
+    let mut keys: HashMap<[u8; 32], Option<Verifier>> = HashMap::new();
     for env in push {
         let own = env.author == device.id.0;
         let author = if own {
@@ -67,7 +69,7 @@ fn check_push(
                 }
             }
         };
-        match check_envelope(&env, author, epoch) {
+        match check_envelope(&env, author, epoch, &mut keys) {
             Ok(()) => kept.push(env),
             Err(e) if own => return Err(e),
             Err(e) => refused.push(Refused {
@@ -80,7 +82,12 @@ fn check_push(
 }
 
 /// One envelope's checks under its author's entry.
-fn check_envelope(env: &Envelope, author: &Device, epoch: u32) -> Result<(), ApiError> {
+fn check_envelope(
+    env: &Envelope,
+    author: &Device,
+    epoch: u32,
+    keys: &mut HashMap<[u8; 32], Option<Verifier>>,
+) -> Result<(), ApiError> {
     if env.ciphertext.is_empty() {
         return Err(ApiError::Malformed(format!(
             "envelope {} has an empty ciphertext",
@@ -99,7 +106,10 @@ fn check_envelope(env: &Envelope, author: &Device, epoch: u32) -> Result<(), Api
             "this device enrolled without a signing key, so the relay accepts no envelope from it: enroll it again".into(),
         ));
     };
-    if !env.verify(&author.team, &sign_pk) {
+    let key = keys
+        .entry(sign_pk)
+        .or_insert_with(|| Verifier::new(&sign_pk));
+    if !key.as_ref().is_some_and(|k| env.verify_by(&author.team, k)) {
         return Err(ApiError::BadSignature(format!(
             "envelope {} is not signed by its author's registered key, or was altered after signing",
             env.id.to_hex()

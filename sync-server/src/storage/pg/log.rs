@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::{Object, Transaction};
 use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, MemberKey, Pulled};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{col, id16, key32, role_from};
@@ -14,8 +16,23 @@ use crate::storage::{
     delta_wire_len, pulled_wire_len, JobResult, Page, PullQuery, PushJob, RosterUpload,
 };
 
-/// Ciphertext bytes per insert statement of a set-based write batch.
-const INSERT_BYTES: usize = 1 << 20;
+/// The envelope columns in the order the set-based batch copies them.
+const COPY_TYPES: [Type; 14] = [
+    Type::BYTEA, // team_id
+    Type::INT8,  // seq
+    Type::BYTEA, // doc
+    Type::INT8,  // kind
+    Type::BYTEA, // content_id
+    Type::BYTEA, // author_device
+    Type::INT8,  // epoch
+    Type::INT8,  // covers
+    Type::BYTEA, // nonce
+    Type::BYTEA, // ciphertext
+    Type::INT8,  // size
+    Type::INT8,  // created_at
+    Type::BYTEA, // sig
+    Type::BYTEA, // pushed_by
+];
 
 /// Rows fetched at a time by a pull (it stops at the page's byte bound).
 const PULL_CHUNK: i32 = 64;
@@ -487,58 +504,46 @@ async fn commit_set(
         results.push(Ok(acks));
     }
     if !rows.team.is_empty() {
-        // No ON CONFLICT, as in the per-job path: a conflict would be a bug,
-        // and it hands the batch back rather than ack a seq not stored.
+        // No ON CONFLICT, as in the per-job path: a conflict would be a bug;
+        // COPY stops at it and the batch goes back to the per-job path
+        // rather than ack a seq not stored.
         let op = "store envelopes";
-        let insert = step!(
-            tx.prepare_cached(
-                "INSERT INTO envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
-             SELECT u.team_id, u.seq, u.doc, u.kind, u.content_id, u.author, u.epoch, u.covers, u.nonce, u.ciphertext, u.size, u.now, u.sig, u.pushed_by
-             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bytea[], $12::bigint[], $13::bytea[], $14::bytea[])
-                  AS u(team_id, now, seq, doc, kind, content_id, author, epoch, covers, nonce, ciphertext, size, sig, pushed_by)",
+        // COPY, binary: rows stream to the server in small messages, with
+        // no bytea arrays to build on either side (allocation and copying
+        // were a third of PostgreSQL's CPU in issue 11's storm with
+        // `INSERT … SELECT FROM unnest`, BENCHMARKS.md).
+        let sink = step!(
+            tx.copy_in(
+                "COPY envelopes (team_id, seq, doc, kind, content_id, author_device, epoch, covers, nonce, ciphertext, size, created_at, sig, pushed_by)
+                 FROM STDIN (FORMAT binary)",
             ),
             op
         );
-        // In statements of about INSERT_BYTES of ciphertext: one statement
-        // for a whole 32 MiB batch builds a bind message as large (the
-        // 10,000-device storm's relays peaked at 525 and 574 MB with one
-        // statement per batch, BENCHMARKS.md).
+        let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+        let mut writer = std::pin::pin!(writer);
         let b = &rows.rest;
-        let mut start = 0;
-        while start < b.seq.len() {
-            let mut end = start;
-            let mut bytes = 0usize;
-            while end < b.seq.len()
-                && (end == start || bytes + b.ciphertext[end].len() <= INSERT_BYTES)
-            {
-                bytes += b.ciphertext[end].len();
-                end += 1;
-            }
-            let r = start..end;
+        for i in 0..b.seq.len() {
             step!(
-                tx.execute(
-                    &insert,
-                    &[
-                        &&rows.team[r.clone()],
-                        &&rows.now[r.clone()],
-                        &&b.seq[r.clone()],
-                        &&b.doc[r.clone()],
-                        &&b.kind[r.clone()],
-                        &&b.content_id[r.clone()],
-                        &&b.author[r.clone()],
-                        &&b.epoch[r.clone()],
-                        &&b.covers[r.clone()],
-                        &&b.nonce[r.clone()],
-                        &&b.ciphertext[r.clone()],
-                        &&b.size[r.clone()],
-                        &&b.sig[r.clone()],
-                        &&b.pushed_by[r],
-                    ],
-                ),
+                writer.as_mut().write(&[
+                    &rows.team[i],
+                    &b.seq[i],
+                    &b.doc[i],
+                    &b.kind[i],
+                    &b.content_id[i],
+                    &b.author[i],
+                    &b.epoch[i],
+                    &b.covers[i],
+                    &b.nonce[i],
+                    &b.ciphertext[i],
+                    &b.size[i],
+                    &rows.now[i],
+                    &b.sig[i],
+                    &b.pushed_by[i],
+                ]),
                 op
             );
-            start = end;
         }
+        step!(writer.finish(), op);
     }
     // In seq order within each team, as the per-job path runs them: each
     // supersedes only what was stored before it.
