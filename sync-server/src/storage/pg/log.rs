@@ -323,7 +323,7 @@ enum SetOutcome {
     Retry(StoreError),
 }
 
-/// A batch's new envelopes, column by column, for one `unnest` insert
+/// A batch's new envelopes, column by column, for its COPY
 /// (the team and the time per row: jobs of several teams and times).
 #[derive(Default)]
 struct Rows<'a> {
