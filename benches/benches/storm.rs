@@ -63,6 +63,9 @@
 //!   `postgres`
 //! - `HB_STORM_RELAYS`: relay processes on the one database, default 1
 //!   (more than 1 only with `postgres`)
+//! - `HB_STORM_PG_STATS`: 0; 1 loads `pg_stat_statements` into the
+//!   throw-away cluster and lists the 16 statements that took the most
+//!   server time during each storm
 //! - `HB_STORM_MAX_LOAD` (1.5), `HB_STORM_LOAD_WAIT` (300): before each
 //!   storm, wait up to that many seconds for the 1-minute load average to
 //!   fall below that
@@ -94,6 +97,12 @@ use tokio::sync::{watch, Semaphore};
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest one enrollment request may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `HB_STORM_PG_STATS=1`: load pg_stat_statements and list the statements
+/// that took PostgreSQL's time during each storm.
+fn pg_stats() -> bool {
+    env_or("HB_STORM_PG_STATS", 0u8) != 0
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -651,7 +660,16 @@ impl Backend {
         for (name, value) in PG_SETTINGS {
             cluster.psql(&url, &format!("ALTER SYSTEM SET {name} = '{value}'"));
         }
+        if pg_stats() {
+            cluster.psql(
+                &url,
+                "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+            );
+        }
         cluster.restart("fast");
+        if pg_stats() {
+            cluster.psql(&url, "CREATE EXTENSION pg_stat_statements");
+        }
         Backend::Postgres { cluster, url }
     }
 
@@ -756,6 +774,52 @@ impl Backend {
             }
         }
         total as f64 / 100.0
+    }
+
+    /// Forgets the statements counted so far (`HB_STORM_PG_STATS=1`).
+    fn pg_stats_reset(&self) {
+        if let (Backend::Postgres { cluster, url }, true) = (self, pg_stats()) {
+            cluster.psql(url, "SELECT pg_stat_statements_reset()");
+            cluster.psql(url, "SELECT pg_stat_reset_shared('wal')");
+            cluster.psql(url, "SELECT pg_stat_reset_shared('bgwriter')");
+        }
+    }
+
+    /// The statements that took the server's time since the reset, most
+    /// first: calls, total and mean execution time, rows, the text's start.
+    fn pg_stats_top(&self) -> Vec<String> {
+        let (Backend::Postgres { cluster, url }, true) = (self, pg_stats()) else {
+            return Vec::new();
+        };
+        let wal = cluster.psql(
+            url,
+            "SELECT format('%s records, %s full-page images, %s, %s writes, %s syncs', \
+                    wal_records, wal_fpi, pg_size_pretty(wal_bytes), wal_write, wal_sync) FROM pg_stat_wal",
+        );
+        let buffers = cluster.psql(
+            url,
+            "SELECT format('buffers written by checkpoints %s, by the background writer %s, by backends %s', \
+                    buffers_checkpoint, buffers_clean, buffers_backend) FROM pg_stat_bgwriter",
+        );
+        let mut lines = vec![format!("pg_stat_wal: {wal}; pg_stat_bgwriter: {buffers}")];
+        lines.extend(cluster
+            .psql(
+                url,
+                "SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 3), rows, \
+                        left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
+                 FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 16",
+            )
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(5, '|').collect();
+                match f.as_slice() {
+                    [calls, total, mean, rows, q] => format!(
+                        "pg_stat_statements: {calls} calls, {total} ms total, {mean} ms mean, {rows} rows: {q}"
+                    ),
+                    _ => format!("pg_stat_statements: {l}"),
+                }
+            }));
+        lines
     }
 
     /// Lines of the PostgreSQL server log that report a slow statement.
@@ -902,6 +966,7 @@ fn storm(
     let rss_before: Vec<u64> = relays.iter().map(|r| r.status_kb("VmRSS:")).collect();
     let hwm_before: Vec<u64> = relays.iter().map(|r| r.status_kb("VmHWM:")).collect();
     let relay_cpu_before: Vec<f64> = relays.iter().map(RelayProcess::cpu_secs).collect();
+    backend.pg_stats_reset();
     let pg_cpu_before = backend.pg_cpu();
     let slow_before = backend.slow_statements();
     let self_cpu_before = cpu_secs("/proc/self/stat");
@@ -957,6 +1022,7 @@ fn storm(
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
         }
+        eprintln!("released {n} devices");
         let t0 = Instant::now();
         start_tx.send(Some(t0)).expect("release");
         let mut outcomes = Vec::with_capacity(n);
@@ -975,6 +1041,7 @@ fn storm(
     let relay_cpu: f64 = relay_cpus.iter().sum();
     let pg_cpu = backend.pg_cpu() - pg_cpu_before;
     let slow = backend.slow_statements() - slow_before;
+    notes.extend(backend.pg_stats_top());
     let self_cpu = cpu_secs("/proc/self/stat") - self_cpu_before;
     let tcp: Vec<String> = tcp_counters()
         .into_iter()

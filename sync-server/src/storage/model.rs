@@ -13,7 +13,8 @@ use heartbridge_proto::{DocKindTag, Envelope, EnvelopeKind, Role, TeamId, TeamKe
 use proptest::prelude::*;
 
 use super::{
-    DeviceId, DeviceKeys, Enrollment, NewInvite, PullQuery, PushJob, SqliteStorage, Storage,
+    delta_wire_len, pulled_wire_len, DeviceId, DeviceKeys, Enrollment, NewInvite, PullQuery,
+    PushJob, SqliteStorage, Storage,
 };
 use crate::error::{Refusal, StoreError};
 
@@ -301,6 +302,62 @@ fn run(s: &dyn Storage, ops: Vec<Op>) {
                 .map(|(seq, _)| *seq)
                 .collect();
             assert_eq!(got, want, "device {i} pulls");
+            // Page by page, under bounds of a few envelopes: the same
+            // envelopes, cut where the byte bound says (each page takes
+            // its first envelope whatever its size, then what fits), and
+            // `more` on every page but the last.
+            let wire: Vec<u64> = page
+                .pull
+                .iter()
+                .map(|p| {
+                    pulled_wire_len(
+                        p.seq,
+                        p.envelope.epoch,
+                        p.envelope.covers,
+                        p.envelope.ciphertext.len() as u64,
+                    )
+                })
+                .collect();
+            for page_bytes in [1u64, 300, 450, 700, 1500] {
+                let room = page_bytes.saturating_sub(delta_wire_len(None, &[]));
+                let mut cursor = 0;
+                let mut at = 0;
+                loop {
+                    let page = s
+                        .pull(&PullQuery {
+                            team,
+                            device: *d,
+                            cursor,
+                            page_bytes,
+                            members_since: u64::MAX,
+                            roster_version: u64::MAX,
+                        })
+                        .unwrap();
+                    let mut end = (at + 1).min(wire.len());
+                    let mut total: u64 = wire[at..end].iter().sum();
+                    while end < wire.len() && total + wire[end] <= room {
+                        total += wire[end];
+                        end += 1;
+                    }
+                    let seqs: Vec<u64> = page.pull.iter().map(|p| p.seq).collect();
+                    assert_eq!(
+                        seqs,
+                        got[at..end],
+                        "device {i}, pages of {page_bytes} bytes"
+                    );
+                    assert_eq!(
+                        page.more,
+                        end < wire.len(),
+                        "device {i}, more, pages of {page_bytes} bytes"
+                    );
+                    at = end;
+                    cursor = page.cursor;
+                    if !page.more {
+                        break;
+                    }
+                }
+                assert_eq!(at, wire.len());
+            }
         }
         let g = s.gauges().unwrap();
         assert_eq!(g.envelopes, model.live().count() as u64);

@@ -34,8 +34,45 @@ const COPY_TYPES: [Type; 14] = [
     Type::BYTEA, // pushed_by
 ];
 
-/// Rows fetched at a time by a pull (it stops at the page's byte bound).
-const PULL_CHUNK: i32 = 64;
+/// Most rows one pull statement returns; a page of more (envelopes of a
+/// few bytes) takes further statements in the same snapshot. A page of the
+/// storm's 2.5 KB envelopes is about 100 rows. Tests take 3, so that their
+/// pages go through the further statements.
+#[cfg(not(test))]
+const PULL_ROWS: i64 = 128;
+#[cfg(test)]
+const PULL_ROWS: i64 = 3;
+
+/// A page's envelopes past a cursor: of the next `$4` rows, those before
+/// which the page holds at most `$6` bytes, each row counted as its
+/// ciphertext plus `$5`, the least a pulled envelope adds around it. The
+/// cut is found over the rows' seqs and sizes alone (`cut`), then only the
+/// rows up to it are read whole.
+///
+/// `$5` is a lower bound of [`pulled_wire_len`] beside the ciphertext, so
+/// every row the exact bound takes is returned, and the first one it
+/// refuses too (the exact bound stops before the server's; the first two
+/// rows are always returned, as a page takes its first row whatever its
+/// size and then needs to see the second), unless the
+/// `$4` rows end first: the relay decides the page and `more` exactly,
+/// while the server sends no more than a few rows past the page, however
+/// large the envelopes (chunks of 64 rows through a portal sent them whole).
+const PULL_SQL: &str = "WITH next AS (
+    SELECT seq, size FROM envelopes
+    WHERE team_id = $1 AND seq > $2 AND author_device <> $3
+      AND (pushed_by IS NULL OR pushed_by <> $3) AND superseded_at IS NULL
+    ORDER BY seq LIMIT $4
+), cut AS (
+    SELECT max(seq) AS last FROM (
+        SELECT seq, sum(size + $5::bigint) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - (size + $5::bigint) AS before,
+               row_number() OVER (ORDER BY seq) AS n
+        FROM next
+    ) AS w WHERE before <= $6::bigint OR n <= 2
+)
+SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size, author_device, sig FROM envelopes
+WHERE team_id = $1 AND seq > $2 AND seq <= (SELECT last FROM cut) AND author_device <> $3
+  AND (pushed_by IS NULL OR pushed_by <> $3) AND superseded_at IS NULL
+ORDER BY seq";
 
 /// Test hook of [`commit_batch`]: it sends on `arrived` once the batch has
 /// assigned its seqs (holding its team locks) and waits on `release`
@@ -741,6 +778,14 @@ fn member_from(row: &Row) -> Result<MemberKey, StoreError> {
 /// One pull, from one REPEATABLE READ READ ONLY snapshot: roster, member
 /// delta and page agree, and the page is a prefix of the team's seqs
 /// (every seq is assigned under the team lock and visible in order).
+///
+/// The roster, the member delta and the page's first rows are asked for
+/// at once (tokio-postgres pipelines requests made together): with BEGIN
+/// and COMMIT, three round trips for a page of up to [`PULL_ROWS`] rows,
+/// where one statement after the other through a portal took six or more.
+/// The page statement is bounded by the whole page's bytes, since the
+/// member delta is not known yet when it is sent; the exact bound is
+/// applied here.
 pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
     let tx = c
         .build_transaction()
@@ -750,20 +795,11 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
         .await
         .map_err(StoreError::pg("begin a pull"))?;
     let team: &[u8] = &q.team.0[..];
-    let op = "read a roster";
-    let row = tx
-        .query_opt(
-            &tx.prepare_cached("SELECT roster, roster_version FROM teams WHERE id = $1")
-                .await
-                .map_err(StoreError::pg("read a roster"))?,
-            &[&team],
-        )
+    let device: &[u8] = &q.device.0[..];
+    let roster_stmt = tx
+        .prepare_cached("SELECT roster, roster_version FROM teams WHERE id = $1")
         .await
-        .map_err(StoreError::pg(op))?
-        .ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
-    let roster: Option<Vec<u8>> = col(&row, 0, op)?;
-    let version: i64 = col(&row, 1, op)?;
-    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
+        .map_err(StoreError::pg("read a roster"))?;
     let members_stmt = tx
         .prepare_cached(
             "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
@@ -771,39 +807,53 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
         )
         .await
         .map_err(StoreError::pg("read members"))?;
-    let members = tx
-        .query(&members_stmt, &[&team, &seq_i64(q.members_since)])
+    let stmt = tx
+        .prepare_cached(PULL_SQL)
         .await
-        .map_err(StoreError::pg("read members"))?
+        .map_err(StoreError::pg("pull envelopes"))?;
+    // Beside the ciphertext, a pulled envelope takes at least this much.
+    let least = i64::try_from(pulled_wire_len(0, 0, 0, 0)).unwrap_or(0);
+    let since = seq_i64(q.members_since);
+    let cursor_i = seq_i64(q.cursor);
+    let whole = i64::try_from(q.page_bytes).unwrap_or(i64::MAX);
+    let (row, members, first) = tokio::try_join!(
+        async {
+            tx.query_opt(&roster_stmt, &[&team])
+                .await
+                .map_err(StoreError::pg("read a roster"))
+        },
+        async {
+            tx.query(&members_stmt, &[&team, &since])
+                .await
+                .map_err(StoreError::pg("read members"))
+        },
+        async {
+            tx.query(
+                &stmt,
+                &[&team, &cursor_i, &device, &PULL_ROWS, &least, &whole],
+            )
+            .await
+            .map_err(StoreError::pg("pull envelopes"))
+        },
+    )?;
+    let op = "read a roster";
+    let row = row.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+    let roster: Option<Vec<u8>> = col(&row, 0, op)?;
+    let version: i64 = col(&row, 1, op)?;
+    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
+    let members = members
         .iter()
         .map(member_from)
         .collect::<Result<Vec<_>, _>>()?;
     let page_bytes = q
         .page_bytes
         .saturating_sub(delta_wire_len(roster.as_deref(), &members));
-    let stmt = tx
-        .prepare_cached(
-            "SELECT seq, doc, kind, content_id, epoch, covers, nonce, ciphertext, size, author_device, sig FROM envelopes
-             WHERE team_id = $1 AND seq > $2 AND author_device <> $3
-               AND (pushed_by IS NULL OR pushed_by <> $3) AND superseded_at IS NULL ORDER BY seq",
-        )
-        .await
-        .map_err(StoreError::pg("pull envelopes"))?;
-    let device: &[u8] = &q.device.0[..];
-    let cursor_i = seq_i64(q.cursor);
-    let portal = tx
-        .bind(&stmt, &[&team, &cursor_i, &device])
-        .await
-        .map_err(StoreError::pg("pull envelopes"))?;
     let mut pull = Vec::new();
     let mut more = false;
     let mut total: u64 = 0;
+    let mut rows = first;
     'fetch: loop {
-        let rows = tx
-            .query_portal(&portal, PULL_CHUNK)
-            .await
-            .map_err(StoreError::pg("pull envelopes"))?;
-        let last_chunk = rows.len() < PULL_CHUNK as usize;
+        let full = rows.len() as i64 >= PULL_ROWS;
         for row in &rows {
             let op = "pull envelopes";
             let size = pulled_wire_len(
@@ -819,9 +869,17 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
             total += size;
             pull.push(pulled_from(row)?);
         }
-        if last_chunk {
+        if !full {
             break;
         }
+        // Every row fitted and there may be more: the next ones, in the
+        // same snapshot, within what is left of the page.
+        let after = seq_i64(pull.last().map_or(q.cursor, |p| p.seq));
+        let left = i64::try_from(page_bytes.saturating_sub(total)).unwrap_or(i64::MAX);
+        rows = tx
+            .query(&stmt, &[&team, &after, &device, &PULL_ROWS, &least, &left])
+            .await
+            .map_err(StoreError::pg("pull envelopes"))?;
     }
     let cursor = match pull.last() {
         Some(last) => last.seq,
