@@ -51,12 +51,13 @@ const PULL_ROWS: i64 = 3;
 ///
 /// `$5` is a lower bound of [`pulled_wire_len`] beside the ciphertext, so
 /// every row the exact bound takes is returned, and the first one it
-/// refuses too (the exact bound stops before the server's; the first two
-/// rows are always returned, as a page takes its first row whatever its
-/// size and then needs to see the second), unless the
-/// `$4` rows end first: the relay decides the page and `more` exactly,
-/// while the server sends no more than a few rows past the page, however
-/// large the envelopes (chunks of 64 rows through a portal sent them whole).
+/// refuses too, unless the `$4` rows end first: the relay decides the page
+/// and `more` exactly, while the server sends no more than a few rows past
+/// the page, however large the envelopes (chunks of 64 rows through a
+/// portal sent them whole). The first two rows are always returned: a page
+/// takes its first row whatever its size, then needs to see the second.
+/// The final SELECT repeats `next`'s filter; the storage model test pulls
+/// page by page on both stores, so the two cannot drift apart unseen.
 const PULL_SQL: &str = "WITH next AS (
     SELECT seq, size FROM envelopes
     WHERE team_id = $1 AND seq > $2 AND author_device <> $3
