@@ -776,18 +776,169 @@ fn member_from(row: &Row) -> Result<MemberKey, StoreError> {
     })
 }
 
+/// The statement that opens a pull's snapshot.
+const PULL_BEGIN: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 /// One pull, from one REPEATABLE READ READ ONLY snapshot: roster, member
 /// delta and page agree, and the page is a prefix of the team's seqs
 /// (every seq is assigned under the team lock and visible in order).
 ///
-/// The roster, the member delta and the page's first rows are asked for
-/// at once (tokio-postgres pipelines requests made together): with BEGIN
-/// and COMMIT, three round trips for a page of up to [`PULL_ROWS`] rows,
-/// where one statement after the other through a portal took six or more.
-/// The page statement is bounded by the whole page's bytes, since the
-/// member delta is not known yet when it is sent; the exact bound is
-/// applied here.
+/// Nearly always in one round trip ([`pull_pipelined`]); a page that
+/// needs more than [`PULL_ROWS`] rows is read again step by step
+/// ([`pull_in_steps`]). An error may leave the pipeline's transaction
+/// open (a statement refused before it was sent stops the ones after it,
+/// the COMMIT among them): it is rolled back before the connection goes
+/// back to the pool, so no later pull reads in this one's snapshot.
 pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
+    match pull_pipelined(c, q).await {
+        Ok(Some(page)) => Ok(page),
+        Ok(None) => pull_in_steps(c, q).await,
+        Err(e) => {
+            // ROLLBACK outside a transaction is only a warning.
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// The rows of a page statement, in seq order, taken while they fit in
+/// `page_bytes` (the first one whatever its size). Says whether a row
+/// did not fit (the page is full, `more`).
+fn take_rows(
+    rows: &[Row],
+    page_bytes: u64,
+    pull: &mut Vec<Pulled>,
+    total: &mut u64,
+) -> Result<bool, StoreError> {
+    for row in rows {
+        let op = "pull envelopes";
+        let size = pulled_wire_len(
+            seq_u64(col(row, 0, op)?),
+            u32::try_from(col::<i64>(row, 4, op)?).unwrap_or(u32::MAX),
+            seq_u64(col(row, 5, op)?),
+            seq_u64(col(row, 8, op)?),
+        );
+        if !pull.is_empty() && *total + size > page_bytes {
+            return Ok(true);
+        }
+        *total += size;
+        pull.push(pulled_from(row)?);
+    }
+    Ok(false)
+}
+
+/// A pull in one round trip: BEGIN, the roster (with the team's newest
+/// seq, for a page with nothing to send), the member delta, the page's
+/// first [`PULL_ROWS`] rows and COMMIT, sent together (tokio-postgres
+/// pipelines requests made at once; the server runs them in order). A
+/// pull used three round trips (BEGIN, the three reads, COMMIT), each a
+/// wake-up of the relay's driver thread, of the storage thread and of the
+/// server: issue 11's storm makes 15,000 pulls. `None` when every one of
+/// the [`PULL_ROWS`] rows fitted, so the page may take more than the
+/// statement returned and is read again by [`pull_in_steps`].
+async fn pull_pipelined(c: &mut Object, q: &PullQuery) -> Result<Option<Page>, StoreError> {
+    let team: &[u8] = &q.team.0[..];
+    let device: &[u8] = &q.device.0[..];
+    let roster_stmt = c
+        .prepare_cached(
+            "SELECT roster, roster_version,
+                    (SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = $1)
+             FROM teams WHERE id = $1",
+        )
+        .await
+        .map_err(StoreError::pg("read a roster"))?;
+    let members_stmt = c
+        .prepare_cached(MEMBERS_SQL)
+        .await
+        .map_err(StoreError::pg("read members"))?;
+    let stmt = c
+        .prepare_cached(PULL_SQL)
+        .await
+        .map_err(StoreError::pg("pull envelopes"))?;
+    let least = i64::try_from(pulled_wire_len(0, 0, 0, 0)).unwrap_or(0);
+    let since = seq_i64(q.members_since);
+    let cursor_i = seq_i64(q.cursor);
+    let whole = i64::try_from(q.page_bytes).unwrap_or(i64::MAX);
+    let client: &tokio_postgres::Client = c;
+    let ((), row, members, rows, ()) = tokio::try_join!(
+        async {
+            client
+                .batch_execute(PULL_BEGIN)
+                .await
+                .map_err(StoreError::pg("begin a pull"))
+        },
+        async {
+            client
+                .query_opt(&roster_stmt, &[&team])
+                .await
+                .map_err(StoreError::pg("read a roster"))
+        },
+        async {
+            client
+                .query(&members_stmt, &[&team, &since])
+                .await
+                .map_err(StoreError::pg("read members"))
+        },
+        async {
+            client
+                .query(
+                    &stmt,
+                    &[&team, &cursor_i, &device, &PULL_ROWS, &least, &whole],
+                )
+                .await
+                .map_err(StoreError::pg("pull envelopes"))
+        },
+        async {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(StoreError::pg("end a pull"))
+        },
+    )?;
+    let op = "read a roster";
+    let row = row.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
+    let roster: Option<Vec<u8>> = col(&row, 0, op)?;
+    let version: i64 = col(&row, 1, op)?;
+    let newest: i64 = col(&row, 2, op)?;
+    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
+    let members = members
+        .iter()
+        .map(member_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let page_bytes = q
+        .page_bytes
+        .saturating_sub(delta_wire_len(roster.as_deref(), &members));
+    let mut pull = Vec::new();
+    let mut total: u64 = 0;
+    let more = take_rows(&rows, page_bytes, &mut pull, &mut total)?;
+    if !more && rows.len() as i64 >= PULL_ROWS {
+        return Ok(None);
+    }
+    let cursor = match pull.last() {
+        Some(last) => last.seq,
+        None => q.cursor.max(seq_u64(newest)),
+    };
+    Ok(Some(Page {
+        roster,
+        members,
+        pull,
+        cursor,
+        more,
+    }))
+}
+
+/// The member delta: devices that joined or changed since a member seq.
+const MEMBERS_SQL: &str =
+    "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
+             WHERE team_id = $1 AND member_seq > $2 ORDER BY member_seq";
+
+/// A pull whose page takes more than [`PULL_ROWS`] rows: the roster, the
+/// member delta and the page's first rows asked for at once, then further
+/// statements in the same snapshot, within what is left of the page. The
+/// page statement is bounded by the whole page's bytes, since the member
+/// delta is not known yet when it is sent; the exact bound is applied
+/// here.
+async fn pull_in_steps(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
     let tx = c
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -802,10 +953,7 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
         .await
         .map_err(StoreError::pg("read a roster"))?;
     let members_stmt = tx
-        .prepare_cached(
-            "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
-             WHERE team_id = $1 AND member_seq > $2 ORDER BY member_seq",
-        )
+        .prepare_cached(MEMBERS_SQL)
         .await
         .map_err(StoreError::pg("read members"))?;
     let stmt = tx
@@ -853,22 +1001,11 @@ pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, Sto
     let mut more = false;
     let mut total: u64 = 0;
     let mut rows = first;
-    'fetch: loop {
+    loop {
         let full = rows.len() as i64 >= PULL_ROWS;
-        for row in &rows {
-            let op = "pull envelopes";
-            let size = pulled_wire_len(
-                seq_u64(col(row, 0, op)?),
-                u32::try_from(col::<i64>(row, 4, op)?).unwrap_or(u32::MAX),
-                seq_u64(col(row, 5, op)?),
-                seq_u64(col(row, 8, op)?),
-            );
-            if !pull.is_empty() && total + size > page_bytes {
-                more = true;
-                break 'fetch;
-            }
-            total += size;
-            pull.push(pulled_from(row)?);
+        if take_rows(&rows, page_bytes, &mut pull, &mut total)? {
+            more = true;
+            break;
         }
         if !full {
             break;

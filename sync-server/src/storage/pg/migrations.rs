@@ -125,6 +125,18 @@ CREATE TABLE relay_log (
 INSERT INTO relay_log (log_id, made_at)
     VALUES (uuid_send(gen_random_uuid()), extract(epoch FROM now())::bigint);
 "#,
+    // 3: no foreign keys from the envelope log (issue 11's storm). Each
+    // stored envelope ran two row checks under the write batch's team
+    // locks (4% of the box's CPU in the storm's profile, BENCHMARKS.md).
+    // They guarded nothing the relay can do: a batch stores an envelope
+    // only for a team it holds locked and an author it read under that
+    // lock in the same team and not revoked, and no team or device is
+    // ever deleted (a revocation is a flag). The other tables keep theirs.
+    r#"
+ALTER TABLE envelopes
+    DROP CONSTRAINT IF EXISTS envelopes_team_id_fkey,
+    DROP CONSTRAINT IF EXISTS envelopes_author_device_fkey;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one a newer relay
