@@ -390,16 +390,40 @@ pub fn media(store: &Store, path: &str, range: Option<&str>) -> Result<Media, St
     }
 }
 
-fn respond(m: Result<Media, StatusCode>) -> Response<Vec<u8>> {
-    let b = Response::builder()
+/// The origins of the app's own pages, the only ones that may read a
+/// lesson through the scheme: Tauri's on Linux and macOS, on Windows and
+/// Android (either scheme), and the development server in debug builds.
+const APP_ORIGINS: &[&str] = &[
+    "tauri://localhost",
+    "http://tauri.localhost",
+    "https://tauri.localhost",
+    #[cfg(debug_assertions)]
+    "http://localhost:5173",
+];
+
+/// Whether a request may be answered: one without an `Origin` (a media
+/// element's own load) or from the app's own pages. Another document in
+/// the webview (a page at an `hblesson:` origin, say) is refused, where
+/// `Access-Control-Allow-Origin: *` let any of them read any lesson
+/// (review K8).
+fn origin_allowed(origin: Option<&str>) -> bool {
+    origin.is_none_or(|o| APP_ORIGINS.contains(&o))
+}
+
+fn respond(m: Result<Media, StatusCode>, origin: Option<&str>) -> Response<Vec<u8>> {
+    let mut b = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "no-store")
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "range")
-        .header(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            "content-range, content-length, content-type",
-        );
+        .header(header::VARY, "origin");
+    if let Some(o) = origin.filter(|o| APP_ORIGINS.contains(o)) {
+        b = b
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, o)
+            .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "range")
+            .header(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "content-range, content-length, content-type",
+            );
+    }
     let built = match m {
         Ok(m) => {
             let mut b = b
@@ -427,8 +451,18 @@ pub fn protocol<R: Runtime>(
     request: Request<Vec<u8>>,
     responder: UriSchemeResponder,
 ) {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if !origin_allowed(origin.as_deref()) {
+        // Nothing read, nothing said about the lesson.
+        responder.respond(respond(Err(StatusCode::FORBIDDEN), None));
+        return;
+    }
     if request.method() == tauri::http::Method::OPTIONS {
-        responder.respond(respond(Err(StatusCode::NO_CONTENT)));
+        responder.respond(respond(Err(StatusCode::NO_CONTENT), origin.as_deref()));
         return;
     }
     let app = ctx.app_handle().clone();
@@ -447,7 +481,7 @@ pub fn protocol<R: Runtime>(
             },
             None => Err(StatusCode::SERVICE_UNAVAILABLE),
         };
-        responder.respond(respond(answer));
+        responder.respond(respond(answer, origin.as_deref()));
     });
 }
 
@@ -458,6 +492,50 @@ mod store_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_apps_own_pages_may_read_a_lesson() {
+        // The app's page on Linux and macOS, and a media element's own load.
+        assert!(origin_allowed(Some("tauri://localhost")));
+        assert!(origin_allowed(Some("http://tauri.localhost")));
+        assert!(origin_allowed(None));
+        // Any other document in the webview, or a look-alike.
+        for o in [
+            "hblesson://localhost",
+            "http://hblesson.localhost",
+            "null",
+            "https://example.org",
+            "tauri://localhost.example.org",
+            "tauri://localhost:1",
+        ] {
+            assert!(!origin_allowed(Some(o)), "{o}");
+        }
+        let body = || {
+            Ok(Media {
+                status: StatusCode::OK,
+                mime: "audio/wav".into(),
+                range: None,
+                body: vec![1, 2, 3],
+            })
+        };
+        let app = respond(body(), Some("tauri://localhost"));
+        assert_eq!(
+            app.headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(|v| v.to_str().unwrap()),
+            Some("tauri://localhost")
+        );
+        assert_eq!(app.body(), &vec![1, 2, 3]);
+        // No wildcard, ever: an answer without an app origin names none.
+        let bare = respond(body(), None);
+        assert!(bare
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
+        let foreign = respond(Err(StatusCode::FORBIDDEN), None);
+        assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+        assert!(foreign.body().is_empty());
+    }
 
     #[test]
     fn ranges_are_read_as_media_elements_send_them() {
