@@ -593,12 +593,12 @@ fn ms(d: Duration) -> String {
 }
 
 /// Selected lines of the relay's /metrics.
-async fn metrics(addr: SocketAddr) -> Vec<String> {
+async fn metrics(addr: SocketAddr, token: Option<&str>) -> Vec<String> {
     let Ok(mut conn) = Conn::connect(addr).await else {
         return vec!["(metrics unreachable)".into()];
     };
     let Ok(Ok((200, body))) =
-        tokio::time::timeout(Duration::from_secs(10), conn.get("/metrics")).await
+        tokio::time::timeout(Duration::from_secs(10), conn.get_with("/metrics", token)).await
     else {
         return vec!["(metrics failed)".into()];
     };
@@ -1056,7 +1056,7 @@ fn storm(
     let mut request_lines = Vec::new();
     for (i, relay) in relays.iter().enumerate() {
         let name = relay_name(i);
-        for line in rt.block_on(metrics(relay.addr)) {
+        for line in rt.block_on(metrics(relay.addr, relay.metrics_token.as_deref())) {
             metric_lines.push(if relays_n > 1 {
                 format!("{name}: {line}")
             } else {

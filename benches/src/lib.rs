@@ -81,6 +81,10 @@ pub struct RelayProcess {
     pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
     /// The relay's per-request log lines (`request route=… ms=…`).
     pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The bearer token its /metrics asks for ([`RelayProcess::spawn`]
+    /// gives it one), with the directory of its token file.
+    pub metrics_token: Option<String>,
+    _metrics_dir: Option<tempfile::TempDir>,
 }
 
 impl RelayProcess {
@@ -88,13 +92,23 @@ impl RelayProcess {
     /// `log` (the relay's default is `info`: one line per request).
     /// `db` is a SQLite path or a `postgres://` URL (`--db`).
     pub fn spawn(db: impl AsRef<std::ffi::OsStr>, log: &str) -> Self {
+        // /metrics is served on the public address only with a token, as
+        // an operator runs it.
+        let dir = tempfile::tempdir().expect("a directory for the metrics token");
+        let token = format!("storm-{:032x}", rand::random::<u128>());
+        let file = dir.path().join("metrics-token");
+        std::fs::write(&file, &token).expect("write the metrics token");
         let mut cmd = Command::new(relay_binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .env("HEARTBRIDGE_RELAY_LOG", log)
+            .env("HEARTBRIDGE_RELAY_METRICS_TOKEN_FILE", &file)
             // Thousands of devices enroll from 127.0.0.1 in the storm.
             .env("HEARTBRIDGE_RELAY_ENROLL_RATE_IP", "0");
-        Self::spawn_command(cmd)
+        let mut relay = Self::spawn_command(cmd);
+        relay.metrics_token = Some(token);
+        relay._metrics_dir = Some(dir);
+        relay
     }
 
     /// Any command that serves the relay and writes `listening on ADDR`
@@ -156,6 +170,8 @@ impl RelayProcess {
             log_lines,
             warnings,
             requests,
+            metrics_token: None,
+            _metrics_dir: None,
         }
     }
 
@@ -587,14 +603,27 @@ impl Conn {
 
     /// GETs a path; returns the status and body.
     pub async fn get(&mut self, path: &str) -> Result<(u16, Bytes), HttpError> {
+        self.get_with(path, None).await
+    }
+
+    /// `GET path`, with `Authorization: Bearer TOKEN` when a token is given.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Bytes), HttpError> {
         self.sender
             .ready()
             .await
             .map_err(|e| HttpError::Send(chain(&e)))?;
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method("GET")
             .uri(path)
-            .header("host", "relay")
+            .header("host", "relay");
+        if let Some(t) = bearer {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| HttpError::Send(chain(&e)))?;
         let resp = self
