@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::{ClientWrapper, Object, Transaction};
 use heartbridge_proto::{Ack, ContentId, Envelope, EnvelopeKind, MemberKey, Pulled};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::Row;
 
 use super::{col, id16, key32, role_from};
 use crate::error::{Refusal, StoreError};
@@ -35,9 +35,11 @@ const COPY_TYPES: [Type; 14] = [
 ];
 
 /// Most rows one pull statement returns; a page of more (envelopes of a
-/// few bytes) takes further statements in the same snapshot. A page of the
-/// storm's 2.5 KB envelopes is about 100 rows. Tests take 3, so that their
-/// pages go through the further statements.
+/// few hundred bytes) is read again with further statements in the same
+/// snapshot ([`pull_page`]), its first rows read twice. A default page
+/// (256 KiB) of the storm's 2.5 KB envelopes is about 100 rows; of
+/// 600-byte changes, about 350.
+/// Tests take 3, so that their pages go through the further statements.
 #[cfg(not(test))]
 const PULL_ROWS: i64 = 128;
 #[cfg(test)]
@@ -779,26 +781,51 @@ fn member_from(row: &Row) -> Result<MemberKey, StoreError> {
 /// The statement that opens a pull's snapshot.
 const PULL_BEGIN: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
+/// The team's roster, with its newest seq (the cursor of a page with
+/// nothing to send), in the pull's snapshot.
+const ROSTER_SQL: &str = "SELECT roster, roster_version,
+        (SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = $1)
+    FROM teams WHERE id = $1";
+
+/// The member delta: devices that joined or changed since a member seq.
+const MEMBERS_SQL: &str =
+    "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
+    WHERE team_id = $1 AND member_seq > $2 ORDER BY member_seq";
+
 /// One pull, from one REPEATABLE READ READ ONLY snapshot: roster, member
 /// delta and page agree, and the page is a prefix of the team's seqs
 /// (every seq is assigned under the team lock and visible in order).
 ///
-/// Nearly always in one round trip ([`pull_pipelined`]); a page that
-/// needs more than [`PULL_ROWS`] rows is read again step by step
-/// ([`pull_in_steps`]). An error may leave the pipeline's transaction
-/// open (a statement refused before it was sent stops the ones after it,
-/// the COMMIT among them): it is rolled back before the connection goes
-/// back to the pool, so no later pull reads in this one's snapshot.
+/// Nearly always in one round trip: BEGIN, the roster, the member delta,
+/// the page's first [`PULL_ROWS`] rows and COMMIT sent together
+/// (tokio-postgres pipelines requests made at once; the server runs them
+/// in order). A pull used three round trips (BEGIN, the three reads,
+/// COMMIT), each a wake-up of the relay's driver thread, of the storage
+/// thread and of the server: issue 11's storm makes 15,000 pulls. A page
+/// whose [`PULL_ROWS`] rows all fit may take more, so it is read again
+/// with the transaction kept open for further statements.
+///
+/// An error may leave the transaction open (a statement refused before it
+/// was sent stops the ones after it, the COMMIT among them): it is rolled
+/// back before the connection goes back to the pool, so no later pull
+/// reads in this one's snapshot.
 pub(super) async fn pull_page(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
-    match pull_pipelined(c, q).await {
+    let client: &ClientWrapper = c;
+    let page = match pull_in(client, q, true).await {
         Ok(Some(page)) => Ok(page),
-        Ok(None) => pull_in_steps(c, q).await,
-        Err(e) => {
-            // ROLLBACK outside a transaction is only a warning.
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
+        // Without `commit` the page is always read whole (`Some`).
+        Ok(None) => pull_in(client, q, false).await.and_then(|p| {
+            p.ok_or(StoreError::Corrupt {
+                what: "a pull page",
+            })
+        }),
+        Err(e) => Err(e),
+    };
+    if page.is_err() {
+        // ROLLBACK outside a transaction is only a warning.
+        let _ = client.batch_execute("ROLLBACK").await;
     }
+    page
 }
 
 /// The rows of a page statement, in seq order, taken while they fit in
@@ -827,40 +854,32 @@ fn take_rows(
     Ok(false)
 }
 
-/// A pull in one round trip: BEGIN, the roster (with the team's newest
-/// seq, for a page with nothing to send), the member delta, the page's
-/// first [`PULL_ROWS`] rows and COMMIT, sent together (tokio-postgres
-/// pipelines requests made at once; the server runs them in order). A
-/// pull used three round trips (BEGIN, the three reads, COMMIT), each a
-/// wake-up of the relay's driver thread, of the storage thread and of the
-/// server: issue 11's storm makes 15,000 pulls. `None` when every one of
-/// the [`PULL_ROWS`] rows fitted, so the page may take more than the
-/// statement returned and is read again by [`pull_in_steps`].
-async fn pull_pipelined(c: &mut Object, q: &PullQuery) -> Result<Option<Page>, StoreError> {
+/// A pull in one snapshot. With `commit`, the COMMIT goes with the
+/// first statements, and `None` says the page may take more rows than
+/// the first statement returned. Without, the transaction stays open for
+/// further statements within what is left of the page, and is committed
+/// at the end. The page statement is bounded by the whole page's bytes,
+/// since the member delta is not known yet when it is sent; the exact
+/// bound is applied here.
+async fn pull_in(
+    client: &ClientWrapper,
+    q: &PullQuery,
+    commit: bool,
+) -> Result<Option<Page>, StoreError> {
     let team: &[u8] = &q.team.0[..];
     let device: &[u8] = &q.device.0[..];
-    let roster_stmt = c
-        .prepare_cached(
-            "SELECT roster, roster_version,
-                    (SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = $1)
-             FROM teams WHERE id = $1",
-        )
-        .await
-        .map_err(StoreError::pg("read a roster"))?;
-    let members_stmt = c
-        .prepare_cached(MEMBERS_SQL)
-        .await
-        .map_err(StoreError::pg("read members"))?;
-    let stmt = c
-        .prepare_cached(PULL_SQL)
-        .await
-        .map_err(StoreError::pg("pull envelopes"))?;
+    let prepare = |sql: &'static str, op: &'static str| async move {
+        client.prepare_cached(sql).await.map_err(StoreError::pg(op))
+    };
+    let roster_stmt = prepare(ROSTER_SQL, "read a roster").await?;
+    let members_stmt = prepare(MEMBERS_SQL, "read members").await?;
+    let stmt = prepare(PULL_SQL, "pull envelopes").await?;
+    // Beside the ciphertext, a pulled envelope takes at least this much.
     let least = i64::try_from(pulled_wire_len(0, 0, 0, 0)).unwrap_or(0);
     let since = seq_i64(q.members_since);
     let cursor_i = seq_i64(q.cursor);
     let whole = i64::try_from(q.page_bytes).unwrap_or(i64::MAX);
-    let client: &tokio_postgres::Client = c;
-    let ((), row, members, rows, ()) = tokio::try_join!(
+    let ((), row, members, first, ()) = tokio::try_join!(
         async {
             client
                 .batch_execute(PULL_BEGIN)
@@ -889,10 +908,13 @@ async fn pull_pipelined(c: &mut Object, q: &PullQuery) -> Result<Option<Page>, S
                 .map_err(StoreError::pg("pull envelopes"))
         },
         async {
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(StoreError::pg("end a pull"))
+            if commit {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(StoreError::pg("end a pull"))?;
+            }
+            Ok(())
         },
     )?;
     let op = "read a roster";
@@ -910,9 +932,31 @@ async fn pull_pipelined(c: &mut Object, q: &PullQuery) -> Result<Option<Page>, S
         .saturating_sub(delta_wire_len(roster.as_deref(), &members));
     let mut pull = Vec::new();
     let mut total: u64 = 0;
-    let more = take_rows(&rows, page_bytes, &mut pull, &mut total)?;
-    if !more && rows.len() as i64 >= PULL_ROWS {
-        return Ok(None);
+    let mut rows = first;
+    let more = loop {
+        if take_rows(&rows, page_bytes, &mut pull, &mut total)? {
+            break true;
+        }
+        if (rows.len() as i64) < PULL_ROWS {
+            break false;
+        }
+        if commit {
+            // Every row fitted and there may be more: not in this snapshot.
+            return Ok(None);
+        }
+        // The next ones, in the same snapshot, within what is left.
+        let after = seq_i64(pull.last().map_or(q.cursor, |p| p.seq));
+        let left = i64::try_from(page_bytes.saturating_sub(total)).unwrap_or(i64::MAX);
+        rows = client
+            .query(&stmt, &[&team, &after, &device, &PULL_ROWS, &least, &left])
+            .await
+            .map_err(StoreError::pg("pull envelopes"))?;
+    };
+    if !commit {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(StoreError::pg("end a pull"))?;
     }
     let cursor = match pull.last() {
         Some(last) => last.seq,
@@ -925,123 +969,4 @@ async fn pull_pipelined(c: &mut Object, q: &PullQuery) -> Result<Option<Page>, S
         cursor,
         more,
     }))
-}
-
-/// The member delta: devices that joined or changed since a member seq.
-const MEMBERS_SQL: &str =
-    "SELECT member_seq, id, role, sign_pk, kx_pk, key_epoch, join_proof, revoked FROM devices
-             WHERE team_id = $1 AND member_seq > $2 ORDER BY member_seq";
-
-/// A pull whose page takes more than [`PULL_ROWS`] rows: the roster, the
-/// member delta and the page's first rows asked for at once, then further
-/// statements in the same snapshot, within what is left of the page. The
-/// page statement is bounded by the whole page's bytes, since the member
-/// delta is not known yet when it is sent; the exact bound is applied
-/// here.
-async fn pull_in_steps(c: &mut Object, q: &PullQuery) -> Result<Page, StoreError> {
-    let tx = c
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(StoreError::pg("begin a pull"))?;
-    let team: &[u8] = &q.team.0[..];
-    let device: &[u8] = &q.device.0[..];
-    let roster_stmt = tx
-        .prepare_cached("SELECT roster, roster_version FROM teams WHERE id = $1")
-        .await
-        .map_err(StoreError::pg("read a roster"))?;
-    let members_stmt = tx
-        .prepare_cached(MEMBERS_SQL)
-        .await
-        .map_err(StoreError::pg("read members"))?;
-    let stmt = tx
-        .prepare_cached(PULL_SQL)
-        .await
-        .map_err(StoreError::pg("pull envelopes"))?;
-    // Beside the ciphertext, a pulled envelope takes at least this much.
-    let least = i64::try_from(pulled_wire_len(0, 0, 0, 0)).unwrap_or(0);
-    let since = seq_i64(q.members_since);
-    let cursor_i = seq_i64(q.cursor);
-    let whole = i64::try_from(q.page_bytes).unwrap_or(i64::MAX);
-    let (row, members, first) = tokio::try_join!(
-        async {
-            tx.query_opt(&roster_stmt, &[&team])
-                .await
-                .map_err(StoreError::pg("read a roster"))
-        },
-        async {
-            tx.query(&members_stmt, &[&team, &since])
-                .await
-                .map_err(StoreError::pg("read members"))
-        },
-        async {
-            tx.query(
-                &stmt,
-                &[&team, &cursor_i, &device, &PULL_ROWS, &least, &whole],
-            )
-            .await
-            .map_err(StoreError::pg("pull envelopes"))
-        },
-    )?;
-    let op = "read a roster";
-    let row = row.ok_or(StoreError::Refused(Refusal::UnknownTeam))?;
-    let roster: Option<Vec<u8>> = col(&row, 0, op)?;
-    let version: i64 = col(&row, 1, op)?;
-    let roster = roster.filter(|_| seq_u64(version) > q.roster_version);
-    let members = members
-        .iter()
-        .map(member_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let page_bytes = q
-        .page_bytes
-        .saturating_sub(delta_wire_len(roster.as_deref(), &members));
-    let mut pull = Vec::new();
-    let mut more = false;
-    let mut total: u64 = 0;
-    let mut rows = first;
-    loop {
-        let full = rows.len() as i64 >= PULL_ROWS;
-        if take_rows(&rows, page_bytes, &mut pull, &mut total)? {
-            more = true;
-            break;
-        }
-        if !full {
-            break;
-        }
-        // Every row fitted and there may be more: the next ones, in the
-        // same snapshot, within what is left of the page.
-        let after = seq_i64(pull.last().map_or(q.cursor, |p| p.seq));
-        let left = i64::try_from(page_bytes.saturating_sub(total)).unwrap_or(i64::MAX);
-        rows = tx
-            .query(&stmt, &[&team, &after, &device, &PULL_ROWS, &least, &left])
-            .await
-            .map_err(StoreError::pg("pull envelopes"))?;
-    }
-    let cursor = match pull.last() {
-        Some(last) => last.seq,
-        None => {
-            let op = "find the newest envelope";
-            let max: i64 = col(
-                &tx.query_one(
-                    "SELECT coalesce(max(seq), 0) FROM envelopes WHERE team_id = $1",
-                    &[&team],
-                )
-                .await
-                .map_err(StoreError::pg(op))?,
-                0,
-                op,
-            )?;
-            q.cursor.max(seq_u64(max))
-        }
-    };
-    tx.commit().await.map_err(StoreError::pg("end a pull"))?;
-    Ok(Page {
-        roster,
-        members,
-        pull,
-        cursor,
-        more,
-    })
 }
